@@ -1,0 +1,410 @@
+/* cliptune — adapt CLIP-style vision-language models on a CPU, in C11.
+ *
+ * This is the one public header. Conventions:
+ *   - every fallible call returns ct_status (CT_OK == 0) or NULL; on failure
+ *     ct_last_error() returns a thread-local message naming what and where;
+ *   - create/free pairs; every *_free(NULL) is a no-op;
+ *   - the library never prints and never exits;
+ *   - tensors are row-major, PyTorch (B, T, C) order, up to 4 dims.
+ *
+ * Compute type: ct_real is float. The engine is also compiled with
+ * CT_REAL_DOUBLE (tests only) so that gradient checks run in double precision
+ * through exactly the same kernels.
+ */
+#ifndef CLIPTUNE_H
+#define CLIPTUNE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef CT_REAL_DOUBLE
+typedef double ct_real;
+#else
+typedef float ct_real;
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status and errors                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ct_status {
+    CT_OK = 0,
+    CT_ERR_ARG,         /* invalid argument or shape (caller's mistake)       */
+    CT_ERR_IO,          /* open/read/write/rename failed                      */
+    CT_ERR_FORMAT,      /* a file's contents are malformed or out of bounds   */
+    CT_ERR_NOMEM,       /* allocation failed                                  */
+    CT_ERR_UNSUPPORTED, /* valid but not supported (dtype, rank, ...)         */
+    CT_ERR_STATE        /* call not valid in the current state                */
+} ct_status;
+
+/* Message for the last failure on this thread ("" if none). Never NULL. */
+const char *ct_last_error(void);
+/* Short name of a status code ("ok", "invalid argument", ...). */
+const char *ct_status_str(ct_status s);
+/* Clear this thread's error message. */
+void ct_clear_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Number of threads the engine uses (OpenMP and BLAS). Initialised from
+ * CLIPTUNE_THREADS if set, else the OpenMP default. n <= 0 restores that. */
+void ct_set_num_threads(int n);
+int ct_get_num_threads(void);
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Counter-based generator: value i of a stream is a pure function of
+ * (seed, stream, i), so parallel fills give the same numbers whatever the
+ * thread count. */
+typedef struct ct_rng {
+    uint64_t seed;
+    uint64_t counter;
+} ct_rng;
+
+void ct_rng_init(ct_rng *r, uint64_t seed);
+/* An independent generator derived from r (e.g. one per data worker). */
+ct_rng ct_rng_split(const ct_rng *r, uint64_t stream);
+uint64_t ct_rng_u64(ct_rng *r);
+/* Uniform in [0, 1), 24 random bits (exactly representable as float). */
+float ct_rng_uniform(ct_rng *r);
+/* Standard normal (Box-Muller). */
+float ct_rng_normal(ct_rng *r);
+/* Uniform integer in [0, n). n > 0. Unbiased. */
+uint64_t ct_rng_below(ct_rng *r, uint64_t n);
+void ct_rng_fill_uniform(ct_rng *r, ct_real *out, size_t n, float lo, float hi);
+void ct_rng_fill_normal(ct_rng *r, ct_real *out, size_t n, float mean, float std);
+/* out[0..n) = a uniformly random permutation of 0..n-1 (Fisher-Yates). */
+void ct_rng_permutation(ct_rng *r, int64_t *out, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CT_MAX_DIMS 4
+
+struct ct_node;
+
+typedef struct ct_tensor {
+    ct_real *data;          /* numel values, row-major                         */
+    ct_real *grad;          /* same size; NULL when no gradient is kept        */
+    int64_t shape[CT_MAX_DIMS];
+    int ndim;
+    int64_t numel;
+    bool requires_grad;     /* a leaf that wants .grad, or depends on one      */
+    bool owns;              /* data/grad malloc'ed by ct_tensor_new            */
+    struct ct_node *node;   /* producing op on the tape; NULL for leaves       */
+    const char *name;       /* optional, for error messages                    */
+} ct_tensor;
+
+/* A standalone (leaf) tensor, zero-filled, malloc'ed. With requires_grad the
+ * gradient buffer is allocated (zeroed) too. Use for parameters. */
+ct_tensor *ct_tensor_new(int ndim, const int64_t *shape, bool requires_grad);
+ct_tensor *ct_tensor_new2(int64_t d0, int64_t d1, bool requires_grad);
+void ct_tensor_free(ct_tensor *t);
+/* Zero the gradient buffer (no-op if none). */
+void ct_tensor_zero_grad(ct_tensor *t);
+/* Size of dim d (negative d counts from the end). */
+int64_t ct_tensor_dim(const ct_tensor *t, int d);
+bool ct_tensor_same_shape(const ct_tensor *a, const ct_tensor *b);
+/* "(2, 3, 4)" into buf. Returns buf. */
+const char *ct_shape_str(const ct_tensor *t, char *buf, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Graph (arena + tape)                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* One graph per step: every op allocates its output from the graph's arena
+ * and, when an input requires grad (and grad mode is on), records a backward
+ * node on the tape. ct_graph_reset frees the whole step in O(1) and keeps the
+ * memory, so a steady-state training step does no malloc. */
+typedef struct ct_graph ct_graph;
+
+ct_graph *ct_graph_create(size_t arena_bytes_hint);
+void ct_graph_free(ct_graph *g);
+void ct_graph_reset(ct_graph *g);
+/* Grad mode (default on). Off: ops record nothing (inference). Returns the
+ * previous mode. */
+bool ct_graph_set_grad(ct_graph *g, bool enabled);
+/* Sticky error: the first failing op's status (ops after it return NULL). */
+ct_status ct_graph_status(const ct_graph *g);
+/* Bytes of arena in use / reserved, and the number of tape nodes. */
+size_t ct_graph_arena_used(const ct_graph *g);
+size_t ct_graph_arena_reserved(const ct_graph *g);
+int ct_graph_num_nodes(const ct_graph *g);
+/* Number of times the graph has called malloc/realloc for its arena or tape
+ * since creation (used to prove steady-state steps allocate nothing). */
+uint64_t ct_graph_malloc_count(const ct_graph *g);
+
+/* Tensors owned by the graph (freed on reset). Zero-filled. */
+ct_tensor *ct_graph_tensor(ct_graph *g, int ndim, const int64_t *shape);
+/* A graph tensor viewing caller memory (not copied; not freed). */
+ct_tensor *ct_graph_wrap(ct_graph *g, ct_real *data, int ndim, const int64_t *shape);
+/* Raw scratch memory from the arena, 64-byte aligned, freed on reset. */
+void *ct_graph_alloc(ct_graph *g, size_t bytes);
+
+/* Reverse-mode pass from a scalar (numel == 1) loss: d loss / d loss = 1.
+ * Gradients are accumulated (+=) into every leaf with requires_grad; call
+ * ct_tensor_zero_grad between steps. Graph intermediates get gradient buffers
+ * from the arena. */
+ct_status ct_backward(ct_graph *g, ct_tensor *loss);
+/* Same, seeded with dloss (same shape as out) instead of 1. */
+ct_status ct_backward_from(ct_graph *g, ct_tensor *out, const ct_real *dout);
+
+/* ------------------------------------------------------------------------ */
+/* Ops. Each returns a new graph tensor, or NULL on error (sets the graph's   */
+/* sticky status and ct_last_error). A NULL input yields NULL, so a chain of  */
+/* ops can be checked once at the end.                                        */
+/* ------------------------------------------------------------------------ */
+
+/* y = x W^T + b. x (..., C), w (OC, C) [PyTorch layout], b (OC) or NULL. */
+ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b);
+/* Batched matmul. a (..., M, K) [or (..., K, M) if ta], b (K, N) [or (N, K)
+ * if tb] or (..., K, N) with the same leading dims as a. */
+ct_tensor *ct_matmul(ct_graph *g, ct_tensor *a, ct_tensor *b, bool ta, bool tb);
+
+/* Elementwise with broadcasting of rows: b has a's shape, or a's trailing
+ * shape (e.g. (C) against (B, T, C)), or is a scalar (numel 1). */
+ct_tensor *ct_add(ct_graph *g, ct_tensor *a, ct_tensor *b);
+ct_tensor *ct_sub(ct_graph *g, ct_tensor *a, ct_tensor *b);
+ct_tensor *ct_mul(ct_graph *g, ct_tensor *a, ct_tensor *b);
+ct_tensor *ct_scale(ct_graph *g, ct_tensor *x, float s);
+/* y = x (copied); with a new shape of the same numel (view semantics). */
+ct_tensor *ct_reshape(ct_graph *g, ct_tensor *x, int ndim, const int64_t *shape);
+/* Swap dims d0 and d1 (materialised copy). */
+ct_tensor *ct_transpose(ct_graph *g, ct_tensor *x, int d0, int d1);
+
+ct_tensor *ct_concat(ct_graph *g, ct_tensor *const *xs, int n, int dim);
+/* x[..., start:start+len, ...] along dim. */
+ct_tensor *ct_slice(ct_graph *g, ct_tensor *x, int dim, int64_t start, int64_t len);
+/* Rows of table (V, C) picked by ids[0..n): out has shape (shape of ids, C);
+ * ids_ndim/ids_shape give that shape (n = product). Ids are bounds-checked. */
+ct_tensor *ct_gather_rows(ct_graph *g, ct_tensor *table, const int64_t *ids, int ids_ndim,
+                          const int64_t *ids_shape);
+
+/* Over the last dim. w, b (C) or NULL. eps as in torch (1e-5 in CLIP). */
+ct_tensor *ct_layernorm(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, float eps);
+ct_tensor *ct_softmax(ct_graph *g, ct_tensor *x);
+ct_tensor *ct_log_softmax(ct_graph *g, ct_tensor *x);
+/* Mean cross-entropy of logits (N, K) against labels[0..N) in [0, K). With
+ * label smoothing ls the target is (1-ls)*onehot + ls/K (torch semantics).
+ * Scalar output. */
+ct_tensor *ct_cross_entropy(ct_graph *g, ct_tensor *logits, const int64_t *labels, float ls);
+/* Mean over all elements of BCE-with-logits against targets (same numel). */
+ct_tensor *ct_bce_with_logits(ct_graph *g, ct_tensor *logits, const ct_real *targets);
+
+ct_tensor *ct_gelu(ct_graph *g, ct_tensor *x);       /* exact, erf      */
+ct_tensor *ct_quick_gelu(ct_graph *g, ct_tensor *x); /* x*sigmoid(1.702x) */
+ct_tensor *ct_relu(ct_graph *g, ct_tensor *x);
+ct_tensor *ct_sigmoid(ct_graph *g, ct_tensor *x);
+ct_tensor *ct_tanh(ct_graph *g, ct_tensor *x);
+ct_tensor *ct_exp(ct_graph *g, ct_tensor *x);
+ct_tensor *ct_log(ct_graph *g, ct_tensor *x);
+
+/* x / max(||x||_2, eps) over the last dim (torch F.normalize, eps 1e-12). */
+ct_tensor *ct_l2_normalize(ct_graph *g, ct_tensor *x, float eps);
+/* Reduce over dim (removed from the shape; a full reduction of a 1-D tensor
+ * gives shape (1)). */
+ct_tensor *ct_sum(ct_graph *g, ct_tensor *x, int dim);
+ct_tensor *ct_mean(ct_graph *g, ct_tensor *x, int dim);
+/* Sum of all elements, shape (1). */
+ct_tensor *ct_sum_all(ct_graph *g, ct_tensor *x);
+
+/* Fused multi-head attention on already-projected q (B, Tq, C), k and v
+ * (B, Tk, C), n_head heads of C/n_head, scale 1/sqrt(C/n_head). Optional
+ * extra key/value tokens ek, ev (P, C), shared across the batch, are placed
+ * before k/v (prefix tuning). With causal, query i sees the P extra tokens
+ * and keys j <= i + (Tk - Tq). Output (B, Tq, C). */
+ct_tensor *ct_attention(ct_graph *g, ct_tensor *q, ct_tensor *k, ct_tensor *v, ct_tensor *ek,
+                        ct_tensor *ev, int n_head, bool causal);
+
+/* Patch embedding: conv with kernel = stride = p, no bias, no padding.
+ * x (B, Cin, H, W), w (D, Cin, p, p). Out (B, (H/p)*(W/p), D), patches in
+ * row-major order (the layout CLIP's ViT flattens to). */
+ct_tensor *ct_patch_embed(ct_graph *g, ct_tensor *x, ct_tensor *w, int p);
+/* General 2-D convolution. x (B, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout)
+ * or NULL. Out (B, Cout, Ho, Wo). */
+ct_tensor *ct_conv2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, int stride,
+                     int pad);
+/* Frozen (eval-mode) batch norm over dim 1 of (B, C, H, W) with running
+ * statistics; gamma/beta (C) may require grad. */
+ct_tensor *ct_batchnorm_frozen(ct_graph *g, ct_tensor *x, const ct_real *running_mean,
+                               const ct_real *running_var, ct_tensor *gamma, ct_tensor *beta,
+                               float eps);
+/* Average pooling (B, C, H, W), kernel k, stride s, no padding. */
+ct_tensor *ct_avg_pool2d(ct_graph *g, ct_tensor *x, int k, int s);
+
+/* KL(p || q) with p given as probabilities and q as log-probabilities, both
+ * (N, K): sum_k p (log p - log_q) summed over k, mean over rows ("batchmean",
+ * as torch F.kl_div(log_q, p, reduction='batchmean')). Terms with p == 0
+ * contribute 0. Scalar output. */
+ct_tensor *ct_kl_div(ct_graph *g, ct_tensor *log_q, ct_tensor *p);
+/* Entropy of softmax(logits) per row, mean over rows. Scalar output. */
+ct_tensor *ct_entropy(ct_graph *g, ct_tensor *logits);
+
+/* Sinkhorn-Knopp, forward only (no gradient): for each batch element, the
+ * transport plan T (M, N) = diag(u) K diag(v), K = exp(-C / eps), marginals
+ * r (M) and c (N) (uniform when NULL), at most iters iterations, stopping
+ * early when the u update changes by < tol (mean abs). cost (B, M, N). */
+ct_tensor *ct_sinkhorn(ct_graph *g, ct_tensor *cost, const ct_real *r, const ct_real *c,
+                       float eps, int iters, float tol);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizers and schedules (PyTorch semantics)                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ct_optim_kind { CT_OPTIM_SGD, CT_OPTIM_ADAM, CT_OPTIM_ADAMW } ct_optim_kind;
+
+typedef struct ct_optim_config {
+    ct_optim_kind kind;
+    float lr;
+    float momentum;     /* SGD                                           */
+    float dampening;    /* SGD (torch default 0)                         */
+    bool nesterov;      /* SGD                                           */
+    float weight_decay; /* SGD/Adam: L2 added to grad; AdamW: decoupled  */
+    float beta1, beta2, eps; /* Adam/AdamW                               */
+} ct_optim_config;
+
+/* torch defaults for the kind at learning rate lr: SGD momentum 0, wd 0;
+ * Adam betas (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 0.01. */
+ct_optim_config ct_optim_default(ct_optim_kind kind, float lr);
+
+typedef struct ct_optim ct_optim;
+/* Optimizes params[0..n) (leaves with requires_grad; not owned). Allocates
+ * all state up front. */
+ct_optim *ct_optim_create(const ct_optim_config *cfg, ct_tensor *const *params, int n);
+void ct_optim_free(ct_optim *o);
+/* One update with the current .grad of every param, at learning rate lr. */
+ct_status ct_optim_step(ct_optim *o, float lr);
+void ct_optim_zero_grad(ct_optim *o);
+/* Global L2 norm of all grads; if above max_norm, scale every grad by
+ * max_norm / (norm + 1e-6) (torch clip_grad_norm_). Returns the norm before
+ * clipping. */
+double ct_clip_grad_norm(ct_tensor *const *params, int n, double max_norm);
+
+typedef enum ct_sched_kind {
+    CT_SCHED_CONSTANT,
+    CT_SCHED_COSINE  /* torch CosineAnnealingLR(T_max = total, eta_min) */
+} ct_sched_kind;
+
+typedef enum ct_warmup_kind {
+    CT_WARMUP_NONE,
+    CT_WARMUP_CONSTANT, /* Dassl ConstantWarmupScheduler: lr = warmup_lr   */
+    CT_WARMUP_LINEAR    /* Dassl LinearWarmupScheduler: warmup_lr -> base  */
+} ct_warmup_kind;
+
+typedef struct ct_sched_config {
+    ct_sched_kind kind;
+    float base_lr;
+    float min_lr;        /* eta_min of the cosine                         */
+    int total;           /* epochs (or iterations) of the main schedule   */
+    ct_warmup_kind warmup;
+    int warmup_len;      /* epochs of warmup                              */
+    float warmup_lr;     /* constant lr, or the linear start              */
+} ct_sched_config;
+
+/* Learning rate for epoch (0-based) under Dassl's semantics (its
+ * ConstantWarmupScheduler / LinearWarmupScheduler wrapping the successor):
+ * epochs e < warmup_len use the warmup rule (constant: warmup_lr; linear:
+ * warmup_lr at e == 0, else base_lr * e / warmup_len); later epochs use the
+ * main schedule at t = e - warmup_len, with T_max = total (the successor only
+ * starts stepping after warmup). */
+float ct_sched_lr(const ct_sched_config *s, int epoch);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Read-only memory map of a whole file (empty files allowed: data NULL). */
+typedef struct ct_mmap {
+    const uint8_t *data;
+    size_t size;
+} ct_mmap;
+
+ct_status ct_mmap_open(ct_mmap *m, const char *path);
+void ct_mmap_close(ct_mmap *m);
+
+/* Write bytes atomically: to "<path>.tmp.<pid>.<n>" then fsync + rename. */
+ct_status ct_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* Incremental atomic writer for large outputs. */
+typedef struct ct_atomic_file ct_atomic_file;
+ct_atomic_file *ct_atomic_open(const char *path);
+ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n);
+/* Flush, fsync, rename into place and free. */
+ct_status ct_atomic_commit(ct_atomic_file *f);
+/* Remove the temp file and free (NULL ok). */
+void ct_atomic_abort(ct_atomic_file *f);
+
+/* Whole file into a malloc'ed, NUL-terminated buffer (*size excludes NUL). */
+ct_status ct_read_file(const char *path, char **out, size_t *size);
+
+/* ---- safetensors ---- */
+
+typedef enum ct_dtype { CT_F32, CT_F16, CT_BF16, CT_I64, CT_I32, CT_U8 } ct_dtype;
+size_t ct_dtype_size(ct_dtype d);
+const char *ct_dtype_name(ct_dtype d);
+
+typedef struct ct_st_tensor {
+    char *name;
+    ct_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const uint8_t *data; /* into the mapping */
+    size_t nbytes;
+} ct_st_tensor;
+
+typedef struct ct_safetensors ct_safetensors;
+
+/* mmap and validate: header length, JSON, dtypes, shapes, offsets in range,
+ * shape x dtype == byte length, no overlaps. */
+ct_safetensors *ct_safetensors_open(const char *path);
+void ct_safetensors_close(ct_safetensors *st);
+int ct_safetensors_count(const ct_safetensors *st);
+const ct_st_tensor *ct_safetensors_at(const ct_safetensors *st, int i);
+/* NULL if absent (no error set). */
+const ct_st_tensor *ct_safetensors_find(const ct_safetensors *st, const char *name);
+/* The "__metadata__" string value for key, or NULL. */
+const char *ct_safetensors_meta(const ct_safetensors *st, const char *key);
+/* Convert a float tensor (F32/F16/BF16) to ct_real; n must equal numel. */
+ct_status ct_st_to_real(const ct_st_tensor *t, ct_real *out, size_t n);
+
+typedef struct ct_st_entry {
+    const char *name;
+    ct_dtype dtype; /* data is given in this dtype */
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} ct_st_entry;
+
+/* Write entries (and optional metadata key/value pairs) atomically. */
+ct_status ct_safetensors_write(const char *path, const ct_st_entry *entries, int n,
+                               const char *const *meta_kv, int n_meta);
+
+/* ---- .npy (version 1.0/2.0, little-endian, C order) ---- */
+
+typedef struct ct_npy {
+    ct_dtype dtype; /* CT_F32 or CT_I64 */
+    int ndim;
+    int64_t shape[8];
+    void *data;     /* malloc'ed */
+    size_t numel;
+} ct_npy;
+
+ct_status ct_npy_read(const char *path, ct_npy *out);
+void ct_npy_free(ct_npy *a);
+ct_status ct_npy_write(const char *path, ct_dtype dtype, int ndim, const int64_t *shape,
+                       const void *data);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLIPTUNE_H */

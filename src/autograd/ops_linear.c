@@ -1,0 +1,79 @@
+/* Tape wiring for linear and matmul. */
+#include "autograd/graph.h"
+#include "tensor/kernels.h"
+
+static void linear_bw(ct_graph *g, ct_node *n) {
+    ct_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    linear_backward(ct_op_grad(g, x), ct_op_grad(g, w), ct_op_grad(g, b), n->out->grad, x->data,
+                    w->data, n->i[0], n->i[1], n->i[2]);
+}
+
+ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b) {
+    ct_tensor *in[3] = {x, w, b};
+    if (!ct_op_inputs_ok(g, in, 2)) return NULL;
+    int64_t C = ct_cols(x), N = ct_rows(x);
+    char s1[64], s2[64];
+    if (w->ndim != 2 || w->shape[1] != C)
+        return ct_op_fail(g, CT_ERR_ARG, "linear: input %s does not match weight %s%s%s",
+                          ct_shape_str(x, s1, sizeof s1), ct_shape_str(w, s2, sizeof s2),
+                          w->name ? " " : "", w->name ? w->name : "");
+    int64_t OC = w->shape[0];
+    if (b && (b->numel != OC))
+        return ct_op_fail(g, CT_ERR_ARG, "linear: bias has %lld values, expected %lld",
+                          (long long)b->numel, (long long)OC);
+    int64_t shape[CT_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim ? x->ndim - 1 : 0] = OC;
+    ct_tensor *out = ct_op_out(g, x->ndim ? x->ndim : 1, shape);
+    if (!out) return NULL;
+    linear_forward(out->data, x->data, w->data, b ? b->data : NULL, N, C, OC);
+    if (ct_op_needs_grad(g, in, 3)) {
+        ct_node *nd = ct_op_record(g, out, "linear", linear_bw, in, 3);
+        if (!nd) return NULL;
+        nd->i[0] = N, nd->i[1] = C, nd->i[2] = OC;
+    }
+    return out;
+}
+
+static void matmul_bw(ct_graph *g, ct_node *n) {
+    ct_tensor *a = n->in[0], *b = n->in[1];
+    matmul_backward(ct_op_grad(g, a), ct_op_grad(g, b), n->out->grad, a->data, b->data, n->i[0],
+                    n->i[1], n->i[2], n->i[3], n->i[4], n->i[5], n->i[6], n->i[7]);
+}
+
+ct_tensor *ct_matmul(ct_graph *g, ct_tensor *a, ct_tensor *b, bool ta, bool tb) {
+    ct_tensor *in[2] = {a, b};
+    if (!ct_op_inputs_ok(g, in, 2)) return NULL;
+    char s1[64], s2[64];
+    if (a->ndim < 2 || b->ndim < 2 || (b->ndim != 2 && b->ndim != a->ndim))
+        goto bad;
+    int64_t M = ta ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
+    int64_t K = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    int64_t Kb = tb ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    int64_t N = tb ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    if (K != Kb) goto bad;
+    int64_t batch = 1;
+    for (int d = 0; d < a->ndim - 2; d++) batch *= a->shape[d];
+    if (b->ndim != 2)
+        for (int d = 0; d < a->ndim - 2; d++)
+            if (a->shape[d] != b->shape[d]) goto bad;
+    int64_t shape[CT_MAX_DIMS];
+    for (int d = 0; d < a->ndim - 2; d++) shape[d] = a->shape[d];
+    shape[a->ndim - 2] = M;
+    shape[a->ndim - 1] = N;
+    ct_tensor *out = ct_op_out(g, a->ndim, shape);
+    if (!out) return NULL;
+    int64_t sa = M * K, sb = b->ndim == 2 ? 0 : K * N;
+    matmul_forward(out->data, a->data, b->data, batch, M, N, K, ta, tb, sa, sb);
+    if (ct_op_needs_grad(g, in, 2)) {
+        ct_node *nd = ct_op_record(g, out, "matmul", matmul_bw, in, 2);
+        if (!nd) return NULL;
+        int64_t args[8] = {batch, M, N, K, ta, tb, sa, sb};
+        for (int i = 0; i < 8; i++) nd->i[i] = args[i];
+    }
+    return out;
+bad:
+    return ct_op_fail(g, CT_ERR_ARG, "matmul: shapes %s%s and %s%s do not match",
+                      ct_shape_str(a, s1, sizeof s1), ta ? "^T" : "",
+                      ct_shape_str(b, s2, sizeof s2), tb ? "^T" : "");
+}

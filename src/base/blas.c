@@ -1,0 +1,35 @@
+#include "base/blas.h"
+
+#include <cblas.h>
+
+static int g_blas_threads = 0;
+
+#if defined(CT_BLAS_OPENBLAS)
+void openblas_set_num_threads(int);
+#elif defined(CT_BLAS_BLIS)
+void bli_thread_set_num_threads(long);
+#endif
+
+void ct_blas_set_threads(int n) {
+    if (n == g_blas_threads) return;
+    g_blas_threads = n;
+#if defined(CT_BLAS_OPENBLAS)
+    openblas_set_num_threads(n);
+#elif defined(CT_BLAS_BLIS)
+    bli_thread_set_num_threads(n);
+#endif
+}
+
+int ct_blas_get_threads(void) { return g_blas_threads; }
+
+void ct_gemm(bool ta, bool tb, int M, int N, int K, ct_real alpha, const ct_real *A, int lda,
+             const ct_real *B, int ldb, ct_real beta, ct_real *C, int ldc) {
+    if (M == 0 || N == 0) return;
+#ifdef CT_REAL_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}

@@ -1,0 +1,30 @@
+#include "base/error.h"
+
+#include <stdarg.h>
+
+static _Thread_local char g_msg[1024];
+
+ct_status ct_set_error(ct_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *ct_last_error(void) { return g_msg; }
+
+void ct_clear_error(void) { g_msg[0] = 0; }
+
+const char *ct_status_str(ct_status s) {
+    switch (s) {
+    case CT_OK: return "ok";
+    case CT_ERR_ARG: return "invalid argument";
+    case CT_ERR_IO: return "i/o error";
+    case CT_ERR_FORMAT: return "malformed input";
+    case CT_ERR_NOMEM: return "out of memory";
+    case CT_ERR_UNSUPPORTED: return "unsupported";
+    case CT_ERR_STATE: return "invalid state";
+    }
+    return "unknown status";
+}
