@@ -285,9 +285,10 @@ void ct_optim_free(ct_optim *o);
 /* One update with the current .grad of every param, at learning rate lr. */
 ct_status ct_optim_step(ct_optim *o, float lr);
 void ct_optim_zero_grad(ct_optim *o);
-/* Global L2 norm of all grads; if above max_norm, scale every grad by
- * max_norm / (norm + 1e-6) (torch clip_grad_norm_). Returns the norm before
- * clipping. */
+/* Global L2 norm of all grads; when max_norm / (norm + 1e-6) < 1, scale
+ * every grad by that factor (torch clip_grad_norm_). Grads that are NULL are
+ * skipped; a non-finite norm leaves the grads as they are. Returns the norm
+ * before clipping. */
 double ct_clip_grad_norm(ct_tensor *const *params, int n, double max_norm);
 
 typedef enum ct_sched_kind {
@@ -305,13 +306,14 @@ typedef struct ct_sched_config {
     ct_sched_kind kind;
     float base_lr;
     float min_lr;        /* eta_min of the cosine                         */
-    int total;           /* epochs (or iterations) of the main schedule   */
+    int total;           /* T_max: the whole run's epochs, warmup included */
     ct_warmup_kind warmup;
     int warmup_len;      /* epochs of warmup                              */
     float warmup_lr;     /* constant lr, or the linear start              */
 } ct_sched_config;
 
-/* Learning rate for epoch (0-based) under Dassl's semantics (its
+/* Learning rate for epoch (0-based) under Dassl's semantics with its default
+ * WARMUP_RECOUNT = True (its
  * ConstantWarmupScheduler / LinearWarmupScheduler wrapping the successor):
  * epochs e < warmup_len use the warmup rule (constant: warmup_lr; linear:
  * warmup_lr at e == 0, else base_lr * e / warmup_len); later epochs use the
