@@ -1,0 +1,329 @@
+/* Whole-file reading (mmap or malloc) and crash-safe writing.
+ *
+ * Writers never touch the destination until the new content is complete and
+ * on disk: a reader (or a crash) sees either the old file or the new one,
+ * never a torn mix. That matters for checkpoints that are overwritten every
+ * epoch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/file.h"
+
+#include "base/error.h"
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Open for reading and require a regular file: mapping or slurping a
+ * directory or FIFO gives confusing errors (or blocks) much later. */
+static ct_status open_regular(const char *path, int *fd_out, size_t *size_out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ct_set_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ct_set_error(CT_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return ct_set_error(CT_ERR_IO, "%s: is a directory, expected a file", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ct_set_error(CT_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return ct_set_error(CT_ERR_IO, "%s: file size %lld does not fit in memory", path,
+                            (long long)st.st_size);
+    }
+    *fd_out = fd;
+    *size_out = (size_t)st.st_size;
+    return CT_OK;
+}
+
+ct_status ct_mmap_open(ct_mmap *m, const char *path) {
+    if (!m) return ct_set_error(CT_ERR_ARG, "ct_mmap_open: NULL mapping");
+    m->data = NULL;
+    m->size = 0;
+    if (!path) return ct_set_error(CT_ERR_ARG, "ct_mmap_open: NULL path");
+    int fd;
+    size_t size;
+    ct_status s = open_regular(path, &fd, &size);
+    if (s != CT_OK) return s;
+    if (size == 0) {
+        /* mmap of length 0 is EINVAL; an empty file is still a valid input. */
+        close(fd);
+        return CT_OK;
+    }
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping keeps its own reference to the file */
+    if (p == MAP_FAILED)
+        return ct_set_error(CT_ERR_IO, "%s: cannot mmap %zu bytes: %s", path, size, strerror(e));
+    m->data = p;
+    m->size = size;
+    return CT_OK;
+}
+
+void ct_mmap_close(ct_mmap *m) {
+    if (!m) return;
+    if (m->data) munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+ct_status ct_read_file(const char *path, char **out, size_t *size) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "ct_read_file: NULL output");
+    *out = NULL;
+    if (size) *size = 0;
+    if (!path) return ct_set_error(CT_ERR_ARG, "ct_read_file: NULL path");
+    int fd;
+    size_t hint;
+    ct_status s = open_regular(path, &fd, &hint);
+    if (s != CT_OK) return s;
+
+    /* The stat size is only a hint: the file may grow or shrink while we read
+     * (or report 0, like procfs), so read until EOF and grow as needed. */
+    size_t cap;
+    if (!ct_add_size(hint, 1, &cap)) cap = hint;
+    if (cap < 64) cap = 64;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
+    }
+    size_t len = 0;
+    for (;;) {
+        if (len + 1 >= cap) {
+            size_t ncap;
+            if (!ct_mul_size(cap, 2, &ncap)) {
+                free(buf);
+                close(fd);
+                return ct_set_error(CT_ERR_NOMEM, "%s: file too large", path);
+            }
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, ncap);
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(buf);
+            close(fd);
+            return ct_set_error(CT_ERR_IO, "%s: read failed at offset %zu: %s", path, len,
+                                strerror(e));
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    if (size) *size = len;
+    return CT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Atomic writing                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct ct_atomic_file {
+    int fd;
+    char *path;
+    char *tmp;
+    /* A small buffer so that many small writes (headers, per-row output) do
+     * not each become a syscall. */
+    size_t fill;
+    uint8_t buf[1 << 16];
+};
+
+/* Distinguishes temp files of concurrent writers in one process (the pid
+ * separates processes). */
+static atomic_ulong g_tmp_counter;
+
+ct_status ct_atomic_create(const char *path, ct_atomic_file **out) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "ct_atomic_create: NULL output");
+    *out = NULL;
+    if (!path || !*path) return ct_set_error(CT_ERR_ARG, "ct_atomic_open: empty path");
+    ct_atomic_file *f = malloc(sizeof *f);
+    size_t plen = strlen(path);
+    size_t tlen = plen + 64;
+    char *p = malloc(plen + 1);
+    char *t = malloc(tlen);
+    if (!f || !p || !t) {
+        free(f);
+        free(p);
+        free(t);
+        return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the atomic writer", path);
+    }
+    memcpy(p, path, plen + 1);
+    unsigned long n = atomic_fetch_add(&g_tmp_counter, 1);
+    snprintf(t, tlen, "%s.tmp.%ld.%lu", path, (long)getpid(), n);
+    /* Same directory as the target, so the final rename cannot cross
+     * filesystems; O_EXCL so a stale temp of a dead process is never
+     * silently shared. */
+    int fd = open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        ct_status s = ct_set_error(CT_ERR_IO, "%s: cannot create temp file %s: %s", path, t,
+                                   strerror(errno));
+        free(f);
+        free(p);
+        free(t);
+        return s;
+    }
+    f->fd = fd;
+    f->path = p;
+    f->tmp = t;
+    f->fill = 0;
+    *out = f;
+    return CT_OK;
+}
+
+ct_atomic_file *ct_atomic_open(const char *path) {
+    ct_atomic_file *f;
+    ct_atomic_create(path, &f);
+    return f;
+}
+
+static void atomic_free(ct_atomic_file *f) {
+    free(f->path);
+    free(f->tmp);
+    free(f);
+}
+
+static ct_status write_all(ct_atomic_file *f, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(f->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return ct_set_error(CT_ERR_IO, "%s: write to %s failed: %s", f->path, f->tmp,
+                                strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return CT_OK;
+}
+
+static ct_status flush_buf(ct_atomic_file *f) {
+    ct_status s = write_all(f, f->buf, f->fill);
+    f->fill = 0;
+    return s;
+}
+
+ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n) {
+    if (!f) return ct_set_error(CT_ERR_ARG, "ct_atomic_write: NULL writer");
+    if (n == 0) return CT_OK;
+    if (!data) return ct_set_error(CT_ERR_ARG, "%s: ct_atomic_write: NULL data", f->path);
+    if (f->fd < 0) return ct_set_error(CT_ERR_STATE, "%s: writer already failed", f->path);
+    const uint8_t *p = data;
+    if (n < sizeof f->buf - f->fill) {
+        memcpy(f->buf + f->fill, p, n);
+        f->fill += n;
+        return CT_OK;
+    }
+    ct_status s = flush_buf(f);
+    if (s == CT_OK) {
+        if (n < sizeof f->buf) {
+            memcpy(f->buf, p, n);
+            f->fill = n;
+        } else {
+            s = write_all(f, p, n);
+        }
+    }
+    if (s != CT_OK) {
+        /* The temp file now has a hole of unknown size; later writes must
+         * not pretend otherwise, and commit must fail. */
+        close(f->fd);
+        f->fd = -1;
+    }
+    return s;
+}
+
+void ct_atomic_abort(ct_atomic_file *f) {
+    if (!f) return;
+    if (f->fd >= 0) close(f->fd);
+    unlink(f->tmp);
+    atomic_free(f);
+}
+
+/* Make the rename itself durable. Some filesystems refuse fsync on a
+ * directory (EINVAL); the data is already safe then, so this is best effort. */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) {
+        dir = strdup(".");
+    } else if (slash == path) {
+        dir = strdup("/");
+    } else {
+        dir = strndup(path, (size_t)(slash - path));
+    }
+    if (!dir) return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+ct_status ct_atomic_commit(ct_atomic_file *f) {
+    if (!f) return ct_set_error(CT_ERR_ARG, "ct_atomic_commit: NULL writer");
+    if (f->fd < 0) {
+        ct_status s = ct_set_error(CT_ERR_IO, "%s: not committed: an earlier write to %s "
+                                   "failed", f->path, f->tmp);
+        ct_atomic_abort(f);
+        return s;
+    }
+    ct_status s = flush_buf(f);
+    if (s == CT_OK && fsync(f->fd) != 0)
+        s = ct_set_error(CT_ERR_IO, "%s: fsync of %s failed: %s", f->path, f->tmp,
+                         strerror(errno));
+    /* close can report deferred write errors (NFS), so it is checked. */
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (s == CT_OK && rc != 0)
+        s = ct_set_error(CT_ERR_IO, "%s: close of %s failed: %s", f->path, f->tmp,
+                         strerror(errno));
+    if (s == CT_OK && rename(f->tmp, f->path) != 0)
+        s = ct_set_error(CT_ERR_IO, "%s: rename from %s failed: %s", f->path, f->tmp,
+                         strerror(errno));
+    if (s != CT_OK) {
+        ct_atomic_abort(f);
+        return s;
+    }
+    sync_parent_dir(f->path);
+    atomic_free(f);
+    return CT_OK;
+}
+
+ct_status ct_write_file_atomic(const char *path, const void *data, size_t n) {
+    if (n > 0 && !data)
+        return ct_set_error(CT_ERR_ARG, "%s: ct_write_file_atomic: NULL data",
+                            path ? path : "(null)");
+    ct_atomic_file *f;
+    ct_status s = ct_atomic_create(path, &f);
+    if (s != CT_OK) return s;
+    s = ct_atomic_write(f, data, n);
+    if (s != CT_OK) {
+        ct_atomic_abort(f);
+        return s;
+    }
+    return ct_atomic_commit(f);
+}
