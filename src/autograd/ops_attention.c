@@ -7,7 +7,7 @@
 static void attention_bw(ct_graph *g, ct_node *n) {
     ct_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *ek = n->in[3], *ev = n->in[4];
     int64_t B = n->i[0], Tq = n->i[1], Tk = n->i[2], P = n->i[3], C = n->i[4], NH = n->i[5];
-    size_t ns = attention_scratch_size(B, Tq, Tk, P, C, omp_get_max_threads());
+    size_t ns = attention_scratch_size(B, Tq, Tk, P, C, NH, omp_get_max_threads(), true);
     ct_real *scratch = ct_op_alloc(g, ns * sizeof(ct_real));
     if (!scratch) return;
     attention_backward(ct_op_grad(g, q), ct_op_grad(g, k), ct_op_grad(g, v), ct_op_grad(g, ek),
@@ -42,8 +42,11 @@ ct_tensor *ct_attention(ct_graph *g, ct_tensor *q, ct_tensor *k, ct_tensor *v, c
         return ct_op_fail(g, CT_ERR_ARG, "attention: causal needs Tk >= Tq");
     ct_tensor *out = ct_op_out(g, 3, q->shape);
     ct_real *att = ct_op_alloc(g, (size_t)(B * n_head * Tq * (P + Tk)) * sizeof(ct_real));
-    if (!out || !att) return NULL;
-    attention_forward(out->data, att, q->data, k->data, v->data, ek ? ek->data : NULL,
+    ct_real *scratch = ct_op_alloc(g, attention_scratch_size(B, Tq, Tk, P, C, n_head,
+                                                             omp_get_max_threads(), false) *
+                                          sizeof(ct_real));
+    if (!out || !att || !scratch) return NULL;
+    attention_forward(out->data, att, scratch, q->data, k->data, v->data, ek ? ek->data : NULL,
                       ev ? ev->data : NULL, B, Tq, Tk, P, C, n_head, causal);
     if (ct_op_needs_grad(g, in, 5)) {
         ct_node *nd = ct_op_record(g, out, "attention", attention_bw, in, 5);

@@ -13,7 +13,11 @@ void bli_thread_set_num_threads(long);
 void ct_blas_set_threads(int n) {
     if (n == g_blas_threads) return;
     g_blas_threads = n;
-#if defined(CT_BLAS_OPENBLAS)
+#if defined(CT_BLAS_OPENMP)
+    /* OpenMP OpenBLAS shares our thread pool and runs single-threaded inside
+     * a parallel region on its own; its openblas_set_num_threads would call
+     * omp_set_num_threads and shrink our next parallel region. Nothing to do. */
+#elif defined(CT_BLAS_OPENBLAS)
     openblas_set_num_threads(n);
 #elif defined(CT_BLAS_BLIS)
     bli_thread_set_num_threads(n);
@@ -31,5 +35,17 @@ void ct_gemm(bool ta, bool tb, int M, int N, int K, ct_real alpha, const ct_real
 #else
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
                 N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void ct_gemv(bool trans, int M, int N, ct_real alpha, const ct_real *A, int lda,
+             const ct_real *x, ct_real beta, ct_real *y) {
+    if (M == 0 || N == 0) return;
+#ifdef CT_REAL_DOUBLE
+    cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, 1, beta,
+                y, 1);
+#else
+    cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, 1, beta,
+                y, 1);
 #endif
 }

@@ -105,15 +105,17 @@ void transpose_forward(ct_real *out, const ct_real *inp, const int64_t *shape4, 
 
 /* ---- attention (kernels_attention.c) ---- */
 /* q (B, Tq, C); k, v (B, Tk, C); ek, ev (P, C) or NULL with P = 0.
- * att (B, NH, Tq, P + Tk) saved softmax probabilities. */
-void attention_forward(ct_real *out, ct_real *att, const ct_real *q, const ct_real *k,
-                       const ct_real *v, const ct_real *ek, const ct_real *ev, int64_t B,
-                       int64_t Tq, int64_t Tk, int64_t P, int64_t C, int64_t NH, bool causal);
-/* Values of scratch attention_backward needs with nthreads OpenMP threads:
- * one (Tq, P + Tk) score-gradient block per thread, plus per-batch partial
- * sums for dek/dev (reduced at the end, race-free). */
+ * att (B, NH, Tq, P + Tk) saved softmax probabilities. scratch holds
+ * attention_scratch_size(..., false) values. */
+void attention_forward(ct_real *out, ct_real *att, ct_real *scratch, const ct_real *q,
+                       const ct_real *k, const ct_real *v, const ct_real *ek, const ct_real *ev,
+                       int64_t B, int64_t Tq, int64_t Tk, int64_t P, int64_t C, int64_t NH,
+                       bool causal);
+/* Values of scratch forward/backward need with nthreads OpenMP threads:
+ * per-thread packed copies of one head, plus (backward) per-batch partial
+ * sums for dek/dev, reduced at the end (race-free, deterministic). */
 size_t attention_scratch_size(int64_t B, int64_t Tq, int64_t Tk, int64_t P, int64_t C,
-                              int nthreads);
+                              int64_t NH, int nthreads, bool backward);
 void attention_backward(ct_real *dq, ct_real *dk, ct_real *dv, ct_real *dek, ct_real *dev,
                         ct_real *scratch, const ct_real *dout, const ct_real *att,
                         const ct_real *q, const ct_real *k, const ct_real *v,
@@ -121,11 +123,21 @@ void attention_backward(ct_real *dq, ct_real *dk, ct_real *dv, ct_real *dek, ct_
                         int64_t Tk, int64_t P, int64_t C, int64_t NH, bool causal);
 
 /* ---- convolution family (kernels_conv.c) ---- */
+/* Patch embedding, conv with kernel = stride = p, no bias: x (B, Cin, H, W),
+ * w (D, Cin, p, p), out (B, Hp*Wp, D) with Hp = H/p, Wp = W/p (floor).
+ * cols (B*Hp*Wp, Cin*p*p) is written by forward (im2col) and read by backward
+ * for dw; keep it until backward. */
 void patch_embed_forward(ct_real *out, ct_real *cols, const ct_real *x, const ct_real *w,
                          int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t D, int64_t p);
 void patch_embed_backward(ct_real *dx, ct_real *dw, const ct_real *dout, const ct_real *cols,
                           const ct_real *w, int64_t B, int64_t Cin, int64_t H, int64_t W,
                           int64_t D, int64_t p);
+/* x (B, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout) or NULL, out (B, Cout, Ho,
+ * Wo), Ho = (H + 2*pad - kh)/stride + 1. cols is scratch for ONE batch
+ * element: Cin*kh*kw*Ho*Wo values (batches are looped in order, the GEMMs use
+ * BLAS threads). Its contents are not needed between forward and backward
+ * (backward recomputes them), and it is not touched at all (may be NULL) for a
+ * pointwise conv: kh == kw == 1, stride 1, pad 0. */
 void conv2d_forward(ct_real *out, const ct_real *x, const ct_real *w, const ct_real *b,
                     ct_real *cols, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
                     int64_t kh, int64_t kw, int64_t stride, int64_t pad);
@@ -133,6 +145,8 @@ void conv2d_backward(ct_real *dx, ct_real *dw, ct_real *db, ct_real *cols, const
                      const ct_real *x, const ct_real *w, int64_t B, int64_t Cin, int64_t H,
                      int64_t W, int64_t Cout, int64_t kh, int64_t kw, int64_t stride,
                      int64_t pad);
+/* Eval-mode batch norm over dim 1 of (B, C, HW): rm, rv (C); gamma, beta (C)
+ * or NULL (1 and 0). */
 void batchnorm_frozen_forward(ct_real *out, const ct_real *x, const ct_real *rm,
                               const ct_real *rv, const ct_real *gamma, const ct_real *beta,
                               int64_t B, int64_t C, int64_t HW, ct_real eps);
@@ -140,13 +154,14 @@ void batchnorm_frozen_backward(ct_real *dx, ct_real *dgamma, ct_real *dbeta, con
                                const ct_real *x, const ct_real *rm, const ct_real *rv,
                                const ct_real *gamma, int64_t B, int64_t C, int64_t HW,
                                ct_real eps);
+/* k x k windows, stride s, no padding: Ho = (H - k)/s + 1. */
 void avg_pool2d_forward(ct_real *out, const ct_real *x, int64_t B, int64_t C, int64_t H,
                         int64_t W, int64_t k, int64_t s);
 void avg_pool2d_backward(ct_real *dx, const ct_real *dout, int64_t B, int64_t C, int64_t H,
                          int64_t W, int64_t k, int64_t s);
 
 /* ---- optimal transport (kernels_ot.c) ---- */
-/* plan (B, M, N); scratch: B * (M + N) * 2 values. */
+/* plan (B, M, N); scratch: B * (M + N) * 2 values. Returns iterations run. */
 int sinkhorn_forward(ct_real *plan, ct_real *scratch, const ct_real *cost, const ct_real *r,
                      const ct_real *c, int64_t B, int64_t M, int64_t N, ct_real eps, int iters,
                      ct_real tol);

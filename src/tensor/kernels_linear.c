@@ -16,18 +16,15 @@ void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct
             (int)OC);
 }
 
-/* db[o] += sum_n dout[n, o]; split over output channels (race-free). */
+/* db[o] += sum_n dout[n, o], as dout^T 1 (a memory-bound GEMV; BLAS's is
+ * threaded and streams dout once). */
 static void bias_backward(ct_real *db, const ct_real *dout, int64_t N, int64_t OC) {
-    const int64_t blk = 64;
-#pragma omp parallel for schedule(static) if (N * OC > 65536)
-    for (int64_t o0 = 0; o0 < OC; o0 += blk) {
-        int64_t o1 = o0 + blk < OC ? o0 + blk : OC;
-        ct_real acc[64] = {0};
-        for (int64_t n = 0; n < N; n++) {
-            const ct_real *row = dout + n * OC;
-            for (int64_t o = o0; o < o1; o++) acc[o - o0] += row[o];
-        }
-        for (int64_t o = o0; o < o1; o++) db[o] += acc[o - o0];
+    enum { CHUNK = 4096 };
+    ct_real ones[CHUNK];
+    for (int i = 0; i < CHUNK; i++) ones[i] = 1;
+    for (int64_t n0 = 0; n0 < N; n0 += CHUNK) {
+        int64_t n = N - n0 < CHUNK ? N - n0 : CHUNK;
+        ct_gemv(true, (int)n, (int)OC, 1, dout + n0 * OC, (int)OC, ones, 1, db);
     }
 }
 
