@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build and run the engine benchmarks twice: with the environment's OpenBLAS
+# settings (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) as they are, and with both
+# unset (OpenBLAS then picks its AVX-512 kernels). Figures are ratios against
+# raw cblas_sgemm measured in the same process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cmake -S . -B build -DCT_WERROR=ON > /dev/null
+cmake --build build -j "$(nproc)" --target bench_linear bench_attention > /dev/null
+echo "== OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
+build/bench_linear "$@"
+build/bench_attention "$@"
+echo "== OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_linear "$@"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_attention "$@"
