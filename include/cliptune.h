@@ -258,6 +258,38 @@ ct_tensor *ct_sinkhorn(ct_graph *g, ct_tensor *cost, const ct_real *r, const ct_
                        float eps, int iters, float tol);
 
 /* ------------------------------------------------------------------------ */
+/* Transformer blocks (src/nn)                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ct_activation { CT_QUICK_GELU, CT_GELU } ct_activation;
+
+/* One pre-LN residual attention block as CLIP uses it:
+ *   x = x + o(MHA(q(ln1 x), k(ln1 x), v(ln1 x)))
+ *   x = x + fc2(act(fc1(ln2 x)))
+ * Weights in PyTorch Linear layout (out, in); biases may be NULL. */
+typedef struct ct_block {
+    ct_tensor *ln1_w, *ln1_b;
+    ct_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    ct_tensor *ln2_w, *ln2_b;
+    ct_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} ct_block;
+
+/* Called before block `layer` (0-based) with the current tokens (B, T, C),
+ * and once with layer == -1 right after the embeddings; returns the tokens
+ * to continue with (x itself, or a replacement with the same B and C: deep
+ * prompts insert or replace tokens here). NULL aborts (error set). */
+typedef ct_tensor *(*ct_layer_hook)(ct_graph *g, int layer, ct_tensor *x, void *ctx);
+
+ct_tensor *ct_block_forward(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
+                            bool causal, ct_activation act, float ln_eps);
+/* n_layers blocks in order, with the hook (may be NULL) before each. The
+ * hook's layer == -1 call is the caller's to make (it knows where the
+ * embeddings end). */
+ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_layers,
+                                  ct_tensor *x, int n_head, bool causal, ct_activation act,
+                                  float ln_eps, ct_layer_hook hook, void *hook_ctx);
+
+/* ------------------------------------------------------------------------ */
 /* Optimizers and schedules (PyTorch semantics)                              */
 /* ------------------------------------------------------------------------ */
 

@@ -21,6 +21,8 @@
 #error "gradient checks must link the double-precision engine (cliptune_f64)"
 #endif
 
+#define GC_MAX_IN 64
+
 typedef ct_tensor *(*gc_fn)(ct_graph *g, ct_tensor *const *in, void *ctx);
 
 static double gc_dot(const ct_tensor *t, const double *r) {
@@ -42,7 +44,7 @@ static inline ct_tensor *gc_input(uint64_t seed, int ndim, const int64_t *shape,
 static bool gc_pass(const char *name, gc_fn f, ct_tensor *const *in, int n, void *ctx,
                     const bool *mask, double h, double atol, double rtol) {
     ct_graph *g = ct_graph_create(0);
-    bool saved[16];
+    bool saved[GC_MAX_IN];
     for (int k = 0; k < n; k++) {
         if (!in[k]) continue;
         saved[k] = in[k]->requires_grad;
@@ -116,8 +118,12 @@ done:
 /* All inputs that require grad together, then each one alone. */
 static inline bool gradcheck_tol(const char *name, gc_fn f, ct_tensor *const *in, int n,
                                  void *ctx, double atol, double rtol) {
-    bool mask[16], ok;
+    bool mask[GC_MAX_IN], ok;
     const double h = 1e-6;
+    if (n > GC_MAX_IN) {
+        ct_test_fail(__FILE__, __LINE__, "%s: more than %d inputs", name, GC_MAX_IN);
+        return false;
+    }
     for (int k = 0; k < n; k++) mask[k] = in[k] && in[k]->requires_grad;
     ok = gc_pass(name, f, in, n, ctx, mask, h, atol, rtol);
     int trainable = 0;
@@ -125,10 +131,10 @@ static inline bool gradcheck_tol(const char *name, gc_fn f, ct_tensor *const *in
     if (trainable > 1)
         for (int k = 0; k < n; k++) {
             if (!mask[k]) continue;
-            bool one[16] = {0};
+            bool one[GC_MAX_IN] = {0};
             one[k] = true;
-            char label[128];
-            snprintf(label, sizeof label, "%s [only input %d trained]", name, k);
+            char label[256];
+            snprintf(label, sizeof label, "%.200s [only input %d trained]", name, k);
             ok &= gc_pass(label, f, in, n, ctx, one, h, atol, rtol);
         }
     return ok;
