@@ -290,6 +290,90 @@ ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_lay
                                   float ln_eps, ct_layer_hook hook, void *hook_ctx);
 
 /* ------------------------------------------------------------------------ */
+/* CLIP (src/model)                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ct_clip_format {
+    CT_CLIP_HF,     /* Hugging Face folder: config.json + model.safetensors     */
+    CT_CLIP_OPENAI  /* one .safetensors with OpenAI / open_clip state-dict names */
+} ct_clip_format;
+
+typedef enum ct_eot_rule {
+    CT_EOT_ARGMAX,  /* position of the largest id (OpenAI; HF legacy eos 2)    */
+    CT_EOT_FIRST_ID /* first position holding eot_id (HF)                       */
+} ct_eot_rule;
+
+typedef struct ct_clip_config {
+    ct_clip_format format;
+    int image_size, patch_size, vision_width, vision_layers, vision_heads, vision_mlp;
+    int context_length, vocab_size, text_width, text_layers, text_heads, text_mlp;
+    int embed_dim;
+    ct_activation vision_act, text_act;
+    float vision_ln_eps, text_ln_eps;
+    ct_eot_rule eot_rule;
+    int64_t eot_id;
+} ct_clip_config;
+
+typedef struct ct_clip_load_opts {
+    /* OpenAI layout only (its file has no config): the activation (OpenAI's
+     * own models use QuickGELU; most open_clip LAION models use GELU) and the
+     * head width used to infer head counts (64, as OpenAI's build_model). */
+    ct_activation openai_act;
+    int openai_head_width;
+} ct_clip_load_opts;
+
+typedef struct ct_clip ct_clip;
+
+/* Load a checkpoint: a directory is read as a Hugging Face CLIP folder, a
+ * file as OpenAI-named safetensors. F32/F16/BF16 weights are widened to
+ * float. Missing, unexpected or misshaped tensors are errors naming the
+ * tensor. opts may be NULL (QuickGELU, head width 64). All weights are
+ * frozen (requires_grad false); set requires_grad on the ones to train. */
+ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts);
+void ct_clip_free(ct_clip *m);
+const ct_clip_config *ct_clip_get_config(const ct_clip *m);
+int64_t ct_clip_num_params(const ct_clip *m);
+/* Every weight, by canonical name (OpenAI's names; q/k/v of a block as
+ * "...attn.q_proj.weight" etc.). */
+int ct_clip_num_tensors(const ct_clip *m);
+ct_tensor *ct_clip_tensor_at(const ct_clip *m, int i, const char **name);
+ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name);
+
+typedef struct ct_clip_hooks {
+    ct_layer_hook vision; /* layer -1: after positional embedding, before ln_pre */
+    ct_layer_hook text;   /* layer -1: after positional embedding               */
+    void *ctx;
+} ct_clip_hooks;
+
+typedef struct ct_clip_image_out {
+    ct_tensor *tokens; /* (B, T, W): last block's output, before ln_post            */
+    ct_tensor *dense;  /* (B, T, E): ln_post + projection of every token (if asked) */
+} ct_clip_image_out;
+
+/* pixels (B, 3, S, S) normalised; returns the projected embedding (B, E),
+ * not normalised. out (may be NULL) receives token features; dense ones
+ * only when want_dense. hooks may be NULL. */
+ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                                const ct_clip_hooks *hooks, bool want_dense,
+                                ct_clip_image_out *out);
+/* Token embeddings (n, T, W) for ids (n, T), bounds-checked. */
+ct_tensor *ct_clip_embed_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
+                                int64_t T);
+/* EOT position of each row under the checkpoint's rule. */
+ct_status ct_clip_eot_positions(const ct_clip *m, const int64_t *ids, int64_t n, int64_t T,
+                                int64_t *pos);
+/* From token embeddings (n, T, W) (T <= context_length) and EOT positions:
+ * the projected text embedding (n, E), not normalised. Learnable vectors may
+ * stand in for words (CoOp family). */
+ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
+                                      const int64_t *eot_pos, const ct_clip_hooks *hooks);
+/* ids (n, T) -> (n, E). */
+ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
+                               int64_t T, const ct_clip_hooks *hooks);
+/* logit_scale.exp() * normalize(img) normalize(txt)^T: (B, K). */
+ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt);
+
+/* ------------------------------------------------------------------------ */
 /* Optimizers and schedules (PyTorch semantics)                              */
 /* ------------------------------------------------------------------------ */
 

@@ -1,0 +1,134 @@
+/* CLIP's two encoders and its logits, composed from ops so that gradients
+ * reach whatever requires grad: pixels (visual prompting), token embeddings
+ * (CoOp family), tokens inserted by hooks (deep prompts), or weights. */
+#include <string.h>
+
+#include "autograd/graph.h"
+#include "model/clip.h"
+
+/* p (P, C) repeated over a batch: (B, P, C). */
+static ct_tensor *repeat_rows(ct_graph *g, ct_tensor *p, int64_t B) {
+    int64_t s[3] = {B, p->ndim == 2 ? p->shape[0] : 1, p->shape[p->ndim - 1]};
+    return ct_add(g, ct_graph_tensor(g, 3, s), p);
+}
+
+static ct_tensor *call_hook(ct_graph *g, ct_layer_hook h, void *ctx, int layer, ct_tensor *x) {
+    if (!h || !x) return x;
+    ct_tensor *y = h(g, layer, x, ctx);
+    if (!y && ct_graph_status(g) == CT_OK)
+        ct_op_fail(g, CT_ERR_ARG, "clip: input hook failed: %s", ct_last_error());
+    return y;
+}
+
+ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                                const ct_clip_hooks *hooks, bool want_dense,
+                                ct_clip_image_out *out) {
+    if (!ct_op_inputs_ok(g, &pixels, 1)) return NULL;
+    const ct_clip_config *c = &m->cfg;
+    if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] != c->image_size ||
+        pixels->shape[3] != c->image_size) {
+        char s[64];
+        return ct_op_fail(g, CT_ERR_ARG, "clip: pixels %s must be (B, 3, %d, %d)",
+                          ct_shape_str(pixels, s, sizeof s), c->image_size, c->image_size);
+    }
+    int64_t B = pixels->shape[0];
+    ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
+    ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
+    x = ct_add(g, ct_concat(g, parts, 2, 1), m->vpos);
+    x = call_hook(g, hooks ? hooks->vision : NULL, hooks ? hooks->ctx : NULL, -1, x);
+    x = ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps);
+    x = ct_transformer_forward(g, m->vblocks, c->vision_layers, x, c->vision_heads, false,
+                               c->vision_act, c->vision_ln_eps, hooks ? hooks->vision : NULL,
+                               hooks ? hooks->ctx : NULL);
+    if (!x) return NULL;
+    int64_t W = c->vision_width, cls_shape[2] = {B, W};
+    ct_tensor *cls = ct_reshape(g, ct_slice(g, x, 1, 0, 1), 2, cls_shape);
+    ct_tensor *emb = ct_linear(g, ct_layernorm(g, cls, m->ln_post_w, m->ln_post_b,
+                                               c->vision_ln_eps),
+                               m->vproj, NULL);
+    if (out) {
+        out->tokens = x;
+        out->dense = want_dense ? ct_linear(g, ct_layernorm(g, x, m->ln_post_w, m->ln_post_b,
+                                                            c->vision_ln_eps),
+                                            m->vproj, NULL)
+                                : NULL;
+    }
+    return emb;
+}
+
+ct_tensor *ct_clip_embed_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
+                                int64_t T) {
+    int64_t shape[2] = {n, T};
+    return ct_gather_rows(g, m->tok_emb, ids, 2, shape);
+}
+
+ct_status ct_clip_eot_positions(const ct_clip *m, const int64_t *ids, int64_t n, int64_t T,
+                                int64_t *pos) {
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t *row = ids + r * T;
+        int64_t best = 0;
+        if (m->cfg.eot_rule == CT_EOT_ARGMAX) {
+            /* first maximum, as torch.argmax */
+            for (int64_t t = 1; t < T; t++)
+                if (row[t] > row[best]) best = t;
+        } else {
+            best = -1;
+            for (int64_t t = 0; t < T && best < 0; t++)
+                if (row[t] == m->cfg.eot_id) best = t;
+            /* transformers' (ids == eos).int().argmax() gives 0 when absent */
+            if (best < 0) best = 0;
+        }
+        pos[r] = best;
+    }
+    return CT_OK;
+}
+
+ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
+                                      const int64_t *eot_pos, const ct_clip_hooks *hooks) {
+    if (!ct_op_inputs_ok(g, &embeds, 1)) return NULL;
+    const ct_clip_config *c = &m->cfg;
+    if (embeds->ndim != 3 || embeds->shape[2] != c->text_width ||
+        embeds->shape[1] > c->context_length || embeds->shape[1] < 1) {
+        char s[64];
+        return ct_op_fail(g, CT_ERR_ARG, "clip: text embeddings %s must be (n, T <= %d, %d)",
+                          ct_shape_str(embeds, s, sizeof s), c->context_length, c->text_width);
+    }
+    int64_t n = embeds->shape[0], T = embeds->shape[1], W = c->text_width;
+    for (int64_t r = 0; r < n; r++)
+        if (eot_pos[r] < 0 || eot_pos[r] >= T)
+            return ct_op_fail(g, CT_ERR_ARG, "clip: EOT position %lld of row %lld is outside "
+                              "[0, %lld)", (long long)eot_pos[r], (long long)r, (long long)T);
+    ct_tensor *pos = T == c->context_length ? m->tpos : ct_slice(g, m->tpos, 0, 0, T);
+    ct_tensor *x = ct_add(g, embeds, pos);
+    x = call_hook(g, hooks ? hooks->text : NULL, hooks ? hooks->ctx : NULL, -1, x);
+    x = ct_transformer_forward(g, m->tblocks, c->text_layers, x, c->text_heads, true,
+                               c->text_act, c->text_ln_eps, hooks ? hooks->text : NULL,
+                               hooks ? hooks->ctx : NULL);
+    if (!x) return NULL;
+    if (x->ndim != 3 || x->shape[0] != n) return ct_op_fail(g, CT_ERR_ARG, "clip: a text hook "
+                                                           "changed the batch size");
+    /* ln_final is per token, so pooling first and normalising after is the
+     * same as OpenAI's order and skips T - 1 rows of work. */
+    int64_t Tx = x->shape[1];
+    int64_t *rows = ct_graph_alloc(g, (size_t)n * sizeof *rows);
+    if (!rows) return NULL;
+    for (int64_t r = 0; r < n; r++) rows[r] = r * Tx + eot_pos[r];
+    int64_t flat[2] = {n * Tx, W};
+    ct_tensor *pooled = ct_gather_rows(g, ct_reshape(g, x, 2, flat), rows, 1, &n);
+    pooled = ct_layernorm(g, pooled, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
+    return ct_linear(g, pooled, m->tproj, NULL);
+}
+
+ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
+                               int64_t T, const ct_clip_hooks *hooks) {
+    int64_t *pos = ct_graph_alloc(g, (size_t)(n ? n : 1) * sizeof *pos);
+    if (!pos) return NULL;
+    ct_clip_eot_positions(m, ids, n, T, pos);
+    return ct_clip_encode_text_embeds(g, m, ct_clip_embed_tokens(g, m, ids, n, T), pos, hooks);
+}
+
+ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt) {
+    ct_tensor *sim = ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), ct_l2_normalize(g, txt, 1e-12f),
+                               false, true);
+    return ct_mul(g, sim, ct_exp(g, m->logit_scale));
+}

@@ -1,0 +1,322 @@
+/* Loading CLIP checkpoints. One central table maps every weight to its name
+ * in each layout (Hugging Face, OpenAI / open_clip); the loader checks each
+ * tensor's presence, dtype and shape and reports unknown tensors by name. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "model/clip.h"
+
+/* How an OpenAI tensor maps to ours (HF tensors always map 1:1). */
+typedef enum {
+    SRC_COPY,
+    SRC_TRANSPOSE, /* OpenAI's proj (W, E) -> our Linear layout (E, W)   */
+    SRC_ROWS0,     /* rows [0, n) / [n, 2n) / [2n, 3n) of in_proj (q/k/v) */
+    SRC_ROWS1,
+    SRC_ROWS2,
+    SRC_SCALAR     /* 0-d or 1-element                                   */
+} src_kind;
+
+typedef struct {
+    size_t off;       /* offsetof(ct_block, field)  */
+    const char *ours; /* also the OpenAI-style name */
+    const char *hf;
+    const char *oai;
+    src_kind oai_kind;
+    int in_dim;       /* 0: (W), 1: (W, W), 2: (MLP, W), 3: (MLP), 4: (W, MLP) */
+} block_key;
+
+static const block_key BLOCK_KEYS[] = {
+    {offsetof(ct_block, ln1_w), "ln_1.weight", "layer_norm1.weight", "ln_1.weight", SRC_COPY, 0},
+    {offsetof(ct_block, ln1_b), "ln_1.bias", "layer_norm1.bias", "ln_1.bias", SRC_COPY, 0},
+    {offsetof(ct_block, q_w), "attn.q_proj.weight", "self_attn.q_proj.weight", "attn.in_proj_weight", SRC_ROWS0, 1},
+    {offsetof(ct_block, q_b), "attn.q_proj.bias", "self_attn.q_proj.bias", "attn.in_proj_bias", SRC_ROWS0, 0},
+    {offsetof(ct_block, k_w), "attn.k_proj.weight", "self_attn.k_proj.weight", "attn.in_proj_weight", SRC_ROWS1, 1},
+    {offsetof(ct_block, k_b), "attn.k_proj.bias", "self_attn.k_proj.bias", "attn.in_proj_bias", SRC_ROWS1, 0},
+    {offsetof(ct_block, v_w), "attn.v_proj.weight", "self_attn.v_proj.weight", "attn.in_proj_weight", SRC_ROWS2, 1},
+    {offsetof(ct_block, v_b), "attn.v_proj.bias", "self_attn.v_proj.bias", "attn.in_proj_bias", SRC_ROWS2, 0},
+    {offsetof(ct_block, o_w), "attn.out_proj.weight", "self_attn.out_proj.weight", "attn.out_proj.weight", SRC_COPY, 1},
+    {offsetof(ct_block, o_b), "attn.out_proj.bias", "self_attn.out_proj.bias", "attn.out_proj.bias", SRC_COPY, 0},
+    {offsetof(ct_block, ln2_w), "ln_2.weight", "layer_norm2.weight", "ln_2.weight", SRC_COPY, 0},
+    {offsetof(ct_block, ln2_b), "ln_2.bias", "layer_norm2.bias", "ln_2.bias", SRC_COPY, 0},
+    {offsetof(ct_block, fc1_w), "mlp.c_fc.weight", "mlp.fc1.weight", "mlp.c_fc.weight", SRC_COPY, 2},
+    {offsetof(ct_block, fc1_b), "mlp.c_fc.bias", "mlp.fc1.bias", "mlp.c_fc.bias", SRC_COPY, 3},
+    {offsetof(ct_block, fc2_w), "mlp.c_proj.weight", "mlp.fc2.weight", "mlp.c_proj.weight", SRC_COPY, 4},
+    {offsetof(ct_block, fc2_b), "mlp.c_proj.bias", "mlp.fc2.bias", "mlp.c_proj.bias", SRC_COPY, 0},
+};
+
+/* Buffers some checkpoints carry that are not weights. */
+static const char *const IGNORED[] = {
+    "text_model.embeddings.position_ids", "vision_model.embeddings.position_ids",
+    "input_resolution", "context_length", "vocab_size",
+};
+
+/* One weight to load. */
+typedef struct {
+    ct_tensor **dst;
+    char ours[160], src[160];
+    src_kind kind;
+    int ndim;
+    int64_t shape[4];
+} spec;
+
+typedef struct {
+    spec *v;
+    int n, cap;
+    bool oom;
+} spec_list;
+
+static spec *add(spec_list *l, ct_tensor **dst, const char *ours, const char *src, src_kind kind,
+                 int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 256;
+        spec *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            l->oom = true;
+            return NULL;
+        }
+        l->v = v, l->cap = cap;
+    }
+    spec *s = &l->v[l->n++];
+    s->dst = dst;
+    snprintf(s->ours, sizeof s->ours, "%s", ours);
+    snprintf(s->src, sizeof s->src, "%s", src);
+    s->kind = kind;
+    s->ndim = ndim;
+    int64_t d[4] = {d0, d1, d2, d3};
+    memcpy(s->shape, d, sizeof d);
+    return s;
+}
+
+static void block_specs(spec_list *l, ct_block *blocks, int layers, int W, int mlp, bool hf,
+                        const char *hf_prefix, const char *oai_prefix) {
+    for (int i = 0; i < layers; i++)
+        for (size_t k = 0; k < sizeof BLOCK_KEYS / sizeof *BLOCK_KEYS; k++) {
+            const block_key *bk = &BLOCK_KEYS[k];
+            char ours[160], src[160];
+            snprintf(ours, sizeof ours, "%s%d.%s", oai_prefix, i, bk->ours);
+            if (hf)
+                snprintf(src, sizeof src, "%s%d.%s", hf_prefix, i, bk->hf);
+            else
+                snprintf(src, sizeof src, "%s%d.%s", oai_prefix, i, bk->oai);
+            ct_tensor **dst = (ct_tensor **)((char *)&blocks[i] + bk->off);
+            switch (bk->in_dim) {
+            case 0: add(l, dst, ours, src, hf ? SRC_COPY : bk->oai_kind, 1, W, 0, 0, 0); break;
+            case 1: add(l, dst, ours, src, hf ? SRC_COPY : bk->oai_kind, 2, W, W, 0, 0); break;
+            case 2: add(l, dst, ours, src, SRC_COPY, 2, mlp, W, 0, 0); break;
+            case 3: add(l, dst, ours, src, SRC_COPY, 1, mlp, 0, 0, 0); break;
+            default: add(l, dst, ours, src, SRC_COPY, 2, W, mlp, 0, 0); break;
+            }
+        }
+}
+
+/* The central table: every weight with its name in the checkpoint's layout. */
+static void all_specs(spec_list *l, ct_clip *m) {
+    const ct_clip_config *c = &m->cfg;
+    bool hf = c->format == CT_CLIP_HF;
+    int64_t Wv = c->vision_width, Wt = c->text_width, E = c->embed_dim, p = c->patch_size;
+    int64_t grid = c->image_size / c->patch_size;
+#define TOP(field, ours, hfname, oainame, kind, nd, a, b, cc, d) \
+    add(l, &m->field, ours, hf ? hfname : oainame, hf ? SRC_COPY : kind, nd, a, b, cc, d)
+    TOP(patch_w, "visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight",
+        "visual.conv1.weight", SRC_COPY, 4, Wv, 3, p, p);
+    TOP(class_emb, "visual.class_embedding", "vision_model.embeddings.class_embedding",
+        "visual.class_embedding", SRC_COPY, 1, Wv, 0, 0, 0);
+    TOP(vpos, "visual.positional_embedding", "vision_model.embeddings.position_embedding.weight",
+        "visual.positional_embedding", SRC_COPY, 2, grid * grid + 1, Wv, 0, 0);
+    TOP(ln_pre_w, "visual.ln_pre.weight", "vision_model.pre_layrnorm.weight",
+        "visual.ln_pre.weight", SRC_COPY, 1, Wv, 0, 0, 0);
+    TOP(ln_pre_b, "visual.ln_pre.bias", "vision_model.pre_layrnorm.bias", "visual.ln_pre.bias",
+        SRC_COPY, 1, Wv, 0, 0, 0);
+    TOP(ln_post_w, "visual.ln_post.weight", "vision_model.post_layernorm.weight",
+        "visual.ln_post.weight", SRC_COPY, 1, Wv, 0, 0, 0);
+    TOP(ln_post_b, "visual.ln_post.bias", "vision_model.post_layernorm.bias",
+        "visual.ln_post.bias", SRC_COPY, 1, Wv, 0, 0, 0);
+    TOP(vproj, "visual.proj", "visual_projection.weight", "visual.proj", SRC_TRANSPOSE, 2, E, Wv,
+        0, 0);
+    TOP(tok_emb, "token_embedding.weight", "text_model.embeddings.token_embedding.weight",
+        "token_embedding.weight", SRC_COPY, 2, c->vocab_size, Wt, 0, 0);
+    TOP(tpos, "positional_embedding", "text_model.embeddings.position_embedding.weight",
+        "positional_embedding", SRC_COPY, 2, c->context_length, Wt, 0, 0);
+    TOP(ln_final_w, "ln_final.weight", "text_model.final_layer_norm.weight", "ln_final.weight",
+        SRC_COPY, 1, Wt, 0, 0, 0);
+    TOP(ln_final_b, "ln_final.bias", "text_model.final_layer_norm.bias", "ln_final.bias",
+        SRC_COPY, 1, Wt, 0, 0, 0);
+    TOP(tproj, "text_projection", "text_projection.weight", "text_projection", SRC_TRANSPOSE, 2,
+        E, Wt, 0, 0);
+    TOP(logit_scale, "logit_scale", "logit_scale", "logit_scale", SRC_SCALAR, 1, 1, 0, 0, 0);
+#undef TOP
+    if (!l->oom) l->v[l->n - 1].kind = SRC_SCALAR; /* 0-d (or 1 value) in both layouts */
+    block_specs(l, m->vblocks, c->vision_layers, (int)Wv, c->vision_mlp, hf,
+                "vision_model.encoder.layers.", "visual.transformer.resblocks.");
+    block_specs(l, m->tblocks, c->text_layers, (int)Wt, c->text_mlp, hf,
+                "text_model.encoder.layers.", "transformer.resblocks.");
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *s) {
+    size_t o = (size_t)snprintf(buf, n, "(");
+    for (int d = 0; d < ndim && o < n; d++)
+        o += (size_t)snprintf(buf + o, n - o, d ? ", %lld" : "%lld", (long long)s[d]);
+    if (o < n) snprintf(buf + o, n - o, ")");
+}
+
+static ct_status load_one(const ct_safetensors *st, const char *path, const spec *sp) {
+    const ct_st_tensor *t = ct_safetensors_find(st, sp->src);
+    if (!t) return ct_set_error(CT_ERR_FORMAT, "%s: missing tensor %s", path, sp->src);
+    if (t->dtype != CT_F32 && t->dtype != CT_F16 && t->dtype != CT_BF16)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 "
+                            "supported)", path, sp->src, ct_dtype_name(t->dtype));
+    int64_t want[4];
+    int wnd = sp->ndim;
+    memcpy(want, sp->shape, sizeof want);
+    if (sp->kind == SRC_TRANSPOSE) want[0] = sp->shape[1], want[1] = sp->shape[0];
+    if (sp->kind >= SRC_ROWS0 && sp->kind <= SRC_ROWS2) want[0] = 3 * sp->shape[0];
+    bool ok = t->ndim == wnd;
+    for (int d = 0; ok && d < wnd; d++) ok = t->shape[d] == want[d];
+    if (sp->kind == SRC_SCALAR) ok = t->ndim <= 1 && t->nbytes == ct_dtype_size(t->dtype);
+    if (!ok) {
+        char got[96], exp[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(exp, sizeof exp, sp->kind == SRC_SCALAR ? 0 : wnd, want);
+        return ct_set_error(CT_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s", path,
+                            sp->src, got, exp);
+    }
+    ct_tensor *dst = ct_tensor_new(sp->ndim, sp->shape, false);
+    if (!dst) return CT_ERR_NOMEM;
+    dst->name = NULL;
+    *sp->dst = dst;
+    size_t n = (size_t)dst->numel;
+    ct_status s = CT_OK;
+    if (sp->kind == SRC_COPY || sp->kind == SRC_SCALAR) {
+        s = ct_st_to_real(t, dst->data, n);
+    } else if (sp->kind == SRC_TRANSPOSE) {
+        ct_real *tmp = malloc(n * sizeof *tmp);
+        if (!tmp) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+        s = ct_st_to_real(t, tmp, n);
+        int64_t R = t->shape[0], C = t->shape[1];
+        for (int64_t r = 0; s == CT_OK && r < R; r++)
+            for (int64_t c = 0; c < C; c++) dst->data[c * R + r] = tmp[r * C + c];
+        free(tmp);
+    } else {
+        /* a third of in_proj: a view of the rows, converted directly */
+        ct_st_tensor part = *t;
+        size_t bytes = n * ct_dtype_size(t->dtype);
+        part.data = t->data + (size_t)(sp->kind - SRC_ROWS0) * bytes;
+        part.nbytes = bytes;
+        part.shape[0] = sp->shape[0];
+        s = ct_st_to_real(&part, dst->data, n);
+    }
+    if (s != CT_OK) return ct_set_error(s, "%s: %s", path, ct_last_error());
+    return CT_OK;
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void ct_clip_free(ct_clip *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_tensors; i++) {
+        ct_tensor_free(m->tensors[i]);
+        free(m->names[i]);
+    }
+    free(m->vblocks);
+    free(m->tblocks);
+    free(m);
+}
+
+static ct_status load_weights(ct_clip *m, const ct_safetensors *st, const char *path) {
+    spec_list l = {0};
+    all_specs(&l, m);
+    ct_status s = CT_OK;
+    if (l.oom) s = ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    else if (l.n > CT_CLIP_MAX_TENSORS)
+        s = ct_set_error(CT_ERR_UNSUPPORTED, "%s: %d tensors exceed the limit %d", path, l.n,
+                         CT_CLIP_MAX_TENSORS);
+    for (int i = 0; s == CT_OK && i < l.n; i++) {
+        s = load_one(st, path, &l.v[i]);
+        if (*l.v[i].dst) {
+            m->tensors[m->n_tensors] = *l.v[i].dst;
+            m->names[m->n_tensors] = strdup(l.v[i].ours);
+            (*l.v[i].dst)->name = m->names[m->n_tensors];
+            m->n_tensors++;
+        }
+    }
+    /* anything in the file that no table entry consumed is reported */
+    for (int i = 0; s == CT_OK && i < ct_safetensors_count(st); i++) {
+        const char *name = ct_safetensors_at(st, i)->name;
+        bool used = false;
+        for (int k = 0; !used && k < l.n; k++) used = !strcmp(l.v[k].src, name);
+        for (size_t k = 0; !used && k < sizeof IGNORED / sizeof *IGNORED; k++)
+            used = !strcmp(IGNORED[k], name);
+        if (!used)
+            s = ct_set_error(CT_ERR_FORMAT, "%s: unexpected tensor %s (not part of a %s CLIP "
+                             "with this architecture)", path, name,
+                             m->cfg.format == CT_CLIP_HF ? "Hugging Face" : "OpenAI-layout");
+    }
+    free(l.v);
+    return s;
+}
+
+ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts) {
+    if (!path) {
+        ct_set_error(CT_ERR_ARG, "ct_clip_load: NULL path");
+        return NULL;
+    }
+    ct_clip *m = calloc(1, sizeof *m);
+    if (!m) {
+        ct_set_error(CT_ERR_NOMEM, "ct_clip_load: out of memory");
+        return NULL;
+    }
+    char file[4096];
+    ct_status s = CT_OK;
+    ct_safetensors *st = NULL;
+    if (is_dir(path)) {
+        char cfgp[4096];
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", path);
+        snprintf(file, sizeof file, "%s/model.safetensors", path);
+        s = ct_clip_config_from_hf(cfgp, &m->cfg);
+        if (s == CT_OK && !(st = ct_safetensors_open(file))) s = CT_ERR_FORMAT;
+    } else {
+        snprintf(file, sizeof file, "%s", path);
+        if (!(st = ct_safetensors_open(file))) s = CT_ERR_FORMAT;
+        if (s == CT_OK) s = ct_clip_config_from_openai(st, file, opts, &m->cfg);
+    }
+    if (s == CT_OK) {
+        m->vblocks = calloc((size_t)m->cfg.vision_layers, sizeof *m->vblocks);
+        m->tblocks = calloc((size_t)m->cfg.text_layers, sizeof *m->tblocks);
+        if (!m->vblocks || !m->tblocks) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+    }
+    if (s == CT_OK) s = load_weights(m, st, file);
+    ct_safetensors_close(st);
+    if (s != CT_OK) {
+        ct_clip_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+const ct_clip_config *ct_clip_get_config(const ct_clip *m) { return &m->cfg; }
+
+int64_t ct_clip_num_params(const ct_clip *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i]->numel;
+    return n;
+}
+
+int ct_clip_num_tensors(const ct_clip *m) { return m->n_tensors; }
+
+ct_tensor *ct_clip_tensor_at(const ct_clip *m, int i, const char **name) {
+    if (i < 0 || i >= m->n_tensors) return NULL;
+    if (name) *name = m->names[i];
+    return m->tensors[i];
+}
+
+ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->names[i], name)) return m->tensors[i];
+    return NULL;
+}
