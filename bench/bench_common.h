@@ -5,24 +5,24 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double bench_now(void) {
+static inline double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int bench_cmp(const void *a, const void *b) {
+static inline int bench_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static double bench_median(double *v, int n) {
+static inline double bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, bench_cmp);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Repetitions so that one measurement takes about 0.25 s of work. */
-static int bench_reps(double flops, double guess_gflops) {
+static inline int bench_reps(double flops, double guess_gflops) {
     int r = (int)(0.25 * guess_gflops * 1e9 / flops);
     return r < 1 ? 1 : r > 200 ? 200 : r;
 }

@@ -330,6 +330,10 @@ typedef struct ct_clip ct_clip;
  * tensor. opts may be NULL (QuickGELU, head width 64). All weights are
  * frozen (requires_grad false); set requires_grad on the ones to train. */
 ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts);
+/* A randomly initialised model of the given architecture (LayerNorm 1/0,
+ * other weights N(0, 0.02), logit_scale ln(1/0.07)): for benchmarks, tests
+ * and pretraining from scratch. */
+ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed);
 void ct_clip_free(ct_clip *m);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
 int64_t ct_clip_num_params(const ct_clip *m);

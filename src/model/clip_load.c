@@ -299,6 +299,54 @@ ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts) {
     return m;
 }
 
+ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
+    if (!cfg || cfg->vision_layers < 1 || cfg->text_layers < 1 || cfg->patch_size < 1 ||
+        cfg->image_size % cfg->patch_size || cfg->vision_heads < 1 || cfg->text_heads < 1 ||
+        cfg->vision_width % cfg->vision_heads || cfg->text_width % cfg->text_heads ||
+        cfg->embed_dim < 1 || cfg->vocab_size < 1 || cfg->context_length < 1) {
+        ct_set_error(CT_ERR_ARG, "ct_clip_create: inconsistent configuration");
+        return NULL;
+    }
+    ct_clip *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->vblocks = calloc((size_t)cfg->vision_layers, sizeof *m->vblocks);
+    m->tblocks = calloc((size_t)cfg->text_layers, sizeof *m->tblocks);
+    spec_list l = {0};
+    if (m->vblocks && m->tblocks) all_specs(&l, m);
+    ct_status s = (!m->vblocks || !m->tblocks || l.oom) ? CT_ERR_NOMEM : CT_OK;
+    ct_rng rng;
+    ct_rng_init(&rng, seed);
+    for (int i = 0; s == CT_OK && i < l.n; i++) {
+        ct_tensor *t = ct_tensor_new(l.v[i].ndim, l.v[i].shape, false);
+        if (!t) {
+            s = CT_ERR_NOMEM;
+            break;
+        }
+        *l.v[i].dst = t;
+        m->tensors[m->n_tensors] = t;
+        m->names[m->n_tensors] = strdup(l.v[i].ours);
+        t->name = m->names[m->n_tensors++];
+        /* LayerNorm weights 1, biases and norms' biases 0, the rest N(0, 0.02) */
+        const char *nm = l.v[i].ours;
+        size_t len = strlen(nm);
+        bool is_ln = strstr(nm, "ln_") != NULL;
+        if (is_ln && len > 7 && !strcmp(nm + len - 7, ".weight"))
+            for (int64_t k = 0; k < t->numel; k++) t->data[k] = 1;
+        else if (!strcmp(nm, "logit_scale"))
+            t->data[0] = (ct_real)2.6592600345611572; /* ln(1 / 0.07) */
+        else if (!(len > 5 && !strcmp(nm + len - 5, ".bias")))
+            ct_rng_fill_normal(&rng, t->data, (size_t)t->numel, 0, 0.02f);
+    }
+    free(l.v);
+    if (s != CT_OK) {
+        ct_set_error(s, "ct_clip_create: out of memory");
+        ct_clip_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 const ct_clip_config *ct_clip_get_config(const ct_clip *m) { return &m->cfg; }
 
 int64_t ct_clip_num_params(const ct_clip *m) {

@@ -1,28 +1,42 @@
-/* cliptune command-line tool. Subcommands grow as the library does. */
+/* cliptune command-line tool: parse, call the library, print. */
 #include <stdio.h>
 #include <string.h>
 
-#include "cliptune.h"
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command COMMANDS[] = {
+    {"info", cmd_info, "architecture and size of a CLIP checkpoint"},
+};
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: cliptune <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  version     print the version and the engine's configuration\n"
-            "  help        this message\n");
+    fprintf(f, "usage: cliptune <command> [options]   (cliptune <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(f, "  %-10s %s\n", "version", "version and thread count");
+    fprintf(f, "\nenvironment: CLIPTUNE_THREADS sets the number of threads.\n");
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-        !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("cliptune 0.1.0 (threads: %d)\n", ct_get_num_threads());
         return 0;
     }
-    fprintf(stderr, "cliptune: error: unknown command '%s' (see 'cliptune help')\n", argv[1]);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see 'cliptune help')", argv[1]);
     return 2;
 }

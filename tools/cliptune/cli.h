@@ -1,0 +1,20 @@
+/* Shared by the subcommands: error reporting and small argument helpers. */
+#ifndef CT_CLI_H
+#define CT_CLI_H
+
+#include <stdbool.h>
+
+#include "cliptune.h"
+
+/* Prints "cliptune: error: <fmt...>" and returns 1 (the exit status). */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* cli_error with the library's last message appended. */
+int cli_lib_error(const char *what);
+/* True if argv[*i] is `name`; then *val is the next argument (error if
+ * missing: *val stays NULL and *bad is set). */
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val, bool *bad);
+bool cli_help_requested(int argc, char **argv);
+
+int cmd_info(int argc, char **argv);
+
+#endif
