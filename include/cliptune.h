@@ -335,6 +335,11 @@ ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts);
  * and pretraining from scratch. */
 ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed);
 void ct_clip_free(ct_clip *m);
+/* Write m as a Hugging Face CLIP folder (config.json, preprocessor_config.json
+ * with OpenAI's normalisation, model.safetensors in F32), creating dir if
+ * needed; each file is written atomically. Tokenizer files are the
+ * caller's to add. */
+ct_status ct_clip_save_hf(const ct_clip *m, const char *dir);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
 int64_t ct_clip_num_params(const ct_clip *m);
 /* Every weight, by canonical name (OpenAI's names; q/k/v of a block as

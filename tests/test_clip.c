@@ -289,6 +289,34 @@ static void test_pixel_shape_error(void) {
     ct_clip_free(m);
 }
 
+/* OpenAI layout -> our HF writer -> load: identical weights and config. */
+static void test_save_hf_round_trip(void) {
+    ct_clip *a = ct_clip_load(fx("a_openai.safetensors"), NULL);
+    CHECK(a != NULL);
+    if (!a) return;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/saved_hf", ct_test_tmpdir());
+    CHECK_OK(ct_clip_save_hf(a, dir));
+    ct_clip *b = ct_clip_load(dir, NULL);
+    CHECK_MSG(b != NULL, "reload: %s", ct_last_error());
+    if (b) {
+        CHECK(ct_clip_num_tensors(a) == ct_clip_num_tensors(b));
+        for (int i = 0; i < ct_clip_num_tensors(a); i++) {
+            const char *name;
+            ct_tensor *ta = ct_clip_tensor_at(a, i, &name), *tb = ct_clip_find_tensor(b, name);
+            CHECK_MSG(tb && tb->numel == ta->numel &&
+                          !memcmp(ta->data, tb->data, (size_t)ta->numel * sizeof(ct_real)),
+                      "tensor %s differs after the round trip", name);
+        }
+        const ct_clip_config *ca = ct_clip_get_config(a), *cb = ct_clip_get_config(b);
+        CHECK(cb->format == CT_CLIP_HF && cb->vision_layers == ca->vision_layers &&
+              cb->text_heads == ca->text_heads && cb->vision_act == ca->vision_act &&
+              cb->eot_rule == CT_EOT_ARGMAX && cb->image_size == ca->image_size);
+    }
+    ct_clip_free(a);
+    ct_clip_free(b);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "%s", CT_SOURCE_DIR);
     RUN(test_config);
@@ -301,5 +329,6 @@ int main(void) {
     RUN(test_prompts_hf);
     RUN(test_load_errors);
     RUN(test_pixel_shape_error);
+    RUN(test_save_hf_round_trip);
     return ct_test_summary();
 }

@@ -347,6 +347,33 @@ ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
     return m;
 }
 
+ct_status ct_clip_save_weights_hf(const ct_clip *m, const char *path) {
+    /* The HF names come from the same table the loader reads. */
+    ct_clip tmp = *m;
+    tmp.cfg.format = CT_CLIP_HF;
+    spec_list l = {0};
+    all_specs(&l, &tmp);
+    ct_st_entry *e = l.oom ? NULL : calloc((size_t)l.n, sizeof *e);
+    if (!e) {
+        free(l.v);
+        return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    static const int64_t scalar_shape[1] = {1};
+    for (int i = 0; i < l.n; i++) {
+        const ct_tensor *t = *l.v[i].dst;
+        e[i].name = l.v[i].src;
+        e[i].dtype = CT_F32;
+        e[i].ndim = l.v[i].kind == SRC_SCALAR ? 0 : t->ndim;
+        e[i].shape = l.v[i].kind == SRC_SCALAR ? scalar_shape : t->shape;
+        e[i].data = t->data;
+    }
+    const char *meta[2] = {"format", "pt"};
+    ct_status s = ct_safetensors_write(path, e, l.n, meta, 1);
+    free(e);
+    free(l.v);
+    return s;
+}
+
 const ct_clip_config *ct_clip_get_config(const ct_clip *m) { return &m->cfg; }
 
 int64_t ct_clip_num_params(const ct_clip *m) {
