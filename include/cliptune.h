@@ -290,6 +290,88 @@ ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_lay
                                   float ln_eps, ct_layer_hook hook, void *hook_ctx);
 
 /* ------------------------------------------------------------------------ */
+/* Tokenizer (src/model/tokenizer.c)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* CLIP's byte-level BPE tokenizer. Reproduces OpenAI's simple_tokenizer.py and
+ * clip.tokenize() id for id, with one documented gap: ftfy.fix_text (mojibake
+ * repair) is not applied (docs/tokenizer.md). A loaded tokenizer is immutable
+ * and may be used from many threads at once. */
+typedef struct ct_tokenizer ct_tokenizer;
+
+/* The context length of every CLIP model. */
+#define CT_CLIP_CONTEXT_LENGTH 77
+
+/* Load OpenAI's bpe_simple_vocab_16e6.txt.gz (gzip, UTF-8). The vocabulary is
+ * built as simple_tokenizer.py builds it: the 256 byte symbols, the same with
+ * "</w>", one token per merge (lines 2..48895 of the file, i.e. at most 48,894
+ * merges; later lines are ignored), then <|startoftext|> and <|endoftext|>:
+ * 49,408 ids for the released file. (A shorter file that ends with a newline
+ * gets, as in Python, an extra "" token before the special ones.)
+ * NULL on failure: unreadable file, truncated or corrupt gzip data, invalid
+ * UTF-8, a merge line without exactly two whitespace-separated symbols, a
+ * merge symbol that is neither a byte symbol nor a merge result, or a
+ * duplicate token (the message names the file and line). */
+ct_tokenizer *ct_tokenizer_load_openai(const char *bpe_txt_gz);
+
+/* Load a Hugging Face CLIP tokenizer folder's vocab.json ({"token": id, ...})
+ * and merges.txt. As transformers' CLIPTokenizer does, the merges file is
+ * stripped of surrounding whitespace, its first line (the "#version" header)
+ * is skipped and at most the next 48,894 lines are used. Text is cleaned and
+ * split with OpenAI's rules (as ct_tokenizer_load_openai), so the released
+ * files give the same ids as the .gz. Ids need not be dense (at most 1,024
+ * unused below the largest). NULL on failure: bad JSON, a value that is not
+ * an integer id in [0, 2^24), duplicate tokens or ids, a byte symbol
+ * or <|startoftext|>/<|endoftext|> missing, a merge line without exactly two
+ * symbols, a merge symbol or merge result missing from the vocabulary (the
+ * message names the file and line or key). */
+ct_tokenizer *ct_tokenizer_load_hf(const char *vocab_json, const char *merges_txt);
+
+void ct_tokenizer_free(ct_tokenizer *t);
+
+/* 1 + the largest id (49,408 for CLIP). */
+int ct_tokenizer_vocab_size(const ct_tokenizer *t);
+/* Ids of <|startoftext|> and <|endoftext|> (49406 and 49407 for CLIP). */
+int64_t ct_tokenizer_sot(const ct_tokenizer *t);
+int64_t ct_tokenizer_eot(const ct_tokenizer *t);
+
+/* The vocabulary string of id (byte-level symbols, e.g. "photo</w>"), valid
+ * while t lives; NULL if id is out of range or unused. For debugging. */
+const char *ct_tokenizer_token_str(const ct_tokenizer *t, int64_t id);
+
+/* The BPE ids of text (UTF-8, NUL-terminated, so U+0000 cannot be passed),
+ * without <|startoftext|> and <|endoftext|>: text is cleaned as
+ * simple_tokenizer.encode does (HTML entities unescaped twice, whitespace
+ * runs collapsed to one space and trimmed, Python's str.lower()), split by
+ * CLIP's pattern, and each piece is byte-pair encoded. The literal strings "<|startoftext|>" and
+ * "<|endoftext|>" inside text become those tokens, as in Python.
+ * Invalid UTF-8 is not an error: each maximal invalid subsequence becomes
+ * U+FFFD, exactly as Python's bytes.decode("utf-8", "replace") would (the
+ * Python tokenizer only ever sees decoded text).
+ * On return *n is the number of ids the text encodes to. If it exceeds cap,
+ * the first cap ids are written and CT_ERR_ARG is returned (so cap == 0 with
+ * ids == NULL asks for the count). */
+ct_status ct_tokenizer_encode(const ct_tokenizer *t, const char *text, int64_t *ids, int cap,
+                              int *n);
+
+/* One row of clip.tokenize(text, context_length, truncate): <|startoftext|>,
+ * the ids of text, <|endoftext|>, then zeros up to context_length. If that is
+ * longer than context_length: with truncate the first context_length tokens
+ * are kept and the last is replaced by <|endoftext|>; without, CT_ERR_ARG
+ * names the text's token count (row is then all zeros). context_length >= 1. */
+ct_status ct_tokenizer_tokenize(const ct_tokenizer *t, const char *text, int context_length,
+                                bool truncate, int64_t *row);
+
+/* Inverse of encode as simple_tokenizer.decode: the tokens' strings joined,
+ * mapped back to bytes, decoded as UTF-8 with invalid sequences replaced by
+ * U+FFFD, and every "</w>" replaced by a space. Writes a NUL-terminated
+ * string to out; CT_ERR_ARG if an id is out of range or cap is too small
+ * (the message gives the size needed). */
+ct_status ct_tokenizer_decode(const ct_tokenizer *t, const int64_t *ids, int n, char *out,
+                              size_t cap);
+
+
+/* ------------------------------------------------------------------------ */
 /* CLIP (src/model)                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -381,6 +463,141 @@ ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids
                                int64_t T, const ct_clip_hooks *hooks);
 /* logit_scale.exp() * normalize(img) normalize(txt)^T: (B, K). */
 ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets (src/data)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* One labelled example: an image file (path relative to the dataset root, or
+ * absolute) or, for in-memory datasets, an index into the pixel store. */
+typedef struct ct_item {
+    char *path;    /* NULL for in-memory items               */
+    int64_t index; /* row of the pixel store (in-memory only) */
+    int label;     /* 0 .. n_classes-1                        */
+} ct_item;
+
+typedef struct ct_pixel_store ct_pixel_store; /* shared, reference-counted */
+
+/* A list of items over a class list. Datasets own their items and class
+ * names; views made by the sampler and splitter are independent copies
+ * (sharing the pixel store). */
+typedef struct ct_dataset {
+    char *name;          /* e.g. "fashion-mnist", "OxfordPets"             */
+    char *root;          /* image root for relative paths ("" if none)      */
+    int n_classes;
+    char **classnames;   /* n_classes, human-readable ("t-shirt/top")       */
+    int64_t n_items;
+    ct_item *items;
+    ct_pixel_store *pixels; /* in-memory images, or NULL                     */
+} ct_dataset;
+
+typedef struct ct_splits {
+    ct_dataset *train, *val, *test; /* val may be NULL when the source has none */
+} ct_splits;
+
+/* Open a dataset from a spec string:
+ *   folder:DIR            DIR/<class>/<images>; class names from folder names
+ *                         ('_' and '-' -> ' ') unless DIR/classnames.txt;
+ *                         split 80/10/10 per class by a fixed hash of the path
+ *   coop:SPLIT.json@IMAGES  Dassl/CoOp split_zhou_*.json, paths under IMAGES
+ *   csv:FILE@ROOT         lines "path,label" (label an integer or a class name;
+ *                         optional header); FILE.val.csv / FILE.test.csv if present
+ *   fashion-mnist[:DIR]   IDX files (default /usr/share/datasets/fashion-mnist);
+ *                         val = the last 10% of train... see docs/datasets.md
+ *   npy:X.npy,Y.npy       uint8 images (N, H, W[, C]) and int64 labels (N)
+ * An optional classnames.txt ("wnid name" or one name per line) overrides.
+ * Every failure names the file and line/field. */
+ct_status ct_data_open(const char *spec, ct_splits *out);
+void ct_splits_free(ct_splits *s);
+void ct_dataset_free(ct_dataset *d);
+/* Decode item i as RGB (files through ct_image semantics; in-memory grey
+ * images expanded to RGB). out is a ct_image (src/model/image.h). */
+struct ct_image;
+ct_status ct_dataset_image(const ct_dataset *d, int64_t i, struct ct_image *out);
+/* A stable identity of item i for caches: path relative to root, or
+ * "<name>#<index>" for in-memory items. */
+const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_t n);
+
+/* Few-shot subset: k items per class drawn without replacement (all when a
+ * class has fewer), deterministic in (dataset, k, seed) as Dassl's
+ * generate_fewshot_dataset. For val, Dassl uses min(k, 4). */
+ct_dataset *ct_dataset_fewshot(const ct_dataset *d, int k, uint64_t seed);
+/* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
+ * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
+ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
+
+/* ------------------------------------------------------------------------ */
+/* Features, methods and the trainer (src/train, src/methods)                */
+/* ------------------------------------------------------------------------ */
+
+struct ct_preprocess_cfg;
+
+/* Image features of a dataset under one view (view 0: the evaluation
+ * transform; views 1..: augmented training views), cached on disk. */
+typedef struct ct_features {
+    int64_t n;
+    int dim;
+    float *x;    /* (n, dim) projected image embeddings, not normalised */
+    int *labels; /* (n) */
+} ct_features;
+
+/* Everything a method may use: the frozen model, its tokenizer and
+ * preprocessing, the class names, and the data it trains/selects on. */
+typedef struct ct_task {
+    ct_clip *clip;
+    ct_tokenizer *tok;
+    const struct ct_preprocess_cfg *pre;
+    const char *dataset_name;      /* for per-dataset templates      */
+    int n_classes;
+    char *const *classnames;
+    const ct_dataset *train;       /* few-shot training set          */
+    const ct_dataset *val;         /* model selection only; may be NULL */
+    const ct_features *train_feats;/* view-0 features of train        */
+    const ct_features *val_feats;  /* view-0 features of val, or NULL  */
+    const ct_features *aug_feats;  /* augmented views of train, or NULL (n = views * train) */
+    const char *cache_dir;
+    uint64_t seed;
+} ct_task;
+
+/* A mini-batch: features (frozen-feature methods) and labels. */
+typedef struct ct_batch {
+    int64_t n;
+    const float *x; /* (n, dim) */
+    const int *labels;
+} ct_batch;
+
+/* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
+ * are errors naming the key). */
+typedef struct ct_kv {
+    int n;
+    char **keys, **vals;
+} ct_kv;
+
+typedef struct ct_method {
+    const char *name, *category, *setup, *paper;
+    /* default hyper-parameters, "key=value" separated by spaces */
+    const char *defaults;
+    ct_status (*create)(const ct_task *task, const ct_kv *hp, void **state);
+    void (*destroy)(void *state);
+    /* learnable tensors (leaves with requires_grad); 0 for training-free */
+    int (*params)(void *state, ct_tensor **out, int cap);
+    /* scalar training loss of a batch (NULL if the method does not train
+     * by gradient descent) */
+    ct_tensor *(*loss)(void *state, ct_graph *g, const ct_batch *b);
+    /* class scores (n, K) of a batch */
+    ct_tensor *(*logits)(void *state, ct_graph *g, const ct_batch *b);
+    /* optional: training-free fitting or a special loop, run instead of
+     * (or before) gradient training */
+    ct_status (*fit)(void *state, const ct_task *task);
+    /* optional: after backward, before the optimiser step (gradient
+     * surgery) */
+    ct_status (*before_step)(void *state, ct_graph *g, const ct_batch *b);
+} ct_method;
+
+/* Registry: every method, by name. */
+int ct_method_count(void);
+const ct_method *ct_method_at(int i);
+const ct_method *ct_method_find(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers and schedules (PyTorch semantics)                              */

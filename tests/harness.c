@@ -100,6 +100,9 @@ const char *ct_test_tmpdir(void) {
 
 const char *ct_test_shared_dir(void) {
     const char *d = getenv("CT_SHARED_DIR");
+#ifdef CT_SOURCE_DIR
+    if (!d || !*d) d = CT_SOURCE_DIR "/../shared";
+#endif
     struct stat st;
     if (!d || !*d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) return NULL;
     return d;
