@@ -258,6 +258,81 @@ ct_tensor *ct_sinkhorn(ct_graph *g, ct_tensor *cost, const ct_real *r, const ct_
                        float eps, int iters, float tol);
 
 /* ------------------------------------------------------------------------ */
+/* Optimizers and schedules (PyTorch semantics)                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ct_optim_kind { CT_OPTIM_SGD, CT_OPTIM_ADAM, CT_OPTIM_ADAMW } ct_optim_kind;
+
+typedef struct ct_optim_config {
+    ct_optim_kind kind;
+    float lr;
+    float momentum;     /* SGD                                           */
+    float dampening;    /* SGD (torch default 0)                         */
+    bool nesterov;      /* SGD                                           */
+    float weight_decay; /* SGD/Adam: L2 added to grad; AdamW: decoupled  */
+    float beta1, beta2, eps; /* Adam/AdamW                               */
+} ct_optim_config;
+
+/* torch defaults for the kind at learning rate lr: SGD momentum 0, wd 0;
+ * Adam betas (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 0.01. */
+ct_optim_config ct_optim_default(ct_optim_kind kind, float lr);
+
+typedef struct ct_optim ct_optim;
+/* Optimizes params[0..n) (leaves with requires_grad; not owned). Allocates
+ * all state up front. */
+ct_optim *ct_optim_create(const ct_optim_config *cfg, ct_tensor *const *params, int n);
+void ct_optim_free(ct_optim *o);
+/* One update with the current .grad of every param, at learning rate lr. */
+ct_status ct_optim_step(ct_optim *o, float lr);
+void ct_optim_zero_grad(ct_optim *o);
+/* Writable views of the optimiser's state, for checkpoints: n values in each
+ * of buf1 (SGD momentum / Adam first moment; NULL when unused) and buf2 (Adam
+ * second moment; NULL for SGD), laid out as the params concatenated, and
+ * steps[n_params] updates applied per param. Valid while o lives. */
+typedef struct ct_optim_state {
+    size_t n;
+    ct_real *buf1, *buf2;
+    int n_params;
+    int64_t *steps;
+} ct_optim_state;
+ct_optim_state ct_optim_get_state(ct_optim *o);
+/* Global L2 norm of all grads; when max_norm / (norm + 1e-6) < 1, scale
+ * every grad by that factor (torch clip_grad_norm_). Grads that are NULL are
+ * skipped; a non-finite norm leaves the grads as they are. Returns the norm
+ * before clipping. */
+double ct_clip_grad_norm(ct_tensor *const *params, int n, double max_norm);
+
+typedef enum ct_sched_kind {
+    CT_SCHED_CONSTANT,
+    CT_SCHED_COSINE  /* torch CosineAnnealingLR(T_max = total, eta_min) */
+} ct_sched_kind;
+
+typedef enum ct_warmup_kind {
+    CT_WARMUP_NONE,
+    CT_WARMUP_CONSTANT, /* Dassl ConstantWarmupScheduler: lr = warmup_lr   */
+    CT_WARMUP_LINEAR    /* Dassl LinearWarmupScheduler: warmup_lr -> base  */
+} ct_warmup_kind;
+
+typedef struct ct_sched_config {
+    ct_sched_kind kind;
+    float base_lr;
+    float min_lr;        /* eta_min of the cosine                         */
+    int total;           /* T_max: the whole run's epochs, warmup included */
+    ct_warmup_kind warmup;
+    int warmup_len;      /* epochs of warmup                              */
+    float warmup_lr;     /* constant lr, or the linear start              */
+} ct_sched_config;
+
+/* Learning rate for epoch (0-based) under Dassl's semantics with its default
+ * WARMUP_RECOUNT = True (its
+ * ConstantWarmupScheduler / LinearWarmupScheduler wrapping the successor):
+ * epochs e < warmup_len use the warmup rule (constant: warmup_lr; linear:
+ * warmup_lr at e == 0, else base_lr * e / warmup_len); later epochs use the
+ * main schedule at t = e - warmup_len, with T_max = total (the successor only
+ * starts stepping after warmup). */
+float ct_sched_lr(const ct_sched_config *s, int epoch);
+
+/* ------------------------------------------------------------------------ */
 /* Transformer blocks (src/nn)                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -571,6 +646,7 @@ typedef struct ct_batch {
 typedef struct ct_kv {
     int n;
     char **keys, **vals;
+    bool *used; /* read by a getter */
 } ct_kv;
 
 typedef struct ct_method {
@@ -594,74 +670,49 @@ typedef struct ct_method {
     ct_status (*before_step)(void *state, ct_graph *g, const ct_batch *b);
 } ct_method;
 
+/* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
+ * typed getters mark a key used and fail naming the key and value when it
+ * does not parse; ct_kv_check_used fails naming the first key nobody read. */
+ct_status ct_kv_parse(ct_kv *kv, const char *text);
+ct_status ct_kv_set(ct_kv *kv, const char *key, const char *val);
+void ct_kv_free(ct_kv *kv);
+ct_status ct_kv_double(ct_kv *kv, const char *key, double def, double *out);
+ct_status ct_kv_int(ct_kv *kv, const char *key, int def, int *out);
+ct_status ct_kv_str(ct_kv *kv, const char *key, const char *def, const char **out);
+ct_status ct_kv_check_used(const ct_kv *kv, const char *ctx);
+
+/* Generic training over frozen image features. */
+typedef struct ct_train_cfg {
+    int epochs, batch_size;
+    ct_optim_config optim;
+    ct_sched_config sched;
+    double max_grad_norm;   /* 0: no clipping                                    */
+    bool select_best_val;   /* keep the epoch with the best val accuracy (else last) */
+    uint64_t seed;
+    const char *run_dir;    /* checkpoint.safetensors + checkpoint.json; NULL: none */
+    bool resume;            /* continue from run_dir's checkpoint                  */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} ct_train_cfg;
+
+/* Trainer keys read from hp (method defaults + user overrides): epochs,
+ * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, sched
+ * (cosine|constant), warmup_epochs, warmup_type (constant|linear), warmup_lr,
+ * max_grad_norm, select (last|best_val). */
+ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
+/* Run m's fit (if any) and its gradient training (if it has a loss). Each
+ * epoch visits the features of train (or of the augmented views when the
+ * task has them) in a seeded order; the state after every epoch is
+ * checkpointed atomically, and resume continues bit-for-bit. */
+ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
+                   const ct_train_cfg *cfg, ct_kv *hp);
+/* Class scores (n, K) for features f. */
+ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, float *scores);
+
 /* Registry: every method, by name. */
 int ct_method_count(void);
 const ct_method *ct_method_at(int i);
 const ct_method *ct_method_find(const char *name);
-
-/* ------------------------------------------------------------------------ */
-/* Optimizers and schedules (PyTorch semantics)                              */
-/* ------------------------------------------------------------------------ */
-
-typedef enum ct_optim_kind { CT_OPTIM_SGD, CT_OPTIM_ADAM, CT_OPTIM_ADAMW } ct_optim_kind;
-
-typedef struct ct_optim_config {
-    ct_optim_kind kind;
-    float lr;
-    float momentum;     /* SGD                                           */
-    float dampening;    /* SGD (torch default 0)                         */
-    bool nesterov;      /* SGD                                           */
-    float weight_decay; /* SGD/Adam: L2 added to grad; AdamW: decoupled  */
-    float beta1, beta2, eps; /* Adam/AdamW                               */
-} ct_optim_config;
-
-/* torch defaults for the kind at learning rate lr: SGD momentum 0, wd 0;
- * Adam betas (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 0.01. */
-ct_optim_config ct_optim_default(ct_optim_kind kind, float lr);
-
-typedef struct ct_optim ct_optim;
-/* Optimizes params[0..n) (leaves with requires_grad; not owned). Allocates
- * all state up front. */
-ct_optim *ct_optim_create(const ct_optim_config *cfg, ct_tensor *const *params, int n);
-void ct_optim_free(ct_optim *o);
-/* One update with the current .grad of every param, at learning rate lr. */
-ct_status ct_optim_step(ct_optim *o, float lr);
-void ct_optim_zero_grad(ct_optim *o);
-/* Global L2 norm of all grads; when max_norm / (norm + 1e-6) < 1, scale
- * every grad by that factor (torch clip_grad_norm_). Grads that are NULL are
- * skipped; a non-finite norm leaves the grads as they are. Returns the norm
- * before clipping. */
-double ct_clip_grad_norm(ct_tensor *const *params, int n, double max_norm);
-
-typedef enum ct_sched_kind {
-    CT_SCHED_CONSTANT,
-    CT_SCHED_COSINE  /* torch CosineAnnealingLR(T_max = total, eta_min) */
-} ct_sched_kind;
-
-typedef enum ct_warmup_kind {
-    CT_WARMUP_NONE,
-    CT_WARMUP_CONSTANT, /* Dassl ConstantWarmupScheduler: lr = warmup_lr   */
-    CT_WARMUP_LINEAR    /* Dassl LinearWarmupScheduler: warmup_lr -> base  */
-} ct_warmup_kind;
-
-typedef struct ct_sched_config {
-    ct_sched_kind kind;
-    float base_lr;
-    float min_lr;        /* eta_min of the cosine                         */
-    int total;           /* T_max: the whole run's epochs, warmup included */
-    ct_warmup_kind warmup;
-    int warmup_len;      /* epochs of warmup                              */
-    float warmup_lr;     /* constant lr, or the linear start              */
-} ct_sched_config;
-
-/* Learning rate for epoch (0-based) under Dassl's semantics with its default
- * WARMUP_RECOUNT = True (its
- * ConstantWarmupScheduler / LinearWarmupScheduler wrapping the successor):
- * epochs e < warmup_len use the warmup rule (constant: warmup_lr; linear:
- * warmup_lr at e == 0, else base_lr * e / warmup_len); later epochs use the
- * main schedule at t = e - warmup_len, with T_max = total (the successor only
- * starts stepping after warmup). */
-float ct_sched_lr(const ct_sched_config *s, int epoch);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */

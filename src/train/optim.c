@@ -33,6 +33,7 @@ struct ct_optim {
     int64_t *steps;     /* updates applied to params[i] so far               */
     ct_real *buf1;      /* SGD momentum_buffer or Adam exp_avg (NULL if none) */
     ct_real *buf2;      /* Adam exp_avg_sq (NULL for SGD)                    */
+    size_t total;       /* values in each state buffer                       */
 };
 
 ct_optim_config ct_optim_default(ct_optim_kind kind, float lr) {
@@ -142,6 +143,7 @@ ct_optim *ct_optim_create(const ct_optim_config *cfg, ct_tensor *const *params, 
     /* Zeroed state is what torch starts Adam from; SGD's first step
      * overwrites its buffer instead of reading it. calloc(0) may return NULL,
      * hence the max with 1. */
+    o->total = total;
     if (need1 && !(o->buf1 = calloc(total ? total : 1, sizeof(ct_real)))) goto nomem;
     if (adam && !(o->buf2 = calloc(total ? total : 1, sizeof(ct_real)))) goto nomem;
     size_t off = 0;
@@ -306,4 +308,9 @@ double ct_clip_grad_norm(ct_tensor *const *params, int n, double max_norm) {
         }
     }
     return total;
+}
+
+ct_optim_state ct_optim_get_state(ct_optim *o) {
+    ct_optim_state st = {o->total, o->buf1, o->buf2, o->n, o->steps};
+    return st;
 }

@@ -1,0 +1,117 @@
+/* "key=value" hyper-parameters with use tracking, so a misspelt --set key is
+ * an error instead of being silently ignored. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "cliptune.h"
+
+ct_status ct_kv_set(ct_kv *kv, const char *key, const char *val) {
+    if (!key || !*key) return ct_set_error(CT_ERR_ARG, "hyper-parameters: empty key");
+    char *v = strdup(val ? val : "");
+    if (!v) return ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+    for (int i = 0; i < kv->n; i++)
+        if (!strcmp(kv->keys[i], key)) {
+            free(kv->vals[i]);
+            kv->vals[i] = v;
+            return CT_OK;
+        }
+    size_t n = (size_t)kv->n + 1;
+    char **k = realloc(kv->keys, n * sizeof *k);
+    if (k) kv->keys = k;
+    char **vv = k ? realloc(kv->vals, n * sizeof *vv) : NULL;
+    if (vv) kv->vals = vv;
+    bool *u = vv ? realloc(kv->used, n * sizeof *u) : NULL;
+    if (u) kv->used = u;
+    char *kd = u ? strdup(key) : NULL;
+    if (!kd) {
+        free(v);
+        return ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+    }
+    kv->keys[kv->n] = kd, kv->vals[kv->n] = v, kv->used[kv->n] = false;
+    kv->n++;
+    return CT_OK;
+}
+
+ct_status ct_kv_parse(ct_kv *kv, const char *text) {
+    const char *p = text ? text : "";
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',') p++;
+        if (!*p) break;
+        const char *e = p;
+        while (*e && *e != ' ' && *e != '\t' && *e != '\n' && *e != ',') e++;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        if (!eq || eq == p)
+            return ct_set_error(CT_ERR_ARG, "hyper-parameter \"%.*s\" is not key=value",
+                                (int)(e - p), p);
+        char key[128], val[512];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
+        snprintf(val, sizeof val, "%.*s", (int)(e - eq - 1), eq + 1);
+        ct_status s = ct_kv_set(kv, key, val);
+        if (s != CT_OK) return s;
+        p = e;
+    }
+    return CT_OK;
+}
+
+void ct_kv_free(ct_kv *kv) {
+    if (!kv) return;
+    for (int i = 0; i < kv->n; i++) free(kv->keys[i]), free(kv->vals[i]);
+    free(kv->keys);
+    free(kv->vals);
+    free(kv->used);
+    memset(kv, 0, sizeof *kv);
+}
+
+static const char *find(ct_kv *kv, const char *key) {
+    for (int i = 0; i < kv->n; i++)
+        if (!strcmp(kv->keys[i], key)) {
+            kv->used[i] = true;
+            return kv->vals[i];
+        }
+    return NULL;
+}
+
+ct_status ct_kv_double(ct_kv *kv, const char *key, double def, double *out) {
+    const char *v = find(kv, key);
+    if (!v) {
+        *out = def;
+        return CT_OK;
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno)
+        return ct_set_error(CT_ERR_ARG, "hyper-parameter %s=%s is not a number", key, v);
+    *out = d;
+    return CT_OK;
+}
+
+ct_status ct_kv_int(ct_kv *kv, const char *key, int def, int *out) {
+    const char *v = find(kv, key);
+    if (!v) {
+        *out = def;
+        return CT_OK;
+    }
+    char *end;
+    errno = 0;
+    long l = strtol(v, &end, 10);
+    if (end == v || *end || errno || l < -2147483647L || l > 2147483647L)
+        return ct_set_error(CT_ERR_ARG, "hyper-parameter %s=%s is not an integer", key, v);
+    *out = (int)l;
+    return CT_OK;
+}
+
+ct_status ct_kv_str(ct_kv *kv, const char *key, const char *def, const char **out) {
+    const char *v = find(kv, key);
+    *out = v ? v : def;
+    return CT_OK;
+}
+
+ct_status ct_kv_check_used(const ct_kv *kv, const char *ctx) {
+    for (int i = 0; i < kv->n; i++)
+        if (!kv->used[i])
+            return ct_set_error(CT_ERR_ARG, "%s: unknown hyper-parameter \"%s\"", ctx, kv->keys[i]);
+    return CT_OK;
+}

@@ -1,0 +1,343 @@
+/* The generic trainer: mini-batch gradient descent on a method's loss over
+ * frozen image features, with Dassl's schedules, atomic per-epoch
+ * checkpoints (learned tensors + optimiser state + JSON metadata) and
+ * bit-for-bit resume. The data order of epoch e is a pure function of
+ * (seed, e), so a resumed run replays exactly what an uninterrupted run does. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "base/error.h"
+#include "base/hash.h"
+#include "base/json.h"
+#include "cliptune.h"
+
+#define MAX_PARAMS 256
+
+ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *optim, *sched, *wtype, *select;
+    double lr, mom, wd, wlr, clip;
+    int wep;
+    ct_status s = CT_OK;
+#define TRY(x) \
+    if (s == CT_OK) s = (x)
+    TRY(ct_kv_int(hp, "epochs", 1, &cfg->epochs));
+    TRY(ct_kv_int(hp, "batch_size", 32, &cfg->batch_size));
+    TRY(ct_kv_str(hp, "optim", "sgd", &optim));
+    TRY(ct_kv_double(hp, "lr", 0.002, &lr));
+    TRY(ct_kv_double(hp, "momentum", 0.9, &mom));
+    TRY(ct_kv_double(hp, "weight_decay", 5e-4, &wd));
+    TRY(ct_kv_str(hp, "sched", "cosine", &sched));
+    TRY(ct_kv_int(hp, "warmup_epochs", 0, &wep));
+    TRY(ct_kv_str(hp, "warmup_type", "constant", &wtype));
+    TRY(ct_kv_double(hp, "warmup_lr", 1e-5, &wlr));
+    TRY(ct_kv_double(hp, "max_grad_norm", 0, &clip));
+    TRY(ct_kv_str(hp, "select", "last", &select));
+#undef TRY
+    if (s != CT_OK) return s;
+    if (cfg->epochs < 0 || cfg->batch_size < 1 || !(lr >= 0) || wep < 0 || !(clip >= 0))
+        return ct_set_error(CT_ERR_ARG, "trainer: epochs, batch_size, lr, warmup_epochs or "
+                            "max_grad_norm out of range");
+    ct_optim_kind kind;
+    if (!strcmp(optim, "sgd")) kind = CT_OPTIM_SGD;
+    else if (!strcmp(optim, "adam")) kind = CT_OPTIM_ADAM;
+    else if (!strcmp(optim, "adamw")) kind = CT_OPTIM_ADAMW;
+    else return ct_set_error(CT_ERR_ARG, "trainer: optim=%s (sgd, adam, adamw)", optim);
+    cfg->optim = ct_optim_default(kind, (float)lr);
+    if (kind == CT_OPTIM_SGD) cfg->optim.momentum = (float)mom;
+    cfg->optim.weight_decay = (float)wd;
+    cfg->sched.base_lr = (float)lr;
+    cfg->sched.total = cfg->epochs;
+    if (!strcmp(sched, "cosine")) cfg->sched.kind = CT_SCHED_COSINE;
+    else if (!strcmp(sched, "constant")) cfg->sched.kind = CT_SCHED_CONSTANT;
+    else return ct_set_error(CT_ERR_ARG, "trainer: sched=%s (cosine, constant)", sched);
+    cfg->sched.warmup_len = wep;
+    cfg->sched.warmup_lr = (float)wlr;
+    if (wep == 0) cfg->sched.warmup = CT_WARMUP_NONE;
+    else if (!strcmp(wtype, "constant")) cfg->sched.warmup = CT_WARMUP_CONSTANT;
+    else if (!strcmp(wtype, "linear")) cfg->sched.warmup = CT_WARMUP_LINEAR;
+    else return ct_set_error(CT_ERR_ARG, "trainer: warmup_type=%s (constant, linear)", wtype);
+    cfg->max_grad_norm = clip;
+    if (!strcmp(select, "best_val")) cfg->select_best_val = true;
+    else if (strcmp(select, "last")) return ct_set_error(CT_ERR_ARG, "trainer: select=%s "
+                                                         "(last, best_val)", select);
+    return CT_OK;
+}
+
+ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, float *scores) {
+    ct_graph *g = ct_graph_create(0);
+    if (!g) return CT_ERR_NOMEM;
+    const int64_t B = 256;
+    ct_status s = CT_OK;
+    for (int64_t i0 = 0; i0 < f->n && s == CT_OK; i0 += B) {
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim, f->labels + i0};
+        ct_tensor *lg = m->logits(state, g, &b);
+        if (!lg) {
+            s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
+            break;
+        }
+        memcpy(scores + i0 * lg->shape[1], lg->data, (size_t)lg->numel * sizeof(float));
+    }
+    ct_graph_free(g);
+    return s;
+}
+
+static double accuracy(const ct_method *m, void *state, const ct_features *f, int K,
+                       ct_status *st) {
+    float *sc = malloc((size_t)(f->n ? f->n : 1) * (size_t)K * sizeof *sc);
+    if (!sc) {
+        *st = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
+        return 0;
+    }
+    *st = ct_predict(m, state, f, sc);
+    int64_t ok = 0;
+    for (int64_t i = 0; *st == CT_OK && i < f->n; i++) {
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (sc[i * K + k] > sc[i * K + best]) best = k;
+        ok += best == f->labels[i];
+    }
+    free(sc);
+    return f->n ? (double)ok / (double)f->n : 0;
+}
+
+/* ---- checkpoints ---- */
+
+static ct_status save_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tensor **p, int np,
+                           ct_optim *opt, int epoch, double best_acc, int best_epoch,
+                           const float *best, size_t total, const ct_kv *hp,
+                           const ct_task *task) {
+    char path[4096];
+    ct_optim_state os = ct_optim_get_state(opt);
+    ct_st_entry e[2 * MAX_PARAMS + 3];
+    char names[MAX_PARAMS][32];
+    int n = 0;
+    for (int i = 0; i < np; i++) {
+        snprintf(names[i], sizeof names[i], "param.%d", i);
+        e[n++] = (ct_st_entry){names[i], CT_F32, p[i]->ndim, p[i]->shape, p[i]->data};
+    }
+    int64_t sn[1] = {(int64_t)os.n}, ss[1] = {os.n_params};
+    if (os.buf1) e[n++] = (ct_st_entry){"optim.buf1", CT_F32, 1, sn, os.buf1};
+    if (os.buf2) e[n++] = (ct_st_entry){"optim.buf2", CT_F32, 1, sn, os.buf2};
+    e[n++] = (ct_st_entry){"optim.steps", CT_I64, 1, ss, os.steps};
+    int64_t bs[1] = {(int64_t)total};
+    if (best) e[n++] = (ct_st_entry){"best", CT_F32, 1, bs, best};
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->run_dir);
+    ct_status s = ct_safetensors_write(path, e, n, NULL, 0);
+    if (s != CT_OK) return s;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "method", m->name);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "epochs", cfg->epochs);
+    char seed[32], mh[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    uint64_t h = CT_HASH_INIT;
+    for (int i = 0; i < hp->n; i++) h = ct_hash_str(ct_hash_str(h, hp->keys[i]), hp->vals[i]);
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)h);
+    cJSON_AddStringToObject(j, "hyper_parameters_hash", mh);
+    cJSON *hpj = cJSON_AddObjectToObject(j, "hyper_parameters");
+    for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(hpj, hp->keys[i], hp->vals[i]);
+    cJSON *cn = cJSON_AddArrayToObject(j, "classnames");
+    for (int k = 0; k < task->n_classes; k++)
+        cJSON_AddItemToArray(cn, cJSON_CreateString(task->classnames[k]));
+    cJSON_AddNumberToObject(j, "best_val_acc", best_acc);
+    cJSON_AddNumberToObject(j, "best_epoch", best_epoch);
+    snprintf(path, sizeof path, "%s/checkpoint.json", cfg->run_dir);
+    s = ct_json_save(path, j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static ct_status copy_into(const ct_st_tensor *t, void *dst, size_t n, ct_dtype want,
+                           const char *path, const char *name) {
+    if (!t || t->dtype != want || t->nbytes != n)
+        return ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or does not match the run",
+                            path, name);
+    memcpy(dst, t->data, n);
+    return CT_OK;
+}
+
+static ct_status load_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tensor **p, int np,
+                           ct_optim *opt, const ct_kv *hp, int *epoch, double *best_acc,
+                           int *best_epoch, float *best, size_t total) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoint.json", cfg->run_dir);
+    cJSON *j = ct_json_load(path);
+    if (!j) return CT_ERR_IO;
+    const char *method, *hph;
+    int64_t ep, be;
+    double ba;
+    ct_status s = ct_json_get_string(j, "method", &method, path);
+    if (s == CT_OK) s = ct_json_get_int(j, "epoch", &ep, path);
+    if (s == CT_OK) s = ct_json_get_double(j, "best_val_acc", &ba, path);
+    if (s == CT_OK) s = ct_json_get_int(j, "best_epoch", &be, path);
+    if (s == CT_OK) s = ct_json_get_string(j, "hyper_parameters_hash", &hph, path);
+    if (s == CT_OK && strcmp(method, m->name))
+        s = ct_set_error(CT_ERR_STATE, "%s: checkpoint of method %s, not %s", path, method,
+                         m->name);
+    uint64_t h = CT_HASH_INIT;
+    for (int i = 0; i < hp->n; i++) h = ct_hash_str(ct_hash_str(h, hp->keys[i]), hp->vals[i]);
+    char mh[32];
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)h);
+    if (s == CT_OK && strcmp(mh, hph))
+        s = ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with other "
+                         "hyper-parameters; resume needs the same ones", path);
+    cJSON_Delete(j);
+    if (s != CT_OK) return s;
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->run_dir);
+    ct_safetensors *st = ct_safetensors_open(path);
+    if (!st) return CT_ERR_FORMAT;
+    ct_optim_state os = ct_optim_get_state(opt);
+    char name[32];
+    for (int i = 0; s == CT_OK && i < np; i++) {
+        snprintf(name, sizeof name, "param.%d", i);
+        s = copy_into(ct_safetensors_find(st, name), p[i]->data,
+                      (size_t)p[i]->numel * sizeof(float), CT_F32, path, name);
+    }
+    if (s == CT_OK && os.buf1)
+        s = copy_into(ct_safetensors_find(st, "optim.buf1"), os.buf1, os.n * sizeof(float), CT_F32,
+                      path, "optim.buf1");
+    if (s == CT_OK && os.buf2)
+        s = copy_into(ct_safetensors_find(st, "optim.buf2"), os.buf2, os.n * sizeof(float), CT_F32,
+                      path, "optim.buf2");
+    if (s == CT_OK)
+        s = copy_into(ct_safetensors_find(st, "optim.steps"), os.steps,
+                      (size_t)os.n_params * sizeof(int64_t), CT_I64, path, "optim.steps");
+    if (s == CT_OK && best)
+        s = copy_into(ct_safetensors_find(st, "best"), best, total * sizeof(float), CT_F32, path,
+                      "best");
+    ct_safetensors_close(st);
+    *epoch = (int)ep, *best_acc = ba, *best_epoch = (int)be;
+    return s;
+}
+
+/* ---- the loop ---- */
+
+static void logf_(const ct_train_cfg *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const ct_train_cfg *cfg, const char *fmt, ...) {
+    if (!cfg->log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cfg->log(cfg->log_ctx, line);
+}
+
+ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
+                   const ct_train_cfg *cfg, ct_kv *hp) {
+    ct_status s = CT_OK;
+    if (m->fit && (s = m->fit(state, task)) != CT_OK) return s;
+    if (!m->loss || cfg->epochs == 0) return CT_OK;
+    ct_tensor *p[MAX_PARAMS];
+    int np = m->params ? m->params(state, p, MAX_PARAMS) : 0;
+    if (np <= 0 || np > MAX_PARAMS)
+        return ct_set_error(CT_ERR_STATE, "trainer: method %s has %d learnable tensors", m->name,
+                            np);
+    const ct_features *data = task->aug_feats ? task->aug_feats : task->train_feats;
+    if (!data || data->n == 0)
+        return ct_set_error(CT_ERR_ARG, "trainer: no training features");
+    ct_optim *opt = ct_optim_create(&cfg->optim, p, np);
+    if (!opt) return ct_last_error()[0] ? CT_ERR_ARG : CT_ERR_NOMEM;
+    int start = 0, best_epoch = -1;
+    double best_acc = -1;
+    /* best-val snapshot of the learned tensors (checkpointed too) */
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += (size_t)p[i]->numel;
+    float *best = cfg->select_best_val ? calloc(total ? total : 1, sizeof *best) : NULL;
+    if (cfg->resume) {
+        int done = -1;
+        s = load_ckpt(cfg, m, p, np, opt, hp, &done, &best_acc, &best_epoch, best, total);
+        if (s != CT_OK) {
+            free(best);
+            goto out;
+        }
+        start = done + 1;
+        logf_(cfg, "resumed after epoch %d", done + 1);
+    }
+    int64_t n = data->n, B = cfg->batch_size;
+    /* Dassl drops the last incomplete batch when there is a full one */
+    int64_t nb = n >= B ? n / B : 1;
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    float *bx = malloc((size_t)B * (size_t)data->dim * sizeof *bx);
+    int *by = malloc((size_t)B * sizeof *by);
+    ct_graph *g = ct_graph_create(0);
+    if (!order || !bx || !by || !g || (cfg->select_best_val && !best)) {
+        s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
+        goto done;
+    }
+    for (int ep = start; ep < cfg->epochs && s == CT_OK; ep++) {
+        float lr = ct_sched_lr(&cfg->sched, ep);
+        ct_rng rng;
+        ct_rng_init(&rng, ct_hash_u64(cfg->seed, (uint64_t)ep));
+        ct_rng_permutation(&rng, order, (size_t)n);
+        double loss_sum = 0;
+        for (int64_t bi = 0; bi < nb && s == CT_OK; bi++) {
+            int64_t nbatch = n - bi * B < B ? n - bi * B : B;
+            for (int64_t j = 0; j < nbatch; j++) {
+                int64_t src = order[bi * B + j];
+                memcpy(bx + j * data->dim, data->x + src * data->dim,
+                       (size_t)data->dim * sizeof *bx);
+                by[j] = data->labels[src];
+            }
+            ct_batch b = {nbatch, bx, by};
+            ct_graph_reset(g);
+            ct_optim_zero_grad(opt);
+            ct_tensor *loss = m->loss(state, g, &b);
+            if (!loss || (s = ct_backward(g, loss)) != CT_OK) {
+                if (s == CT_OK) s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
+                break;
+            }
+            loss_sum += loss->data[0];
+            if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
+            if (cfg->max_grad_norm > 0) ct_clip_grad_norm(p, np, cfg->max_grad_norm);
+            s = ct_optim_step(opt, lr);
+        }
+        if (s != CT_OK) break;
+        double acc = -1;
+        if (task->val_feats && task->val_feats->n) {
+            acc = accuracy(m, state, task->val_feats, task->n_classes, &s);
+            if (s != CT_OK) break;
+            if (acc > best_acc) {
+                best_acc = acc, best_epoch = ep;
+                if (best) {
+                    size_t off = 0;
+                    for (int i = 0; i < np; i++) {
+                        memcpy(best + off, p[i]->data, (size_t)p[i]->numel * sizeof(float));
+                        off += (size_t)p[i]->numel;
+                    }
+                }
+            }
+        }
+        if (acc >= 0)
+            logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f  val acc %.2f%%", ep + 1, cfg->epochs,
+                  (double)lr, loss_sum / (double)nb, 100 * acc);
+        else
+            logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f", ep + 1, cfg->epochs, (double)lr,
+                  loss_sum / (double)nb);
+        if (cfg->run_dir)
+            s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task);
+    }
+    if (s == CT_OK && best && best_epoch >= 0) {
+        size_t off = 0;
+        for (int i = 0; i < np; i++) {
+            memcpy(p[i]->data, best + off, (size_t)p[i]->numel * sizeof(float));
+            off += (size_t)p[i]->numel;
+        }
+        logf_(cfg, "selected epoch %d (val acc %.2f%%)", best_epoch + 1, 100 * best_acc);
+    }
+done:
+    ct_graph_free(g);
+    free(order), free(bx), free(by), free(best);
+out:
+    ct_optim_free(opt);
+    return s;
+}
