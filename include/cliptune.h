@@ -365,6 +365,125 @@ ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_lay
                                   float ln_eps, ct_layer_hook hook, void *hook_ctx);
 
 /* ------------------------------------------------------------------------ */
+/* Images and preprocessing (src/model/image.c, preprocess.c)               */
+/* ------------------------------------------------------------------------ */
+
+/* Image decoding into 8-bit RGB with Pillow's Image.open(f).convert("RGB")
+ * semantics, which is what both torchvision- and HF-style CLIP preprocessing
+ * start from. See docs/preprocessing.md for what is matched exactly.
+ *
+ * Formats (recognised by their first bytes, never by the file name):
+ *   JPEG  libjpeg-turbo with Pillow's settings (islow IDCT, fancy chroma
+ *         upsampling); grey -> 3 equal channels; CMYK/YCCK as Pillow does it
+ *         (Adobe-inverted CMYK, then its cmyk2rgb). EXIF orientation is
+ *         ignored, as Pillow's open() ignores it.
+ *   PNG   stb_image after Pillow's integrity checks (chunk CRCs before
+ *         the image data, zlib data and checksum); alpha dropped (not
+ *         composited), palette expanded, 16-bit colour keeps the high byte;
+ *         16-bit grey saturates at 255 (Pillow opens it as mode "I" and
+ *         convert() clips).
+ *   BMP   stb_image (1/4/8/16/24/32-bit, RLE4/RLE8), truncation checked.
+ *   GIF   first frame, own decoder following Pillow's canvas rules.
+ *   PNM   P1-P6 own decoder with Pillow's maxval scaling.
+ * Decoded sizes are checked (both sides >= 1, <= CT_IMAGE_MAX_SIDE, and at
+ * most CT_IMAGE_MAX_PIXELS) before anything is allocated for the pixels. */
+
+#define CT_IMAGE_MAX_SIDE 16384
+#define CT_IMAGE_MAX_PIXELS ((int64_t)256 * 1024 * 1024)
+
+typedef struct ct_image {
+    int w, h;
+    uint8_t *rgb; /* h * w * 3 bytes, row-major, R G B; malloc'ed */
+} ct_image;
+
+/* Decode the file at path. On failure *out is zeroed and the error names
+ * the path and the problem. */
+ct_status ct_image_load(const char *path, ct_image *out);
+/* The same from bytes in memory; name is used in error messages only (e.g.
+ * "shard-0003.tar:cat/001.jpg"; NULL reads as "<memory>"). */
+ct_status ct_image_decode(const uint8_t *data, size_t size, const char *name, ct_image *out);
+/* Copy a raw, tightly packed buffer (h rows of w pixels) into a new image:
+ * channels 1 (grey, replicated), 2 (grey + alpha, alpha dropped), 3 (RGB)
+ * or 4 (RGBA, alpha dropped). */
+ct_status ct_image_from_pixels(const uint8_t *pixels, int w, int h, int channels,
+                               ct_image *out);
+/* Free the pixels and zero *img (NULL and zeroed images are fine). */
+void ct_image_free(ct_image *img);
+
+
+/* CLIP image preprocessing, bit-exact with the Python pipelines the
+ * checkpoints were trained with (see docs/preprocessing.md):
+ *
+ *   OpenAI / open_clip (torchvision on PIL images):
+ *     Resize(n, BICUBIC) -> CenterCrop(n) -> ToTensor() -> Normalize(mean, std)
+ *   HF CLIPImageProcessor:
+ *     convert_rgb -> resize(shortest_edge, BICUBIC) -> center_crop -> rescale
+ *     -> normalize
+ *
+ * Both resize with Pillow (8-bit, separable, antialiased: the filter support
+ * grows with the downscale factor), ported here operation for operation. They
+ * differ only in the crop offset when the margin is odd: torchvision rounds
+ * half the margin (half to even), HF floors it; and when the crop is larger
+ * than the image, torchvision pads floor(d/2) before, HF ceil(d/2).
+ *
+ * Thread-safe; no global state. Large images use OpenMP over rows. */
+
+typedef enum ct_crop_rounding {
+    CT_CROP_ROUND = 0, /* torchvision CenterCrop: int(round((h - th) / 2.0)) */
+    CT_CROP_FLOOR = 1  /* HF center_crop: (h - th) // 2                       */
+} ct_crop_rounding;
+
+/* Pillow's filters (HF's "resample" numbers 3 and 2). */
+typedef enum ct_resample {
+    CT_RESAMPLE_BICUBIC = 0, /* a = -0.5, support 2 */
+    CT_RESAMPLE_BILINEAR = 1 /* triangle, support 1 */
+} ct_resample;
+
+typedef struct ct_preprocess_cfg {
+    /* Resize: resize_short > 0 scales the shorter side to it and the longer
+     * to int(resize_short * long / short) (torchvision Resize(int), HF
+     * shortest_edge). Else resize_h, resize_w > 0 resize to exactly that
+     * (HF size {"height", "width"}). All 0: no resize. */
+    int resize_short;
+    int resize_h, resize_w;
+    /* Center crop to crop_h x crop_w (zero-padded if larger than the image);
+     * both 0: no crop. */
+    int crop_h, crop_w;
+    ct_crop_rounding crop_rounding;
+    ct_resample resample;
+    /* out = ((float)(pixel * rescale) - mean[c]) / std[c], in float like
+     * torch and numpy. rescale 1/255 is ToTensor's division exactly. */
+    double rescale;
+    float mean[3], std[3];
+} ct_preprocess_cfg;
+
+/* OpenAI CLIP's transform for an n-pixel model (n = 224, 336, ...): resize
+ * shorter side to n, crop n x n with torchvision rounding, bicubic, OpenAI
+ * mean/std. */
+void ct_preprocess_cfg_openai(ct_preprocess_cfg *cfg, int n);
+
+/* Read an HF preprocessor_config.json (CLIPImageProcessor, or the older
+ * CLIPFeatureExtractor schema): size as an int, {"shortest_edge": n} or
+ * {"height": h, "width": w}; crop_size as an int or {"height", "width"};
+ * do_resize / do_center_crop / do_rescale / do_normalize; rescale_factor;
+ * image_mean / image_std (3 numbers, or one for all); resample 2 or 3. Keys
+ * left out take CLIPImageProcessor's defaults. Crop rounding is
+ * CT_CROP_FLOOR. */
+ct_status ct_preprocess_cfg_from_hf(const char *path, ct_preprocess_cfg *cfg);
+
+/* Output size (after resize and crop) for a w x h input. */
+ct_status ct_preprocess_out_size(const ct_preprocess_cfg *cfg, int w, int h, int *out_h,
+                                 int *out_w);
+
+/* out: float (3, out_h, out_w), channel-major, sizes as ct_preprocess_out_size
+ * (crop_h x crop_w whenever a crop is set). */
+ct_status ct_preprocess(const ct_image *img, const ct_preprocess_cfg *cfg, float *out);
+
+/* Pillow's Image.resize((w, h), filter) on an RGB image, bit-exact. */
+ct_status ct_image_resize(const ct_image *src, int w, int h, ct_resample filter, ct_image *dst);
+
+
+/* ------------------------------------------------------------------------ */
 /* Tokenizer (src/model/tokenizer.c)                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -587,8 +706,7 @@ void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
 /* Decode item i as RGB (files through ct_image semantics; in-memory grey
  * images expanded to RGB). out is a ct_image (src/model/image.h). */
-struct ct_image;
-ct_status ct_dataset_image(const ct_dataset *d, int64_t i, struct ct_image *out);
+ct_status ct_dataset_image(const ct_dataset *d, int64_t i, ct_image *out);
 /* A stable identity of item i for caches: path relative to root, or
  * "<name>#<index>" for in-memory items. */
 const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_t n);
@@ -605,7 +723,6 @@ ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
 /* Features, methods and the trainer (src/train, src/methods)                */
 /* ------------------------------------------------------------------------ */
 
-struct ct_preprocess_cfg;
 
 /* Image features of a dataset under one view (view 0: the evaluation
  * transform; views 1..: augmented training views), cached on disk. */
@@ -621,7 +738,7 @@ typedef struct ct_features {
 typedef struct ct_task {
     ct_clip *clip;
     ct_tokenizer *tok;
-    const struct ct_preprocess_cfg *pre;
+    const ct_preprocess_cfg *pre;
     const char *dataset_name;      /* for per-dataset templates      */
     int n_classes;
     char *const *classnames;

@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing; does nothing when all is there.
 set -euo pipefail
 
-pkgs=(gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev zlib1g-dev)
+pkgs=(gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev zlib1g-dev
+      libjpeg62-turbo-dev dataset-fashion-mnist)
 
 missing=()
 for p in "${pkgs[@]}"; do
