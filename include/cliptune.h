@@ -697,10 +697,14 @@ typedef struct ct_splits {
  *   csv:FILE@ROOT         lines "path,label" (label an integer or a class name;
  *                         optional header); FILE.val.csv / FILE.test.csv if present
  *   fashion-mnist[:DIR]   IDX files (default /usr/share/datasets/fashion-mnist);
- *                         val = the last 10% of train... see docs/datasets.md
- *   npy:X.npy,Y.npy       uint8 images (N, H, W[, C]) and int64 labels (N)
- * An optional classnames.txt ("wnid name" or one name per line) overrides.
- * Every failure names the file and line/field. */
+ *                         val = a per-class, path-hash-chosen 10% of train
+ *   npy:X.npy,Y.npy[,...] images as float32 in [0, 255] (or int64) shaped
+ *                         (N, H, W[, C]) and int64 labels (N); 2, 4 or 6
+ *                         files (split 80/10/10; train+test; train+val+test)
+ * Sources without a val split hold out a fixed, hash-chosen 10% per class
+ * (docs/datasets.md). An optional classnames.txt ("wnid name" or one name
+ * per line) overrides folder names. Every failure names the file and
+ * line/field. */
 ct_status ct_data_open(const char *spec, ct_splits *out);
 void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
@@ -708,7 +712,8 @@ void ct_dataset_free(ct_dataset *d);
  * images expanded to RGB). out is a ct_image (src/model/image.h). */
 ct_status ct_dataset_image(const ct_dataset *d, int64_t i, ct_image *out);
 /* A stable identity of item i for caches: path relative to root, or
- * "<name>#<index>" for in-memory items. */
+ * "<pixel store>#<row>" (e.g. "fashion-mnist/test#5") for in-memory items.
+ * NULL (error set) when it does not fit in buf. */
 const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_t n);
 
 /* Few-shot subset: k items per class drawn without replacement (all when a

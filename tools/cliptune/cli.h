@@ -16,5 +16,11 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val, 
 bool cli_help_requested(int argc, char **argv);
 
 int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_zeroshot(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_methods(int argc, char **argv);
 
 #endif

@@ -12,6 +12,12 @@ typedef struct {
 
 static const command COMMANDS[] = {
     {"info", cmd_info, "architecture and size of a CLIP checkpoint"},
+    {"tokenize", cmd_tokenize, "CLIP token ids of texts"},
+    {"embed", cmd_embed, "image or text embeddings to .npy"},
+    {"classify", cmd_classify, "zero-shot labels for images"},
+    {"zeroshot", cmd_zeroshot, "zero-shot CLIP on a dataset, with a run report"},
+    {"train", cmd_train, "adapt with a method on a dataset, with a run report"},
+    {"methods", cmd_methods, "every method with category, setup and paper"},
 };
 
 static void usage(FILE *f) {

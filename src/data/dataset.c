@@ -1,0 +1,476 @@
+/* Dataset core: ownership (datasets, splits, the shared pixel store), item
+ * decoding and keys, classnames.txt, and the spec dispatch of ct_data_open.
+ * The loaders for each spec form live in their own files. */
+#include "data/dataset.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "cliptune.h"
+
+#define PATH_BUF 4096
+
+/* ------------------------------------------------------------------------ */
+/* Pixel store                                                               */
+/* ------------------------------------------------------------------------ */
+
+ct_pixel_store *ct_pixel_store_new(const char *name, int64_t n, int h, int w, int c) {
+    if (n < 0 || h < 1 || w < 1 || c < 1 || c > 4 || h > CT_IMAGE_MAX_SIDE ||
+        w > CT_IMAGE_MAX_SIDE) {
+        ct_set_error(CT_ERR_ARG, "%s: invalid pixel store shape (%lld, %d, %d, %d)",
+                     name ? name : "dataset", (long long)n, h, w, c);
+        return NULL;
+    }
+    size_t stride = (size_t)h * (size_t)w * (size_t)c, bytes;
+    if ((uint64_t)n > SIZE_MAX || !ct_mul_size(stride, (size_t)n, &bytes)) {
+        ct_set_error(CT_ERR_NOMEM, "%s: %lld images of %dx%dx%d overflow memory",
+                     name ? name : "dataset", (long long)n, h, w, c);
+        return NULL;
+    }
+    ct_pixel_store *p = calloc(1, sizeof *p);
+    char *nm = strdup(name ? name : "");
+    /* Never malloc(0): data stays non-NULL for an empty store. */
+    uint8_t *data = malloc(bytes ? bytes : 1);
+    if (!p || !nm || !data) {
+        free(p);
+        free(nm);
+        free(data);
+        ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes of pixels",
+                     name ? name : "dataset", bytes);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->name = nm;
+    p->n = n;
+    p->h = h;
+    p->w = w;
+    p->c = c;
+    p->data = data;
+    return p;
+}
+
+ct_pixel_store *ct_pixel_store_retain(ct_pixel_store *p) {
+    if (p) atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void ct_pixel_store_release(ct_pixel_store *p) {
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    free(p->name);
+    free(p->data);
+    free(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Item vectors, string vectors                                              */
+/* ------------------------------------------------------------------------ */
+
+ct_status ct_item_vec_push(ct_item_vec *v, const char *path, int64_t index, int label) {
+    if (v->n == v->cap) {
+        int64_t cap = v->cap ? v->cap * 2 : 64;
+        size_t bytes;
+        if (!ct_mul_size((size_t)cap, sizeof *v->items, &bytes))
+            return ct_set_error(CT_ERR_NOMEM, "dataset: too many items");
+        ct_item *items = realloc(v->items, bytes);
+        if (!items) return ct_set_error(CT_ERR_NOMEM, "dataset: cannot grow the item list");
+        v->items = items;
+        v->cap = cap;
+    }
+    char *p = NULL;
+    if (path && !(p = strdup(path)))
+        return ct_set_error(CT_ERR_NOMEM, "dataset: cannot copy a path");
+    v->items[v->n++] = (ct_item){.path = p, .index = index, .label = label};
+    return CT_OK;
+}
+
+void ct_item_vec_free(ct_item_vec *v) {
+    if (!v) return;
+    for (int64_t i = 0; i < v->n; i++) free(v->items[i].path);
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
+char **ct_strv_dup(char *const *v, int n) {
+    char **out = calloc(n > 0 ? (size_t)n : 1, sizeof *out);
+    if (!out) return NULL;
+    for (int i = 0; i < n; i++) {
+        if (!(out[i] = strdup(v[i]))) {
+            ct_strv_free(out, i);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+void ct_strv_free(char **v, int n) {
+    if (!v) return;
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Datasets and splits                                                       */
+/* ------------------------------------------------------------------------ */
+
+ct_dataset *ct_dataset_build(const char *name, const char *root, int n_classes,
+                             char *const *classnames, ct_pixel_store *pixels, ct_item_vec *items) {
+    ct_dataset *d = calloc(1, sizeof *d);
+    if (!d || !(d->name = strdup(name ? name : "")) || !(d->root = strdup(root ? root : "")) ||
+        !(d->classnames = ct_strv_dup(classnames, n_classes))) {
+        ct_dataset_free(d);
+        ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the dataset", name ? name : "dataset");
+        return NULL;
+    }
+    d->n_classes = n_classes;
+    d->items = items->items;
+    d->n_items = items->n;
+    memset(items, 0, sizeof *items);
+    d->pixels = ct_pixel_store_retain(pixels);
+    return d;
+}
+
+void ct_dataset_free(ct_dataset *d) {
+    if (!d) return;
+    for (int64_t i = 0; i < d->n_items; i++) free(d->items[i].path);
+    free(d->items);
+    ct_strv_free(d->classnames, d->n_classes);
+    ct_pixel_store_release(d->pixels);
+    free(d->name);
+    free(d->root);
+    free(d);
+}
+
+void ct_splits_free(ct_splits *s) {
+    if (!s) return;
+    ct_dataset_free(s->train);
+    ct_dataset_free(s->val);
+    ct_dataset_free(s->test);
+    memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths                                                                     */
+/* ------------------------------------------------------------------------ */
+
+bool ct_data_join(char *buf, size_t n, const char *root, const char *path) {
+    int k;
+    if (path[0] == '/' || !root || !root[0])
+        k = snprintf(buf, n, "%s", path);
+    else
+        k = snprintf(buf, n, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/", path);
+    return k >= 0 && (size_t)k < n;
+}
+
+bool ct_data_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *ct_data_stem(const char *path, const char *ext) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--; /* "dir/" names "dir" */
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    size_t end = len, el = ext ? strlen(ext) : 0;
+    if (el && end - start > el && strncmp(path + end - el, ext, el) == 0) end -= el;
+    return strndup(path + start, end - start);
+}
+
+char *ct_data_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoding and keys                                                         */
+/* ------------------------------------------------------------------------ */
+
+ct_status ct_dataset_image(const ct_dataset *d, int64_t i, struct ct_image *out) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "ct_dataset_image: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!d) return ct_set_error(CT_ERR_ARG, "ct_dataset_image: NULL dataset");
+    if (i < 0 || i >= d->n_items)
+        return ct_set_error(CT_ERR_ARG, "%s: item %lld out of range [0, %lld)", d->name,
+                            (long long)i, (long long)d->n_items);
+    const ct_item *it = &d->items[i];
+    if (it->path) {
+        char path[PATH_BUF];
+        if (!ct_data_join(path, sizeof path, d->root, it->path))
+            return ct_set_error(CT_ERR_ARG, "%s: item %lld: path '%s' under '%s' is too long",
+                                d->name, (long long)i, it->path, d->root);
+        return ct_image_load(path, out);
+    }
+    const ct_pixel_store *p = d->pixels;
+    if (!p || it->index < 0 || it->index >= p->n)
+        return ct_set_error(CT_ERR_ARG, "%s: item %lld: pixel row %lld out of range [0, %lld)",
+                            d->name, (long long)i, (long long)it->index,
+                            (long long)(p ? p->n : 0));
+    return ct_image_from_pixels(p->data + (size_t)it->index * ct_pixel_store_stride(p), p->w,
+                                p->h, p->c, out);
+}
+
+const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_t n) {
+    if (!d || !buf || n == 0) {
+        ct_set_error(CT_ERR_ARG, "ct_dataset_item_key: NULL dataset or buffer");
+        return NULL;
+    }
+    if (i < 0 || i >= d->n_items) {
+        ct_set_error(CT_ERR_ARG, "%s: item %lld out of range [0, %lld)", d->name, (long long)i,
+                     (long long)d->n_items);
+        return NULL;
+    }
+    const ct_item *it = &d->items[i];
+    /* In-memory rows are named after their store, not the dataset: train
+     * and test of one source share a dataset name but not a store. */
+    int k = it->path ? snprintf(buf, n, "%s", it->path)
+                     : snprintf(buf, n, "%s#%lld", d->pixels ? d->pixels->name : d->name,
+                                (long long)it->index);
+    if (k < 0 || (size_t)k >= n) {
+        /* A truncated key could collide with another item's in a cache. */
+        ct_set_error(CT_ERR_ARG, "%s: item %lld: key needs %d bytes, buffer has %zu", d->name,
+                     (long long)i, k + 1, n);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* classnames.txt                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cn_line {
+    const char *key; /* wnid, or NULL in positional files */
+    const char *name;
+    int line;
+} cn_line;
+
+static bool is_wnid(const char *s, size_t len) {
+    if (len != 9 || s[0] != 'n') return false;
+    for (size_t i = 1; i < 9; i++)
+        if (!isdigit((unsigned char)s[i])) return false;
+    return true;
+}
+
+static int cmp_key(const void *a, const void *b) {
+    const cn_line *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Split text (modified in place) into trimmed non-empty lines, detecting the
+ * "wnid name" form from the first one. */
+static ct_status cn_parse(const char *path, char *text, size_t size, cn_line **out, int *count) {
+    *out = NULL;
+    *count = 0;
+    if (memchr(text, 0, size))
+        return ct_set_error(CT_ERR_FORMAT, "%s: contains a NUL byte", path);
+    if (size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) text += 3; /* UTF-8 BOM */
+    int n_lines = 1;
+    for (const char *p = text; *p; p++) n_lines += *p == '\n';
+    cn_line *lines = calloc((size_t)n_lines, sizeof *lines);
+    if (!lines) return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %d lines", path, n_lines);
+    int n = 0, lineno = 0, keyed = -1;
+    char *p = text;
+    while (*p) {
+        lineno++;
+        char *e = strchr(p, '\n'), *next = e ? e + 1 : p + strlen(p);
+        if (e) *e = 0;
+        while (*p && isspace((unsigned char)*p)) p++;
+        char *end = p + strlen(p);
+        while (end > p && isspace((unsigned char)end[-1])) *--end = 0;
+        if (*p) {
+            size_t tok = strcspn(p, " \t");
+            bool wnid = is_wnid(p, tok);
+            if (keyed < 0) keyed = wnid;
+            if (keyed && !wnid) {
+                free(lines);
+                return ct_set_error(CT_ERR_FORMAT, "%s:%d: expected \"wnid name\" like the "
+                                    "first line, got '%s'", path, lineno, p);
+            }
+            cn_line *l = &lines[n++];
+            l->line = lineno;
+            if (keyed) {
+                char *name = p + tok;
+                if (*name) *name++ = 0;
+                while (*name && isspace((unsigned char)*name)) name++;
+                if (!*name) {
+                    free(lines);
+                    return ct_set_error(CT_ERR_FORMAT, "%s:%d: wnid '%s' has no class name",
+                                        path, lineno, p);
+                }
+                l->key = p;
+                l->name = name;
+            } else {
+                l->name = p;
+            }
+        }
+        p = next;
+    }
+    *out = lines;
+    *count = n;
+    return CT_OK;
+}
+
+ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *const *keys) {
+    char path[PATH_BUF];
+    if (!ct_data_join(path, sizeof path, dir, "classnames.txt"))
+        return ct_set_error(CT_ERR_ARG, "%s: directory name too long", dir);
+    if (!ct_data_is_file(path)) return CT_OK;
+    char *text;
+    size_t size;
+    ct_status s = ct_read_file(path, &text, &size);
+    if (s != CT_OK) return s;
+    cn_line *lines;
+    int count;
+    s = cn_parse(path, text, size, &lines, &count);
+    if (s != CT_OK) {
+        free(text);
+        return s;
+    }
+    bool keyed = count > 0 && lines[0].key;
+    const char **chosen = calloc(n > 0 ? (size_t)n : 1, sizeof *chosen);
+    if (!chosen) s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", path);
+    if (s == CT_OK && !keyed) {
+        if (count != n)
+            s = ct_set_error(CT_ERR_FORMAT, "%s: has %d class names, the dataset has %d classes",
+                             path, count, n);
+        for (int i = 0; s == CT_OK && i < n; i++) chosen[i] = lines[i].name;
+    } else if (s == CT_OK) {
+        qsort(lines, (size_t)count, sizeof *lines, cmp_key);
+        for (int i = 1; s == CT_OK && i < count; i++)
+            if (strcmp(lines[i - 1].key, lines[i].key) == 0)
+                s = ct_set_error(CT_ERR_FORMAT, "%s:%d: wnid '%s' repeats line %d", path,
+                                 lines[i].line, lines[i].key, lines[i - 1].line);
+        for (int i = 0; s == CT_OK && i < n; i++) {
+            cn_line want = {.key = keys ? keys[i] : names[i], .line = 0};
+            /* Line 0 sorts before any real line with the same key. */
+            size_t lo = 0, hi = (size_t)count;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (cmp_key(&lines[mid], &want) < 0) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo == (size_t)count || strcmp(lines[lo].key, want.key) != 0)
+                s = ct_set_error(CT_ERR_FORMAT, "%s: no line for class %d ('%s')", path, i,
+                                 want.key);
+            else
+                chosen[i] = lines[lo].name;
+        }
+    }
+    /* Replace only once every name is known, so a failure changes nothing. */
+    char **fresh = s == CT_OK ? ct_strv_dup((char *const *)chosen, n) : NULL;
+    if (s == CT_OK && !fresh) s = ct_set_error(CT_ERR_NOMEM, "%s: cannot copy names", path);
+    if (s == CT_OK) {
+        for (int i = 0; i < n; i++) {
+            free(names[i]);
+            names[i] = fresh[i];
+        }
+        free(fresh);
+    }
+    free(chosen);
+    free(lines);
+    free(text);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Spec dispatch                                                             */
+/* ------------------------------------------------------------------------ */
+
+static bool starts(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* "A@B" split at the last '@' (paths before it may contain '@'); *b is NULL
+ * when there is none. Both malloc'ed. */
+static ct_status split_at(const char *spec, const char *rest, char **a, char **b) {
+    const char *at = strrchr(rest, '@');
+    *a = at ? strndup(rest, (size_t)(at - rest)) : strdup(rest);
+    *b = at ? strdup(at + 1) : NULL;
+    if (!*a || (at && !*b)) {
+        free(*a);
+        free(*b);
+        *a = *b = NULL;
+        return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
+    }
+    return CT_OK;
+}
+
+static ct_status open_npy_spec(const char *spec, const char *rest, ct_splits *out) {
+    char *copy = strdup(rest);
+    if (!copy) return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
+    char *paths[7];
+    int n = 0;
+    ct_status s = CT_OK;
+    for (char *p = copy;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = 0;
+        if (n == 7 || !*p) {
+            s = ct_set_error(CT_ERR_ARG, "'%s': expected npy:X.npy,Y.npy (2, 4 or 6 non-empty "
+                             "paths separated by commas)", spec);
+            break;
+        }
+        paths[n++] = p;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (s == CT_OK && n != 2 && n != 4 && n != 6)
+        s = ct_set_error(CT_ERR_ARG, "'%s': %d paths; expected 2 (X,Y), 4 (train X,Y, test X,Y) "
+                         "or 6 (train, val, test)", spec, n);
+    if (s == CT_OK) s = ct_data_open_npy(paths, n, out);
+    free(copy);
+    return s;
+}
+
+ct_status ct_data_open(const char *spec, ct_splits *out) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "ct_data_open: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!spec) return ct_set_error(CT_ERR_ARG, "ct_data_open: NULL spec");
+    ct_status s;
+    char *a = NULL, *b = NULL;
+    if (starts(spec, "folder:")) {
+        const char *dir = spec + 7;
+        if (!*dir) return ct_set_error(CT_ERR_ARG, "'%s': expected folder:DIR", spec);
+        s = ct_data_open_folder(dir, out);
+    } else if (starts(spec, "coop:")) {
+        s = split_at(spec, spec + 5, &a, &b);
+        if (s == CT_OK && (!b || !*a || !*b))
+            s = ct_set_error(CT_ERR_ARG, "'%s': expected coop:SPLIT.json@IMAGES (the image "
+                             "directory is required)", spec);
+        if (s == CT_OK) s = ct_data_open_coop(a, b, out);
+    } else if (starts(spec, "csv:")) {
+        s = split_at(spec, spec + 4, &a, &b);
+        if (s == CT_OK && (!*a || (b && !*b)))
+            s = ct_set_error(CT_ERR_ARG, "'%s': expected csv:FILE or csv:FILE@ROOT", spec);
+        if (s == CT_OK && !b && !(b = ct_data_dirname(a)))
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
+        if (s == CT_OK) s = ct_data_open_csv(a, b, out);
+    } else if (strcmp(spec, "fashion-mnist") == 0) {
+        s = ct_data_open_fashion_mnist("/usr/share/datasets/fashion-mnist", out);
+    } else if (starts(spec, "fashion-mnist:")) {
+        const char *dir = spec + 14;
+        if (!*dir) return ct_set_error(CT_ERR_ARG, "'%s': expected fashion-mnist:DIR", spec);
+        s = ct_data_open_fashion_mnist(dir, out);
+    } else if (starts(spec, "npy:")) {
+        s = open_npy_spec(spec, spec + 4, out);
+    } else {
+        s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
+                         "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR] or "
+                         "npy:X.npy,Y.npy)", spec);
+    }
+    free(a);
+    free(b);
+    if (s != CT_OK) {
+        ct_splits_free(out);
+    } else if (!out->train || !out->test) {
+        ct_splits_free(out);
+        s = ct_set_error(CT_ERR_STATE, "'%s': loader returned no train or test split", spec);
+    }
+    return s;
+}

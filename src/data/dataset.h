@@ -1,0 +1,109 @@
+/* Internal API shared by the dataset loaders (src/data); the public part is
+ * the "Datasets" section of cliptune.h and docs/datasets.md.
+ *
+ * Every loader works the same way: gather the class list and the items of
+ * each split, apply an optional classnames.txt, then build one ct_dataset per
+ * split. Datasets own everything they point to except the pixel store, which
+ * is reference-counted so that views (few-shot, base/novel, val held out of
+ * train) share one copy of the pixels. */
+#ifndef CT_DATA_DATASET_H
+#define CT_DATA_DATASET_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cliptune.h"
+
+/* Labels are ints, and class lists are allocated up front: refuse absurd
+ * label values before allocating for them. */
+#define CT_DATA_MAX_CLASSES (1 << 20)
+
+/* ---- pixel store: n images of h x w x c bytes, tightly packed ---- */
+
+struct ct_pixel_store {
+    atomic_int refs;
+    char *name;      /* identity used in item keys: "fashion-mnist/train"       */
+    int64_t n;
+    int h, w, c;     /* c: 1 (grey) or 3 (RGB); 2 and 4 keep alpha, dropped on use */
+    uint8_t *data;   /* n * h * w * c bytes                                      */
+};
+
+/* A store with uninitialised pixels and one reference. NULL (error set) on
+ * bad sizes or no memory. */
+ct_pixel_store *ct_pixel_store_new(const char *name, int64_t n, int h, int w, int c);
+ct_pixel_store *ct_pixel_store_retain(ct_pixel_store *p);
+void ct_pixel_store_release(ct_pixel_store *p);
+/* Bytes of one image. */
+static inline size_t ct_pixel_store_stride(const ct_pixel_store *p) {
+    return (size_t)p->h * (size_t)p->w * (size_t)p->c;
+}
+
+/* ---- item lists under construction ---- */
+
+typedef struct ct_item_vec {
+    ct_item *items;
+    int64_t n, cap;
+} ct_item_vec;
+
+/* Append (path copied; NULL for in-memory items). */
+ct_status ct_item_vec_push(ct_item_vec *v, const char *path, int64_t index, int label);
+void ct_item_vec_free(ct_item_vec *v);
+
+/* ---- string vectors (class lists) ---- */
+
+char **ct_strv_dup(char *const *v, int n);
+void ct_strv_free(char **v, int n);
+
+/* ---- datasets ---- */
+
+/* A dataset taking over items (the vector is emptied) and copying name,
+ * root and class names; pixels (may be NULL) gains a reference. */
+ct_dataset *ct_dataset_build(const char *name, const char *root, int n_classes,
+                             char *const *classnames, ct_pixel_store *pixels, ct_item_vec *items);
+/* root + "/" + path for relative item paths (path itself when absolute or
+ * root is empty), into buf. False when it does not fit. */
+bool ct_data_join(char *buf, size_t n, const char *root, const char *path);
+/* True if path names an existing regular file (following links). */
+bool ct_data_is_file(const char *path);
+/* Final path component, without ext if it ends with it (ext may be NULL),
+ * into a malloc'ed string. */
+char *ct_data_stem(const char *path, const char *ext);
+/* Directory part of path ("." when it has none), malloc'ed. */
+char *ct_data_dirname(const char *path);
+
+/* ---- class names ---- */
+
+/* Apply DIR/classnames.txt when it exists (nothing to do otherwise):
+ *   - "wnid name" lines (a first token of 'n' and 8 digits): class i gets the
+ *     name on the line whose wnid equals keys[i] (keys NULL: names[i]); every
+ *     class needs a line, extra lines are ignored;
+ *   - otherwise one name per line, in label order; the count must equal n.
+ * names[i] are replaced in place (freed and reallocated). */
+ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *const *keys);
+
+/* ---- splitting (sampler.c) ---- */
+
+/* Per-class holdout by a fixed hash of each item (its path, or its index for
+ * in-memory items): within a class, items ordered by (hash, position); the
+ * first round(n * val_pct / 100) go to *val, the next round(n * test_pct /
+ * 100) to *test, the rest to *train; each output keeps the input's order.
+ * Rounding is half-up. test may be NULL when test_pct is 0. An output with
+ * no items is returned as NULL for val, as an empty dataset otherwise. */
+ct_status ct_dataset_holdout(const ct_dataset *all, int val_pct, int test_pct,
+                             ct_dataset **train, ct_dataset **val, ct_dataset **test);
+/* Error naming src if a class of d has no items (labels are assumed in
+ * range). */
+ct_status ct_dataset_check_nonempty(const ct_dataset *d, const char *src);
+/* CoOp's shots for the validation set: min(k, 4). */
+int ct_fewshot_val_shots(int k);
+
+/* ---- loaders (one per spec form) ---- */
+
+ct_status ct_data_open_folder(const char *dir, ct_splits *out);
+ct_status ct_data_open_coop(const char *json_path, const char *images, ct_splits *out);
+ct_status ct_data_open_csv(const char *file, const char *root, ct_splits *out);
+ct_status ct_data_open_fashion_mnist(const char *dir, ct_splits *out);
+/* paths: 2 (X, Y), 4 (train, test) or 6 (train, val, test) files. */
+ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out);
+
+#endif

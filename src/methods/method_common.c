@@ -1,0 +1,83 @@
+#include "methods/method_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "methods/templates.h"
+
+ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char *const **out,
+                               int *n, char ***owned) {
+    *owned = NULL;
+    const char *const *b = ct_templates_builtin(spec, n);
+    if (b) {
+        *out = b;
+        return CT_OK;
+    }
+    if (!strcmp(spec, "dataset")) {
+        char **one = calloc(2, sizeof *one);
+        if (!one) return ct_set_error(CT_ERR_NOMEM, "templates: out of memory");
+        ct_status s = ct_template_for_dataset(NULL, task->dataset_name ? task->dataset_name : "",
+                                              &one[0], NULL);
+        if (s != CT_OK) {
+            free(one);
+            return s;
+        }
+        *owned = one, *out = (const char *const *)one, *n = 1;
+        return CT_OK;
+    }
+    if (strstr(spec, "{}")) {
+        ct_status s = ct_template_check(spec, "templates");
+        if (s != CT_OK) return s;
+        char **one = calloc(2, sizeof *one);
+        if (!one || !(one[0] = strdup(spec))) {
+            free(one);
+            return ct_set_error(CT_ERR_NOMEM, "templates: out of memory");
+        }
+        *owned = one, *out = (const char *const *)one, *n = 1;
+        return CT_OK;
+    }
+    char **list;
+    ct_status s = ct_templates_load(spec, &list, n);
+    if (s != CT_OK) return s;
+    *owned = list, *out = (const char *const *)list;
+    return CT_OK;
+}
+
+ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templates, int n_tmpl,
+                                   float *out) {
+    const ct_clip_config *c = ct_clip_get_config(task->clip);
+    int ctx = c->context_length, E = c->embed_dim, K = task->n_classes;
+    if (!task->tok) return ct_set_error(CT_ERR_ARG, "zero-shot: the task has no tokenizer");
+    int64_t *ids = malloc((size_t)n_tmpl * (size_t)ctx * sizeof *ids);
+    ct_graph *g = ct_graph_create(0);
+    ct_status s = ids && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "zero-shot: out of memory");
+    for (int k = 0; k < K && s == CT_OK; k++) {
+        for (int t = 0; t < n_tmpl && s == CT_OK; t++) {
+            char *text = ct_template_fill(templates[t], task->classnames[k]);
+            if (!text) {
+                s = CT_ERR_NOMEM;
+                break;
+            }
+            /* prompts are short; truncation (as CoOp's clip.tokenize callers
+             * never need) only guards absurd class names */
+            s = ct_tokenizer_tokenize(task->tok, text, ctx, true, ids + (size_t)t * ctx);
+            free(text);
+        }
+        if (s != CT_OK) break;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_tensor *e = ct_l2_normalize(g, ct_clip_encode_text(g, task->clip, ids, n_tmpl, ctx,
+                                                              NULL), 1e-12f);
+        ct_tensor *mean = ct_l2_normalize(g, ct_mean(g, e, 0), 1e-12f);
+        if (!mean) {
+            s = ct_graph_status(g);
+            break;
+        }
+        memcpy(out + (size_t)k * E, mean->data, (size_t)E * sizeof(float));
+    }
+    ct_graph_free(g);
+    free(ids);
+    return s;
+}

@@ -1,0 +1,24 @@
+/* Every method the library knows, in the order `cliptune methods` lists them. */
+#include <string.h>
+
+#include "cliptune.h"
+
+extern const ct_method ct_method_zeroshot;
+extern const ct_method ct_method_linear_probe;
+
+static const ct_method *const METHODS[] = {
+    &ct_method_zeroshot,
+    &ct_method_linear_probe,
+};
+
+int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }
+
+const ct_method *ct_method_at(int i) {
+    return i >= 0 && i < ct_method_count() ? METHODS[i] : NULL;
+}
+
+const ct_method *ct_method_find(const char *name) {
+    for (int i = 0; i < ct_method_count(); i++)
+        if (!strcmp(METHODS[i]->name, name)) return METHODS[i];
+    return NULL;
+}

@@ -1,0 +1,235 @@
+#include "train/features.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/hash.h"
+#include "data/augment.h"
+
+uint64_t ct_clip_hash(const ct_clip *m) {
+    uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m), sizeof(ct_clip_config));
+    for (int i = 0; i < ct_clip_num_tensors(m); i++) {
+        const char *name;
+        const ct_tensor *t = ct_clip_tensor_at(m, i, &name);
+        h = ct_hash_str(h, name);
+        h = ct_hash_bytes(h, t->data, (size_t)t->numel * sizeof(ct_real));
+    }
+    return h;
+}
+
+static uint64_t pre_hash(uint64_t h, const ct_preprocess_cfg *p) {
+    int64_t iv[7] = {p->resize_short, p->resize_h, p->resize_w, p->crop_h, p->crop_w,
+                     p->crop_rounding, p->resample};
+    h = ct_hash_bytes(h, iv, sizeof iv);
+    h = ct_hash_bytes(h, &p->rescale, sizeof p->rescale);
+    h = ct_hash_bytes(h, p->mean, sizeof p->mean);
+    return ct_hash_bytes(h, p->std, sizeof p->std);
+}
+
+static void item_path(const ct_dataset *d, int64_t i, char *buf, size_t n) {
+    const char *p = d->items[i].path;
+    if (p[0] == '/' || !d->root || !d->root[0])
+        snprintf(buf, n, "%s", p);
+    else
+        snprintf(buf, n, "%s/%s", d->root, p);
+}
+
+/* Identity + content of item i. */
+static ct_status item_hash(const ct_dataset *d, int64_t i, uint64_t *h) {
+    char key[4096];
+    ct_dataset_item_key(d, i, key, sizeof key);
+    uint64_t v = ct_hash_str(CT_HASH_INIT, key);
+    if (d->items[i].path) {
+        char path[4096];
+        item_path(d, i, path, sizeof path);
+        ct_mmap mm;
+        ct_status s = ct_mmap_open(&mm, path);
+        if (s != CT_OK) return s;
+        v = ct_hash_bytes(v, mm.data, mm.size);
+        ct_mmap_close(&mm);
+    } else {
+        ct_image img;
+        ct_status s = ct_dataset_image(d, i, &img);
+        if (s != CT_OK) return s;
+        v = ct_hash_bytes(v, img.rgb, (size_t)img.w * (size_t)img.h * 3);
+        ct_image_free(&img);
+    }
+    *h = ct_hash_u64(v, (uint64_t)d->items[i].label);
+    return CT_OK;
+}
+
+static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
+    const ct_dataset *d = r->data;
+    uint64_t *hs = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *hs);
+    if (!hs) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    ct_status st = CT_OK;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < d->n_items; i++) {
+        ct_status s = item_hash(d, i, &hs[i]);
+        if (s != CT_OK) {
+#pragma omp critical
+            if (st == CT_OK) st = s;
+        }
+    }
+    uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
+    h = pre_hash(h, r->pre);
+    h = ct_hash_u64(h, (uint64_t)r->view);
+    if (r->view > 0) h = ct_hash_u64(h, r->seed);
+    h = ct_hash_bytes(h, hs, (size_t)d->n_items * sizeof *hs);
+    free(hs);
+    *key = h;
+    return st;
+}
+
+static ct_status cache_read(const char *path, const ct_dataset *d, int dim, ct_features *out) {
+    ct_safetensors *st = ct_safetensors_open(path);
+    if (!st) return CT_ERR_IO;
+    const ct_st_tensor *x = ct_safetensors_find(st, "x"), *y = ct_safetensors_find(st, "labels");
+    ct_status s = CT_OK;
+    if (!x || !y || x->dtype != CT_F32 || x->ndim != 2 || x->shape[0] != d->n_items ||
+        x->shape[1] != dim || y->dtype != CT_I64 || y->ndim != 1 || y->shape[0] != d->n_items)
+        s = ct_set_error(CT_ERR_FORMAT, "%s: not a feature cache for this dataset", path);
+    if (s == CT_OK) {
+        out->n = d->n_items, out->dim = dim;
+        out->x = malloc((size_t)x->nbytes + 1);
+        out->labels = malloc((size_t)d->n_items * sizeof(int) + 1);
+        if (!out->x || !out->labels) s = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    }
+    if (s == CT_OK) {
+        memcpy(out->x, x->data, x->nbytes);
+        for (int64_t i = 0; i < d->n_items; i++) {
+            int64_t l;
+            memcpy(&l, y->data + 8 * i, 8);
+            out->labels[i] = (int)l;
+        }
+    }
+    ct_safetensors_close(st);
+    return s;
+}
+
+static ct_status cache_write(const char *path, const ct_features *f, uint64_t key) {
+    int64_t *lab = malloc((size_t)(f->n ? f->n : 1) * sizeof *lab);
+    if (!lab) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    for (int64_t i = 0; i < f->n; i++) lab[i] = f->labels[i];
+    int64_t xs[2] = {f->n, f->dim}, ys[1] = {f->n};
+    ct_st_entry e[2] = {{"x", CT_F32, 2, xs, f->x}, {"labels", CT_I64, 1, ys, lab}};
+    char keybuf[32];
+    snprintf(keybuf, sizeof keybuf, "%016llx", (unsigned long long)key);
+    const char *meta[4] = {"cliptune", "features", "key", keybuf};
+    ct_status s = ct_safetensors_write(path, e, 2, meta, 2);
+    free(lab);
+    return s;
+}
+
+/* One image, transformed for the view, into px (3, S, S). */
+static ct_status prepare(const ct_feature_req *r, int64_t i, int S, float *px) {
+    ct_image img;
+    ct_status s = ct_dataset_image(r->data, i, &img);
+    if (s != CT_OK) return s;
+    if (r->view == 0) {
+        int oh, ow;
+        s = ct_preprocess_out_size(r->pre, img.w, img.h, &oh, &ow);
+        if (s == CT_OK && (oh != S || ow != S))
+            s = ct_set_error(CT_ERR_ARG, "features: preprocessing gives %dx%d, the model needs "
+                             "%dx%d", ow, oh, S, S);
+        if (s == CT_OK) s = ct_preprocess(&img, r->pre, px);
+    } else {
+        /* augmented view: random resized crop + flip to S x S, then only the
+         * normalisation of the model's preprocessing */
+        ct_rng rng;
+        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(r->seed, (uint64_t)r->view), (uint64_t)i));
+        ct_image aug = {0};
+        ct_augment_cfg acfg;
+        ct_augment_cfg_coop(&acfg, S);
+        s = ct_augment_train(&img, &acfg, &rng, &aug, NULL, NULL);
+        if (s == CT_OK) {
+            ct_preprocess_cfg norm = *r->pre;
+            norm.resize_short = norm.resize_h = norm.resize_w = 0;
+            norm.crop_h = norm.crop_w = 0;
+            s = ct_preprocess(&aug, &norm, px);
+        }
+        ct_image_free(&aug);
+    }
+    ct_image_free(&img);
+    return s;
+}
+
+static ct_status compute(const ct_feature_req *r, ct_features *out) {
+    const ct_dataset *d = r->data;
+    const ct_clip_config *c = ct_clip_get_config(r->clip);
+    int S = c->image_size, B = r->batch > 0 ? r->batch : 32;
+    size_t per = (size_t)3 * S * S;
+    out->n = d->n_items, out->dim = c->embed_dim;
+    out->x = malloc((size_t)(d->n_items ? d->n_items : 1) * (size_t)c->embed_dim * sizeof(float));
+    out->labels = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof(int));
+    float *px = malloc((size_t)B * per * sizeof *px);
+    ct_graph *g = ct_graph_create(0);
+    ct_status st = (out->x && out->labels && px && g) ? CT_OK
+                                                     : ct_set_error(CT_ERR_NOMEM, "features: "
+                                                                    "out of memory");
+    for (int64_t i = 0; i < d->n_items && st == CT_OK; i++) out->labels[i] = d->items[i].label;
+    for (int64_t i0 = 0; i0 < d->n_items && st == CT_OK; i0 += B) {
+        int64_t nb = d->n_items - i0 < B ? d->n_items - i0 : B;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t j = 0; j < nb; j++) {
+            ct_status s = prepare(r, i0 + j, S, px + (size_t)j * per);
+            if (s != CT_OK) {
+#pragma omp critical
+                if (st == CT_OK) st = s;
+            }
+        }
+        if (st != CT_OK) break;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        int64_t shape[4] = {nb, 3, S, S};
+        ct_tensor *e = ct_clip_encode_image(g, r->clip, ct_graph_wrap(g, px, 4, shape), NULL,
+                                            false, NULL);
+        if (!e) {
+            st = ct_graph_status(g);
+            break;
+        }
+        memcpy(out->x + i0 * c->embed_dim, e->data, (size_t)e->numel * sizeof(float));
+        if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
+    }
+    ct_graph_free(g);
+    free(px);
+    return st;
+}
+
+ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
+    memset(out, 0, sizeof *out);
+    if (!r || !r->clip || !r->pre || !r->data)
+        return ct_set_error(CT_ERR_ARG, "ct_features_get: missing model, preprocessing or data");
+    char path[4096] = "";
+    uint64_t key = 0;
+    int dim = ct_clip_get_config(r->clip)->embed_dim;
+    if (r->cache_dir) {
+        ct_status s = cache_key(r, &key);
+        if (s != CT_OK) return s;
+        snprintf(path, sizeof path, "%s/features-%016llx.safetensors", r->cache_dir,
+                 (unsigned long long)key);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            if (cache_read(path, r->data, dim, out) == CT_OK) {
+                if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
+                return CT_OK;
+            }
+            ct_features_free(out); /* unreadable entry: recompute and replace */
+        }
+    }
+    ct_status s = compute(r, out);
+    if (s == CT_OK && r->cache_dir) s = cache_write(path, out, key);
+    if (s != CT_OK) ct_features_free(out);
+    return s;
+}
+
+void ct_features_free(ct_features *f) {
+    if (!f) return;
+    free(f->x);
+    free(f->labels);
+    memset(f, 0, sizeof *f);
+}

@@ -1,0 +1,292 @@
+#include "train/run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cJSON.h>
+
+#include "base/error.h"
+#include "base/json.h"
+#include "report/report.h"
+#include "train/features.h"
+
+typedef struct {
+    const ct_run_cfg *cfg;
+    char *log;       /* whole log text, appended */
+    size_t len, cap;
+} run_log;
+
+static void logline(run_log *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logline(run_log *L, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    if (L->len + n + 2 > L->cap) {
+        size_t cap = (L->cap + n + 2) * 2;
+        char *p = realloc(L->log, cap);
+        if (!p) return;
+        L->log = p, L->cap = cap;
+    }
+    memcpy(L->log + L->len, line, n);
+    L->len += n;
+    L->log[L->len++] = '\n';
+    L->log[L->len] = 0;
+    if (L->cfg->log) L->cfg->log(L->cfg->log_ctx, line);
+}
+
+static void trainer_log(void *ctx, const char *line) { logline(ctx, "%s", line); }
+
+static ct_status mkdir_p(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return CT_OK;
+}
+
+static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, run_log *L,
+                          const char *what, ct_features *out) {
+    ct_feature_req r = {cfg->model->clip, &cfg->model->pre, d, view, cfg->seed, cfg->cache_dir,
+                        32, NULL, NULL};
+    ct_status s = ct_features_get(&r, out);
+    if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
+    return s;
+}
+
+/* The first n items of d (evaluation subsets for quick runs). */
+static ct_dataset *head(const ct_dataset *d, int64_t n) {
+    ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy */
+    if (h && n > 0 && n < h->n_items) {
+        for (int64_t i = n; i < h->n_items; i++) free(h->items[i].path);
+        h->n_items = n;
+    }
+    return h;
+}
+
+static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char *path) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", cfg->model_path ? cfg->model_path : "");
+    cJSON_AddStringToObject(j, "data", cfg->data_spec ? cfg->data_spec : "");
+    cJSON_AddStringToObject(j, "method", cfg->method->name);
+    cJSON_AddNumberToObject(j, "shots", cfg->shots);
+    cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
+    cJSON_AddNumberToObject(j, "max_test", (double)cfg->max_test);
+    cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
+    for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(h, hp->keys[i], hp->vals[i]);
+    ct_status s = ct_json_save(path, j);
+    cJSON_Delete(j);
+    return s;
+}
+
+ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_dir) {
+    ct_tensor *p[256];
+    int np = m->params ? m->params(state, p, 256) : 0;
+    ct_st_entry e[256];
+    char names[256][32];
+    for (int i = 0; i < np; i++) {
+        snprintf(names[i], sizeof names[i], "param.%d", i);
+        e[i] = (ct_st_entry){names[i], CT_F32, p[i]->ndim, p[i]->shape, p[i]->data};
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/learned.safetensors", run_dir);
+    const char *meta[2] = {"method", m->name};
+    return ct_safetensors_write(path, e, np, meta, 1);
+}
+
+ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_dir) {
+    ct_tensor *p[256];
+    int np = m->params ? m->params(state, p, 256) : 0;
+    char path[4096], name[32];
+    snprintf(path, sizeof path, "%s/learned.safetensors", run_dir);
+    ct_safetensors *st = ct_safetensors_open(path);
+    if (!st) return CT_ERR_FORMAT;
+    ct_status s = CT_OK;
+    const char *meth = ct_safetensors_meta(st, "method");
+    if (!meth || strcmp(meth, m->name))
+        s = ct_set_error(CT_ERR_FORMAT, "%s: saved by method %s, not %s", path,
+                         meth ? meth : "(unknown)", m->name);
+    if (s == CT_OK && ct_safetensors_count(st) != np)
+        s = ct_set_error(CT_ERR_FORMAT, "%s: %d tensors, the method has %d", path,
+                         ct_safetensors_count(st), np);
+    for (int i = 0; s == CT_OK && i < np; i++) {
+        snprintf(name, sizeof name, "param.%d", i);
+        const ct_st_tensor *t = ct_safetensors_find(st, name);
+        if (!t || t->dtype != CT_F32 || t->nbytes != (size_t)p[i]->numel * sizeof(float))
+            s = ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or has the wrong size",
+                             path, name);
+        else
+            memcpy(p[i]->data, t->data, t->nbytes);
+    }
+    ct_safetensors_close(st);
+    return s;
+}
+
+ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
+    run_log L = {cfg, NULL, 0, 0};
+    ct_kv hp = {0};
+    ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
+    if (s == CT_OK) s = ct_kv_parse(&hp, cfg->set);
+    int views = 0;
+    if (s == CT_OK) s = ct_kv_int(&hp, "aug_views", 0, &views);
+    ct_train_cfg tc;
+    if (s == CT_OK) s = ct_train_cfg_from_kv(&hp, &tc);
+    if (s == CT_OK && cfg->run_dir) s = mkdir_p(cfg->run_dir);
+    if (s != CT_OK) {
+        ct_kv_free(&hp);
+        return s;
+    }
+    const ct_splits *sp = cfg->data;
+    ct_dataset *train = NULL, *val = NULL, *test = NULL;
+    ct_features ftr = {0}, fval = {0}, fte = {0}, faug = {0};
+    void *state = NULL;
+    float *scores = NULL;
+    ct_metrics m = {0};
+    char path[4096];
+    /* Dassl: k shots per class from train, min(k, 4) from val */
+    train = cfg->shots > 0 ? ct_dataset_fewshot(sp->train, cfg->shots, cfg->seed)
+                           : ct_dataset_fewshot(sp->train, 0, cfg->seed);
+    if (sp->val)
+        val = ct_dataset_fewshot(sp->val, cfg->shots > 0 ? (cfg->shots < 4 ? cfg->shots : 4) : 0,
+                                 cfg->seed);
+    test = head(sp->test, cfg->max_test);
+    if (!train || !test || (sp->val && !val)) {
+        s = CT_ERR_NOMEM;
+        goto out;
+    }
+    logline(&L, "%s on %s: %d classes, %lld train (%d-shot), %lld val, %lld test", cfg->method->name,
+            sp->train->name, sp->train->n_classes, (long long)train->n_items, cfg->shots,
+            (long long)(val ? val->n_items : 0), (long long)test->n_items);
+    /* training-free methods without a fit step never look at train/val */
+    bool trains = cfg->method->fit || cfg->method->loss;
+    if (trains && (s = features(cfg, train, 0, &L, "train", &ftr)) != CT_OK) goto out;
+    if (trains && val && (s = features(cfg, val, 0, &L, "val", &fval)) != CT_OK) goto out;
+    if ((s = features(cfg, test, 0, &L, "test", &fte)) != CT_OK) goto out;
+    if (views > 0 && trains) {
+        /* augmented views stacked: view v's rows follow view v-1's */
+        faug.dim = ftr.dim;
+        faug.n = (int64_t)views * ftr.n;
+        faug.x = malloc((size_t)faug.n * (size_t)faug.dim * sizeof(float) + 1);
+        faug.labels = malloc((size_t)faug.n * sizeof(int) + 1);
+        if (!faug.x || !faug.labels) {
+            s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+            goto out;
+        }
+        for (int v = 1; v <= views && s == CT_OK; v++) {
+            ct_features f;
+            char what[64];
+            snprintf(what, sizeof what, "train view %d/%d", v, views);
+            if ((s = features(cfg, train, v, &L, what, &f)) != CT_OK) break;
+            memcpy(faug.x + (size_t)(v - 1) * f.n * f.dim, f.x, (size_t)f.n * f.dim * sizeof(float));
+            memcpy(faug.labels + (size_t)(v - 1) * f.n, f.labels, (size_t)f.n * sizeof(int));
+            ct_features_free(&f);
+        }
+        if (s != CT_OK) goto out;
+    }
+    ct_task task = {
+        .clip = cfg->model->clip, .tok = cfg->model->tok, .pre = &cfg->model->pre,
+        .dataset_name = sp->train->name, .n_classes = sp->train->n_classes,
+        .classnames = sp->train->classnames, .train = train, .val = val,
+        .train_feats = &ftr, .val_feats = val ? &fval : NULL, .aug_feats = views ? &faug : NULL,
+        .cache_dir = cfg->cache_dir, .seed = cfg->seed};
+    if ((s = cfg->method->create(&task, &hp, &state)) != CT_OK) goto out;
+    if ((s = ct_kv_check_used(&hp, cfg->method->name)) != CT_OK) goto out;
+    tc.seed = cfg->seed;
+    tc.run_dir = cfg->method->loss ? cfg->run_dir : NULL;
+    tc.resume = cfg->resume;
+    tc.log = trainer_log, tc.log_ctx = &L;
+    if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) goto out;
+    int K = sp->train->n_classes;
+    scores = malloc((size_t)(fte.n ? fte.n : 1) * (size_t)K * sizeof *scores);
+    if (!scores) {
+        s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+        goto out;
+    }
+    if ((s = ct_predict(cfg->method, state, &fte, scores)) != CT_OK) goto out;
+    if ((s = ct_metrics_compute(scores, false, fte.labels, fte.n, K, 15, &m)) != CT_OK) goto out;
+    res->top1 = m.top1, res->top5 = m.top5, res->macro_f1 = m.macro_f1, res->ece = m.ece;
+    res->val_top1 = NAN;
+    if (trains && val && fval.n) {
+        float *vs = malloc((size_t)fval.n * (size_t)K * sizeof *vs);
+        ct_metrics vm = {0};
+        if (vs && ct_predict(cfg->method, state, &fval, vs) == CT_OK &&
+            ct_metrics_compute(vs, false, fval.labels, fval.n, K, 15, &vm) == CT_OK)
+            res->val_top1 = vm.top1;
+        ct_metrics_free(&vm);
+        free(vs);
+    }
+    logline(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
+            100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
+    if (cfg->run_dir) {
+        const char *const *cn = (const char *const *)sp->train->classnames;
+        snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);
+        if ((s = write_config(cfg, &hp, path)) != CT_OK) goto out;
+        snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
+        if ((s = ct_metrics_save_json(&m, cn, path)) != CT_OK) goto out;
+        /* softmax probabilities for the CSV */
+        for (int64_t i = 0; i < fte.n; i++) {
+            float *r = scores + i * K, mx = r[0], sum = 0;
+            for (int k = 1; k < K; k++) mx = r[k] > mx ? r[k] : mx;
+            for (int k = 0; k < K; k++) sum += (r[k] = expf(r[k] - mx));
+            for (int k = 0; k < K; k++) r[k] /= sum;
+        }
+        size_t nkeys = fte.n > 0 ? (size_t)fte.n : 1;
+        char **keys = calloc(nkeys, sizeof *keys);
+        for (int64_t i = 0; keys && i < fte.n; i++) {
+            char kb[4096];
+            keys[i] = strdup(ct_dataset_item_key(test, i, kb, sizeof kb));
+        }
+        snprintf(path, sizeof path, "%s/predictions.csv", cfg->run_dir);
+        s = keys ? ct_predictions_save_csv(path, (const char *const *)keys, fte.labels, scores,
+                                           fte.n, K, cn)
+                 : CT_ERR_NOMEM;
+        for (int64_t i = 0; keys && i < fte.n; i++) free(keys[i]);
+        free(keys);
+        if (s != CT_OK) goto out;
+        if ((s = ct_run_save_learned(cfg->method, state, cfg->run_dir)) != CT_OK) goto out;
+        snprintf(path, sizeof path, "%s/log.txt", cfg->run_dir);
+        if ((s = ct_write_file_atomic(path, L.log ? L.log : "", L.len)) != CT_OK) goto out;
+        const char **kvs = calloc((size_t)(2 * hp.n + 10), sizeof *kvs);
+        char shots[32], seed[32];
+        snprintf(shots, sizeof shots, "%d", cfg->shots);
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
+        int nk = 0;
+        if (kvs) {
+            kvs[nk++] = "model", kvs[nk++] = cfg->model_path;
+            kvs[nk++] = "data", kvs[nk++] = cfg->data_spec;
+            kvs[nk++] = "method", kvs[nk++] = cfg->method->name;
+            kvs[nk++] = "shots", kvs[nk++] = shots;
+            kvs[nk++] = "seed", kvs[nk++] = seed;
+            for (int i = 0; i < hp.n; i++) kvs[nk++] = hp.keys[i], kvs[nk++] = hp.vals[i];
+        }
+        char title[256];
+        snprintf(title, sizeof title, "%s on %s (%d-shot, seed %llu)", cfg->method->name,
+                 sp->train->name, cfg->shots, (unsigned long long)cfg->seed);
+        s = kvs ? ct_report_run(cfg->run_dir, title, kvs, nk / 2, &m, cn, L.log) : CT_ERR_NOMEM;
+        free(kvs);
+    }
+out:
+    if (state) cfg->method->destroy(state);
+    ct_metrics_free(&m);
+    free(scores);
+    ct_features_free(&ftr), ct_features_free(&fval), ct_features_free(&fte);
+    ct_features_free(&faug);
+    ct_dataset_free(train), ct_dataset_free(val), ct_dataset_free(test);
+    ct_kv_free(&hp);
+    free(L.log);
+    return s;
+}

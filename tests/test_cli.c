@@ -1,0 +1,141 @@
+/* End-to-end tests of the cliptune binary: info / tokenize / embed / classify
+ * on a small random CLIP written as a Hugging Face folder with the real CLIP
+ * BPE vocabulary (from ../shared; skipped without it), and the error
+ * contract (message "cliptune: error: ...", non-zero exit). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cliptune.h"
+#include "harness.h"
+
+static char out_buf[1 << 16];
+
+/* Run a shell command line, capture stdout+stderr, return the exit code. */
+static int run(const char *cmdline) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmdline);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out_buf, 1, sizeof out_buf - 1, p);
+    out_buf[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *model_dir(void) {
+    static char dir[4096];
+    if (dir[0]) return dir;
+    const char *shared = ct_test_shared_dir();
+    if (!shared) return NULL;
+    snprintf(dir, sizeof dir, "%s/tinyclip", ct_test_tmpdir());
+    ct_clip_config c = {0};
+    c.format = CT_CLIP_HF;
+    c.image_size = 32, c.patch_size = 8, c.vision_width = 32, c.vision_layers = 1;
+    c.vision_heads = 2, c.vision_mlp = 64, c.context_length = 77, c.vocab_size = 49408;
+    c.text_width = 32, c.text_layers = 1, c.text_heads = 2, c.text_mlp = 64, c.embed_dim = 16;
+    c.vision_act = c.text_act = CT_QUICK_GELU, c.vision_ln_eps = c.text_ln_eps = 1e-5f;
+    c.eot_rule = CT_EOT_FIRST_ID, c.eot_id = 49407;
+    ct_clip *m = ct_clip_create(&c, 7);
+    CHECK_OK(ct_clip_save_hf(m, dir));
+    ct_clip_free(m);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp %s/data/clip-bpe/hf/vocab.json %s/data/clip-bpe/hf/merges.txt %s/",
+             shared, shared, dir);
+    CHECK(system(cmd) == 0);
+    return dir;
+}
+
+static void test_help_and_errors(void) {
+    CHECK(run(CT_CLI_PATH " help") == 0 && strstr(out_buf, "classify"));
+    CHECK(run(CT_CLI_PATH) == 2);
+    CHECK(run(CT_CLI_PATH " frobnicate") == 2 && strstr(out_buf, "cliptune: error: unknown command"));
+    const char *cmds[4] = {"info", "tokenize", "embed", "classify"};
+    for (int i = 0; i < 4; i++) {
+        char c[512];
+        snprintf(c, sizeof c, CT_CLI_PATH " %s --help", cmds[i]);
+        CHECK_MSG(run(c) == 0 && strstr(out_buf, "usage: cliptune"), "%s --help", cmds[i]);
+        snprintf(c, sizeof c, CT_CLI_PATH " %s --bogus", cmds[i]);
+        CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error:"), "%s --bogus: %s", cmds[i],
+                  out_buf);
+    }
+    CHECK(run(CT_CLI_PATH " info /nonexistent/model") == 1 &&
+          strstr(out_buf, "cliptune: error: info: /nonexistent/model"));
+    CHECK(run(CT_CLI_PATH " info " CT_SOURCE_DIR "/tests/fixtures/clip/b_hf") == 0 &&
+          strstr(out_buf, "24x24") && strstr(out_buf, "gelu"));
+}
+
+static void test_tokenize(void) {
+    const char *dir = model_dir();
+    if (!dir) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    char c[8192];
+    snprintf(c, sizeof c, CT_CLI_PATH " tokenize --model %s 'a photo of a cat.' 'Hello!!'", dir);
+    CHECK(run(c) == 0);
+    CHECK_MSG(!strncmp(out_buf, "49406 320 1125 539 320 2368 269 49407\n", 38), "got: %s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " tokenize --model %s --pad 'x' | head -1 | wc -w", dir);
+    CHECK(run(c) == 0 && atoi(out_buf) == 77);
+    /* too long without --truncate */
+    char longtext[4096] = "";
+    for (int i = 0; i < 100; i++) strcat(longtext, "word ");
+    snprintf(c, sizeof c, CT_CLI_PATH " tokenize --model %s '%s'", dir, longtext);
+    CHECK(run(c) == 1 && strstr(out_buf, "--truncate"));
+    snprintf(c, sizeof c, CT_CLI_PATH " tokenize --model %s --truncate '%s'", dir, longtext);
+    CHECK(run(c) == 0 && strstr(out_buf, " 49407\n"));
+}
+
+static void test_embed_and_classify(void) {
+    const char *dir = model_dir();
+    if (!dir) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    char c[8192], npy[4096];
+    const char *img1 = CT_SOURCE_DIR "/tests/fixtures/images/rgb.png";
+    const char *img2 = CT_SOURCE_DIR "/tests/fixtures/images/grey.jpg";
+    snprintf(npy, sizeof npy, "%s/t.npy", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " embed --model %s --texts 'a photo of a cat.' 'a dog' "
+             "--out %s", dir, npy);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    ct_npy a = {0};
+    CHECK_OK(ct_npy_read(npy, &a));
+    CHECK(a.ndim == 2 && a.shape[0] == 2 && a.shape[1] == 16 && a.dtype == CT_F32);
+    /* the same numbers as the library computes directly */
+    ct_clip *m = ct_clip_load(dir, NULL);
+    ct_graph *g = ct_graph_create(0);
+    int64_t ids[77] = {49406, 320, 1125, 539, 320, 2368, 269, 49407};
+    ct_tensor *t = ct_clip_encode_text(g, m, ids, 1, 77, NULL);
+    if (t && a.data) CHECK_CLOSE_F("embed --texts row 0", (float *)a.data, t->data, 16, 1e-6, 1e-5);
+    ct_npy_free(&a);
+    ct_graph_free(g);
+    ct_clip_free(m);
+    snprintf(c, sizeof c, CT_CLI_PATH " embed --model %s --images %s %s --out %s", dir, img1, img2,
+             npy);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    CHECK_OK(ct_npy_read(npy, &a));
+    CHECK(a.ndim == 2 && a.shape[0] == 2 && a.shape[1] == 16);
+    ct_npy_free(&a);
+    snprintf(c, sizeof c, CT_CLI_PATH " embed --model %s --images /nonexistent.png --out %s", dir,
+             npy);
+    CHECK(run(c) == 1 && strstr(out_buf, "cliptune: error: embed: /nonexistent.png"));
+    snprintf(c, sizeof c, CT_CLI_PATH " classify --model %s --labels 'cat, dog,bird' %s %s", dir,
+             img1, img2);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    /* two lines, each: path, label, three label=prob entries summing to 1 */
+    int lines = 0;
+    for (char *line = strtok(out_buf, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        double sum = 0;
+        for (char *e = strchr(line, '='); e; e = strchr(e + 1, '=')) sum += atof(e + 1);
+        CHECK_NEAR("probabilities sum", sum, 1.0, 2e-3, 0);
+    }
+    CHECK(lines == 2);
+}
+
+int main(void) {
+    RUN(test_help_and_errors);
+    RUN(test_tokenize);
+    RUN(test_embed_and_classify);
+    return ct_test_summary();
+}

@@ -1,0 +1,75 @@
+/* cliptune zeroshot / train / methods: one experiment into a run directory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_args.h"
+#include "run_args.h"
+
+static const char *HELP_TRAIN =
+    "usage: cliptune train --method NAME --model MODEL --data SPEC [options]\n"
+    "       cliptune zeroshot --model MODEL --data SPEC [options]\n"
+    "\n"
+    "Adapt (train) or apply (zeroshot) a method and evaluate it on the test split.\n"
+    "Writes config.json, metrics.json, predictions.csv, log.txt, report.md,\n"
+    "confusion.svg and learned.safetensors to the run directory.\n"
+    "\n"
+    "options:\n"
+    "  --model MODEL     HF CLIP folder or OpenAI-layout .safetensors\n"
+    "  --bpe FILE        tokenizer for OpenAI-layout files (bpe_simple_vocab_16e6.txt.gz)\n"
+    "  --act A           quick_gelu (default) or gelu, OpenAI layout only\n"
+    "  --data SPEC       folder:DIR | coop:SPLIT.json@IMAGES | csv:FILE@ROOT |\n"
+    "                    fashion-mnist[:DIR] | npy:X.npy,Y.npy  (docs/datasets.md)\n"
+    "  --shots K         training images per class (default 16; 0 = all; zeroshot: 0)\n"
+    "  --seed N          few-shot sample and training seed (default 1)\n"
+    "  --set KEY=VALUE   override a hyper-parameter (repeatable; see `cliptune methods`)\n"
+    "  --out DIR         run directory (default runs/<method>-<data>-<K>shot-seed<N>)\n"
+    "  --cache DIR       image-feature cache (default .cliptune-cache; 'none' disables)\n"
+    "  --resume          continue an interrupted training run in DIR\n"
+    "  --max-test N      evaluate on the first N test images only\n";
+
+static void print_line(void *ctx, const char *line) {
+    (void)ctx;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+static int run_cmd(int argc, char **argv, const char *fixed_method) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(HELP_TRAIN, stdout);
+        return 0;
+    }
+    const char *cmd = fixed_method ? "zeroshot" : "train";
+    run_args ra;
+    if (!run_args_parse(argc, argv, cmd, fixed_method, &ra)) return 1;
+    run_ctx rc;
+    if (!run_ctx_open(&ra, cmd, &rc)) {
+        run_args_free(&ra);
+        return 1;
+    }
+    int code = run_one(&ra, &rc, ra.method, ra.shots, ra.seed, ra.out, print_line, NULL, NULL);
+    run_ctx_close(&rc);
+    run_args_free(&ra);
+    return code;
+}
+
+int cmd_train(int argc, char **argv) { return run_cmd(argc, argv, NULL); }
+int cmd_zeroshot(int argc, char **argv) { return run_cmd(argc, argv, "zeroshot"); }
+
+int cmd_methods(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs("usage: cliptune methods\n\nList every method with its category, setup, paper "
+              "and default hyper-parameters.\n", stdout);
+        return 0;
+    }
+    if (argc > 1) return cli_error("methods: unexpected argument %s", argv[1]);
+    for (int i = 0; i < ct_method_count(); i++) {
+        const ct_method *m = ct_method_at(i);
+        printf("%-16s %-22s %-12s %s\n", m->name, m->category, m->setup, m->paper);
+        printf("%-16s defaults: %s\n", "", m->defaults && *m->defaults ? m->defaults : "(none)");
+    }
+    printf("\ntrainer keys (methods that train): epochs batch_size optim lr momentum "
+           "weight_decay sched\n  warmup_epochs warmup_type warmup_lr max_grad_norm select "
+           "aug_views\n");
+    return 0;
+}

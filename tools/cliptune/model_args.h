@@ -1,0 +1,33 @@
+/* The model options every model command shares: MODEL (HF folder or OpenAI
+ * .safetensors), --bpe FILE (tokenizer for OpenAI-layout files: the
+ * bpe_simple_vocab_16e6.txt.gz, or an HF vocab.json with merges.txt beside
+ * it), --act quick_gelu|gelu (OpenAI layout only). */
+#ifndef CT_CLI_MODEL_ARGS_H
+#define CT_CLI_MODEL_ARGS_H
+
+#include "cli.h"
+#include "model/bundle.h"
+
+
+typedef struct {
+    const char *model, *bpe, *act;
+} model_args;
+
+/* Consumes --model/--bpe/--act at argv[*i]; true if it was one of them. */
+bool model_args_parse(int argc, char **argv, int *i, model_args *a, bool *bad);
+
+typedef ct_bundle loaded_model;
+
+/* Loads the model (and tokenizer when asked); prints the error and returns
+ * false on failure. */
+bool model_load(const model_args *a, bool need_tokenizer, loaded_model *m, const char *cmd);
+void model_unload(loaded_model *m);
+
+/* Encode texts to (n, E) projected embeddings; NULL (error printed) on
+ * failure. The returned tensor lives in g. */
+ct_tensor *model_encode_texts(ct_graph *g, loaded_model *m, char *const *texts, int n,
+                              bool truncate, const char *cmd);
+/* Encode image files in batches into out (n, E), row-major. */
+bool model_encode_images(loaded_model *m, char *const *paths, int n, float *out, const char *cmd);
+
+#endif

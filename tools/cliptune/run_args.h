@@ -1,0 +1,43 @@
+/* Options shared by train / zeroshot / protocol, and running one cell. */
+#ifndef CT_CLI_RUN_ARGS_H
+#define CT_CLI_RUN_ARGS_H
+
+#include "model_args.h"
+#include "train/run.h"
+
+typedef struct {
+    model_args model;
+    const char *data, *method, *out, *cache;
+    char *set;              /* joined --set values */
+    int shots;
+    uint64_t seed;
+    bool resume;
+    int64_t max_test;
+    /* protocol only */
+    char **methods;
+    int n_methods;
+    int shots_list[16], n_shots;
+    uint64_t seeds[16];
+    int n_seeds;
+} run_args;
+
+/* fixed_method: zeroshot's; protocol passes "protocol" as cmd and accepts
+ * --methods/--shots-list/--seeds. */
+bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_method,
+                    run_args *ra);
+void run_args_free(run_args *ra);
+
+typedef struct {
+    ct_bundle model;
+    ct_splits data;
+} run_ctx;
+
+bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc);
+void run_ctx_close(run_ctx *rc);
+
+/* One experiment; prints the error and returns 1 on failure. */
+int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint64_t seed,
+            const char *out, void (*log)(void *, const char *), void *log_ctx,
+            ct_run_result *res);
+
+#endif
