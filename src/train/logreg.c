@@ -19,7 +19,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +27,7 @@
 /* Register tiles: MR rows of the output times two vectors. MR * 2
  * accumulators + 2 loads + 1 broadcast fit the 16 AVX2 registers. The loops
  * over rows carry "GCC unroll": at -O2 GCC otherwise keeps them rolled and
- * the accumulators in memory (measured 3x slower). */
+ * the accumulators in memory (measured ~3x slower). */
 #ifdef __AVX512F__
 #define VW 8
 #else
