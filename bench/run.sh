@@ -14,3 +14,8 @@ build/bench_attention "$@"
 echo "== OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_linear "$@"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_attention "$@"
+echo "== CLIP encoders (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+cmake --build build -j "$(nproc)" --target bench_clip > /dev/null
+build/bench_clip "$@"
+echo "== CLIP encoders, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_clip "$@"
