@@ -1,14 +1,19 @@
 #include "base/error.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 static _Thread_local char g_msg[1024];
 
 ct_status ct_set_error(ct_status s, const char *fmt, ...) {
+    /* Format into a scratch buffer first: callers often pass ct_last_error()
+     * itself as an argument (to wrap the message with context). */
+    char tmp[sizeof g_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(g_msg, tmp, sizeof g_msg);
     return s;
 }
 
