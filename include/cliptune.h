@@ -813,6 +813,8 @@ typedef struct ct_train_cfg {
     uint64_t seed;
     const char *run_dir;    /* checkpoint.safetensors + checkpoint.json; NULL: none */
     bool resume;            /* continue from run_dir's checkpoint                  */
+    int stop_after;         /* > 0: stop (checkpointed) once this many epochs are
+                             * done, to train in resumable chunks; 0: to the end */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
 } ct_train_cfg;

@@ -186,6 +186,8 @@ static void test_hf_bf16(void) { run_parity("a_hf_bf16", "a_bf16_ref", false); }
 static void test_hf_gelu_legacy_eos(void) { run_parity("b_hf", "b_ref", false); }
 static void test_prompts_openai(void) { run_parity("a_openai.safetensors", "a_ref", true); }
 static void test_prompts_hf(void) { run_parity("b_hf", "b_ref", true); }
+static void test_mid_openai_f16(void) { run_parity("c_openai_f16.safetensors", "c_ref", false); }
+static void test_mid_prompts(void) { run_parity("c_openai_f16.safetensors", "c_ref", true); }
 
 static void test_config(void) {
     ct_clip *a = ct_clip_load(fx("a_openai.safetensors"), NULL), *b = ct_clip_load(fx("b_hf"), NULL);
@@ -327,6 +329,8 @@ int main(void) {
     RUN(test_hf_gelu_legacy_eos);
     RUN(test_prompts_openai);
     RUN(test_prompts_hf);
+    RUN(test_mid_openai_f16);
+    RUN(test_mid_prompts);
     RUN(test_load_errors);
     RUN(test_pixel_shape_error);
     RUN(test_save_hf_round_trip);

@@ -245,7 +245,16 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     const ct_features *data = task->aug_feats ? task->aug_feats : task->train_feats;
     if (!data || data->n == 0)
         return ct_set_error(CT_ERR_ARG, "trainer: no training features");
-    ct_optim *opt = ct_optim_create(&cfg->optim, p, np);
+    /* params() may list frozen tensors too (saved with the run, e.g. fitted
+     * scalars); only those requiring grad are optimised and clipped */
+    ct_tensor *train_p[MAX_PARAMS];
+    int nt = 0;
+    for (int i = 0; i < np; i++)
+        if (p[i]->requires_grad) train_p[nt++] = p[i];
+    if (nt == 0)
+        return ct_set_error(CT_ERR_STATE, "trainer: method %s has a loss but nothing requires "
+                            "grad", m->name);
+    ct_optim *opt = ct_optim_create(&cfg->optim, train_p, nt);
     if (!opt) return ct_last_error()[0] ? CT_ERR_ARG : CT_ERR_NOMEM;
     int start = 0, best_epoch = -1;
     double best_acc = -1;
@@ -274,7 +283,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
-    for (int ep = start; ep < cfg->epochs && s == CT_OK; ep++) {
+    int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
+    for (int ep = start; ep < end && s == CT_OK; ep++) {
         float lr = ct_sched_lr(&cfg->sched, ep);
         ct_rng rng;
         ct_rng_init(&rng, ct_hash_u64(cfg->seed, (uint64_t)ep));
@@ -298,7 +308,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             }
             loss_sum += loss->data[0];
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
-            if (cfg->max_grad_norm > 0) ct_clip_grad_norm(p, np, cfg->max_grad_norm);
+            if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
             s = ct_optim_step(opt, lr);
         }
         if (s != CT_OK) break;
@@ -326,7 +336,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         if (cfg->run_dir)
             s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task);
     }
-    if (s == CT_OK && best && best_epoch >= 0) {
+    if (s == CT_OK && best && best_epoch >= 0 && end == cfg->epochs) {
         size_t off = 0;
         for (int i = 0; i < np; i++) {
             memcpy(p[i]->data, best + off, (size_t)p[i]->numel * sizeof(float));

@@ -90,6 +90,17 @@ MODEL_B = dict(
     act="gelu", sot=254, eot=255,
     hf_bos=0, hf_eos=2, hf_pad=1,  # the legacy values real openai/* configs carry
 )
+# Model C: "mid-size", OpenAI layout only, stored F16. Widths 128 so that
+# build_model's width // 64 gives 2 heads of 64 from the shapes alone; a
+# 16-pixel patch on a 96-pixel image (grid 6, 37 tokens) as in ViT-B/16.
+# Vocab 512 (not 2000): the token embedding is the only size knob that leaves
+# the architecture alone; the blocks alone are ~3 MB in F16.
+MODEL_C = dict(
+    name="c", embed=64,
+    image=96, patch=16, v_width=128, v_layers=4, v_heads=2, v_mlp=512,
+    ctx=24, vocab=512, t_width=128, t_layers=3, t_heads=2, t_mlp=512,
+    act="quick_gelu", sot=510, eot=511,
+)
 
 # --------------------------------------------------------------------------
 # safetensors, written and read by hand
@@ -640,6 +651,12 @@ def token_rows(c, g):
         r1 = [sot] + words(7, 1, sot) + [eot]
         r1 += [eot] * (L - len(r1))                     # HF CLIPTokenizer padding: pad = EOT id
         r2 = [sot] + words(L - 2, 1, sot) + [eot]       # fills the whole context
+    elif c["name"] == "c":                              # as A, other lengths
+        r0 = [sot] + words(5, 1, sot) + [eot]
+        r0 += [0] * (L - len(r0))
+        r1 = [sot] + words(12, 1, sot) + [eot]
+        r1 += [eot] * (L - len(r1))
+        r2 = [sot] + words(L - 2, 1, sot) + [eot]
     else:
         # legacy config, eos_token_id = 2 but EOT id = vocab-1: argmax pooling.
         r0 = [sot, 17, 2, 99, eot]
@@ -787,7 +804,7 @@ def main():
     check_mha_against_torch()
 
     generated = ["a_openai.safetensors", "a_openai_f16.safetensors", "a_hf", "a_hf_bf16", "b_hf",
-                 "a_ref", "a_f16_ref", "a_bf16_ref", "b_ref"]
+                 "a_ref", "a_f16_ref", "a_bf16_ref", "b_ref", "c_openai_f16.safetensors", "c_ref"]
     os.makedirs(OUT, exist_ok=True)
     for nm in generated:
         p = os.path.join(OUT, nm)
@@ -895,6 +912,39 @@ def main():
         assert torch.equal(hpos.long(), eot_b)
         assert_close_outputs(plain_b, dict(img=hi, txt=ht, logits=hl), "B hf")
     print("model B: reference agrees with the HF-style forward")
+
+    # ================= model C (mid-size, OpenAI layout, F16 only)
+    c = MODEL_C
+    sdc = make_openai_state(c, seed=2468)
+    inputs = make_inputs(c, seed=55)
+    ids = inputs["ids"]
+    sdc16 = {k: v.half() for k, v in sdc.items()}  # every tensor, as convert_weights + save
+    path = os.path.join(OUT, "c_openai_f16.safetensors")
+    st_write(path, sdc16)
+    oc = check_roundtrip(path, sdc16)
+    assert oc["logit_scale"].dim() == 0
+    arch = arch_from_openai_shapes(oc)
+    for k, v in arch.items():
+        assert v == c[k], ("build_model would infer", k, v, c[k])
+    eot_c = first_max_positions(ids)
+    assert torch.equal(eot_c, ids.argmax(-1))
+    assert torch.equal(eot_c, first_eq_positions(ids, c["eot"]))
+    _, files = compute_reference(f64(oc), c, inputs, eot_c, os.path.join(OUT, "c_ref"))
+    write_meta(os.path.join(OUT, "c_ref"), c, ["c_openai_f16.safetensors"],
+               "argmax(ids)", eot_c, files)
+    # the same weights through the HF-style forward (split q/k/v, 2 heads)
+    cfg_c = hf_config(dict(c, hf_bos=c["sot"], hf_eos=c["eot"], hf_pad=1),
+                      legacy_verbose=False, torch_dtype="float16")
+    with torch.no_grad():
+        Pc = f64(oc)
+        img, _, _ = encode_image(Pc, c, inputs["pixels"].double())
+        txt, _ = encode_text_from_embeds(Pc, c, Pc["token_embedding.weight"][ids], eot_c)
+        plain_c = dict(img=img, txt=txt, logits=clip_logits(Pc, img, txt))
+        hi, ht, hl, hpos = hf_forward(f64(openai_to_hf(oc, c, with_position_ids=False)), cfg_c,
+                                      inputs["pixels"].double(), ids)
+        assert torch.equal(hpos.long(), eot_c)
+        assert_close_outputs(plain_c, dict(img=hi, txt=ht, logits=hl), "C hf-style")
+    print("model C: reference agrees with the HF-style forward")
 
     total = 0
     for root, _, fs in os.walk(OUT):
