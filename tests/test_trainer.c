@@ -1,0 +1,192 @@
+/* The generic trainer with a test-only method (a softmax-regression head on
+ * features): training reduces the loss; a run trained in chunks with resume
+ * equals an uninterrupted run bit for bit (parameters and optimiser state);
+ * resume refuses other hyper-parameters; best-val selection; and the
+ * key=value hyper-parameter parser. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cliptune.h"
+#include "harness.h"
+
+enum { D = 8, K = 3, N = 96, NV = 30 };
+
+typedef struct {
+    ct_tensor *W, *b;
+} head;
+
+static ct_status h_create(const ct_task *task, const ct_kv *hp, void **out) {
+    head *h = calloc(1, sizeof *h);
+    h->W = ct_tensor_new2(K, D, true);
+    int64_t k = K;
+    h->b = ct_tensor_new(1, &k, true);
+    ct_rng r;
+    ct_rng_init(&r, 9);
+    ct_rng_fill_normal(&r, h->W->data, K * D, 0, 0.01f);
+    *out = h;
+    return CT_OK;
+}
+static void h_destroy(void *s) {
+    head *h = s;
+    ct_tensor_free(h->W), ct_tensor_free(h->b), free(h);
+}
+static int h_params(void *s, ct_tensor **out, int cap) {
+    head *h = s;
+    out[0] = h->W, out[1] = h->b;
+    return 2;
+}
+static ct_tensor *h_logits(void *s, ct_graph *g, const ct_batch *b) {
+    head *h = s;
+    int64_t shape[2] = {b->n, D};
+    return ct_linear(g, ct_graph_wrap(g, (ct_real *)b->x, 2, shape), h->W, h->b);
+}
+static ct_tensor *h_loss(void *s, ct_graph *g, const ct_batch *b) {
+    int64_t *lab = ct_graph_alloc(g, (size_t)b->n * sizeof *lab);
+    for (int64_t i = 0; i < b->n; i++) lab[i] = b->labels[i];
+    return ct_cross_entropy(g, h_logits(s, g, b), lab, 0);
+}
+static const ct_method HEAD = {.name = "test-head", .category = "test", .setup = "test",
+                               .paper = "-", .defaults = "", .create = h_create,
+                               .destroy = h_destroy, .params = h_params, .loss = h_loss,
+                               .logits = h_logits};
+
+/* Three Gaussian blobs in D dims. */
+static void make_feats(ct_features *f, int64_t n, uint64_t seed) {
+    f->n = n, f->dim = D;
+    f->x = malloc((size_t)n * D * sizeof(float));
+    f->labels = malloc((size_t)n * sizeof(int));
+    ct_rng r;
+    ct_rng_init(&r, seed);
+    for (int64_t i = 0; i < n; i++) {
+        f->labels[i] = (int)(i % K);
+        for (int d = 0; d < D; d++)
+            f->x[i * D + d] = ct_rng_normal(&r) + (d == f->labels[i] ? 2.0f : 0.0f);
+    }
+}
+
+static char *names[K] = {"a", "b", "c"};
+
+static bool mkdir_p_ok(const char *d) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", d);
+    return system(cmd) == 0;
+}
+
+static double run(const char *hp_text, const char *dir, bool resume, int stop_after,
+                  float *W_out, ct_status *st) {
+    ct_features tr, va;
+    make_feats(&tr, N, 1);
+    make_feats(&va, NV, 2);
+    ct_task task = {.n_classes = K, .classnames = names, .train_feats = &tr, .val_feats = &va,
+                    .seed = 3};
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, hp_text));
+    ct_train_cfg cfg;
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &cfg));
+    cfg.seed = 3, cfg.run_dir = dir, cfg.resume = resume, cfg.stop_after = stop_after;
+    void *state;
+    HEAD.create(&task, &hp, &state);
+    *st = ct_train(&HEAD, state, &task, &cfg, &hp);
+    head *h = state;
+    memcpy(W_out, h->W->data, K * D * sizeof(float));
+    /* val accuracy of the final parameters */
+    float sc[NV * K];
+    CHECK_OK(ct_predict(&HEAD, state, &va, sc));
+    int ok = 0;
+    for (int i = 0; i < NV; i++) {
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (sc[i * K + k] > sc[i * K + best]) best = k;
+        ok += best == va.labels[i];
+    }
+    HEAD.destroy(state);
+    ct_kv_free(&hp);
+    free(tr.x), free(tr.labels), free(va.x), free(va.labels);
+    return (double)ok / NV;
+}
+
+static const char *HP = "epochs=6 batch_size=16 lr=0.05 momentum=0.9 weight_decay=5e-4 "
+                        "sched=cosine warmup_epochs=1 warmup_lr=1e-3";
+
+static void test_learns(void) {
+    float W[K * D];
+    ct_status st;
+    double acc = run(HP, NULL, false, 0, W, &st);
+    CHECK_OK(st);
+    CHECK_MSG(acc > 0.8, "val accuracy %.2f after training", acc);
+}
+
+static void test_resume_equals_uninterrupted(void) {
+    char d1[4096], d2[4096];
+    snprintf(d1, sizeof d1, "%s/full", ct_test_tmpdir());
+    snprintf(d2, sizeof d2, "%s/chunks", ct_test_tmpdir());
+    CHECK(mkdir_p_ok(d1) && mkdir_p_ok(d2));
+    float Wa[K * D], Wb[K * D];
+    ct_status st;
+    run(HP, d1, false, 0, Wa, &st);
+    CHECK_OK(st);
+    run(HP, d2, false, 2, Wb, &st); /* epochs 1-2, then "interrupted" */
+    CHECK_OK(st);
+    CHECK(memcmp(Wa, Wb, sizeof Wa) != 0);
+    run(HP, d2, true, 4, Wb, &st); /* epochs 3-4 */
+    CHECK_OK(st);
+    run(HP, d2, true, 0, Wb, &st); /* 5-6 */
+    CHECK_OK(st);
+    CHECK_MSG(memcmp(Wa, Wb, sizeof Wa) == 0, "resumed run differs from the uninterrupted one");
+    /* resuming with other hyper-parameters is refused */
+    char other[512];
+    snprintf(other, sizeof other, "%s lr=0.1", HP);
+    run(other, d2, true, 0, Wb, &st);
+    CHECK(st == CT_ERR_STATE && strstr(ct_last_error(), "hyper-parameters"));
+    /* the checkpoint files are there, and no temp files */
+    char p[4200];
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", d1);
+    ct_safetensors *sf = ct_safetensors_open(p);
+    CHECK(sf && ct_safetensors_find(sf, "param.0") && ct_safetensors_find(sf, "optim.buf1"));
+    ct_safetensors_close(sf);
+}
+
+static void test_best_val(void) {
+    float W[K * D];
+    ct_status st;
+    char hp[512];
+    snprintf(hp, sizeof hp, "%s select=best_val", HP);
+    double acc = run(hp, NULL, false, 0, W, &st);
+    CHECK_OK(st);
+    CHECK(acc > 0.8);
+}
+
+static void test_kv(void) {
+    ct_kv kv = {0};
+    CHECK_OK(ct_kv_parse(&kv, "a=1 b=x,c=2.5"));
+    CHECK_OK(ct_kv_parse(&kv, "a=3"));
+    int a;
+    double c;
+    const char *b;
+    CHECK_OK(ct_kv_int(&kv, "a", 0, &a));
+    CHECK(a == 3);
+    CHECK_OK(ct_kv_double(&kv, "c", 0, &c));
+    CHECK(c == 2.5);
+    CHECK(ct_kv_check_used(&kv, "t") == CT_ERR_ARG && strstr(ct_last_error(), "\"b\""));
+    CHECK_OK(ct_kv_str(&kv, "b", NULL, &b));
+    CHECK(!strcmp(b, "x"));
+    CHECK_OK(ct_kv_check_used(&kv, "t"));
+    CHECK(ct_kv_int(&kv, "b", 0, &a) == CT_ERR_ARG && strstr(ct_last_error(), "b=x"));
+    CHECK(ct_kv_parse(&kv, "novalue") == CT_ERR_ARG);
+    ct_kv_free(&kv);
+    ct_kv_free(NULL);
+    ct_kv bad = {0};
+    ct_train_cfg cfg;
+    CHECK_OK(ct_kv_parse(&bad, "optim=lbfgs"));
+    CHECK(ct_train_cfg_from_kv(&bad, &cfg) == CT_ERR_ARG && strstr(ct_last_error(), "lbfgs"));
+    ct_kv_free(&bad);
+}
+
+int main(void) {
+    RUN(test_learns);
+    RUN(test_resume_equals_uninterrupted);
+    RUN(test_best_val);
+    RUN(test_kv);
+    return ct_test_summary();
+}
