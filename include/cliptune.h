@@ -817,6 +817,10 @@ typedef struct ct_train_cfg {
                              * done, to train in resumable chunks; 0: to the end */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    /* per step: step (1-based) of total in this run, its loss and lr */
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
 } ct_train_cfg;
 
 /* Trainer keys read from hp (method defaults + user overrides): epochs,

@@ -327,3 +327,20 @@ ct_status ct_write_file_atomic(const char *path, const void *data, size_t n) {
     }
     return ct_atomic_commit(f);
 }
+
+ct_status ct_mkdir_p(const char *dir) {
+    char buf[4096];
+    if (!dir || !*dir || strlen(dir) >= sizeof buf)
+        return ct_set_error(CT_ERR_ARG, "mkdir: bad path \"%s\"", dir ? dir : "(null)");
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = c;
+        if (!c) break;
+    }
+    return CT_OK;
+}

@@ -8,4 +8,7 @@
  * caller can pass it on instead of guessing from a NULL. */
 ct_status ct_atomic_create(const char *path, ct_atomic_file **out);
 
+/* mkdir -p: create dir and its missing parents (existing ones are fine). */
+ct_status ct_mkdir_p(const char *dir);
+
 #endif

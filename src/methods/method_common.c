@@ -7,6 +7,18 @@
 #include "base/error.h"
 #include "methods/templates.h"
 
+/* One template as a list in a single allocation, freeable with
+ * ct_templates_free like the lists ct_templates_load returns. */
+static char **one_template(const char *t) {
+    size_t len = strlen(t) + 1;
+    char **list = malloc(2 * sizeof *list + len);
+    if (!list) return NULL;
+    list[0] = (char *)(list + 2);
+    memcpy(list[0], t, len);
+    list[1] = NULL;
+    return list;
+}
+
 ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char *const **out,
                                int *n, char ***owned) {
     *owned = NULL;
@@ -15,33 +27,26 @@ ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char
         *out = b;
         return CT_OK;
     }
+    char **list = NULL;
     if (!strcmp(spec, "dataset")) {
-        char **one = calloc(2, sizeof *one);
-        if (!one) return ct_set_error(CT_ERR_NOMEM, "templates: out of memory");
+        char *t;
         ct_status s = ct_template_for_dataset(NULL, task->dataset_name ? task->dataset_name : "",
-                                              &one[0], NULL);
-        if (s != CT_OK) {
-            free(one);
-            return s;
-        }
-        *owned = one, *out = (const char *const *)one, *n = 1;
-        return CT_OK;
-    }
-    if (strstr(spec, "{}")) {
+                                              &t, NULL);
+        if (s != CT_OK) return s;
+        list = one_template(t);
+        free(t);
+    } else if (strstr(spec, "{}")) {
         ct_status s = ct_template_check(spec, "templates");
         if (s != CT_OK) return s;
-        char **one = calloc(2, sizeof *one);
-        if (!one || !(one[0] = strdup(spec))) {
-            free(one);
-            return ct_set_error(CT_ERR_NOMEM, "templates: out of memory");
-        }
-        *owned = one, *out = (const char *const *)one, *n = 1;
+        list = one_template(spec);
+    } else {
+        ct_status s = ct_templates_load(spec, &list, n);
+        if (s != CT_OK) return s;
+        *owned = list, *out = (const char *const *)list;
         return CT_OK;
     }
-    char **list;
-    ct_status s = ct_templates_load(spec, &list, n);
-    if (s != CT_OK) return s;
-    *owned = list, *out = (const char *const *)list;
+    if (!list) return ct_set_error(CT_ERR_NOMEM, "templates: out of memory");
+    *owned = list, *out = (const char *const *)list, *n = 1;
     return CT_OK;
 }
 

@@ -11,6 +11,7 @@
 #include <cJSON.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "report/report.h"
 #include "train/features.h"
@@ -44,25 +45,23 @@ static void logline(run_log *L, const char *fmt, ...) {
 
 static void trainer_log(void *ctx, const char *line) { logline(ctx, "%s", line); }
 
-static ct_status mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    return CT_OK;
+
+typedef struct {
+    const ct_run_cfg *cfg;
+    char stage[80];
+} feat_progress;
+
+static void on_features(void *ctx, int64_t done, int64_t total) {
+    feat_progress *fp = ctx;
+    fp->cfg->progress(fp->cfg->progress_ctx, fp->stage, done, total, NAN, NAN);
 }
 
 static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, run_log *L,
                           const char *what, ct_features *out) {
+    feat_progress fp = {cfg, ""};
+    snprintf(fp.stage, sizeof fp.stage, "features: %s", what);
     ct_feature_req r = {cfg->model->clip, &cfg->model->pre, d, view, cfg->seed, cfg->cache_dir,
-                        32, NULL, NULL};
+                        32, cfg->progress ? on_features : NULL, &fp};
     ct_status s = ct_features_get(&r, out);
     if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
     return s;
@@ -80,6 +79,8 @@ static ct_dataset *head(const ct_dataset *d, int64_t n) {
 
 static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char *path) {
     cJSON *j = cJSON_CreateObject();
+    if (!j) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+    cJSON_AddStringToObject(j, "dataset", cfg->data->train->name);
     cJSON_AddStringToObject(j, "model", cfg->model_path ? cfg->model_path : "");
     cJSON_AddStringToObject(j, "data", cfg->data_spec ? cfg->data_spec : "");
     cJSON_AddStringToObject(j, "method", cfg->method->name);
@@ -88,6 +89,11 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON_AddNumberToObject(j, "max_test", (double)cfg->max_test);
     cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
     for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(h, hp->keys[i], hp->vals[i]);
+    /* eval and predict need the label order without reopening the dataset */
+    const ct_dataset *tr = cfg->data->train;
+    cJSON *cn = cJSON_AddArrayToObject(j, "classnames");
+    for (int k = 0; cn && k < tr->n_classes; k++)
+        cJSON_AddItemToArray(cn, cJSON_CreateString(tr->classnames[k]));
     ct_status s = ct_json_save(path, j);
     cJSON_Delete(j);
     return s;
@@ -145,7 +151,6 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (s == CT_OK) s = ct_kv_int(&hp, "aug_views", 0, &views);
     ct_train_cfg tc;
     if (s == CT_OK) s = ct_train_cfg_from_kv(&hp, &tc);
-    if (s == CT_OK && cfg->run_dir) s = mkdir_p(cfg->run_dir);
     if (s != CT_OK) {
         ct_kv_free(&hp);
         return s;
@@ -205,10 +210,12 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         .cache_dir = cfg->cache_dir, .seed = cfg->seed};
     if ((s = cfg->method->create(&task, &hp, &state)) != CT_OK) goto out;
     if ((s = ct_kv_check_used(&hp, cfg->method->name)) != CT_OK) goto out;
+    if (cfg->run_dir && (s = ct_mkdir_p(cfg->run_dir)) != CT_OK) goto out;
     tc.seed = cfg->seed;
     tc.run_dir = cfg->method->loss ? cfg->run_dir : NULL;
     tc.resume = cfg->resume;
     tc.log = trainer_log, tc.log_ctx = &L;
+    tc.progress = cfg->progress, tc.progress_ctx = cfg->progress_ctx;
     if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) goto out;
     int K = sp->train->n_classes;
     scores = malloc((size_t)(fte.n ? fte.n : 1) * (size_t)K * sizeof *scores);
@@ -235,8 +242,6 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         const char *const *cn = (const char *const *)sp->train->classnames;
         snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);
         if ((s = write_config(cfg, &hp, path)) != CT_OK) goto out;
-        snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
-        if ((s = ct_metrics_save_json(&m, cn, path)) != CT_OK) goto out;
         /* softmax probabilities for the CSV */
         for (int64_t i = 0; i < fte.n; i++) {
             float *r = scores + i * K, mx = r[0], sum = 0;
@@ -248,7 +253,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         char **keys = calloc(nkeys, sizeof *keys);
         for (int64_t i = 0; keys && i < fte.n; i++) {
             char kb[4096];
-            keys[i] = strdup(ct_dataset_item_key(test, i, kb, sizeof kb));
+            const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
+            keys[i] = strdup(k ? k : "?");
         }
         snprintf(path, sizeof path, "%s/predictions.csv", cfg->run_dir);
         s = keys ? ct_predictions_save_csv(path, (const char *const *)keys, fte.labels, scores,
@@ -278,6 +284,9 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
                  sp->train->name, cfg->shots, (unsigned long long)cfg->seed);
         s = kvs ? ct_report_run(cfg->run_dir, title, kvs, nk / 2, &m, cn, L.log) : CT_ERR_NOMEM;
         free(kvs);
+        /* last: a run directory with metrics.json is a finished run */
+        snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
+        if (s == CT_OK) s = ct_metrics_save_json(&m, cn, path);
     }
 out:
     if (state) cfg->method->destroy(state);

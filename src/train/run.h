@@ -23,6 +23,10 @@ typedef struct ct_run_cfg {
     int64_t max_test;        /* evaluate on the first max_test test items (0: all) */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    /* stages "features: <split>" (images) and "train" (steps, with loss/lr) */
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
 } ct_run_cfg;
 
 typedef struct ct_run_result {

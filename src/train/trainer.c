@@ -77,7 +77,8 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
     for (int64_t i0 = 0; i0 < f->n && s == CT_OK; i0 += B) {
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim, f->labels + i0};
+        ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
+                      f->labels ? f->labels + i0 : NULL};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -307,6 +308,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                 break;
             }
             loss_sum += loss->data[0];
+            if (cfg->progress)
+                cfg->progress(cfg->progress_ctx, "train", (int64_t)(ep - start) * nb + bi + 1,
+                              (int64_t)(end - start) * nb, loss->data[0], lr);
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
             if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
             s = ct_optim_step(opt, lr);

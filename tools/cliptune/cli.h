@@ -22,5 +22,8 @@ int cmd_classify(int argc, char **argv);
 int cmd_zeroshot(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_methods(int argc, char **argv);
+int cmd_protocol(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

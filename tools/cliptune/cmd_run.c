@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model_args.h"
+#include "progress.h"
 #include "run_args.h"
 
 static const char *HELP_TRAIN =
@@ -29,7 +30,7 @@ static const char *HELP_TRAIN =
     "  --max-test N      evaluate on the first N test images only\n";
 
 static void print_line(void *ctx, const char *line) {
-    (void)ctx;
+    cli_progress_clear(ctx);
     printf("%s\n", line);
     fflush(stdout);
 }
@@ -47,7 +48,9 @@ static int run_cmd(int argc, char **argv, const char *fixed_method) {
         run_args_free(&ra);
         return 1;
     }
-    int code = run_one(&ra, &rc, ra.method, ra.shots, ra.seed, ra.out, print_line, NULL, NULL);
+    cli_progress prog;
+    cli_progress_init(&prog);
+    int code = run_one(&ra, &rc, ra.method, ra.shots, ra.seed, ra.out, print_line, &prog, NULL);
     run_ctx_close(&rc);
     run_args_free(&ra);
     return code;

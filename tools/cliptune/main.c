@@ -18,6 +18,9 @@ static const command COMMANDS[] = {
     {"zeroshot", cmd_zeroshot, "zero-shot CLIP on a dataset, with a run report"},
     {"train", cmd_train, "adapt with a method on a dataset, with a run report"},
     {"methods", cmd_methods, "every method with category, setup and paper"},
+    {"protocol", cmd_protocol, "few-shot protocol: methods x shots x seeds, results table"},
+    {"eval", cmd_eval, "re-evaluate a finished run on a dataset's test split"},
+    {"predict", cmd_predict, "labels for images from a finished run"},
 };
 
 static void usage(FILE *f) {

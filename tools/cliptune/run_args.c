@@ -1,16 +1,35 @@
 #include "run_args.h"
 
+#include "base/file.h"
+#include "progress.h"
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A non-negative integer option value; prints the error. */
+static bool parse_count(const char *v, const char *opt, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    *out = 0;
+    if (!*v || *end || errno || x < 0 || x > max) {
+        cli_error("%s %s: expected a whole number from 0 to %lld", opt, v, max);
+        return false;
+    }
+    *out = x;
+    return true;
+}
 
 static bool parse_int_list(const char *s, int *out, int cap, int *n, const char *what) {
     *n = 0;
     char *copy = strdup(s), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *end;
+        errno = 0;
         long v = strtol(t, &end, 10);
-        if (*end || v < 0 || *n == cap) {
+        if (!*t || *end || errno || v < 0 || v > 1000000000L || *n == cap) {
             cli_error("%s: bad value \"%s\"", what, t);
             free(copy);
             return false;
@@ -18,6 +37,7 @@ static bool parse_int_list(const char *s, int *out, int cap, int *n, const char 
         out[(*n)++] = (int)v;
     }
     free(copy);
+    if (*n == 0) cli_error("%s: empty list", what);
     return *n > 0;
 }
 
@@ -52,19 +72,30 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             continue;
         }
         if (!protocol && cli_opt(argc, argv, &i, "--shots", &v, &bad)) {
-            if (!bad) ra->shots = atoi(v);
+            long long x;
+            if (!bad && !parse_count(v, "--shots", 100000, &x)) bad = true;
+            ra->shots = (int)x;
             continue;
         }
         if (!protocol && cli_opt(argc, argv, &i, "--seed", &v, &bad)) {
-            if (!bad) ra->seed = strtoull(v, NULL, 10);
+            long long x;
+            if (!bad && !parse_count(v, "--seed", (long long)1 << 62, &x)) bad = true;
+            ra->seed = (uint64_t)x;
             continue;
         }
         if (cli_opt(argc, argv, &i, "--max-test", &v, &bad)) {
-            if (!bad) ra->max_test = atoll(v);
+            long long x;
+            if (!bad && !parse_count(v, "--max-test", (long long)1 << 62, &x)) bad = true;
+            ra->max_test = x;
             continue;
         }
         if (protocol && cli_opt(argc, argv, &i, "--methods", &v, &bad)) {
             if (bad) break;
+            if (ra->methods) {
+                cli_error("%s: --methods given twice", cmd);
+                bad = true;
+                break;
+            }
             char *copy = strdup(v), *save = NULL;
             ra->methods = calloc(strlen(v) + 1, sizeof *ra->methods);
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
@@ -130,26 +161,27 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
             const char *out, void (*log)(void *, const char *), void *log_ctx,
             ct_run_result *res) {
     char dir[4096];
-    if (out)
+    if (out) {
         snprintf(dir, sizeof dir, "%s", out);
-    else
-        snprintf(dir, sizeof dir, "runs/%s-%s-%dshot-seed%llu", method, rc->data.train->name,
-                 shots, (unsigned long long)seed);
-    for (char *p = dir + 5; *p; p++)
-        if (*p == ':' || *p == ' ') *p = '_';
+    } else {
+        /* the default name only: a dataset name may hold ':' or ' ' or '/' */
+        char name[256];
+        snprintf(name, sizeof name, "%s-%s-%dshot-seed%llu", method, rc->data.train->name, shots,
+                 (unsigned long long)seed);
+        for (char *p = name; *p; p++)
+            if (*p == ':' || *p == ' ' || *p == '/') *p = '_';
+        snprintf(dir, sizeof dir, "runs/%s", name);
+    }
     ct_run_cfg cfg = {
         .model = &rc->model, .model_path = ra->model.model, .data = &rc->data,
         .data_spec = ra->data, .method = ct_method_find(method), .set = ra->set, .shots = shots,
         .seed = seed, .run_dir = dir,
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
-        .resume = ra->resume, .max_test = ra->max_test, .log = log, .log_ctx = log_ctx};
-    if (cfg.cache_dir) {
-        char mk[4200];
-        snprintf(mk, sizeof mk, "mkdir -p '%s'", cfg.cache_dir);
-        if (system(mk) != 0) return cli_error("cannot create the cache directory %s", cfg.cache_dir);
-    }
+        .resume = ra->resume, .max_test = ra->max_test, .log = log, .log_ctx = log_ctx,
+        .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
+    if (cfg.cache_dir && ct_mkdir_p(cfg.cache_dir) != CT_OK) return cli_lib_error("cache");
     ct_run_result r;
-    if (ct_run(&cfg, &r) != CT_OK) return cli_lib_error(method);
+    if (ct_run(&cfg, &r) != CT_OK) return cli_error("%s", ct_last_error());
     if (log) {
         char line[256];
         snprintf(line, sizeof line, "run directory: %s", dir);

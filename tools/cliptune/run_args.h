@@ -36,6 +36,8 @@ bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc);
 void run_ctx_close(run_ctx *rc);
 
 /* One experiment; prints the error and returns 1 on failure. */
+/* log_ctx, when not NULL, is a cli_progress (progress.h) that also gets the
+ * feature-extraction and training progress. */
 int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint64_t seed,
             const char *out, void (*log)(void *, const char *), void *log_ctx,
             ct_run_result *res);

@@ -1,0 +1,474 @@
+/* End-to-end tests of experiments: the feature cache (library), and the
+ * cliptune binary's zeroshot / train / protocol / eval / predict on a tiny
+ * generated folder dataset (3 classes of 12 small PPM images: 8 train, 4
+ * test) with a small random CLIP written as a Hugging Face folder with the
+ * real CLIP BPE vocabulary (from ../shared; the CLI tests skip without it). */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "base/json.h"
+#include "cliptune.h"
+#include "harness.h"
+#include "train/features.h"
+
+static char out_buf[1 << 18];
+
+/* Run a shell command line, capture stdout+stderr, return the exit code. */
+static int run(const char *cmdline) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmdline);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out_buf, 1, sizeof out_buf - 1, p);
+    out_buf[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static bool exists(const char *dir, const char *name) {
+    char p[4200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 && st.st_size > 0;
+}
+
+/* ---- fixtures ---- */
+
+static const char *const CLASSES[3] = {"blue_checks", "green_stripes", "red_bars"};
+
+/* One image of class c, variant v (flip: a different picture of the same
+ * kind), as binary PPM. The class is a pattern (checks, stripes, bars) with a
+ * colour leaning per class, over a random colour per image, so that the
+ * random model separates the classes only partly: accuracies land strictly
+ * between chance and 100% and the checks below compare non-trivial numbers. */
+static void write_ppm(const char *path, int c, int v, bool flip) {
+    enum { W = 40, H = 36 };
+    static unsigned char px[W * H * 3];
+    uint32_t lcg = 12345u + 977u * (uint32_t)(c * 100 + v) + (flip ? 55u : 0u);
+    int col[3];
+    for (int k = 0; k < 3; k++) {
+        lcg = lcg * 1664525u + 1013904223u;
+        col[k] = 70 + (int)(lcg >> 25) + (k == c ? 25 : 0);
+    }
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int on = c == 0   ? (x / 5 + y / 5 + v) & 1
+                     : c == 1 ? ((x + v) / 3) & 1
+                              : ((y + v) / 4) & 1;
+            if (flip) on = !on;
+            for (int k = 0; k < 3; k++) {
+                lcg = lcg * 1664525u + 1013904223u;
+                int val = col[k] * (on ? 6 : 5) / 5 + (int)(lcg >> 26);
+                px[(y * W + x) * 3 + k] = (unsigned char)(val > 255 ? 255 : val);
+            }
+        }
+    FILE *f = fopen(path, "wb");
+    CHECK_MSG(f != NULL, "cannot write %s", path);
+    if (!f) return;
+    fprintf(f, "P6\n%d %d\n255\n", W, H);
+    fwrite(px, 1, sizeof px, f);
+    fclose(f);
+}
+
+/* DIR/{train,test}/<class>/img_NN.ppm: 8 + 4 per class, n_classes classes. */
+static void make_dataset(const char *dir, int n_classes) {
+    char p[4200];
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < n_classes; c++) {
+            snprintf(p, sizeof p, "mkdir -p '%s/%s/%s'", dir, s ? "test" : "train", CLASSES[c]);
+            CHECK(system(p) == 0);
+            for (int i = 0; i < (s ? 4 : 8); i++) {
+                snprintf(p, sizeof p, "%s/%s/%s/img_%02d.ppm", dir, s ? "test" : "train",
+                         CLASSES[c], s * 8 + i);
+                write_ppm(p, c, s * 8 + i, false);
+            }
+        }
+}
+
+static ct_clip_config tiny_config(void) {
+    ct_clip_config c = {0};
+    c.format = CT_CLIP_HF;
+    c.image_size = 32, c.patch_size = 8, c.vision_width = 32, c.vision_layers = 1;
+    c.vision_heads = 2, c.vision_mlp = 64, c.context_length = 77, c.vocab_size = 49408;
+    c.text_width = 32, c.text_layers = 1, c.text_heads = 2, c.text_mlp = 64, c.embed_dim = 16;
+    c.vision_act = c.text_act = CT_QUICK_GELU, c.vision_ln_eps = c.text_ln_eps = 1e-5f;
+    c.eot_rule = CT_EOT_FIRST_ID, c.eot_id = 49407;
+    return c;
+}
+
+/* The tiny CLIP as an HF folder with the real vocabulary; NULL without
+ * ../shared. */
+static const char *model_dir(void) {
+    static char dir[4096];
+    if (dir[0]) return dir;
+    const char *shared = ct_test_shared_dir();
+    if (!shared) return NULL;
+    snprintf(dir, sizeof dir, "%s/tinyclip", ct_test_tmpdir());
+    ct_clip_config c = tiny_config();
+    ct_clip *m = ct_clip_create(&c, 7);
+    CHECK_OK(ct_clip_save_hf(m, dir));
+    ct_clip_free(m);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cp %s/data/clip-bpe/hf/vocab.json %s/data/clip-bpe/hf/merges.txt %s/", shared,
+             shared, dir);
+    CHECK(system(cmd) == 0);
+    return dir;
+}
+
+static const char *data_dir(void) {
+    static char dir[4096];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "%s/shapes", ct_test_tmpdir());
+        make_dataset(dir, 3);
+    }
+    return dir;
+}
+
+/* "--model M --data folder:D --cache C" for the CLI calls. */
+static const char *common(void) {
+    static char s[8192];
+    snprintf(s, sizeof s, "--model %s --data folder:%s --cache %s/cache", model_dir(),
+             data_dir(), ct_test_tmpdir());
+    return s;
+}
+
+static double json_top1(const char *path) {
+    cJSON *j = ct_json_load(path);
+    double v = NAN;
+    CHECK_MSG(j && ct_json_get_double(j, "top1", &v, path) == CT_OK, "%s: %s", path,
+              ct_last_error());
+    cJSON_Delete(j);
+    return v;
+}
+
+/* Rows of predictions.csv and the fraction whose label equals pred. */
+static int64_t csv_rows(const char *path, double *acc) {
+    char *text = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(path, &text, &n));
+    if (!text) return -1;
+    int64_t rows = 0, ok = 0;
+    char *save = NULL;
+    char *line = strtok_r(text, "\n", &save);
+    CHECK(line && !strcmp(line, "item,label,pred,confidence,label_name,pred_name"));
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        char item[1024];
+        int label = -1, pred = -2;
+        CHECK_MSG(sscanf(line, "%1023[^,],%d,%d,", item, &label, &pred) == 3, "%s: bad row %s",
+                  path, line);
+        rows++;
+        ok += label == pred;
+    }
+    free(text);
+    *acc = rows ? (double)ok / (double)rows : NAN;
+    return rows;
+}
+
+static bool same_file(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool same = ct_read_file(a, &x, &nx) == CT_OK && ct_read_file(b, &y, &ny) == CT_OK &&
+                nx == ny && !memcmp(x, y, nx);
+    free(x), free(y);
+    return same;
+}
+
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
+}
+
+/* ---- library: the feature cache ---- */
+
+static void test_feature_cache(void) {
+    char dir[4200], cache[4200], spec[4300], cmd[8700];
+    snprintf(dir, sizeof dir, "%s/cachedata", ct_test_tmpdir());
+    snprintf(cache, sizeof cache, "%s/featcache", ct_test_tmpdir());
+    make_dataset(dir, 3);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", cache);
+    CHECK(system(cmd) == 0);
+    snprintf(spec, sizeof spec, "folder:%s", dir);
+    ct_splits sp;
+    CHECK_OK(ct_data_open(spec, &sp));
+    if (!sp.test) return;
+    ct_clip_config c = tiny_config();
+    ct_clip *m = ct_clip_create(&c, 3);
+    ct_preprocess_cfg pre;
+    ct_preprocess_cfg_openai(&pre, c.image_size);
+    ct_feature_req req = {m, &pre, sp.test, 0, 1, cache, 5, NULL, NULL};
+    ct_features a = {0}, b = {0}, x = {0};
+    CHECK_OK(ct_features_get(&req, &a));
+    CHECK(a.n == 12 && a.dim == 16);
+    CHECK(count_files(cache) == 1);
+    /* the one entry, to see whether the second call rewrites it */
+    char entry[4500] = "";
+    DIR *d = opendir(cache);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.') snprintf(entry, sizeof entry, "%s/%s", cache, e->d_name);
+    if (d) closedir(d);
+    struct stat s1, s2;
+    CHECK(stat(entry, &s1) == 0);
+    CHECK_OK(ct_features_get(&req, &b));
+    CHECK(stat(entry, &s2) == 0);
+    CHECK_MSG(b.n == a.n && !memcmp(a.x, b.x, (size_t)a.n * a.dim * sizeof(float)) &&
+                  !memcmp(a.labels, b.labels, (size_t)a.n * sizeof(int)),
+              "cached features differ from computed ones");
+    /* read, not recomputed: an atomic rewrite would be a new inode */
+    CHECK(count_files(cache) == 1);
+    CHECK(s1.st_ino == s2.st_ino && s1.st_mtim.tv_sec == s2.st_mtim.tv_sec &&
+          s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec);
+    /* the same file, other bytes: a new key, new features for it alone */
+    int64_t changed = -1;
+    for (int64_t i = 0; i < sp.test->n_items; i++)
+        if (strstr(sp.test->items[i].path, "green_stripes/img_09.ppm")) changed = i;
+    CHECK(changed >= 0);
+    char path[4500];
+    snprintf(path, sizeof path, "%s/test/green_stripes/img_09.ppm", dir);
+    write_ppm(path, 1, 9, true);
+    CHECK_OK(ct_features_get(&req, &x));
+    CHECK(count_files(cache) == 2);
+    for (int64_t i = 0; x.n == a.n && changed >= 0 && i < a.n; i++) {
+        bool same = !memcmp(a.x + i * a.dim, x.x + i * a.dim, (size_t)a.dim * sizeof(float));
+        CHECK_MSG(same == (i != changed), "item %lld: features %s", (long long)i,
+                  same ? "unchanged by a new image" : "changed by another item's image");
+    }
+    ct_features_free(&a), ct_features_free(&b), ct_features_free(&x);
+    ct_clip_free(m);
+    ct_splits_free(&sp);
+}
+
+/* ---- CLI: runs ---- */
+
+static char zs_dir[4200], lp_dir[4200];
+
+static void test_zeroshot_and_train(void) {
+    if (!model_dir()) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    const char *files[7] = {"config.json", "metrics.json", "predictions.csv", "log.txt",
+                            "report.md", "confusion.svg", "learned.safetensors"};
+    char c[16384], dir2[4200], path[4400], path2[4400];
+    snprintf(zs_dir, sizeof zs_dir, "%s/runs/zs", ct_test_tmpdir());
+    snprintf(lp_dir, sizeof lp_dir, "%s/runs/lp", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " zeroshot %s --out %s", common(), zs_dir);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --out %s",
+             common(), lp_dir);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    const char *dirs[2] = {zs_dir, lp_dir};
+    for (int r = 0; r < 2; r++) {
+        for (int f = 0; f < 7; f++)
+            CHECK_MSG(exists(dirs[r], files[f]), "%s: no %s", dirs[r], files[f]);
+        double acc = NAN;
+        snprintf(path, sizeof path, "%s/predictions.csv", dirs[r]);
+        CHECK(csv_rows(path, &acc) == 12); /* one per test image */
+        snprintf(path, sizeof path, "%s/metrics.json", dirs[r]);
+        CHECK_NEAR("top1 = correct rows / rows", json_top1(path), acc, 1e-12, 0);
+        /* the class names eval and predict rely on */
+        snprintf(path, sizeof path, "%s/config.json", dirs[r]);
+        cJSON *cfg = ct_json_load(path);
+        const cJSON *cn = cJSON_GetObjectItemCaseSensitive(cfg, "classnames");
+        CHECK(cJSON_GetArraySize(cn) == 3 &&
+              !strcmp(cJSON_GetArrayItem(cn, 2)->valuestring, "red bars"));
+        cJSON_Delete(cfg);
+    }
+    /* determinism: the same run again, features recomputed (no cache) */
+    snprintf(dir2, sizeof dir2, "%s/runs/lp2", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --cache none "
+             "--out %s", common(), dir2);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/metrics.json", lp_dir);
+    snprintf(path2, sizeof path2, "%s/metrics.json", dir2);
+    CHECK_MSG(same_file(path, path2), "metrics.json differs between identical runs");
+    snprintf(path, sizeof path, "%s/predictions.csv", lp_dir);
+    snprintf(path2, sizeof path2, "%s/predictions.csv", dir2);
+    CHECK_MSG(same_file(path, path2), "predictions.csv differs between identical runs");
+    /* errors */
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --set bogus=1 "
+             "--out %s/runs/bad", common(), ct_test_tmpdir());
+    CHECK_MSG(run(c) != 0 && strstr(out_buf, "cliptune: error:") && strstr(out_buf, "bogus"),
+              "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method nope %s", common());
+    CHECK_MSG(run(c) != 0 && strstr(out_buf, "cliptune: error:") && strstr(out_buf, "nope"),
+              "%s", out_buf);
+}
+
+static void test_protocol(void) {
+    if (!model_dir()) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    char c[16384], out[4200], path[4400];
+    snprintf(out, sizeof out, "%s/proto", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " protocol %s --methods zeroshot,linear-probe --shots 1,2 "
+             "--seeds 1,2 --out %s", common(), out);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    /* zeroshot once + linear-probe 2 x 2 */
+    CHECK_MSG(strstr(out_buf, "[5/5] linear-probe 2-shot seed 2: ") && !strstr(out_buf, "[6/"),
+              "%s", out_buf);
+    char *md = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/results.md", out);
+    CHECK_OK(ct_read_file(path, &md, &n));
+    CHECK_MSG(md && strstr(md, "| zeroshot |") && strstr(md, "| linear-probe |") &&
+                  strstr(md, "| 1 shot |") && strstr(md, "| 2 shots |") &&
+                  strstr(md, "training-free"),
+              "results.md:\n%s", md ? md : "");
+    free(md);
+    CHECK(exists(out, "accuracy_vs_shots.svg") && exists(out, "results.json"));
+    CHECK(exists(out, "zeroshot/0shot/seed1/metrics.json"));
+    CHECK(exists(out, "linear-probe/2shot/seed2/learned.safetensors"));
+    /* results.json: the summary's mean is the mean of its cells */
+    snprintf(path, sizeof path, "%s/results.json", out);
+    cJSON *j = ct_json_load(path);
+    const cJSON *cells = cJSON_GetObjectItemCaseSensitive(j, "cells");
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
+    CHECK(cJSON_GetArraySize(cells) == 5 && cJSON_GetArraySize(sum) == 4);
+    double lp2 = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cells) {
+        if (!strcmp(cJSON_GetObjectItem(e, "method")->valuestring, "linear-probe") &&
+            cJSON_GetObjectItem(e, "shots")->valuedouble == 2)
+            lp2 += cJSON_GetObjectItem(e, "top1")->valuedouble / 2;
+    }
+    CHECK_NEAR("linear-probe 2-shot mean",
+               cJSON_GetObjectItem(cJSON_GetArrayItem(sum, 3), "mean")->valuedouble, lp2, 1e-12,
+               0);
+    cJSON_Delete(j);
+    /* a re-run finds every cell done and changes none of them */
+    struct stat s1, s2;
+    snprintf(path, sizeof path, "%s/linear-probe/1shot/seed2/metrics.json", out);
+    CHECK(stat(path, &s1) == 0);
+    double t0 = now_s();
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    double dt = now_s() - t0;
+    int lines = 0, skipped = 0;
+    for (char *p = strstr(out_buf, "\n["); p; p = strstr(p + 1, "\n[")) lines++;
+    for (char *p = strstr(out_buf, "(skipped: done)"); p; p = strstr(p + 1, "(skipped: done)"))
+        skipped++;
+    CHECK_MSG(lines == 5 && skipped == 5, "re-run:\n%s", out_buf);
+    CHECK(stat(path, &s2) == 0 && s1.st_ino == s2.st_ino &&
+          s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec);
+    CHECK_MSG(dt < 5.0, "re-run took %.1f s", dt);
+    /* other settings into the same directory are refused, not mixed in */
+    snprintf(c, sizeof c, CT_CLI_PATH " protocol %s --methods linear-probe --shots 1 --seeds 1 "
+             "--set linear-probe.C=0.5 --out %s", common(), out);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "other settings") && strstr(out_buf, "C: 0 there"),
+              "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " protocol %s --out %s", common(), out);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: protocol: no --methods"), "%s",
+              out_buf);
+}
+
+/* ---- CLI: using a finished run ---- */
+
+static void test_eval(void) {
+    if (!model_dir()) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    char c[16384], path[4400], path2[4400];
+    const char *dirs[2] = {lp_dir, zs_dir};
+    for (int r = 0; r < 2; r++) {
+        snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --cache %s/cache", dirs[r],
+                 ct_test_tmpdir());
+        CHECK_MSG(run(c) == 0 && strstr(out_buf, "top-1"), "%s", out_buf);
+        snprintf(path, sizeof path, "%s/metrics.json", dirs[r]);
+        snprintf(path2, sizeof path2, "%s/eval-shapes/metrics.json", dirs[r]);
+        double want = json_top1(path), got = json_top1(path2);
+        CHECK_MSG(got == want, "%s: eval top-1 %.17g, the run's %.17g", dirs[r], got, want);
+        /* the same predictions, to the last digit */
+        snprintf(path, sizeof path, "%s/predictions.csv", dirs[r]);
+        snprintf(path2, sizeof path2, "%s/eval-shapes/predictions.csv", dirs[r]);
+        CHECK_MSG(same_file(path, path2), "%s: eval predictions differ from the run's", dirs[r]);
+        CHECK(exists(dirs[r], "eval-shapes/report.md"));
+    }
+    /* a dataset with other classes is refused */
+    char other[4200];
+    snprintf(other, sizeof other, "%s/two", ct_test_tmpdir());
+    make_dataset(other, 2);
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --data folder:%s --cache none", lp_dir,
+             other);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: eval:") &&
+                  strstr(out_buf, "2 classes"),
+              "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s/nowhere", ct_test_tmpdir());
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: eval:") &&
+                  strstr(out_buf, "nowhere/config.json"),
+              "%s", out_buf);
+}
+
+static void test_predict(void) {
+    if (!model_dir()) {
+        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
+        return;
+    }
+    char c[16384], img[2][4300], path[4400];
+    snprintf(img[0], sizeof img[0], "%s/test/blue_checks/img_08.ppm", data_dir());
+    snprintf(img[1], sizeof img[1], "%s/test/red_bars/img_11.ppm", data_dir());
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s %s %s", lp_dir, img[0], img[1]);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    /* the run's prediction for each image, from its predictions.csv */
+    char *csv = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/predictions.csv", lp_dir);
+    CHECK_OK(ct_read_file(path, &csv, &n));
+    int lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(out_buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (lines >= 2) {
+            CHECK_MSG(false, "more lines than images: %s", line);
+            break;
+        }
+        CHECK_MSG(!strncmp(line, img[lines], strlen(img[lines])) &&
+                      line[strlen(img[lines])] == '\t',
+                  "line %d: %s", lines, line);
+        const char *label = line + strlen(img[lines]) + 1;
+        double sum = 0;
+        int entries = 0;
+        for (char *e = strchr(line, '='); e; e = strchr(e + 1, '=')) sum += atof(e + 1), entries++;
+        CHECK(entries == 3);
+        CHECK_NEAR("probabilities sum", sum, 1.0, 2e-3, 0);
+        /* "test/<class>/img_NN.ppm,label,pred,conf,label_name,pred_name" */
+        const char *rel = img[lines] + strlen(data_dir()) + 1;
+        const char *row = csv ? strstr(csv, rel) : NULL;
+        char pred_name[256] = "";
+        if (row) sscanf(row, "%*[^,],%*d,%*d,%*[^,],%*[^,],%255[^\n]", pred_name);
+        CHECK_MSG(row && !strncmp(label, pred_name, strlen(pred_name)) &&
+                      label[strlen(pred_name)] == '\t',
+                  "predict says %s, the run's predictions.csv %s", label, pred_name);
+        lines++;
+    }
+    CHECK(lines == 2);
+    free(csv);
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --top 1 %s", zs_dir, img[0]);
+    CHECK_MSG(run(c) == 0 && strchr(out_buf, '=') == strrchr(out_buf, '='), "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s", lp_dir);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: predict: no images"), "%s",
+              out_buf);
+}
+
+int main(void) {
+    RUN(test_feature_cache);
+    RUN(test_zeroshot_and_train);
+    RUN(test_protocol);
+    RUN(test_eval);
+    RUN(test_predict);
+    return ct_test_summary();
+}

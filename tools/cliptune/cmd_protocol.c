@@ -1,0 +1,455 @@
+/* cliptune protocol: CoOp's few-shot protocol, every method x shots x seeds
+ * cell as its own run directory, then one table of mean ± std over seeds.
+ *
+ * Cells are independent runs (OUT/<method>/<K>shot/seed<N>/), so the protocol
+ * is restartable: a cell whose run finished is read back instead of re-run,
+ * and an interrupted protocol picks up where it stopped. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "base/json.h"
+#include "report/report.h"
+#include "run_args.h"
+#include "train/metrics.h"
+
+static const char *HELP =
+    "usage: cliptune protocol --model MODEL --data SPEC --methods M1,M2,... [options]\n"
+    "\n"
+    "The few-shot protocol: every method at every shot count and seed, each cell a\n"
+    "run directory OUT/<method>/<K>shot/seed<N>/ (as `cliptune train` writes), then\n"
+    "OUT/results.md (methods x shots, top-1 mean ± std over seeds, with\n"
+    "accuracy_vs_shots.svg) and OUT/results.json. A cell whose run already finished\n"
+    "is read back, not re-run, so re-running only does the missing cells.\n"
+    "Training-free methods without a fitting step (zeroshot) never see the training\n"
+    "data: they run once (OUT/<method>/0shot/seed<first>/) and that number fills\n"
+    "every shots column.\n"
+    "\n"
+    "options:\n"
+    "  --model MODEL        HF CLIP folder or OpenAI-layout .safetensors (--bpe, --act\n"
+    "                       as for `cliptune train`)\n"
+    "  --data SPEC          dataset (docs/datasets.md)\n"
+    "  --methods LIST       comma-separated methods (see `cliptune methods`)\n"
+    "  --shots LIST         shots per class (default 1,2,4,8,16)\n"
+    "  --seeds LIST         seeds (default 1,2,3)\n"
+    "  --out DIR            default runs/protocol-<dataset>\n"
+    "  --set KEY=VALUE      hyper-parameter for every method; METHOD.KEY=VALUE for one\n"
+    "                       (repeatable)\n"
+    "  --cache DIR          image-feature cache (default .cliptune-cache; 'none')\n"
+    "  --resume             continue interrupted training runs\n"
+    "  --max-test N         evaluate on the first N test images only\n";
+
+static const int DEFAULT_SHOTS[] = {1, 2, 4, 8, 16};
+static const uint64_t DEFAULT_SEEDS[] = {1, 2, 3};
+
+typedef struct {
+    int method;      /* index into the method list     */
+    int shots;       /* 0 for training-free methods    */
+    uint64_t seed;
+    char dir[4096];
+    double top1;
+    bool skipped;
+} cell;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Nothing to fit and no loss: the training split is never looked at (ct_run
+ * computes no training features), so shots and seed cannot change it. */
+static bool training_free(const ct_method *m) { return !m->fit && !m->loss; }
+
+/* The --set text that applies to method `name`: unscoped KEY=VALUE pairs and
+ * the NAME.KEY=VALUE ones with the prefix removed. A scope that names no
+ * method of the protocol is an error (a typo would otherwise be ignored). */
+static char *method_set(const char *set, const char *name, char *const *methods, int n_methods) {
+    char *copy = strdup(set), *save = NULL;
+    char *out = calloc(strlen(set) + 2, 1);
+    if (!copy || !out) {
+        free(copy), free(out);
+        cli_error("protocol: out of memory");
+        return NULL;
+    }
+    for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(t, '='), *dot = strchr(t, '.');
+        if (dot && eq && dot < eq) {
+            *dot = 0;
+            bool known = false;
+            for (int k = 0; k < n_methods; k++) known = known || !strcmp(methods[k], t);
+            if (!known) {
+                cli_error("protocol: --set %s.%s: %s is not one of --methods", t, dot + 1, t);
+                free(copy), free(out);
+                return NULL;
+            }
+            if (strcmp(t, name)) continue;
+            t = dot + 1;
+        }
+        strcat(strcat(out, " "), t);
+    }
+    free(copy);
+    return out;
+}
+
+/* The hyper-parameters ct_run will record for a method: its defaults with
+ * the overrides on top. */
+static bool resolved_hp(const ct_method *m, const char *set, ct_kv *hp) {
+    memset(hp, 0, sizeof *hp);
+    if (ct_kv_parse(hp, m->defaults) == CT_OK && ct_kv_parse(hp, set) == CT_OK) return true;
+    cli_lib_error(m->name);
+    ct_kv_free(hp);
+    return false;
+}
+
+/* Does config.json in a finished cell describe the run this protocol would
+ * make? A cell left by a protocol with other settings must not be mixed into
+ * this table silently. Returns false (error printed) on a mismatch. */
+static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *c = ct_json_load(path);
+    if (!c) return cli_lib_error("protocol") == 0;
+    const char *model = NULL, *data = NULL;
+    int64_t max_test = 0;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters");
+    bool ok = ct_json_get_string(c, "model", &model, path) == CT_OK &&
+              ct_json_get_string(c, "data", &data, path) == CT_OK &&
+              ct_json_get_int(c, "max_test", &max_test, path) == CT_OK;
+    if (!ok) {
+        cli_lib_error("protocol");
+    } else if (!cJSON_IsObject(h)) {
+        ok = cli_error("protocol: %s: no \"hyper_parameters\" object", path) == 0;
+    } else {
+        const char *what = NULL;
+        char was[512] = "", now[512] = "";
+        if (strcmp(model, ra->model.model)) {
+            what = "--model", snprintf(was, sizeof was, "%s", model);
+            snprintf(now, sizeof now, "%s", ra->model.model);
+        } else if (strcmp(data, ra->data)) {
+            what = "--data", snprintf(was, sizeof was, "%s", data);
+            snprintf(now, sizeof now, "%s", ra->data);
+        } else if (max_test != ra->max_test) {
+            what = "--max-test", snprintf(was, sizeof was, "%lld", (long long)max_test);
+            snprintf(now, sizeof now, "%lld", (long long)ra->max_test);
+        } else if (cJSON_GetArraySize(h) != hp->n) {
+            what = "the hyper-parameters", snprintf(was, sizeof was, "%d keys",
+                                                    cJSON_GetArraySize(h));
+            snprintf(now, sizeof now, "%d keys", hp->n);
+        }
+        for (int i = 0; !what && i < hp->n; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, hp->keys[i]);
+            if (cJSON_IsString(v) && !strcmp(v->valuestring, hp->vals[i])) continue;
+            what = hp->keys[i];
+            snprintf(was, sizeof was, "%s", cJSON_IsString(v) ? v->valuestring : "(unset)");
+            snprintf(now, sizeof now, "%s", hp->vals[i]);
+        }
+        if (what)
+            ok = cli_error("protocol: %s was run with other settings (%s: %s there, %s now); "
+                           "delete it or choose another --out", dir, what, was, now) == 0;
+    }
+    cJSON_Delete(c);
+    return ok;
+}
+
+/* Top-1 of a finished cell, or NaN when it has to be run. metrics.json is
+ * the sign of a finished run, and report.md is the last file ct_run writes,
+ * so a run killed while writing its directory is redone. */
+static double finished_top1(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    if (access(path, F_OK) != 0) return NAN;
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    if (access(path, F_OK) != 0) return NAN;
+    cJSON *m = ct_json_load(path);
+    double top1 = NAN;
+    if (!m || ct_json_get_double(m, "top1", &top1, path) != CT_OK || !(top1 >= 0 && top1 <= 1))
+        top1 = NAN;
+    cJSON_Delete(m);
+    ct_clear_error();
+    return top1;
+}
+
+static bool has_duplicates(const int *v, int n, const char *what) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (v[i] == v[j]) return cli_error("protocol: %s lists %d twice", what, v[i]) != 0;
+    return false;
+}
+
+/* Append text to a file written by the report layer, atomically. */
+static bool append_file(const char *path, const char *text) {
+    char *old = NULL;
+    size_t n = 0;
+    if (ct_read_file(path, &old, &n) != CT_OK) return cli_lib_error("protocol") == 0;
+    size_t t = strlen(text);
+    char *all = malloc(n + t + 1);
+    bool ok = all != NULL;
+    if (ok) {
+        memcpy(all, old, n), memcpy(all + n, text, t);
+        ok = ct_write_file_atomic(path, all, n + t) == CT_OK;
+        if (!ok) cli_lib_error("protocol");
+    }
+    free(all);
+    free(old);
+    return ok;
+}
+
+static cJSON *json_num(double v) {
+    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+static bool write_json(const char *path, const run_args *ra, const char *dataset,
+                       char *const *methods, int n_methods, const int *shots, int n_shots,
+                       const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells,
+                       const double *mean, const double *std, const ct_method *const *ms) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", ra->model.model);
+    cJSON_AddStringToObject(j, "data", ra->data);
+    cJSON_AddStringToObject(j, "dataset", dataset);
+    cJSON_AddItemToObject(j, "methods",
+                          cJSON_CreateStringArray((const char *const *)methods, n_methods));
+    cJSON_AddItemToObject(j, "shots", cJSON_CreateIntArray(shots, n_shots));
+    cJSON *sd = cJSON_AddArrayToObject(j, "seeds");
+    for (int i = 0; i < n_seeds; i++)
+        cJSON_AddItemToArray(sd, cJSON_CreateNumber((double)seeds[i]));
+    cJSON *cs = cJSON_AddArrayToObject(j, "cells");
+    for (int i = 0; i < n_cells; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "method", methods[cells[i].method]);
+        cJSON_AddNumberToObject(c, "shots", cells[i].shots);
+        cJSON_AddNumberToObject(c, "seed", (double)cells[i].seed);
+        cJSON_AddItemToObject(c, "top1", json_num(cells[i].top1));
+        cJSON_AddStringToObject(c, "run_dir", cells[i].dir);
+        cJSON_AddItemToArray(cs, c);
+    }
+    /* mean/std as the table shows them; a training-free method's one run
+     * stands for every shots column, with no spread over seeds (std 0) */
+    cJSON *sum = cJSON_AddArrayToObject(j, "summary");
+    for (int m = 0; m < n_methods; m++)
+        for (int k = 0; k < n_shots; k++) {
+            size_t at = (size_t)m * (size_t)n_shots + (size_t)k;
+            bool once = training_free(ms[m]);
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddStringToObject(c, "method", methods[m]);
+            cJSON_AddNumberToObject(c, "shots", shots[k]);
+            cJSON_AddItemToObject(c, "mean", json_num(mean[at]));
+            cJSON_AddItemToObject(c, "std", json_num(once ? 0.0 : std[at]));
+            cJSON_AddNumberToObject(c, "runs", once ? 1 : n_seeds);
+            cJSON_AddBoolToObject(c, "training_free", once);
+            cJSON_AddItemToArray(sum, c);
+        }
+    bool ok = ct_json_save(path, j) == CT_OK;
+    if (!ok) cli_lib_error("protocol");
+    cJSON_Delete(j);
+    return ok;
+}
+
+/* results.md, accuracy_vs_shots.svg and results.json from the cells. */
+static bool write_results(const char *out, const run_args *ra, const char *dataset,
+                          const ct_method *const *ms, const int *shots, int n_shots,
+                          const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells) {
+    int n_methods = ra->n_methods;
+    size_t nt = (size_t)n_methods * (size_t)n_shots;
+    double *mean = malloc(nt * sizeof *mean), *std = malloc(nt * sizeof *std);
+    double *v = malloc((size_t)n_seeds * sizeof *v);
+    if (!mean || !std || !v) {
+        free(mean), free(std), free(v);
+        return cli_error("protocol: out of memory") == 0;
+    }
+    for (int m = 0; m < n_methods; m++)
+        for (int k = 0; k < n_shots; k++) {
+            int nv = 0;
+            for (int c = 0; c < n_cells; c++)
+                if (cells[c].method == m && (training_free(ms[m]) || cells[c].shots == shots[k]))
+                    v[nv++] = cells[c].top1;
+            size_t at = (size_t)m * (size_t)n_shots + (size_t)k;
+            ct_mean_std(v, nv, &mean[at], &std[at]);
+            /* one run: the table shows its number without a ± */
+            if (training_free(ms[m])) std[at] = NAN;
+        }
+    char md[4200], svg[4200], js[4200], title[512];
+    snprintf(md, sizeof md, "%s/results.md", out);
+    snprintf(svg, sizeof svg, "%s/accuracy_vs_shots.svg", out);
+    snprintf(js, sizeof js, "%s/results.json", out);
+    snprintf(title, sizeof title, "Few-shot protocol on %s", dataset);
+    bool ok = ct_report_protocol(md, svg, title, (const char *const *)ra->methods, n_methods,
+                                 shots, n_shots, mean, std, n_seeds) == CT_OK;
+    if (!ok) cli_lib_error("protocol");
+    /* the notes the generic table cannot carry */
+    char *notes = NULL;
+    size_t nn = 0;
+    FILE *f = ok ? open_memstream(&notes, &nn) : NULL;
+    if (f) {
+        fprintf(f, "\nSeeds: ");
+        for (int i = 0; i < n_seeds; i++)
+            fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)seeds[i]);
+        fprintf(f, ". Each cell is a run directory `<method>/<K>shot/seed<N>/` beside this "
+                "file (config, metrics, predictions, report); per-run numbers are in "
+                "`results.json`.\n");
+        for (int m = 0; m < n_methods; m++)
+            if (training_free(ms[m]))
+                fprintf(f, "\n%s is training-free (no fitting step, no loss): it never sees "
+                        "the training images, so shots and seed cannot change it. It was run "
+                        "once (`%s/0shot/seed%llu/`) and that top-1 is repeated in every "
+                        "shots column, without a spread.\n",
+                        ra->methods[m], ra->methods[m], (unsigned long long)seeds[0]);
+        fclose(f);
+        ok = append_file(md, notes);
+    } else if (ok) {
+        ok = cli_error("protocol: out of memory") == 0;
+    }
+    free(notes);
+    ok = ok && write_json(js, ra, dataset, ra->methods, n_methods, shots, n_shots, seeds, n_seeds,
+                          cells, n_cells, mean, std, ms);
+    free(mean), free(std), free(v);
+    return ok;
+}
+
+int cmd_protocol(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(HELP, stdout);
+        return 0;
+    }
+    run_args ra;
+    if (!run_args_parse(argc, argv, "protocol", NULL, &ra)) return 1;
+    int code = 1;
+    run_ctx rc;
+    memset(&rc, 0, sizeof rc);
+    cell *cells = NULL;
+    char **sets = NULL;
+    const ct_method **ms = NULL;
+    int shots[16], n_shots = ra.n_shots, n_seeds = ra.n_seeds;
+    uint64_t seeds[16];
+    memcpy(shots, ra.shots_list, sizeof shots);
+    memcpy(seeds, ra.seeds, sizeof seeds);
+    if (n_shots == 0) {
+        n_shots = (int)(sizeof DEFAULT_SHOTS / sizeof *DEFAULT_SHOTS);
+        memcpy(shots, DEFAULT_SHOTS, sizeof DEFAULT_SHOTS);
+    }
+    if (n_seeds == 0) {
+        n_seeds = (int)(sizeof DEFAULT_SEEDS / sizeof *DEFAULT_SEEDS);
+        memcpy(seeds, DEFAULT_SEEDS, sizeof DEFAULT_SEEDS);
+    }
+    if (ra.n_methods == 0) {
+        cli_error("protocol: no --methods given (see `cliptune methods`)");
+        goto out;
+    }
+    if (!ra.model.model) {
+        cli_error("protocol: no --model given (see --help)");
+        goto out;
+    }
+    int seeds_int[16];
+    for (int i = 0; i < n_seeds; i++) seeds_int[i] = (int)seeds[i];
+    if (has_duplicates(shots, n_shots, "--shots") || has_duplicates(seeds_int, n_seeds, "--seeds"))
+        goto out;
+    for (int i = 0; i < ra.n_methods; i++)
+        for (int j = i + 1; j < ra.n_methods; j++)
+            if (!strcmp(ra.methods[i], ra.methods[j])) {
+                cli_error("protocol: --methods lists %s twice", ra.methods[i]);
+                goto out;
+            }
+    /* The data first: the default output directory is named after it. The
+     * model is loaded only when a cell has to run, so that a finished
+     * protocol re-reads its table in a moment. */
+    if (ct_data_open(ra.data, &rc.data) != CT_OK) {
+        cli_lib_error("protocol");
+        goto out;
+    }
+    const char *dataset = rc.data.train->name;
+    char outdir[4096];
+    if (ra.out) {
+        snprintf(outdir, sizeof outdir, "%s", ra.out);
+    } else {
+        snprintf(outdir, sizeof outdir, "runs/protocol-%s", dataset);
+        for (char *p = outdir + 5; *p; p++)
+            if (*p == ':' || *p == ' ' || *p == '/') *p = '_';
+    }
+    size_t len = strlen(outdir);
+    while (len > 1 && outdir[len - 1] == '/') outdir[--len] = 0;
+
+    ms = calloc((size_t)ra.n_methods, sizeof *ms);
+    sets = calloc((size_t)ra.n_methods, sizeof *sets);
+    int n_cells = 0;
+    for (int m = 0; ms && sets && m < ra.n_methods; m++) {
+        ms[m] = ct_method_find(ra.methods[m]);
+        if (!(sets[m] = method_set(ra.set, ra.methods[m], ra.methods, ra.n_methods))) goto out;
+        n_cells += training_free(ms[m]) ? 1 : n_shots * n_seeds;
+    }
+    cells = calloc((size_t)n_cells, sizeof *cells);
+    if (!ms || !sets || !cells) {
+        cli_error("protocol: out of memory");
+        goto out;
+    }
+    int c = 0;
+    for (int m = 0; m < ra.n_methods; m++)
+        for (int k = 0; k < (training_free(ms[m]) ? 1 : n_shots); k++)
+            for (int s = 0; s < (training_free(ms[m]) ? 1 : n_seeds); s++, c++) {
+                cells[c].method = m;
+                cells[c].shots = training_free(ms[m]) ? 0 : shots[k];
+                cells[c].seed = seeds[s];
+                snprintf(cells[c].dir, sizeof cells[c].dir, "%s/%s/%dshot/seed%llu", outdir,
+                         ra.methods[m], cells[c].shots, (unsigned long long)cells[c].seed);
+            }
+
+    printf("protocol: %d methods x %d shots x %d seeds on %s -> %s (%d runs)\n", ra.n_methods,
+           n_shots, n_seeds, dataset, outdir, n_cells);
+    fflush(stdout);
+    for (c = 0; c < n_cells; c++) {
+        cell *x = &cells[c];
+        const ct_method *m = ms[x->method];
+        char label[256];
+        if (training_free(m))
+            snprintf(label, sizeof label, "%s (training-free: once for all shots and seeds)",
+                     m->name);
+        else
+            snprintf(label, sizeof label, "%s %d-shot seed %llu", m->name, x->shots,
+                     (unsigned long long)x->seed);
+        /* one whole line per cell, after it: an error from the cell comes
+         * first, on stderr, and the line then says which cell failed */
+        x->top1 = finished_top1(x->dir);
+        if (!isnan(x->top1)) {
+            ct_kv hp;
+            bool same = resolved_hp(m, sets[x->method], &hp) && same_settings(x->dir, &ra, &hp);
+            ct_kv_free(&hp);
+            if (!same) {
+                printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+                goto out;
+            }
+            x->skipped = true;
+            printf("[%d/%d] %s: %.1f%% (skipped: done)\n", c + 1, n_cells, label, 100 * x->top1);
+            fflush(stdout);
+            continue;
+        }
+        double t0 = now_s();
+        ct_run_result res;
+        run_args cell_args = ra;
+        cell_args.set = sets[x->method];
+        if ((!rc.model.clip && !model_load(&ra.model, true, &rc.model, "protocol")) ||
+            run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, NULL, &res) != 0) {
+            printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+            goto out;
+        }
+        x->top1 = res.top1;
+        printf("[%d/%d] %s: %.1f%% (%.1f s)\n", c + 1, n_cells, label, 100 * x->top1,
+               now_s() - t0);
+        fflush(stdout);
+    }
+    if (!write_results(outdir, &ra, dataset, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))
+        goto out;
+    printf("results: %s/results.md, %s/results.json\n", outdir, outdir);
+    code = 0;
+out:
+    for (int m = 0; sets && m < ra.n_methods; m++) free(sets[m]);
+    free(sets);
+    free(ms);
+    free(cells);
+    run_ctx_close(&rc);
+    run_args_free(&ra);
+    return code;
+}
