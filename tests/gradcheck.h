@@ -44,7 +44,7 @@ static inline ct_tensor *gc_input(uint64_t seed, int ndim, const int64_t *shape,
 static bool gc_pass(const char *name, gc_fn f, ct_tensor *const *in, int n, void *ctx,
                     const bool *mask, double h, double atol, double rtol) {
     ct_graph *g = ct_graph_create(0);
-    bool saved[GC_MAX_IN];
+    bool saved[GC_MAX_IN] = {0};
     for (int k = 0; k < n; k++) {
         if (!in[k]) continue;
         saved[k] = in[k]->requires_grad;
@@ -118,7 +118,7 @@ done:
 /* All inputs that require grad together, then each one alone. */
 static inline bool gradcheck_tol(const char *name, gc_fn f, ct_tensor *const *in, int n,
                                  void *ctx, double atol, double rtol) {
-    bool mask[GC_MAX_IN], ok;
+    bool mask[GC_MAX_IN] = {0}, ok;
     const double h = 1e-6;
     if (n > GC_MAX_IN) {
         ct_test_fail(__FILE__, __LINE__, "%s: more than %d inputs", name, GC_MAX_IN);
