@@ -11,7 +11,7 @@
 #include "cliptune.h"
 #include "fixtures/logreg_ref.h"
 #include "harness.h"
-#include "methods/templates.h"
+#include "methods/method_templates.h"
 #include "train/lbfgs.h"
 #include "train/logreg.h"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "methods/templates.h"
+#include "methods/method_templates.h"
 
 /* One template as a list in a single allocation, freeable with
  * ct_templates_free like the lists ct_templates_load returns. */
@@ -84,5 +84,80 @@ ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templ
     }
     ct_graph_free(g);
     free(ids);
+    return s;
+}
+
+/* Per class, the mean of the unnormalised text embeddings of every template
+ * (TaskRes's _get_base_text_features: encode, then .mean over templates). */
+static ct_status class_text_means_raw(const ct_task *task, const char *const *templates,
+                                      int n_tmpl, float *out) {
+    const ct_clip_config *c = ct_clip_get_config(task->clip);
+    int ctx = c->context_length, E = c->embed_dim;
+    if (!task->tok) return ct_set_error(CT_ERR_ARG, "zero-shot: the task has no tokenizer");
+    int64_t *ids = malloc((size_t)n_tmpl * (size_t)ctx * sizeof *ids);
+    ct_graph *g = ct_graph_create(0);
+    ct_status s = ids && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "zero-shot: out of memory");
+    for (int k = 0; k < task->n_classes && s == CT_OK; k++) {
+        for (int t = 0; t < n_tmpl && s == CT_OK; t++) {
+            char *text = ct_template_fill(templates[t], task->classnames[k]);
+            if (!text) {
+                s = CT_ERR_NOMEM;
+                break;
+            }
+            s = ct_tokenizer_tokenize(task->tok, text, ctx, true, ids + (size_t)t * ctx);
+            free(text);
+        }
+        if (s != CT_OK) break;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_tensor *mean = ct_mean(g, ct_clip_encode_text(g, task->clip, ids, n_tmpl, ctx, NULL), 0);
+        if (!mean) {
+            s = ct_graph_status(g);
+            break;
+        }
+        memcpy(out + (size_t)k * E, mean->data, (size_t)E * sizeof(float));
+    }
+    ct_graph_free(g);
+    free(ids);
+    return s;
+}
+
+ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const char *templates,
+                                 bool unit, float *out) {
+    int K = task->n_classes, E = ct_clip_get_config(task->clip)->embed_dim;
+    if (zs_path && *zs_path) {
+        ct_npy a;
+        ct_status s = ct_npy_read(zs_path, &a);
+        if (s != CT_OK) return s;
+        if (a.dtype != CT_F32 || a.ndim != 2 || a.shape[0] != K || a.shape[1] != E)
+            s = ct_set_error(CT_ERR_FORMAT, "zs_weights=%s: need float32 (%d, %d) (classes, "
+                             "embed_dim), got %s with %d dims (%lld, %lld)", zs_path, K, E,
+                             ct_dtype_name(a.dtype), a.ndim, (long long)a.shape[0],
+                             (long long)(a.ndim > 1 ? a.shape[1] : 0));
+        for (size_t i = 0; s == CT_OK && i < a.numel; i++)
+            if (!isfinite(((const float *)a.data)[i]))
+                s = ct_set_error(CT_ERR_FORMAT, "zs_weights=%s: value %zu is not finite",
+                                 zs_path, i);
+        if (s == CT_OK) memcpy(out, a.data, (size_t)K * (size_t)E * sizeof(float));
+        ct_npy_free(&a);
+        for (int k = 0; s == CT_OK && unit && k < K; k++) {
+            float *r = out + (size_t)k * E;
+            double ss = 0;
+            for (int j = 0; j < E; j++) ss += (double)r[j] * r[j];
+            if (!(ss > 0))
+                return ct_set_error(CT_ERR_FORMAT, "zs_weights=%s: row %d is zero", zs_path, k);
+            float inv = (float)(1 / sqrt(ss));
+            for (int j = 0; j < E; j++) r[j] *= inv;
+        }
+        return s;
+    }
+    const char *const *tmpl;
+    int nt;
+    char **owned;
+    ct_status s = ct_resolve_templates(task, templates, &tmpl, &nt, &owned);
+    if (s != CT_OK) return s;
+    s = unit ? ct_class_text_embeddings(task, tmpl, nt, out)
+             : class_text_means_raw(task, tmpl, nt, out);
+    ct_templates_free(owned);
     return s;
 }

@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "methods/method_common.h"
-#include "methods/templates.h"
+#include "methods/method_templates.h"
 
 typedef struct {
     ct_tensor *W;     /* (K, E) normalised class embeddings */

@@ -1,6 +1,6 @@
 /* Prompt templates: built-in lists, the template file reader and filling
- * (see templates.h). */
-#include "methods/templates.h"
+ * (see method_templates.h). */
+#include "methods/method_templates.h"
 
 #include <stdlib.h>
 #include <string.h>
