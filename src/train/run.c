@@ -87,6 +87,7 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON_AddNumberToObject(j, "shots", cfg->shots);
     cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
     cJSON_AddNumberToObject(j, "max_test", (double)cfg->max_test);
+    cJSON_AddStringToObject(j, "subsample", cfg->subsample ? cfg->subsample : "all");
     cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
     for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(h, hp->keys[i], hp->vals[i]);
     /* eval and predict need the label order without reopening the dataset */

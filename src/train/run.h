@@ -21,6 +21,7 @@ typedef struct ct_run_cfg {
     const char *cache_dir;   /* feature cache; NULL: none                     */
     bool resume;
     int64_t max_test;        /* evaluate on the first max_test test items (0: all) */
+    const char *subsample;   /* recorded in config.json: all | base | novel     */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     /* stages "features: <split>" (images) and "train" (steps, with loss/lr) */

@@ -27,6 +27,9 @@ static const char *HELP_TRAIN =
     "  --out DIR         run directory (default runs/<method>-<data>-<K>shot-seed<N>)\n"
     "  --cache DIR       image-feature cache (default .cliptune-cache; 'none' disables)\n"
     "  --resume          continue an interrupted training run in DIR\n"
+    "  --subsample S     all (default), base or novel: the first ceil(n/2) classes or the\n"
+    "                    rest, relabelled from 0 (CoOp's base-to-novel protocol; evaluate\n"
+    "                    a base-trained run on novel classes with eval --subsample novel)\n"
     "  --max-test N      evaluate on the first N test images only\n";
 
 static void print_line(void *ctx, const char *line) {

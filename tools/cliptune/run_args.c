@@ -47,6 +47,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
     ra->shots = fixed_method ? 0 : 16;
     ra->seed = 1;
     ra->cache = ".cliptune-cache";
+    ra->subsample = "all";
     ra->method = fixed_method;
     bool bad = false, protocol = !strcmp(cmd, "protocol");
     const char *v = NULL;
@@ -57,6 +58,14 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         if (cli_opt(argc, argv, &i, "--data", &ra->data, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--out", &ra->out, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--cache", &ra->cache, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--subsample", &ra->subsample, &bad)) {
+            if (!bad && strcmp(ra->subsample, "all") && strcmp(ra->subsample, "base") &&
+                strcmp(ra->subsample, "novel")) {
+                cli_error("%s: --subsample %s: expected all, base or novel", cmd, ra->subsample);
+                bad = true;
+            }
+            continue;
+        }
         if (!fixed_method && !protocol && cli_opt(argc, argv, &i, "--method", &ra->method, &bad))
             continue;
         if (cli_opt(argc, argv, &i, "--set", &v, &bad)) {
@@ -149,6 +158,27 @@ bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc) {
         model_unload(&rc->model);
         return false;
     }
+    if (!splits_subsample(&rc->data, ra->subsample, cmd)) {
+        run_ctx_close(rc);
+        return false;
+    }
+    return true;
+}
+
+bool splits_subsample(ct_splits *s, const char *which, const char *cmd) {
+    if (!which || !strcmp(which, "all")) return true;
+    int w = !strcmp(which, "novel");
+    ct_dataset **parts[3] = {&s->train, &s->val, &s->test};
+    for (int i = 0; i < 3; i++) {
+        if (!*parts[i]) continue;
+        ct_dataset *sub = ct_dataset_subsample_classes(*parts[i], w);
+        if (!sub) {
+            cli_lib_error(cmd);
+            return false;
+        }
+        ct_dataset_free(*parts[i]);
+        *parts[i] = sub;
+    }
     return true;
 }
 
@@ -166,8 +196,9 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
     } else {
         /* the default name only: a dataset name may hold ':' or ' ' or '/' */
         char name[256];
-        snprintf(name, sizeof name, "%s-%s-%dshot-seed%llu", method, rc->data.train->name, shots,
-                 (unsigned long long)seed);
+        bool sub = ra->subsample && strcmp(ra->subsample, "all");
+        snprintf(name, sizeof name, "%s-%s%s%s-%dshot-seed%llu", method, rc->data.train->name,
+                 sub ? "-" : "", sub ? ra->subsample : "", shots, (unsigned long long)seed);
         for (char *p = name; *p; p++)
             if (*p == ':' || *p == ' ' || *p == '/') *p = '_';
         snprintf(dir, sizeof dir, "runs/%s", name);
@@ -177,7 +208,8 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .data_spec = ra->data, .method = ct_method_find(method), .set = ra->set, .shots = shots,
         .seed = seed, .run_dir = dir,
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
-        .resume = ra->resume, .max_test = ra->max_test, .log = log, .log_ctx = log_ctx,
+        .resume = ra->resume, .max_test = ra->max_test, .subsample = ra->subsample,
+        .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
     if (cfg.cache_dir && ct_mkdir_p(cfg.cache_dir) != CT_OK) return cli_lib_error("cache");
     ct_run_result r;

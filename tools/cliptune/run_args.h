@@ -8,6 +8,7 @@
 typedef struct {
     model_args model;
     const char *data, *method, *out, *cache;
+    const char *subsample;  /* "all", "base" or "novel" (base-to-novel protocol) */
     char *set;              /* joined --set values */
     int shots;
     uint64_t seed;
@@ -33,6 +34,8 @@ typedef struct {
 } run_ctx;
 
 bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc);
+/* Replace every split of s by its base (which = 0) or novel (1) classes. */
+bool splits_subsample(ct_splits *s, const char *which, const char *cmd);
 void run_ctx_close(run_ctx *rc);
 
 /* One experiment; prints the error and returns 1 on failure. */
