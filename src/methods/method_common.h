@@ -18,4 +18,16 @@ ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templ
 ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char *const **out,
                                int *n, char ***owned);
 
+/* The zero-shot classifier (n_classes, E) that adapter-style methods build on:
+ *   - zs_path non-empty: read from that .npy (float32, shape (n_classes, E)):
+ *     a classifier computed elsewhere (another prompt set, an "enhanced
+ *     base"), or a test's fixed weights; no text encoder or tokenizer needed;
+ *   - else from the templates spec (ct_resolve_templates) and the text tower.
+ * unit: L2-normalised rows (CLIP's classifier as ct_class_text_embeddings
+ * builds it; an .npy's rows are normalised too). !unit: the mean of the raw,
+ * unnormalised template embeddings (TaskRes's base classifier); an .npy is
+ * then taken as it is. */
+ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const char *templates,
+                                 bool unit, float *out);
+
 #endif

@@ -16,6 +16,7 @@
 #include <cJSON.h>
 
 #include "base/json.h"
+#include "methods/vcd.h"
 #include "model_args.h"
 #include "report/report.h"
 #include "train/features.h"
@@ -39,7 +40,7 @@ static const char *HELP_EVAL =
     "                    own data, all on other data)\n";
 
 static const char *HELP_PREDICT =
-    "usage: cliptune predict --run DIR [--model MODEL] [--top K] IMG...\n"
+    "usage: cliptune predict --run DIR [--model MODEL] [--top K] [--explain N] IMG...\n"
     "\n"
     "Classify images with a finished run: prints, per image, the path, the predicted\n"
     "class and the top-K softmax probabilities (default K = min(5, classes)),\n"
@@ -48,7 +49,11 @@ static const char *HELP_PREDICT =
     "options:\n"
     "  --run DIR         run directory (cliptune train / zeroshot / protocol)\n"
     "  --model MODEL     the frozen model (default: the run's); --bpe, --act as for train\n"
-    "  --top K           probabilities to print per image\n";
+    "  --top K           probabilities to print per image\n"
+    "  --explain N       vcd runs: after each image, the N descriptors that score its\n"
+    "                    predicted class highest, one per line: \"  because<TAB>CLASS<TAB>\n"
+    "                    DESCRIPTOR<TAB>SCORE\" (score = exp(logit_scale) x cosine; the\n"
+    "                    class's logit is the mean over all its descriptors)\n";
 
 /* What DIR/config.json (and metrics.json, for runs that predate the class
  * names in config.json) say about a run. */
@@ -389,7 +394,7 @@ int cmd_predict(int argc, char **argv) {
         return 0;
     }
     model_args a = {0};
-    const char *run = NULL, *top_arg = NULL;
+    const char *run = NULL, *top_arg = NULL, *explain_arg = NULL;
     bool bad = false;
     char **imgs = calloc((size_t)argc, sizeof *imgs);
     int n = 0;
@@ -398,6 +403,7 @@ int cmd_predict(int argc, char **argv) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--top", &top_arg, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--explain", &explain_arg, &bad)) continue;
         if (argv[i][0] == '-' && argv[i][1]) {
             free(imgs);
             return cli_error("predict: unknown option %s (see --help)", argv[i]);
@@ -408,6 +414,9 @@ int cmd_predict(int argc, char **argv) {
     char *end = NULL;
     if (!bad && top_arg && ((top = (int)strtol(top_arg, &end, 10)) < 1 || *end))
         bad = cli_error("predict: --top %s: expected a positive number", top_arg) != 0;
+    int explain = 0;
+    if (!bad && explain_arg && ((explain = (int)strtol(explain_arg, &end, 10)) < 1 || *end))
+        bad = cli_error("predict: --explain %s: expected a positive number", explain_arg) != 0;
     if (!bad && !run) bad = cli_error("predict: no --run given (see --help)") != 0;
     if (!bad && n == 0) bad = cli_error("predict: no images given") != 0;
     if (bad) {
@@ -422,12 +431,19 @@ int cmd_predict(int argc, char **argv) {
     }
     int code = 1, K = ri.n_classes;
     if (top > K) top = K;
+    if (explain && strcmp(ri.method->name, "vcd")) {
+        cli_error("predict: --explain needs a vcd run; %s is a %s run", run, ri.method->name);
+        run_info_free(&ri);
+        free(imgs);
+        return 1;
+    }
     if (!a.model) a.model = ri.model;
     ct_bundle b = {0};
     rebuilt r = {0};
     char *dname = NULL;
     float *x = NULL, *p = NULL;
-    int *labels = NULL, *order = NULL;
+    int *labels = NULL, *order = NULL, *why = NULL;
+    float *why_sc = NULL;
     if (!model_load(&a, true, &b, "predict")) goto out;
     if (!(dname = trained_name(&ri, NULL, NULL, "predict"))) {
         cli_error("predict: out of memory");
@@ -439,7 +455,9 @@ int cmd_predict(int argc, char **argv) {
     p = malloc((size_t)n * (size_t)K * sizeof *p);
     labels = calloc((size_t)n, sizeof *labels); /* unused by logits; ct_batch carries them */
     order = malloc((size_t)K * sizeof *order);
-    if (!x || !p || !labels || !order) {
+    why = malloc((size_t)(explain ? explain : 1) * sizeof *why);
+    why_sc = malloc((size_t)(explain ? explain : 1) * sizeof *why_sc);
+    if (!x || !p || !labels || !order || !why || !why_sc) {
         cli_error("predict: out of memory");
         goto out;
     }
@@ -463,10 +481,18 @@ int cmd_predict(int argc, char **argv) {
         printf("%s\t%s", imgs[i], ri.classnames[order[0]]);
         for (int k = 0; k < top; k++) printf("\t%s=%.4f", ri.classnames[order[k]], pi[order[k]]);
         putchar('\n');
+        if (explain && ct_vcd_explain(r.state, x + (size_t)i * E, order[0], explain, why,
+                                      why_sc) != CT_OK) {
+            cli_lib_error("predict");
+            goto out;
+        }
+        for (int j = 0; j < explain && why[j] >= 0; j++)
+            printf("  because\t%s\t%s\t%.4f\n", ri.classnames[order[0]],
+                   ct_vcd_descriptor(r.state, order[0], why[j]), why_sc[j]);
     }
     code = 0;
 out:
-    free(x), free(p), free(labels), free(order);
+    free(x), free(p), free(labels), free(order), free(why), free(why_sc);
     rebuilt_free(&ri, &r);
     free(dname);
     model_unload(&b);
