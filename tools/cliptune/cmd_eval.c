@@ -18,6 +18,7 @@
 #include "base/json.h"
 #include "methods/vcd.h"
 #include "model_args.h"
+#include "run_args.h"
 #include "report/report.h"
 #include "train/features.h"
 #include "train/metrics.h"
@@ -37,7 +38,10 @@ static const char *HELP_EVAL =
     "  --model MODEL     the frozen model (default: the run's); --bpe, --act as for train\n"
     "  --cache DIR       image-feature cache (default .cliptune-cache; 'none' disables)\n"
     "  --max-test N      first N test images only (default: the run's setting on its\n"
-    "                    own data, all on other data)\n";
+    "                    own data, all on other data)\n"
+    "  --subsample S     all, base or novel classes (default: the run's); a run trained\n"
+    "                    on base evaluated on novel prints base / novel / HM (CoOp's\n"
+    "                    base-to-novel protocol; needs class-agnostic learned tensors)\n";
 
 static const char *HELP_PREDICT =
     "usage: cliptune predict --run DIR [--model MODEL] [--top K] [--explain N] IMG...\n"
@@ -63,6 +67,7 @@ typedef struct {
     const ct_method *method;
     const char *model, *data; /* as recorded (into config)           */
     const char *dataset;      /* recorded dataset name, or NULL      */
+    const char *subsample;    /* "all", "base" or "novel"            */
     int64_t shots, seed, max_test;
     int n_classes;
     char **classnames;        /* n_classes, malloc'ed                */
@@ -117,6 +122,8 @@ static bool run_info_load(const char *dir, const char *cmd, run_info *ri) {
                          cmd, path, method) == 0;
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(c, "dataset");
     if (cJSON_IsString(ds)) ri->dataset = ds->valuestring;
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(c, "subsample");
+    ri->subsample = cJSON_IsString(sub) ? sub->valuestring : "all";
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters"), *e;
     if (!cJSON_IsObject(h))
         return cli_error("%s: %s: no \"hyper_parameters\" object", cmd, path) == 0;
@@ -305,10 +312,12 @@ int cmd_eval(int argc, char **argv) {
     }
     model_args a = {0};
     const char *run = NULL, *data = NULL, *cache = ".cliptune-cache", *max_arg = NULL;
+    const char *subsample = NULL;
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--subsample", &subsample, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--data", &data, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--cache", &cache, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--max-test", &max_arg, &bad)) continue;
@@ -343,7 +352,22 @@ int cmd_eval(int argc, char **argv) {
         cli_lib_error("eval");
         goto out;
     }
-    if (!same_classes(&ri, sp.train, spec, "eval")) goto out;
+    if (!subsample) subsample = ri.subsample;
+    if (!splits_subsample(&sp, subsample, "eval")) goto out;
+    /* base-to-novel: a run trained on some classes, evaluated on others. The
+     * method is rebuilt for the new class names; only class-agnostic learned
+     * tensors (e.g. CoOp's unified context) can load, others fail by size. */
+    bool cross = strcmp(subsample, ri.subsample) != 0;
+    if (cross) {
+        for (int k = 0; k < ri.n_classes; k++) free(ri.classnames[k]);
+        free(ri.classnames);
+        ri.classnames = calloc((size_t)sp.train->n_classes, sizeof *ri.classnames);
+        ri.n_classes = sp.train->n_classes;
+        for (int k = 0; ri.classnames && k < ri.n_classes; k++)
+            ri.classnames[k] = strdup(sp.train->classnames[k]);
+    } else if (!same_classes(&ri, sp.train, spec, "eval")) {
+        goto out;
+    }
     if (!model_load(&a, true, &b, "eval")) goto out;
     if (!(dname = trained_name(&ri, &sp, spec, "eval"))) {
         cli_error("eval: out of memory");
@@ -374,6 +398,17 @@ int cmd_eval(int argc, char **argv) {
            (long long)fte.n);
     printf("test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%\n", 100 * m.top1,
            100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
+    if (cross && !strcmp(ri.subsample, "base") && !strcmp(subsample, "novel")) {
+        /* CoOp's base-to-novel summary: base from the run, novel here */
+        char mp[4200];
+        snprintf(mp, sizeof mp, "%s/metrics.json", run);
+        cJSON *mj = ct_json_load(mp);
+        double base;
+        if (mj && ct_json_get_double(mj, "top1", &base, mp) == CT_OK)
+            printf("base-to-novel: base %.2f%%  novel %.2f%%  HM %.2f%%\n", 100 * base,
+                   100 * m.top1, 100 * ct_harmonic_mean(base, m.top1));
+        cJSON_Delete(mj);
+    }
     if (write_eval(&ri, spec, a.model, test, &m, scores, fte.n, fte.labels)) code = 0;
 out:
     ct_metrics_free(&m);
