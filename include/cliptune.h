@@ -790,6 +790,9 @@ typedef struct ct_method {
     /* optional: after backward, before the optimiser step (gradient
      * surgery) */
     ct_status (*before_step)(void *state, ct_graph *g, const ct_batch *b);
+    /* optional: after gradient training and epoch selection (e.g. a final
+     * hyper-parameter search on val) */
+    ct_status (*finish)(void *state, const ct_task *task);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -810,6 +813,10 @@ typedef struct ct_train_cfg {
     ct_sched_config sched;
     double max_grad_norm;   /* 0: no clipping                                    */
     bool select_best_val;   /* keep the epoch with the best val accuracy (else last) */
+    bool cycle_views;       /* with augmented views: epoch e trains on view e mod V
+                             * only (a fresh augmentation per epoch, as the
+                             * official codes do); else every view every epoch */
+    int checkpoint_every;   /* epochs between checkpoints (the last one always)  */
     uint64_t seed;
     const char *run_dir;    /* checkpoint.safetensors + checkpoint.json; NULL: none */
     bool resume;            /* continue from run_dir's checkpoint                  */
@@ -824,9 +831,10 @@ typedef struct ct_train_cfg {
 } ct_train_cfg;
 
 /* Trainer keys read from hp (method defaults + user overrides): epochs,
- * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, sched
- * (cosine|constant), warmup_epochs, warmup_type (constant|linear), warmup_lr,
- * max_grad_norm, select (last|best_val). */
+ * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, eps (Adam),
+ * sched (cosine|constant), warmup_epochs, warmup_type (constant|linear),
+ * warmup_lr, max_grad_norm, select (last|best_val), views (all|cycle),
+ * checkpoint_every. */
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the

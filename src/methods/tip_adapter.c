@@ -101,7 +101,7 @@ static ct_status tip_create_common(const ct_task *task, ct_kv *hp, bool finetune
     if (st == CT_OK) st = ct_kv_str(hp, "zs_weights", "", &zs);
     if (st == CT_OK) st = read_hp(s, hp);
     if (st == CT_OK && finetune) {
-        double eps;
+        double eps = 1e-4;
         st = ct_train_cfg_from_kv(hp, &s->train);
         if (st == CT_OK) st = ct_kv_double(hp, "eps", 1e-4, &eps);
         if (st == CT_OK && !(eps > 0))

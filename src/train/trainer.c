@@ -38,6 +38,11 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     TRY(ct_kv_double(hp, "warmup_lr", 1e-5, &wlr));
     TRY(ct_kv_double(hp, "max_grad_norm", 0, &clip));
     TRY(ct_kv_str(hp, "select", "last", &select));
+    const char *views;
+    double eps;
+    TRY(ct_kv_str(hp, "views", "all", &views));
+    TRY(ct_kv_double(hp, "eps", 1e-8, &eps));
+    TRY(ct_kv_int(hp, "checkpoint_every", 1, &cfg->checkpoint_every));
 #undef TRY
     if (s != CT_OK) return s;
     if (cfg->epochs < 0 || cfg->batch_size < 1 || !(lr >= 0) || wep < 0 || !(clip >= 0))
@@ -63,6 +68,12 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     else if (!strcmp(wtype, "linear")) cfg->sched.warmup = CT_WARMUP_LINEAR;
     else return ct_set_error(CT_ERR_ARG, "trainer: warmup_type=%s (constant, linear)", wtype);
     cfg->max_grad_norm = clip;
+    if (kind != CT_OPTIM_SGD) cfg->optim.eps = (float)eps;
+    if (!strcmp(views, "cycle")) cfg->cycle_views = true;
+    else if (strcmp(views, "all")) return ct_set_error(CT_ERR_ARG, "trainer: views=%s "
+                                                       "(all, cycle)", views);
+    if (cfg->checkpoint_every < 1)
+        return ct_set_error(CT_ERR_ARG, "trainer: checkpoint_every must be >= 1");
     if (!strcmp(select, "best_val")) cfg->select_best_val = true;
     else if (strcmp(select, "last")) return ct_set_error(CT_ERR_ARG, "trainer: select=%s "
                                                          "(last, best_val)", select);
@@ -273,7 +284,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         start = done + 1;
         logf_(cfg, "resumed after epoch %d", done + 1);
     }
-    int64_t n = data->n, B = cfg->batch_size;
+    /* with cycling, each epoch sees one augmented view: rows of view v */
+    int64_t n_view = task->train_feats && task->aug_feats && cfg->cycle_views
+                         ? task->train_feats->n : 0;
+    int64_t n_views = n_view > 0 ? data->n / n_view : 1;
+    int64_t n = n_view > 0 ? n_view : data->n, B = cfg->batch_size;
     /* Dassl drops the last incomplete batch when there is a full one */
     int64_t nb = n >= B ? n / B : 1;
     int64_t *order = malloc((size_t)n * sizeof *order);
@@ -293,8 +308,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         double loss_sum = 0;
         for (int64_t bi = 0; bi < nb && s == CT_OK; bi++) {
             int64_t nbatch = n - bi * B < B ? n - bi * B : B;
+            int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             for (int64_t j = 0; j < nbatch; j++) {
-                int64_t src = order[bi * B + j];
+                int64_t src = base + order[bi * B + j];
                 memcpy(bx + j * data->dim, data->x + src * data->dim,
                        (size_t)data->dim * sizeof *bx);
                 by[j] = data->labels[src];
@@ -337,7 +353,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         else
             logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f", ep + 1, cfg->epochs, (double)lr,
                   loss_sum / (double)nb);
-        if (cfg->run_dir)
+        if (cfg->run_dir && ((ep + 1) % cfg->checkpoint_every == 0 || ep + 1 == end))
             s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task);
     }
     if (s == CT_OK && best && best_epoch >= 0 && end == cfg->epochs) {
@@ -348,6 +364,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         }
         logf_(cfg, "selected epoch %d (val acc %.2f%%)", best_epoch + 1, 100 * best_acc);
     }
+    if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
     free(order), free(bx), free(by), free(best);
