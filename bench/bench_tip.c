@@ -40,10 +40,10 @@ int main(int argc, char **argv) {
     if (ct_npy_write(zs, CT_F32, 2, shape, w) != CT_OK) return 1;
     /* train rows are image i of class i % C; view v of image i is row v N + i */
     int64_t N = SHOTS * C, NA = VIEWS * N, NV = VAL_SHOTS * C;
-    ct_features tr = {N, E, malloc(sizeof(float) * N * E), malloc(sizeof(int) * N)};
-    ct_features aug = {NA, E, malloc(sizeof(float) * NA * E), malloc(sizeof(int) * NA)};
-    ct_features val = {NV, E, malloc(sizeof(float) * NV * E), malloc(sizeof(int) * NV)};
-    ct_features te = {NTEST, E, malloc(sizeof(float) * NTEST * E), malloc(sizeof(int) * NTEST)};
+    ct_features tr = {.n = N, .dim = E, .x = malloc(sizeof(float) * N * E), .labels = malloc(sizeof(int) * N)};
+    ct_features aug = {.n = NA, .dim = E, .x = malloc(sizeof(float) * NA * E), .labels = malloc(sizeof(int) * NA)};
+    ct_features val = {.n = NV, .dim = E, .x = malloc(sizeof(float) * NV * E), .labels = malloc(sizeof(int) * NV)};
+    ct_features te = {.n = NTEST, .dim = E, .x = malloc(sizeof(float) * NTEST * E), .labels = malloc(sizeof(int) * NTEST)};
     fill(&r, centers, N, 1.5f, tr.x, tr.labels);
     for (int64_t v = 0; v < VIEWS; v++)
         for (int64_t i = 0; i < N; i++) {

@@ -734,8 +734,10 @@ ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
 typedef struct ct_features {
     int64_t n;
     int dim;
-    float *x;    /* (n, dim) projected image embeddings, not normalised */
-    int *labels; /* (n) */
+    float *x;      /* (n, dim) projected image embeddings, not normalised      */
+    int *labels;   /* (n)                                                     */
+    int n_tokens;  /* T when dense features were asked for, else 0             */
+    float *dense;  /* (n, T, dim): ln_post + projection of every token, or NULL */
 } ct_features;
 
 /* Everything a method may use: the frozen model, its tokenizer and
@@ -793,6 +795,9 @@ typedef struct ct_method {
     /* optional: after gradient training and epoch selection (e.g. a final
      * hyper-parameter search on val) */
     ct_status (*finish)(void *state, const ct_task *task);
+    /* the task's features carry dense per-token features too (ct_features
+     * .dense: MaskCLIP, CALIP, PLOT-style methods) */
+    bool dense_features;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

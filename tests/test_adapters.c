@@ -96,9 +96,10 @@ static void synth_init(void) {
     for (int v = 0; v < AREF_VIEWS; v++)
         memcpy(s->aug_y + v * AREF_NTR, aref_tip_ytr, sizeof s->train_y);
     memcpy(s->val_y, aref_tip_yv, sizeof s->val_y);
-    s->train = (ct_features){AREF_NTR, AREF_E, s->train_x, s->train_y};
-    s->aug = (ct_features){AREF_VIEWS * AREF_NTR, AREF_E, s->aug_x, s->aug_y};
-    s->val = (ct_features){AREF_NV, AREF_E, s->val_x, s->val_y};
+    s->train = (ct_features){.n = AREF_NTR, .dim = AREF_E, .x = s->train_x, .labels = s->train_y};
+    s->aug = (ct_features){.n = AREF_VIEWS * AREF_NTR, .dim = AREF_E, .x = s->aug_x,
+                           .labels = s->aug_y};
+    s->val = (ct_features){.n = AREF_NV, .dim = AREF_E, .x = s->val_x, .labels = s->val_y};
     s->task = (ct_task){.clip = s->clip, .dataset_name = "synthetic", .n_classes = AREF_K,
                         .classnames = s->classnames, .train_feats = &s->train,
                         .val_feats = &s->val, .aug_feats = &s->aug, .seed = 1};
@@ -395,7 +396,7 @@ static void test_errors(void) {
     error_has(tip->create(&g_syn.task, &hp, &st), CT_ERR_ARG, "beta_steps=0");
     ct_kv_free(&hp);
     /* no training features: nothing to build the cache from */
-    ct_features none = {0, AREF_E, NULL, NULL};
+    ct_features none = {.dim = AREF_E};
     ct_task t = g_syn.task;
     t.train_feats = &none, t.aug_feats = NULL;
     make_hp(&hp, tip, "");

@@ -135,7 +135,7 @@ static void map_rows(const ct_dataset *const *parts, int n_parts, int *label_of,
 }
 
 static bool features_of(const ct_dataset *d, ct_features *out) {
-    ct_feature_req r = {F.model.clip, &F.model.pre, d, 0, 0, NULL, 64, NULL, NULL};
+    ct_feature_req r = {.clip = F.model.clip, .pre = &F.model.pre, .data = d, .batch = 64};
     ct_status s = ct_features_get(&r, out);
     CHECK_MSG(s == CT_OK, "features of %lld items: %s", (long long)d->n_items, ct_last_error());
     return s == CT_OK;

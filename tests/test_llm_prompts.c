@@ -89,7 +89,7 @@ static void cupl_weights(bool with_templates, float *W) {
 static void predict(const ct_method *m, void *st, const float *x, int64_t n, float *out) {
     int labels[64] = {0};
     CHECK(n <= 64);
-    ct_features f = {n, LREF_E, (float *)x, labels};
+    ct_features f = {.n = n, .dim = LREF_E, .x = (float *)x, .labels = labels};
     CHECK_OK(ct_predict(m, st, &f, out));
 }
 
@@ -461,7 +461,8 @@ static void test_cupl_equals_zeroshot(void) {
     if (zs && cu && x) {
         float a[7 * 10], b[7 * 10];
         int labels[7] = {0};
-        ct_features f = {n, ct_clip_get_config(g_clip)->embed_dim, x, labels};
+        ct_features f = {.n = n, .dim = ct_clip_get_config(g_clip)->embed_dim, .x = x,
+                         .labels = labels};
         CHECK_OK(ct_predict(ct_method_find("zeroshot"), zs, &f, a));
         CHECK_OK(ct_predict(ct_method_find("cupl"), cu, &f, b));
         double mx = 0;

@@ -210,7 +210,8 @@ static void test_feature_cache(void) {
     ct_clip *m = ct_clip_create(&c, 3);
     ct_preprocess_cfg pre;
     ct_preprocess_cfg_openai(&pre, c.image_size);
-    ct_feature_req req = {m, &pre, sp.test, 0, 1, cache, 5, NULL, NULL};
+    ct_feature_req req = {.clip = m, .pre = &pre, .data = sp.test, .seed = 1, .cache_dir = cache,
+                          .batch = 5};
     ct_features a = {0}, b = {0}, x = {0};
     CHECK_OK(ct_features_get(&req, &a));
     CHECK(a.n == 12 && a.dim == 16);

@@ -77,6 +77,7 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
     h = pre_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
+    h = ct_hash_u64(h, (uint64_t)r->dense);
     if (r->view > 0) h = ct_hash_u64(h, r->seed);
     h = ct_hash_bytes(h, hs, (size_t)d->n_items * sizeof *hs);
     free(hs);
@@ -84,7 +85,8 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     return st;
 }
 
-static ct_status cache_read(const char *path, const ct_dataset *d, int dim, ct_features *out) {
+static ct_status cache_read(const char *path, const ct_dataset *d, int dim, bool dense,
+                            ct_features *out) {
     ct_safetensors *st = ct_safetensors_open(path);
     if (!st) return CT_ERR_IO;
     const ct_st_tensor *x = ct_safetensors_find(st, "x"), *y = ct_safetensors_find(st, "labels");
@@ -97,6 +99,18 @@ static ct_status cache_read(const char *path, const ct_dataset *d, int dim, ct_f
         out->x = malloc((size_t)x->nbytes + 1);
         out->labels = malloc((size_t)d->n_items * sizeof(int) + 1);
         if (!out->x || !out->labels) s = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    }
+    const ct_st_tensor *dn = ct_safetensors_find(st, "dense");
+    if (s == CT_OK && dense) {
+        if (!dn || dn->dtype != CT_F32 || dn->ndim != 3 || dn->shape[0] != d->n_items ||
+            dn->shape[2] != dim)
+            s = ct_set_error(CT_ERR_FORMAT, "%s: no dense features for this dataset", path);
+        else if (!(out->dense = malloc(dn->nbytes + 1)))
+            s = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+        else {
+            memcpy(out->dense, dn->data, dn->nbytes);
+            out->n_tokens = (int)dn->shape[1];
+        }
     }
     if (s == CT_OK) {
         memcpy(out->x, x->data, x->nbytes);
@@ -114,12 +128,13 @@ static ct_status cache_write(const char *path, const ct_features *f, uint64_t ke
     int64_t *lab = malloc((size_t)(f->n ? f->n : 1) * sizeof *lab);
     if (!lab) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
     for (int64_t i = 0; i < f->n; i++) lab[i] = f->labels[i];
-    int64_t xs[2] = {f->n, f->dim}, ys[1] = {f->n};
-    ct_st_entry e[2] = {{"x", CT_F32, 2, xs, f->x}, {"labels", CT_I64, 1, ys, lab}};
+    int64_t xs[2] = {f->n, f->dim}, ys[1] = {f->n}, ds[3] = {f->n, f->n_tokens, f->dim};
+    ct_st_entry e[3] = {{"x", CT_F32, 2, xs, f->x}, {"labels", CT_I64, 1, ys, lab},
+                        {"dense", CT_F32, 3, ds, f->dense}};
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%016llx", (unsigned long long)key);
     const char *meta[4] = {"cliptune", "features", "key", keybuf};
-    ct_status s = ct_safetensors_write(path, e, 2, meta, 2);
+    ct_status s = ct_safetensors_write(path, e, f->dense ? 3 : 2, meta, 2);
     free(lab);
     return s;
 }
@@ -185,13 +200,28 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         int64_t shape[4] = {nb, 3, S, S};
+        ct_clip_image_out io = {0};
         ct_tensor *e = ct_clip_encode_image(g, r->clip, ct_graph_wrap(g, px, 4, shape), NULL,
-                                            false, NULL);
+                                            r->dense, &io);
         if (!e) {
             st = ct_graph_status(g);
             break;
         }
         memcpy(out->x + i0 * c->embed_dim, e->data, (size_t)e->numel * sizeof(float));
+        if (r->dense) {
+            int64_t T = io.dense->shape[1];
+            if (!out->dense) {
+                out->n_tokens = (int)T;
+                out->dense = malloc((size_t)d->n_items * (size_t)T * (size_t)c->embed_dim *
+                                        sizeof(float) + 1);
+                if (!out->dense) {
+                    st = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+                    break;
+                }
+            }
+            memcpy(out->dense + i0 * T * c->embed_dim, io.dense->data,
+                   (size_t)io.dense->numel * sizeof(float));
+        }
         if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
     }
     ct_graph_free(g);
@@ -214,7 +244,7 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         FILE *f = fopen(path, "rb");
         if (f) {
             fclose(f);
-            if (cache_read(path, r->data, dim, out) == CT_OK) {
+            if (cache_read(path, r->data, dim, r->dense, out) == CT_OK) {
                 if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
                 return CT_OK;
             }
@@ -231,5 +261,6 @@ void ct_features_free(ct_features *f) {
     if (!f) return;
     free(f->x);
     free(f->labels);
+    free(f->dense);
     memset(f, 0, sizeof *f);
 }

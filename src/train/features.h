@@ -21,6 +21,7 @@ typedef struct ct_feature_req {
     int batch;              /* images per forward pass (0: 32)                  */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
+    bool dense;             /* also the dense per-token features (out->dense)   */
 } ct_feature_req;
 
 ct_status ct_features_get(const ct_feature_req *req, ct_features *out);

@@ -60,8 +60,10 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
                           const char *what, ct_features *out) {
     feat_progress fp = {cfg, ""};
     snprintf(fp.stage, sizeof fp.stage, "features: %s", what);
-    ct_feature_req r = {cfg->model->clip, &cfg->model->pre, d, view, cfg->seed, cfg->cache_dir,
-                        32, cfg->progress ? on_features : NULL, &fp};
+    ct_feature_req r = {.clip = cfg->model->clip, .pre = &cfg->model->pre, .data = d,
+                        .view = view, .seed = cfg->seed, .cache_dir = cfg->cache_dir, .batch = 32,
+                        .progress = cfg->progress ? on_features : NULL, .progress_ctx = &fp,
+                        .dense = cfg->method->dense_features};
     ct_status s = ct_features_get(&r, out);
     if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
     return s;

@@ -379,7 +379,8 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     if (cache && !mkdir_p(cache, "eval")) goto out;
-    ct_feature_req req = {b.clip, &b.pre, test, 0, (uint64_t)ri.seed, cache, 32, NULL, NULL};
+    ct_feature_req req = {.clip = b.clip, .pre = &b.pre, .data = test, .seed = (uint64_t)ri.seed,
+                          .cache_dir = cache, .batch = 32};
     if (ct_features_get(&req, &fte) != CT_OK) {
         cli_lib_error("eval");
         goto out;
@@ -497,7 +498,7 @@ int cmd_predict(int argc, char **argv) {
         goto out;
     }
     if (!model_encode_images(&b, imgs, n, x, "predict")) goto out;
-    ct_features f = {n, E, x, labels};
+    ct_features f = {.n = n, .dim = E, .x = x, .labels = labels};
     if (ct_predict(ri.method, r.state, &f, p) != CT_OK) {
         cli_lib_error("predict");
         goto out;

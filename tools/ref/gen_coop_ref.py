@@ -12,8 +12,7 @@ The tiny model (see tests/fixtures/methods/README.md) is a Hugging Face CLIP
 folder with the real vocabulary size (49408), so the real BPE ids index it;
 no tokenizer files are written (tests load ../shared/data/clip-bpe/hf). Its
 weights are drawn with gen_clip_ref.py's make_openai_state (imported, not
-copied), with logit_scale set to ln(100) (a trained CLIP's temperature), and
-stored in F16; every reference below is computed in float64 from the weights
+copied; logit_scale ln(1/0.07), CLIP's initial temperature), stored in F16; every reference below is computed in float64 from the weights
 as read back from the written file.
 
 CoOp is re-implemented here from the paper's math and KaiyangZhou/CoOp
@@ -35,7 +34,6 @@ Dassl's build_optimizer: momentum 0.9, weight decay 5e-4, dampening 0, no
 Nesterov) at lr 0.002 on one fixed batch.
 """
 import importlib.util
-import math
 import os
 import sys
 
@@ -78,7 +76,6 @@ B = 8  # image features in the batch
 def write_tiny_model(out):
     os.makedirs(out, exist_ok=True)
     sd = clipref.make_openai_state(TINY, TINY_SEED)
-    sd["logit_scale"] = torch.tensor(math.log(100.0), dtype=torch.float32)
     hf = clipref.openai_to_hf(sd, TINY, with_position_ids=False)
     hf = {k: v.to(torch.float16) for k, v in hf.items()}
     cfg = clipref.hf_config(TINY, legacy_verbose=False, torch_dtype="float16")
