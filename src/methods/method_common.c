@@ -50,8 +50,11 @@ ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char
     return CT_OK;
 }
 
-ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templates, int n_tmpl,
-                                   float *out) {
+/* Per class, the mean over templates of the text embeddings: with unit,
+ * CLIP's classifier (normalise each, average, renormalise); without, the
+ * plain mean of the raw embeddings (TaskRes's _get_base_text_features). */
+static ct_status class_text_means(const ct_task *task, const char *const *templates, int n_tmpl,
+                                  bool unit, float *out) {
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     int ctx = c->context_length, E = c->embed_dim, K = task->n_classes;
     if (!task->tok) return ct_set_error(CT_ERR_ARG, "zero-shot: the task has no tokenizer");
@@ -73,9 +76,10 @@ ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templ
         if (s != CT_OK) break;
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        ct_tensor *e = ct_l2_normalize(g, ct_clip_encode_text(g, task->clip, ids, n_tmpl, ctx,
-                                                              NULL), 1e-12f);
-        ct_tensor *mean = ct_l2_normalize(g, ct_mean(g, e, 0), 1e-12f);
+        ct_tensor *e = ct_clip_encode_text(g, task->clip, ids, n_tmpl, ctx, NULL);
+        if (unit) e = ct_l2_normalize(g, e, 1e-12f);
+        ct_tensor *mean = ct_mean(g, e, 0);
+        if (unit) mean = ct_l2_normalize(g, mean, 1e-12f);
         if (!mean) {
             s = ct_graph_status(g);
             break;
@@ -87,39 +91,9 @@ ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templ
     return s;
 }
 
-/* Per class, the mean of the unnormalised text embeddings of every template
- * (TaskRes's _get_base_text_features: encode, then .mean over templates). */
-static ct_status class_text_means_raw(const ct_task *task, const char *const *templates,
-                                      int n_tmpl, float *out) {
-    const ct_clip_config *c = ct_clip_get_config(task->clip);
-    int ctx = c->context_length, E = c->embed_dim;
-    if (!task->tok) return ct_set_error(CT_ERR_ARG, "zero-shot: the task has no tokenizer");
-    int64_t *ids = malloc((size_t)n_tmpl * (size_t)ctx * sizeof *ids);
-    ct_graph *g = ct_graph_create(0);
-    ct_status s = ids && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "zero-shot: out of memory");
-    for (int k = 0; k < task->n_classes && s == CT_OK; k++) {
-        for (int t = 0; t < n_tmpl && s == CT_OK; t++) {
-            char *text = ct_template_fill(templates[t], task->classnames[k]);
-            if (!text) {
-                s = CT_ERR_NOMEM;
-                break;
-            }
-            s = ct_tokenizer_tokenize(task->tok, text, ctx, true, ids + (size_t)t * ctx);
-            free(text);
-        }
-        if (s != CT_OK) break;
-        ct_graph_reset(g);
-        ct_graph_set_grad(g, false);
-        ct_tensor *mean = ct_mean(g, ct_clip_encode_text(g, task->clip, ids, n_tmpl, ctx, NULL), 0);
-        if (!mean) {
-            s = ct_graph_status(g);
-            break;
-        }
-        memcpy(out + (size_t)k * E, mean->data, (size_t)E * sizeof(float));
-    }
-    ct_graph_free(g);
-    free(ids);
-    return s;
+ct_status ct_class_text_embeddings(const ct_task *task, const char *const *templates, int n_tmpl,
+                                   float *out) {
+    return class_text_means(task, templates, n_tmpl, true, out);
 }
 
 ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const char *templates,
@@ -156,8 +130,7 @@ ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const
     char **owned;
     ct_status s = ct_resolve_templates(task, templates, &tmpl, &nt, &owned);
     if (s != CT_OK) return s;
-    s = unit ? ct_class_text_embeddings(task, tmpl, nt, out)
-             : class_text_means_raw(task, tmpl, nt, out);
+    s = class_text_means(task, tmpl, nt, unit, out);
     ct_templates_free(owned);
     return s;
 }

@@ -17,6 +17,7 @@
 
 #include "base/json.h"
 #include "methods/vcd.h"
+#include "base/file.h"
 #include "model_args.h"
 #include "run_args.h"
 #include "report/report.h"
@@ -225,19 +226,6 @@ static void rebuilt_free(const run_info *ri, rebuilt *r) {
     r->state = NULL;
 }
 
-static bool mkdir_p(const char *dir, const char *cmd) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p && *p != '/') continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return cli_error("%s: cannot create directory %s: %s", cmd, buf, strerror(errno)) == 0;
-        if (!(*p = c)) return true;
-    }
-}
-
 /* The first n items (n <= 0: all), as ct_run evaluates with --max-test. */
 static ct_dataset *head(const ct_dataset *d, int64_t n) {
     ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy, in order */
@@ -268,7 +256,7 @@ static bool write_eval(const run_info *ri, const char *spec, const char *model,
     for (char *p = name; *p; p++)
         if (*p == '/' || *p == ':' || *p == ' ') *p = '_';
     snprintf(dir, sizeof dir, "%s/eval-%s", ri->dir, name);
-    if (!mkdir_p(dir, "eval")) return false;
+    if (ct_mkdir_p(dir) != CT_OK && cli_lib_error("eval")) return false;
     const char *const *cn = (const char *const *)ri->classnames;
     int K = ri->n_classes;
     snprintf(path, sizeof path, "%s/metrics.json", dir);
@@ -378,7 +366,7 @@ int cmd_eval(int argc, char **argv) {
         cli_lib_error("eval");
         goto out;
     }
-    if (cache && !mkdir_p(cache, "eval")) goto out;
+    if (cache && ct_mkdir_p(cache) != CT_OK && cli_lib_error("eval")) goto out;
     ct_feature_req req = {.clip = b.clip, .pre = &b.pre, .data = test, .seed = (uint64_t)ri.seed,
                           .cache_dir = cache, .batch = 32};
     if (ct_features_get(&req, &fte) != CT_OK) {
