@@ -814,6 +814,9 @@ ct_status ct_kv_check_used(const ct_kv *kv, const char *ctx);
 /* Generic training over frozen image features. */
 typedef struct ct_train_cfg {
     int epochs, batch_size;
+    int64_t iters;          /* > 0: stop after this many steps in total (the last
+                             * epoch may be partial; the schedule still steps per
+                             * epoch, over the epochs the steps span)          */
     ct_optim_config optim;
     ct_sched_config sched;
     double max_grad_norm;   /* 0: no clipping                                    */
@@ -839,7 +842,7 @@ typedef struct ct_train_cfg {
  * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, eps (Adam),
  * sched (cosine|constant), warmup_epochs, warmup_type (constant|linear),
  * warmup_lr, max_grad_norm, select (last|best_val), views (all|cycle),
- * checkpoint_every. */
+ * checkpoint_every, iters (train by steps instead of epochs). */
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the

@@ -157,6 +157,21 @@ static void test_best_val(void) {
     CHECK(acc > 0.8);
 }
 
+/* iters: with 96 items in batches of 16 an epoch is 6 steps, so iters=6 must
+ * equal epochs=1 exactly, and iters=9 (one and a half epochs) must go on. */
+static void test_iters(void) {
+    float W1[K * D], W2[K * D], W3[K * D];
+    ct_status st;
+    run("epochs=1 batch_size=16 lr=0.05 sched=constant", NULL, false, 0, W1, &st);
+    CHECK_OK(st);
+    run("iters=6 batch_size=16 lr=0.05 sched=constant", NULL, false, 0, W2, &st);
+    CHECK_OK(st);
+    CHECK_MSG(!memcmp(W1, W2, sizeof W1), "iters=6 differs from one epoch of 6 steps");
+    run("iters=9 batch_size=16 lr=0.05 sched=constant", NULL, false, 0, W3, &st);
+    CHECK_OK(st);
+    CHECK(memcmp(W2, W3, sizeof W2) != 0);
+}
+
 static void test_kv(void) {
     ct_kv kv = {0};
     CHECK_OK(ct_kv_parse(&kv, "a=1 b=x,c=2.5"));
@@ -187,6 +202,7 @@ int main(void) {
     RUN(test_learns);
     RUN(test_resume_equals_uninterrupted);
     RUN(test_best_val);
+    RUN(test_iters);
     RUN(test_kv);
     return ct_test_summary();
 }

@@ -43,6 +43,10 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     TRY(ct_kv_str(hp, "views", "all", &views));
     TRY(ct_kv_double(hp, "eps", 1e-8, &eps));
     TRY(ct_kv_int(hp, "checkpoint_every", 1, &cfg->checkpoint_every));
+    int iters;
+    TRY(ct_kv_int(hp, "iters", 0, &iters));
+    if (s == CT_OK && iters < 0) s = ct_set_error(CT_ERR_ARG, "trainer: iters must be >= 0");
+    cfg->iters = iters;
 #undef TRY
     if (s != CT_OK) return s;
     if (cfg->epochs < 0 || cfg->batch_size < 1 || !(lr >= 0) || wep < 0 || !(clip >= 0))
@@ -291,6 +295,12 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t n = n_view > 0 ? n_view : data->n, B = cfg->batch_size;
     /* Dassl drops the last incomplete batch when there is a full one */
     int64_t nb = n >= B ? n / B : 1;
+    ct_train_cfg eff = *cfg; /* iters: as many epochs as the steps span */
+    if (cfg->iters > 0) {
+        eff.epochs = (int)((cfg->iters + nb - 1) / nb);
+        eff.sched.total = eff.epochs;
+        cfg = &eff;
+    }
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * (size_t)data->dim * sizeof *bx);
     int *by = malloc((size_t)B * sizeof *by);
@@ -306,7 +316,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         ct_rng_init(&rng, ct_hash_u64(cfg->seed, (uint64_t)ep));
         ct_rng_permutation(&rng, order, (size_t)n);
         double loss_sum = 0;
-        for (int64_t bi = 0; bi < nb && s == CT_OK; bi++) {
+        int64_t nb_ep = nb;
+        if (cfg->iters > 0 && (int64_t)(ep + 1) * nb > cfg->iters) nb_ep = cfg->iters - ep * nb;
+        for (int64_t bi = 0; bi < nb_ep && s == CT_OK; bi++) {
             int64_t nbatch = n - bi * B < B ? n - bi * B : B;
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             for (int64_t j = 0; j < nbatch; j++) {
@@ -349,10 +361,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         }
         if (acc >= 0)
             logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f  val acc %.2f%%", ep + 1, cfg->epochs,
-                  (double)lr, loss_sum / (double)nb, 100 * acc);
+                  (double)lr, loss_sum / (double)nb_ep, 100 * acc);
         else
             logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f", ep + 1, cfg->epochs, (double)lr,
-                  loss_sum / (double)nb);
+                  loss_sum / (double)nb_ep);
         if (cfg->run_dir && ((ep + 1) % cfg->checkpoint_every == 0 || ep + 1 == end))
             s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task);
     }
