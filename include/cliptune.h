@@ -798,6 +798,10 @@ typedef struct ct_method {
     /* the task's features carry dense per-token features too (ct_features
      * .dense: MaskCLIP, CALIP, PLOT-style methods) */
     bool dense_features;
+    /* learned tensors whose size depends on the training data (a cache of
+     * training features): reloading a run takes their shapes from the saved
+     * file instead of requiring create() to have sized them */
+    bool learned_shapes_from_file;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

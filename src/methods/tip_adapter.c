@@ -111,11 +111,10 @@ static ct_status tip_create_common(const ct_task *task, ct_kv *hp, bool finetune
     }
     int64_t N = task->train_feats ? task->train_feats->n : 0;
     int E = ct_clip_get_config(task->clip)->embed_dim, C = task->n_classes;
-    /* learned tensors get their shapes here (ct_run_load_learned needs them),
-     * and the cache has one row per training image */
-    if (st == CT_OK && N <= 0)
-        st = ct_set_error(CT_ERR_ARG, "%s: the task has no training features to build the "
-                          "cache from", s->name);
+    /* the cache has one row per training image; without training features
+     * (a run being reloaded) it starts empty and ct_run_load_learned gives
+     * it the saved size (learned_shapes_from_file) */
+    if (st == CT_OK && N < 0) N = 0;
     if (st == CT_OK) {
         int64_t one = 1;
         s->keys = ct_tensor_new2(N, E, finetune);
@@ -124,7 +123,7 @@ static ct_status tip_create_common(const ct_task *task, ct_kv *hp, bool finetune
         s->beta = ct_tensor_new(1, &one, false);
         s->W = ct_tensor_new2(C, E, false);
         s->V = ct_tensor_new2(N, C, false);
-        s->v_labels = malloc((size_t)N * sizeof *s->v_labels);
+        s->v_labels = malloc((size_t)(N ? N : 1) * sizeof *s->v_labels);
         if (!s->keys || !s->labels || !s->alpha || !s->beta || !s->W || !s->V || !s->v_labels)
             st = ct_set_error(CT_ERR_NOMEM, "%s: out of memory", s->name);
     }
@@ -159,6 +158,21 @@ static int tip_params(void *st, ct_tensor **out, int cap) {
  * learned tensors loaded over them). */
 static ct_status ensure_values(tip_state *s) {
     int64_t N = s->labels->numel, C = s->V->shape[1];
+    if (N == 0) return ct_set_error(CT_ERR_STATE, "%s: the cache is empty (no training "
+                                    "features, nothing loaded)", s->name);
+    if (s->V->shape[0] != N) {
+        /* the cache was resized by loading a run: size V to it */
+        int64_t nv = N;
+        ct_tensor *V = ct_tensor_new2(N, C, false);
+        float *vl = malloc((size_t)nv * sizeof *vl);
+        if (!V || !vl) {
+            ct_tensor_free(V), free(vl);
+            return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", s->name);
+        }
+        for (int64_t j = 0; j < N; j++) vl[j] = -1;
+        ct_tensor_free(s->V), free(s->v_labels);
+        s->V = V, s->v_labels = vl;
+    }
     if (!memcmp(s->v_labels, s->labels->data, (size_t)N * sizeof(float))) return CT_OK;
     for (int64_t j = 0; j < N; j++) {
         float l = s->labels->data[j];
@@ -400,6 +414,7 @@ const ct_method ct_method_tip_adapter = {
     .params = tip_params,
     .logits = tip_logits,
     .fit = tip_fit,
+    .learned_shapes_from_file = true,
 };
 
 const ct_method ct_method_tip_adapter_f = {
@@ -415,4 +430,5 @@ const ct_method ct_method_tip_adapter_f = {
     .params = tip_params,
     .logits = tip_logits,
     .fit = tip_fit,
+    .learned_shapes_from_file = true,
 };

@@ -117,6 +117,23 @@ ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_d
     return ct_safetensors_write(path, e, np, meta, 1);
 }
 
+/* Give an owned tensor the saved tensor's shape (same rank), in place, so
+ * that the method's pointers to it stay valid. */
+static ct_status resize_to(ct_tensor *p, const ct_st_tensor *t, const char *path) {
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    float *data = calloc((size_t)(n ? n : 1), sizeof *data);
+    float *grad = p->grad ? calloc((size_t)(n ? n : 1), sizeof *grad) : NULL;
+    if (!data || (p->grad && !grad)) {
+        free(data), free(grad);
+        return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    free(p->data), free(p->grad);
+    p->data = data, p->grad = grad, p->numel = n;
+    for (int d = 0; d < t->ndim; d++) p->shape[d] = t->shape[d];
+    return CT_OK;
+}
+
 ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_dir) {
     ct_tensor *p[256];
     int np = m->params ? m->params(state, p, 256) : 0;
@@ -135,6 +152,10 @@ ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_d
     for (int i = 0; s == CT_OK && i < np; i++) {
         snprintf(name, sizeof name, "param.%d", i);
         const ct_st_tensor *t = ct_safetensors_find(st, name);
+        if (t && m->learned_shapes_from_file && t->dtype == CT_F32 && p[i]->owns &&
+            t->ndim == p[i]->ndim && t->nbytes != (size_t)p[i]->numel * sizeof(float))
+            s = resize_to(p[i], t, path);
+        if (s != CT_OK) break;
         if (!t || t->dtype != CT_F32 || t->nbytes != (size_t)p[i]->numel * sizeof(float))
             s = ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or has the wrong size",
                              path, name);
