@@ -213,7 +213,10 @@ static ct_status build_cache(tip_state *s, const ct_task *task) {
     const ct_features *tr = task->train_feats, *aug = task->aug_feats;
     int64_t N = s->keys->shape[0];
     int E = (int)s->keys->shape[1];
-    if (!tr || tr->n != N || tr->dim != E)
+    if (N == 0 || !tr || tr->n == 0)
+        return ct_set_error(CT_ERR_ARG, "%s: the task has no training features to build the "
+                            "cache from", s->name);
+    if (tr->n != N || tr->dim != E)
         return ct_set_error(CT_ERR_ARG, "%s: fit on %lld training features of dim %d; the "
                             "method was created for %lld of dim %d", s->name,
                             (long long)(tr ? tr->n : 0), tr ? tr->dim : 0, (long long)N, E);
