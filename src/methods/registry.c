@@ -6,23 +6,29 @@
 extern const ct_method ct_method_zeroshot;
 extern const ct_method ct_method_linear_probe;
 extern const ct_method ct_method_coop;
+extern const ct_method ct_method_cocoop;
 extern const ct_method ct_method_clip_adapter;
 extern const ct_method ct_method_tip_adapter;
 extern const ct_method ct_method_tip_adapter_f;
 extern const ct_method ct_method_taskres;
 extern const ct_method ct_method_cupl;
 extern const ct_method ct_method_vcd;
+extern const ct_method ct_method_kgcoop;
+extern const ct_method ct_method_prograd;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
     &ct_method_linear_probe,
     &ct_method_coop,
+    &ct_method_cocoop,
     &ct_method_clip_adapter,
     &ct_method_tip_adapter,
     &ct_method_tip_adapter_f,
     &ct_method_taskres,
     &ct_method_cupl,
     &ct_method_vcd,
+    &ct_method_kgcoop,
+    &ct_method_prograd,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

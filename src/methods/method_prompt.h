@@ -1,0 +1,32 @@
+/* The CoOp prompt learner (method_prompt.c), shared by coop, kgcoop and
+ * prograd: the learned context, the text encoder over the class prompts and
+ * CLIP's logits. */
+#ifndef CT_METHODS_PROMPT_H
+#define CT_METHODS_PROMPT_H
+
+#include "cliptune.h"
+
+typedef struct ct_prompt ct_prompt;
+
+/* CoOp's prompt learner from the hp keys n_ctx, shared_prefix, ctx_init, csc,
+ * class_token_position and prec (coop.c). pad_to > 0 (ProGrad's layout): a
+ * ctx_init of w words becomes the prompt "X x (pad_to - w) {ctx_init}
+ * {name}." with n_ctx = pad_to generic context vectors, zero except the last
+ * w, which are the token embeddings at positions 1..w of ctx_init. */
+ct_status ct_prompt_create(const ct_task *task, const ct_kv *hp, int pad_to, void **out);
+void ct_prompt_destroy(void *state);
+int ct_prompt_params(void *state, ct_tensor **out, int cap);
+/* the learned context tensor */
+ct_tensor *ct_prompt_ctx(ct_prompt *s);
+/* normalised text features (K, E) under the current context */
+ct_tensor *ct_prompt_text_features(ct_prompt *s, ct_graph *g);
+/* exp(logit_scale) * normalize(img) @ txt^T (txt normalised): (n, K) */
+ct_tensor *ct_prompt_scores(ct_prompt *s, ct_graph *g, const ct_batch *b, ct_tensor *txt);
+/* CoOp's cross-entropy loss and logits (cached while the context is unchanged) */
+ct_tensor *ct_prompt_loss(void *state, ct_graph *g, const ct_batch *b);
+ct_tensor *ct_prompt_logits(void *state, ct_graph *g, const ct_batch *b);
+/* Normalised CLIP text features (K, E) of tmpl.format(classname) for every
+ * class, into out (K * E floats). */
+ct_status ct_prompt_zeroshot_text(const ct_task *task, const char *tmpl, float *out);
+
+#endif

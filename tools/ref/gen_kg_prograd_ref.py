@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""KgCoOp's and ProGrad's reference outputs on the tiny method fixture
+(tests/fixtures/methods/kg_prograd_ref.h), for tests/test_kg_prograd.c.
+
+    /usr/bin/python3 tools/ref/gen_kg_prograd_ref.py /tmp/simple_tokenizer.py ../shared/data/clip-bpe
+
+(simple_tokenizer.py as in gen_coop_ref.py.) Reads the model written by
+gen_coop_ref.py (it is not rewritten) and reuses that script's prompt
+assembly; everything in float64.
+
+Re-implemented from the math and htyao89/KgCoOp's behaviour (not its code):
+  - KgCoOp: loss = CE + w * (1 - mean_k cos(t_k, t0_k)) (kg_loss=cos, as
+    kgcoop.py) or CE + w * mean_k |t_k - t0_k|^2 (kg_loss=l2, the paper),
+    t normalised learned text features, t0 normalised CLIP features of
+    "a photo of a {name}." (the task's dataset "test" has no entry); w = 8;
+    context "a photo of a" (n_ctx 4), perturbed so that the term is not 0;
+  - ProGrad: CE, and kl = T^2 mean_i sum_k -softmax(zs_i/T)_k
+    log_softmax(z_i/T)_k with the zero-shot logits zs of the same template;
+    prompt "X x 12 a photo of a {name}." (n_ctx 16, the last 4 vectors the
+    words' embeddings, the rest 0); the gradient over ctx flattened:
+    g_ce - lambda (g_ce . u) u, u = g_kl/|g_kl|, when g_ce . g_kl < 0, else
+    g_ce (T = 1, lambda = 1). Two contexts: one where it projects, one where
+    it does not (found by trying seeded perturbations).
+Three SGD steps (lr 0.002, momentum 0.9, weight decay 5e-4) for each.
+"""
+import importlib.util
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cr = load_module("gen_coop_ref", os.path.join(HERE, "gen_coop_ref.py"))
+clipref = cr.clipref
+torch.set_default_dtype(torch.float64)
+TEMPLATE = "a photo of a {}."
+W_KG, T, LAMBDA = 8.0, 1.0, 1.0
+
+
+def read_model():
+    d = os.path.join(cr.OUT_DIR, "tiny")
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    back = clipref.st_read(os.path.join(d, "model.safetensors"))
+    P = clipref.hf_to_openai(back, cfg)
+    return {k: v.double() for k, v in P.items()}
+
+
+def zeroshot_text(P, tok):
+    ids = torch.tensor([tok.row(TEMPLATE.format(c.replace("_", " "))) for c in cr.CLASSNAMES])
+    txt, _ = clipref.encode_text_from_embeds(P, cr.TINY, P["token_embedding.weight"][ids],
+                                             ids.argmax(dim=-1))
+    return txt / txt.norm(dim=-1, keepdim=True)
+
+
+def prograd_prompts(tok, P):
+    pr = cr.Prompts(tok, P, 16, "", False, "end")
+    words = "a photo of a"
+    nw = len(words.split(" "))
+    prefix = " ".join(["X"] * (16 - nw)) + " " + words
+    names = [c.replace("_", " ") for c in cr.CLASSNAMES]
+    pr.ids = torch.tensor([tok.row(prefix + " " + n + ".") for n in names])
+    pr.emb = P["token_embedding.weight"][pr.ids]
+    pr.eot = pr.ids.argmax(dim=-1)
+    init = torch.zeros(16, cr.TINY["t_width"])
+    init[16 - nw:] = P["token_embedding.weight"][torch.tensor(tok.row(words))][1:1 + nw]
+    return pr, init
+
+
+def text(P, pr, ctx):
+    txt, _ = clipref.encode_text_from_embeds(P, cr.TINY, pr.assemble(ctx), pr.eot)
+    return txt / txt.norm(dim=-1, keepdim=True)
+
+
+def kg_loss(P, pr, t0, ctx, img, labels, kind):
+    t = text(P, pr, ctx)
+    ce = F.cross_entropy(clipref.clip_logits(P, img, t), labels)
+    if kind == "cos":
+        kg = 1.0 - F.cosine_similarity(t, t0, dim=1, eps=1e-7).mean()
+    else:
+        kg = ((t - t0) ** 2).sum(dim=1).mean()
+    return ce + W_KG * kg
+
+
+def prograd_grad(P, pr, t0, ctx, img, labels):
+    """(ce, kl, final grad, projected?)"""
+    t = text(P, pr, ctx)
+    z = clipref.clip_logits(P, img, t)
+    ce = F.cross_entropy(z, labels)
+    p = F.softmax(clipref.clip_logits(P, img, t0) / T, dim=-1).detach()
+    kl = (-p * F.log_softmax(z / T, dim=-1) * T * T).sum(1).mean()
+    g_kl, = torch.autograd.grad(kl, ctx, retain_graph=True)
+    g_ce, = torch.autograd.grad(ce, ctx)
+    a, b = g_ce.flatten(), g_kl.flatten()
+    u = b / b.norm()
+    if torch.dot(a / a.norm(), u) < 0:
+        return ce, kl, (a - LAMBDA * torch.dot(a, u) * u).view_as(g_ce), True
+    return ce, kl, g_ce, False
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    P = read_model()
+    tok = cr.Tokenizer(sys.argv[1], sys.argv[2])
+    g = torch.Generator().manual_seed(11)
+    E = cr.TINY["embed"]
+    img = torch.randn(cr.B, E, generator=g, dtype=torch.float32).double()
+    labels = torch.randint(0, len(cr.CLASSNAMES), (cr.B,), generator=g)
+    t0 = zeroshot_text(P, tok)
+
+    def noise(shape, std):
+        return (torch.randn(*shape, generator=g, dtype=torch.float32) * std).double()
+
+    def f32(t):
+        return t.float().double()
+
+    out = ["/* Generated by tools/ref/gen_kg_prograd_ref.py (torch %s) -- do not edit. */"
+           % torch.__version__, "#ifndef CT_TEST_KG_PROGRAD_REF_H", "#define CT_TEST_KG_PROGRAD_REF_H",
+           "", "#define KREF_B %d" % cr.B, "#define KREF_E %d" % E,
+           cr.carray("kref_img", img, "float"),
+           "static const int kref_labels[KREF_B] = {%s};" % ", ".join(str(int(x)) for x in labels),
+           ""]
+
+    def sgd(loss_and_grad, ctx0):
+        ctx = ctx0.clone().requires_grad_(True)
+        opt = torch.optim.SGD([ctx], lr=0.002, momentum=0.9, weight_decay=5e-4)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss, grad = loss_and_grad(ctx)
+            losses.append(loss)
+            ctx.grad = grad.detach().clone()
+            opt.step()
+        return losses, ctx.detach()
+
+    # KgCoOp
+    pr = cr.Prompts(tok, P, 4, "a_photo_of_a", False, "end")
+    ctx0 = f32(pr.init + noise(pr.init.shape, 0.05))
+    out.append(cr.carray("kref_kg_init", pr.init))
+    out.append(cr.carray("kref_kg_ctx", ctx0))
+    for kind in ("cos", "l2"):
+        ctx = ctx0.clone().requires_grad_(True)
+        loss = kg_loss(P, pr, t0, ctx, img, labels, kind)
+        loss.backward()
+        out.append("static const double kref_kg_%s_loss = %.17g;" % (kind, loss.item()))
+        out.append(cr.carray("kref_kg_%s_grad" % kind, ctx.grad))
+        print("kgcoop %s loss %.6f |grad| max %.3g" % (kind, loss.item(), ctx.grad.abs().max()))
+
+        def lg(c, kind=kind):
+            l = kg_loss(P, pr, t0, c, img, labels, kind)
+            gr, = torch.autograd.grad(l, c)
+            return l.item(), gr
+        losses, ctx3 = sgd(lg, ctx0)
+        out.append("static const double kref_kg_%s_sgd_losses[3] = {%s};" % (kind, cr.fmt(losses)))
+        out.append(cr.carray("kref_kg_%s_sgd_ctx" % kind, ctx3))
+    out.append("")
+
+    # ProGrad: one context that projects, one that does not
+    pr, init = prograd_prompts(tok, P)
+    out.append(cr.carray("kref_pg_init", init))
+    found = {}
+    for trial in range(200):
+        c0 = f32(init + noise(init.shape, 0.05))
+        ctx = c0.clone().requires_grad_(True)
+        ce, kl, grad, proj = prograd_grad(P, pr, t0, ctx, img, labels)
+        if proj not in found:
+            found[proj] = (c0, ce, kl, grad)
+        if len(found) == 2:
+            break
+    assert len(found) == 2, "no context found for both branches"
+    for proj, name in ((True, "proj"), (False, "keep")):
+        c0, ce, kl, grad = found[proj]
+        out.append("static const int kref_pg_%s_projected = %d;" % (name, int(proj)))
+        out.append(cr.carray("kref_pg_%s_ctx" % name, c0))
+        out.append("static const double kref_pg_%s_ce = %.17g;" % (name, ce.item()))
+        out.append("static const double kref_pg_%s_kl = %.17g;" % (name, kl.item()))
+        out.append(cr.carray("kref_pg_%s_grad" % name, grad))
+        print("prograd %s: ce %.6f kl %.6f |grad| max %.3g" % (name, ce.item(), kl.item(),
+                                                              grad.abs().max()))
+
+    def pg(c):
+        ce, kl, gr, proj = prograd_grad(P, pr, t0, c, img, labels)
+        print("  sgd step projected:", proj)
+        return ce.item(), gr
+    losses, ctx3 = sgd(pg, found[True][0])
+    out.append("static const double kref_pg_sgd_losses[3] = {%s};" % cr.fmt(losses))
+    out.append(cr.carray("kref_pg_sgd_ctx", ctx3))
+    out += ["", "#endif"]
+    with open(os.path.join(cr.OUT_DIR, "kg_prograd_ref.h"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print("wrote", os.path.join(cr.OUT_DIR, "kg_prograd_ref.h"))
+
+
+if __name__ == "__main__":
+    main()
