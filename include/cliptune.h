@@ -357,6 +357,16 @@ typedef ct_tensor *(*ct_layer_hook)(ct_graph *g, int layer, ct_tensor *x, void *
 
 ct_tensor *ct_block_forward(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
                             bool causal, ct_activation act, float ln_eps);
+/* The same block with its attention also seeing extra keys/values ek, ev
+ * (P, C) placed before x's own (NULL: none), and handing out x's keys and
+ * values (B, T, C) through k_out / v_out (NULL: not wanted). With keys_only
+ * only those are computed and x is returned unchanged. Encoding a prefix
+ * shared by many causal sequences once and passing its keys/values to each
+ * continuation gives exactly the full sequences' results (CoOp family). */
+ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
+                               bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
+                               ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
+                               bool keys_only);
 /* n_layers blocks in order, with the hook (may be NULL) before each. The
  * hook's layer == -1 call is the caller's to make (it knows where the
  * embeddings end). */

@@ -34,6 +34,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
+#include "methods/method_prompt.h"
 #include "model/clip.h"
 
 #define EVAL_CHUNK 16
@@ -242,28 +243,6 @@ static int cocoop_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
-/* One of CLIP's residual blocks (as ct_block_forward composes it) on x
- * (B, T, W), whose causal attention also sees the keys/values ek, ev (P, W)
- * of P earlier positions (NULL: none). With k, v: this stream's keys and
- * values, (T, W) for B == 1; keys_only skips the rest (returns x). */
-static ct_tensor *block(ct_graph *g, const ct_block *b, const ct_clip_config *c, ct_tensor *x,
-                        ct_tensor *ek, ct_tensor *ev, ct_tensor **k, ct_tensor **v,
-                        bool keys_only) {
-    ct_tensor *h = ct_layernorm(g, x, b->ln1_w, b->ln1_b, c->text_ln_eps);
-    ct_tensor *kk = ct_linear(g, h, b->k_w, b->k_b), *vv = ct_linear(g, h, b->v_w, b->v_b);
-    if (k && x) {
-        int64_t flat[2] = {x->shape[1], c->text_width};
-        *k = ct_reshape(g, kk, 2, flat), *v = ct_reshape(g, vv, 2, flat);
-    }
-    if (keys_only) return x;
-    ct_tensor *a = ct_attention(g, ct_linear(g, h, b->q_w, b->q_b), kk, vv, ek, ev,
-                                c->text_heads, true);
-    x = ct_add(g, x, ct_linear(g, a, b->o_w, b->o_b));
-    h = ct_linear(g, ct_layernorm(g, x, b->ln2_w, b->ln2_b, c->text_ln_eps), b->fc1_w, b->fc1_b);
-    h = c->text_act == CT_GELU ? ct_gelu(g, h) : ct_quick_gelu(g, h);
-    return ct_add(g, x, ct_linear(g, h, b->fc2_w, b->fc2_b));
-}
-
 /* Text features (K, E), not normalised, of one image's prompts: the shared
  * prefix [SOT, shifted context] (P = 1 + n_ctx positions, the same in all K
  * prompts, so the same states at every layer) once, then the K tails
@@ -282,8 +261,9 @@ static ct_tensor *encode_image_prompts(cocoop_state *s, ct_graph *g, ct_tensor *
                           ct_slice(g, m->tpos, 0, P, L));
     for (int l = 0; l < c->text_layers; l++) {
         ct_tensor *ek = NULL, *ev = NULL;
-        pre = block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev, l == c->text_layers - 1);
-        x = block(g, &m->tblocks[l], c, x, ek, ev, NULL, NULL, false);
+        pre = ct_prompt_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
+                              l == c->text_layers - 1);
+        x = ct_prompt_block(g, &m->tblocks[l], c, x, ek, ev, NULL, NULL, false);
     }
     x = ct_gather_rows(g, ct_reshape(g, x, 2, flat), s->tail_last, 1, &K);
     x = ct_layernorm(g, x, m->ln_final_w, m->ln_final_b, c->text_ln_eps);

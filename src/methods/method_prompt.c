@@ -343,27 +343,18 @@ int ct_prompt_params(void *st, ct_tensor **out, int cap) {
     return 1;
 }
 
-/* One of CLIP's residual blocks, composed as ct_block_forward composes it,
- * on x (B, T, W) whose causal attention also sees the shared keys/values
- * ek, ev (P, W) of P earlier positions (NULL: none). *k, *v (if k is not
- * NULL) receive this stream's keys and values, (P', W) for B == 1; with
- * keys_only the rest of the block is skipped (returns x). */
-static ct_tensor *block(ct_graph *g, const ct_block *b, const ct_clip_config *c, ct_tensor *x,
-                        ct_tensor *ek, ct_tensor *ev, ct_tensor **k, ct_tensor **v,
-                        bool keys_only) {
-    ct_tensor *h = ct_layernorm(g, x, b->ln1_w, b->ln1_b, c->text_ln_eps);
-    ct_tensor *kk = ct_linear(g, h, b->k_w, b->k_b), *vv = ct_linear(g, h, b->v_w, b->v_b);
-    if (k && x) {
+ct_tensor *ct_prompt_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
+                           ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
+                           ct_tensor **v, bool keys_only) {
+    ct_tensor *kk = NULL, *vv = NULL;
+    ct_tensor *y = ct_block_forward_ex(g, b, x, c->text_heads, true, c->text_act,
+                                       c->text_ln_eps, ek, ev, k ? &kk : NULL, k ? &vv : NULL,
+                                       keys_only);
+    if (k && kk) {
         int64_t flat[2] = {x->shape[1], c->text_width};
         *k = ct_reshape(g, kk, 2, flat), *v = ct_reshape(g, vv, 2, flat);
     }
-    if (keys_only) return x;
-    ct_tensor *a = ct_attention(g, ct_linear(g, h, b->q_w, b->q_b), kk, vv, ek, ev,
-                                c->text_heads, true);
-    x = ct_add(g, x, ct_linear(g, a, b->o_w, b->o_b));
-    h = ct_linear(g, ct_layernorm(g, x, b->ln2_w, b->ln2_b, c->text_ln_eps), b->fc1_w, b->fc1_b);
-    h = c->text_act == CT_GELU ? ct_gelu(g, h) : ct_quick_gelu(g, h);
-    return ct_add(g, x, ct_linear(g, h, b->fc2_w, b->fc2_b));
+    return y;
 }
 
 /* Text features of the prompts from their embeddings table (rows of the
@@ -386,9 +377,10 @@ static ct_tensor *encode_shared_prefix(coop_state *s, ct_graph *g, ct_tensor *ta
     for (int l = 0; l < c->text_layers; l++) {
         ct_tensor *ek = NULL, *ev = NULL;
         /* the prefix's own output after the last layer is never read */
-        pre = block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev, l == c->text_layers - 1);
+        pre = ct_prompt_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
+                              l == c->text_layers - 1);
         for (int b = 0; b < nb; b++)
-            x[b] = block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false);
+            x[b] = ct_prompt_block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false);
     }
     /* ln_final is per token: pool the EOT rows first, as the encoder does */
     for (int b = 0; b < nb; b++) {

@@ -29,4 +29,12 @@ ct_tensor *ct_prompt_logits(void *state, ct_graph *g, const ct_batch *b);
  * class, into out (K * E floats). */
 ct_status ct_prompt_zeroshot_text(const ct_task *task, const char *tmpl, float *out);
 
+/* One text-tower block (causal) on x (B, T, W) for the shared-prefix
+ * encoders: attention also sees ek, ev (P, W) (NULL: none); *k, *v (k not
+ * NULL) receive x's keys and values as (T, W) for B == 1; keys_only skips
+ * the rest (returns x). ct_block_forward_ex with the text tower's settings. */
+ct_tensor *ct_prompt_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
+                           ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
+                           ct_tensor **v, bool keys_only);
+
 #endif
