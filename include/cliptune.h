@@ -730,6 +730,9 @@ const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_
  * class has fewer), deterministic in (dataset, k, seed) as Dassl's
  * generate_fewshot_dataset. For val, Dassl uses min(k, 4). */
 ct_dataset *ct_dataset_fewshot(const ct_dataset *d, int k, uint64_t seed);
+/* A copy of d's first n items in order (n <= 0 or >= n_items: all): the
+ * evaluation subsets of --max-test. */
+ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n);
 /* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);

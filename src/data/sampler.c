@@ -287,3 +287,12 @@ ct_status ct_dataset_holdout(const ct_dataset *all, int val_pct, int test_pct,
     if (test) *test = out[2];
     return CT_OK;
 }
+
+ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n) {
+    ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy, in order */
+    if (h && n > 0 && n < h->n_items) {
+        for (int64_t i = n; i < h->n_items; i++) free(h->items[i].path);
+        h->n_items = n;
+    }
+    return h;
+}

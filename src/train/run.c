@@ -69,16 +69,6 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
     return s;
 }
 
-/* The first n items of d (evaluation subsets for quick runs). */
-static ct_dataset *head(const ct_dataset *d, int64_t n) {
-    ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy */
-    if (h && n > 0 && n < h->n_items) {
-        for (int64_t i = n; i < h->n_items; i++) free(h->items[i].path);
-        h->n_items = n;
-    }
-    return h;
-}
-
 static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char *path) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
@@ -192,7 +182,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (sp->val)
         val = ct_dataset_fewshot(sp->val, cfg->shots > 0 ? (cfg->shots < 4 ? cfg->shots : 4) : 0,
                                  cfg->seed);
-    test = head(sp->test, cfg->max_test);
+    test = ct_dataset_head(sp->test, cfg->max_test);
     if (!train || !test || (sp->val && !val)) {
         s = CT_ERR_NOMEM;
         goto out;

@@ -226,16 +226,6 @@ static void rebuilt_free(const run_info *ri, rebuilt *r) {
     r->state = NULL;
 }
 
-/* The first n items (n <= 0: all), as ct_run evaluates with --max-test. */
-static ct_dataset *head(const ct_dataset *d, int64_t n) {
-    ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy, in order */
-    if (h && n > 0 && n < h->n_items) {
-        for (int64_t i = n; i < h->n_items; i++) free(h->items[i].path);
-        h->n_items = n;
-    }
-    return h;
-}
-
 /* Rows of logits to softmax probabilities, in place. */
 static void softmax_rows(float *s, int64_t n, int K) {
     for (int64_t i = 0; i < n; i++) {
@@ -362,7 +352,7 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     if (!rebuild(&ri, &b, dname, cache, &r, "eval")) goto out;
-    if (!(test = head(sp.test, max_test))) {
+    if (!(test = ct_dataset_head(sp.test, max_test))) {
         cli_lib_error("eval");
         goto out;
     }
