@@ -12,29 +12,11 @@
 #include "cliptune.h"
 #include "fixtures/methods/coop_ref.h"
 #include "harness.h"
+#include "method_fixture.h"
 #include "model/bundle.h"
 #include "train/run.h"
 
-#define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
-#define SKIP_NO_SHARED "../shared not found: the CLIP BPE vocabulary is needed"
 
-static ct_clip *g_clip;
-static ct_tokenizer *g_tok;
-
-/* The fixture model and the real BPE vocabulary, loaded once; false when
- * ../shared is missing. */
-static bool load_fixture(void) {
-    if (g_clip && g_tok) return true;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) return false;
-    char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(m, sizeof m, "%s/data/clip-bpe/hf/merges.txt", shared);
-    g_tok = ct_tokenizer_load_hf(v, m);
-    g_clip = ct_clip_load(TINY_DIR, NULL);
-    CHECK_MSG(g_tok && g_clip, "fixture: %s", ct_last_error());
-    return g_tok && g_clip;
-}
 
 static ct_task make_task(char *const *classnames, int K) {
     ct_task t = {0};
@@ -59,20 +41,6 @@ static ct_tensor *ctx_of(void *state) {
     int n = ct_method_find("coop")->params(state, p, 4);
     CHECK(n == 1);
     return n == 1 ? p[0] : NULL;
-}
-
-/* max |got - want| and a checked comparison with atol + rtol |want| */
-static double compare(const char *name, const float *got, const double *want, size_t n,
-                      double atol, double rtol) {
-    double *g = malloc(n * sizeof *g), mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        g[i] = got[i];
-        double d = fabs(g[i] - want[i]);
-        mx = d > mx ? d : mx;
-    }
-    CHECK_CLOSE_D(name, g, want, n, atol, rtol);
-    free(g);
-    return mx;
 }
 
 static const ct_batch ref_batch = {CREF_B, cref_img, cref_labels};
@@ -404,11 +372,6 @@ static void test_checkpoint_round_trip(void) {
 
 /* ---- learning on Fashion-MNIST ---- */
 
-static bool file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 static bool same_bytes(const char *a, const char *b) {
     char *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
@@ -428,39 +391,10 @@ static bool same_bytes(const char *a, const char *b) {
 #define LEARN_SET "epochs=40 csc=1 aug_views=0 warmup_epochs=0"
 
 static void test_learns_fashion_mnist(void) {
-    if (!file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
-        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
-        return;
-    }
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
-    char vocab[4096], cache[4200], dirs[3][4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
-    mkdir(cache, 0777);
-    ct_bundle bundle = {0};
-    CHECK_OK(ct_bundle_load(TINY_DIR, vocab, NULL, true, &bundle));
-    ct_splits sp = {0};
-    CHECK_OK(ct_data_open("fashion-mnist", &sp));
-    if (!bundle.clip || !sp.test) {
-        ct_bundle_free(&bundle);
-        ct_splits_free(&sp);
-        return;
-    }
-    const char *methods[3] = {"zeroshot", "coop", "coop"};
+    const char *methods[3] = {"zeroshot", "coop", "coop"}, *sets[3] = {"", LEARN_SET, LEARN_SET};
     ct_run_result res[3] = {{0}};
-    for (int r = 0; r < 3; r++) {
-        snprintf(dirs[r], sizeof dirs[r], "%s/fm_%s%d", ct_test_tmpdir(), methods[r], r);
-        ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
-        rc.data_spec = "fashion-mnist", rc.method = ct_method_find(methods[r]);
-        rc.set = r ? LEARN_SET : "", rc.shots = 16, rc.seed = 1;
-        rc.run_dir = dirs[r], rc.cache_dir = cache, rc.max_test = 2000;
-        CHECK_OK(ct_run(&rc, &res[r]));
-    }
+    char dirs[3][4200];
+    if (!fashion_mnist_runs(methods, sets, 3, 2000, "fm", res, dirs)) return;
     printf("    Fashion-MNIST, first 2000 test images, tiny random CLIP: zero-shot %.2f%%, "
            "CoOp (" LEARN_SET ") %.2f%% (again: %.2f%%)\n", 100 * res[0].top1, 100 * res[1].top1,
            100 * res[2].top1);
@@ -471,8 +405,6 @@ static void test_learns_fashion_mnist(void) {
     snprintf(a, sizeof a, "%s/learned.safetensors", dirs[1]);
     snprintf(b, sizeof b, "%s/learned.safetensors", dirs[2]);
     CHECK_MSG(same_bytes(a, b), "the learned context differs between identical runs");
-    ct_bundle_free(&bundle);
-    ct_splits_free(&sp);
 }
 
 int main(void) {

@@ -16,27 +16,11 @@
 #include "fixtures/methods/coop_ref.h"
 #include "fixtures/methods/kg_prograd_ref.h"
 #include "harness.h"
+#include "method_fixture.h"
 #include "model/bundle.h"
 #include "train/run.h"
 
-#define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
-#define SKIP_NO_SHARED "../shared not found: the CLIP BPE vocabulary is needed"
 
-static ct_clip *g_clip;
-static ct_tokenizer *g_tok;
-
-static bool load_fixture(void) {
-    if (g_clip && g_tok) return true;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) return false;
-    char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(m, sizeof m, "%s/data/clip-bpe/hf/merges.txt", shared);
-    g_tok = ct_tokenizer_load_hf(v, m);
-    g_clip = ct_clip_load(TINY_DIR, NULL);
-    CHECK_MSG(g_tok && g_clip, "fixture: %s", ct_last_error());
-    return g_tok && g_clip;
-}
 
 static ct_task make_task(void) {
     ct_task t = {0};
@@ -63,19 +47,6 @@ static ct_tensor *ctx_of(const char *method, void *state) {
     int n = ct_method_find(method)->params(state, p, 4);
     CHECK(n == 1);
     return n == 1 ? p[0] : NULL;
-}
-
-static double compare(const char *name, const float *got, const double *want, size_t n,
-                      double atol, double rtol) {
-    double *g = malloc(n * sizeof *g), mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        g[i] = got[i];
-        double d = fabs(g[i] - want[i]);
-        mx = d > mx ? d : mx;
-    }
-    CHECK_CLOSE_D(name, g, want, n, atol, rtol);
-    free(g);
-    return mx;
 }
 
 static void set_ctx(ct_tensor *ctx, const double *v) {
@@ -275,50 +246,15 @@ static void test_checkpoint_round_trip(void) {
     }
 }
 
-static bool file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 /* As test_coop.c: the tiny model is random, so the prompt is learned from
  * scratch: class-specific random contexts, no warmup, clean features. */
 #define LEARN_SET "epochs=40 csc=1 ctx_init= n_ctx=16 aug_views=0 warmup_epochs=0 batch_size=32"
 
 static void test_learns_fashion_mnist(void) {
-    if (!file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
-        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
-        return;
-    }
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
-    char vocab[4096], cache[4200], dirs[3][4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
-    mkdir(cache, 0777);
-    ct_bundle bundle = {0};
-    CHECK_OK(ct_bundle_load(TINY_DIR, vocab, NULL, true, &bundle));
-    ct_splits sp = {0};
-    CHECK_OK(ct_data_open("fashion-mnist", &sp));
-    if (!bundle.clip || !sp.test) {
-        ct_bundle_free(&bundle);
-        ct_splits_free(&sp);
-        return;
-    }
     const char *methods[3] = {"zeroshot", "kgcoop", "prograd"};
     const char *sets[3] = {"", LEARN_SET " w=0.1", LEARN_SET};
     ct_run_result res[3] = {{0}};
-    for (int r = 0; r < 3; r++) {
-        snprintf(dirs[r], sizeof dirs[r], "%s/fmkg_%s", ct_test_tmpdir(), methods[r]);
-        ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
-        rc.data_spec = "fashion-mnist", rc.method = ct_method_find(methods[r]);
-        rc.set = sets[r], rc.shots = 16, rc.seed = 1;
-        rc.run_dir = dirs[r], rc.cache_dir = cache, rc.max_test = 1000;
-        CHECK_OK(ct_run(&rc, &res[r]));
-    }
+    if (!fashion_mnist_runs(methods, sets, 3, 1000, "fmkg", res, NULL)) return;
     printf("    Fashion-MNIST, first 1000 test images, tiny random CLIP: zero-shot %.2f%%, "
            "KgCoOp %.2f%%, ProGrad %.2f%% (" LEARN_SET ")\n", 100 * res[0].top1,
            100 * res[1].top1, 100 * res[2].top1);
@@ -326,8 +262,6 @@ static void test_learns_fashion_mnist(void) {
               res[0].top1);
     CHECK_MSG(res[2].top1 > res[0].top1 + 0.05, "ProGrad %.4f vs zero-shot %.4f", res[2].top1,
               res[0].top1);
-    ct_bundle_free(&bundle);
-    ct_splits_free(&sp);
 }
 
 int main(void) {
