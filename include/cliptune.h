@@ -667,6 +667,14 @@ ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids
                                int64_t T, const ct_clip_hooks *hooks);
 /* logit_scale.exp() * normalize(img) normalize(txt)^T: (B, K). */
 ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt);
+/* CLIP's pretraining objective for a batch of B matching pairs (img[i] is
+ * described by txt[i]): logits = ct_clip_logits (B, B), loss =
+ * (CE(logits, arange(B)) + CE(logitsᵀ, arange(B))) / 2 — the paper's
+ * symmetric cross-entropy, open_clip's ClipLoss on one device. Gradients
+ * reach img, txt and logit_scale. (Clamping logit_scale to ln 100 after each
+ * optimiser step is the caller's, as in open_clip.) Scalar. */
+ct_tensor *ct_clip_contrastive_loss(ct_graph *g, const ct_clip *m, ct_tensor *img,
+                                    ct_tensor *txt);
 
 /* ------------------------------------------------------------------------ */
 /* Datasets (src/data)                                                       */
