@@ -716,6 +716,9 @@ typedef struct ct_splits {
  *                         optional header); FILE.val.csv / FILE.test.csv if present
  *   fashion-mnist[:DIR]   IDX files (default /usr/share/datasets/fashion-mnist);
  *                         val = a per-class, path-hash-chosen 10% of train
+ *   digits[:FILE]         scikit-learn's 8x8 digits (digits.csv.gz, default where
+ *                         python3-sklearn installs it); per class a fixed 50%
+ *                         test, 10% val, the rest train
  *   npy:X.npy,Y.npy[,...] images as float32 in [0, 255] (or int64) shaped
  *                         (N, H, W[, C]) and int64 labels (N); 2, 4 or 6
  *                         files (split 80/10/10; train+test; train+val+test)

@@ -457,12 +457,17 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         const char *dir = spec + 14;
         if (!*dir) return ct_set_error(CT_ERR_ARG, "'%s': expected fashion-mnist:DIR", spec);
         s = ct_data_open_fashion_mnist(dir, out);
+    } else if (strcmp(spec, "digits") == 0) {
+        s = ct_data_open_digits(CT_DIGITS_DEFAULT, out);
+    } else if (starts(spec, "digits:")) {
+        if (!spec[7]) return ct_set_error(CT_ERR_ARG, "'%s': expected digits:FILE", spec);
+        s = ct_data_open_digits(spec + 7, out);
     } else if (starts(spec, "npy:")) {
         s = open_npy_spec(spec, spec + 4, out);
     } else {
         s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
-                         "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR] or "
-                         "npy:X.npy,Y.npy)", spec);
+                         "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR], "
+                         "digits[:FILE] or npy:X.npy,Y.npy)", spec);
     }
     free(a);
     free(b);

@@ -103,6 +103,9 @@ ct_status ct_data_open_folder(const char *dir, ct_splits *out);
 ct_status ct_data_open_coop(const char *json_path, const char *images, ct_splits *out);
 ct_status ct_data_open_csv(const char *file, const char *root, ct_splits *out);
 ct_status ct_data_open_fashion_mnist(const char *dir, ct_splits *out);
+/* scikit-learn's digits.csv(.gz) (digits.c). */
+#define CT_DIGITS_DEFAULT "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
+ct_status ct_data_open_digits(const char *file, ct_splits *out);
 /* paths: 2 (X, Y), 4 (train, test) or 6 (train, val, test) files. */
 ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out);
 
