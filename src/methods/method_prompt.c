@@ -394,17 +394,20 @@ static ct_tensor *encode_shared_prefix(coop_state *s, ct_graph *g, ct_tensor *ta
     return ct_linear(g, pooled, m->tproj, NULL);
 }
 
-/* Normalised text features (K, E) of the prompts under the current context. */
-ct_tensor *ct_prompt_text_features(ct_prompt *s, ct_graph *g) {
+/* Text features (K, E) of the prompts under the current context, before
+ * normalisation (LASP adds its class-agnostic bias there). */
+ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g) {
     int64_t flat[2] = {s->n_ctx_rows, s->W}, shape[2] = {s->K, s->T};
     ct_tensor *parts[2] = {ct_reshape(g, s->ctx, 2, flat), s->frozen};
-    ct_tensor *table = ct_concat(g, parts, 2, 0), *txt;
-    if (s->shared)
-        txt = encode_shared_prefix(s, g, table);
-    else
-        txt = ct_clip_encode_text_embeds(g, s->clip, ct_gather_rows(g, table, s->rows, 2, shape),
-                                         s->eot, NULL);
-    return ct_l2_normalize(g, txt, 1e-12f);
+    ct_tensor *table = ct_concat(g, parts, 2, 0);
+    if (s->shared) return encode_shared_prefix(s, g, table);
+    return ct_clip_encode_text_embeds(g, s->clip, ct_gather_rows(g, table, s->rows, 2, shape),
+                                      s->eot, NULL);
+}
+
+/* Normalised text features (K, E) of the prompts under the current context. */
+ct_tensor *ct_prompt_text_features(ct_prompt *s, ct_graph *g) {
+    return ct_l2_normalize(g, ct_prompt_text_features_raw(s, g), 1e-12f);
 }
 
 /* exp(logit_scale) * normalize(img) @ txt^T, txt already normalised: (n, K). */

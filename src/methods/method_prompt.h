@@ -20,6 +20,8 @@ int ct_prompt_params(void *state, ct_tensor **out, int cap);
 ct_tensor *ct_prompt_ctx(ct_prompt *s);
 /* normalised text features (K, E) under the current context */
 ct_tensor *ct_prompt_text_features(ct_prompt *s, ct_graph *g);
+/* the same before normalisation */
+ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g);
 /* exp(logit_scale) * normalize(img) @ txt^T (txt normalised): (n, K) */
 ct_tensor *ct_prompt_scores(ct_prompt *s, ct_graph *g, const ct_batch *b, ct_tensor *txt);
 /* CoOp's cross-entropy loss and logits (cached while the context is unchanged) */

@@ -15,6 +15,7 @@ extern const ct_method ct_method_cupl;
 extern const ct_method ct_method_vcd;
 extern const ct_method ct_method_kgcoop;
 extern const ct_method ct_method_prograd;
+extern const ct_method ct_method_lasp;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -29,6 +30,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_vcd,
     &ct_method_kgcoop,
     &ct_method_prograd,
+    &ct_method_lasp,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }
