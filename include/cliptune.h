@@ -417,6 +417,16 @@ ct_status ct_image_decode(const uint8_t *data, size_t size, const char *name, ct
  * or 4 (RGBA, alpha dropped). */
 ct_status ct_image_from_pixels(const uint8_t *pixels, int w, int h, int channels,
                                ct_image *out);
+/* ct_image_decode / ct_image_load (same RGB, same errors), plus the file's
+ * alpha channel: *alpha is a malloc'ed h * w plane (0 transparent .. 255
+ * opaque) for a PNG with an alpha channel (grey+alpha, RGBA) or a tRNS chunk
+ * (colour key or palette alpha; 16-bit alpha keeps the high byte), else
+ * NULL. Other formats (GIF transparency included) give NULL, as does a PNG
+ * Pillow decodes only after repair (cut-off or junk-trailed files): treat
+ * NULL as opaque. For pretraining augmentation (src/data/pretrain_aug.h). */
+ct_status ct_image_decode_alpha(const uint8_t *data, size_t size, const char *name,
+                                ct_image *out, uint8_t **alpha);
+ct_status ct_image_load_alpha(const char *path, ct_image *out, uint8_t **alpha);
 /* Free the pixels and zero *img (NULL and zeroed images are fine). */
 void ct_image_free(ct_image *img);
 
@@ -573,6 +583,35 @@ ct_status ct_tokenizer_tokenize(const ct_tokenizer *t, const char *text, int con
  * (the message gives the size needed). */
 ct_status ct_tokenizer_decode(const ct_tokenizer *t, const int64_t *ids, int n, char *out,
                               size_t cap);
+
+/* ---- Training a vocabulary (src/model/bpe_train.c) ---- */
+
+typedef struct ct_bpe_stats {
+    int vocab_size;           /* ids written: 512 byte symbols + new tokens + 2  */
+    int n_merges;             /* lines of merges.txt after the header            */
+    int64_t n_words;          /* pieces counted (special-token literals skipped) */
+    int64_t n_distinct_words;
+    bool stopped_early;       /* no pair reached min_frequency before vocab_size */
+} ct_bpe_stats;
+
+/* Train a CLIP BPE vocabulary on texts[0..n_texts) and write a Hugging Face
+ * tokenizer folder to out_dir (created if needed; every file atomically):
+ * vocab.json, merges.txt ("#version: 0.2" header), tokenizer_config.json and
+ * special_tokens_map.json, loadable by ct_tokenizer_load_hf. Texts are split
+ * exactly as ct_tokenizer_encode splits them; each distinct piece is a word
+ * of byte symbols with "</w>" on the last; the most frequent adjacent pair
+ * is merged until the vocabulary has vocab_size ids or no pair occurs
+ * min_frequency times. Ties go to the lexicographically smallest pair (first
+ * symbol, then second, bytewise), so the result does not depend on the order
+ * of texts. Ids: the 256 byte symbols in bytes_to_unicode order, their
+ * "</w>" forms, one per new token in merge order, then <|startoftext|> and
+ * <|endoftext|>. A merge whose result is already a token reuses it (all
+ * merges are listed). vocab_size in [514, 49408] (at most 48,894 merges, what
+ * CLIP tokenizers read), min_frequency >= 1. stats may be NULL.
+ * CT_ERR_ARG for bad arguments, no texts or texts without a single word;
+ * CT_ERR_IO when out_dir cannot be written. */
+ct_status ct_bpe_train(const char *const *texts, int64_t n_texts, int vocab_size,
+                       int min_frequency, const char *out_dir, ct_bpe_stats *stats);
 
 
 /* ------------------------------------------------------------------------ */

@@ -4,6 +4,8 @@
  * beats chance, the output loads as a checkpoint, resume is bit-identical,
  * and bad set-ups fail with clear errors. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "harness.h"
 #include "model/clip.h"
 #include "train/clip_trainer.h"
+#include "train/pretrain.h"
 
 #define FIX CT_SOURCE_DIR "/tests/fixtures/pretrain/"
 
@@ -141,8 +144,184 @@ static void test_step_matches_reference(void) {
     ct_npy_free(&px), ct_npy_free(&ids), ct_npy_free(&sl);
 }
 
+/* ---- short pretraining runs on a synthetic corpus ---- */
+
+static const char *const COLORS[] = {"red", "green", "blue", "yellow"};
+static const uint8_t RGB[4][3] = {{230, 30, 30}, {30, 200, 40}, {40, 60, 230}, {240, 220, 30}};
+static const char *const SHAPES[] = {"square", "circle", "bar"};
+
+/* 24x24 PPM: a coloured shape at a jittered place on a grey background. */
+static void write_ppm(const char *path, int color, int shape, int jitter) {
+    uint8_t px[24 * 24 * 3];
+    for (int y = 0; y < 24; y++)
+        for (int x = 0; x < 24; x++) {
+            int cx = 12 + jitter % 5 - 2, cy = 12 + (jitter / 5) % 5 - 2, dx = x - cx, dy = y - cy;
+            bool in = shape == 0   ? abs(dx) <= 6 && abs(dy) <= 6
+                      : shape == 1 ? dx * dx + dy * dy <= 49
+                                   : abs(dx) <= 9 && abs(dy) <= 2;
+            for (int c = 0; c < 3; c++) px[(y * 24 + x) * 3 + c] = in ? RGB[color][c] : 120;
+        }
+    FILE *f = fopen(path, "wb");
+    fprintf(f, "P6\n24 24\n255\n");
+    fwrite(px, 1, sizeof px, f);
+    fclose(f);
+}
+
+/* dir/corpus.csv over 4 colours x 3 shapes x 6 placements; dir/tok: a BPE
+ * vocabulary trained on the captions. Returns the vocabulary size. */
+static int make_corpus(const char *dir) {
+    char path[1024], csv[1024];
+    snprintf(csv, sizeof csv, "%s/corpus.csv", dir);
+    FILE *f = fopen(csv, "w");
+    fprintf(f, "path,caption\n");
+    const char *texts[4 * 3 * 6 * 2];
+    static char buf[4 * 3 * 6 * 2][64];
+    int nt = 0;
+    for (int c = 0; c < 4; c++)
+        for (int s = 0; s < 3; s++)
+            for (int j = 0; j < 6; j++) {
+                snprintf(path, sizeof path, "%s/img_%d_%d_%d.ppm", dir, c, s, j);
+                write_ppm(path, c, s, j * 7 + c + s);
+                snprintf(buf[nt], sizeof buf[nt], "a %s %s", COLORS[c], SHAPES[s]);
+                fprintf(f, "img_%d_%d_%d.ppm,%s\n", c, s, j, buf[nt]);
+                texts[nt] = buf[nt], nt++;
+                snprintf(buf[nt], sizeof buf[nt], "\"the %s is %s\"", SHAPES[s], COLORS[c]);
+                fprintf(f, "img_%d_%d_%d.ppm,%s\n", c, s, j, buf[nt]);
+                texts[nt] = buf[nt], nt++;
+            }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/tok", dir);
+    CHECK_OK(ct_bpe_train(texts, nt, 560, 1, path, NULL));
+    char v[1100], m[1100];
+    snprintf(v, sizeof v, "%s/vocab.json", path), snprintf(m, sizeof m, "%s/merges.txt", path);
+    ct_tokenizer *tok = ct_tokenizer_load_hf(v, m);
+    int n = tok ? ct_tokenizer_vocab_size(tok) : 0;
+    ct_tokenizer_free(tok);
+    return n;
+}
+
+static void run_cfg(ct_pretrain_cfg *cfg, const char *dir, const char *out, int vocab) {
+    static char corpus[1024], tok[1024];
+    snprintf(corpus, sizeof corpus, "%s/corpus.csv", dir);
+    snprintf(tok, sizeof tok, "%s/tok", dir);
+    ct_pretrain_cfg_default(cfg);
+    cfg->corpus = corpus, cfg->tokenizer_dir = tok, cfg->out_dir = out;
+    cfg->arch = tiny_arch(vocab);
+    cfg->epochs = 40, cfg->batch_size = 8, cfg->lr = 5e-3, cfg->warmup_steps = 10;
+    cfg->weight_decay = 0.05, cfg->heldout_frac = 0.15, cfg->checkpoint_every = 25;
+    ct_pretrain_aug_cfg_default(&cfg->aug, 16);
+    cfg->aug.flip_p = 0.5, cfg->aug.grey_p = 0, cfg->aug.invert_p = 0;
+    cfg->aug.silhouette_p = 0, cfg->aug.background_p = 0;
+}
+
+static double curve_loss(const char *out, bool last) {
+    char path[1100], line[512];
+    snprintf(path, sizeof path, "%s/curve.csv", out);
+    FILE *f = fopen(path, "r");
+    CHECK_MSG(f != NULL, "no %s", path);
+    if (!f) return NAN;
+    double v = NAN;
+    int row = 0;
+    while (fgets(line, sizeof line, f)) {
+        double step, ep, loss;
+        if (row++ == 0 || sscanf(line, "%lf,%lf,%lf", &step, &ep, &loss) != 3) continue;
+        if (isnan(v) || last) v = loss;
+    }
+    fclose(f);
+    return v;
+}
+
+static bool same_file(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    if (ct_read_file(a, &x, &nx) != CT_OK) return false;
+    if (ct_read_file(b, &y, &ny) != CT_OK) {
+        free(x);
+        return false;
+    }
+    bool same = nx == ny && !memcmp(x, y, nx);
+    free(x), free(y);
+    return same;
+}
+
+static void test_pretrain_run(void) {
+    const char *dir = ct_test_tmpdir();
+    int vocab = make_corpus(dir);
+    CHECK(vocab > 514);
+    if (vocab <= 514) return;
+    char out[1024], out2[1024], path[1100], path2[1100];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(out2, sizeof out2, "%s/run2", dir);
+    ct_pretrain_cfg cfg;
+    ct_pretrain_result res;
+    run_cfg(&cfg, dir, out, vocab);
+    CHECK_OK(ct_pretrain(&cfg, &res));
+    CHECK(res.finished && res.step == res.total_steps && res.total_steps > 100);
+    double first = curve_loss(out, false), last = curve_loss(out, true);
+    printf("    loss %.3f -> %.3f; held-out (%lld images): i2t R@1 %.2f R@5 %.2f, t2i R@1 %.2f\n",
+           first, last, (long long)res.heldout.n_images, res.heldout.i2t_r1, res.heldout.i2t_r5,
+           res.heldout.t2i_r1);
+    /* chance is ln 8 = 2.08; identical captions of different images in one
+     * batch keep the floor well above 0 */
+    CHECK_MSG(last < 0.75 * first && last < log(8.0) - 0.4, "loss did not fall: %.3f -> %.3f",
+              first, last);
+    CHECK(res.heldout.n_images > 0);
+    CHECK(res.heldout.t2i_r1 > 1.5 / (double)res.heldout.n_images);
+    /* the output folder is a checkpoint like any other */
+    ct_clip *m = ct_clip_load(out, NULL);
+    CHECK(m != NULL);
+    if (m) CHECK(ct_clip_get_config(m)->vocab_size == vocab);
+    ct_clip_free(m);
+    snprintf(path, sizeof path, "%s/vocab.json", out), snprintf(path2, sizeof path2, "%s/merges.txt", out);
+    ct_tokenizer *tok = ct_tokenizer_load_hf(path, path2);
+    CHECK(tok != NULL);
+    ct_tokenizer_free(tok);
+    /* in resumable chunks: bit-identical to the uninterrupted run */
+    run_cfg(&cfg, dir, out2, vocab);
+    cfg.stop_after = 123;
+    CHECK_OK(ct_pretrain(&cfg, &res));
+    CHECK(!res.finished && res.step == 123);
+    cfg.resume = true, cfg.stop_after = 0;
+    CHECK_OK(ct_pretrain(&cfg, &res));
+    CHECK(res.finished);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    snprintf(path2, sizeof path2, "%s/model.safetensors", out2);
+    CHECK_MSG(same_file(path, path2), "resumed run differs from the uninterrupted one");
+    snprintf(path, sizeof path, "%s/curve.csv", out), snprintf(path2, sizeof path2, "%s/curve.csv", out2);
+    CHECK(same_file(path, path2));
+    /* resuming with other hyper-parameters is refused */
+    cfg.lr = 1e-3;
+    CHECK(ct_pretrain(&cfg, &res) == CT_ERR_STATE);
+    CHECK(strstr(ct_last_error(), "--resume needs the same") != NULL);
+}
+
+static void test_pretrain_errors(void) {
+    const char *dir = ct_test_tmpdir();
+    int vocab = make_corpus(dir);
+    char out[1024];
+    snprintf(out, sizeof out, "%s/bad", dir);
+    ct_pretrain_cfg cfg;
+    ct_pretrain_result res;
+    run_cfg(&cfg, dir, out, vocab + 1);
+    CHECK(ct_pretrain(&cfg, &res) == CT_ERR_ARG);
+    CHECK(strstr(ct_last_error(), "vocab_size") != NULL);
+    run_cfg(&cfg, dir, out, vocab);
+    cfg.batch_size = 1000;
+    CHECK(ct_pretrain(&cfg, &res) == CT_ERR_ARG);
+    CHECK(strstr(ct_last_error(), "fewer than one batch") != NULL);
+    run_cfg(&cfg, dir, out, vocab);
+    cfg.resume = true;
+    CHECK(ct_pretrain(&cfg, &res) != CT_OK); /* nothing to resume */
+    run_cfg(&cfg, dir, out, vocab);
+    cfg.corpus = "/nonexistent/corpus.csv";
+    CHECK(ct_pretrain(&cfg, &res) != CT_OK);
+    CHECK(strstr(ct_last_error(), "/nonexistent/corpus.csv") != NULL);
+}
+
 int main(void) {
     RUN(test_loss_matches_reference);
     RUN(test_step_matches_reference);
+    RUN(test_pretrain_run);
+    RUN(test_pretrain_errors);
     return ct_test_summary();
 }

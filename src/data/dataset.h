@@ -91,6 +91,9 @@ ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *
  * no items is returned as NULL for val, as an empty dataset otherwise. */
 ct_status ct_dataset_holdout(const ct_dataset *all, int val_pct, int test_pct,
                              ct_dataset **train, ct_dataset **val, ct_dataset **test);
+/* The fixed hash the holdout orders a path-backed item by (FNV-1a of the
+ * path, splitmix64 finaliser); other stable splits (caption corpora) reuse it. */
+uint64_t ct_data_path_hash(const char *path);
 /* Error naming src if a class of d has no items (labels are assumed in
  * range). */
 ct_status ct_dataset_check_nonempty(const ct_dataset *d, const char *src);

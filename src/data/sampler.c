@@ -219,6 +219,10 @@ static uint64_t item_hash(const ct_item *it) {
     return mix64(h);
 }
 
+uint64_t ct_data_path_hash(const char *path) {
+    return item_hash(&(ct_item){.path = (char *)path});
+}
+
 static int cmp_hkey(const void *a, const void *b) {
     const hkey *x = a, *y = b;
     if (x->label != y->label) return x->label < y->label ? -1 : 1;

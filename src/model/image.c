@@ -1030,3 +1030,95 @@ ct_status ct_image_load(const char *path, ct_image *out) {
     free(data);
     return s;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Alpha (pretraining augmentation composites transparent images)            */
+/* ------------------------------------------------------------------------ */
+
+/* The alpha plane of a PNG that ct_image_decode accepted as w x h. stb
+ * decodes it to RGBA; a palette shorter than the bit depth allows is first
+ * padded (as decode_png pads it) so that out-of-range indices read a
+ * defined, opaque entry instead of stb's uninitialised ones. When stb cannot
+ * decode the file as given (Pillow-tolerated damage that decode_png repairs),
+ * *alpha stays NULL. */
+static ct_status png_alpha(const uint8_t *data, size_t size, const char *name, int w, int h,
+                           uint8_t **alpha) {
+    int depth = data[24], ctype = data[25];
+    bool trns = false;
+    size_t plte_at = 0, plte_len = 0;
+    for (size_t pos = 8; size - pos >= 12;) {
+        uint32_t len = be32(data + pos);
+        const uint8_t *type = data + pos + 4;
+        if (memcmp(type, "IDAT", 4) == 0 || len > size - pos - 12) break;
+        if (memcmp(type, "tRNS", 4) == 0) trns = true;
+        if (memcmp(type, "PLTE", 4) == 0) {
+            plte_at = pos;
+            plte_len = len;
+        }
+        pos += 12 + (size_t)len;
+    }
+    if (ctype != 4 && ctype != 6 && !trns) return CT_OK;
+    uint8_t *patched = NULL;
+    if (ctype == 3 && plte_at && plte_len % 3 == 0 && plte_len < 768 && depth <= 8 &&
+        plte_len / 3 < (1u << depth)) {
+        size_t nsize = size + 768 - plte_len;
+        if (!(patched = malloc(nsize)))
+            return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, nsize);
+        uint8_t pal[768];
+        memcpy(pal, data + plte_at + 8, plte_len);
+        for (size_t i = plte_len / 3; i < 256; i++)
+            pal[3 * i] = pal[3 * i + 1] = pal[3 * i + 2] = (uint8_t)i;
+        memcpy(patched, data, plte_at);
+        uint8_t *q = png_put_chunk(patched + plte_at, "PLTE", pal, 768);
+        size_t from = plte_at + 12 + plte_len;
+        memcpy(q, data + from, size - from);
+        data = patched;
+        size = nsize;
+    }
+    int sw = 0, sh = 0, comp;
+    uint8_t *p = size <= INT_MAX ? stbi_load_from_memory(data, (int)size, &sw, &sh, &comp, 4)
+                                 : NULL;
+    free(patched);
+    ct_status s = CT_OK;
+    if (p && sw == w && sh == h) {
+        size_t n = (size_t)w * (size_t)h;
+        if (!(*alpha = malloc(n))) {
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the alpha plane", name);
+        } else {
+            for (size_t i = 0; i < n; i++) (*alpha)[i] = p[4 * i + 3];
+        }
+    }
+    stbi_image_free(p);
+    return s;
+}
+
+ct_status ct_image_decode_alpha(const uint8_t *data, size_t size, const char *name,
+                                ct_image *out, uint8_t **alpha) {
+    if (alpha) *alpha = NULL;
+    if (!alpha) {
+        if (out) memset(out, 0, sizeof *out);
+        return ct_set_error(CT_ERR_ARG, "ct_image_decode_alpha: NULL alpha output");
+    }
+    ct_status s = ct_image_decode(data, size, name, out);
+    if (s == CT_OK && size >= 33 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0)
+        s = png_alpha(data, size, name_or_memory(name), out->w, out->h, alpha);
+    if (s != CT_OK) ct_image_free(out);
+    return s;
+}
+
+ct_status ct_image_load_alpha(const char *path, ct_image *out, uint8_t **alpha) {
+    if (alpha) *alpha = NULL;
+    if (!out || !alpha) {
+        if (out) memset(out, 0, sizeof *out);
+        return ct_set_error(CT_ERR_ARG, "ct_image_load_alpha: NULL output");
+    }
+    memset(out, 0, sizeof *out);
+    if (!path) return ct_set_error(CT_ERR_ARG, "ct_image_load_alpha: NULL path");
+    char *data;
+    size_t size;
+    ct_status s = ct_read_file(path, &data, &size);
+    if (s != CT_OK) return s;
+    s = ct_image_decode_alpha((const uint8_t *)data, size, path, out, alpha);
+    free(data);
+    return s;
+}

@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "base/json.h"
 
+#include "model/tokenizer.h"
 #include "model/unicode_tables.inc"
 
 /* simple_tokenizer.py and transformers' CLIPTokenizer both keep lines
@@ -449,12 +450,10 @@ static void scratch_free(scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Room for a piece of n codepoints (4n bytes, one symbol per byte). */
-static ct_status scratch_reserve(scratch *s, size_t n_cp) {
-    size_t nb;
-    if (!ct_mul_size(n_cp, 4, &nb) || nb > INT32_MAX / 4)
-        return ct_set_error(CT_ERR_ARG, "tokenizer: a single word of %zu characters is too long",
-                            n_cp);
+/* Room for a piece of nb bytes (one symbol per byte). */
+static ct_status scratch_reserve(scratch *s, size_t nb) {
+    if (nb > INT32_MAX / 4)
+        return ct_set_error(CT_ERR_ARG, "tokenizer: a single word of %zu bytes is too long", nb);
     if (nb <= s->cap) return CT_OK;
     size_t cap = s->cap ? s->cap : 64;
     while (cap < nb) cap *= 2;
@@ -624,17 +623,15 @@ static size_t match_at(const uint32_t *s, size_t n, size_t i) {
     return 0;
 }
 
-/* All ids of text into o (the first o->cap stored, all counted). */
-static ct_status encode_impl(const ct_tokenizer *t, const char *text, out_ids *o) {
+ct_status ct_tok_split(const char *text, ct_tok_piece_fn fn, void *ctx) {
     const uint8_t *src = (const uint8_t *)text;
     size_t nb = strlen(text), words;
     /* buffer a: the decoded text; b: unescape output, then lowered text */
     if (!ct_add_size(nb, 1, &words) || !ct_mul_size(words, CTU_LOWER_MAX + 1, &words) ||
         !ct_mul_size(words, sizeof(uint32_t), &words))
-        return ct_set_error(CT_ERR_ARG, "ct_tokenizer_encode: text of %zu bytes is too long", nb);
+        return ct_set_error(CT_ERR_ARG, "tokenizer: text of %zu bytes is too long", nb);
     uint32_t *a = malloc(words);
-    if (!a) return ct_set_error(CT_ERR_NOMEM, "ct_tokenizer_encode: cannot allocate %zu bytes",
-                                words);
+    if (!a) return ct_set_error(CT_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", words);
     uint32_t *b = a + nb + 1;
 
     size_t n = 0;
@@ -647,30 +644,72 @@ static ct_status encode_impl(const ct_tokenizer *t, const char *text, out_ids *o
     n = py_strip(a, n);
     n = py_lower(a, n, b);
 
-    scratch s = {0};
+    /* a piece's UTF-8 (at most 4 bytes per codepoint), grown as needed */
+    uint8_t *bytes = NULL;
+    size_t cap = 0;
     ct_status st = CT_OK;
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n && st == CT_OK;) {
         size_t len = match_at(b, n, i);
         if (!len) {
             i++;
             continue;
         }
-        if ((st = scratch_reserve(&s, len)) != CT_OK) break;
+        if (4 * len > cap) {
+            size_t ncap = cap ? cap : 64;
+            while (ncap < 4 * len) ncap *= 2;
+            uint8_t *nbuf = realloc(bytes, ncap);
+            if (!nbuf) {
+                st = ct_set_error(CT_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", ncap);
+                break;
+            }
+            bytes = nbuf;
+            cap = ncap;
+        }
         size_t m = 0;
-        for (size_t k = 0; k < len; k++) m += (size_t)utf8_put(b[i + k], s.bytes + m);
+        for (size_t k = 0; k < len; k++) m += (size_t)utf8_put(b[i + k], bytes + m);
         i += len;
         /* simple_tokenizer's cache starts with these two: they are not BPE'd. */
-        if (m == sizeof k_sot - 1 && !memcmp(s.bytes, k_sot, m)) {
-            emit(o, t->sot);
-        } else if (m == sizeof k_eot - 1 && !memcmp(s.bytes, k_eot, m)) {
-            emit(o, t->eot);
-        } else {
-            bpe_word(t, &s, m);
-            for (int32_t p = 0; p >= 0; p = s.next[p]) emit(o, s.sym[p]);
-        }
+        int kind = CT_TOK_WORD;
+        if (m == sizeof k_sot - 1 && !memcmp(bytes, k_sot, m))
+            kind = CT_TOK_SOT;
+        else if (m == sizeof k_eot - 1 && !memcmp(bytes, k_eot, m))
+            kind = CT_TOK_EOT;
+        st = fn(ctx, bytes, m, kind);
     }
-    scratch_free(&s);
+    free(bytes);
     free(a);
+    return st;
+}
+
+typedef struct encode_ctx {
+    const ct_tokenizer *t;
+    scratch s;
+    out_ids *o;
+} encode_ctx;
+
+static ct_status encode_piece(void *ctx, const uint8_t *bytes, size_t m, int kind) {
+    encode_ctx *e = ctx;
+    if (kind == CT_TOK_SOT) {
+        emit(e->o, e->t->sot);
+        return CT_OK;
+    }
+    if (kind == CT_TOK_EOT) {
+        emit(e->o, e->t->eot);
+        return CT_OK;
+    }
+    ct_status st = scratch_reserve(&e->s, m);
+    if (st != CT_OK) return st;
+    memcpy(e->s.bytes, bytes, m);
+    bpe_word(e->t, &e->s, m);
+    for (int32_t p = 0; p >= 0; p = e->s.next[p]) emit(e->o, e->s.sym[p]);
+    return CT_OK;
+}
+
+/* All ids of text into o (the first o->cap stored, all counted). */
+static ct_status encode_impl(const ct_tokenizer *t, const char *text, out_ids *o) {
+    encode_ctx e = {t, {0}, o};
+    ct_status st = ct_tok_split(text, encode_piece, &e);
+    scratch_free(&e.s);
     return st;
 }
 
@@ -833,6 +872,10 @@ static void byte_alphabet(uint32_t enc[256], int order[256]) {
         }
     }
 }
+
+void ct_tok_byte_alphabet(uint32_t enc[256], int order[256]) { byte_alphabet(enc, order); }
+
+int ct_tok_utf8_put(uint32_t c, uint8_t *o) { return utf8_put(c, o); }
 
 /* One merge line: two symbols (pointers into the file text). An empty
  * line (only the one a trailing newline leaves, see parse_merges) has

@@ -1,6 +1,9 @@
 #include "cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,4 +34,28 @@ bool cli_help_requested(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
     return false;
+}
+
+bool cli_parse_ll(const char *v, const char *opt, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        cli_error("%s: '%s' is not an integer in %lld..%lld", opt, v, lo, hi);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+bool cli_parse_double(const char *v, const char *opt, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno || !isfinite(x) || x < lo || x > hi) {
+        cli_error("%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
+        return false;
+    }
+    *out = x;
+    return true;
 }

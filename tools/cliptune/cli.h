@@ -14,9 +14,15 @@ int cli_lib_error(const char *what);
  * missing: *val stays NULL and *bad is set). */
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val, bool *bad);
 bool cli_help_requested(int argc, char **argv);
+/* Strict numbers for option opt: the whole string, within [lo, hi];
+ * otherwise print the error naming opt and return false. */
+bool cli_parse_ll(const char *v, const char *opt, long long lo, long long hi, long long *out);
+bool cli_parse_double(const char *v, const char *opt, double lo, double hi, double *out);
 
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bpe_train(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_zeroshot(int argc, char **argv);

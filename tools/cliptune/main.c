@@ -13,6 +13,8 @@ typedef struct {
 static const command COMMANDS[] = {
     {"info", cmd_info, "architecture and size of a CLIP checkpoint"},
     {"tokenize", cmd_tokenize, "CLIP token ids of texts"},
+    {"bpe-train", cmd_bpe_train, "train a BPE vocabulary (HF tokenizer folder) on captions"},
+    {"pretrain", cmd_pretrain, "CLIP contrastive pretraining from scratch on image-caption pairs"},
     {"embed", cmd_embed, "image or text embeddings to .npy"},
     {"classify", cmd_classify, "zero-shot labels for images"},
     {"zeroshot", cmd_zeroshot, "zero-shot CLIP on a dataset, with a run report"},
