@@ -817,8 +817,24 @@ typedef struct ct_task {
     const ct_features *train_feats;/* view-0 features of train        */
     const ct_features *val_feats;  /* view-0 features of val, or NULL  */
     const ct_features *aug_feats;  /* augmented views of train, or NULL (n = views * train) */
+    /* The whole training split as unlabelled data, for methods that set
+     * wants_unlabelled (else NULL): its view-0 features, with .labels NULL;
+     * the dataset's item labels must not be read either (UPL's setting). */
+    const ct_dataset *unlabelled;
+    const ct_features *unlabelled_feats;
     const char *cache_dir;
     uint64_t seed;
+    /* For methods that work on pixels, slowly (per-image test-time tuning,
+     * end-to-end fine-tuning): stage progress (same as ct_train_cfg.progress;
+     * loss and lr NaN when they mean nothing), log lines, and the run
+     * directory for extra outputs (NULL when the caller keeps none; it
+     * exists by the time fit runs). Each may be NULL. */
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+    const char *run_dir;
 } ct_task;
 
 /* A mini-batch: features (frozen-feature methods) and labels. */
@@ -861,10 +877,32 @@ typedef struct ct_method {
     /* the task's features carry dense per-token features too (ct_features
      * .dense: MaskCLIP, CALIP, PLOT-style methods) */
     bool dense_features;
+    /* optional: class scores (n, K) of whole features, used by ct_predict
+     * instead of logits: methods that need more than the pooled features
+     * (f->dense for CALIP) */
+    ct_status (*predict_features)(void *state, const ct_features *f, float *scores);
     /* learned tensors whose size depends on the training data (a cache of
      * training features): reloading a run takes their shapes from the saved
      * file instead of requiring create() to have sized them */
     bool learned_shapes_from_file;
+    /* the features are the images' pixels after the evaluation transform,
+     * flattened (3*S*S), not CLIP embeddings: model-free baselines */
+    bool raw_pixels;
+    /* the task needs unlabelled / unlabelled_feats (ct_run computes the
+     * features of the whole training split) */
+    bool wants_unlabelled;
+    /* optional: the labelled set gradient training iterates instead of the
+     * task's train / augmented features (pseudo-labelled methods); called
+     * after fit, owned by the state and valid until the next fit; its
+     * labels are used, its dense features are not */
+    const ct_features *(*train_set)(void *state);
+    /* optional: score the images of d directly into scores (d->n_items, K),
+     * for test-time methods and methods that change the image tower, whose
+     * predictions cached features cannot give; ct_run and `cliptune eval` /
+     * `predict` call it instead of ct_predict on features. task is the one
+     * the state was created with (its progress/log callbacks may be set). */
+    ct_status (*predict_images)(void *state, const ct_task *task, const ct_dataset *d,
+                                float *scores);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -913,7 +951,8 @@ typedef struct ct_train_cfg {
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the
- * task has them) in a seeded order; the state after every epoch is
+ * task has them, or m->train_set's set when m has that hook; fit runs
+ * again on resume) in a seeded order; the state after every epoch is
  * checkpointed atomically, and resume continues bit-for-bit. */
 ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                    const ct_train_cfg *cfg, ct_kv *hp);

@@ -37,7 +37,7 @@ static void test_synthetic(void) {
     CHECK_OK(ct_data_open(spec, &sp));
     if (!sp.train) return;
     CHECK(sp.train->n_classes == 10);
-    CHECK(!strcmp(sp.train->classnames[7], "seven"));
+    CHECK(!strcmp(sp.train->classnames[7], "7"));
     int64_t total = sp.train->n_items + sp.val->n_items + sp.test->n_items;
     CHECK(total == 200);
     CHECK(sp.test->n_items == 100); /* 50% of each class */

@@ -11,7 +11,7 @@
  *
  * The source has no split: per class, a fixed hash of the row index holds
  * out 50% as test and 10% as val (ct_dataset_holdout): 717 / 179 / 901
- * images. Class names are the digits' English words ("zero" .. "nine"). */
+ * images. Class names are the numerals "0" .. "9", as CLIP's MNIST classes. */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -22,8 +22,8 @@
 #define DIGITS_MAX_ROWS 100000
 #define DIGITS_LINE 1024
 
-static const char *const DIGIT_NAMES[10] = {"zero", "one", "two",   "three", "four",
-                                            "five", "six", "seven", "eight", "nine"};
+/* CLIP's class names for MNIST (its prompts: 'a photo of the number: "7".') */
+static const char *const DIGIT_NAMES[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 
 /* One line "v0,...,v63,label": 65 integers; false with *why set if not. */
 static bool parse_row(const char *line, uint8_t *px, int *label, const char **why) {

@@ -17,7 +17,8 @@ typedef struct {
     int normalize, max_iter;
 } lp_state;
 
-static ct_status lp_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+/* E: the feature size (CLIP's embedding, or 3*S*S raw pixels) */
+static ct_status lp_create_dim(const ct_task *task, const ct_kv *hp_in, int E, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     lp_state *s = calloc(1, sizeof *s);
     if (!s) return ct_set_error(CT_ERR_NOMEM, "linear-probe: out of memory");
@@ -26,7 +27,6 @@ static ct_status lp_create(const ct_task *task, const ct_kv *hp_in, void **out) 
     if (st == CT_OK) st = ct_kv_int(hp, "max_iter", 1000, &s->max_iter);
     if (st == CT_OK && (s->C < 0 || s->max_iter < 1))
         st = ct_set_error(CT_ERR_ARG, "linear-probe: C must be >= 0 and max_iter >= 1");
-    int E = ct_clip_get_config(task->clip)->embed_dim;
     if (st == CT_OK) {
         s->W = ct_tensor_new2(task->n_classes, E, false);
         int64_t k = task->n_classes;
@@ -39,6 +39,15 @@ static ct_status lp_create(const ct_task *task, const ct_kv *hp_in, void **out) 
     }
     *out = s;
     return CT_OK;
+}
+
+static ct_status lp_create(const ct_task *task, const ct_kv *hp, void **out) {
+    return lp_create_dim(task, hp, ct_clip_get_config(task->clip)->embed_dim, out);
+}
+
+static ct_status pixel_create(const ct_task *task, const ct_kv *hp, void **out) {
+    int S = ct_clip_get_config(task->clip)->image_size;
+    return lp_create_dim(task, hp, 3 * S * S, out);
 }
 
 static void lp_destroy(void *st) {
@@ -113,4 +122,21 @@ const ct_method ct_method_linear_probe = {
     .params = lp_params,
     .fit = lp_fit,
     .logits = lp_logits,
+};
+
+/* The same probe on the images' pixels after the model's evaluation
+ * transform (resize, crop, normalise; 3*S*S values), without the model: the
+ * floor a CLIP's features have to beat. */
+const ct_method ct_method_pixel_probe = {
+    .name = "pixel-probe",
+    .category = "baseline",
+    .setup = "few-shot",
+    .paper = "the linear probe of Radford et al. on raw pixels (a model-free floor)",
+    .defaults = "C=0 normalize=0 max_iter=1000",
+    .create = pixel_create,
+    .destroy = lp_destroy,
+    .params = lp_params,
+    .fit = lp_fit,
+    .logits = lp_logits,
+    .raw_pixels = true,
 };

@@ -5,6 +5,7 @@
 
 extern const ct_method ct_method_zeroshot;
 extern const ct_method ct_method_linear_probe;
+extern const ct_method ct_method_pixel_probe;
 extern const ct_method ct_method_coop;
 extern const ct_method ct_method_cocoop;
 extern const ct_method ct_method_clip_adapter;
@@ -16,10 +17,15 @@ extern const ct_method ct_method_vcd;
 extern const ct_method ct_method_kgcoop;
 extern const ct_method ct_method_prograd;
 extern const ct_method ct_method_lasp;
+extern const ct_method ct_method_upl;
+extern const ct_method ct_method_calip;
+extern const ct_method ct_method_tpt;
+extern const ct_method ct_method_wise_ft;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
     &ct_method_linear_probe,
+    &ct_method_pixel_probe,
     &ct_method_coop,
     &ct_method_cocoop,
     &ct_method_clip_adapter,
@@ -31,6 +37,10 @@ static const ct_method *const METHODS[] = {
     &ct_method_kgcoop,
     &ct_method_prograd,
     &ct_method_lasp,
+    &ct_method_upl,
+    &ct_method_calip,
+    &ct_method_tpt,
+    &ct_method_wise_ft,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

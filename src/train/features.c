@@ -78,6 +78,7 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     h = pre_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
     h = ct_hash_u64(h, (uint64_t)r->dense);
+    if (r->raw_pixels) h = ct_hash_u64(h, 0x9126E15ull);
     if (r->view > 0) h = ct_hash_u64(h, r->seed);
     h = ct_hash_bytes(h, hs, (size_t)d->n_items * sizeof *hs);
     free(hs);
@@ -177,8 +178,9 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
     const ct_clip_config *c = ct_clip_get_config(r->clip);
     int S = c->image_size, B = r->batch > 0 ? r->batch : 32;
     size_t per = (size_t)3 * S * S;
-    out->n = d->n_items, out->dim = c->embed_dim;
-    out->x = malloc((size_t)(d->n_items ? d->n_items : 1) * (size_t)c->embed_dim * sizeof(float));
+    int dim = r->raw_pixels ? (int)per : c->embed_dim;
+    out->n = d->n_items, out->dim = dim;
+    out->x = malloc((size_t)(d->n_items ? d->n_items : 1) * (size_t)dim * sizeof(float));
     out->labels = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof(int));
     float *px = malloc((size_t)B * per * sizeof *px);
     ct_graph *g = ct_graph_create(0);
@@ -197,6 +199,11 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
             }
         }
         if (st != CT_OK) break;
+        if (r->raw_pixels) {
+            memcpy(out->x + i0 * dim, px, (size_t)nb * per * sizeof(float));
+            if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
+            continue;
+        }
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         int64_t shape[4] = {nb, 3, S, S};
@@ -235,7 +242,10 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         return ct_set_error(CT_ERR_ARG, "ct_features_get: missing model, preprocessing or data");
     char path[4096] = "";
     uint64_t key = 0;
-    int dim = ct_clip_get_config(r->clip)->embed_dim;
+    const ct_clip_config *cc = ct_clip_get_config(r->clip);
+    int dim = r->raw_pixels ? 3 * cc->image_size * cc->image_size : cc->embed_dim;
+    if (r->dense && r->raw_pixels)
+        return ct_set_error(CT_ERR_ARG, "ct_features_get: raw pixels have no dense features");
     if (r->cache_dir) {
         ct_status s = cache_key(r, &key);
         if (s != CT_OK) return s;

@@ -22,6 +22,9 @@ typedef struct ct_feature_req {
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     bool dense;             /* also the dense per-token features (out->dense)   */
+    bool raw_pixels;        /* the transformed pixels themselves, flattened
+                             * (dim 3*S*S), instead of the image tower's
+                             * embedding: model-free baselines (pixel-probe)   */
 } ct_feature_req;
 
 ct_status ct_features_get(const ct_feature_req *req, ct_features *out);

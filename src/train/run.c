@@ -63,7 +63,8 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
     ct_feature_req r = {.clip = cfg->model->clip, .pre = &cfg->model->pre, .data = d,
                         .view = view, .seed = cfg->seed, .cache_dir = cfg->cache_dir, .batch = 32,
                         .progress = cfg->progress ? on_features : NULL, .progress_ctx = &fp,
-                        .dense = cfg->method->dense_features};
+                        .dense = cfg->method->dense_features,
+                        .raw_pixels = cfg->method->raw_pixels};
     ct_status s = ct_features_get(&r, out);
     if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
     return s;
@@ -171,7 +172,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     const ct_splits *sp = cfg->data;
     ct_dataset *train = NULL, *val = NULL, *test = NULL;
-    ct_features ftr = {0}, fval = {0}, fte = {0}, faug = {0};
+    ct_features ftr = {0}, fval = {0}, fte = {0}, faug = {0}, funl = {0};
     void *state = NULL;
     float *scores = NULL;
     ct_metrics m = {0};
@@ -216,12 +217,23 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         }
         if (s != CT_OK) goto out;
     }
+    /* the whole training split, unlabelled: the method sees its features
+     * without the labels ct_features_get loads */
+    bool unlabelled = trains && cfg->method->wants_unlabelled;
+    if (unlabelled &&
+        (s = features(cfg, sp->train, 0, &L, "unlabelled (train split)", &funl)) != CT_OK)
+        goto out;
+    ct_features unl = funl;
+    unl.labels = NULL;
     ct_task task = {
         .clip = cfg->model->clip, .tok = cfg->model->tok, .pre = &cfg->model->pre,
         .dataset_name = sp->train->name, .n_classes = sp->train->n_classes,
         .classnames = sp->train->classnames, .train = train, .val = val,
         .train_feats = &ftr, .val_feats = val ? &fval : NULL, .aug_feats = views ? &faug : NULL,
+        .unlabelled = unlabelled ? sp->train : NULL, .unlabelled_feats = unlabelled ? &unl : NULL,
         .cache_dir = cfg->cache_dir, .seed = cfg->seed};
+    task.progress = cfg->progress, task.progress_ctx = cfg->progress_ctx;
+    task.log = trainer_log, task.log_ctx = &L, task.run_dir = cfg->run_dir;
     if ((s = cfg->method->create(&task, &hp, &state)) != CT_OK) goto out;
     if ((s = ct_kv_check_used(&hp, cfg->method->name)) != CT_OK) goto out;
     if (cfg->run_dir && (s = ct_mkdir_p(cfg->run_dir)) != CT_OK) goto out;
@@ -237,14 +249,20 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
         goto out;
     }
-    if ((s = ct_predict(cfg->method, state, &fte, scores)) != CT_OK) goto out;
+    /* pixel methods score the images themselves (fte still gives the labels) */
+    s = cfg->method->predict_images ? cfg->method->predict_images(state, &task, test, scores)
+                                    : ct_predict(cfg->method, state, &fte, scores);
+    if (s != CT_OK) goto out;
     if ((s = ct_metrics_compute(scores, false, fte.labels, fte.n, K, 15, &m)) != CT_OK) goto out;
     res->top1 = m.top1, res->top5 = m.top5, res->macro_f1 = m.macro_f1, res->ece = m.ece;
     res->val_top1 = NAN;
     if (trains && val && fval.n) {
         float *vs = malloc((size_t)fval.n * (size_t)K * sizeof *vs);
         ct_metrics vm = {0};
-        if (vs && ct_predict(cfg->method, state, &fval, vs) == CT_OK &&
+        if (vs &&
+            (cfg->method->predict_images
+                 ? cfg->method->predict_images(state, &task, val, vs)
+                 : ct_predict(cfg->method, state, &fval, vs)) == CT_OK &&
             ct_metrics_compute(vs, false, fval.labels, fval.n, K, 15, &vm) == CT_OK)
             res->val_top1 = vm.top1;
         ct_metrics_free(&vm);
@@ -307,7 +325,7 @@ out:
     ct_metrics_free(&m);
     free(scores);
     ct_features_free(&ftr), ct_features_free(&fval), ct_features_free(&fte);
-    ct_features_free(&faug);
+    ct_features_free(&faug), ct_features_free(&funl);
     ct_dataset_free(train), ct_dataset_free(val), ct_dataset_free(test);
     ct_kv_free(&hp);
     free(L.log);

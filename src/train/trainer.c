@@ -85,6 +85,7 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
 }
 
 ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, float *scores) {
+    if (m->predict_features) return m->predict_features(state, f, scores);
     ct_graph *g = ct_graph_create(0);
     if (!g) return CT_ERR_NOMEM;
     const int64_t B = 256;
@@ -258,7 +259,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (np <= 0 || np > MAX_PARAMS)
         return ct_set_error(CT_ERR_STATE, "trainer: method %s has %d learnable tensors", m->name,
                             np);
-    const ct_features *data = task->aug_feats ? task->aug_feats : task->train_feats;
+    /* a method's own labelled set (pseudo-labels made by fit) replaces the
+     * task's; fit runs again on resume and rebuilds it the same */
+    const ct_features *data = m->train_set ? m->train_set(state)
+                              : task->aug_feats ? task->aug_feats : task->train_feats;
     if (!data || data->n == 0)
         return ct_set_error(CT_ERR_ARG, "trainer: no training features");
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
@@ -289,7 +293,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         logf_(cfg, "resumed after epoch %d", done + 1);
     }
     /* with cycling, each epoch sees one augmented view: rows of view v */
-    int64_t n_view = task->train_feats && task->aug_feats && cfg->cycle_views
+    int64_t n_view = !m->train_set && task->train_feats && task->aug_feats && cfg->cycle_views
                          ? task->train_feats->n : 0;
     int64_t n_views = n_view > 0 ? data->n / n_view : 1;
     int64_t n = n_view > 0 ? n_view : data->n, B = cfg->batch_size;

@@ -23,6 +23,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bpe_train(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_zeroshot(int argc, char **argv);

@@ -20,6 +20,7 @@
 #include "base/file.h"
 #include "model_args.h"
 #include "run_args.h"
+#include "progress.h"
 #include "report/report.h"
 #include "train/features.h"
 #include "train/metrics.h"
@@ -358,7 +359,8 @@ int cmd_eval(int argc, char **argv) {
     }
     if (cache && ct_mkdir_p(cache) != CT_OK && cli_lib_error("eval")) goto out;
     ct_feature_req req = {.clip = b.clip, .pre = &b.pre, .data = test, .seed = (uint64_t)ri.seed,
-                          .cache_dir = cache, .batch = 32};
+                          .cache_dir = cache, .batch = 32, .dense = ri.method->dense_features,
+                          .raw_pixels = ri.method->raw_pixels};
     if (ct_features_get(&req, &fte) != CT_OK) {
         cli_lib_error("eval");
         goto out;
@@ -368,7 +370,13 @@ int cmd_eval(int argc, char **argv) {
         cli_error("eval: out of memory");
         goto out;
     }
-    if (ct_predict(ri.method, r.state, &fte, scores) != CT_OK ||
+    /* pixel methods (test-time tuning, a changed image tower) score the images,
+     * slowly: a progress bar on a terminal */
+    cli_progress prog;
+    cli_progress_init(&prog);
+    r.task.progress = cli_progress_cb, r.task.progress_ctx = &prog;
+    if ((ri.method->predict_images ? ri.method->predict_images(r.state, &r.task, test, scores)
+                                   : ct_predict(ri.method, r.state, &fte, scores)) != CT_OK ||
         ct_metrics_compute(scores, false, fte.labels, fte.n, K, CT_ECE_BINS_DEFAULT, &m) != CT_OK) {
         cli_lib_error("eval");
         goto out;
@@ -451,6 +459,13 @@ int cmd_predict(int argc, char **argv) {
         free(imgs);
         return 1;
     }
+    if (ri.method->raw_pixels) {
+        cli_error("predict: %s is a %s run (a pixel baseline); evaluate it with `cliptune eval`",
+                  run, ri.method->name);
+        run_info_free(&ri);
+        free(imgs);
+        return 1;
+    }
     if (!a.model) a.model = ri.model;
     ct_bundle b = {0};
     rebuilt r = {0};
@@ -477,7 +492,16 @@ int cmd_predict(int argc, char **argv) {
     }
     if (!model_encode_images(&b, imgs, n, x, "predict")) goto out;
     ct_features f = {.n = n, .dim = E, .x = x, .labels = labels};
-    if (ct_predict(ri.method, r.state, &f, p) != CT_OK) {
+    /* pixel methods score the files themselves: a dataset of the paths */
+    ct_item *items = ri.method->predict_images ? calloc((size_t)n, sizeof *items) : NULL;
+    for (int i = 0; items && i < n; i++) items[i].path = imgs[i];
+    ct_dataset files = {.name = "predict", .root = "", .n_classes = K,
+                        .classnames = ri.classnames, .n_items = n, .items = items};
+    ct_status ps = !ri.method->predict_images ? ct_predict(ri.method, r.state, &f, p)
+                   : items ? ri.method->predict_images(r.state, &r.task, &files, p)
+                           : CT_ERR_NOMEM;
+    free(items);
+    if (ps != CT_OK) {
         cli_lib_error("predict");
         goto out;
     }

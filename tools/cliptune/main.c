@@ -11,6 +11,7 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"demo", cmd_demo, "the shipped model on Fashion-MNIST and digits, every method"},
     {"info", cmd_info, "architecture and size of a CLIP checkpoint"},
     {"tokenize", cmd_tokenize, "CLIP token ids of texts"},
     {"bpe-train", cmd_bpe_train, "train a BPE vocabulary (HF tokenizer folder) on captions"},

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's first command: set up (apt-get, as root), build, and run
+# `cliptune demo` on the shipped model. Arguments go to `cliptune demo`
+# (e.g. --full). Idempotent: a second run only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+"$(pwd)/scripts/setup.sh"
+
+# scikit-learn's digits: python3-sklearn's digits.csv.gz, or the same file
+# taken out of the package's .deb (downloaded, not installed).
+digits=/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz
+args=()
+if [ ! -f "$digits" ]; then
+    cache=.cliptune-cache/digits
+    if [ ! -f "$cache/digits.csv.gz" ]; then
+        mkdir -p "$cache"
+        echo "demo: extracting digits.csv.gz from the python3-sklearn package"
+        (cd "$cache" && rm -f python3-sklearn_*.deb && apt-get download -qq python3-sklearn)
+        for deb in "$cache"/python3-sklearn_*.deb; do break; done
+        dpkg-deb --fsys-tarfile "$deb" |
+            tar -xO "./usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz" \
+                > "$cache/digits.csv.gz.tmp"
+        mv "$cache/digits.csv.gz.tmp" "$cache/digits.csv.gz"
+        rm -f "$deb"
+    fi
+    args+=(--digits "$cache/digits.csv.gz")
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ ! -x build/cliptune ] || [ -n "$(find src include tools CMakeLists.txt -newer build/cliptune -print -quit)" ]; then
+    echo "demo: building (log in build/build.log)"
+    mkdir -p build
+    cmake -S . -B build > build/configure.log 2>&1 || { cat build/configure.log; exit 1; }
+    cmake --build build -j "$jobs" --target cliptune > build/build.log 2>&1 ||
+        { grep -E -B2 -A6 'error' build/build.log | head -60; exit 1; }
+fi
+exec build/cliptune demo "${args[@]}" "$@"

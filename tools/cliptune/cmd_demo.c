@@ -1,0 +1,293 @@
+/* cliptune demo: the shipped model (models/cliptune-small, pretrained by
+ * `cliptune pretrain` on the corpus scripts/corpus.sh builds) transferred to
+ * Fashion-MNIST and scikit-learn's digits with every landed method at 1, 4
+ * and 16 shots, through the protocol command (one run directory per cell,
+ * restartable), then one methods x shots table per dataset and a combined
+ * report. --full runs the whole protocol. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "base/file.h"
+#include "base/json.h"
+#include "cli.h"
+
+#ifndef CLIPTUNE_SOURCE_DIR
+#define CLIPTUNE_SOURCE_DIR "."
+#endif
+
+static const char *HELP =
+    "usage: cliptune demo [--full] [--out DIR] [--model MODEL] [--methods LIST]\n"
+    "                     [--fashion-mnist DIR] [--digits FILE] [--max-test N]\n"
+    "\n"
+    "Transfer the shipped CLIP (models/cliptune-small, trained by this project: see\n"
+    "its MODEL_CARD.md) to Fashion-MNIST and scikit-learn's 8x8 digits: zero-shot,\n"
+    "a raw-pixel linear probe (the floor: no CLIP at all), a linear probe on CLIP\n"
+    "features and every method at 1, 4 and 16 shots (seed 1; the first 2,000 test\n"
+    "images of Fashion-MNIST, all 901 test digits), with budget-sized schedules (see\n"
+    "docs/demo.md). Prints one methods x shots table per dataset and writes\n"
+    "OUT/demo.md with the tables and accuracy-vs-shots plots; every cell is a run\n"
+    "directory under OUT/<dataset>/, and re-running only does the missing cells.\n"
+    "\n"
+    "  --full            the whole protocol instead: shots 1,2,4,8,16, seeds 1,2,3,\n"
+    "                    full test sets, the methods' own schedules (hours)\n"
+    "  --out DIR         default runs/demo (runs/demo-full with --full)\n"
+    "  --model MODEL     default models/cliptune-small\n"
+    "  --methods LIST    comma-separated subset of the demo's methods\n"
+    "  --fashion-mnist DIR  IDX files (default /usr/share/datasets/fashion-mnist)\n"
+    "  --digits FILE     digits.csv.gz (default: python3-sklearn's copy)\n"
+    "  --max-test N      test images per dataset (default 2000; --full: all)\n"
+    "\n"
+    "scripts/demo.sh installs what is missing (as root), builds, and runs this.\n";
+
+/* The demo's methods and the per-method settings that fit the budget (the
+ * --full protocol drops these and uses each method's own defaults). */
+typedef struct {
+    const char *name;
+    const char *budget; /* --set for the quick demo                              */
+    bool digits;        /* also on digits (descriptor files exist for both)      */
+} demo_method;
+
+static const demo_method METHODS[] = {
+    {"zeroshot", "", true},
+    {"pixel-probe", "", true},
+    {"linear-probe", "", true},
+    {"coop", "epochs=50", true},
+    {"cocoop", "epochs=5", true},
+    {"kgcoop", "epochs=50", true},
+    {"prograd", "epochs=50", true},
+    {"lasp", "epochs=50", true},
+    {"clip-adapter", "", true},
+    {"tip-adapter", "", true},
+    {"tip-adapter-f", "", true},
+    {"taskres", "", true},
+    {"calip", "", true},
+    {"cupl", "", true},
+    {"vcd", "", true},
+    {"upl", "epochs=50", true},
+    {"wise-ft", "", true},
+    {"tpt", "", true},
+};
+
+typedef struct {
+    const char *key;   /* dataset name in OUT/ and the table                      */
+    const char *title;
+    char spec[4096];
+} demo_data;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* path under the source tree when it does not exist relative to the cwd */
+static const char *resolve(const char *rel, char *buf, size_t n) {
+    if (access(rel, F_OK) == 0) return rel;
+    snprintf(buf, n, "%s/%s", CLIPTUNE_SOURCE_DIR, rel);
+    return access(buf, F_OK) == 0 ? buf : rel;
+}
+
+static bool in_list(const char *list, const char *name) {
+    if (!list) return true;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return true;
+        if (!e) break;
+        p = e + 1;
+    }
+    return false;
+}
+
+/* Print results.json's summary as a methods x shots table. */
+static bool print_table(const char *dir, const char *key, const char *title, FILE *md) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    cJSON *j = ct_json_load(path);
+    if (!j) return cli_lib_error("demo") == 0;
+    const cJSON *shots = cJSON_GetObjectItemCaseSensitive(j, "shots");
+    const cJSON *methods = cJSON_GetObjectItemCaseSensitive(j, "methods");
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
+    int ns = cJSON_GetArraySize(shots), nm = cJSON_GetArraySize(methods);
+    printf("\n%s — top-1 %% on the test subset\n%-16s", title, "method");
+    for (int k = 0; k < ns; k++) printf(" %7d-shot", cJSON_GetArrayItem(shots, k)->valueint);
+    printf("\n");
+    const cJSON *c;
+    for (int m = 0; m < nm; m++) {
+        const char *name = cJSON_GetArrayItem(methods, m)->valuestring;
+        printf("%-16s", name);
+        for (int k = 0; k < ns; k++) {
+            double v = NAN;
+            cJSON_ArrayForEach(c, sum) {
+                const cJSON *cm = cJSON_GetObjectItemCaseSensitive(c, "method");
+                const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c, "shots");
+                const cJSON *mean = cJSON_GetObjectItemCaseSensitive(c, "mean");
+                if (cJSON_IsString(cm) && !strcmp(cm->valuestring, name) && cJSON_IsNumber(cs) &&
+                    cs->valueint == cJSON_GetArrayItem(shots, k)->valueint && cJSON_IsNumber(mean))
+                    v = mean->valuedouble;
+            }
+            if (isnan(v)) printf(" %12s", "-");
+            else printf(" %12.1f", 100 * v);
+        }
+        printf("\n");
+    }
+    fflush(stdout);
+    cJSON_Delete(j);
+    /* the protocol's own markdown table and plot */
+    snprintf(path, sizeof path, "%s/results.md", dir);
+    char *text = NULL;
+    size_t n = 0;
+    if (ct_read_file(path, &text, &n) != CT_OK) return cli_lib_error("demo") == 0;
+    fprintf(md, "\n## %s\n\n", title);
+    /* drop the protocol's own title line */
+    const char *body = text;
+    if (body[0] == '#') {
+        const char *nl = strchr(body, '\n');
+        body = nl ? nl + 1 : body + n;
+    }
+    /* the plot is beside results.md: make its link relative to demo.md */
+    for (const char *p = body; *p;) {
+        const char *hit = strstr(p, "](accuracy_vs_shots.svg)");
+        if (!hit) {
+            fputs(p, md);
+            break;
+        }
+        fwrite(p, 1, (size_t)(hit - p), md);
+        fprintf(md, "](%s/accuracy_vs_shots.svg)", key);
+        p = hit + strlen("](accuracy_vs_shots.svg)");
+    }
+    free(text);
+    return true;
+}
+
+int cmd_demo(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(HELP, stdout);
+        return 0;
+    }
+    bool full = false, bad = false;
+    const char *out = NULL, *model = NULL, *methods = NULL, *fmnist = NULL, *digits = NULL,
+               *max_test = NULL;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "--full")) {
+            full = true;
+            continue;
+        }
+        if (cli_opt(argc, argv, &i, "--out", &out, &bad) ||
+            cli_opt(argc, argv, &i, "--model", &model, &bad) ||
+            cli_opt(argc, argv, &i, "--methods", &methods, &bad) ||
+            cli_opt(argc, argv, &i, "--fashion-mnist", &fmnist, &bad) ||
+            cli_opt(argc, argv, &i, "--digits", &digits, &bad) ||
+            cli_opt(argc, argv, &i, "--max-test", &max_test, &bad))
+            continue;
+        bad = !cli_error("demo: unknown option '%s' (see --help)", argv[i]);
+    }
+    if (bad) return 1;
+    for (const char *p = methods; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool known = false;
+        for (size_t k = 0; k < sizeof METHODS / sizeof *METHODS; k++)
+            known = known || (strlen(METHODS[k].name) == len && !strncmp(p, METHODS[k].name, len));
+        if (!known) return cli_error("demo: --methods: '%.*s' is not a demo method", (int)len, p);
+        p = e ? e + 1 : p + len;
+    }
+    char mbuf[4096];
+    if (!model) model = resolve("models/cliptune-small", mbuf, sizeof mbuf);
+    if (access(model, F_OK) != 0)
+        return cli_error("demo: no model at %s (the shipped one is models/cliptune-small in the "
+                         "source tree; or give --model)", model);
+    if (!out) out = full ? "runs/demo-full" : "runs/demo";
+    long long mt = full ? 0 : 2000;
+    if (max_test && !cli_parse_ll(max_test, "--max-test", 0, 1LL << 40, &mt)) return 1;
+
+    demo_data data[2] = {{"fashion-mnist", "Fashion-MNIST", ""}, {"digits", "Digits (8x8)", ""}};
+    snprintf(data[0].spec, sizeof data[0].spec, "%s%s", fmnist ? "fashion-mnist:" : "fashion-mnist",
+             fmnist ? fmnist : "");
+    snprintf(data[1].spec, sizeof data[1].spec, "%s%s", digits ? "digits:" : "digits",
+             digits ? digits : "");
+    /* check the data before hours of work */
+    for (int d = 0; d < 2; d++) {
+        ct_splits sp;
+        if (ct_data_open(data[d].spec, &sp) != CT_OK) {
+            cli_lib_error("demo");
+            fprintf(stderr, "cliptune: hint: as root, scripts/demo.sh installs the data "
+                            "(apt-get install dataset-fashion-mnist; the digits come from the "
+                            "python3-sklearn .deb)\n");
+            return 1;
+        }
+        ct_splits_free(&sp);
+    }
+    if (ct_mkdir_p(out) != CT_OK) return cli_lib_error("demo");
+    double t0 = now_s();
+    char mdpath[4200];
+    snprintf(mdpath, sizeof mdpath, "%s/demo.md", out);
+    char *mdtext = NULL;
+    size_t mdlen = 0;
+    FILE *md = open_memstream(&mdtext, &mdlen);
+    if (!md) return cli_error("demo: out of memory");
+    fprintf(md, "# cliptune demo: %s transferred to Fashion-MNIST and digits\n\n"
+                "Model `%s`; %s. Produced by `cliptune demo%s`.\n",
+            model, model,
+            full ? "shots 1,2,4,8,16, seeds 1,2,3, full test sets, the methods' own schedules"
+                 : "shots 1, 4, 16, seed 1, budget-sized schedules (docs/demo.md)",
+            full ? " --full" : "");
+    int code = 0;
+    for (int d = 0; d < 2 && code == 0; d++) {
+        char list[1024] = "", set[2048] = "", dir[4200], mt_s[32];
+        for (size_t k = 0; k < sizeof METHODS / sizeof *METHODS; k++) {
+            if (!in_list(methods, METHODS[k].name) || (d == 1 && !METHODS[k].digits)) continue;
+            if (!ct_method_find(METHODS[k].name)) continue; /* not in this build */
+            if (*list) strcat(list, ",");
+            strcat(list, METHODS[k].name);
+            if (full || !*METHODS[k].budget) continue;
+            /* METHOD.KEY=VALUE for each budget setting */
+            char b[256];
+            snprintf(b, sizeof b, "%s", METHODS[k].budget);
+            for (char *sv = NULL, *t = strtok_r(b, " ", &sv); t; t = strtok_r(NULL, " ", &sv)) {
+                strcat(set, *set ? " " : "");
+                strcat(strcat(strcat(set, METHODS[k].name), "."), t);
+            }
+        }
+        snprintf(dir, sizeof dir, "%s/%s", out, data[d].key);
+        snprintf(mt_s, sizeof mt_s, "%lld", mt);
+        const char *av[64];
+        int ac = 0;
+        av[ac++] = "protocol";
+        av[ac++] = "--model", av[ac++] = model;
+        av[ac++] = "--data", av[ac++] = data[d].spec;
+        av[ac++] = "--methods", av[ac++] = list;
+        av[ac++] = "--shots", av[ac++] = full ? "1,2,4,8,16" : "1,4,16";
+        av[ac++] = "--seeds", av[ac++] = full ? "1,2,3" : "1";
+        av[ac++] = "--out", av[ac++] = dir;
+        if (mt > 0) av[ac++] = "--max-test", av[ac++] = mt_s;
+        char *sets[32];
+        int nset = 0;
+        for (char *sv = NULL, *t = strtok_r(set, " ", &sv); t && nset < 32;
+             t = strtok_r(NULL, " ", &sv))
+            sets[nset++] = t;
+        for (int k = 0; k < nset; k++) av[ac++] = "--set", av[ac++] = sets[k];
+        av[ac] = NULL;
+        printf("\n== %s ==\n", data[d].title);
+        fflush(stdout);
+        if (cmd_protocol(ac, (char **)av) != 0) {
+            code = 1;
+            break;
+        }
+        if (!print_table(dir, data[d].key, data[d].title, md)) code = 1;
+    }
+    fprintf(md, "\nTotal time: %.0f s.\n", now_s() - t0);
+    fclose(md);
+    if (code == 0 && ct_write_file_atomic(mdpath, mdtext, mdlen) != CT_OK)
+        code = cli_lib_error("demo");
+    free(mdtext);
+    if (code == 0) printf("\nreport: %s (%.0f s)\n", mdpath, now_s() - t0);
+    return code;
+}
