@@ -20,6 +20,7 @@
 #include "base/json.h"
 #include "data/captions.h"
 #include "model/clip.h"
+#include "report/svg.h"
 #include "train/clip_trainer.h"
 
 #define CURVE_COLS 7 /* step, epoch, loss, lr, scale, i2t_r1, t2i_r1 */
@@ -255,6 +256,25 @@ static ct_status write_curve_csv(const pt_state *st, const char *dir) {
     snprintf(path, sizeof path, "%s/curve.csv", dir);
     ct_status s = ct_write_file_atomic(path, buf, len);
     free(buf);
+    return s;
+}
+
+/* curve.svg: the training loss against the step. */
+static ct_status write_curve_svg(const pt_state *st, const char *dir) {
+    if (st->n_curve < 1) return CT_OK;
+    double *x = malloc((size_t)st->n_curve * sizeof *x), *y = malloc((size_t)st->n_curve * sizeof *y);
+    if (!x || !y) {
+        free(x), free(y);
+        return ct_set_error(CT_ERR_NOMEM, "pretrain: out of memory");
+    }
+    for (int64_t i = 0; i < st->n_curve; i++)
+        x[i] = st->curve[i * CURVE_COLS], y[i] = st->curve[i * CURVE_COLS + 2];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/curve.svg", dir);
+    const char *names[1] = {"contrastive loss (mean of 10 steps)"};
+    ct_status s = ct_svg_line_plot(path, "Pretraining loss", "step", "loss", x, (int)st->n_curve,
+                                   names, y, NULL, 1, false);
+    free(x), free(y);
     return s;
 }
 
@@ -543,6 +563,7 @@ ct_status ct_pretrain(const ct_pretrain_cfg *cfg, ct_pretrain_result *res) {
         if (step % cfg->checkpoint_every == 0 || last) {
             if ((s = save_state(cfg, &st, step, total, hash)) != CT_OK) goto out;
             if ((s = write_curve_csv(&st, cfg->out_dir)) != CT_OK) goto out;
+            if ((s = write_curve_svg(&st, cfg->out_dir)) != CT_OK) goto out;
             if ((s = export_hf(cfg, st.m)) != CT_OK) goto out;
             logf_(cfg, "step %lld/%lld: loss %.4f, lr %.3g, logit scale %.2f (checkpoint)",
                   (long long)step, (long long)total, res->loss, lr, exp(ls[0]));

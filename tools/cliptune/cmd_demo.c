@@ -57,11 +57,14 @@ static const demo_method METHODS[] = {
     {"zeroshot", "", true},
     {"pixel-probe", "", true},
     {"linear-probe", "", true},
-    {"coop", "epochs=50", true},
-    {"cocoop", "epochs=5", true},
-    {"kgcoop", "epochs=50", true},
-    {"prograd", "epochs=50", true},
-    {"lasp", "epochs=50", true},
+    /* views=cycle: one fresh augmented view per epoch, as the official codes
+     * (the trainer's default shows every view every epoch: 10x the steps) */
+    {"coop", "views=cycle", true},
+    {"cocoop", "epochs=4 views=cycle", true},
+    {"kgcoop", "views=cycle", true},
+    {"prograd", "views=cycle", true},
+    {"lasp", "views=cycle", true},
+    {"upl", "", true},
     {"clip-adapter", "", true},
     {"tip-adapter", "", true},
     {"tip-adapter-f", "", true},
@@ -69,9 +72,8 @@ static const demo_method METHODS[] = {
     {"calip", "", true},
     {"cupl", "", true},
     {"vcd", "", true},
-    {"upl", "epochs=50", true},
     {"wise-ft", "", true},
-    {"tpt", "", true},
+    {"tpt", "n_views=16", true},
 };
 
 typedef struct {
@@ -256,6 +258,14 @@ int cmd_demo(int argc, char **argv) {
                 strcat(strcat(strcat(set, METHODS[k].name), "."), t);
             }
         }
+        /* the class descriptions of the two LLM-prompt methods, per dataset */
+        char desc[2][4600];
+        for (int k = 0; k < 2; k++) {
+            char rel[256], buf[4096];
+            snprintf(rel, sizeof rel, "data/descriptors/%s%s.json", data[d].key, k ? "" : "-cupl");
+            snprintf(desc[k], sizeof desc[k], "%s.%s=%s", k ? "vcd" : "cupl",
+                     k ? "descriptors" : "descriptions", resolve(rel, buf, sizeof buf));
+        }
         snprintf(dir, sizeof dir, "%s/%s", out, data[d].key);
         snprintf(mt_s, sizeof mt_s, "%lld", mt);
         const char *av[64];
@@ -274,6 +284,8 @@ int cmd_demo(int argc, char **argv) {
              t = strtok_r(NULL, " ", &sv))
             sets[nset++] = t;
         for (int k = 0; k < nset; k++) av[ac++] = "--set", av[ac++] = sets[k];
+        for (int k = 0; k < 2; k++)
+            if (strstr(list, k ? "vcd" : "cupl")) av[ac++] = "--set", av[ac++] = desc[k];
         av[ac] = NULL;
         printf("\n== %s ==\n", data[d].title);
         fflush(stdout);
