@@ -570,8 +570,10 @@ ct_status ct_pretrain(const ct_pretrain_cfg *cfg, ct_pretrain_result *res) {
         }
     }
     if (step == start && step > 0) {
-        /* nothing left to train: make sure the export and metrics exist */
+        /* nothing left to train: make sure the export, curve and metrics exist */
         if ((s = export_hf(cfg, st.m)) != CT_OK) goto out;
+        if ((s = write_curve_csv(&st, cfg->out_dir)) != CT_OK) goto out;
+        if ((s = write_curve_svg(&st, cfg->out_dir)) != CT_OK) goto out;
         if (ho.set.n_images > 0 && (s = evaluate(cfg, &st, tok, &ho, res)) != CT_OK) goto out;
     }
     res->step = step, res->total_steps = total, res->finished = step == total;
