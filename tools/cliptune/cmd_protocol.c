@@ -14,6 +14,7 @@
 #include <cJSON.h>
 
 #include "base/json.h"
+#include "progress.h"
 #include "report/report.h"
 #include "run_args.h"
 #include "train/metrics.h"
@@ -397,6 +398,9 @@ int cmd_protocol(int argc, char **argv) {
                          ra.methods[m], cells[c].shots, (unsigned long long)cells[c].seed);
             }
 
+    /* a progress bar per stage of each cell (features, training) on a TTY */
+    cli_progress prog;
+    cli_progress_init(&prog);
     printf("protocol: %d methods x %d shots x %d seeds on %s -> %s (%d runs)\n", ra.n_methods,
            n_shots, n_seeds, dataset, outdir, n_cells);
     fflush(stdout);
@@ -431,11 +435,13 @@ int cmd_protocol(int argc, char **argv) {
         run_args cell_args = ra;
         cell_args.set = sets[x->method];
         if ((!rc.model.clip && !model_load(&ra.model, true, &rc.model, "protocol")) ||
-            run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, NULL, &res) != 0) {
+            run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, &prog, &res) != 0) {
+            cli_progress_clear(&prog);
             printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
         x->top1 = res.top1;
+        cli_progress_clear(&prog);
         printf("[%d/%d] %s: %.1f%% (%.1f s)\n", c + 1, n_cells, label, 100 * x->top1,
                now_s() - t0);
         fflush(stdout);
