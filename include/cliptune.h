@@ -331,6 +331,12 @@ typedef struct ct_sched_config {
  * main schedule at t = e - warmup_len, with T_max = total (the successor only
  * starts stepping after warmup). */
 float ct_sched_lr(const ct_sched_config *s, int epoch);
+/* open_clip's per-step cosine_lr (also WiSE-FT's): step < warmup gives
+ * base * (step + 1) / warmup, later steps min + (1 + cos(pi * (step - warmup)
+ * / (total - warmup))) / 2 * (base - min); base when no step is left after
+ * the warmup. */
+double ct_sched_step_cosine(double base, double min, int64_t step, int64_t warmup,
+                            int64_t total);
 
 /* ------------------------------------------------------------------------ */
 /* Transformer blocks (src/nn)                                               */
@@ -1021,6 +1027,11 @@ const ct_st_tensor *ct_safetensors_find(const ct_safetensors *st, const char *na
 const char *ct_safetensors_meta(const ct_safetensors *st, const char *key);
 /* Convert a float tensor (F32/F16/BF16) to ct_real; n must equal numel. */
 ct_status ct_st_to_real(const ct_st_tensor *t, ct_real *out, size_t n);
+/* Restore a checkpoint tensor: copy the bytes of st's tensor name into dst
+ * when it exists with exactly this dtype and nbytes; otherwise CT_ERR_FORMAT
+ * "<path>: tensor <name> is missing or does not match the run". */
+ct_status ct_st_copy_exact(const ct_safetensors *st, const char *name, ct_dtype dtype,
+                           void *dst, size_t nbytes, const char *path);
 
 typedef struct ct_st_entry {
     const char *name;

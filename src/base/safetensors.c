@@ -632,3 +632,13 @@ ct_status ct_safetensors_write(const char *path, const ct_st_entry *entries, int
     free(nbytes);
     return s;
 }
+
+ct_status ct_st_copy_exact(const ct_safetensors *st, const char *name, ct_dtype dtype,
+                           void *dst, size_t nbytes, const char *path) {
+    const ct_st_tensor *t = ct_safetensors_find(st, name);
+    if (!t || t->dtype != dtype || t->nbytes != nbytes)
+        return ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or does not match the run",
+                            path, name);
+    memcpy(dst, t->data, nbytes);
+    return CT_OK;
+}

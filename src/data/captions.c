@@ -258,22 +258,6 @@ static ct_status read_csv(const char *file, row_vec *rows, char **root_out) {
 /* Folder of images with .txt captions                                       */
 /* ------------------------------------------------------------------------ */
 
-static const char *const IMAGE_EXTS[] = {".jpg", ".jpeg", ".png", ".bmp", ".gif",
-                                         ".ppm", ".pgm", ".pbm", ".pnm"};
-
-static bool is_image_name(const char *name) {
-    const char *dot = strrchr(name, '.');
-    if (!dot) return false;
-    for (size_t i = 0; i < sizeof IMAGE_EXTS / sizeof *IMAGE_EXTS; i++)
-        if (strcasecmp(dot, IMAGE_EXTS[i]) == 0) return true;
-    return false;
-}
-
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* The captions of one image from its .txt (one per non-empty line). */
 static ct_status read_txt(const char *image, row_vec *rows) {
     char txt[PATH_BUF];
@@ -330,9 +314,9 @@ static ct_status walk(const char *dir, int depth, row_vec *images) {
         if (e->d_name[0] == '.') continue;
         if (!ct_data_join(full, sizeof full, dir, e->d_name)) {
             s = ct_set_error(CT_ERR_FORMAT, "%s/%s: path too long", dir, e->d_name);
-        } else if (is_dir(full)) {
+        } else if (ct_data_is_dir(full)) {
             s = walk(full, depth + 1, images);
-        } else if (is_image_name(e->d_name) && ct_data_is_file(full)) {
+        } else if (ct_data_is_image_name(e->d_name) && ct_data_is_file(full)) {
             char *p = strdup(full);
             s = p ? rows_push(images, p, NULL, 0, dir)
                   : ct_set_error(CT_ERR_NOMEM, "%s: no memory", dir);
@@ -459,7 +443,7 @@ ct_status ct_captions_open(const char *spec, ct_caption_set *out) {
         folder = true;
         spec += 7;
     } else {
-        folder = is_dir(spec);
+        folder = ct_data_is_dir(spec);
     }
     row_vec rows = {0};
     char *root = NULL;

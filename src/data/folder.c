@@ -27,7 +27,7 @@
 static const char *const IMAGE_EXTS[] = {".jpg", ".jpeg", ".png", ".bmp", ".gif",
                                          ".ppm", ".pgm", ".pbm", ".pnm"};
 
-static bool is_image_name(const char *name) {
+bool ct_data_is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
     if (!dot) return false;
     for (size_t i = 0; i < sizeof IMAGE_EXTS / sizeof *IMAGE_EXTS; i++)
@@ -35,7 +35,7 @@ static bool is_image_name(const char *name) {
     return false;
 }
 
-static bool is_dir(const char *path) {
+bool ct_data_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
@@ -80,7 +80,7 @@ static ct_status list_subdirs(const char *dir, strlist *out) {
         if (e->d_name[0] == '.') continue;
         if (!ct_data_join(path, sizeof path, dir, e->d_name))
             s = ct_set_error(CT_ERR_ARG, "%s/%s: path too long", dir, e->d_name);
-        else if (is_dir(path))
+        else if (ct_data_is_dir(path))
             s = strlist_push(out, e->d_name);
     }
     closedir(d);
@@ -110,9 +110,9 @@ static ct_status walk(const char *base, const char *rel, int depth, strlist *out
         char full[PATH_BUF];
         if (!ct_data_join(full, sizeof full, base, sub)) {
             s = ct_set_error(CT_ERR_ARG, "%s/%s: path too long", base, sub);
-        } else if (is_dir(full)) {
+        } else if (ct_data_is_dir(full)) {
             s = walk(base, sub, depth + 1, out);
-        } else if (is_image_name(e->d_name) && ct_data_is_file(full)) {
+        } else if (ct_data_is_image_name(e->d_name) && ct_data_is_file(full)) {
             s = strlist_push(out, sub);
         }
     }
@@ -169,14 +169,14 @@ static char **names_from_folders(const strlist *classes) {
 
 ct_status ct_data_open_folder(const char *dir, ct_splits *out) {
     memset(out, 0, sizeof *out);
-    if (!is_dir(dir)) return ct_set_error(CT_ERR_IO, "%s: not a directory", dir);
+    if (!ct_data_is_dir(dir)) return ct_set_error(CT_ERR_IO, "%s: not a directory", dir);
     char train_dir[PATH_BUF], test_dir[PATH_BUF], val_dir[PATH_BUF];
     if (!ct_data_join(train_dir, sizeof train_dir, dir, "train") ||
         !ct_data_join(test_dir, sizeof test_dir, dir, "test") ||
         !ct_data_join(val_dir, sizeof val_dir, dir, "val"))
         return ct_set_error(CT_ERR_ARG, "%s: path too long", dir);
-    bool presplit = is_dir(train_dir) && is_dir(test_dir);
-    bool has_val = presplit && is_dir(val_dir);
+    bool presplit = ct_data_is_dir(train_dir) && ct_data_is_dir(test_dir);
+    bool has_val = presplit && ct_data_is_dir(val_dir);
 
     strlist classes = {0};
     ct_status s = list_subdirs(presplit ? train_dir : dir, &classes);

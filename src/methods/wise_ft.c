@@ -325,14 +325,6 @@ static void tlog(const ct_task *task, const char *fmt, ...) {
     task->log(task->log_ctx, line);
 }
 
-/* utils.py cosine_lr at step t of total (warmup steps linear from
- * lr / warmup). */
-static float step_lr(float lr, int64_t t, int64_t warmup, int64_t total) {
-    if (t < warmup) return (float)((double)lr * (double)(t + 1) / (double)warmup);
-    double e = (double)(t - warmup), es = (double)(total - warmup);
-    return (float)(0.5 * (1 + cos(M_PI * e / es)) * (double)lr);
-}
-
 static ct_status finetune(wft_state *s, const ct_task *task) {
     const ct_dataset *d = task->train;
     int64_t n = d ? d->n_items : 0, B = s->batch;
@@ -357,7 +349,8 @@ static ct_status finetune(wft_state *s, const ct_task *task) {
             int64_t m = n - bi * B < B ? n - bi * B : B, t = (int64_t)ep * nb + bi;
             for (int64_t j = 0; j < m; j++) y[j] = d->items[order[bi * B + j]].label;
             e = prepare_batch(s, task, d, order + bi * B, m, ep, px);
-            float lr = step_lr(s->lr, t, warmup, total);
+            /* utils.py cosine_lr */
+            float lr = (float)ct_sched_step_cosine(s->lr, 0, t, warmup, total);
             double loss = 0;
             if (e == CT_OK) e = ct_wise_ft_step(s, px, (int)m, y, lr, &loss);
             sum += loss;

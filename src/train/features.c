@@ -173,12 +173,18 @@ static ct_status prepare(const ct_feature_req *r, int64_t i, int S, float *px) {
     return s;
 }
 
+/* Values per image: the projected embedding, or the transformed pixels. */
+static int feature_dim(const ct_feature_req *r) {
+    const ct_clip_config *c = ct_clip_get_config(r->clip);
+    return r->raw_pixels ? 3 * c->image_size * c->image_size : c->embed_dim;
+}
+
 static ct_status compute(const ct_feature_req *r, ct_features *out) {
     const ct_dataset *d = r->data;
     const ct_clip_config *c = ct_clip_get_config(r->clip);
     int S = c->image_size, B = r->batch > 0 ? r->batch : 32;
     size_t per = (size_t)3 * S * S;
-    int dim = r->raw_pixels ? (int)per : c->embed_dim;
+    int dim = feature_dim(r);
     out->n = d->n_items, out->dim = dim;
     out->x = malloc((size_t)(d->n_items ? d->n_items : 1) * (size_t)dim * sizeof(float));
     out->labels = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof(int));
@@ -242,8 +248,7 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         return ct_set_error(CT_ERR_ARG, "ct_features_get: missing model, preprocessing or data");
     char path[4096] = "";
     uint64_t key = 0;
-    const ct_clip_config *cc = ct_clip_get_config(r->clip);
-    int dim = r->raw_pixels ? 3 * cc->image_size * cc->image_size : cc->embed_dim;
+    int dim = feature_dim(r);
     if (r->dense && r->raw_pixels)
         return ct_set_error(CT_ERR_ARG, "ct_features_get: raw pixels have no dense features");
     if (r->cache_dir) {

@@ -47,16 +47,6 @@ static void logf_(const ct_pretrain_cfg *cfg, const char *fmt, ...) {
     cfg->log(cfg->log_ctx, line);
 }
 
-/* open_clip's cosine_lr: linear warmup to base over warmup steps, then
- * half a cosine from base to min over the rest. */
-static double lr_at(const ct_pretrain_cfg *cfg, int64_t step, int64_t total) {
-    if (step < cfg->warmup_steps) return cfg->lr * (double)(step + 1) / (double)cfg->warmup_steps;
-    double e = (double)(step - cfg->warmup_steps);
-    double es = (double)(total - cfg->warmup_steps);
-    if (es <= 0) return cfg->lr;
-    return cfg->min_lr + 0.5 * (1 + cos(M_PI * e / es)) * (cfg->lr - cfg->min_lr);
-}
-
 static uint64_t config_hash(const ct_pretrain_cfg *cfg, int64_t n_train, int64_t n_caps) {
     uint64_t h = CT_HASH_INIT;
     char buf[512];
@@ -323,16 +313,6 @@ static ct_status save_state(const ct_pretrain_cfg *cfg, pt_state *st, int64_t st
     return s;
 }
 
-static ct_status load_into(const ct_safetensors *st, const char *name, void *dst, size_t nbytes,
-                           ct_dtype dt, const char *path) {
-    const ct_st_tensor *t = ct_safetensors_find(st, name);
-    if (!t || t->dtype != dt || t->nbytes != nbytes)
-        return ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or does not match the run",
-                            path, name);
-    memcpy(dst, t->data, nbytes);
-    return CT_OK;
-}
-
 static ct_status load_state(const ct_pretrain_cfg *cfg, pt_state *st, uint64_t hash,
                             int64_t *step) {
     char path[4096];
@@ -359,19 +339,20 @@ static ct_status load_state(const ct_pretrain_cfg *cfg, pt_state *st, uint64_t h
         const char *tn;
         ct_tensor *t = ct_clip_tensor_at(st->m, i, &tn);
         snprintf(name, sizeof name, "w.%s", tn);
-        s = load_into(f, name, t->data, (size_t)t->numel * sizeof(float), CT_F32, path);
+        s = ct_st_copy_exact(f, name, CT_F32, t->data, (size_t)t->numel * sizeof(float), path);
     }
     ct_optim_state sd = ct_optim_get_state(st->od), sn = ct_optim_get_state(st->on);
-    if (s == CT_OK) s = load_into(f, "optim.decay.m", sd.buf1, sd.n * sizeof(float), CT_F32, path);
-    if (s == CT_OK) s = load_into(f, "optim.decay.v", sd.buf2, sd.n * sizeof(float), CT_F32, path);
+    size_t bd = sd.n * sizeof(float), bn = sn.n * sizeof(float);
+    if (s == CT_OK) s = ct_st_copy_exact(f, "optim.decay.m", CT_F32, sd.buf1, bd, path);
+    if (s == CT_OK) s = ct_st_copy_exact(f, "optim.decay.v", CT_F32, sd.buf2, bd, path);
     if (s == CT_OK)
-        s = load_into(f, "optim.decay.steps", sd.steps, (size_t)sd.n_params * sizeof(int64_t),
-                      CT_I64, path);
-    if (s == CT_OK) s = load_into(f, "optim.nodecay.m", sn.buf1, sn.n * sizeof(float), CT_F32, path);
-    if (s == CT_OK) s = load_into(f, "optim.nodecay.v", sn.buf2, sn.n * sizeof(float), CT_F32, path);
+        s = ct_st_copy_exact(f, "optim.decay.steps", CT_I64, sd.steps,
+                             (size_t)sd.n_params * sizeof(int64_t), path);
+    if (s == CT_OK) s = ct_st_copy_exact(f, "optim.nodecay.m", CT_F32, sn.buf1, bn, path);
+    if (s == CT_OK) s = ct_st_copy_exact(f, "optim.nodecay.v", CT_F32, sn.buf2, bn, path);
     if (s == CT_OK)
-        s = load_into(f, "optim.nodecay.steps", sn.steps, (size_t)sn.n_params * sizeof(int64_t),
-                      CT_I64, path);
+        s = ct_st_copy_exact(f, "optim.nodecay.steps", CT_I64, sn.steps,
+                             (size_t)sn.n_params * sizeof(int64_t), path);
     const ct_st_tensor *c = s == CT_OK ? ct_safetensors_find(f, "curve") : NULL;
     if (s == CT_OK && (!c || c->dtype != CT_F32 || c->ndim != 2 || c->shape[1] != CURVE_COLS))
         s = ct_set_error(CT_ERR_FORMAT, "%s: tensor curve is missing or malformed", path);
@@ -540,7 +521,8 @@ ct_status ct_pretrain(const ct_pretrain_cfg *cfg, ct_pretrain_result *res) {
             ct_image_free(&view);
             if (s != CT_OK) goto out;
         }
-        double lr = lr_at(cfg, step, total), lv;
+        double lv, lr = ct_sched_step_cosine(cfg->lr, cfg->min_lr, step, cfg->warmup_steps,
+                                             total);
         if ((s = ct_clip_trainer_step(st.tr, g, pix, ids, B, lr, &lv)) != CT_OK) goto out;
         const ct_real *ls = st.m->logit_scale->data;
         step++;

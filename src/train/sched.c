@@ -39,3 +39,11 @@ float ct_sched_lr(const ct_sched_config *s, int epoch) {
     }
     return (float)main_lr(s, epoch - w);
 }
+
+double ct_sched_step_cosine(double base, double min, int64_t step, int64_t warmup,
+                            int64_t total) {
+    if (step < warmup) return base * (double)(step + 1) / (double)warmup;
+    double e = (double)(step - warmup), es = (double)(total - warmup);
+    if (es <= 0) return base;
+    return min + 0.5 * (1 + cos(M_PI * e / es)) * (base - min);
+}

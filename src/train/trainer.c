@@ -173,15 +173,6 @@ static ct_status save_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tenso
     return s;
 }
 
-static ct_status copy_into(const ct_st_tensor *t, void *dst, size_t n, ct_dtype want,
-                           const char *path, const char *name) {
-    if (!t || t->dtype != want || t->nbytes != n)
-        return ct_set_error(CT_ERR_FORMAT, "%s: tensor %s is missing or does not match the run",
-                            path, name);
-    memcpy(dst, t->data, n);
-    return CT_OK;
-}
-
 static ct_status load_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tensor **p, int np,
                            ct_optim *opt, const ct_kv *hp, int *epoch, double *best_acc,
                            int *best_epoch, float *best, size_t total) {
@@ -216,21 +207,18 @@ static ct_status load_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tenso
     char name[32];
     for (int i = 0; s == CT_OK && i < np; i++) {
         snprintf(name, sizeof name, "param.%d", i);
-        s = copy_into(ct_safetensors_find(st, name), p[i]->data,
-                      (size_t)p[i]->numel * sizeof(float), CT_F32, path, name);
+        s = ct_st_copy_exact(st, name, CT_F32, p[i]->data, (size_t)p[i]->numel * sizeof(float),
+                             path);
     }
     if (s == CT_OK && os.buf1)
-        s = copy_into(ct_safetensors_find(st, "optim.buf1"), os.buf1, os.n * sizeof(float), CT_F32,
-                      path, "optim.buf1");
+        s = ct_st_copy_exact(st, "optim.buf1", CT_F32, os.buf1, os.n * sizeof(float), path);
     if (s == CT_OK && os.buf2)
-        s = copy_into(ct_safetensors_find(st, "optim.buf2"), os.buf2, os.n * sizeof(float), CT_F32,
-                      path, "optim.buf2");
+        s = ct_st_copy_exact(st, "optim.buf2", CT_F32, os.buf2, os.n * sizeof(float), path);
     if (s == CT_OK)
-        s = copy_into(ct_safetensors_find(st, "optim.steps"), os.steps,
-                      (size_t)os.n_params * sizeof(int64_t), CT_I64, path, "optim.steps");
+        s = ct_st_copy_exact(st, "optim.steps", CT_I64, os.steps,
+                             (size_t)os.n_params * sizeof(int64_t), path);
     if (s == CT_OK && best)
-        s = copy_into(ct_safetensors_find(st, "best"), best, total * sizeof(float), CT_F32, path,
-                      "best");
+        s = ct_st_copy_exact(st, "best", CT_F32, best, total * sizeof(float), path);
     ct_safetensors_close(st);
     *epoch = (int)ep, *best_acc = ba, *best_epoch = (int)be;
     return s;
