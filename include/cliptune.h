@@ -915,6 +915,14 @@ typedef struct ct_method {
  * typed getters mark a key used and fail naming the key and value when it
  * does not parse; ct_kv_check_used fails naming the first key nobody read. */
 ct_status ct_kv_parse(ct_kv *kv, const char *text);
+/* A value holding spaces, commas or quotes is written key="...", with \" and
+ * \\ inside: ct_kv_append(&text, "key=value") appends " key=value" to a
+ * malloc'd (or NULL) *text, quoting the value when it needs it, so that
+ * ct_kv_parse gives back exactly that value. ct_kv_item steps over one item
+ * ("key=value" with its quotes) from p, setting *end past it; NULL when no
+ * item is left. */
+ct_status ct_kv_append(char **text, const char *key_value);
+const char *ct_kv_item(const char *p, const char **end);
 ct_status ct_kv_set(ct_kv *kv, const char *key, const char *val);
 void ct_kv_free(ct_kv *kv);
 ct_status ct_kv_double(ct_kv *kv, const char *key, double def, double *out);

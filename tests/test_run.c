@@ -300,6 +300,18 @@ static void test_zeroshot_and_train(void) {
     snprintf(path, sizeof path, "%s/predictions.csv", lp_dir);
     snprintf(path2, sizeof path2, "%s/predictions.csv", dir2);
     CHECK_MSG(same_file(path, path2), "predictions.csv differs between identical runs");
+    /* a literal template: spaces, a comma and quotes reach the method whole */
+    snprintf(dir2, sizeof dir2, "%s/runs/zs-literal", ct_test_tmpdir());
+    snprintf(c, sizeof c,
+             CT_CLI_PATH " zeroshot %s --set 'templates=a photo, of \"{}\".' --out %s",
+             common(), dir2);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/config.json", dir2);
+    cJSON *lit = ct_json_load(path);
+    const cJSON *hp = cJSON_GetObjectItemCaseSensitive(lit, "hyper_parameters");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(hp, "templates");
+    CHECK(cJSON_IsString(tm) && !strcmp(tm->valuestring, "a photo, of \"{}\"."));
+    cJSON_Delete(lit);
     /* errors */
     snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --set bogus=1 "
              "--out %s/runs/bad", common(), ct_test_tmpdir());

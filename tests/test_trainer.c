@@ -4,6 +4,7 @@
  * resume refuses other hyper-parameters; best-val selection; and the
  * key=value hyper-parameter parser. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,11 +199,48 @@ static void test_kv(void) {
     ct_kv_free(&bad);
 }
 
+/* Values with spaces, commas and quotes (literal templates) survive the
+ * joined --set text: ct_kv_append quotes, ct_kv_parse and ct_kv_item read. */
+static void test_kv_quoted(void) {
+    static const char *const vals[] = {"a photo of the number: \"{}\".", "x,y z", "back\\slash",
+                                       "\"", "plain", ""};
+    char *text = NULL;
+    char pair[128];
+    for (int i = 0; i < 6; i++) {
+        snprintf(pair, sizeof pair, "k%d=%s", i, vals[i]);
+        CHECK_OK(ct_kv_append(&text, pair));
+    }
+    CHECK(text && strstr(text, " k4=plain") && strstr(text, "k1=\"x,y z\""));
+    ct_kv kv = {0};
+    CHECK_OK(ct_kv_parse(&kv, text));
+    CHECK(kv.n == 6);
+    for (int i = 0; i < 6 && i < kv.n; i++) {
+        snprintf(pair, sizeof pair, "k%d", i);
+        const char *v = NULL;
+        CHECK_OK(ct_kv_str(&kv, pair, NULL, &v));
+        CHECK(v && !strcmp(v, vals[i]));
+    }
+    int items = 0;
+    const char *end;
+    for (const char *p = ct_kv_item(text, &end); p; p = ct_kv_item(end, &end)) items++;
+    CHECK(items == 6);
+    ct_kv_free(&kv);
+    free(text);
+    text = NULL;
+    CHECK(ct_kv_parse(&kv, "t=\"never closed") == CT_ERR_ARG &&
+          strstr(ct_last_error(), "closing quote"));
+    CHECK(ct_kv_parse(&kv, "t=\"a\"b") == CT_ERR_ARG);
+    CHECK(ct_kv_append(&text, "novalue") == CT_ERR_ARG);
+    ct_kv_free(&kv);
+    free(text);
+}
+
 int main(void) {
     RUN(test_learns);
     RUN(test_resume_equals_uninterrupted);
     RUN(test_best_val);
     RUN(test_iters);
     RUN(test_kv);
+    RUN(test_kv_quoted);
     return ct_test_summary();
 }

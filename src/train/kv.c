@@ -34,24 +34,89 @@ ct_status ct_kv_set(ct_kv *kv, const char *key, const char *val) {
     return CT_OK;
 }
 
+static bool is_sep(char c) { return c == ' ' || c == '\t' || c == '\n' || c == ','; }
+
+/* A value needs quotes when it holds a separator or starts with a quote. */
+static bool needs_quotes(const char *v) {
+    if (*v == '"') return true;
+    for (; *v; v++)
+        if (is_sep(*v)) return true;
+    return false;
+}
+
+const char *ct_kv_item(const char *p, const char **end) {
+    while (p && is_sep(*p)) p++;
+    if (!p || !*p) return NULL;
+    const char *e = p;
+    while (*e && !is_sep(*e) && *e != '=') e++;
+    if (e[0] == '=' && e[1] == '"') {
+        for (e += 2; *e && *e != '"'; e++)
+            if (*e == '\\' && e[1]) e++;
+        if (*e) e++; /* the closing quote; unterminated: ct_kv_parse says so */
+    }
+    while (*e && !is_sep(*e)) e++;
+    *end = e;
+    return p;
+}
+
 ct_status ct_kv_parse(ct_kv *kv, const char *text) {
-    const char *p = text ? text : "";
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',') p++;
-        if (!*p) break;
-        const char *e = p;
-        while (*e && *e != ' ' && *e != '\t' && *e != '\n' && *e != ',') e++;
+    const char *p = text ? text : "", *e;
+    while ((p = ct_kv_item(p, &e)) != NULL) {
         const char *eq = memchr(p, '=', (size_t)(e - p));
         if (!eq || eq == p)
             return ct_set_error(CT_ERR_ARG, "hyper-parameter \"%.*s\" is not key=value",
                                 (int)(e - p), p);
-        char key[128], val[512];
+        char key[128];
         snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
-        snprintf(val, sizeof val, "%.*s", (int)(e - eq - 1), eq + 1);
+        const char *v = eq + 1;
+        size_t n = (size_t)(e - v);
+        char *val = malloc(n + 1), *o = val;
+        if (!val) return ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+        if (*v == '"') {
+            const char *q = v + 1;
+            for (; q < e && *q != '"'; q++) *o++ = (*q == '\\' && q + 1 < e) ? *++q : *q;
+            if (q + 1 != e) {
+                free(val);
+                return ct_set_error(CT_ERR_ARG,
+                                    "hyper-parameter %s: the quoted value %.*s does not end "
+                                    "with its closing quote",
+                                    key, (int)n, v);
+            }
+        } else {
+            memcpy(o, v, n), o += n;
+        }
+        *o = 0;
         ct_status s = ct_kv_set(kv, key, val);
+        free(val);
         if (s != CT_OK) return s;
         p = e;
     }
+    return CT_OK;
+}
+
+ct_status ct_kv_append(char **text, const char *key_value) {
+    const char *eq = key_value ? strchr(key_value, '=') : NULL;
+    if (!eq || eq == key_value)
+        return ct_set_error(CT_ERR_ARG, "hyper-parameter \"%s\" is not key=value",
+                            key_value ? key_value : "(null)");
+    size_t old = *text ? strlen(*text) : 0, n = strlen(key_value);
+    char *t = realloc(*text, old + 2 * n + 4);
+    if (!t) return ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+    *text = t;
+    char *o = t + old;
+    *o++ = ' ';
+    memcpy(o, key_value, (size_t)(eq - key_value) + 1), o += eq - key_value + 1;
+    if (needs_quotes(eq + 1)) {
+        *o++ = '"';
+        for (const char *v = eq + 1; *v; v++) {
+            if (*v == '"' || *v == '\\') *o++ = '\\';
+            *o++ = *v;
+        }
+        *o++ = '"';
+    } else {
+        strcpy(o, eq + 1), o += strlen(eq + 1);
+    }
+    *o = 0;
     return CT_OK;
 }
 

@@ -71,30 +71,38 @@ static bool training_free(const ct_method *m) { return !m->fit && !m->loss; }
  * the NAME.KEY=VALUE ones with the prefix removed. A scope that names no
  * method of the protocol is an error (a typo would otherwise be ignored). */
 static char *method_set(const char *set, const char *name, char *const *methods, int n_methods) {
-    char *copy = strdup(set), *save = NULL;
     char *out = calloc(strlen(set) + 2, 1);
-    if (!copy || !out) {
-        free(copy), free(out);
+    if (!out) {
         cli_error("protocol: out of memory");
         return NULL;
     }
-    for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(t, '='), *dot = strchr(t, '.');
+    const char *end;
+    for (const char *p = ct_kv_item(set, &end); p; p = ct_kv_item(end, &end)) {
+        char *item = strndup(p, (size_t)(end - p));
+        if (!item) {
+            cli_error("protocol: out of memory");
+            free(out);
+            return NULL;
+        }
+        char *t = item, *eq = strchr(t, '='), *dot = strchr(t, '.');
         if (dot && eq && dot < eq) {
             *dot = 0;
             bool known = false;
             for (int k = 0; k < n_methods; k++) known = known || !strcmp(methods[k], t);
             if (!known) {
                 cli_error("protocol: --set %s.%s: %s is not one of --methods", t, dot + 1, t);
-                free(copy), free(out);
+                free(item), free(out);
                 return NULL;
             }
-            if (strcmp(t, name)) continue;
+            if (strcmp(t, name)) {
+                free(item);
+                continue;
+            }
             t = dot + 1;
         }
         strcat(strcat(out, " "), t);
+        free(item);
     }
-    free(copy);
     return out;
 }
 

@@ -51,7 +51,6 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
     ra->method = fixed_method;
     bool bad = false, protocol = !strcmp(cmd, "protocol");
     const char *v = NULL;
-    size_t setlen = 1;
     ra->set = calloc(1, 1);
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &ra->model, &bad)) continue;
@@ -75,9 +74,11 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
                 bad = true;
                 break;
             }
-            setlen += strlen(v) + 1;
-            ra->set = realloc(ra->set, setlen);
-            strcat(strcat(ra->set, " "), v);
+            if (ct_kv_append(&ra->set, v) != CT_OK) {
+                cli_lib_error(cmd);
+                bad = true;
+                break;
+            }
             continue;
         }
         if (!protocol && cli_opt(argc, argv, &i, "--shots", &v, &bad)) {
