@@ -22,7 +22,7 @@
 #define DIGITS_MAX_ROWS 100000
 #define DIGITS_LINE 1024
 
-/* CLIP's class names for MNIST (its prompts: 'a photo of the number: "7".') */
+/* CLIP's class names for MNIST (the numerals) */
 static const char *const DIGIT_NAMES[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 
 /* One line "v0,...,v63,label": 65 integers; false with *why set if not. */
