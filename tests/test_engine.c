@@ -64,8 +64,15 @@ static void test_arena_growth(void) {
             for (int64_t j = 0; j < n; j++) CHECK_MSG(t->data[j] == 0, "not zeroed");
             for (int64_t j = 0; j < n; j++) t->data[j] = (ct_real)i;
         }
+        /* 12 MB (f32): a chunk of its own, huge-page aligned and advised */
         int64_t big = 3 << 20;
-        CHECK(ct_graph_tensor(g, 1, &big) != NULL);
+        ct_tensor *b = ct_graph_tensor(g, 1, &big);
+        CHECK(b && ((uintptr_t)b->data % 64) == 0);
+        if (b) {
+            CHECK(b->data[0] == 0 && b->data[big / 2] == 0 && b->data[big - 1] == 0);
+            for (int64_t j = 0; j < big; j += 4096) b->data[j] = 1;
+            b->data[big - 1] = 2;
+        }
     }
     uint64_t m = ct_graph_malloc_count(g);
     ct_graph_reset(g);

@@ -1,10 +1,18 @@
 #include "base/arena.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "base/error.h"
 
 #define CT_ARENA_ALIGN 64
+/* Chunks of at least 4 huge pages are huge-page aligned and advised as such:
+ * a training step's activations are hundreds of MB (2.4 GB for the shipped
+ * model's pretraining), reused every step, and with 4 KiB pages the first
+ * step faults every one of them in (20 pretraining steps: 86k page faults
+ * instead of 646k; bit-identical results). Where the kernel does not do
+ * transparent huge pages the advice is ignored. */
+#define CT_HUGE_PAGE ((size_t)2 << 20)
 
 struct ct_arena_chunk {
     ct_arena_chunk *next;
@@ -17,6 +25,20 @@ static size_t header_size(void) {
     return (sizeof(ct_arena_chunk) + CT_ARENA_ALIGN - 1) & ~(size_t)(CT_ARENA_ALIGN - 1);
 }
 static uint8_t *chunk_data(ct_arena_chunk *c) { return (uint8_t *)c + header_size(); }
+
+static ct_arena_chunk *chunk_alloc(size_t total) {
+    size_t align = CT_ARENA_ALIGN;
+#ifdef MADV_HUGEPAGE
+    if (total >= 4 * CT_HUGE_PAGE) align = CT_HUGE_PAGE;
+#endif
+    size_t size = (total + align - 1) & ~(align - 1);
+    if (size < total) return NULL;
+    ct_arena_chunk *c = aligned_alloc(align, size);
+#ifdef MADV_HUGEPAGE
+    if (c && align == CT_HUGE_PAGE) (void)madvise(c, size, MADV_HUGEPAGE); /* a hint only */
+#endif
+    return c;
+}
 
 void ct_arena_init(ct_arena *a, size_t min_chunk) {
     a->head = a->cur = NULL;
@@ -53,8 +75,7 @@ void *ct_arena_alloc(ct_arena *a, size_t bytes) {
         if (cap < a->reserved) cap = a->reserved;
         size_t total;
         if (!ct_add_size(cap, header_size(), &total)) return NULL;
-        ct_arena_chunk *c = aligned_alloc(CT_ARENA_ALIGN, (total + CT_ARENA_ALIGN - 1) &
-                                                              ~(size_t)(CT_ARENA_ALIGN - 1));
+        ct_arena_chunk *c = chunk_alloc(total);
         if (!c) return NULL;
         a->n_malloc++;
         c->next = NULL;
