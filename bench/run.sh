@@ -19,3 +19,16 @@ cmake --build build -j "$(nproc)" --target bench_clip > /dev/null
 build/bench_clip "$@"
 echo "== CLIP encoders, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_clip "$@"
+echo "== CLIP pretraining step (shipped architecture, batch 256), ours and PyTorch, interleaved;"
+echo "   each pair: as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}), then unset"
+cmake --build build -j "$(nproc)" --target bench_pretrain > /dev/null
+for round in 1 2; do
+    build/bench_pretrain
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_pretrain
+    if /usr/bin/python3 -c "import torch" 2> /dev/null; then
+        /usr/bin/python3 bench/pretrain_torch.py
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/pretrain_torch.py
+    else
+        echo "(PyTorch baseline skipped: apt-get install python3-torch)"
+    fi
+done
