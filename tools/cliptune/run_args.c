@@ -9,19 +9,6 @@
 #include <string.h>
 
 /* A non-negative integer option value; prints the error. */
-static bool parse_count(const char *v, const char *opt, long long max, long long *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    *out = 0;
-    if (!*v || *end || errno || x < 0 || x > max) {
-        cli_error("%s %s: expected a whole number from 0 to %lld", opt, v, max);
-        return false;
-    }
-    *out = x;
-    return true;
-}
-
 static bool parse_int_list(const char *s, int *out, int cap, int *n, const char *what) {
     *n = 0;
     char *copy = strdup(s), *save = NULL;
@@ -82,20 +69,20 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             continue;
         }
         if (!protocol && cli_opt(argc, argv, &i, "--shots", &v, &bad)) {
-            long long x;
-            if (!bad && !parse_count(v, "--shots", 100000, &x)) bad = true;
+            long long x = 0;
+            if (!bad && !cli_parse_ll(v, "--shots", 0, 100000, &x)) bad = true;
             ra->shots = (int)x;
             continue;
         }
         if (!protocol && cli_opt(argc, argv, &i, "--seed", &v, &bad)) {
-            long long x;
-            if (!bad && !parse_count(v, "--seed", (long long)1 << 62, &x)) bad = true;
+            long long x = 0;
+            if (!bad && !cli_parse_ll(v, "--seed", 0, (long long)1 << 62, &x)) bad = true;
             ra->seed = (uint64_t)x;
             continue;
         }
         if (cli_opt(argc, argv, &i, "--max-test", &v, &bad)) {
-            long long x;
-            if (!bad && !parse_count(v, "--max-test", (long long)1 << 62, &x)) bad = true;
+            long long x = 0;
+            if (!bad && !cli_parse_ll(v, "--max-test", 0, (long long)1 << 62, &x)) bad = true;
             ra->max_test = x;
             continue;
         }
