@@ -45,20 +45,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_pretrain: out of memory\n");
         return 1;
     }
-    uint64_t r = 88172645463325252ull;
-    for (int64_t i = 0; i < B * 3 * S * S; i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        px[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0);
-    }
+    ct_rng r;
+    ct_rng_init(&r, 5);
+    ct_rng_fill_uniform(&r, px, (size_t)(B * 3 * S * S), -2.0f, 2.0f);
     /* SOT, 10 words, EOT (the highest id, as CLIP's), padding 0 */
     for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < T; j++) {
-            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-            ids[b * T + j] = j == 0   ? c.vocab_size - 2
-                             : j < 11 ? (int64_t)(r % (uint64_t)(c.vocab_size - 2))
+        for (int64_t j = 0; j < T; j++)
+            ids[b * T + j] = j == 0    ? c.vocab_size - 2
+                             : j < 11  ? (int64_t)ct_rng_below(&r, (uint64_t)c.vocab_size - 2)
                              : j == 11 ? c.vocab_size - 1
                                        : 0;
-        }
     double loss = 0;
     for (int s = -1; s < steps; s++) {
         double t0 = bench_now();

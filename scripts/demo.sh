@@ -27,12 +27,5 @@ if [ ! -f "$digits" ]; then
     args+=(--digits "$cache/digits.csv.gz")
 fi
 
-jobs=$(nproc 2>/dev/null || echo 2)
-if [ ! -x build/cliptune ] || [ -n "$(find src include tools CMakeLists.txt -newer build/cliptune -print -quit)" ]; then
-    echo "demo: building (log in build/build.log)"
-    mkdir -p build
-    cmake -S . -B build > build/configure.log 2>&1 || { cat build/configure.log; exit 1; }
-    cmake --build build -j "$jobs" --target cliptune > build/build.log 2>&1 ||
-        { grep -E -B2 -A6 'error' build/build.log | head -60; exit 1; }
-fi
+"$(pwd)/scripts/build-cli.sh"
 exec build/cliptune demo "${args[@]}" "$@"

@@ -27,14 +27,7 @@ case "$work/" in "$repo"/*)
 esac
 
 "$repo/scripts/setup.sh"
-if [ ! -x "$repo/build/cliptune" ] ||
-   [ -n "$(cd "$repo" && find src include tools CMakeLists.txt -newer build/cliptune -print -quit)" ]; then
-    echo "pretrain: building (log in build/build.log)"
-    mkdir -p "$repo/build"
-    cmake -S "$repo" -B "$repo/build" > "$repo/build/configure.log" 2>&1
-    cmake --build "$repo/build" -j "$(nproc 2>/dev/null || echo 2)" --target cliptune \
-        > "$repo/build/build.log" 2>&1
-fi
+"$repo/scripts/build-cli.sh"
 ct="$repo/build/cliptune"
 
 [ -f "$work/corpus/captions.csv" ] || "$repo/scripts/corpus.sh" "$work/corpus"
