@@ -679,10 +679,27 @@ int ct_clip_num_tensors(const ct_clip *m);
 ct_tensor *ct_clip_tensor_at(const ct_clip *m, int i, const char **name);
 ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name);
 
+/* Deep prompts (VPT-deep, IVLP, MaPLe; the layout of MaPLe's clip/model.py):
+ * tokens[l] (P, W) for l = 0 .. depth-1, any graph tensors (leaves, or
+ * computed from other learnables as MaPLe's coupling functions do).
+ *   vision: tokens[0] is appended after the class and patch tokens once the
+ *     positional embedding is added (the prompts get none), before ln_pre;
+ *     before block l = 1 .. depth-1 the last P tokens are replaced by
+ *     tokens[l]; later blocks carry the last ones through;
+ *   text: the layer-0 prompt is the caller's learned context in the token
+ *     embeddings (positions 1 .. P); before block l = 1 .. depth-1 positions
+ *     1 .. P are replaced by tokens[l] (tokens[0] is not read). */
+typedef struct ct_deep_prompts {
+    int depth;                /* 0: none                                  */
+    ct_tensor *const *tokens; /* [depth], each (P, W), the same P          */
+} ct_deep_prompts;
+
 typedef struct ct_clip_hooks {
     ct_layer_hook vision; /* layer -1: after positional embedding, before ln_pre */
     ct_layer_hook text;   /* layer -1: after positional embedding               */
     void *ctx;
+    /* deep prompts, applied before the function hooks (NULL: none) */
+    const ct_deep_prompts *vision_deep, *text_deep;
 } ct_clip_hooks;
 
 typedef struct ct_clip_image_out {
@@ -707,6 +724,24 @@ ct_status ct_clip_eot_positions(const ct_clip *m, const int64_t *ids, int64_t n,
  * stand in for words (CoOp family). */
 ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
                                       const int64_t *eot_pos, const ct_clip_hooks *hooks);
+/* Many causal sequences that share their first P positions (the CoOp
+ * family's prompts: [SOT, context] before each class name): the prefix
+ * (1, P, W) token embeddings is encoded once and every tail attends to its
+ * keys and values at each layer, which gives exactly the full sequences'
+ * features at a fraction of the cost. Tail b holds n_b sequences of L_b
+ * positions after the prefix (P + L_b <= context_length); last[i] is the
+ * row of sequence i's EOT among the tail's n_b * L_b flattened positions.
+ * Positional embeddings are added here. hooks->text_deep replaces prefix
+ * positions 1 .. P' (P' + 1 <= P) before each deeper block; function hooks
+ * are not supported. Returns the projected features (sum n_b, E), not
+ * normalised, tails in order. */
+typedef struct ct_text_tail {
+    ct_tensor *embeds;    /* (n_b, L_b, W) */
+    const int64_t *last;  /* (n_b)         */
+} ct_text_tail;
+ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *prefix,
+                                      const ct_text_tail *tails, int n_tails,
+                                      const ct_clip_hooks *hooks);
 /* ids (n, T) -> (n, E). */
 ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
                                int64_t T, const ct_clip_hooks *hooks);
@@ -843,11 +878,13 @@ typedef struct ct_task {
     const char *run_dir;
 } ct_task;
 
-/* A mini-batch: features (frozen-feature methods) and labels. */
+/* A mini-batch: features (frozen-feature methods) or preprocessed images
+ * (pixel methods), and labels (NULL when scoring). */
 typedef struct ct_batch {
     int64_t n;
-    const float *x; /* (n, dim) */
+    const float *x;      /* (n, dim) features; NULL for pixel methods          */
     const int *labels;
+    const float *pixels; /* (n, 3, S, S) normalised images (pixel methods), else NULL */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -909,6 +946,13 @@ typedef struct ct_method {
      * the state was created with (its progress/log callbacks may be set). */
     ct_status (*predict_images)(void *state, const ct_task *task, const ct_dataset *d,
                                 float *scores);
+    /* the method trains and scores on pixels (visual prompts, LoRA in the
+     * image tower, deep vision prompts): ct_train iterates batches of
+     * task->train's images under the training transform (hyper-parameters
+     * train_aug, aug_scale_min) with ct_batch.pixels set and .x NULL, and
+     * selects on val's images; ct_predict_images scores a dataset's images
+     * through logits. Cached features are not used. */
+    bool pixels;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -944,6 +988,15 @@ typedef struct ct_train_cfg {
                              * only (a fresh augmentation per epoch, as the
                              * official codes do); else every view every epoch */
     int checkpoint_every;   /* epochs between checkpoints (the last one always)  */
+    /* sched=cosine_step: the learning rate per step instead of per epoch,
+     * open_clip's cosine_lr (ct_sched_step_cosine) with warmup_steps linear
+     * warmup steps over the run's steps (VP, CLIP-LoRA, WiSE-FT) */
+    bool step_sched;
+    int64_t warmup_steps;
+    /* pixel methods: the training transform (train_aug rrc_flip | rrc | none,
+     * random-resized-crop scale from aug_scale_min; src/data/pixels.h) */
+    const char *train_aug;
+    double aug_scale_min;
     uint64_t seed;
     const char *run_dir;    /* checkpoint.safetensors + checkpoint.json; NULL: none */
     bool resume;            /* continue from run_dir's checkpoint                  */
@@ -959,9 +1012,10 @@ typedef struct ct_train_cfg {
 
 /* Trainer keys read from hp (method defaults + user overrides): epochs,
  * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, eps (Adam),
- * sched (cosine|constant), warmup_epochs, warmup_type (constant|linear),
- * warmup_lr, max_grad_norm, select (last|best_val), views (all|cycle),
- * checkpoint_every, iters (train by steps instead of epochs). */
+ * sched (cosine|constant|cosine_step), warmup_epochs, warmup_type
+ * (constant|linear), warmup_lr, warmup_steps (cosine_step), max_grad_norm,
+ * select (last|best_val), views (all|cycle), checkpoint_every, iters (train
+ * by steps instead of epochs), train_aug and aug_scale_min (pixel methods). */
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the
@@ -972,6 +1026,14 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                    const ct_train_cfg *cfg, ct_kv *hp);
 /* Class scores (n, K) for features f. */
 ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, float *scores);
+/* Whether m scores images rather than cached features (it has
+ * predict_images, or is a pixel method). */
+bool ct_method_scores_images(const ct_method *m);
+/* Class scores (d->n_items, K) of d's images for such a method: its
+ * predict_images, or, for a pixel method, logits over batches of the
+ * images under the evaluation transform. */
+ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task,
+                            const ct_dataset *d, float *scores);
 
 /* Registry: every method, by name. */
 int ct_method_count(void);

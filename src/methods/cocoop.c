@@ -35,7 +35,6 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "methods/method_prompt.h"
-#include "model/clip.h"
 
 #define EVAL_CHUNK 16
 
@@ -250,24 +249,13 @@ static int cocoop_params(void *st, ct_tensor **out, int cap) {
  * the last EOT; the positions after a shorter prompt's EOT cannot reach it
  * (causal). */
 static ct_tensor *encode_image_prompts(cocoop_state *s, ct_graph *g, ct_tensor *shifted) {
-    const ct_clip *m = s->clip;
-    const ct_clip_config *c = &m->cfg;
     int64_t K = s->K, P = 1 + s->n_ctx, L = s->T - P, sot = 0, one = 1;
     ct_tensor *parts[2] = {ct_gather_rows(g, s->frozen, &sot, 1, &one), shifted};
-    int64_t ps[3] = {1, P, s->W}, ts[2] = {K, L}, flat[2] = {K * L, s->W};
-    ct_tensor *pre = ct_add(g, ct_reshape(g, ct_concat(g, parts, 2, 0), 3, ps),
-                            ct_slice(g, m->tpos, 0, 0, P));
-    ct_tensor *x = ct_add(g, ct_gather_rows(g, s->frozen, s->tail_rows, 2, ts),
-                          ct_slice(g, m->tpos, 0, P, L));
-    for (int l = 0; l < c->text_layers; l++) {
-        ct_tensor *ek = NULL, *ev = NULL;
-        pre = ct_prompt_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
-                              l == c->text_layers - 1);
-        x = ct_prompt_block(g, &m->tblocks[l], c, x, ek, ev, NULL, NULL, false);
-    }
-    x = ct_gather_rows(g, ct_reshape(g, x, 2, flat), s->tail_last, 1, &K);
-    x = ct_layernorm(g, x, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
-    return ct_linear(g, x, m->tproj, NULL);
+    int64_t ps[3] = {1, P, s->W}, ts[2] = {K, L};
+    ct_text_tail tail = {ct_gather_rows(g, s->frozen, s->tail_rows, 2, ts), s->tail_last};
+    return ct_clip_encode_text_shared(g, s->clip,
+                                      ct_reshape(g, ct_concat(g, parts, 2, 0), 3, ps), &tail, 1,
+                                      NULL);
 }
 
 /* Text features (n K, E), not normalised, of n images' prompts through the

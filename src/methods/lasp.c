@@ -45,7 +45,6 @@
 
 #include "base/error.h"
 #include "base/hash.h"
-#include "model/clip.h"
 #include "methods/method_prompt.h"
 #include "methods/method_templates.h"
 

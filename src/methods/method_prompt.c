@@ -8,7 +8,6 @@
 
 #include "base/error.h"
 #include "base/hash.h"
-#include "model/clip.h"
 #include "methods/method_prompt.h"
 #include "methods/method_templates.h"
 
@@ -343,66 +342,46 @@ int ct_prompt_params(void *st, ct_tensor **out, int cap) {
     return 1;
 }
 
-ct_tensor *ct_prompt_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
-                           ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
-                           ct_tensor **v, bool keys_only) {
-    ct_tensor *kk = NULL, *vv = NULL;
-    ct_tensor *y = ct_block_forward_ex(g, b, x, c->text_heads, true, c->text_act,
-                                       c->text_ln_eps, ek, ev, k ? &kk : NULL, k ? &vv : NULL,
-                                       keys_only);
-    if (k && kk) {
-        int64_t flat[2] = {x->shape[1], c->text_width};
-        *k = ct_reshape(g, kk, 2, flat), *v = ct_reshape(g, vv, 2, flat);
-    }
-    return y;
-}
-
 /* Text features of the prompts from their embeddings table (rows of the
  * context and the frozen tokens): the common prefix once, then the class
- * tails, bucket by bucket, attending to it (see the top of the file). */
-static ct_tensor *encode_shared_prefix(coop_state *s, ct_graph *g, ct_tensor *table) {
-    const ct_clip *m = s->clip;
-    const ct_clip_config *c = &m->cfg;
+ * tails, bucket by bucket, attending to it (ct_clip_encode_text_shared). */
+static ct_tensor *encode_shared_prefix(coop_state *s, ct_graph *g, ct_tensor *table,
+                                       const ct_clip_hooks *hooks) {
     int nb = s->n_buckets;
-    int64_t P = s->P, ps[2] = {1, P};
-    ct_tensor **x = ct_graph_alloc(g, (size_t)nb * sizeof *x);
-    if (!x) return NULL;
-    ct_tensor *pre = ct_add(g, ct_gather_rows(g, table, s->rows, 2, ps),
-                            ct_slice(g, m->tpos, 0, 0, P));            /* (1, P, W) */
+    int64_t ps[2] = {1, s->P};
+    ct_text_tail *tails = ct_graph_alloc(g, (size_t)nb * sizeof *tails);
+    if (!tails) return NULL;
     for (int b = 0; b < nb; b++) {
         int64_t shape[2] = {s->buckets[b].n, s->buckets[b].L};
-        x[b] = ct_add(g, ct_gather_rows(g, table, s->buckets[b].rows, 2, shape),
-                      ct_slice(g, m->tpos, 0, P, shape[1]));           /* (n, L, W) */
+        tails[b].embeds = ct_gather_rows(g, table, s->buckets[b].rows, 2, shape);
+        tails[b].last = s->buckets[b].last;
     }
-    for (int l = 0; l < c->text_layers; l++) {
-        ct_tensor *ek = NULL, *ev = NULL;
-        /* the prefix's own output after the last layer is never read */
-        pre = ct_prompt_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
-                              l == c->text_layers - 1);
-        for (int b = 0; b < nb; b++)
-            x[b] = ct_prompt_block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false);
-    }
-    /* ln_final is per token: pool the EOT rows first, as the encoder does */
-    for (int b = 0; b < nb; b++) {
-        int64_t flat[2] = {s->buckets[b].n * s->buckets[b].L, s->W};
-        x[b] = ct_gather_rows(g, ct_reshape(g, x[b], 2, flat), s->buckets[b].last, 1,
-                              &s->buckets[b].n);
-    }
+    ct_tensor *pooled = ct_clip_encode_text_shared(g, s->clip, ct_gather_rows(g, table, s->rows,
+                                                                              2, ps),
+                                                   tails, nb, hooks);
     int64_t K = s->K;
-    ct_tensor *pooled = ct_gather_rows(g, ct_concat(g, x, nb, 0), s->unsort, 1, &K);
-    pooled = ct_layernorm(g, pooled, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
-    return ct_linear(g, pooled, m->tproj, NULL);
+    return ct_gather_rows(g, pooled, s->unsort, 1, &K);
 }
 
 /* Text features (K, E) of the prompts under the current context, before
  * normalisation (LASP adds its class-agnostic bias there). */
 ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g) {
+    return ct_prompt_text_features_deep(s, g, NULL);
+}
+
+ct_tensor *ct_prompt_text_features_deep(ct_prompt *s, ct_graph *g, const ct_deep_prompts *deep) {
     int64_t flat[2] = {s->n_ctx_rows, s->W}, shape[2] = {s->K, s->T};
     ct_tensor *parts[2] = {ct_reshape(g, s->ctx, 2, flat), s->frozen};
     ct_tensor *table = ct_concat(g, parts, 2, 0);
-    if (s->shared) return encode_shared_prefix(s, g, table);
+    ct_clip_hooks hooks = {0};
+    hooks.text_deep = deep;
+    /* deep prompts replace positions 1 .. P': shared only while the common
+     * prefix holds them (the context before the class name) */
+    bool in_prefix = !deep || !deep->depth || !deep->tokens[deep->depth - 1] ||
+                     1 + deep->tokens[deep->depth - 1]->shape[0] <= s->P;
+    if (s->shared && in_prefix) return encode_shared_prefix(s, g, table, &hooks);
     return ct_clip_encode_text_embeds(g, s->clip, ct_gather_rows(g, table, s->rows, 2, shape),
-                                      s->eot, NULL);
+                                      s->eot, &hooks);
 }
 
 /* Normalised text features (K, E) of the prompts under the current context. */

@@ -22,6 +22,9 @@ ct_tensor *ct_prompt_ctx(ct_prompt *s);
 ct_tensor *ct_prompt_text_features(ct_prompt *s, ct_graph *g);
 /* the same before normalisation */
 ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g);
+/* the same with deep text prompts (NULL: none) replacing the context
+ * positions 1 .. P' before the deeper blocks (IVLP, MaPLe) */
+ct_tensor *ct_prompt_text_features_deep(ct_prompt *s, ct_graph *g, const ct_deep_prompts *deep);
 /* exp(logit_scale) * normalize(img) @ txt^T (txt normalised): (n, K) */
 ct_tensor *ct_prompt_scores(ct_prompt *s, ct_graph *g, const ct_batch *b, ct_tensor *txt);
 /* CoOp's cross-entropy loss and logits (cached while the context is unchanged) */
@@ -30,13 +33,5 @@ ct_tensor *ct_prompt_logits(void *state, ct_graph *g, const ct_batch *b);
 /* Normalised CLIP text features (K, E) of tmpl.format(classname) for every
  * class, into out (K * E floats). */
 ct_status ct_prompt_zeroshot_text(const ct_task *task, const char *tmpl, float *out);
-
-/* One text-tower block (causal) on x (B, T, W) for the shared-prefix
- * encoders: attention also sees ek, ev (P, W) (NULL: none); *k, *v (k not
- * NULL) receive x's keys and values as (T, W) for B == 1; keys_only skips
- * the rest (returns x). ct_block_forward_ex with the text tower's settings. */
-ct_tensor *ct_prompt_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
-                           ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
-                           ct_tensor **v, bool keys_only);
 
 #endif

@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "model/clip.h"
 #include "methods/method_prompt.h"
 #include "methods/method_templates.h"
 

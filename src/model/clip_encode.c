@@ -20,6 +20,70 @@ static ct_tensor *call_hook(ct_graph *g, ct_layer_hook h, void *ctx, int layer, 
     return y;
 }
 
+/* x (B, T, C) with positions [at, at + P) replaced by p (P, C). */
+static ct_tensor *replace_rows(ct_graph *g, ct_tensor *x, int64_t at, ct_tensor *p) {
+    int64_t B = x->shape[0], T = x->shape[1], P = p->shape[0];
+    ct_tensor *parts[3];
+    int n = 0;
+    if (at > 0) parts[n++] = ct_slice(g, x, 1, 0, at);
+    parts[n++] = repeat_rows(g, p, B);
+    if (at + P < T) parts[n++] = ct_slice(g, x, 1, at + P, T - at - P);
+    return ct_concat(g, parts, n, 1);
+}
+
+/* The deep prompts of one tower, then the caller's function hook: what
+ * ct_transformer_forward calls before each block (and the encoder at -1). */
+typedef struct tower_hook {
+    const ct_deep_prompts *deep;
+    bool vision;
+    ct_layer_hook user;
+    void *user_ctx;
+} tower_hook;
+
+static ct_status check_deep(ct_graph *g, const ct_deep_prompts *d, int64_t W, int n_layers,
+                            const char *tower) {
+    if (!d || d->depth == 0) return CT_OK;
+    if (d->depth < 0 || d->depth > n_layers || !d->tokens) {
+        ct_op_fail(g, CT_ERR_ARG, "clip: %s deep prompts of depth %d (the tower has %d layers)",
+                   tower, d->depth, n_layers);
+        return CT_ERR_ARG;
+    }
+    for (int l = 0; l < d->depth; l++) {
+        const ct_tensor *t = d->tokens[l];
+        if (!t && (l > 0 || !strcmp(tower, "vision"))) {
+            ct_op_fail(g, CT_ERR_ARG, "clip: %s deep prompt %d is missing", tower, l);
+            return CT_ERR_ARG;
+        }
+        if (t && (t->ndim != 2 || t->shape[1] != W ||
+                  (d->tokens[d->depth - 1] && t->shape[0] != d->tokens[d->depth - 1]->shape[0]))) {
+            char sh[64];
+            ct_op_fail(g, CT_ERR_ARG, "clip: %s deep prompt %d is %s, not (P, %lld) with one P",
+                       tower, l, ct_shape_str(t, sh, sizeof sh), (long long)W);
+            return CT_ERR_ARG;
+        }
+    }
+    return CT_OK;
+}
+
+static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx) {
+    const tower_hook *h = ctx;
+    const ct_deep_prompts *d = h->deep;
+    if (d && d->depth > 0 && x) {
+        if (h->vision && layer == -1) {
+            ct_tensor *parts[2] = {x, repeat_rows(g, d->tokens[0], x->shape[0])};
+            x = ct_concat(g, parts, 2, 1);
+        } else if (layer >= 1 && layer < d->depth) {
+            ct_tensor *p = d->tokens[layer];
+            int64_t T = x->shape[1], P = p->shape[0];
+            if (h->vision ? P > T : 1 + P > T)
+                return ct_op_fail(g, CT_ERR_ARG, "clip: deep prompts of %lld tokens do not fit "
+                                  "%lld positions", (long long)P, (long long)T);
+            x = replace_rows(g, x, h->vision ? T - P : 1, p);
+        }
+    }
+    return call_hook(g, h->user, h->user_ctx, layer, x);
+}
+
 ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                 const ct_clip_hooks *hooks, bool want_dense,
                                 ct_clip_image_out *out) {
@@ -35,11 +99,15 @@ ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels
     ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
     ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
     x = ct_add(g, ct_concat(g, parts, 2, 1), m->vpos);
-    x = call_hook(g, hooks ? hooks->vision : NULL, hooks ? hooks->ctx : NULL, -1, x);
+    tower_hook th = {hooks ? hooks->vision_deep : NULL, true, hooks ? hooks->vision : NULL,
+                     hooks ? hooks->ctx : NULL};
+    if (check_deep(g, th.deep, c->vision_width, c->vision_layers, "vision") != CT_OK) return NULL;
+    bool hooked = th.user || (th.deep && th.deep->depth > 0);
+    x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
     x = ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps);
     x = ct_transformer_forward(g, m->vblocks, c->vision_layers, x, c->vision_heads, false,
-                               c->vision_act, c->vision_ln_eps, hooks ? hooks->vision : NULL,
-                               hooks ? hooks->ctx : NULL);
+                               c->vision_act, c->vision_ln_eps, hooked ? tower_hook_fn : NULL,
+                               &th);
     if (!x) return NULL;
     int64_t W = c->vision_width, cls_shape[2] = {B, W};
     ct_tensor *cls = ct_reshape(g, ct_slice(g, x, 1, 0, 1), 2, cls_shape);
@@ -100,10 +168,13 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
                               "[0, %lld)", (long long)eot_pos[r], (long long)r, (long long)T);
     ct_tensor *pos = T == c->context_length ? m->tpos : ct_slice(g, m->tpos, 0, 0, T);
     ct_tensor *x = ct_add(g, embeds, pos);
-    x = call_hook(g, hooks ? hooks->text : NULL, hooks ? hooks->ctx : NULL, -1, x);
+    tower_hook th = {hooks ? hooks->text_deep : NULL, false, hooks ? hooks->text : NULL,
+                     hooks ? hooks->ctx : NULL};
+    if (check_deep(g, th.deep, c->text_width, c->text_layers, "text") != CT_OK) return NULL;
+    bool hooked = th.user || (th.deep && th.deep->depth > 0);
+    x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
     x = ct_transformer_forward(g, m->tblocks, c->text_layers, x, c->text_heads, true,
-                               c->text_act, c->text_ln_eps, hooks ? hooks->text : NULL,
-                               hooks ? hooks->ctx : NULL);
+                               c->text_act, c->text_ln_eps, hooked ? tower_hook_fn : NULL, &th);
     if (!x) return NULL;
     if (x->ndim != 3 || x->shape[0] != n) return ct_op_fail(g, CT_ERR_ARG, "clip: a text hook "
                                                            "changed the batch size");
@@ -115,6 +186,69 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
     for (int64_t r = 0; r < n; r++) rows[r] = r * Tx + eot_pos[r];
     int64_t flat[2] = {n * Tx, W};
     ct_tensor *pooled = ct_gather_rows(g, ct_reshape(g, x, 2, flat), rows, 1, &n);
+    pooled = ct_layernorm(g, pooled, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
+    return ct_linear(g, pooled, m->tproj, NULL);
+}
+
+/* One causal text block on x, its attention also seeing ek/ev (P, W); *k,
+ * *v (when k is set) receive x's keys and values as (T, W) (x is (1, T, W)). */
+static ct_tensor *text_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
+                             ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
+                             ct_tensor **v, bool keys_only) {
+    ct_tensor *kk = NULL, *vv = NULL;
+    ct_tensor *y = ct_block_forward_ex(g, b, x, c->text_heads, true, c->text_act,
+                                       c->text_ln_eps, ek, ev, k ? &kk : NULL, k ? &vv : NULL,
+                                       keys_only);
+    if (k && kk) {
+        int64_t flat[2] = {x->shape[1], c->text_width};
+        *k = ct_reshape(g, kk, 2, flat), *v = ct_reshape(g, vv, 2, flat);
+    }
+    return y;
+}
+
+ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *prefix,
+                                      const ct_text_tail *tails, int nb,
+                                      const ct_clip_hooks *hooks) {
+    if (!ct_op_inputs_ok(g, &prefix, 1)) return NULL;
+    const ct_clip_config *c = &m->cfg;
+    int64_t W = c->text_width, P = prefix->ndim == 3 ? prefix->shape[1] : 0;
+    if (prefix->ndim != 3 || prefix->shape[0] != 1 || prefix->shape[2] != W || P < 1 || nb < 1) {
+        char sh[64];
+        return ct_op_fail(g, CT_ERR_ARG, "clip: shared prefix %s must be (1, P, %lld), with "
+                          "tails", ct_shape_str(prefix, sh, sizeof sh), (long long)W);
+    }
+    if (hooks && (hooks->text || hooks->vision))
+        return ct_op_fail(g, CT_ERR_ARG, "clip: the shared-prefix encoder takes deep prompts, "
+                          "not function hooks");
+    const ct_deep_prompts *deep = hooks ? hooks->text_deep : NULL;
+    if (check_deep(g, deep, W, c->text_layers, "text") != CT_OK) return NULL;
+    tower_hook th = {deep, false, NULL, NULL};
+    ct_tensor **x = ct_graph_alloc(g, (size_t)nb * sizeof *x);
+    if (!x) return NULL;
+    ct_tensor *pre = ct_add(g, prefix, ct_slice(g, m->tpos, 0, 0, P)); /* (1, P, W) */
+    for (int b = 0; b < nb; b++) {
+        ct_tensor *t = tails[b].embeds;
+        if (!t || t->ndim != 3 || t->shape[2] != W || P + t->shape[1] > c->context_length)
+            return ct_op_fail(g, CT_ERR_ARG, "clip: tail %d of the shared-prefix encoder does "
+                              "not fit after %lld positions", b, (long long)P);
+        x[b] = ct_add(g, t, ct_slice(g, m->tpos, 0, P, t->shape[1]));   /* (n, L, W) */
+    }
+    for (int l = 0; l < c->text_layers; l++) {
+        ct_tensor *ek = NULL, *ev = NULL;
+        if (deep && deep->depth > 0) pre = tower_hook_fn(g, l, pre, &th);
+        /* the prefix's own output after the last layer is never read */
+        pre = text_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
+                         l == c->text_layers - 1);
+        for (int b = 0; b < nb; b++)
+            x[b] = text_block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false);
+    }
+    /* ln_final is per token: pool the EOT rows first, as the encoder does */
+    for (int b = 0; b < nb; b++) {
+        if (!x[b]) return NULL;
+        int64_t n = x[b]->shape[0], flat[2] = {n * x[b]->shape[1], W};
+        x[b] = ct_gather_rows(g, ct_reshape(g, x[b], 2, flat), tails[b].last, 1, &n);
+    }
+    ct_tensor *pooled = nb == 1 ? x[0] : ct_concat(g, x, nb, 0);
     pooled = ct_layernorm(g, pooled, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
     return ct_linear(g, pooled, m->tproj, NULL);
 }

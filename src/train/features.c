@@ -7,7 +7,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
-#include "data/augment.h"
+#include "data/pixels.h"
 
 uint64_t ct_clip_hash(const ct_clip *m) {
     uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m), sizeof(ct_clip_config));
@@ -66,14 +66,22 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     uint64_t *hs = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *hs);
     if (!hs) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
     ct_status st = CT_OK;
+    int64_t first = d->n_items;
+    char msg[1024] = "";
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < d->n_items; i++) {
         ct_status s = item_hash(d, i, &hs[i]);
         if (s != CT_OK) {
-#pragma omp critical
-            if (st == CT_OK) st = s;
+            /* the message is the worker's (thread-local): carry the first
+             * failing item's to the calling thread */
+#pragma omp critical(ct_features_error)
+            if (i < first) {
+                first = i, st = s;
+                snprintf(msg, sizeof msg, "%s", ct_last_error());
+            }
         }
     }
+    if (st != CT_OK) ct_set_error(st, "%s", msg);
     uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
     h = pre_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
@@ -140,39 +148,6 @@ static ct_status cache_write(const char *path, const ct_features *f, uint64_t ke
     return s;
 }
 
-/* One image, transformed for the view, into px (3, S, S). */
-static ct_status prepare(const ct_feature_req *r, int64_t i, int S, float *px) {
-    ct_image img;
-    ct_status s = ct_dataset_image(r->data, i, &img);
-    if (s != CT_OK) return s;
-    if (r->view == 0) {
-        int oh, ow;
-        s = ct_preprocess_out_size(r->pre, img.w, img.h, &oh, &ow);
-        if (s == CT_OK && (oh != S || ow != S))
-            s = ct_set_error(CT_ERR_ARG, "features: preprocessing gives %dx%d, the model needs "
-                             "%dx%d", ow, oh, S, S);
-        if (s == CT_OK) s = ct_preprocess(&img, r->pre, px);
-    } else {
-        /* augmented view: random resized crop + flip to S x S, then only the
-         * normalisation of the model's preprocessing */
-        ct_rng rng;
-        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(r->seed, (uint64_t)r->view), (uint64_t)i));
-        ct_image aug = {0};
-        ct_augment_cfg acfg;
-        ct_augment_cfg_coop(&acfg, S);
-        s = ct_augment_train(&img, &acfg, &rng, &aug, NULL, NULL);
-        if (s == CT_OK) {
-            ct_preprocess_cfg norm = *r->pre;
-            norm.resize_short = norm.resize_h = norm.resize_w = 0;
-            norm.crop_h = norm.crop_w = 0;
-            s = ct_preprocess(&aug, &norm, px);
-        }
-        ct_image_free(&aug);
-    }
-    ct_image_free(&img);
-    return s;
-}
-
 /* Values per image: the projected embedding, or the transformed pixels. */
 static int feature_dim(const ct_feature_req *r) {
     const ct_clip_config *c = ct_clip_get_config(r->clip);
@@ -194,17 +169,14 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
                                                      : ct_set_error(CT_ERR_NOMEM, "features: "
                                                                     "out of memory");
     for (int64_t i = 0; i < d->n_items && st == CT_OK; i++) out->labels[i] = d->items[i].label;
+    /* view 0: the evaluation transform; view k: CoOp's augmentation, item i
+     * drawn from (seed, k, i) */
+    ct_augment_cfg aug;
+    ct_augment_cfg_coop(&aug, S);
+    ct_pixel_src src = {d, r->pre, S, r->view > 0 ? &aug : NULL, r->seed, "features"};
     for (int64_t i0 = 0; i0 < d->n_items && st == CT_OK; i0 += B) {
         int64_t nb = d->n_items - i0 < B ? d->n_items - i0 : B;
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t j = 0; j < nb; j++) {
-            ct_status s = prepare(r, i0 + j, S, px + (size_t)j * per);
-            if (s != CT_OK) {
-#pragma omp critical
-                if (st == CT_OK) st = s;
-            }
-        }
-        if (st != CT_OK) break;
+        if ((st = ct_pixels_range(&src, i0, nb, (uint64_t)r->view, px)) != CT_OK) break;
         if (r->raw_pixels) {
             memcpy(out->x + i0 * dim, px, (size_t)nb * per * sizeof(float));
             if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);

@@ -70,6 +70,16 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
     return s;
 }
 
+/* The labels of d as features without values (pixel methods). */
+static ct_status labels_only(const ct_dataset *d, ct_features *out) {
+    memset(out, 0, sizeof *out);
+    out->labels = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *out->labels);
+    if (!out->labels) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+    for (int64_t i = 0; i < d->n_items; i++) out->labels[i] = d->items[i].label;
+    out->n = d->n_items;
+    return CT_OK;
+}
+
 static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char *path) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
@@ -193,10 +203,17 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             (long long)(val ? val->n_items : 0), (long long)test->n_items);
     /* training-free methods without a fit step never look at train/val */
     bool trains = cfg->method->fit || cfg->method->loss;
-    if (trains && (s = features(cfg, train, 0, &L, "train", &ftr)) != CT_OK) goto out;
-    if (trains && val && (s = features(cfg, val, 0, &L, "val", &fval)) != CT_OK) goto out;
-    if ((s = features(cfg, test, 0, &L, "test", &fte)) != CT_OK) goto out;
-    if (views > 0 && trains) {
+    if (cfg->method->pixels) {
+        /* pixel methods read images, never cached features: only labels */
+        if ((s = labels_only(train, &ftr)) != CT_OK || (val && (s = labels_only(val, &fval))) ||
+            (s = labels_only(test, &fte)) != CT_OK)
+            goto out;
+    } else {
+        if (trains && (s = features(cfg, train, 0, &L, "train", &ftr)) != CT_OK) goto out;
+        if (trains && val && (s = features(cfg, val, 0, &L, "val", &fval)) != CT_OK) goto out;
+        if ((s = features(cfg, test, 0, &L, "test", &fte)) != CT_OK) goto out;
+    }
+    if (views > 0 && trains && !cfg->method->pixels) {
         /* augmented views stacked: view v's rows follow view v-1's */
         faug.dim = ftr.dim;
         faug.n = (int64_t)views * ftr.n;
@@ -250,8 +267,9 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         goto out;
     }
     /* pixel methods score the images themselves (fte still gives the labels) */
-    s = cfg->method->predict_images ? cfg->method->predict_images(state, &task, test, scores)
-                                    : ct_predict(cfg->method, state, &fte, scores);
+    s = ct_method_scores_images(cfg->method)
+            ? ct_predict_images(cfg->method, state, &task, test, scores)
+            : ct_predict(cfg->method, state, &fte, scores);
     if (s != CT_OK) goto out;
     if ((s = ct_metrics_compute(scores, false, fte.labels, fte.n, K, 15, &m)) != CT_OK) goto out;
     res->top1 = m.top1, res->top5 = m.top5, res->macro_f1 = m.macro_f1, res->ece = m.ece;
@@ -260,8 +278,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         float *vs = malloc((size_t)fval.n * (size_t)K * sizeof *vs);
         ct_metrics vm = {0};
         if (vs &&
-            (cfg->method->predict_images
-                 ? cfg->method->predict_images(state, &task, val, vs)
+            (ct_method_scores_images(cfg->method)
+                 ? ct_predict_images(cfg->method, state, &task, val, vs)
                  : ct_predict(cfg->method, state, &fval, vs)) == CT_OK &&
             ct_metrics_compute(vs, false, fval.labels, fval.n, K, 15, &vm) == CT_OK)
             res->val_top1 = vm.top1;

@@ -15,6 +15,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "cliptune.h"
+#include "data/pixels.h"
 
 #define MAX_PARAMS 256
 
@@ -43,8 +44,13 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     TRY(ct_kv_str(hp, "views", "all", &views));
     TRY(ct_kv_double(hp, "eps", 1e-8, &eps));
     TRY(ct_kv_int(hp, "checkpoint_every", 1, &cfg->checkpoint_every));
-    int iters;
+    int iters, wsteps;
     TRY(ct_kv_int(hp, "iters", 0, &iters));
+    TRY(ct_kv_int(hp, "warmup_steps", 0, &wsteps));
+    TRY(ct_kv_str(hp, "train_aug", "rrc_flip", &cfg->train_aug));
+    TRY(ct_kv_double(hp, "aug_scale_min", 0.08, &cfg->aug_scale_min));
+    if (s == CT_OK && wsteps < 0) s = ct_set_error(CT_ERR_ARG, "trainer: warmup_steps must be >= 0");
+    cfg->warmup_steps = wsteps;
     if (s == CT_OK && iters < 0) s = ct_set_error(CT_ERR_ARG, "trainer: iters must be >= 0");
     cfg->iters = iters;
 #undef TRY
@@ -64,7 +70,12 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     cfg->sched.total = cfg->epochs;
     if (!strcmp(sched, "cosine")) cfg->sched.kind = CT_SCHED_COSINE;
     else if (!strcmp(sched, "constant")) cfg->sched.kind = CT_SCHED_CONSTANT;
-    else return ct_set_error(CT_ERR_ARG, "trainer: sched=%s (cosine, constant)", sched);
+    else if (!strcmp(sched, "cosine_step")) cfg->step_sched = true;
+    else return ct_set_error(CT_ERR_ARG, "trainer: sched=%s (cosine, constant, cosine_step)",
+                             sched);
+    if (cfg->step_sched && wep > 0)
+        return ct_set_error(CT_ERR_ARG, "trainer: sched=cosine_step warms up by warmup_steps, "
+                            "not warmup_epochs");
     cfg->sched.warmup_len = wep;
     cfg->sched.warmup_lr = (float)wlr;
     if (wep == 0) cfg->sched.warmup = CT_WARMUP_NONE;
@@ -94,7 +105,7 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL};
+                      f->labels ? f->labels + i0 : NULL, NULL};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -106,23 +117,70 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
     return s;
 }
 
-static double accuracy(const ct_method *m, void *state, const ct_features *f, int K,
-                       ct_status *st) {
-    float *sc = malloc((size_t)(f->n ? f->n : 1) * (size_t)K * sizeof *sc);
+bool ct_method_scores_images(const ct_method *m) { return m->predict_images || m->pixels; }
+
+#define PIXEL_EVAL_BATCH 32
+
+ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task,
+                            const ct_dataset *d, float *scores) {
+    if (m->predict_images) return m->predict_images(state, task, d, scores);
+    if (!m->pixels)
+        return ct_set_error(CT_ERR_ARG, "%s scores cached features, not images", m->name);
+    const ct_clip_config *c = ct_clip_get_config(task->clip);
+    int S = c->image_size;
+    size_t per = (size_t)3 * S * S;
+    float *px = malloc(PIXEL_EVAL_BATCH * per * sizeof *px);
+    ct_graph *g = ct_graph_create(0);
+    ct_status s = px && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "%s: out of memory", m->name);
+    ct_pixel_src src = {d, task->pre, S, NULL, 0, m->name};
+    for (int64_t i0 = 0; i0 < d->n_items && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
+        int64_t nb = d->n_items - i0 < PIXEL_EVAL_BATCH ? d->n_items - i0 : PIXEL_EVAL_BATCH;
+        if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_batch b = {.n = nb, .pixels = px};
+        ct_tensor *lg = m->logits(state, g, &b);
+        if (!lg) {
+            s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
+            break;
+        }
+        if (lg->ndim != 2 || lg->shape[0] != nb) {
+            s = ct_set_error(CT_ERR_STATE, "%s: logits of the wrong shape", m->name);
+            break;
+        }
+        memcpy(scores + i0 * lg->shape[1], lg->data, (size_t)lg->numel * sizeof(float));
+        if (task->progress) {
+            char stage[160];
+            snprintf(stage, sizeof stage, "%s: %s", m->name, d->name ? d->name : "images");
+            task->progress(task->progress_ctx, stage, i0 + nb, d->n_items, NAN, NAN);
+        }
+    }
+    ct_graph_free(g);
+    free(px);
+    return s;
+}
+
+/* Top-1 accuracy on val: its cached features, or its images for a pixel
+ * method. */
+static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_status *st) {
+    int K = task->n_classes;
+    int64_t n = m->pixels ? task->val->n_items : task->val_feats->n;
+    float *sc = malloc((size_t)(n ? n : 1) * (size_t)K * sizeof *sc);
     if (!sc) {
         *st = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         return 0;
     }
-    *st = ct_predict(m, state, f, sc);
+    *st = m->pixels ? ct_predict_images(m, state, task, task->val, sc)
+                    : ct_predict(m, state, task->val_feats, sc);
     int64_t ok = 0;
-    for (int64_t i = 0; *st == CT_OK && i < f->n; i++) {
+    for (int64_t i = 0; *st == CT_OK && i < n; i++) {
         int best = 0;
         for (int k = 1; k < K; k++)
             if (sc[i * K + k] > sc[i * K + best]) best = k;
-        ok += best == f->labels[i];
+        ok += best == (m->pixels ? task->val->items[i].label : task->val_feats->labels[i]);
     }
     free(sc);
-    return f->n ? (double)ok / (double)f->n : 0;
+    return n ? (double)ok / (double)n : 0;
 }
 
 /* ---- checkpoints ---- */
@@ -249,10 +307,29 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                             np);
     /* a method's own labelled set (pseudo-labels made by fit) replaces the
      * task's; fit runs again on resume and rebuilds it the same */
-    const ct_features *data = m->train_set ? m->train_set(state)
+    const ct_features *data = m->pixels ? NULL
+                              : m->train_set ? m->train_set(state)
                               : task->aug_feats ? task->aug_feats : task->train_feats;
-    if (!data || data->n == 0)
-        return ct_set_error(CT_ERR_ARG, "trainer: no training features");
+    if (m->pixels ? !task->train || task->train->n_items == 0 : !data || data->n == 0)
+        return ct_set_error(CT_ERR_ARG, "trainer: no training %s",
+                            m->pixels ? "images" : "features");
+    /* pixel methods: the training transform, item i of epoch e drawn from
+     * (seed, e, i) so that a resumed run sees the same images */
+    int S = m->pixels && task->clip ? ct_clip_get_config(task->clip)->image_size : 0;
+    if (m->pixels && !task->clip)
+        return ct_set_error(CT_ERR_ARG, "trainer: %s trains on pixels and needs the model",
+                            m->name);
+    ct_augment_cfg aug;
+    bool use_aug = false;
+    ct_pixel_src psrc = {0};
+    if (m->pixels) {
+        s = ct_pixels_aug_from_name(cfg->train_aug ? cfg->train_aug : "rrc_flip",
+                                    cfg->aug_scale_min > 0 ? cfg->aug_scale_min : 0.08, S, &aug,
+                                    &use_aug);
+        if (s != CT_OK) return s;
+        psrc = (ct_pixel_src){task->train, task->pre, S, use_aug ? &aug : NULL,
+                              ct_hash_str(cfg->seed, "trainer.pixels"), m->name};
+    }
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
      * scalars); only those requiring grad are optimised and clipped */
     ct_tensor *train_p[MAX_PARAMS];
@@ -284,7 +361,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t n_view = !m->train_set && task->train_feats && task->aug_feats && cfg->cycle_views
                          ? task->train_feats->n : 0;
     int64_t n_views = n_view > 0 ? data->n / n_view : 1;
-    int64_t n = n_view > 0 ? n_view : data->n, B = cfg->batch_size;
+    int64_t n = m->pixels ? task->train->n_items : n_view > 0 ? n_view : data->n;
+    int64_t B = cfg->batch_size;
+    size_t per = (size_t)3 * S * S, dim = m->pixels ? per : (size_t)data->dim;
     /* Dassl drops the last incomplete batch when there is a full one */
     int64_t nb = n >= B ? n / B : 1;
     ct_train_cfg eff = *cfg; /* iters: as many epochs as the steps span */
@@ -294,10 +373,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         cfg = &eff;
     }
     int64_t *order = malloc((size_t)n * sizeof *order);
-    float *bx = malloc((size_t)B * (size_t)data->dim * sizeof *bx);
+    float *bx = malloc((size_t)B * dim * sizeof *bx);
+    int64_t *bidx = malloc((size_t)B * sizeof *bidx);
     int *by = malloc((size_t)B * sizeof *by);
     ct_graph *g = ct_graph_create(0);
-    if (!order || !bx || !by || !g || (cfg->select_best_val && !best)) {
+    if (!order || !bx || !bidx || !by || !g || (cfg->select_best_val && !best)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -313,13 +393,27 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         for (int64_t bi = 0; bi < nb_ep && s == CT_OK; bi++) {
             int64_t nbatch = n - bi * B < B ? n - bi * B : B;
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
-            for (int64_t j = 0; j < nbatch; j++) {
-                int64_t src = base + order[bi * B + j];
-                memcpy(bx + j * data->dim, data->x + src * data->dim,
-                       (size_t)data->dim * sizeof *bx);
-                by[j] = data->labels[src];
+            ct_batch b = {nbatch, bx, by, NULL};
+            if (m->pixels) {
+                for (int64_t j = 0; j < nbatch; j++) {
+                    bidx[j] = order[bi * B + j];
+                    by[j] = task->train->items[bidx[j]].label;
+                }
+                if ((s = ct_pixels_batch(&psrc, bidx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
+                b.x = NULL, b.pixels = bx;
+            } else {
+                for (int64_t j = 0; j < nbatch; j++) {
+                    int64_t src = base + order[bi * B + j];
+                    memcpy(bx + j * dim, data->x + src * dim, dim * sizeof *bx);
+                    by[j] = data->labels[src];
+                }
             }
-            ct_batch b = {nbatch, bx, by};
+            if (cfg->step_sched) {
+                /* open_clip's cosine_lr over the steps of the whole run */
+                int64_t steps = cfg->iters > 0 ? cfg->iters : (int64_t)cfg->epochs * nb;
+                lr = (float)ct_sched_step_cosine(cfg->sched.base_lr, cfg->sched.min_lr,
+                                                 (int64_t)ep * nb + bi, cfg->warmup_steps, steps);
+            }
             ct_graph_reset(g);
             ct_optim_zero_grad(opt);
             ct_tensor *loss = m->loss(state, g, &b);
@@ -337,8 +431,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         }
         if (s != CT_OK) break;
         double acc = -1;
-        if (task->val_feats && task->val_feats->n) {
-            acc = accuracy(m, state, task->val_feats, task->n_classes, &s);
+        if (m->pixels ? task->val && task->val->n_items : task->val_feats && task->val_feats->n) {
+            acc = accuracy(m, state, task, &s);
             if (s != CT_OK) break;
             if (acc > best_acc) {
                 best_acc = acc, best_epoch = ep;
@@ -371,7 +465,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best);
+    free(order), free(bx), free(bidx), free(by), free(best);
 out:
     ct_optim_free(opt);
     return s;

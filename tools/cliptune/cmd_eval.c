@@ -375,8 +375,9 @@ int cmd_eval(int argc, char **argv) {
     cli_progress prog;
     cli_progress_init(&prog);
     r.task.progress = cli_progress_cb, r.task.progress_ctx = &prog;
-    if ((ri.method->predict_images ? ri.method->predict_images(r.state, &r.task, test, scores)
-                                   : ct_predict(ri.method, r.state, &fte, scores)) != CT_OK ||
+    if ((ct_method_scores_images(ri.method)
+             ? ct_predict_images(ri.method, r.state, &r.task, test, scores)
+             : ct_predict(ri.method, r.state, &fte, scores)) != CT_OK ||
         ct_metrics_compute(scores, false, fte.labels, fte.n, K, CT_ECE_BINS_DEFAULT, &m) != CT_OK) {
         cli_lib_error("eval");
         goto out;
@@ -493,12 +494,12 @@ int cmd_predict(int argc, char **argv) {
     if (!model_encode_images(&b, imgs, n, x, "predict")) goto out;
     ct_features f = {.n = n, .dim = E, .x = x, .labels = labels};
     /* pixel methods score the files themselves: a dataset of the paths */
-    ct_item *items = ri.method->predict_images ? calloc((size_t)n, sizeof *items) : NULL;
+    ct_item *items = ct_method_scores_images(ri.method) ? calloc((size_t)n, sizeof *items) : NULL;
     for (int i = 0; items && i < n; i++) items[i].path = imgs[i];
     ct_dataset files = {.name = "predict", .root = "", .n_classes = K,
                         .classnames = ri.classnames, .n_items = n, .items = items};
-    ct_status ps = !ri.method->predict_images ? ct_predict(ri.method, r.state, &f, p)
-                   : items ? ri.method->predict_images(r.state, &r.task, &files, p)
+    ct_status ps = !ct_method_scores_images(ri.method) ? ct_predict(ri.method, r.state, &f, p)
+                   : items ? ct_predict_images(ri.method, r.state, &r.task, &files, p)
                            : CT_ERR_NOMEM;
     free(items);
     if (ps != CT_OK) {
