@@ -270,7 +270,20 @@ ct_status ct_prompt_create(const ct_task *task, const ct_kv *hp_in, int pad_to, 
 
     char *words = underscores_to_spaces(init), *prefix = NULL;
     if (!words) return ct_set_error(CT_ERR_NOMEM, "coop: out of memory");
-    if (*words) {
+    if (*words && pad_to == CT_PROMPT_FIRST_N && n_ctx <= 4) {
+        /* maple.py / independentVL.py: the prompt is "{ctx_init} {name}." and
+         * its first n_ctx tokens are the learned context (n_ctx 2 with "a
+         * photo of a": "of a" stays fixed text) */
+        int nw = 1;
+        for (const char *p = words; *p; p++) nw += *p == ' ';
+        if (n_ctx < 1 || n_ctx > nw) {
+            free(words);
+            return ct_set_error(CT_ERR_ARG, "prompt: n_ctx=%d must be 1 .. the %d words of "
+                                "ctx_init", n_ctx, nw);
+        }
+        csc = 0, n_words = n_ctx;
+        prefix = strdup(words);
+    } else if (*words && pad_to != CT_PROMPT_FIRST_N) {
         /* coop.py: n_ctx = len(ctx_init.split(" ")), and the context is generic */
         n_ctx = 1;
         for (const char *p = words; *p; p++) n_ctx += *p == ' ';
@@ -325,7 +338,11 @@ ct_status ct_prompt_create(const ct_task *task, const ct_kv *hp_in, int pad_to, 
         st = ct_set_error(CT_ERR_NOMEM, "coop: out of memory");
     if (s->ctx) s->ctx->name = "coop.ctx";
     if (st == CT_OK) st = build_prompts(s, task, prefix, pos, Lc);
-    if (st == CT_OK) st = init_context(s, task, words, n_words ? n_words : n_ctx, Lc);
+    /* MaPLe's layout: positions 1 .. n_ctx of the tokenized ctx_init, as
+     * init_context copies them when n_words == n_ctx */
+    if (st == CT_OK)
+        st = init_context(s, task, n_words || pad_to != CT_PROMPT_FIRST_N ? words : "",
+                          n_words ? n_words : n_ctx, Lc);
     free(words), free(prefix);
     if (st != CT_OK) {
         ct_prompt_destroy(s);

@@ -14,6 +14,11 @@ typedef struct ct_prompt ct_prompt;
  * {name}." with n_ctx = pad_to generic context vectors, zero except the last
  * w, which are the token embeddings at positions 1..w of ctx_init. */
 ct_status ct_prompt_create(const ct_task *task, const ct_kv *hp, int pad_to, void **out);
+/* pad_to for MaPLe's and IVLP's layout: with ctx_init and n_ctx <= 4 the
+ * prompt is "{ctx_init} {name}." and its first n_ctx tokens are learned
+ * (initialised to their embeddings); otherwise n_ctx vectors N(0, 0.02) in
+ * "X ... X {name}." */
+#define CT_PROMPT_FIRST_N (-1)
 void ct_prompt_destroy(void *state);
 int ct_prompt_params(void *state, ct_tensor **out, int cap);
 /* the learned context tensor */

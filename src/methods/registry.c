@@ -21,6 +21,10 @@ extern const ct_method ct_method_upl;
 extern const ct_method ct_method_calip;
 extern const ct_method ct_method_tpt;
 extern const ct_method ct_method_wise_ft;
+extern const ct_method ct_method_vp;
+extern const ct_method ct_method_vpt_deep;
+extern const ct_method ct_method_ivlp;
+extern const ct_method ct_method_maple;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -41,6 +45,10 @@ static const ct_method *const METHODS[] = {
     &ct_method_calip,
     &ct_method_tpt,
     &ct_method_wise_ft,
+    &ct_method_vp,
+    &ct_method_vpt_deep,
+    &ct_method_ivlp,
+    &ct_method_maple,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

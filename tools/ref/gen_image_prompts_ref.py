@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""Reference outputs of the image-side prompt methods (VP, VPT-deep, IVLP,
+MaPLe) on the shipped model, models/cliptune-small:
+tests/fixtures/methods/image_prompts_ref.safetensors (F32).
+
+    /usr/bin/python3 tools/ref/gen_image_prompts_ref.py
+
+Needs Debian's python3-torch, python3-numpy and python3-regex. Written from
+the official codes' math (not their code), float64, with the deep-prompt
+encoders of gen_clip_ref.py (MaPLe's clip/model.py layout: vision prompts
+appended after the positional embedding, before ln_pre, the last n tokens
+replaced before blocks 1..J-1; text positions 1..n replaced likewise):
+  - VP (hjbahng/visual_prompting prompters.py PadPrompter): a frame of p = 4
+    pixels (30 at 224, scaled to 28) added to the normalised image; text of
+    "This is a photo of a {}" (no period), frozen;
+  - VPT-deep (multimodal-prompt-learning trainers/vpt.py): vision prompts of
+    2 tokens at depth 3, fixed text "a photo of a {}.";
+  - IVLP (trainers/independentVL.py): prompt "a photo of a {name}." with its
+    first 2 tokens learned (initial value: their token embeddings, checked),
+    deep text prompts at depth 3, vision prompts of 2 tokens at depth 3;
+  - MaPLe (trainers/maple.py): the same text layout, depth 2: V_0 =
+    proj(ctx), V_1 = F_1(T_1).
+Logits exp(logit_scale) cos(image, text), mean cross-entropy. Learnables
+are set to a formula both sides compute (A sin(0.37 j + 1.3 k), j the flat
+index, k the tensor's place in the method's params() order); then the
+gradient of each and three torch.optim.SGD steps on the same batch (VP: lr
+0.5, momentum 0.9, no weight decay; the others lr 0.01, momentum 0.9,
+weight decay 5e-4, Dassl's). Tokens: a BPE encoder for the shipped HF
+vocabulary (vocab.json + merges.txt) written here from CLIP's rules
+(gen_bpe_ref.py's cleaning and split), EOT pooled at argmax(ids).
+Pixels: 1.5 sin(0.1 i + 0.7 b) as float32, 3 images, labels (0, 2, 1).
+"""
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+MODEL = os.path.join(ROOT, "models", "cliptune-small")
+OUT = os.path.join(ROOT, "tests", "fixtures", "methods", "image_prompts_ref.safetensors")
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+clipref = load_module("gen_clip_ref", os.path.join(HERE, "gen_clip_ref.py"))
+bperef = load_module("gen_bpe_ref", os.path.join(HERE, "gen_bpe_ref.py"))
+torch.set_default_dtype(torch.float64)
+
+CLASSNAMES = ["shirt", "ankle_boot", "bag"]
+LABELS = [0, 2, 1]
+B = 3
+
+
+class Tok:
+    def __init__(self, d):
+        self.vocab = json.load(open(os.path.join(d, "vocab.json"), encoding="utf-8"))
+        lines = open(os.path.join(d, "merges.txt"), encoding="utf-8").read().strip().split("\n")
+        merges = [tuple(l.split()) for l in lines[1:]]
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.b2u = bperef.bytes_to_unicode()
+        self.sot, self.eot = self.vocab["<|startoftext|>"], self.vocab["<|endoftext|>"]
+
+    def bpe(self, word):
+        w = tuple(word[:-1]) + (word[-1] + "</w>",)
+        while len(w) > 1:
+            pairs = [(self.ranks.get((w[i], w[i + 1]), 1 << 30), i) for i in range(len(w) - 1)]
+            r, i = min(pairs)
+            if r == 1 << 30:
+                break
+            a, b = w[i], w[i + 1]
+            w = bperef.merge_word(w, a, b)
+        return w
+
+    def encode(self, text):
+        ids = []
+        for p in bperef.pieces(text):
+            u = "".join(self.b2u[b] for b in p.encode("utf-8"))
+            ids += [self.vocab[t] for t in self.bpe(u)]
+        return ids
+
+    def row(self, text, L):
+        ids = [self.sot] + self.encode(text) + [self.eot]
+        assert len(ids) <= L
+        return ids + [0] * (L - len(ids))
+
+
+def load_model():
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    back = clipref.st_read(os.path.join(MODEL, "model.safetensors"))
+    P = {k: v.double() for k, v in clipref.hf_to_openai(back, cfg).items()}
+    tc, vc = cfg["text_config"], cfg["vision_config"]
+    c = dict(act=vc["hidden_act"], patch=vc["patch_size"], image=vc["image_size"],
+             v_layers=vc["num_hidden_layers"], v_heads=vc["num_attention_heads"],
+             v_width=vc["hidden_size"], t_layers=tc["num_hidden_layers"],
+             t_heads=tc["num_attention_heads"], t_width=tc["hidden_size"],
+             ctx=tc["max_position_embeddings"])
+    return P, c
+
+
+def pixels(S):
+    n = 3 * S * S
+    px = np.empty((B, n), dtype=np.float32)
+    for b in range(B):
+        for i in range(n):
+            px[b, i] = np.float32(1.5 * math.sin(0.1 * i + 0.7 * b))
+    return torch.from_numpy(px).double().reshape(B, 3, S, S)
+
+
+def formula(shape, k, amp):
+    n = int(np.prod(shape))
+    j = torch.arange(n, dtype=torch.float64)
+    return (amp * torch.sin(0.37 * j + 1.3 * k)).reshape(shape).clone().requires_grad_(True)
+
+
+def text_ids(tok, c, template):
+    return torch.tensor([tok.row(template.replace("{}", n.replace("_", " ")), c["ctx"])
+                         for n in CLASSNAMES])
+
+
+def fixed_text(P, c, ids):
+    E = P["token_embedding.weight"][ids]
+    t, _ = clipref.encode_text_from_embeds(P, c, E, ids.argmax(dim=1))
+    return t / t.norm(dim=-1, keepdim=True)
+
+
+def prompted_text(P, c, ids, ctx, deep):
+    """ids of "a photo of a {name}." with positions 1..n replaced by ctx."""
+    E = clipref.substitute_text_prompt(P["token_embedding.weight"][ids], ctx)
+    T = [None] + list(deep) if deep else None
+    t, _ = clipref.encode_text_from_embeds(P, c, E, ids.argmax(dim=1), T)
+    return t / t.norm(dim=-1, keepdim=True)
+
+
+def logits_of(P, img, txt):
+    img = img / img.norm(dim=-1, keepdim=True)
+    return P["logit_scale"].exp() * img @ txt.t()
+
+
+def run(name, params, forward, lr, wd, out):
+    y = torch.tensor(LABELS)
+    lg = forward(params)
+    loss = F.cross_entropy(lg, y)
+    grads = torch.autograd.grad(loss, params)
+    out[name + ".logits"] = lg.detach()
+    out[name + ".loss"] = loss.detach().reshape(1)
+    for k, g in enumerate(grads):
+        out["%s.grad.%d" % (name, k)] = g
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(forward(params), y).backward()
+        opt.step()
+    for k, p in enumerate(params):
+        out["%s.after.%d" % (name, k)] = p.detach().clone()
+    print(name, "loss", float(loss), "logits", lg.detach().numpy().round(4).tolist())
+
+
+def main():
+    P, c = load_model()
+    tok = Tok(MODEL)
+    S, Wv, Wt = c["image"], c["v_width"], c["t_width"]
+    px = pixels(S)
+    out = {}
+
+    # VP, padding prompter, p = round(30 * 28 / 224) = 4
+    p = int(round(30 * S / 224))
+    vp_txt = fixed_text(P, c, text_ids(tok, c, "This is a photo of a {}"))
+    vp = [formula((3, p, S), 0, 0.5), formula((3, p, S), 1, 0.5),
+          formula((3, S - 2 * p, p), 2, 0.5), formula((3, S - 2 * p, p), 3, 0.5)]
+
+    def vp_fwd(q):
+        up, down, left, right = q
+        mid = torch.cat([left, torch.zeros(3, S - 2 * p, S - 2 * p), right], dim=2)
+        prompt = torch.cat([up, mid, down], dim=1)
+        img, _, _ = clipref.encode_image(P, c, px + prompt)
+        return logits_of(P, img, vp_txt)
+    run("vp", vp, vp_fwd, 0.5, 0.0, out)
+
+    # VPT-deep: 2 vision tokens, depth 3, fixed text
+    zs = fixed_text(P, c, text_ids(tok, c, "a photo of a {}."))
+    vpt = [formula((2, Wv), k, 0.05) for k in range(3)]
+
+    def vpt_fwd(q):
+        img, _, _ = clipref.encode_image(P, c, px, list(q))
+        return logits_of(P, img, zs)
+    run("vpt", vpt, vpt_fwd, 0.01, 5e-4, out)
+
+    # the prompt of IVLP and MaPLe, and the initial context (tokens 1..2)
+    ids = text_ids(tok, c, "a photo of a {}.")
+    out["ctx_init"] = P["token_embedding.weight"][ids[0, 1:3]].clone()
+
+    # IVLP: ctx (2, Wt), text deep T_1, T_2, vision V_0, V_1, V_2
+    iv = [formula((2, Wt), 0, 0.05), formula((2, Wt), 1, 0.05), formula((2, Wt), 2, 0.05),
+          formula((2, Wv), 3, 0.05), formula((2, Wv), 4, 0.05), formula((2, Wv), 5, 0.05)]
+
+    def ivlp_fwd(q):
+        txt = prompted_text(P, c, ids, q[0], [q[1], q[2]])
+        img, _, _ = clipref.encode_image(P, c, px, [q[3], q[4], q[5]])
+        return logits_of(P, img, txt)
+    run("ivlp", iv, ivlp_fwd, 0.01, 5e-4, out)
+
+    # MaPLe, depth 2: ctx, proj (W, b), T_1, F_1 (W, b)
+    mp = [formula((2, Wt), 0, 0.05), formula((Wv, Wt), 1, 0.05), formula((Wv,), 2, 0.05),
+          formula((2, Wt), 3, 0.05), formula((Wv, Wt), 4, 0.05), formula((Wv,), 5, 0.05)]
+
+    def maple_fwd(q):
+        txt = prompted_text(P, c, ids, q[0], [q[3]])
+        V = [q[0] @ q[1].t() + q[2], q[3] @ q[4].t() + q[5]]
+        img, _, _ = clipref.encode_image(P, c, px, V)
+        return logits_of(P, img, txt)
+    run("maple", mp, maple_fwd, 0.01, 5e-4, out)
+
+    clipref.st_write(OUT, {k: v.detach().float().contiguous() for k, v in out.items()})
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    main()
