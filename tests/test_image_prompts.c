@@ -258,6 +258,66 @@ static void test_learns_on_shipped_model(void) {
     ct_splits_free(&sp);
 }
 
+/* The trainer's pixel path: a run stopped after one epoch and resumed
+ * ends bit-identical to an uninterrupted one (augmentation, order and
+ * schedule are functions of (seed, epoch, item)). */
+static void train_maple(const ct_dataset *train, const ct_dataset *val, const char *dir,
+                        int stop_after, bool resume, float *out, size_t *n_out) {
+    const ct_method *m = ct_method_find("maple");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "epochs=3 depth=2 batch_size=8 lr=0.01"));
+    ct_train_cfg tc;
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+    tc.seed = 5, tc.run_dir = dir, tc.resume = resume, tc.stop_after = stop_after;
+    ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
+                    .dataset_name = train->name, .n_classes = train->n_classes,
+                    .classnames = train->classnames, .train = train, .val = val, .seed = 5};
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    if (!st) return;
+    CHECK_OK(ct_train(m, st, &task, &tc, &hp));
+    ct_tensor *p[16];
+    int np = m->params(st, p, 16);
+    size_t off = 0;
+    for (int k = 0; k < np; k++) {
+        memcpy(out + off, p[k]->data, (size_t)p[k]->numel * sizeof(float));
+        off += (size_t)p[k]->numel;
+    }
+    *n_out = off;
+    m->destroy(st);
+    ct_kv_free(&hp);
+}
+
+static void test_pixel_path_resume(void) {
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
+        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    if (!setup()) return;
+    ct_splits sp = {0};
+    CHECK_OK(ct_data_open("fashion-mnist", &sp));
+    if (!sp.train) return;
+    ct_dataset *train = ct_dataset_fewshot(sp.train, 2, 5);
+    ct_dataset *val = ct_dataset_fewshot(sp.val, 1, 5);
+    size_t cap = 400000, n1 = 0, n2 = 0;
+    float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+    char d1[4200], d2[4200];
+    snprintf(d1, sizeof d1, "%s/maple_full", ct_test_tmpdir());
+    snprintf(d2, sizeof d2, "%s/maple_resumed", ct_test_tmpdir());
+    mkdir(d1, 0777), mkdir(d2, 0777);
+    train_maple(train, val, d1, 0, false, a, &n1);
+    train_maple(train, val, d2, 1, false, b, &n2);
+    train_maple(train, val, d2, 0, true, b, &n2);
+    CHECK(n1 == n2 && n1 > 0 && n1 <= cap);
+    CHECK_MSG(n1 == n2 && !memcmp(a, b, n1 * sizeof *a),
+              "a resumed pixel-path run differs from an uninterrupted one");
+    free(a), free(b);
+    ct_dataset_free(train), ct_dataset_free(val);
+    ct_splits_free(&sp);
+}
+
 int main(void) {
     ct_test_run("vp_parity", test_vp_parity);
     ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
@@ -265,6 +325,7 @@ int main(void) {
     ct_test_run("maple_parity", test_maple_parity);
     ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
     ct_test_run("needs_pixels", test_needs_pixels);
+    ct_test_run("pixel_path_resume", test_pixel_path_resume);
     ct_test_run("learns_on_shipped_model", test_learns_on_shipped_model);
     ct_bundle_free(&g_b);
     ct_safetensors_close(g_ref);
