@@ -373,12 +373,47 @@ ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int
                                bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
                                ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
                                bool keys_only);
+/* LoRA deltas on a block's attention projections (CLIP-LoRA,
+ * MaxZanella/CLIP-LoRA loralib/layers.py LinearLoRA):
+ *   y = x Wᵀ + b + scale · (drop(x) Aᵀ) Bᵀ,   A (r, in), B (out, r)
+ * for q, k, v and the output projection o (its input is the attention
+ * output). drop is inverted dropout on the LoRA branch's input only, an
+ * independent mask per projection per call, applied when train is set. */
+typedef struct ct_block_lora {
+    ct_tensor *a[4], *b[4]; /* q, k, v, o; a NULL: no delta on that projection */
+} ct_block_lora;
+typedef struct ct_lora {
+    const ct_block_lora *layers; /* [n_layers]: block l's deltas            */
+    int n_layers;
+    float scale;                 /* alpha / sqrt(r) in CLIP-LoRA           */
+    float dropout;               /* probability of dropping an input value  */
+    bool train;                  /* apply the dropout                       */
+    uint64_t seed;               /* masks: a stream of (seed, layer, proj)   */
+} ct_lora;
+
+/* ct_block_forward_ex with LoRA deltas l (NULL: none) of block `layer` under
+ * the settings cfg. */
+ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
+                                 bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
+                                 ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
+                                 bool keys_only, const ct_block_lora *l, const ct_lora *cfg,
+                                 int layer);
+
 /* n_layers blocks in order, with the hook (may be NULL) before each. The
  * hook's layer == -1 call is the caller's to make (it knows where the
  * embeddings end). */
 ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_layers,
                                   ct_tensor *x, int n_head, bool causal, ct_activation act,
                                   float ln_eps, ct_layer_hook hook, void *hook_ctx);
+/* The same with LoRA deltas (NULL: none; lora->n_layers must be n_layers). */
+ct_tensor *ct_transformer_forward_lora(ct_graph *g, const ct_block *blocks, int n_layers,
+                                       ct_tensor *x, int n_head, bool causal, ct_activation act,
+                                       float ln_eps, ct_layer_hook hook, void *hook_ctx,
+                                       const ct_lora *lora);
+/* Inverted dropout: x with each value zeroed with probability p and the
+ * rest scaled by 1 / (1 - p), the mask drawn from the stream seed. p 0 is
+ * x itself. Gradients flow through the kept values. */
+ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
 /* Images and preprocessing (src/model/image.c, preprocess.c)               */
@@ -700,6 +735,8 @@ typedef struct ct_clip_hooks {
     void *ctx;
     /* deep prompts, applied before the function hooks (NULL: none) */
     const ct_deep_prompts *vision_deep, *text_deep;
+    /* LoRA deltas per block of each tower (NULL: none) */
+    const ct_lora *vision_lora, *text_lora;
 } ct_clip_hooks;
 
 typedef struct ct_clip_image_out {
@@ -885,6 +922,8 @@ typedef struct ct_batch {
     const float *x;      /* (n, dim) features; NULL for pixel methods          */
     const int *labels;
     const float *pixels; /* (n, 3, S, S) normalised images (pixel methods), else NULL */
+    uint64_t seed;       /* training: a stream for the step's randomness (dropout),
+                          * a function of (run seed, epoch, batch); 0 when scoring */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -993,6 +1032,9 @@ typedef struct ct_train_cfg {
      * warmup steps over the run's steps (VP, CLIP-LoRA, WiSE-FT) */
     bool step_sched;
     int64_t warmup_steps;
+    /* > 0: iters = iters_per_shot x shots (the training images per class,
+     * rounded up), CLIP-LoRA's 500 x shots */
+    int iters_per_shot;
     /* pixel methods: the training transform (train_aug rrc_flip | rrc | none,
      * random-resized-crop scale from aug_scale_min; src/data/pixels.h) */
     const char *train_aug;
@@ -1013,9 +1055,10 @@ typedef struct ct_train_cfg {
 /* Trainer keys read from hp (method defaults + user overrides): epochs,
  * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, eps (Adam),
  * sched (cosine|constant|cosine_step), warmup_epochs, warmup_type
- * (constant|linear), warmup_lr, warmup_steps (cosine_step), max_grad_norm,
- * select (last|best_val), views (all|cycle), checkpoint_every, iters (train
- * by steps instead of epochs), train_aug and aug_scale_min (pixel methods). */
+ * (constant|linear), warmup_lr, warmup_steps (cosine_step), min_lr (the
+ * cosine's floor), max_grad_norm, select (last|best_val), views (all|cycle),
+ * checkpoint_every, iters (train by steps instead of epochs), iters_per_shot,
+ * train_aug and aug_scale_min (pixel methods). */
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the

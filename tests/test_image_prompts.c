@@ -70,8 +70,8 @@ static ct_task task_of(void) {
 
 /* One method against its reference: params set by formula, then logits,
  * loss, gradients and three SGD steps on the fixed batch. */
-static void parity(const char *method, const char *set, const char *tag, double amp, float lr,
-                   float wd) {
+static void parity_opt(const char *method, const char *set, const char *tag, double amp,
+                       ct_optim_kind kind, float lr, float wd) {
     if (!setup()) return;
     const ct_method *m = ct_method_find(method);
     CHECK_MSG(m && m->pixels, "%s is not a registered pixel method", method);
@@ -86,8 +86,8 @@ static void parity(const char *method, const char *set, const char *tag, double 
     CHECK_OK(ct_train_cfg_from_kv(&hp, &tc)); /* the trainer's keys */
     CHECK_OK(ct_kv_check_used(&hp, method));
     if (!st) return;
-    ct_tensor *p[16];
-    int np = m->params(st, p, 16);
+    ct_tensor *p[64];
+    int np = m->params(st, p, 64);
     char name[96], what[96];
     if (!strcmp(tag, "ivlp")) /* the context starts as the embeddings of "a photo" */
         compare("ivlp initial context", p[0]->data, (size_t)p[0]->numel, "ctx_init");
@@ -115,8 +115,9 @@ static void parity(const char *method, const char *set, const char *tag, double 
             if (p[k]->grad) compare(what, p[k]->grad, (size_t)p[k]->numel, name);
         }
     }
-    ct_optim_config oc = ct_optim_default(CT_OPTIM_SGD, lr);
-    oc.momentum = 0.9f, oc.weight_decay = wd;
+    ct_optim_config oc = ct_optim_default(kind, lr);
+    if (kind == CT_OPTIM_SGD) oc.momentum = 0.9f;
+    oc.weight_decay = wd;
     ct_optim *o = ct_optim_create(&oc, p, np);
     for (int step = 0; o && step < 3; step++) {
         ct_graph_reset(g);
@@ -137,6 +138,11 @@ static void parity(const char *method, const char *set, const char *tag, double 
     ct_kv_free(&hp);
 }
 
+static void parity(const char *method, const char *set, const char *tag, double amp, float lr,
+                   float wd) {
+    parity_opt(method, set, tag, amp, CT_OPTIM_SGD, lr, wd);
+}
+
 static void test_vp_parity(void) { parity("vp", "", "vp", 0.5, 0.5f, 0.0f); }
 static void test_vpt_deep_parity(void) {
     parity("vpt-deep", "vision_depth=3 n_ctx_vision=2", "vpt", 0.05, 0.01f, 5e-4f);
@@ -146,6 +152,32 @@ static void test_ivlp_parity(void) {
            5e-4f);
 }
 static void test_maple_parity(void) { parity("maple", "depth=2", "maple", 0.05, 0.01f, 5e-4f); }
+static void test_clip_lora_parity(void) {
+    parity_opt("clip-lora", "dropout=0", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f, 1e-2f);
+}
+
+/* Inverted dropout keeps about 1 - p of the values, scaled by 1 / (1 - p),
+ * the same for the same seed, another mask for another seed. */
+static void test_dropout(void) {
+    ct_graph *g = ct_graph_create(0);
+    int64_t n = 100000;
+    ct_tensor *x = ct_graph_tensor(g, 1, &n);
+    for (int64_t i = 0; i < n; i++) x->data[i] = 1.0f;
+    ct_tensor *a = ct_dropout(g, x, 0.25f, 7), *b = ct_dropout(g, x, 0.25f, 7);
+    ct_tensor *c = ct_dropout(g, x, 0.25f, 8);
+    CHECK(a && b && c && ct_dropout(g, x, 0.0f, 7) == x);
+    CHECK(ct_dropout(g, x, 1.0f, 7) == NULL);
+    int64_t kept = 0, same = 0;
+    for (int64_t i = 0; a && b && c && i < n; i++) {
+        CHECK(a->data[i] == 0.0f || fabsf(a->data[i] - 4.0f / 3.0f) < 1e-6f);
+        kept += a->data[i] != 0;
+        CHECK(a->data[i] == b->data[i]);
+        same += a->data[i] == c->data[i];
+    }
+    CHECK_MSG(fabs((double)kept / (double)n - 0.75) < 0.01, "kept %.4f", (double)kept / (double)n);
+    CHECK_MSG(same < n * 0.7, "another seed gives another mask (%lld equal)", (long long)same);
+    ct_graph_free(g);
+}
 
 /* The shared-prefix encoder with deep text prompts equals the plain one. */
 static void test_ivlp_shared_prefix_exact(void) {
@@ -189,7 +221,7 @@ static void test_needs_pixels(void) {
     CHECK_OK(m->create(&task, &hp, &st));
     float x[128] = {0};
     int y = 0;
-    ct_batch b = {1, x, &y, NULL};
+    ct_batch b = {1, x, &y, NULL, 0};
     ct_graph *g = ct_graph_create(0);
     CHECK(m->logits(st, g, &b) == NULL);
     CHECK_MSG(strstr(ct_last_error(), "no pixels"), "message: %s", ct_last_error());
@@ -210,11 +242,13 @@ static void test_learns_on_shipped_model(void) {
     ct_splits sp = {0};
     CHECK_OK(ct_data_open("fashion-mnist", &sp));
     if (!sp.test) return;
-    const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple"};
+    const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora"};
     const char *sets[] = {"", "epochs=10 batch_size=32 warmup_steps=5",
-                          "epochs=10 lr=0.02", "epochs=5", "epochs=5"};
-    double top1[5];
-    for (int r = 0; r < 5; r++) {
+                          "epochs=10 lr=0.02", "epochs=5", "epochs=5",
+                          "iters_per_shot=5 lr=1e-3"};
+    enum { NM = sizeof methods / sizeof *methods };
+    double top1[NM];
+    for (int r = 0; r < NM; r++) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/imgprompt_%s", ct_test_tmpdir(), methods[r]);
         ct_run_cfg rc = {0};
@@ -323,6 +357,8 @@ int main(void) {
     ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
     ct_test_run("ivlp_parity", test_ivlp_parity);
     ct_test_run("maple_parity", test_maple_parity);
+    ct_test_run("clip_lora_parity", test_clip_lora_parity);
+    ct_test_run("dropout", test_dropout);
     ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
     ct_test_run("needs_pixels", test_needs_pixels);
     ct_test_run("pixel_path_resume", test_pixel_path_resume);

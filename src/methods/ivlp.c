@@ -130,14 +130,11 @@ static ct_tensor *ivlp_logits(void *st, ct_graph *g, const ct_batch *b) {
                                           &hooks, false, NULL);
     if (!img) return NULL;
     ct_tensor *txt = text_features(s, g);
-    ct_tensor *scale = ct_clip_find_tensor(s->clip, "logit_scale");
-    return ct_mul(g, ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), txt, false, true),
-                  ct_exp(g, scale));
+    return ct_image_text_scores(g, s->clip, img, txt);
 }
 
 static ct_tensor *ivlp_loss(void *st, ct_graph *g, const ct_batch *b) {
-    int64_t *y = ct_batch_labels(g, b);
-    return y ? ct_cross_entropy(g, ivlp_logits(st, g, b), y, 0.0f) : NULL;
+    return ct_batch_ce(g, ivlp_logits(st, g, b), b);
 }
 
 #define IVLP_TRAIN "optim=sgd momentum=0.9 weight_decay=5e-4 sched=cosine warmup_epochs=1 " \

@@ -131,14 +131,11 @@ static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
                                           &hooks, false, NULL);
     ct_tensor *txt = ct_l2_normalize(g, ct_prompt_text_features_deep(s->text, g, &s->tdp),
                                      1e-12f);
-    ct_tensor *scale = ct_clip_find_tensor(s->clip, "logit_scale");
-    return ct_mul(g, ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), txt, false, true),
-                  ct_exp(g, scale));
+    return ct_image_text_scores(g, s->clip, img, txt);
 }
 
 static ct_tensor *maple_loss(void *st, ct_graph *g, const ct_batch *b) {
-    int64_t *y = ct_batch_labels(g, b);
-    return y ? ct_cross_entropy(g, maple_logits(st, g, b), y, 0.0f) : NULL;
+    return ct_batch_ce(g, maple_logits(st, g, b), b);
 }
 
 const ct_method ct_method_maple = {

@@ -48,3 +48,15 @@ int64_t *ct_batch_labels(ct_graph *g, const ct_batch *b) {
     for (int64_t i = 0; y && b->labels && i < b->n; i++) y[i] = b->labels[i];
     return y;
 }
+
+ct_tensor *ct_image_text_scores(ct_graph *g, const ct_clip *clip, ct_tensor *img,
+                                ct_tensor *txt) {
+    ct_tensor *scale = ct_clip_find_tensor(clip, "logit_scale");
+    return ct_mul(g, ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), txt, false, true),
+                  ct_exp(g, scale));
+}
+
+ct_tensor *ct_batch_ce(ct_graph *g, ct_tensor *logits, const ct_batch *b) {
+    int64_t *y = logits ? ct_batch_labels(g, b) : NULL;
+    return y ? ct_cross_entropy(g, logits, y, 0.0f) : NULL;
+}

@@ -24,5 +24,11 @@ ct_tensor *ct_batch_pixels(ct_graph *g, int64_t S, const ct_batch *b,
 int ct_prompt_depth(int depth, int n_layers);
 /* Labels of a batch as int64 in the graph's arena. */
 int64_t *ct_batch_labels(ct_graph *g, const ct_batch *b);
+/* CLIP's logits from image embeddings (n, E) (normalised here) and
+ * normalised class features (K, E): exp(logit_scale) * cos, (n, K). */
+ct_tensor *ct_image_text_scores(ct_graph *g, const ct_clip *clip, ct_tensor *img,
+                                ct_tensor *txt);
+/* Mean cross-entropy of logits (n, K) against the batch's labels. */
+ct_tensor *ct_batch_ce(ct_graph *g, ct_tensor *logits, const ct_batch *b);
 
 #endif

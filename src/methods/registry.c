@@ -25,6 +25,7 @@ extern const ct_method ct_method_vp;
 extern const ct_method ct_method_vpt_deep;
 extern const ct_method ct_method_ivlp;
 extern const ct_method ct_method_maple;
+extern const ct_method ct_method_clip_lora;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -49,6 +50,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_vpt_deep,
     &ct_method_ivlp,
     &ct_method_maple,
+    &ct_method_clip_lora,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

@@ -163,14 +163,11 @@ static ct_tensor *vp_logits(void *st, ct_graph *g, const ct_batch *b) {
     ct_tensor *img = ct_clip_encode_image(g, s->clip, x, NULL, false, NULL);
     int64_t shape[2] = {s->K, s->E};
     ct_tensor *txt = ct_graph_wrap(g, s->txt, 2, shape);
-    ct_tensor *scale = ct_clip_find_tensor(s->clip, "logit_scale");
-    return ct_mul(g, ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), txt, false, true),
-                  ct_exp(g, scale));
+    return ct_image_text_scores(g, s->clip, img, txt);
 }
 
 static ct_tensor *vp_loss(void *st, ct_graph *g, const ct_batch *b) {
-    int64_t *y = ct_batch_labels(g, b);
-    return y ? ct_cross_entropy(g, vp_logits(st, g, b), y, 0.0f) : NULL;
+    return ct_batch_ce(g, vp_logits(st, g, b), b);
 }
 
 const ct_method ct_method_vp = {

@@ -105,9 +105,10 @@ ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels
     bool hooked = th.user || (th.deep && th.deep->depth > 0);
     x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
     x = ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps);
-    x = ct_transformer_forward(g, m->vblocks, c->vision_layers, x, c->vision_heads, false,
-                               c->vision_act, c->vision_ln_eps, hooked ? tower_hook_fn : NULL,
-                               &th);
+    x = ct_transformer_forward_lora(g, m->vblocks, c->vision_layers, x, c->vision_heads, false,
+                                    c->vision_act, c->vision_ln_eps,
+                                    hooked ? tower_hook_fn : NULL, &th,
+                                    hooks ? hooks->vision_lora : NULL);
     if (!x) return NULL;
     int64_t W = c->vision_width, cls_shape[2] = {B, W};
     ct_tensor *cls = ct_reshape(g, ct_slice(g, x, 1, 0, 1), 2, cls_shape);
@@ -173,8 +174,9 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
     if (check_deep(g, th.deep, c->text_width, c->text_layers, "text") != CT_OK) return NULL;
     bool hooked = th.user || (th.deep && th.deep->depth > 0);
     x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
-    x = ct_transformer_forward(g, m->tblocks, c->text_layers, x, c->text_heads, true,
-                               c->text_act, c->text_ln_eps, hooked ? tower_hook_fn : NULL, &th);
+    x = ct_transformer_forward_lora(g, m->tblocks, c->text_layers, x, c->text_heads, true,
+                                    c->text_act, c->text_ln_eps, hooked ? tower_hook_fn : NULL,
+                                    &th, hooks ? hooks->text_lora : NULL);
     if (!x) return NULL;
     if (x->ndim != 3 || x->shape[0] != n) return ct_op_fail(g, CT_ERR_ARG, "clip: a text hook "
                                                            "changed the batch size");
@@ -194,11 +196,12 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
  * *v (when k is set) receive x's keys and values as (T, W) (x is (1, T, W)). */
 static ct_tensor *text_block(ct_graph *g, const ct_block *b, const ct_clip_config *c,
                              ct_tensor *x, ct_tensor *ek, ct_tensor *ev, ct_tensor **k,
-                             ct_tensor **v, bool keys_only) {
+                             ct_tensor **v, bool keys_only, const ct_lora *lora, int layer) {
     ct_tensor *kk = NULL, *vv = NULL;
-    ct_tensor *y = ct_block_forward_ex(g, b, x, c->text_heads, true, c->text_act,
-                                       c->text_ln_eps, ek, ev, k ? &kk : NULL, k ? &vv : NULL,
-                                       keys_only);
+    ct_tensor *y = ct_block_forward_lora(g, b, x, c->text_heads, true, c->text_act,
+                                         c->text_ln_eps, ek, ev, k ? &kk : NULL,
+                                         k ? &vv : NULL, keys_only,
+                                         lora ? &lora->layers[layer] : NULL, lora, layer);
     if (k && kk) {
         int64_t flat[2] = {x->shape[1], c->text_width};
         *k = ct_reshape(g, kk, 2, flat), *v = ct_reshape(g, vv, 2, flat);
@@ -221,7 +224,15 @@ ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *
         return ct_op_fail(g, CT_ERR_ARG, "clip: the shared-prefix encoder takes deep prompts, "
                           "not function hooks");
     const ct_deep_prompts *deep = hooks ? hooks->text_deep : NULL;
+    const ct_lora *lora = hooks ? hooks->text_lora : NULL;
     if (check_deep(g, deep, W, c->text_layers, "text") != CT_OK) return NULL;
+    if (lora && lora->n_layers != c->text_layers)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: text LoRA for %d blocks, the tower has %d",
+                          lora->n_layers, c->text_layers);
+    /* a prefix shared by all sequences would share its dropout masks too */
+    if (lora && lora->train && lora->dropout > 0)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: the shared-prefix encoder cannot apply LoRA "
+                          "dropout (use the plain encoder)");
     tower_hook th = {deep, false, NULL, NULL};
     ct_tensor **x = ct_graph_alloc(g, (size_t)nb * sizeof *x);
     if (!x) return NULL;
@@ -238,9 +249,9 @@ ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *
         if (deep && deep->depth > 0) pre = tower_hook_fn(g, l, pre, &th);
         /* the prefix's own output after the last layer is never read */
         pre = text_block(g, &m->tblocks[l], c, pre, NULL, NULL, &ek, &ev,
-                         l == c->text_layers - 1);
+                         l == c->text_layers - 1, lora, l);
         for (int b = 0; b < nb; b++)
-            x[b] = text_block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false);
+            x[b] = text_block(g, &m->tblocks[l], c, x[b], ek, ev, NULL, NULL, false, lora, l);
     }
     /* ln_final is per token: pool the EOT rows first, as the encoder does */
     for (int b = 0; b < nb; b++) {

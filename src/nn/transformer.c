@@ -6,22 +6,54 @@ static ct_tensor *act_op(ct_graph *g, ct_tensor *x, ct_activation act) {
     return act == CT_GELU ? ct_gelu(g, x) : ct_quick_gelu(g, x);
 }
 
+ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed) {
+    if (!x || p <= 0) return x;
+    if (!(p < 1)) return ct_op_fail(g, CT_ERR_ARG, "dropout: p=%g must be in [0, 1)", (double)p);
+    ct_tensor *mask = ct_graph_tensor(g, x->ndim, x->shape);
+    if (!mask) return NULL;
+    ct_rng r;
+    ct_rng_init(&r, seed);
+    float keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < mask->numel; i++) mask->data[i] = ct_rng_uniform(&r) < p ? 0.0f : keep;
+    return ct_mul(g, x, mask);
+}
+
+/* x Wᵀ + b, plus the LoRA delta of projection j when block l has one. */
+static ct_tensor *proj(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *bias,
+                       const ct_block_lora *l, const ct_lora *cfg, int layer, int j) {
+    ct_tensor *y = ct_linear(g, x, w, bias);
+    if (!l || !l->a[j] || !cfg) return y;
+    uint64_t seed = ct_rng_u64(&(ct_rng){cfg->seed, (uint64_t)(layer * 4 + j) << 32});
+    ct_tensor *in = cfg->train ? ct_dropout(g, x, cfg->dropout, seed) : x;
+    ct_tensor *d = ct_linear(g, ct_linear(g, in, l->a[j], NULL), l->b[j], NULL);
+    return ct_add(g, y, ct_scale(g, d, cfg->scale));
+}
+
+ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
+                                 bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
+                                 ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
+                                 bool keys_only, const ct_block_lora *l, const ct_lora *cfg,
+                                 int layer) {
+    ct_tensor *h = ct_layernorm(g, x, b->ln1_w, b->ln1_b, ln_eps);
+    ct_tensor *k = proj(g, h, b->k_w, b->k_b, l, cfg, layer, 1);
+    ct_tensor *v = proj(g, h, b->v_w, b->v_b, l, cfg, layer, 2);
+    if (k_out) *k_out = k;
+    if (v_out) *v_out = v;
+    if (keys_only) return x;
+    ct_tensor *q = proj(g, h, b->q_w, b->q_b, l, cfg, layer, 0);
+    ct_tensor *a = ct_attention(g, q, k, v, ek, ev, n_head, causal);
+    x = ct_add(g, x, proj(g, a, b->o_w, b->o_b, l, cfg, layer, 3));
+    h = ct_layernorm(g, x, b->ln2_w, b->ln2_b, ln_eps);
+    h = ct_linear(g, act_op(g, ct_linear(g, h, b->fc1_w, b->fc1_b), act), b->fc2_w, b->fc2_b);
+    return ct_add(g, x, h);
+}
+
 ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
                                bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
                                ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
                                bool keys_only) {
-    ct_tensor *h = ct_layernorm(g, x, b->ln1_w, b->ln1_b, ln_eps);
-    ct_tensor *k = ct_linear(g, h, b->k_w, b->k_b);
-    ct_tensor *v = ct_linear(g, h, b->v_w, b->v_b);
-    if (k_out) *k_out = k;
-    if (v_out) *v_out = v;
-    if (keys_only) return x;
-    ct_tensor *q = ct_linear(g, h, b->q_w, b->q_b);
-    ct_tensor *a = ct_attention(g, q, k, v, ek, ev, n_head, causal);
-    x = ct_add(g, x, ct_linear(g, a, b->o_w, b->o_b));
-    h = ct_layernorm(g, x, b->ln2_w, b->ln2_b, ln_eps);
-    h = ct_linear(g, act_op(g, ct_linear(g, h, b->fc1_w, b->fc1_b), act), b->fc2_w, b->fc2_b);
-    return ct_add(g, x, h);
+    return ct_block_forward_lora(g, b, x, n_head, causal, act, ln_eps, ek, ev, k_out, v_out,
+                                 keys_only, NULL, NULL, 0);
 }
 
 ct_tensor *ct_block_forward(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
@@ -30,9 +62,13 @@ ct_tensor *ct_block_forward(ct_graph *g, const ct_block *b, ct_tensor *x, int n_
                                false);
 }
 
-ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_layers,
-                                  ct_tensor *x, int n_head, bool causal, ct_activation act,
-                                  float ln_eps, ct_layer_hook hook, void *hook_ctx) {
+ct_tensor *ct_transformer_forward_lora(ct_graph *g, const ct_block *blocks, int n_layers,
+                                       ct_tensor *x, int n_head, bool causal, ct_activation act,
+                                       float ln_eps, ct_layer_hook hook, void *hook_ctx,
+                                       const ct_lora *lora) {
+    if (lora && lora->n_layers != n_layers)
+        return ct_op_fail(g, CT_ERR_ARG, "transformer: LoRA for %d blocks, the stack has %d",
+                          lora->n_layers, n_layers);
     for (int l = 0; l < n_layers && x; l++) {
         if (hook) {
             x = hook(g, l, x, hook_ctx);
@@ -43,7 +79,15 @@ ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_lay
                 return NULL;
             }
         }
-        x = ct_block_forward(g, &blocks[l], x, n_head, causal, act, ln_eps);
+        x = ct_block_forward_lora(g, &blocks[l], x, n_head, causal, act, ln_eps, NULL, NULL,
+                                  NULL, NULL, false, lora ? &lora->layers[l] : NULL, lora, l);
     }
     return x;
+}
+
+ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_layers,
+                                  ct_tensor *x, int n_head, bool causal, ct_activation act,
+                                  float ln_eps, ct_layer_hook hook, void *hook_ctx) {
+    return ct_transformer_forward_lora(g, blocks, n_layers, x, n_head, causal, act, ln_eps, hook,
+                                       hook_ctx, NULL);
 }

@@ -47,6 +47,12 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     int iters, wsteps;
     TRY(ct_kv_int(hp, "iters", 0, &iters));
     TRY(ct_kv_int(hp, "warmup_steps", 0, &wsteps));
+    TRY(ct_kv_int(hp, "iters_per_shot", 0, &cfg->iters_per_shot));
+    double min_lr;
+    TRY(ct_kv_double(hp, "min_lr", 0, &min_lr));
+    if (s == CT_OK && (cfg->iters_per_shot < 0 || !(min_lr >= 0)))
+        s = ct_set_error(CT_ERR_ARG, "trainer: iters_per_shot and min_lr must be >= 0");
+    cfg->sched.min_lr = (float)min_lr;
     TRY(ct_kv_str(hp, "train_aug", "rrc_flip", &cfg->train_aug));
     TRY(ct_kv_double(hp, "aug_scale_min", 0.08, &cfg->aug_scale_min));
     if (s == CT_OK && wsteps < 0) s = ct_set_error(CT_ERR_ARG, "trainer: warmup_steps must be >= 0");
@@ -105,7 +111,7 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL, NULL};
+                      f->labels ? f->labels + i0 : NULL, NULL, 0};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -367,8 +373,12 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     /* Dassl drops the last incomplete batch when there is a full one */
     int64_t nb = n >= B ? n / B : 1;
     ct_train_cfg eff = *cfg; /* iters: as many epochs as the steps span */
-    if (cfg->iters > 0) {
-        eff.epochs = (int)((cfg->iters + nb - 1) / nb);
+    if (cfg->iters_per_shot > 0) {
+        int64_t K = task->n_classes > 0 ? task->n_classes : 1;
+        eff.iters = (int64_t)cfg->iters_per_shot * ((n + K - 1) / K);
+    }
+    if (eff.iters > 0) {
+        eff.epochs = (int)((eff.iters + nb - 1) / nb);
         eff.sched.total = eff.epochs;
         cfg = &eff;
     }
@@ -393,7 +403,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         for (int64_t bi = 0; bi < nb_ep && s == CT_OK; bi++) {
             int64_t nbatch = n - bi * B < B ? n - bi * B : B;
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
-            ct_batch b = {nbatch, bx, by, NULL};
+            ct_batch b = {nbatch, bx, by, NULL,
+                          ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1)};
             if (m->pixels) {
                 for (int64_t j = 0; j < nbatch; j++) {
                     bidx[j] = order[bi * B + j];

@@ -20,7 +20,13 @@ replaced before blocks 1..J-1; text positions 1..n replaced likewise):
     deep text prompts at depth 3, vision prompts of 2 tokens at depth 3;
   - MaPLe (trainers/maple.py): the same text layout, depth 2: V_0 =
     proj(ctx), V_1 = F_1(T_1).
-Logits exp(logit_scale) cos(image, text), mean cross-entropy. Learnables
+  - CLIP-LoRA (MaxZanella/CLIP-LoRA loralib/layers.py, lora.py): A, B on q,
+    k, v of every block of both towers, r 2, alpha 1, scale alpha/sqrt(r),
+    dropout 0, computed as the merged weights W + s B A in nn.
+    MultiheadAttention's packed in_proj (the official evaluation form);
+    logits 100 cos(image, text) over "a photo of a {}."; three AdamW steps
+    (lr 1e-3, weight decay 1e-2).
+Logits exp(logit_scale) cos(image, text), mean cross-entropy (CLIP-LoRA: 100). Learnables
 are set to a formula both sides compute (A sin(0.37 j + 1.3 k), j the flat
 index, k the tensor's place in the method's params() order); then the
 gradient of each and three torch.optim.SGD steps on the same batch (VP: lr
@@ -219,6 +225,51 @@ def main():
         img, _, _ = clipref.encode_image(P, c, px, V)
         return logits_of(P, img, txt)
     run("maple", mp, maple_fwd, 0.01, 5e-4, out)
+
+    # CLIP-LoRA: q, k, v of every block of both towers, r 2, alpha 1 (scale
+    # 1/sqrt(2)), no dropout; written as the merged weights W + s B A (the
+    # official eval form), text modules before vision ones, q, k, v per block
+    s = 1.0 / math.sqrt(2.0)
+    lora = []
+    for tower, L, W in (("text", c["t_layers"], Wt), ("vision", c["v_layers"], Wv)):
+        for l in range(L):
+            for j in range(3):
+                k = len(lora)
+                lora += [formula((2, W), k, 0.05), formula((W, 2), k + 1, 0.05)]
+    lora_ids = text_ids(tok, c, "a photo of a {}.")
+
+    def lora_fwd(q):
+        Q = dict(P)
+        i = 0
+        for tower, L in (("text", c["t_layers"]), ("vision", c["v_layers"])):
+            for l in range(L):
+                pre = ("transformer.resblocks.%d." if tower == "text"
+                       else "visual.transformer.resblocks.%d.") % l
+                d = torch.cat([s * (q[i + 2 * j + 1] @ q[i + 2 * j]) for j in range(3)], dim=0)
+                Q[pre + "attn.in_proj_weight"] = P[pre + "attn.in_proj_weight"] + d
+                i += 6
+        E = Q["token_embedding.weight"][lora_ids]
+        t, _ = clipref.encode_text_from_embeds(Q, c, E, lora_ids.argmax(dim=1))
+        t = t / t.norm(dim=-1, keepdim=True)
+        img, _, _ = clipref.encode_image(Q, c, px)
+        img = img / img.norm(dim=-1, keepdim=True)
+        return 100.0 * img @ t.t()
+
+    y = torch.tensor(LABELS)
+    lg = lora_fwd(lora)
+    loss = F.cross_entropy(lg, y)
+    grads = torch.autograd.grad(loss, lora)
+    out["lora.logits"], out["lora.loss"] = lg.detach(), loss.detach().reshape(1)
+    for k, g in enumerate(grads):
+        out["lora.grad.%d" % k] = g
+    opt = torch.optim.AdamW(lora, lr=1e-3, weight_decay=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(lora_fwd(lora), y).backward()
+        opt.step()
+    for k, p_ in enumerate(lora):
+        out["lora.after.%d" % k] = p_.detach().clone()
+    print("lora loss", float(loss), "logits", lg.detach().numpy().round(4).tolist())
 
     clipref.st_write(OUT, {k: v.detach().float().contiguous() for k, v in out.items()})
     print("wrote", OUT)
