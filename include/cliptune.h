@@ -1035,6 +1035,8 @@ typedef struct ct_train_cfg {
     /* > 0: iters = iters_per_shot x shots (the training images per class,
      * rounded up), CLIP-LoRA's 500 x shots */
     int iters_per_shot;
+    /* > 0: warmup_steps = round(warmup_fraction x the run's steps) (WiSE-FT) */
+    double warmup_fraction;
     /* pixel methods: the training transform (train_aug rrc_flip | rrc | none,
      * random-resized-crop scale from aug_scale_min; src/data/pixels.h) */
     const char *train_aug;
@@ -1055,7 +1057,7 @@ typedef struct ct_train_cfg {
 /* Trainer keys read from hp (method defaults + user overrides): epochs,
  * batch_size, optim (sgd|adam|adamw), lr, momentum, weight_decay, eps (Adam),
  * sched (cosine|constant|cosine_step), warmup_epochs, warmup_type
- * (constant|linear), warmup_lr, warmup_steps (cosine_step), min_lr (the
+ * (constant|linear), warmup_lr, warmup_steps or warmup_fraction (cosine_step), min_lr (the
  * cosine's floor), max_grad_norm, select (last|best_val), views (all|cycle),
  * checkpoint_every, iters (train by steps instead of epochs), iters_per_shot,
  * train_aug and aug_scale_min (pixel methods). */

@@ -274,7 +274,7 @@ out:
 
 static void test_hyper_parameters(void) {
     const ct_method *m = ct_method_find("wise-ft");
-    CHECK(m && m->fit && m->predict_images && m->params && m->logits && !m->loss);
+    CHECK(m && m->pixels && m->loss && m->finish && m->predict_images && m->params && m->logits);
     if (!m) return;
     if (!load_fixture()) {
         ct_test_skip(SKIP_NO_SHARED);
@@ -286,7 +286,12 @@ static void test_hyper_parameters(void) {
     ct_kv hp = {0};
     CHECK_OK(ct_kv_parse(&hp, m->defaults));
     CHECK_OK(m->create(&task, &hp, &st));
+    ct_train_cfg tc;
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &tc)); /* the trainer reads its keys */
     CHECK_OK(ct_kv_check_used(&hp, "wise-ft"));
+    CHECK(tc.step_sched && tc.warmup_fraction == 0.02 && tc.max_grad_norm == 1.0 &&
+          tc.optim.kind == CT_OPTIM_ADAMW && !strcmp(tc.train_aug, "rrc") &&
+          tc.aug_scale_min == 0.9);
     ct_kv_free(&hp);
     if (st) {
         /* the whole vision tower, trainable, in one tensor */

@@ -36,7 +36,11 @@
  * 280 MB of activations per image), 10 epochs, lr 1e-5, warmup the first 2%
  * of the steps (what 500 of ImageNet's ~25,000 steps are); chosen for a
  * few hundred images, not tuned. The official evaluates after every epoch
- * without selecting; this evaluates once, after training. */
+ * without selecting; this chooses alpha once, after training.
+ *
+ * Fine-tuning runs on the trainer's pixel path (ct_train: AdamW, the
+ * per-step cosine with warmup_fraction 2% of the steps, clipping, atomic
+ * checkpoints and resume); the alpha sweep is the finish step. */
 #include "methods/wise_ft.h"
 
 #include <math.h>
@@ -50,7 +54,7 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "base/json.h"
-#include "data/augment.h"
+#include "data/pixels.h"
 #include "methods/method_common.h"
 #include "model/vision_copy.h"
 
@@ -67,7 +71,7 @@ typedef struct {
     ct_optim *opt;
     ct_graph *g;
     int K, E, S;
-    int epochs, batch, warmup, n_alphas;
+    int epochs, batch, n_alphas;
     float lr, wd, ls, clip_norm;
     double alpha_fixed;        /* < 0: choose on val                              */
 } wft_state;
@@ -88,7 +92,7 @@ static void wft_destroy(void *st) {
 static ct_status wft_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     const char *tmpl, *alpha;
-    int epochs, batch, warmup, n_alphas;
+    int epochs, batch, n_alphas;
     double lr, wd, ls, clip;
     ct_status s = CT_OK;
 #define TRY(x) \
@@ -98,7 +102,6 @@ static ct_status wft_create(const ct_task *task, const ct_kv *hp_in, void **out)
     TRY(ct_kv_int(hp, "batch_size", 16, &batch));
     TRY(ct_kv_double(hp, "lr", 1e-5, &lr));
     TRY(ct_kv_double(hp, "weight_decay", 0.1, &wd));
-    TRY(ct_kv_int(hp, "warmup_length", -1, &warmup));
     TRY(ct_kv_double(hp, "ls", 0.0, &ls));
     TRY(ct_kv_double(hp, "max_grad_norm", 1.0, &clip));
     TRY(ct_kv_str(hp, "alpha", "auto", &alpha));
@@ -123,7 +126,7 @@ static ct_status wft_create(const ct_task *task, const ct_kv *hp_in, void **out)
     if (!w) return ct_set_error(CT_ERR_NOMEM, "wise-ft: out of memory");
     w->clip = task->clip;
     w->K = task->n_classes, w->E = c->embed_dim, w->S = c->image_size;
-    w->epochs = epochs, w->batch = batch, w->warmup = warmup, w->n_alphas = n_alphas;
+    w->epochs = epochs, w->batch = batch, w->n_alphas = n_alphas;
     w->lr = (float)lr, w->wd = (float)wd, w->ls = (float)ls, w->clip_norm = (float)clip;
     w->alpha_fixed = afix;
     int64_t K = w->K, KE[2] = {w->K, w->E}, one = 1;
@@ -240,55 +243,6 @@ ct_status ct_wise_ft_scores(void *st, const float *px, int B, float alpha, float
     return CT_OK;
 }
 
-/* Item i into px (3, S, S): the evaluation transform (view < 0) or the
- * training one, RandomResizedCrop(S, scale (0.9, 1), bicubic) from a stream
- * keyed by (seed, view, i). */
-static ct_status prepare(const wft_state *s, const ct_task *task, const ct_dataset *d, int64_t i,
-                         int64_t view, float *px) {
-    ct_image img;
-    ct_status e = ct_dataset_image(d, i, &img);
-    if (e != CT_OK) return e;
-    if (view < 0) {
-        int oh, ow;
-        e = ct_preprocess_out_size(task->pre, img.w, img.h, &oh, &ow);
-        if (e == CT_OK && (oh != s->S || ow != s->S))
-            e = ct_set_error(CT_ERR_ARG, "wise-ft: preprocessing gives %dx%d, the model needs "
-                             "%dx%d", ow, oh, s->S, s->S);
-        if (e == CT_OK) e = ct_preprocess(&img, task->pre, px);
-    } else {
-        ct_augment_cfg ac;
-        ct_augment_cfg_coop(&ac, s->S);
-        ac.scale_min = 0.9, ac.flip_p = 0; /* clip.py _transform(is_train=True) */
-        ct_rng rng;
-        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(ct_hash_u64(task->seed, 0x3153EF7), (uint64_t)view),
-                                      (uint64_t)i));
-        ct_image aug = {0};
-        e = ct_augment_train(&img, &ac, &rng, &aug, NULL, NULL);
-        ct_preprocess_cfg norm = *task->pre;
-        norm.resize_short = norm.resize_h = norm.resize_w = norm.crop_h = norm.crop_w = 0;
-        if (e == CT_OK) e = ct_preprocess(&aug, &norm, px);
-        ct_image_free(&aug);
-    }
-    ct_image_free(&img);
-    return e;
-}
-
-/* px (n, 3, S, S) for items idx[0..n) in parallel. */
-static ct_status prepare_batch(const wft_state *s, const ct_task *task, const ct_dataset *d,
-                               const int64_t *idx, int64_t n, int64_t view, float *px) {
-    size_t per = (size_t)3 * s->S * s->S;
-    ct_status st = CT_OK;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t j = 0; j < n; j++) {
-        ct_status e = prepare(s, task, d, idx[j], view, px + (size_t)j * per);
-        if (e != CT_OK) {
-#pragma omp critical
-            if (st == CT_OK) st = e;
-        }
-    }
-    return st;
-}
-
 /* Scores (n_items, K) of d under the current theta_alpha (cur). */
 static ct_status score_dataset(wft_state *s, const ct_task *task, const ct_dataset *d,
                                float *scores) {
@@ -298,10 +252,10 @@ static ct_status score_dataset(wft_state *s, const ct_task *task, const ct_datas
     ct_status e = CT_OK;
     char stage[96];
     snprintf(stage, sizeof stage, "wise-ft: %s", d->name);
+    ct_pixel_src src = {d, task->pre, s->S, NULL, 0, "wise-ft"};
     for (int64_t i0 = 0; i0 < d->n_items && e == CT_OK; i0 += WFT_CHUNK) {
-        int64_t nb = d->n_items - i0 < WFT_CHUNK ? d->n_items - i0 : WFT_CHUNK, idx[WFT_CHUNK];
-        for (int64_t j = 0; j < nb; j++) idx[j] = i0 + j;
-        if ((e = prepare_batch(s, task, d, idx, nb, -1, px)) != CT_OK) break;
+        int64_t nb = d->n_items - i0 < WFT_CHUNK ? d->n_items - i0 : WFT_CHUNK;
+        if ((e = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
         ct_graph_reset(s->g);
         ct_graph_set_grad(s->g, false);
         ct_tensor *lg = forward(s->g, s->cur.clip, s->cur_w, s->cur_b, px, nb, s->S);
@@ -323,45 +277,6 @@ static void tlog(const ct_task *task, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     task->log(task->log_ctx, line);
-}
-
-static ct_status finetune(wft_state *s, const ct_task *task) {
-    const ct_dataset *d = task->train;
-    int64_t n = d ? d->n_items : 0, B = s->batch;
-    if (n == 0) return ct_set_error(CT_ERR_ARG, "wise-ft: no training images");
-    int64_t nb = (n + B - 1) / B, total = (int64_t)s->epochs * nb; /* no drop_last */
-    int64_t warmup = s->warmup >= 0 ? s->warmup : (int64_t)llround(0.02 * (double)total);
-    size_t per = (size_t)3 * s->S * s->S;
-    float *px = malloc((size_t)B * per * sizeof *px);
-    int *y = malloc((size_t)B * sizeof *y);
-    int64_t *order = malloc((size_t)n * sizeof *order);
-    ct_optim_free(s->opt), s->opt = NULL;
-    ct_status e = px && y && order ? ensure_optim(s)
-                                   : ct_set_error(CT_ERR_NOMEM, "wise-ft: out of memory");
-    tlog(task, "wise-ft: fine-tuning the image tower and head on %lld images: %d epochs of %lld "
-         "steps, warmup %lld steps", (long long)n, s->epochs, (long long)nb, (long long)warmup);
-    for (int ep = 0; ep < s->epochs && e == CT_OK; ep++) {
-        ct_rng rng;
-        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(task->seed, 0x3153EF7), (uint64_t)ep));
-        ct_rng_permutation(&rng, order, (size_t)n);
-        double sum = 0;
-        for (int64_t bi = 0; bi < nb && e == CT_OK; bi++) {
-            int64_t m = n - bi * B < B ? n - bi * B : B, t = (int64_t)ep * nb + bi;
-            for (int64_t j = 0; j < m; j++) y[j] = d->items[order[bi * B + j]].label;
-            e = prepare_batch(s, task, d, order + bi * B, m, ep, px);
-            /* utils.py cosine_lr */
-            float lr = (float)ct_sched_step_cosine(s->lr, 0, t, warmup, total);
-            double loss = 0;
-            if (e == CT_OK) e = ct_wise_ft_step(s, px, (int)m, y, lr, &loss);
-            sum += loss;
-            if (e == CT_OK && task->progress)
-                task->progress(task->progress_ctx, "wise-ft: fine-tune", t + 1, total, loss, lr);
-        }
-        if (e == CT_OK) tlog(task, "epoch %d/%d  loss %.4f", ep + 1, s->epochs, sum / (double)nb);
-    }
-    free(px), free(y), free(order);
-    ct_optim_free(s->opt), s->opt = NULL; /* 2x the tower; not needed after training */
-    return e;
 }
 
 /* Every alpha on val: accuracy and mean cross-entropy. */
@@ -423,10 +338,11 @@ static ct_status write_curve(const wft_state *s, const char *dir, const double *
     return e;
 }
 
-static ct_status wft_fit(void *st, const ct_task *task) {
+/* After fine-tuning (the trainer's pixel path): choose alpha on val. */
+static ct_status wft_finish(void *st, const ct_task *task) {
     wft_state *s = st;
-    ct_status e = s->epochs > 0 ? finetune(s, task) : CT_OK;
-    if (e != CT_OK) return e;
+    ct_status e = CT_OK;
+    ct_optim_free(s->opt), s->opt = NULL; /* the tests' optimiser, if any: 2x the tower */
     float chosen = (float)(s->alpha_fixed >= 0 ? s->alpha_fixed : 0.5);
     if (task->val && task->val->n_items > 0) {
         double *acc = calloc((size_t)s->n_alphas, sizeof *acc);
@@ -463,12 +379,24 @@ static ct_status wft_predict_images(void *st, const ct_task *task, const ct_data
     return e == CT_OK ? score_dataset(s, task, d, scores) : e;
 }
 
-/* The interpolated head on given embeddings. Cached features come from the
- * zero-shot tower, so this is WiSE-FT only at alpha 0; ct_run and eval
- * score images with predict_images. */
+/* The fine-tuning loss of a pixel batch: label-smoothed cross-entropy of
+ * the head on the fine-tuned tower (finetune.py). */
+static ct_tensor *wft_loss(void *st, ct_graph *g, const ct_batch *b) {
+    wft_state *s = st;
+    int64_t *y = ct_graph_alloc(g, (size_t)(b->n > 0 ? b->n : 1) * sizeof *y);
+    if (!y || !b->pixels) return NULL;
+    for (int64_t i = 0; i < b->n; i++) y[i] = b->labels[i];
+    return ct_cross_entropy(g, forward(g, s->ft.clip, s->head_w, s->head_b, b->pixels, b->n, s->S),
+                            y, s->ls);
+}
+
+/* The interpolated model at the chosen alpha: on pixels, or on given
+ * embeddings (cached features come from the zero-shot tower, so that is
+ * WiSE-FT only at alpha 0; ct_run and eval score images). */
 static ct_tensor *wft_logits(void *st, ct_graph *g, const ct_batch *b) {
     wft_state *s = st;
     mix(s, s->alpha->data[0]);
+    if (b->pixels) return forward(g, s->cur.clip, s->cur_w, s->cur_b, b->pixels, b->n, s->S);
     int64_t shape[2] = {b->n, s->E};
     ct_tensor *x = ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)b->x, 2, shape), 1e-12f);
     return ct_linear(g, x, s->cur_w, s->cur_b);
@@ -482,12 +410,15 @@ const ct_method ct_method_wise_ft = {
     /* src/args.py (wd 0.1, ls 0), finetune.py (clip 1.0), the README's
      * openai_imagenet_template and alpha grid; few-shot epochs, batch, lr and
      * warmup chosen here (top comment) */
-    .defaults = "templates=imagenet80 epochs=10 batch_size=16 lr=1e-5 weight_decay=0.1 "
-                "warmup_length=-1 ls=0 max_grad_norm=1 alpha=auto alphas=11",
+    .defaults = "templates=imagenet80 epochs=10 batch_size=16 optim=adamw lr=1e-5 "
+                "weight_decay=0.1 sched=cosine_step warmup_fraction=0.02 ls=0 max_grad_norm=1 "
+                "select=last train_aug=rrc aug_scale_min=0.9 alpha=auto alphas=11",
     .create = wft_create,
     .destroy = wft_destroy,
     .params = wft_params,
+    .loss = wft_loss,
     .logits = wft_logits,
-    .fit = wft_fit,
+    .finish = wft_finish,
     .predict_images = wft_predict_images,
+    .pixels = true,
 };

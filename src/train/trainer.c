@@ -48,6 +48,11 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     TRY(ct_kv_int(hp, "iters", 0, &iters));
     TRY(ct_kv_int(hp, "warmup_steps", 0, &wsteps));
     TRY(ct_kv_int(hp, "iters_per_shot", 0, &cfg->iters_per_shot));
+    double wfrac;
+    TRY(ct_kv_double(hp, "warmup_fraction", 0, &wfrac));
+    if (s == CT_OK && !(wfrac >= 0 && wfrac <= 1))
+        s = ct_set_error(CT_ERR_ARG, "trainer: warmup_fraction=%g must be in [0, 1]", wfrac);
+    cfg->warmup_fraction = wfrac;
     double min_lr;
     TRY(ct_kv_double(hp, "min_lr", 0, &min_lr));
     if (s == CT_OK && (cfg->iters_per_shot < 0 || !(min_lr >= 0)))
@@ -422,8 +427,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             if (cfg->step_sched) {
                 /* open_clip's cosine_lr over the steps of the whole run */
                 int64_t steps = cfg->iters > 0 ? cfg->iters : (int64_t)cfg->epochs * nb;
+                int64_t warm = cfg->warmup_fraction > 0
+                                   ? (int64_t)llround(cfg->warmup_fraction * (double)steps)
+                                   : cfg->warmup_steps;
                 lr = (float)ct_sched_step_cosine(cfg->sched.base_lr, cfg->sched.min_lr,
-                                                 (int64_t)ep * nb + bi, cfg->warmup_steps, steps);
+                                                 (int64_t)ep * nb + bi, warm, steps);
             }
             ct_graph_reset(g);
             ct_optim_zero_grad(opt);
