@@ -849,6 +849,12 @@ void ct_dataset_free(ct_dataset *d);
 /* Decode item i as RGB (files through ct_image semantics; in-memory grey
  * images expanded to RGB). out is a ct_image (src/model/image.h). */
 ct_status ct_dataset_image(const ct_dataset *d, int64_t i, ct_image *out);
+/* Items i0 .. i0 + n - 1 of d as model input: decoded and transformed by
+ * the model's preprocessing (evaluation transform) into px (n, 3, size,
+ * size), in parallel; the first failing item's error (naming its file) is
+ * returned. */
+ct_status ct_dataset_pixels(const ct_dataset *d, const ct_preprocess_cfg *pre, int size,
+                            int64_t i0, int64_t n, float *px);
 /* A stable identity of item i for caches: path relative to root, or
  * "<pixel store>#<row>" (e.g. "fashion-mnist/test#5") for in-memory items.
  * NULL (error set) when it does not fit in buf. */

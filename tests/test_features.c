@@ -54,7 +54,43 @@ static void test_dense_features(void) {
     ct_splits_free(&sp);
 }
 
+/* A bad image among good ones, decoded by parallel workers: the error that
+ * reaches the caller is the first bad item's, on the calling thread, with
+ * its path (it was the worker's thread-local message, lost half the time). */
+static void test_worker_error_reaches_caller(void) {
+    ct_bundle b;
+    CHECK_OK(ct_bundle_load(CT_SOURCE_DIR "/tests/fixtures/clip/a_hf", NULL, NULL, false, &b));
+    static const char *files[] = {"rgb.png", "grey.png", "palette.png", "bad/bad_crc.png",
+                                  "rgb.bmp", "bad/empty.jpg", "grey.jpg", "photo_444.jpg"};
+    enum { N = sizeof files / sizeof *files };
+    ct_item items[N];
+    char *names[1] = {"x"};
+    for (int i = 0; i < N; i++) items[i] = (ct_item){(char *)files[i], 0, 0};
+    ct_dataset d = {.name = "mixed", .root = CT_SOURCE_DIR "/tests/fixtures/images",
+                    .n_classes = 1, .classnames = names, .n_items = N, .items = items};
+    int S = ct_clip_get_config(b.clip)->image_size;
+    float *px = malloc((size_t)N * 3 * S * S * sizeof *px);
+    ct_set_num_threads(2);
+    for (int rep = 0; rep < 10; rep++) {
+        ct_clear_error();
+        ct_status s = ct_dataset_pixels(&d, &b.pre, S, 0, N, px);
+        CHECK(s != CT_OK);
+        CHECK_MSG(strstr(ct_last_error(), "bad_crc.png"), "try %d: message \"%s\"", rep,
+                  ct_last_error());
+        ct_features f;
+        ct_feature_req req = {.clip = b.clip, .pre = &b.pre, .data = &d, .batch = 8};
+        ct_clear_error();
+        CHECK(ct_features_get(&req, &f) != CT_OK);
+        CHECK_MSG(strstr(ct_last_error(), "bad_crc.png"), "features, try %d: \"%s\"", rep,
+                  ct_last_error());
+    }
+    ct_set_num_threads(0);
+    free(px);
+    ct_bundle_free(&b);
+}
+
 int main(void) {
     RUN(test_dense_features);
+    RUN(test_worker_error_reaches_caller);
     return ct_test_summary();
 }

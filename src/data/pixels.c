@@ -6,39 +6,57 @@
 #include "base/error.h"
 #include "base/hash.h"
 
-ct_status ct_pixels_item(const ct_pixel_src *src, int64_t i, uint64_t view, float *px) {
+ct_status ct_pixels_from_image(const ct_pixel_src *src, const ct_image *img, int64_t i,
+                               uint64_t view, float *px) {
     const char *what = src->what ? src->what : "pixels";
+    int S = src->size;
+    ct_status s = CT_OK;
+    if (!src->aug) {
+        int oh, ow;
+        s = ct_preprocess_out_size(src->pre, img->w, img->h, &oh, &ow);
+        if (s == CT_OK && (oh != S || ow != S)) {
+            char kb[1024];
+            const char *key = src->data ? ct_dataset_item_key(src->data, i, kb, sizeof kb) : NULL;
+            s = ct_set_error(CT_ERR_ARG, "%s: %s: preprocessing gives %dx%d, the model needs "
+                             "%dx%d", what, key ? key : "image", ow, oh, S, S);
+        }
+        return s == CT_OK ? ct_preprocess(img, src->pre, px) : s;
+    }
+    ct_rng rng;
+    ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(src->seed, view), (uint64_t)i));
+    ct_image aug = {0};
+    ct_augment_cfg ac = *src->aug;
+    ac.size = S;
+    s = ct_augment_train(img, &ac, &rng, &aug, NULL, NULL);
+    if (s == CT_OK) {
+        ct_preprocess_cfg norm = *src->pre;
+        norm.resize_short = norm.resize_h = norm.resize_w = 0;
+        norm.crop_h = norm.crop_w = 0;
+        s = ct_preprocess(&aug, &norm, px);
+    }
+    ct_image_free(&aug);
+    return s;
+}
+
+ct_status ct_pixels_item(const ct_pixel_src *src, int64_t i, uint64_t view, float *px) {
     if (i < 0 || i >= src->data->n_items)
-        return ct_set_error(CT_ERR_ARG, "%s: item %lld outside [0, %lld)", what, (long long)i,
+        return ct_set_error(CT_ERR_ARG, "%s: item %lld outside [0, %lld)",
+                            src->what ? src->what : "pixels", (long long)i,
                             (long long)src->data->n_items);
     ct_image img;
     ct_status s = ct_dataset_image(src->data, i, &img);
     if (s != CT_OK) return s;
-    int S = src->size;
-    if (!src->aug) {
-        int oh, ow;
-        s = ct_preprocess_out_size(src->pre, img.w, img.h, &oh, &ow);
-        if (s == CT_OK && (oh != S || ow != S))
-            s = ct_set_error(CT_ERR_ARG, "%s: preprocessing gives %dx%d, the model needs %dx%d",
-                             what, ow, oh, S, S);
-        if (s == CT_OK) s = ct_preprocess(&img, src->pre, px);
-    } else {
-        ct_rng rng;
-        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(src->seed, view), (uint64_t)i));
-        ct_image aug = {0};
-        ct_augment_cfg ac = *src->aug;
-        ac.size = S;
-        s = ct_augment_train(&img, &ac, &rng, &aug, NULL, NULL);
-        if (s == CT_OK) {
-            ct_preprocess_cfg norm = *src->pre;
-            norm.resize_short = norm.resize_h = norm.resize_w = 0;
-            norm.crop_h = norm.crop_w = 0;
-            s = ct_preprocess(&aug, &norm, px);
-        }
-        ct_image_free(&aug);
-    }
+    s = ct_pixels_from_image(src, &img, i, view, px);
     ct_image_free(&img);
     return s;
+}
+
+ct_status ct_dataset_pixels(const ct_dataset *d, const ct_preprocess_cfg *pre, int size,
+                            int64_t i0, int64_t n, float *px) {
+    if (!d || !pre || size < 1 || i0 < 0 || n < 0 || i0 + n > d->n_items)
+        return ct_set_error(CT_ERR_ARG, "ct_dataset_pixels: bad arguments");
+    ct_pixel_src src = {d, pre, size, NULL, 0, "images"};
+    return ct_pixels_range(&src, i0, n, 0, px);
 }
 
 /* Items idx[j] (or i0 + j when idx is NULL), j < n. The error message is

@@ -29,6 +29,10 @@ typedef struct ct_pixel_src {
     const char *what;             /* prefix of error messages, or NULL      */
 } ct_pixel_src;
 
+/* An image already decoded (item i, for the augmentation stream) into px
+ * (3, S, S) under view. */
+ct_status ct_pixels_from_image(const ct_pixel_src *src, const ct_image *img, int64_t i,
+                               uint64_t view, float *px);
 /* Item idx into px (3, S, S) under view (aug only). */
 ct_status ct_pixels_item(const ct_pixel_src *src, int64_t idx, uint64_t view, float *px);
 /* Items idx[0..n) into px (n, 3, S, S), in parallel. */

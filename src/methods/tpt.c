@@ -49,6 +49,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "data/augmix.h"
+#include "data/pixels.h"
 #include "methods/method_prompt.h"
 
 #define TPT_CHUNK 16 /* views per image-tower pass */
@@ -360,12 +361,8 @@ static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_da
     ct_image img;
     ct_status st = ct_dataset_image(d, i, &img);
     if (st != CT_OK) return st;
-    int oh, ow;
-    st = ct_preprocess_out_size(task->pre, img.w, img.h, &oh, &ow);
-    if (st == CT_OK && (oh != S || ow != S))
-        st = ct_set_error(CT_ERR_ARG, "tpt: preprocessing gives %dx%d, the model needs %dx%d",
-                          ow, oh, S, S);
-    if (st == CT_OK) st = ct_preprocess(&img, task->pre, px);
+    ct_pixel_src eval = {d, task->pre, S, NULL, 0, "tpt"};
+    st = ct_pixels_from_image(&eval, &img, i, 0, px);
     char kb[4096];
     const char *key = st == CT_OK ? ct_dataset_item_key(d, i, kb, sizeof kb) : NULL;
     if (st == CT_OK && !key) st = CT_ERR_ARG;
@@ -374,6 +371,8 @@ static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_da
         return st;
     }
     uint64_t h = ct_hash_str(ct_hash_u64(CT_HASH_INIT, task->seed), key);
+    int first = s->n_views;
+    char msg[1024] = "";
 #pragma omp parallel for schedule(dynamic, 1)
     for (int v = 1; v < s->n_views; v++) {
         ct_rng rng;
@@ -381,10 +380,15 @@ static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_da
         ct_status e = ct_augmix_view(&img, task->pre, S, s->severity, s->augmix, &rng,
                                      px + (size_t)v * per);
         if (e != CT_OK) {
-#pragma omp critical
-            if (st == CT_OK) st = e;
+            /* the worker's message, carried to the calling thread */
+#pragma omp critical(ct_tpt_error)
+            if (v < first) {
+                first = v, st = e;
+                snprintf(msg, sizeof msg, "%s", ct_last_error());
+            }
         }
     }
+    if (st != CT_OK) ct_set_error(st, "%s", msg);
     ct_image_free(&img);
     return st;
 }

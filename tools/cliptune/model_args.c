@@ -62,31 +62,21 @@ bool model_encode_images(loaded_model *m, char *const *paths, int n, float *out,
     ct_graph *g = ct_graph_create(0);
     bool ok = px && g;
     if (!ok) cli_error("%s: out of memory", cmd);
+    /* the files as a dataset, read through the library's pixel source */
+    ct_item *items = calloc((size_t)(n > 0 ? n : 1), sizeof *items);
+    for (int i = 0; items && i < n; i++) items[i].path = paths[i];
+    ct_dataset files = {.name = "images", .root = "", .n_items = n, .items = items};
+    if (ok && !items) {
+        cli_error("%s: out of memory", cmd);
+        ok = false;
+    }
     for (int i0 = 0; ok && i0 < n; i0 += batch) {
         int nb = n - i0 < batch ? n - i0 : batch;
-        for (int j = 0; ok && j < nb; j++) {
-            ct_image img;
-            int oh, ow;
-            if (ct_image_load(paths[i0 + j], &img) != CT_OK) {
-                ok = false;
-                cli_lib_error(cmd);
-                break;
-            }
-            ct_status s = ct_preprocess_out_size(&m->pre, img.w, img.h, &oh, &ow);
-            if (s == CT_OK && (oh != S || ow != S)) {
-                cli_error("%s: %s: preprocessing gives %dx%d, the model needs %dx%d", cmd,
-                          paths[i0 + j], ow, oh, S, S);
-                ok = false;
-            } else if (s == CT_OK) {
-                s = ct_preprocess(&img, &m->pre, px + (size_t)j * per);
-            }
-            ct_image_free(&img);
-            if (ok && s != CT_OK) {
-                cli_error("%s: %s: %s", cmd, paths[i0 + j], ct_last_error());
-                ok = false;
-            }
+        if (ct_dataset_pixels(&files, &m->pre, S, i0, nb, px) != CT_OK) {
+            cli_lib_error(cmd);
+            ok = false;
+            break;
         }
-        if (!ok) break;
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         int64_t shape[4] = {nb, 3, S, S};
@@ -102,5 +92,6 @@ bool model_encode_images(loaded_model *m, char *const *paths, int n, float *out,
     }
     ct_graph_free(g);
     free(px);
+    free(items);
     return ok;
 }
