@@ -998,6 +998,11 @@ typedef struct ct_method {
      * selects on val's images; ct_predict_images scores a dataset's images
      * through logits. Cached features are not used. */
     bool pixels;
+    /* optional: after the steps of epoch (0-based) of epochs, before
+     * validation and the checkpoint (epoch-level averaging such as
+     * PromptSRC's Gaussian prompt aggregation; state it keeps across epochs
+     * belongs in params() as frozen tensors, so checkpoints carry it) */
+    ct_status (*end_epoch)(void *state, int epoch, int epochs);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -86,8 +86,10 @@ static void parity_opt(const char *method, const char *set, const char *tag, dou
     CHECK_OK(ct_train_cfg_from_kv(&hp, &tc)); /* the trainer's keys */
     CHECK_OK(ct_kv_check_used(&hp, method));
     if (!st) return;
-    ct_tensor *p[64];
-    int np = m->params(st, p, 64);
+    ct_tensor *all[64], *p[64];
+    int na = m->params(st, all, 64), np = 0;
+    for (int k = 0; k < na; k++) /* the learnables (frozen sums, e.g. PromptSRC's, aside) */
+        if (all[k]->requires_grad) p[np++] = all[k];
     char name[96], what[96];
     if (!strcmp(tag, "ivlp")) /* the context starts as the embeddings of "a photo" */
         compare("ivlp initial context", p[0]->data, (size_t)p[0]->numel, "ctx_init");
@@ -152,6 +154,76 @@ static void test_ivlp_parity(void) {
            5e-4f);
 }
 static void test_maple_parity(void) { parity("maple", "depth=2", "maple", 0.05, 0.01f, 5e-4f); }
+static void test_promptsrc_parity(void) {
+    parity("promptsrc", "n_ctx=2 n_ctx_vision=2 text_depth=3 vision_depth=3", "src", 0.05, 0.01f,
+           5e-4f);
+}
+
+/* Gaussian prompt aggregation: the prompts after the last epoch are the
+ * weighted sum of each epoch's (training itself is unchanged by it): with
+ * weights (0, 1) the last epoch's, with (0.5, 0.5) their mean. */
+static void train_src(const ct_dataset *train, const char *gpa, int stop_after, float *out,
+                      size_t *n_out) {
+    const ct_method *m = ct_method_find("promptsrc");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "epochs=2 text_depth=2 vision_depth=2 batch_size=8 "
+                              "warmup_epochs=0 lr=0.01"));
+    CHECK_OK(ct_kv_parse(&hp, gpa));
+    ct_train_cfg tc;
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+    tc.seed = 3, tc.stop_after = stop_after;
+    ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
+                    .dataset_name = train->name, .n_classes = train->n_classes,
+                    .classnames = train->classnames, .train = train, .seed = 3};
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    if (!st) return;
+    CHECK_OK(ct_train(m, st, &task, &tc, &hp));
+    ct_tensor *p[64];
+    int np = m->params(st, p, 64);
+    size_t off = 0;
+    for (int k = 0; k < np; k++)
+        if (p[k]->requires_grad) {
+            memcpy(out + off, p[k]->data, (size_t)p[k]->numel * sizeof(float));
+            off += (size_t)p[k]->numel;
+        }
+    *n_out = off;
+    m->destroy(st);
+    ct_kv_free(&hp);
+}
+
+static void test_promptsrc_gpa(void) {
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
+        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    if (!setup()) return;
+    ct_splits sp = {0};
+    CHECK_OK(ct_data_open("fashion-mnist", &sp));
+    if (!sp.train) return;
+    ct_dataset *train = ct_dataset_fewshot(sp.train, 2, 3);
+    size_t cap = 200000, n1 = 0, n2 = 0, n3 = 0;
+    float *e1 = malloc(cap * sizeof *e1), *e2 = malloc(cap * sizeof *e2);
+    float *mix = malloc(cap * sizeof *mix);
+    train_src(train, "gpa_mean=1 gpa_std=1", 1, e1, &n1);      /* after epoch 1 */
+    train_src(train, "gpa_mean=2 gpa_std=0.01", 0, e2, &n2);   /* weights (0, 1) */
+    train_src(train, "gpa_mean=1.5 gpa_std=1", 0, mix, &n3);   /* weights (1/2, 1/2) */
+    CHECK(n1 == n2 && n2 == n3 && n1 > 0);
+    double worst = 0, moved = 0;
+    for (size_t i = 0; n1 == n3 && i < n1; i++) {
+        double want = 0.5 * ((double)e1[i] + (double)e2[i]);
+        worst = fmax(worst, fabs(mix[i] - want));
+        moved = fmax(moved, fabs(e1[i] - e2[i]));
+    }
+    CHECK_MSG(moved > 1e-4, "the prompts did not change in the second epoch");
+    CHECK_MSG(worst < 1e-6, "aggregated prompts differ from the mean by %g", worst);
+    free(e1), free(e2), free(mix);
+    ct_dataset_free(train);
+    ct_splits_free(&sp);
+}
+
 static void test_clip_lora_parity(void) {
     parity_opt("clip-lora", "dropout=0", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f, 1e-2f);
 }
@@ -242,10 +314,11 @@ static void test_learns_on_shipped_model(void) {
     ct_splits sp = {0};
     CHECK_OK(ct_data_open("fashion-mnist", &sp));
     if (!sp.test) return;
-    const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora"};
+    const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora",
+                             "promptsrc"};
     const char *sets[] = {"", "epochs=10 batch_size=32 warmup_steps=5",
                           "epochs=10 lr=0.02", "epochs=5", "epochs=5",
-                          "iters_per_shot=5 lr=1e-3"};
+                          "iters_per_shot=5 lr=1e-3", "epochs=5 gpa_mean=4 gpa_std=1"};
     enum { NM = sizeof methods / sizeof *methods };
     double top1[NM];
     for (int r = 0; r < NM; r++) {
@@ -358,6 +431,8 @@ int main(void) {
     ct_test_run("ivlp_parity", test_ivlp_parity);
     ct_test_run("maple_parity", test_maple_parity);
     ct_test_run("clip_lora_parity", test_clip_lora_parity);
+    ct_test_run("promptsrc_parity", test_promptsrc_parity);
+    ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
     ct_test_run("dropout", test_dropout);
     ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
     ct_test_run("needs_pixels", test_needs_pixels);

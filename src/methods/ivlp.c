@@ -27,13 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "methods/ivlp.h"
+
 #include "base/error.h"
 #include "methods/method_image.h"
 #include "methods/method_prompt.h"
 
 #define IVLP_MAX_DEPTH 64
 
-typedef struct {
+struct ct_ivlp {
     const ct_clip *clip;
     int K, E, S;
     ct_prompt *text;        /* NULL with text_depth 0                             */
@@ -42,9 +44,10 @@ typedef struct {
     ct_tensor *tdeep[IVLP_MAX_DEPTH]; /* [1 .. dt-1] (n, W_t)                       */
     ct_tensor *vdeep[IVLP_MAX_DEPTH]; /* [0 .. dv-1] (m, W_v)                       */
     ct_deep_prompts tdp, vdp;
-} ivlp_state;
+};
+typedef struct ct_ivlp ivlp_state;
 
-static void ivlp_destroy(void *st) {
+void ct_ivlp_destroy(void *st) {
     ivlp_state *s = st;
     if (!s) return;
     ct_prompt_destroy(s->text);
@@ -53,7 +56,7 @@ static void ivlp_destroy(void *st) {
     free(s);
 }
 
-static ct_status ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+ct_status ct_ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     int dt, dv, nv, nt;
     const char *tmpl;
@@ -94,7 +97,7 @@ static ct_status ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out
                                             l, "ivlp.vision_deep")))
             st = CT_ERR_NOMEM;
     if (st != CT_OK) {
-        ivlp_destroy(s);
+        ct_ivlp_destroy(s);
         return st;
     }
     s->tdp = (ct_deep_prompts){s->dt, s->tdeep};
@@ -104,7 +107,7 @@ static ct_status ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out
 }
 
 /* The context, the deep text prompts, then the vision prompts. */
-static int ivlp_params(void *st, ct_tensor **out, int cap) {
+int ct_ivlp_params(void *st, ct_tensor **out, int cap) {
     ivlp_state *s = st;
     int n = 0;
     if (s->text && n < cap) out[n++] = ct_prompt_ctx(s->text);
@@ -113,8 +116,7 @@ static int ivlp_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
-/* Normalised class features (K, E) under the current prompts. */
-static ct_tensor *text_features(ivlp_state *s, ct_graph *g) {
+ct_tensor *ct_ivlp_text(ct_ivlp *s, ct_graph *g) {
     if (!s->text) {
         int64_t shape[2] = {s->K, s->E};
         return ct_graph_wrap(g, s->fixed_txt, 2, shape);
@@ -122,19 +124,22 @@ static ct_tensor *text_features(ivlp_state *s, ct_graph *g) {
     return ct_l2_normalize(g, ct_prompt_text_features_deep(s->text, g, &s->tdp), 1e-12f);
 }
 
-static ct_tensor *ivlp_logits(void *st, ct_graph *g, const ct_batch *b) {
-    ivlp_state *s = st;
+ct_tensor *ct_ivlp_image(ct_ivlp *s, ct_graph *g, const ct_batch *b) {
     ct_clip_hooks hooks = {0};
     hooks.vision_deep = &s->vdp;
-    ct_tensor *img = ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "ivlp"),
-                                          &hooks, false, NULL);
+    return ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "ivlp"), &hooks, false,
+                                NULL);
+}
+
+ct_tensor *ct_ivlp_logits(void *st, ct_graph *g, const ct_batch *b) {
+    ivlp_state *s = st;
+    ct_tensor *img = ct_ivlp_image(s, g, b);
     if (!img) return NULL;
-    ct_tensor *txt = text_features(s, g);
-    return ct_image_text_scores(g, s->clip, img, txt);
+    return ct_image_text_scores(g, s->clip, img, ct_ivlp_text(s, g));
 }
 
 static ct_tensor *ivlp_loss(void *st, ct_graph *g, const ct_batch *b) {
-    return ct_batch_ce(g, ivlp_logits(st, g, b), b);
+    return ct_batch_ce(g, ct_ivlp_logits(st, g, b), b);
 }
 
 #define IVLP_TRAIN "optim=sgd momentum=0.9 weight_decay=5e-4 sched=cosine warmup_epochs=1 " \
@@ -150,11 +155,11 @@ const ct_method ct_method_ivlp = {
     .defaults = "n_ctx=4 n_ctx_vision=4 text_depth=9 vision_depth=9 ctx_init=a_photo_of_a "
                 "shared_prefix=1 prec=fp16 template=\"a photo of a {}.\" lr=0.0025 epochs=20 "
                 "batch_size=4 " IVLP_TRAIN,
-    .create = ivlp_create,
-    .destroy = ivlp_destroy,
-    .params = ivlp_params,
+    .create = ct_ivlp_create,
+    .destroy = ct_ivlp_destroy,
+    .params = ct_ivlp_params,
     .loss = ivlp_loss,
-    .logits = ivlp_logits,
+    .logits = ct_ivlp_logits,
     .pixels = true,
 };
 
@@ -167,10 +172,10 @@ const ct_method ct_method_vpt_deep = {
      * 8 vision tokens at depth 12, lr 0.0025, 5 epochs, batch 4; fixed text */
     .defaults = "text_depth=0 vision_depth=12 n_ctx_vision=8 template=\"a photo of a {}.\" "
                 "lr=0.0025 epochs=5 batch_size=4 " IVLP_TRAIN,
-    .create = ivlp_create,
-    .destroy = ivlp_destroy,
-    .params = ivlp_params,
+    .create = ct_ivlp_create,
+    .destroy = ct_ivlp_destroy,
+    .params = ct_ivlp_params,
     .loss = ivlp_loss,
-    .logits = ivlp_logits,
+    .logits = ct_ivlp_logits,
     .pixels = true,
 };

@@ -141,10 +141,39 @@ static const struct {
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* PromptSRC's IMAGENET_TEMPLATES (trainers/imagenet_templates.py): 60 of
+ * the 80, i.e. the 80 without these 20 (its mean embedding does not depend
+ * on the order). */
+static const char *const k_not_in_60[] = {
+    "a jpeg corrupted photo of the {}.", "a good photo of a {}.", "a plushie {}.",
+    "a photo of the nice {}.", "a photo of the small {}.", "a photo of the weird {}.",
+    "the cartoon {}.", "art of the {}.", "a drawing of the {}.", "a photo of the large {}.",
+    "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.",
+    "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
+};
+
+static const char *k_imagenet60[60];
+
+static void build_imagenet60(void) {
+    int n = 0;
+    for (int i = 0; i < COUNT(k_imagenet80); i++) {
+        bool out = false;
+        for (int j = 0; j < COUNT(k_not_in_60) && !out; j++)
+            out = !strcmp(k_imagenet80[i], k_not_in_60[j]);
+        if (!out && n < 60) k_imagenet60[n++] = k_imagenet80[i];
+    }
+}
+
 const char *const *ct_templates_builtin(const char *name, int *n) {
     int count = 0;
     const char *const *list = NULL;
-    if (name && strcmp(name, "imagenet80") == 0) {
+    if (name && strcmp(name, "imagenet60") == 0) {
+#pragma omp critical(ct_imagenet60)
+        if (!k_imagenet60[59]) build_imagenet60();
+        list = k_imagenet60;
+        count = COUNT(k_imagenet60);
+    } else if (name && strcmp(name, "imagenet80") == 0) {
         list = k_imagenet80;
         count = COUNT(k_imagenet80);
     } else if (name && strcmp(name, "imagenet-select") == 0) {

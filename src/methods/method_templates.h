@@ -23,7 +23,8 @@
 /* The fallback for a dataset with no entry: CoOp's generic prompt. */
 #define CT_TEMPLATE_DEFAULT "a photo of a {}."
 
-/* Built-in template lists: "imagenet80" or "imagenet-select". NULL (and
+/* Built-in template lists: "imagenet80", "imagenet60" (PromptSRC's 60 of
+ * them) or "imagenet-select". NULL (and
  * *n = 0) for any other name. The arrays are static: do not free. */
 const char *const *ct_templates_builtin(const char *name, int *n);
 

@@ -26,6 +26,7 @@ extern const ct_method ct_method_vpt_deep;
 extern const ct_method ct_method_ivlp;
 extern const ct_method ct_method_maple;
 extern const ct_method ct_method_clip_lora;
+extern const ct_method ct_method_promptsrc;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -51,6 +52,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_ivlp,
     &ct_method_maple,
     &ct_method_clip_lora,
+    &ct_method_promptsrc,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

@@ -449,6 +449,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             s = ct_optim_step(opt, lr);
         }
         if (s != CT_OK) break;
+        if (m->end_epoch && (s = m->end_epoch(state, ep, cfg->epochs)) != CT_OK) break;
         double acc = -1;
         if (m->pixels ? task->val && task->val->n_items : task->val_feats && task->val_feats->n) {
             acc = accuracy(m, state, task, &s);

@@ -19,7 +19,11 @@ replaced before blocks 1..J-1; text positions 1..n replaced likewise):
     first 2 tokens learned (initial value: their token embeddings, checked),
     deep text prompts at depth 3, vision prompts of 2 tokens at depth 3;
   - MaPLe (trainers/maple.py): the same text layout, depth 2: V_0 =
-    proj(ctx), V_1 = F_1(T_1).
+    proj(ctx), V_1 = F_1(T_1);
+  - PromptSRC (muzairkhattak/PromptSRC trainers/promptsrc.py): IVLP's
+    prompts as above, loss CE + KL(zero-shot || prompted) / (B K) + 25
+    L1(text, frozen mean of the 60 template embeddings) + 10 L1(image,
+    frozen image features of the same pixels).
   - CLIP-LoRA (MaxZanella/CLIP-LoRA loralib/layers.py, lora.py): A, B on q,
     k, v of every block of both towers, r 2, alpha 1, scale alpha/sqrt(r),
     dropout 0, computed as the merged weights W + s B A in nn.
@@ -214,6 +218,58 @@ def main():
         img, _, _ = clipref.encode_image(P, c, px, [q[3], q[4], q[5]])
         return logits_of(P, img, txt)
     run("ivlp", iv, ivlp_fwd, 0.01, 5e-4, out)
+
+    # PromptSRC: IVLP's prompts (as above) with its regularisers; the frozen
+    # text is the mean of the unnormalised embeddings of the 60 templates of
+    # PromptSRC's imagenet_templates.py (= data/templates/imagenet80.txt
+    # without the 20 below), normalised once
+    not60 = {"a jpeg corrupted photo of the {}.", "a good photo of a {}.", "a plushie {}.",
+             "a photo of the nice {}.", "a photo of the small {}.", "a photo of the weird {}.",
+             "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+             "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.",
+             "a dark photo of a {}.", "itap of a {}.", "graffiti of the {}.", "a toy {}.",
+             "itap of my {}.", "a photo of a cool {}.", "a photo of a small {}.",
+             "a tattoo of the {}."}
+    t80 = [l.rstrip("\n") for l in open(os.path.join(ROOT, "data", "templates", "imagenet80.txt"),
+                                         encoding="utf-8") if l.strip()]
+    t60 = [t for t in t80 if t not in not60]
+    assert len(t60) == 60
+    acc = 0
+    for t in t60:
+        tid = text_ids(tok, c, t)
+        e, _ = clipref.encode_text_from_embeds(P, c, P["token_embedding.weight"][tid],
+                                               tid.argmax(dim=1))
+        acc = acc + e
+    fixed = acc / len(t60)
+    fixed = fixed / fixed.norm(dim=-1, keepdim=True)
+    zimg, _, _ = clipref.encode_image(P, c, px)
+    zimg = zimg / zimg.norm(dim=-1, keepdim=True)
+    zlog = P["logit_scale"].exp() * zimg @ fixed.t()
+    src = [formula(tuple(t.shape), k, 0.05) for k, t in enumerate(iv)]
+    y = torch.tensor(LABELS)
+
+    def src_loss(q):
+        txt = prompted_text(P, c, ids, q[0], [q[1], q[2]])
+        img, _, _ = clipref.encode_image(P, c, px, [q[3], q[4], q[5]])
+        img = img / img.norm(dim=-1, keepdim=True)
+        lg = P["logit_scale"].exp() * img @ txt.t()
+        kl = F.kl_div(F.log_softmax(lg, dim=1), F.log_softmax(zlog, dim=1), reduction="sum",
+                      log_target=True) / lg.numel()
+        return (F.cross_entropy(lg, y) + kl + 25 * F.l1_loss(txt, fixed) +
+                10 * F.l1_loss(img, zimg)), lg
+    loss, lg = src_loss(src)
+    grads = torch.autograd.grad(loss, src)
+    out["src.logits"], out["src.loss"] = lg.detach(), loss.detach().reshape(1)
+    for k, g in enumerate(grads):
+        out["src.grad.%d" % k] = g
+    opt = torch.optim.SGD(src, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for _ in range(3):
+        opt.zero_grad()
+        src_loss(src)[0].backward()
+        opt.step()
+    for k, p_ in enumerate(src):
+        out["src.after.%d" % k] = p_.detach().clone()
+    print("src loss", float(loss))
 
     # MaPLe, depth 2: ctx, proj (W, b), T_1, F_1 (W, b)
     mp = [formula((2, Wt), 0, 0.05), formula((Wv, Wt), 1, 0.05), formula((Wv,), 2, 0.05),
