@@ -133,9 +133,48 @@ static void test_embed_and_classify(void) {
     CHECK(lines == 2);
 }
 
+/* protocol --base-to-novel on the shipped model: base and novel columns
+ * and their harmonic mean; a method whose learned tensors are per class is
+ * refused with a clear error. */
+static void test_protocol_base_to_novel(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    char cmd[8192], path[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --methods zeroshot,coop,maple "
+             "--shots 2 --seeds 1 --base-to-novel --max-test 100 --out %s/b2n --cache %s/b2n_cache "
+             "--set coop.epochs=2 --set maple.epochs=1", tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    CHECK_MSG(strstr(out_buf, "maple 2-shot seed 1: base "), "%s", out_buf);
+    snprintf(path, sizeof path, "%s/b2n/results.md", tmp);
+    char *md = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(path, &md, &n));
+    CHECK(md && strstr(md, "## Base-to-novel") && strstr(md, "| maple | 2 |") &&
+          strstr(md, "| zeroshot | 2 |"));
+    free(md);
+    snprintf(path, sizeof path, "%s/b2n/maple/2shot/seed1/novel.json", tmp);
+    CHECK_OK(ct_read_file(path, &md, &n));
+    CHECK(md && strstr(md, "\"top1\""));
+    free(md);
+    /* re-running reads the finished cells back */
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "skipped: done"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --methods linear-probe --shots 1 "
+             "--seeds 1 --base-to-novel --max-test 50 --out %s/b2n_lp --cache %s/b2n_cache",
+             tmp, tmp);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "cliptune: error:") &&
+                  strstr(out_buf, "cannot be evaluated on novel classes"),
+              "%s", out_buf);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
     RUN(test_tokenize);
     RUN(test_embed_and_classify);
+    RUN(test_protocol_base_to_novel);
     return ct_test_summary();
 }

@@ -167,6 +167,89 @@ ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_d
     return s;
 }
 
+/* Base-to-novel: a state of the same method for the novel classes, given
+ * the learned tensors of the trained one, scored on cfg->novel_test;
+ * novel.json records it. */
+static ct_status eval_novel(const ct_run_cfg *cfg, const ct_task *base, ct_kv *hp, void *trained,
+                            run_log *L, double *top1) {
+    const ct_method *m = cfg->method;
+    const ct_dataset *d = cfg->novel_test;
+    ct_features f = {0};
+    ct_status s = m->pixels ? labels_only(d, &f) : features(cfg, d, 0, L, "novel test", &f);
+    if (s != CT_OK) return s;
+    ct_task task = *base;
+    task.n_classes = d->n_classes, task.classnames = d->classnames;
+    void *st = NULL;
+    float *sc = NULL;
+    ct_metrics mt = {0};
+    if ((s = m->create(&task, hp, &st)) != CT_OK) goto out;
+    ct_tensor *a[256], *b[256], *c[256];
+    int na = m->params ? m->params(trained, a, 256) : 0;
+    int nb = m->params ? m->params(st, b, 256) : 0;
+    bool same = na == nb;
+    for (int i = 0; same && i < na; i++) same = ct_tensor_same_shape(a[i], b[i]);
+    /* learned tensors sized by the number of classes (a linear head, a
+     * cache of labels) mean nothing for other classes, even when the two
+     * halves have as many: probe with one class more */
+    if (same && na > 0) {
+        char **names = malloc((size_t)(d->n_classes + 1) * sizeof *names);
+        void *probe = NULL;
+        ct_task t3 = task;
+        if (!names) {
+            s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+            goto out;
+        }
+        memcpy(names, d->classnames, (size_t)d->n_classes * sizeof *names);
+        names[d->n_classes] = "object";
+        t3.n_classes = d->n_classes + 1, t3.classnames = names;
+        if (m->create(&t3, hp, &probe) == CT_OK) {
+            int nc = m->params(probe, c, 256);
+            same = nc == na;
+            for (int i = 0; same && i < na; i++) same = ct_tensor_same_shape(c[i], b[i]);
+            m->destroy(probe);
+        }
+        free(names);
+    }
+    if (!same) {
+        s = ct_set_error(CT_ERR_UNSUPPORTED, "run: %s's learned tensors depend on the classes: "
+                         "it cannot be evaluated on novel classes", m->name);
+        goto out;
+    }
+    for (int i = 0; i < na; i++)
+        memcpy(b[i]->data, a[i]->data, (size_t)a[i]->numel * sizeof(float));
+    int K = d->n_classes;
+    sc = malloc((size_t)(f.n ? f.n : 1) * (size_t)K * sizeof *sc);
+    if (!sc) {
+        s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+        goto out;
+    }
+    s = ct_method_scores_images(m) ? ct_predict_images(m, st, &task, d, sc)
+                                   : ct_predict(m, st, &f, sc);
+    if (s == CT_OK) s = ct_metrics_compute(sc, false, f.labels, f.n, K, 15, &mt);
+    if (s != CT_OK) goto out;
+    *top1 = mt.top1;
+    logline(L, "novel test (%d classes, %lld images): top-1 %.2f%%  top-5 %.2f%%", K,
+            (long long)f.n, 100 * mt.top1, 100 * mt.top5);
+    if (cfg->run_dir) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "top1", mt.top1);
+        cJSON_AddNumberToObject(j, "top5", mt.top5);
+        cJSON_AddNumberToObject(j, "n", (double)f.n);
+        cJSON *cn = cJSON_AddArrayToObject(j, "classnames");
+        for (int k = 0; k < K; k++) cJSON_AddItemToArray(cn, cJSON_CreateString(d->classnames[k]));
+        char path[4200];
+        snprintf(path, sizeof path, "%s/novel.json", cfg->run_dir);
+        s = ct_json_save(path, j);
+        cJSON_Delete(j);
+    }
+out:
+    if (st) m->destroy(st);
+    ct_metrics_free(&mt);
+    free(sc);
+    ct_features_free(&f);
+    return s;
+}
+
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
@@ -288,6 +371,10 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     logline(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
             100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
+    res->novel_top1 = NAN;
+    if (cfg->novel_test &&
+        (s = eval_novel(cfg, &task, &hp, state, &L, &res->novel_top1)) != CT_OK)
+        goto out;
     if (cfg->run_dir) {
         const char *const *cn = (const char *const *)sp->train->classnames;
         snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);

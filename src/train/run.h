@@ -22,6 +22,11 @@ typedef struct ct_run_cfg {
     bool resume;
     int64_t max_test;        /* evaluate on the first max_test test items (0: all) */
     const char *subsample;   /* recorded in config.json: all | base | novel     */
+    /* base-to-novel: after testing on the (base) test split, the learned
+     * tensors are moved into a state made for these classes and scored on
+     * this test set (CoOp / CoCoOp / MaPLe's novel column); NULL: none.
+     * novel.json in the run directory holds its top-1. */
+    const ct_dataset *novel_test;
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     /* stages "features: <split>" (images) and "train" (steps, with loss/lr) */
@@ -33,6 +38,7 @@ typedef struct ct_run_cfg {
 typedef struct ct_run_result {
     double top1, top5, macro_f1, ece;
     double val_top1;          /* NaN without val */
+    double novel_top1;        /* NaN without novel_test */
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);

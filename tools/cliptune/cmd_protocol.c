@@ -43,7 +43,11 @@ static const char *HELP =
     "                       (repeatable)\n"
     "  --cache DIR          image-feature cache (default .cliptune-cache; 'none')\n"
     "  --resume             continue interrupted training runs\n"
-    "  --max-test N         evaluate on the first N test images only\n";
+    "  --max-test N         evaluate on the first N test images only\n"
+    "  --base-to-novel      CoOp/CoCoOp/MaPLe's base-to-novel protocol: train on the first\n"
+    "                       ceil(n/2) classes, test on them (base) and on the rest\n"
+    "                       (novel) with the same learned tensors; results.md adds\n"
+    "                       base / novel / harmonic mean per method and shots\n";
 
 static const int DEFAULT_SHOTS[] = {1, 2, 4, 8, 16};
 static const uint64_t DEFAULT_SEEDS[] = {1, 2, 3};
@@ -54,6 +58,7 @@ typedef struct {
     uint64_t seed;
     char dir[4096];
     double top1;
+    double novel;    /* base-to-novel: top-1 on the novel classes (else NaN) */
     bool skipped;
 } cell;
 
@@ -184,6 +189,53 @@ static double finished_top1(const char *dir) {
     return top1;
 }
 
+/* novel.json's top-1 of a finished base-to-novel cell, NaN if none. */
+static double finished_novel(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/novel.json", dir);
+    if (access(path, F_OK) != 0) return NAN;
+    cJSON *m = ct_json_load(path);
+    double top1 = NAN;
+    if (!m || ct_json_get_double(m, "top1", &top1, path) != CT_OK || !(top1 >= 0 && top1 <= 1))
+        top1 = NAN;
+    cJSON_Delete(m);
+    ct_clear_error();
+    return top1;
+}
+
+/* The harmonic mean of base and novel accuracy, as the papers report it. */
+static double hmean(double b, double n) { return b + n > 0 ? 2 * b * n / (b + n) : 0; }
+
+/* results.md's base-to-novel section: per method and shots, base / novel /
+ * HM (mean ± std over seeds of base and novel; HM of the means). */
+static bool append_b2n(FILE *f, const run_args *ra, const ct_method *const *ms, const int *shots,
+                       int n_shots, int n_seeds, const cell *cells, int n_cells) {
+    double *b = malloc((size_t)(n_seeds + 1) * sizeof *b), *n = malloc((size_t)(n_seeds + 1) * sizeof *n);
+    if (!b || !n) {
+        free(b), free(n);
+        return false;
+    }
+    fprintf(f, "\n## Base-to-novel\n\nTrained on the base classes (the first half); top-1 on "
+            "the base and the novel classes' test images, mean ± std over seeds, and the "
+            "harmonic mean HM of the two means (as the MaPLe and PromptSRC tables).\n\n"
+            "| method | shots | base | novel | HM |\n|---|---:|---:|---:|---:|\n");
+    for (int m = 0; m < ra->n_methods; m++)
+        for (int k = 0; k < n_shots; k++) {
+            int nv = 0;
+            for (int c = 0; c < n_cells; c++)
+                if (cells[c].method == m && (training_free(ms[m]) || cells[c].shots == shots[k]))
+                    b[nv] = cells[c].top1, n[nv++] = cells[c].novel;
+            double bm, bs, nm, ns;
+            ct_mean_std(b, nv, &bm, &bs);
+            ct_mean_std(n, nv, &nm, &ns);
+            if (nv < 2) bs = ns = 0;
+            fprintf(f, "| %s | %d | %.2f ± %.2f | %.2f ± %.2f | %.2f |\n", ra->methods[m],
+                    shots[k], 100 * bm, 100 * bs, 100 * nm, 100 * ns, 100 * hmean(bm, nm));
+        }
+    free(b), free(n);
+    return true;
+}
+
 static bool has_duplicates(const int *v, int n, const char *what) {
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
@@ -234,6 +286,7 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
         cJSON_AddNumberToObject(c, "shots", cells[i].shots);
         cJSON_AddNumberToObject(c, "seed", (double)cells[i].seed);
         cJSON_AddItemToObject(c, "top1", json_num(cells[i].top1));
+        if (ra->base_to_novel) cJSON_AddItemToObject(c, "novel_top1", json_num(cells[i].novel));
         cJSON_AddStringToObject(c, "run_dir", cells[i].dir);
         cJSON_AddItemToArray(cs, c);
     }
@@ -308,6 +361,8 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
                         "once (`%s/0shot/seed%llu/`) and that top-1 is repeated in every "
                         "shots column, without a spread.\n",
                         ra->methods[m], ra->methods[m], (unsigned long long)seeds[0]);
+        if (ra->base_to_novel)
+            append_b2n(f, ra, ms, shots, n_shots, n_seeds, cells, n_cells);
         fclose(f);
         ok = append_file(md, notes);
     } else if (ok) {
@@ -370,6 +425,20 @@ int cmd_protocol(int argc, char **argv) {
         cli_lib_error("protocol");
         goto out;
     }
+    if (ra.base_to_novel) {
+        if (ra.subsample && strcmp(ra.subsample, "all")) {
+            cli_error("protocol: --base-to-novel chooses the classes; drop --subsample");
+            goto out;
+        }
+        ct_dataset *novel = ct_dataset_subsample_classes(rc.data.test, 1);
+        rc.novel_test = novel ? ct_dataset_head(novel, ra.max_test) : NULL;
+        ct_dataset_free(novel);
+        if (!rc.novel_test || !splits_subsample(&rc.data, "base", "protocol")) {
+            if (!rc.novel_test) cli_lib_error("protocol");
+            goto out;
+        }
+        ra.subsample = "base";
+    }
     const char *dataset = rc.data.train->name;
     char outdir[4096];
     if (ra.out) {
@@ -425,6 +494,8 @@ int cmd_protocol(int argc, char **argv) {
         /* one whole line per cell, after it: an error from the cell comes
          * first, on stderr, and the line then says which cell failed */
         x->top1 = finished_top1(x->dir);
+        x->novel = ra.base_to_novel ? finished_novel(x->dir) : NAN;
+        if (!isnan(x->top1) && ra.base_to_novel && isnan(x->novel)) x->top1 = NAN;
         if (!isnan(x->top1)) {
             ct_kv hp;
             bool same = resolved_hp(m, sets[x->method], &hp) && same_settings(x->dir, &ra, &hp);
@@ -448,10 +519,14 @@ int cmd_protocol(int argc, char **argv) {
             printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
-        x->top1 = res.top1;
+        x->top1 = res.top1, x->novel = res.novel_top1;
         cli_progress_clear(&prog);
-        printf("[%d/%d] %s: %.1f%% (%.1f s)\n", c + 1, n_cells, label, 100 * x->top1,
-               now_s() - t0);
+        if (ra.base_to_novel)
+            printf("[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)\n", c + 1, n_cells, label,
+                   100 * x->top1, 100 * x->novel, now_s() - t0);
+        else
+            printf("[%d/%d] %s: %.1f%% (%.1f s)\n", c + 1, n_cells, label, 100 * x->top1,
+                   now_s() - t0);
         fflush(stdout);
     }
     if (!write_results(outdir, &ra, dataset, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))

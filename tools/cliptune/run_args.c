@@ -114,6 +114,10 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             ra->resume = true;
             continue;
         }
+        if (protocol && !strcmp(argv[i], "--base-to-novel")) {
+            ra->base_to_novel = true;
+            continue;
+        }
         cli_error("%s: unknown option or argument %s (see --help)", cmd, argv[i]);
         bad = true;
     }
@@ -171,6 +175,8 @@ bool splits_subsample(ct_splits *s, const char *which, const char *cmd) {
 }
 
 void run_ctx_close(run_ctx *rc) {
+    ct_dataset_free(rc->novel_test);
+    rc->novel_test = NULL;
     model_unload(&rc->model);
     ct_splits_free(&rc->data);
 }
@@ -197,6 +203,7 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .seed = seed, .run_dir = dir,
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
         .resume = ra->resume, .max_test = ra->max_test, .subsample = ra->subsample,
+        .novel_test = rc->novel_test,
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
     if (cfg.cache_dir && ct_mkdir_p(cfg.cache_dir) != CT_OK) return cli_lib_error("cache");

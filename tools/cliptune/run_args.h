@@ -20,6 +20,7 @@ typedef struct {
     int shots_list[16], n_shots;
     uint64_t seeds[16];
     int n_seeds;
+    bool base_to_novel;     /* train on base classes, test on base and novel */
 } run_args;
 
 /* fixed_method: zeroshot's; protocol passes "protocol" as cmd and accepts
@@ -31,6 +32,7 @@ void run_args_free(run_args *ra);
 typedef struct {
     ct_bundle model;
     ct_splits data;
+    ct_dataset *novel_test; /* base-to-novel: the novel classes' test set, or NULL */
 } run_ctx;
 
 bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc);
