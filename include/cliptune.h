@@ -167,6 +167,13 @@ ct_status ct_backward_from(ct_graph *g, ct_tensor *out, const ct_real *dout);
 
 /* y = x W^T + b. x (..., C), w (OC, C) [PyTorch layout], b (OC) or NULL. */
 ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b);
+/* LoRA on a frozen linear layer (w, b must not require grad), fused:
+ * y = x wᵀ + b + scale · ((x ⊙ m) aᵀ) bmᵀ with a (r, C), bm (OC, r) and m an
+ * inverted-dropout mask of rate p (0: none) drawn per element from seed and
+ * regenerated in backward, so nothing of x's size is stored beyond x. No
+ * gradient of w is computed. */
+ct_tensor *ct_lora_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, ct_tensor *a,
+                          ct_tensor *bm, float scale, float p, uint64_t seed);
 /* Batched matmul. a (..., M, K) [or (..., K, M) if ta], b (K, N) [or (N, K)
  * if tb] or (..., K, N) with the same leading dims as a. */
 ct_tensor *ct_matmul(ct_graph *g, ct_tensor *a, ct_tensor *b, bool ta, bool tb);

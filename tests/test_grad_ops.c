@@ -23,6 +23,40 @@ static void test_linear(void) {
     free_all(in, 3);
 }
 
+/* LoRA on a frozen layer, with and without dropout: gradients reach x, A
+ * and B (the masks are regenerated in backward), never w or b. */
+static ct_tensor *f_lora(ct_graph *g, ct_tensor *const *in, void *ctx) {
+    float p = *(const float *)ctx;
+    return ct_lora_linear(g, in[0], in[1], in[2], in[3], in[4], 0.7f, p, 11);
+}
+static ct_tensor *f_dropout(ct_graph *g, ct_tensor *const *in, void *ctx) {
+    return ct_dropout(g, in[0], *(const float *)ctx, 5);
+}
+static void test_lora_dropout(void) {
+    ct_tensor *in[5] = {INPUT(1, 1, 2, 3, 5), INPUT(2, 1, 4, 5), INPUT(3, 1, 4), INPUT(4, 1, 2, 5),
+                        INPUT(5, 1, 4, 2)};
+    in[1]->requires_grad = in[2]->requires_grad = false;
+    float ps[2] = {0.0f, 0.3f};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "lora_linear (dropout %.1f)", (double)ps[i]);
+        gradcheck(name, f_lora, in, 5, &ps[i]);
+    }
+    /* the same as the composition it fuses, without dropout */
+    ct_graph *g = ct_graph_create(0);
+    ct_tensor *y = ct_lora_linear(g, in[0], in[1], in[2], in[3], in[4], 0.7f, 0.0f, 11);
+    ct_tensor *z = ct_add(g, ct_linear(g, in[0], in[1], in[2]),
+                          ct_scale(g, ct_linear(g, ct_linear(g, in[0], in[3], NULL), in[4], NULL),
+                                   0.7f));
+    CHECK(y && z);
+    if (y && z) CHECK_CLOSE_D("lora_linear vs composition", y->data, z->data, (size_t)y->numel,
+                              1e-12, 1e-12);
+    ct_graph_free(g);
+    float p = 0.4f;
+    gradcheck("dropout 0.4", f_dropout, in, 1, &p);
+    free_all(in, 5);
+}
+
 typedef struct { bool ta, tb; } mm_ctx;
 static ct_tensor *f_matmul(ct_graph *g, ct_tensor *const *in, void *ctx) {
     mm_ctx *c = ctx;
@@ -254,6 +288,7 @@ static void test_attention(void) {
 int main(void) {
     ct_set_num_threads(2);
     RUN(test_linear);
+    RUN(test_lora_dropout);
     RUN(test_matmul);
     RUN(test_binary);
     RUN(test_activations);

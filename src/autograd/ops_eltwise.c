@@ -154,3 +154,23 @@ ct_tensor *ct_sigmoid(ct_graph *g, ct_tensor *x) { return activation(g, x, CT_AC
 ct_tensor *ct_tanh(ct_graph *g, ct_tensor *x) { return activation(g, x, CT_ACT_TANH, "tanh"); }
 ct_tensor *ct_exp(ct_graph *g, ct_tensor *x) { return activation(g, x, CT_ACT_EXP, "exp"); }
 ct_tensor *ct_log(ct_graph *g, ct_tensor *x) { return activation(g, x, CT_ACT_LOG, "log"); }
+
+static void dropout_bw(ct_graph *g, ct_node *n) {
+    ct_real *dx = ct_op_grad(g, n->in[0]);
+    if (dx) dropout_backward(dx, n->out->grad, (float)n->f[0], (uint64_t)n->i[0], n->out->numel);
+}
+
+ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed) {
+    if (!x || p <= 0) return x;
+    if (!ct_op_inputs_ok(g, &x, 1)) return NULL;
+    if (!(p < 1)) return ct_op_fail(g, CT_ERR_ARG, "dropout: p=%g must be in [0, 1)", (double)p);
+    ct_tensor *out = ct_op_out(g, x->ndim, x->shape);
+    if (!out) return NULL;
+    dropout_forward(out->data, x->data, p, seed, x->numel);
+    if (ct_op_needs_grad(g, &x, 1)) {
+        ct_node *nd = ct_op_record(g, out, "dropout", dropout_bw, &x, 1);
+        if (!nd) return NULL;
+        nd->i[0] = (int64_t)seed, nd->f[0] = p;
+    }
+    return out;
+}

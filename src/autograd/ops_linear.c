@@ -77,3 +77,56 @@ bad:
                       ct_shape_str(a, s1, sizeof s1), ta ? "^T" : "",
                       ct_shape_str(b, s2, sizeof s2), tb ? "^T" : "");
 }
+
+/* ---- LoRA on a frozen linear layer ---- */
+
+#define LORA_BLOCKS 16 /* row blocks of the da reduction (fixed: thread-count independent) */
+
+static void lora_bw(ct_graph *g, ct_node *n) {
+    ct_tensor *x = n->in[0], *w = n->in[1], *a = n->in[3], *bm = n->in[4];
+    int64_t N = n->i[0], C = n->i[1], OC = n->i[2], R = n->i[3];
+    ct_real *dx = ct_op_grad(g, x), *da = ct_op_grad(g, a), *dbm = ct_op_grad(g, bm);
+    ct_real *du = ct_op_alloc(g, (size_t)(N * R) * sizeof(ct_real));
+    ct_real *part = da ? ct_op_alloc(g, (size_t)(LORA_BLOCKS * R * C) * sizeof(ct_real)) : NULL;
+    if (!du || (da && !part)) return;
+    lora_backward(dx, da, dbm, n->out->grad, x->data, w->data, a->data, bm->data, n->saved[0],
+                  du, part, LORA_BLOCKS, (ct_real)n->f[0], (float)n->f[1], (uint64_t)n->i[4], N,
+                  C, OC, R);
+}
+
+ct_tensor *ct_lora_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, ct_tensor *a,
+                          ct_tensor *bm, float scale, float p, uint64_t seed) {
+    ct_tensor *in[5] = {x, w, b, a, bm};
+    if (!ct_op_inputs_ok(g, in, 2) || !ct_op_inputs_ok(g, in + 3, 2)) return NULL;
+    int64_t C = ct_cols(x), N = ct_rows(x);
+    char s1[64], s2[64], s3[64];
+    if (w->ndim != 2 || w->shape[1] != C || a->ndim != 2 || a->shape[1] != C || bm->ndim != 2 ||
+        bm->shape[0] != w->shape[0] || bm->shape[1] != a->shape[0])
+        return ct_op_fail(g, CT_ERR_ARG, "lora_linear: input %s, weight %s, A %s and B %s do not "
+                          "match", ct_shape_str(x, s1, sizeof s1), ct_shape_str(w, s2, sizeof s2),
+                          ct_shape_str(a, s3, sizeof s3), ct_shape_str(bm, s1, sizeof s1));
+    if (!(p >= 0 && p < 1))
+        return ct_op_fail(g, CT_ERR_ARG, "lora_linear: dropout %g outside [0, 1)", (double)p);
+    int64_t OC = w->shape[0], R = a->shape[0];
+    if (b && b->numel != OC)
+        return ct_op_fail(g, CT_ERR_ARG, "lora_linear: bias has %lld values, expected %lld",
+                          (long long)b->numel, (long long)OC);
+    if ((b && b->requires_grad) || w->requires_grad)
+        return ct_op_fail(g, CT_ERR_ARG, "lora_linear: the base weight and bias are frozen");
+    int64_t shape[CT_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = OC;
+    ct_tensor *out = ct_op_out(g, x->ndim, shape);
+    ct_real *u = ct_op_alloc(g, (size_t)(N * R) * sizeof(ct_real));
+    if (!out || !u) return NULL;
+    lora_forward(out->data, u, x->data, w->data, b ? b->data : NULL, a->data, bm->data,
+                 (ct_real)scale, p, seed, N, C, OC, R);
+    if (ct_op_needs_grad(g, in, 5)) {
+        ct_node *nd = ct_op_record(g, out, "lora_linear", lora_bw, in, 5);
+        if (!nd) return NULL;
+        nd->saved[0] = u;
+        nd->i[0] = N, nd->i[1] = C, nd->i[2] = OC, nd->i[3] = R, nd->i[4] = (int64_t)seed;
+        nd->f[0] = scale, nd->f[1] = p;
+    }
+    return out;
+}

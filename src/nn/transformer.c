@@ -6,27 +6,13 @@ static ct_tensor *act_op(ct_graph *g, ct_tensor *x, ct_activation act) {
     return act == CT_GELU ? ct_gelu(g, x) : ct_quick_gelu(g, x);
 }
 
-ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed) {
-    if (!x || p <= 0) return x;
-    if (!(p < 1)) return ct_op_fail(g, CT_ERR_ARG, "dropout: p=%g must be in [0, 1)", (double)p);
-    ct_tensor *mask = ct_graph_tensor(g, x->ndim, x->shape);
-    if (!mask) return NULL;
-    ct_rng r;
-    ct_rng_init(&r, seed);
-    float keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < mask->numel; i++) mask->data[i] = ct_rng_uniform(&r) < p ? 0.0f : keep;
-    return ct_mul(g, x, mask);
-}
-
 /* x Wᵀ + b, plus the LoRA delta of projection j when block l has one. */
 static ct_tensor *proj(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *bias,
                        const ct_block_lora *l, const ct_lora *cfg, int layer, int j) {
-    ct_tensor *y = ct_linear(g, x, w, bias);
-    if (!l || !l->a[j] || !cfg) return y;
+    if (!l || !l->a[j] || !cfg) return ct_linear(g, x, w, bias);
     uint64_t seed = ct_rng_u64(&(ct_rng){cfg->seed, (uint64_t)(layer * 4 + j) << 32});
-    ct_tensor *in = cfg->train ? ct_dropout(g, x, cfg->dropout, seed) : x;
-    ct_tensor *d = ct_linear(g, ct_linear(g, in, l->a[j], NULL), l->b[j], NULL);
-    return ct_add(g, y, ct_scale(g, d, cfg->scale));
+    return ct_lora_linear(g, x, w, bias, l->a[j], l->b[j], cfg->scale,
+                          cfg->train ? cfg->dropout : 0.0f, seed);
 }
 
 ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,

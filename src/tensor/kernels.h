@@ -16,6 +16,23 @@ void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct
                     int64_t N, int64_t C, int64_t OC);
 void linear_backward(ct_real *dinp, ct_real *dw, ct_real *db, const ct_real *dout,
                      const ct_real *inp, const ct_real *w, int64_t N, int64_t C, int64_t OC);
+/* LoRA on a frozen linear layer, fused (src/tensor/kernels_linear.c):
+ * out (N, OC) = inp wᵀ + b + s ((inp ⊙ m) aᵀ) bmᵀ with a (R, C), bm (OC, R)
+ * and an inverted-dropout mask m of rate p drawn per element from seed
+ * (regenerated in backward, never stored); u (N, R) = (inp ⊙ m) aᵀ is saved
+ * by the forward. Backward: dinp, da, dbm (each may be NULL) accumulate;
+ * du (N, R) and part (n_part, R, C) are scratch (n_part row blocks: the sum
+ * does not depend on the thread count); no gradient for w or b. */
+void lora_forward(ct_real *out, ct_real *u, const ct_real *inp, const ct_real *w,
+                  const ct_real *b, const ct_real *a, const ct_real *bm, ct_real s, float p,
+                  uint64_t seed, int64_t N, int64_t C, int64_t OC, int64_t R);
+void lora_backward(ct_real *dinp, ct_real *da, ct_real *dbm, const ct_real *dout,
+                   const ct_real *inp, const ct_real *w, const ct_real *a, const ct_real *bm,
+                   const ct_real *u, ct_real *du, ct_real *part, int n_part, ct_real s,
+                   float p, uint64_t seed, int64_t N, int64_t C, int64_t OC, int64_t R);
+/* Inverted dropout with the mask regenerated from (seed, element). */
+void dropout_forward(ct_real *out, const ct_real *inp, float p, uint64_t seed, int64_t n);
+void dropout_backward(ct_real *dinp, const ct_real *dout, float p, uint64_t seed, int64_t n);
 /* C (M, N) per batch = op(A) op(B); A batch stride sa, B batch stride sb (0:
  * shared), C contiguous. */
 void matmul_forward(ct_real *c, const ct_real *a, const ct_real *b, int64_t batch, int64_t M,

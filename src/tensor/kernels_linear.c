@@ -125,3 +125,86 @@ void matmul_backward(ct_real *da, ct_real *db, const ct_real *dc, const ct_real 
         }
     }
 }
+
+/* ---- LoRA: out = x wᵀ + b + s · ((x ⊙ m) aᵀ) bmᵀ, the dropout mask m
+ * regenerated from (seed, element) instead of stored ---- */
+
+/* 1/(1-p) or 0 for element i: dropped with probability p. */
+static inline ct_real lora_keep(uint64_t seed, uint64_t i, float p) {
+    if (p <= 0) return 1;
+    ct_rng r = {seed, i};
+    return ct_rng_uniform(&r) < p ? 0 : (ct_real)(1.0 / (1.0 - (double)p));
+}
+
+void lora_forward(ct_real *out, ct_real *u, const ct_real *inp, const ct_real *w,
+                  const ct_real *b, const ct_real *a, const ct_real *bm, ct_real s, float p,
+                  uint64_t seed, int64_t N, int64_t C, int64_t OC, int64_t R) {
+    // out (N, OC), u (N, R) = (inp ⊙ m) aᵀ saved, a (R, C), bm (OC, R)
+    linear_forward(out, inp, w, b, N, C, OC);
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+    for (int64_t n = 0; n < N; n++) {
+        ct_real *un = u + n * R;
+        for (int64_t r = 0; r < R; r++) un[r] = 0;
+        const ct_real *x = inp + n * C;
+        for (int64_t c = 0; c < C; c++) {
+            ct_real xm = x[c] * lora_keep(seed, (uint64_t)(n * C + c), p);
+            if (xm == 0) continue;
+            for (int64_t r = 0; r < R; r++) un[r] += xm * a[r * C + c];
+        }
+    }
+    // out += s · u bmᵀ
+    ct_gemm(false, true, (int)N, (int)OC, (int)R, s, u, (int)R, bm, (int)R, 1, out, (int)OC);
+}
+
+void lora_backward(ct_real *dinp, ct_real *da, ct_real *dbm, const ct_real *dout,
+                   const ct_real *inp, const ct_real *w, const ct_real *a, const ct_real *bm,
+                   const ct_real *u, ct_real *du, ct_real *part, int n_part, ct_real s,
+                   float p, uint64_t seed, int64_t N, int64_t C, int64_t OC, int64_t R) {
+    // the frozen path: dinp += dout w (no weight or bias gradient here)
+    if (dinp)
+        ct_gemm(false, false, (int)N, (int)C, (int)OC, 1, dout, (int)OC, w, (int)C, 1, dinp,
+                (int)C);
+    // dbm (OC, R) += s · doutᵀ u
+    if (dbm)
+        ct_gemm(true, false, (int)OC, (int)R, (int)N, s, dout, (int)OC, u, (int)R, 1, dbm, (int)R);
+    if (!dinp && !da) return;
+    // du (N, R) = s · dout bm (scratch)
+    ct_gemm(false, false, (int)N, (int)R, (int)OC, s, dout, (int)OC, bm, (int)R, 0, du, (int)R);
+    // dinp[n, c] += m[n, c] Σ_r du[n, r] a[r, c];  da[r, c] += Σ_n du[n, r] x[n, c] m[n, c]
+    // in fixed row blocks, one partial da per block, summed in block order
+    // (the same result whatever the threads do)
+    int64_t nblk = n_part, per = (N + nblk - 1) / nblk;
+    if (da) memset(part, 0, (size_t)nblk * (size_t)(R * C) * sizeof *part);
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+    for (int64_t k = 0; k < nblk; k++) {
+        ct_real *pk = part + k * R * C;
+        for (int64_t n = k * per; n < N && n < (k + 1) * per; n++) {
+            const ct_real *dn = du + n * R, *x = inp + n * C;
+            for (int64_t c = 0; c < C; c++) {
+                ct_real m = lora_keep(seed, (uint64_t)(n * C + c), p);
+                if (m == 0) continue;
+                if (dinp) {
+                    ct_real acc = 0;
+                    for (int64_t r = 0; r < R; r++) acc += dn[r] * a[r * C + c];
+                    dinp[n * C + c] += acc * m;
+                }
+                if (da) {
+                    ct_real xm = x[c] * m;
+                    for (int64_t r = 0; r < R; r++) pk[r * C + c] += dn[r] * xm;
+                }
+            }
+        }
+    }
+    for (int64_t k = 0; da && k < nblk; k++)
+        for (int64_t i = 0; i < R * C; i++) da[i] += part[k * R * C + i];
+}
+
+void dropout_forward(ct_real *out, const ct_real *inp, float p, uint64_t seed, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) out[i] = inp[i] * lora_keep(seed, (uint64_t)i, p);
+}
+
+void dropout_backward(ct_real *dinp, const ct_real *dout, float p, uint64_t seed, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * lora_keep(seed, (uint64_t)i, p);
+}
