@@ -72,6 +72,7 @@ int main(int argc, char **argv) {
     int np = m->params(st, p, 256);
     ct_optim *opt = ct_optim_create(&tc.optim, p, np);
     ct_graph *g = ct_graph_create(0);
+    ct_graph_set_reuse_grads(g, true); /* as the trainer runs a step */
     double *t = malloc((size_t)steps * sizeof *t);
     for (int s = 0; s <= steps; s++) {
         double t0 = bench_now();

@@ -134,6 +134,12 @@ void ct_graph_reset(ct_graph *g);
 /* Grad mode (default on). Off: ops record nothing (inference). Returns the
  * previous mode. */
 bool ct_graph_set_grad(ct_graph *g, bool enabled);
+/* Gradient-buffer reuse in backward (default off): once a node's backward
+ * has run, its output's gradient is handed to nodes still to come, so a
+ * pass holds a few layers' gradients at a time instead of all of them. The
+ * gradients of intermediate tensors are then not readable after backward
+ * (leaves' are, as always). Returns the previous setting. */
+bool ct_graph_set_reuse_grads(ct_graph *g, bool enabled);
 /* Sticky error: the first failing op's status (ops after it return NULL). */
 ct_status ct_graph_status(const ct_graph *g);
 /* Bytes of arena in use / reserved, and the number of tape nodes. */

@@ -15,6 +15,14 @@ struct ct_graph {
     bool grad_enabled;
     ct_status status;
     uint64_t n_malloc_tape;
+    /* reuse_grads: gradient buffers of processed nodes, free for reuse in
+     * the same backward pass (arena memory, n_pool entries) */
+    bool reuse_grads;
+    struct grad_buf {
+        ct_real *p;
+        size_t bytes;
+    } *pool;
+    int n_pool;
 };
 
 ct_graph *ct_graph_create(size_t arena_bytes_hint) {
@@ -40,6 +48,13 @@ void ct_graph_reset(ct_graph *g) {
     ct_arena_reset(&g->arena);
     g->n_nodes = 0;
     g->status = CT_OK;
+    g->pool = NULL, g->n_pool = 0;
+}
+
+bool ct_graph_set_reuse_grads(ct_graph *g, bool enabled) {
+    bool old = g->reuse_grads;
+    g->reuse_grads = enabled;
+    return old;
 }
 
 bool ct_graph_set_grad(ct_graph *g, bool enabled) {
@@ -156,7 +171,12 @@ ct_real *ct_op_grad(ct_graph *g, ct_tensor *t) {
         if (!t->grad) ct_op_fail(g, CT_ERR_NOMEM, "out of memory for a leaf gradient");
     } else if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(ct_real);
-        t->grad = ct_op_alloc(g, bytes ? bytes : sizeof(ct_real));
+        for (int i = g->n_pool - 1; i >= 0 && !t->grad; i--)
+            if (g->pool[i].bytes == bytes) {
+                t->grad = g->pool[i].p;
+                g->pool[i] = g->pool[--g->n_pool];
+            }
+        if (!t->grad) t->grad = ct_op_alloc(g, bytes ? bytes : sizeof(ct_real));
         if (t->grad) memset(t->grad, 0, bytes);
     }
     return t->grad;
@@ -184,13 +204,23 @@ ct_status ct_backward_from(ct_graph *g, ct_tensor *out, const ct_real *dout) {
             break;
         }
     CT_ASSERT(last >= 0);
+    g->n_pool = 0;
+    g->pool = g->reuse_grads ? ct_op_alloc(g, (size_t)(last + 1) * sizeof *g->pool) : NULL;
     for (int i = last; i >= 0; i--) {
         ct_node *nd = g->tape[i];
         if (!nd->out->grad) continue; /* no gradient reached this node */
         nd->backward(g, nd);
         if (g->status != CT_OK)
             return ct_set_error(g->status, "backward of %s: %s", nd->op, ct_last_error());
+        /* every consumer of nd's output came later on the tape and is done:
+         * its gradient buffer can serve the nodes still to come */
+        if (g->pool && !nd->out->owns) {
+            g->pool[g->n_pool++] = (struct grad_buf){nd->out->grad,
+                                                     (size_t)nd->out->numel * sizeof(ct_real)};
+            nd->out->grad = NULL;
+        }
     }
+    g->pool = NULL, g->n_pool = 0;
     return CT_OK;
 }
 

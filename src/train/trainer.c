@@ -396,6 +396,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
+    /* only the learned tensors' gradients are read after backward */
+    ct_graph_set_reuse_grads(g, true);
     int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
     for (int ep = start; ep < end && s == CT_OK; ep++) {
         float lr = ct_sched_lr(&cfg->sched, ep);
