@@ -740,6 +740,10 @@ ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name);
 typedef struct ct_deep_prompts {
     int depth;                /* 0: none                                  */
     ct_tensor *const *tokens; /* [depth], each (P, W), the same P          */
+    /* vision only, VPT's layout (VPT-deep's and MVLPT's / UPT's code):
+     * tokens[0] goes right after the class token once ln_pre has run, and
+     * positions 1..P are replaced before blocks 1..depth-1 */
+    bool after_cls;
 } ct_deep_prompts;
 
 typedef struct ct_clip_hooks {

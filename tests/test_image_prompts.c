@@ -42,11 +42,27 @@ static float *ref(const char *name, size_t n) {
     return v;
 }
 
+/* got (n values) against the reference; a large reference holds every
+ * stride-th value (refname.stride beside it). */
 static void compare(const char *what, const float *got, size_t n, const char *refname) {
-    float *want = ref(refname, n);
-    if (!want) return;
-    CHECK_CLOSE_F(what, got, want, n, 1e-4, 1e-4);
-    free(want);
+    char sname[160];
+    snprintf(sname, sizeof sname, "%s.stride", refname);
+    size_t stride = 1;
+    const ct_st_tensor *st = ct_safetensors_find(g_ref, sname);
+    if (st) {
+        float v;
+        CHECK_OK(ct_st_to_real(st, &v, 1));
+        stride = (size_t)v;
+    }
+    size_t m = (n + stride - 1) / stride;
+    float *want = ref(refname, m), *sub = malloc(m * sizeof *sub);
+    if (!want || !sub) {
+        free(want), free(sub);
+        return;
+    }
+    for (size_t i = 0; i < m; i++) sub[i] = got[i * stride];
+    CHECK_CLOSE_F(what, sub, want, m, 1e-4, 1e-4);
+    free(want), free(sub);
 }
 
 /* 1.5 sin(0.1 i + 0.7 b), rounded to float */
@@ -224,6 +240,10 @@ static void test_promptsrc_gpa(void) {
     ct_splits_free(&sp);
 }
 
+static void test_upt_parity(void) {
+    parity("upt", "n_ctx=2", "upt", 0.05, 0.01f, 5e-4f);
+}
+
 static void test_clip_lora_parity(void) {
     parity_opt("clip-lora", "dropout=0", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f, 1e-2f);
 }
@@ -315,10 +335,11 @@ static void test_learns_on_shipped_model(void) {
     CHECK_OK(ct_data_open("fashion-mnist", &sp));
     if (!sp.test) return;
     const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora",
-                             "promptsrc"};
+                             "promptsrc", "upt"};
     const char *sets[] = {"", "epochs=10 batch_size=32 warmup_steps=5",
                           "epochs=10 lr=0.02", "epochs=5", "epochs=5",
-                          "iters_per_shot=5 lr=1e-3", "epochs=5 gpa_mean=4 gpa_std=1"};
+                          "iters_per_shot=5 lr=1e-3", "epochs=5 gpa_mean=4 gpa_std=1",
+                          "epochs=6"};
     enum { NM = sizeof methods / sizeof *methods };
     double top1[NM];
     for (int r = 0; r < NM; r++) {
@@ -431,6 +452,7 @@ int main(void) {
     ct_test_run("ivlp_parity", test_ivlp_parity);
     ct_test_run("maple_parity", test_maple_parity);
     ct_test_run("clip_lora_parity", test_clip_lora_parity);
+    ct_test_run("upt_parity", test_upt_parity);
     ct_test_run("promptsrc_parity", test_promptsrc_parity);
     ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
     ct_test_run("dropout", test_dropout);

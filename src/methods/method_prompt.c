@@ -387,8 +387,18 @@ ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g) {
 }
 
 ct_tensor *ct_prompt_text_features_deep(ct_prompt *s, ct_graph *g, const ct_deep_prompts *deep) {
+    return ct_prompt_text_features_with(s, g, NULL, deep);
+}
+
+ct_tensor *ct_prompt_text_features_with(ct_prompt *s, ct_graph *g, ct_tensor *ctx,
+                                        const ct_deep_prompts *deep) {
+    if (ctx && ctx->numel != s->ctx->numel) {
+        ct_set_error(CT_ERR_ARG, "prompt: a context of %lld values for %lld",
+                     (long long)ctx->numel, (long long)s->ctx->numel);
+        return NULL;
+    }
     int64_t flat[2] = {s->n_ctx_rows, s->W}, shape[2] = {s->K, s->T};
-    ct_tensor *parts[2] = {ct_reshape(g, s->ctx, 2, flat), s->frozen};
+    ct_tensor *parts[2] = {ct_reshape(g, ctx ? ctx : s->ctx, 2, flat), s->frozen};
     ct_tensor *table = ct_concat(g, parts, 2, 0);
     ct_clip_hooks hooks = {0};
     hooks.text_deep = deep;

@@ -30,6 +30,10 @@ ct_tensor *ct_prompt_text_features_raw(ct_prompt *s, ct_graph *g);
 /* the same with deep text prompts (NULL: none) replacing the context
  * positions 1 .. P' before the deeper blocks (IVLP, MaPLe) */
 ct_tensor *ct_prompt_text_features_deep(ct_prompt *s, ct_graph *g, const ct_deep_prompts *deep);
+/* the same with ctx (the shape of ct_prompt_ctx; NULL: the learned one) in
+ * the context's place: a context computed from other learnables (UPT) */
+ct_tensor *ct_prompt_text_features_with(ct_prompt *s, ct_graph *g, ct_tensor *ctx,
+                                        const ct_deep_prompts *deep);
 /* exp(logit_scale) * normalize(img) @ txt^T (txt normalised): (n, K) */
 ct_tensor *ct_prompt_scores(ct_prompt *s, ct_graph *g, const ct_batch *b, ct_tensor *txt);
 /* CoOp's cross-entropy loss and logits (cached while the context is unchanged) */

@@ -27,6 +27,7 @@ extern const ct_method ct_method_ivlp;
 extern const ct_method ct_method_maple;
 extern const ct_method ct_method_clip_lora;
 extern const ct_method ct_method_promptsrc;
+extern const ct_method ct_method_upt;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -53,6 +54,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_maple,
     &ct_method_clip_lora,
     &ct_method_promptsrc,
+    &ct_method_upt,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

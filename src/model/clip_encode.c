@@ -69,16 +69,25 @@ static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx)
     const tower_hook *h = ctx;
     const ct_deep_prompts *d = h->deep;
     if (d && d->depth > 0 && x) {
-        if (h->vision && layer == -1) {
-            ct_tensor *parts[2] = {x, repeat_rows(g, d->tokens[0], x->shape[0])};
-            x = ct_concat(g, parts, 2, 1);
+        bool after_cls = h->vision && d->after_cls;
+        if (h->vision && layer == (after_cls ? 0 : -1)) {
+            ct_tensor *p0 = repeat_rows(g, d->tokens[0], x->shape[0]);
+            if (after_cls) { /* [CLS, prompts, patches] */
+                ct_tensor *parts[3] = {ct_slice(g, x, 1, 0, 1), p0,
+                                       ct_slice(g, x, 1, 1, x->shape[1] - 1)};
+                x = ct_concat(g, parts, 3, 1);
+            } else {         /* [CLS, patches, prompts] */
+                ct_tensor *parts[2] = {x, p0};
+                x = ct_concat(g, parts, 2, 1);
+            }
         } else if (layer >= 1 && layer < d->depth) {
             ct_tensor *p = d->tokens[layer];
             int64_t T = x->shape[1], P = p->shape[0];
-            if (h->vision ? P > T : 1 + P > T)
+            bool at_end = h->vision && !after_cls;
+            if (at_end ? P > T : 1 + P > T)
                 return ct_op_fail(g, CT_ERR_ARG, "clip: deep prompts of %lld tokens do not fit "
                                   "%lld positions", (long long)P, (long long)T);
-            x = replace_rows(g, x, h->vision ? T - P : 1, p);
+            x = replace_rows(g, x, at_end ? T - P : 1, p);
         }
     }
     return call_hook(g, h->user, h->user_ctx, layer, x);

@@ -23,7 +23,10 @@ replaced before blocks 1..J-1; text positions 1..n replaced likewise):
   - PromptSRC (muzairkhattak/PromptSRC trainers/promptsrc.py): IVLP's
     prompts as above, loss CE + KL(zero-shot || prompted) / (B K) + 25
     L1(text, frozen mean of the 60 template embeddings) + 10 L1(image,
-    frozen image features of the same pixels).
+    frozen image features of the same pixels);
+  - UPT (sIncerass/MVLPT trainers/mvlpt.py, UPT mode): n 2, class name in
+    the middle of "X X", the prompts through the 128-wide block token by
+    token, VPT-deep after the class token once ln_pre has run.
   - CLIP-LoRA (MaxZanella/CLIP-LoRA loralib/layers.py, lora.py): A, B on q,
     k, v of every block of both towers, r 2, alpha 1, scale alpha/sqrt(r),
     dropout 0, computed as the merged weights W + s B A in nn.
@@ -156,22 +159,33 @@ def logits_of(P, img, txt):
     return P["logit_scale"].exp() * img @ txt.t()
 
 
+def put(out, key, t):
+    """Large tensors are stored as every stride-th value (at most 4096), the
+    stride beside them (key.stride), to keep the fixture small."""
+    flat = t.detach().reshape(-1)
+    stride = max(1, -(-flat.numel() // 4096))
+    out[key] = flat[::stride].clone()
+    if stride > 1:
+        out[key + ".stride"] = torch.tensor([float(stride)])
+
+
 def run(name, params, forward, lr, wd, out):
     y = torch.tensor(LABELS)
     lg = forward(params)
     loss = F.cross_entropy(lg, y)
-    grads = torch.autograd.grad(loss, params)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
     out[name + ".logits"] = lg.detach()
     out[name + ".loss"] = loss.detach().reshape(1)
     for k, g in enumerate(grads):
-        out["%s.grad.%d" % (name, k)] = g
+        put(out, "%s.grad.%d" % (name, k), g)
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
     for _ in range(3):
         opt.zero_grad()
         F.cross_entropy(forward(params), y).backward()
         opt.step()
     for k, p in enumerate(params):
-        out["%s.after.%d" % (name, k)] = p.detach().clone()
+        put(out, "%s.after.%d" % (name, k), p)
     print(name, "loss", float(loss), "logits", lg.detach().numpy().round(4).tolist())
 
 
@@ -261,15 +275,61 @@ def main():
     grads = torch.autograd.grad(loss, src)
     out["src.logits"], out["src.loss"] = lg.detach(), loss.detach().reshape(1)
     for k, g in enumerate(grads):
-        out["src.grad.%d" % k] = g
+        put(out, "src.grad.%d" % k, g)
     opt = torch.optim.SGD(src, lr=0.01, momentum=0.9, weight_decay=5e-4)
     for _ in range(3):
         opt.zero_grad()
         src_loss(src)[0].backward()
         opt.step()
     for k, p_ in enumerate(src):
-        out["src.after.%d" % k] = p_.detach().clone()
+        put(out, "src.after.%d" % k, p_)
     print("src loss", float(loss))
+
+    # UPT (MVLPT trainers/mvlpt.py, UPT mode): n 2, class name in the middle,
+    # prompts through the 128-wide block token by token (the code's layout),
+    # VPT-deep after the class token once ln_pre has run, all layers
+    n, D, L = 2, 128, c["v_layers"]
+    shapes = [(n, Wt), (L * n, Wv), (D, Wt), (D,), (Wt, D), (Wt,), (D, Wv), (D,), (Wv, D), (Wv,),
+              (D,), (D,), (D, D), (D,), (D, D), (D,), (D, D), (D,), (D, D), (D,), (D,), (D,),
+              (4 * D, D), (4 * D,), (D, 4 * D), (D,)]
+    up = [formula(sh, k, 0.05) for k, sh in enumerate(shapes)]
+    xids = text_ids(tok, c, "X X {}.")
+    name_lens = [len(tok.encode(nm.replace("_", " "))) for nm in CLASSNAMES]
+
+    def upt_fwd(q):
+        (ctx, v, tiw, tib, tow, tob, viw, vib, vow, vob, l1w, l1b, qw, qb, kw, kb, vw, vb, ow, ob,
+         l2w, l2b, f1w, f1b, f2w, f2b) = q
+        z = torch.cat([ctx @ tiw.t() + tib, v @ viw.t() + vib], 0)       # (n + Ln, D)
+        # CLIP's block on tokens that each attend only to themselves
+        h = F.layer_norm(z, (D,), l1w, l1b, 1e-5)
+        z = z + ((h @ vw.t() + vb) @ ow.t() + ob)
+        h = F.layer_norm(z, (D,), l2w, l2b, 1e-5) @ f1w.t() + f1b
+        z = z + (h * torch.sigmoid(1.702 * h)) @ f2w.t() + f2b
+        cp = z[:n] @ tow.t() + tob
+        vp = (z[n:] @ vow.t() + vob).reshape(L, n, Wv)
+        E = P["token_embedding.weight"][xids]
+        rows = []
+        for k in range(len(CLASSNAMES)):
+            nl = name_lens[k]
+            rows.append(torch.cat([E[k, :1], cp[:n // 2], E[k, 1 + n:1 + n + nl], cp[n // 2:],
+                                   E[k, 1 + n + nl:]], 0))
+        t, _ = clipref.encode_text_from_embeds(P, c, torch.stack(rows), xids.argmax(dim=1))
+        t = t / t.norm(dim=-1, keepdim=True)
+        x = F.conv2d(px, P["visual.conv1.weight"], stride=c["patch"])
+        x = x.reshape(B, Wv, -1).permute(0, 2, 1)
+        x = torch.cat([P["visual.class_embedding"].reshape(1, 1, Wv).expand(B, 1, Wv), x], 1)
+        x = x + P["visual.positional_embedding"]
+        x = clipref.layer_norm(x, P["visual.ln_pre.weight"], P["visual.ln_pre.bias"])
+        x = torch.cat([x[:, :1], vp[0].expand(B, n, Wv), x[:, 1:]], 1)
+        for i in range(L):
+            if i >= 1:
+                x = torch.cat([x[:, :1], vp[i].expand(B, n, Wv), x[:, 1 + n:]], 1)
+            x = clipref.resblock(x, P, "visual.transformer.resblocks.%d." % i, c["v_heads"],
+                                 clipref.act_fn(c["act"]), False)
+        img = clipref.layer_norm(x[:, 0], P["visual.ln_post.weight"],
+                                 P["visual.ln_post.bias"]) @ P["visual.proj"]
+        return logits_of(P, img, t)
+    run("upt", up, upt_fwd, 0.01, 5e-4, out)
 
     # MaPLe, depth 2: ctx, proj (W, b), T_1, F_1 (W, b)
     mp = [formula((2, Wt), 0, 0.05), formula((Wv, Wt), 1, 0.05), formula((Wv,), 2, 0.05),
@@ -317,14 +377,14 @@ def main():
     grads = torch.autograd.grad(loss, lora)
     out["lora.logits"], out["lora.loss"] = lg.detach(), loss.detach().reshape(1)
     for k, g in enumerate(grads):
-        out["lora.grad.%d" % k] = g
+        put(out, "lora.grad.%d" % k, g)
     opt = torch.optim.AdamW(lora, lr=1e-3, weight_decay=1e-2)
     for _ in range(3):
         opt.zero_grad()
         F.cross_entropy(lora_fwd(lora), y).backward()
         opt.step()
     for k, p_ in enumerate(lora):
-        out["lora.after.%d" % k] = p_.detach().clone()
+        put(out, "lora.after.%d" % k, p_)
     print("lora loss", float(loss), "logits", lg.detach().numpy().round(4).tolist())
 
     clipref.st_write(OUT, {k: v.detach().float().contiguous() for k, v in out.items()})
