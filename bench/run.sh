@@ -32,3 +32,18 @@ for round in 1 2; do
         echo "(PyTorch baseline skipped: apt-get install python3-torch)"
     fi
 done
+echo "== image-side training steps at ViT-B/16 shape (MaPLe batch 4, CLIP-LoRA batch 32,"
+echo "   100 classes), ours and PyTorch interleaved; each: as set, then OPENBLAS_* unset"
+cmake --build build -j "$(nproc)" --target bench_image_prompts > /dev/null
+for round in 1 2; do
+    for m in "maple 2" "clip-lora 1"; do
+        build/bench_image_prompts $m
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_image_prompts $m
+        if /usr/bin/python3 -c "import torch" 2> /dev/null; then
+            /usr/bin/python3 bench/image_prompts_torch.py $m
+            env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/image_prompts_torch.py $m
+        else
+            echo "(PyTorch baseline skipped: apt-get install python3-torch)"
+        fi
+    done
+done
