@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cliptune.h"
 #include "harness.h"
@@ -77,6 +78,10 @@ static float *pixels(int S) {
 static void set_formula(ct_tensor *t, int k, double amp) {
     for (int64_t j = 0; j < t->numel; j++) t->data[j] = (float)(amp * sin(0.37 * (double)j + 1.3 * k));
 }
+
+static void train_collect(const char *method, const char *set, const ct_dataset *train,
+                          const ct_dataset *val, const char *dir, int stop_after, bool resume,
+                          uint64_t seed, float *out, size_t *n_out);
 
 static ct_task task_of(void) {
     ct_task t = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre, .dataset_name = "parity",
@@ -178,37 +183,6 @@ static void test_promptsrc_parity(void) {
 /* Gaussian prompt aggregation: the prompts after the last epoch are the
  * weighted sum of each epoch's (training itself is unchanged by it): with
  * weights (0, 1) the last epoch's, with (0.5, 0.5) their mean. */
-static void train_src(const ct_dataset *train, const char *gpa, int stop_after, float *out,
-                      size_t *n_out) {
-    const ct_method *m = ct_method_find("promptsrc");
-    ct_kv hp = {0};
-    CHECK_OK(ct_kv_parse(&hp, m->defaults));
-    CHECK_OK(ct_kv_parse(&hp, "epochs=2 text_depth=2 vision_depth=2 batch_size=8 "
-                              "warmup_epochs=0 lr=0.01"));
-    CHECK_OK(ct_kv_parse(&hp, gpa));
-    ct_train_cfg tc;
-    CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
-    tc.seed = 3, tc.stop_after = stop_after;
-    ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
-                    .dataset_name = train->name, .n_classes = train->n_classes,
-                    .classnames = train->classnames, .train = train, .seed = 3};
-    void *st = NULL;
-    CHECK_OK(m->create(&task, &hp, &st));
-    if (!st) return;
-    CHECK_OK(ct_train(m, st, &task, &tc, &hp));
-    ct_tensor *p[64];
-    int np = m->params(st, p, 64);
-    size_t off = 0;
-    for (int k = 0; k < np; k++)
-        if (p[k]->requires_grad) {
-            memcpy(out + off, p[k]->data, (size_t)p[k]->numel * sizeof(float));
-            off += (size_t)p[k]->numel;
-        }
-    *n_out = off;
-    m->destroy(st);
-    ct_kv_free(&hp);
-}
-
 static void test_promptsrc_gpa(void) {
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
@@ -223,9 +197,14 @@ static void test_promptsrc_gpa(void) {
     size_t cap = 200000, n1 = 0, n2 = 0, n3 = 0;
     float *e1 = malloc(cap * sizeof *e1), *e2 = malloc(cap * sizeof *e2);
     float *mix = malloc(cap * sizeof *mix);
-    train_src(train, "gpa_mean=1 gpa_std=1", 1, e1, &n1);      /* after epoch 1 */
-    train_src(train, "gpa_mean=2 gpa_std=0.01", 0, e2, &n2);   /* weights (0, 1) */
-    train_src(train, "gpa_mean=1.5 gpa_std=1", 0, mix, &n3);   /* weights (1/2, 1/2) */
+    const char *base = "epochs=2 text_depth=2 vision_depth=2 batch_size=8 warmup_epochs=0 lr=0.01 ";
+    char set[3][256];
+    snprintf(set[0], sizeof set[0], "%sgpa_mean=1 gpa_std=1", base);      /* after epoch 1 */
+    snprintf(set[1], sizeof set[1], "%sgpa_mean=2 gpa_std=0.01", base);   /* weights (0, 1) */
+    snprintf(set[2], sizeof set[2], "%sgpa_mean=1.5 gpa_std=1", base);    /* (1/2, 1/2) */
+    train_collect("promptsrc", set[0], train, NULL, NULL, 1, false, 3, e1, &n1);
+    train_collect("promptsrc", set[1], train, NULL, NULL, 0, false, 3, e2, &n2);
+    train_collect("promptsrc", set[2], train, NULL, NULL, 0, false, 3, mix, &n3);
     CHECK(n1 == n2 && n2 == n3 && n1 > 0);
     double worst = 0, moved = 0;
     for (size_t i = 0; n1 == n3 && i < n1; i++) {
@@ -323,8 +302,14 @@ static void test_needs_pixels(void) {
 }
 
 /* Fashion-MNIST, 16 shots, seed 1, the first 500 test images: each method
- * (short schedules) beats zero-shot; a reloaded run predicts the same. */
-static void test_learns_on_shipped_model(void) {
+ * (short schedules) beats zero-shot; a reloaded run predicts the same.
+ * Methods first..last of the list (zero-shot, 0, always). */
+static void learns(int first, int last);
+/* in two halves, one per ctest entry */
+static void test_learns_a(void) { learns(1, 4); }
+static void test_learns_b(void) { learns(5, 7); }
+
+static void learns(int first, int last) {
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
@@ -343,6 +328,7 @@ static void test_learns_on_shipped_model(void) {
     enum { NM = sizeof methods / sizeof *methods };
     double top1[NM];
     for (int r = 0; r < NM; r++) {
+        if (r > 0 && (r < first || r > last)) continue;
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/imgprompt_%s", ct_test_tmpdir(), methods[r]);
         ct_run_cfg rc = {0};
@@ -350,9 +336,13 @@ static void test_learns_on_shipped_model(void) {
         rc.method = ct_method_find(methods[r]), rc.set = sets[r], rc.shots = 16, rc.seed = 1;
         rc.run_dir = dir, rc.max_test = 500;
         ct_run_result res = {0};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         CHECK_OK(ct_run(&rc, &res));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         top1[r] = res.top1;
-        printf("  %-9s top-1 %.2f%%\n", methods[r], 100 * res.top1);
+        printf("  %-9s top-1 %.2f%%  (%.1f s)\n", methods[r], 100 * res.top1,
+               (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         if (r == 0) continue;
         CHECK_MSG(res.top1 > top1[0] + 0.02, "%s: top-1 %.2f%% does not beat zero-shot %.2f%%",
                   methods[r], 100 * res.top1, 100 * top1[0]);
@@ -386,37 +376,42 @@ static void test_learns_on_shipped_model(void) {
     ct_splits_free(&sp);
 }
 
-/* The trainer's pixel path: a run stopped after one epoch and resumed
- * ends bit-identical to an uninterrupted one (augmentation, order and
- * schedule are functions of (seed, epoch, item)). */
-static void train_maple(const ct_dataset *train, const ct_dataset *val, const char *dir,
-                        int stop_after, bool resume, float *out, size_t *n_out) {
-    const ct_method *m = ct_method_find("maple");
+/* Train `method` (its defaults + set) with ct_train on train (val may be
+ * NULL) into dir (NULL: no checkpoints), then copy the learnables (the
+ * tensors requiring grad, in params() order) into out. */
+static void train_collect(const char *method, const char *set, const ct_dataset *train,
+                          const ct_dataset *val, const char *dir, int stop_after, bool resume,
+                          uint64_t seed, float *out, size_t *n_out) {
+    const ct_method *m = ct_method_find(method);
     ct_kv hp = {0};
     CHECK_OK(ct_kv_parse(&hp, m->defaults));
-    CHECK_OK(ct_kv_parse(&hp, "epochs=3 depth=2 batch_size=8 lr=0.01"));
+    CHECK_OK(ct_kv_parse(&hp, set));
     ct_train_cfg tc;
     CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
-    tc.seed = 5, tc.run_dir = dir, tc.resume = resume, tc.stop_after = stop_after;
+    tc.seed = seed, tc.run_dir = dir, tc.resume = resume, tc.stop_after = stop_after;
     ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
                     .dataset_name = train->name, .n_classes = train->n_classes,
-                    .classnames = train->classnames, .train = train, .val = val, .seed = 5};
+                    .classnames = train->classnames, .train = train, .val = val, .seed = seed};
     void *st = NULL;
     CHECK_OK(m->create(&task, &hp, &st));
     if (!st) return;
     CHECK_OK(ct_train(m, st, &task, &tc, &hp));
-    ct_tensor *p[16];
-    int np = m->params(st, p, 16);
+    ct_tensor *p[64];
+    int np = m->params(st, p, 64);
     size_t off = 0;
-    for (int k = 0; k < np; k++) {
-        memcpy(out + off, p[k]->data, (size_t)p[k]->numel * sizeof(float));
-        off += (size_t)p[k]->numel;
-    }
+    for (int k = 0; k < np; k++)
+        if (p[k]->requires_grad) {
+            memcpy(out + off, p[k]->data, (size_t)p[k]->numel * sizeof(float));
+            off += (size_t)p[k]->numel;
+        }
     *n_out = off;
     m->destroy(st);
     ct_kv_free(&hp);
 }
 
+/* The trainer's pixel path: a run stopped after one epoch and resumed
+ * ends bit-identical to an uninterrupted one (augmentation, order and
+ * schedule are functions of (seed, epoch, item)). */
 static void test_pixel_path_resume(void) {
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
@@ -435,9 +430,10 @@ static void test_pixel_path_resume(void) {
     snprintf(d1, sizeof d1, "%s/maple_full", ct_test_tmpdir());
     snprintf(d2, sizeof d2, "%s/maple_resumed", ct_test_tmpdir());
     mkdir(d1, 0777), mkdir(d2, 0777);
-    train_maple(train, val, d1, 0, false, a, &n1);
-    train_maple(train, val, d2, 1, false, b, &n2);
-    train_maple(train, val, d2, 0, true, b, &n2);
+    const char *set = "epochs=3 depth=2 batch_size=8 lr=0.01";
+    train_collect("maple", set, train, val, d1, 0, false, 5, a, &n1);
+    train_collect("maple", set, train, val, d2, 1, false, 5, b, &n2);
+    train_collect("maple", set, train, val, d2, 0, true, 5, b, &n2);
     CHECK(n1 == n2 && n1 > 0 && n1 <= cap);
     CHECK_MSG(n1 == n2 && !memcmp(a, b, n1 * sizeof *a),
               "a resumed pixel-path run differs from an uninterrupted one");
@@ -446,20 +442,28 @@ static void test_pixel_path_resume(void) {
     ct_splits_free(&sp);
 }
 
-int main(void) {
-    ct_test_run("vp_parity", test_vp_parity);
-    ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
-    ct_test_run("ivlp_parity", test_ivlp_parity);
-    ct_test_run("maple_parity", test_maple_parity);
-    ct_test_run("clip_lora_parity", test_clip_lora_parity);
-    ct_test_run("upt_parity", test_upt_parity);
-    ct_test_run("promptsrc_parity", test_promptsrc_parity);
-    ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
-    ct_test_run("dropout", test_dropout);
-    ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
-    ct_test_run("needs_pixels", test_needs_pixels);
-    ct_test_run("pixel_path_resume", test_pixel_path_resume);
-    ct_test_run("learns_on_shipped_model", test_learns_on_shipped_model);
+/* Three groups, three ctest entries (each well within the time limit under
+ * the sanitizers): the parity checks (no argument) and the training runs on
+ * Fashion-MNIST in two halves ("learns-a", "learns-b"). */
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "learns-a")) {
+        ct_test_run("pixel_path_resume", test_pixel_path_resume);
+        ct_test_run("learns_on_shipped_model (vp, vpt-deep, ivlp, maple)", test_learns_a);
+    } else if (argc > 1 && !strcmp(argv[1], "learns-b")) {
+        ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
+        ct_test_run("learns_on_shipped_model (clip-lora, promptsrc, upt)", test_learns_b);
+    } else {
+        ct_test_run("vp_parity", test_vp_parity);
+        ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
+        ct_test_run("ivlp_parity", test_ivlp_parity);
+        ct_test_run("maple_parity", test_maple_parity);
+        ct_test_run("clip_lora_parity", test_clip_lora_parity);
+        ct_test_run("upt_parity", test_upt_parity);
+        ct_test_run("promptsrc_parity", test_promptsrc_parity);
+        ct_test_run("dropout", test_dropout);
+        ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
+        ct_test_run("needs_pixels", test_needs_pixels);
+    }
     ct_bundle_free(&g_b);
     ct_safetensors_close(g_ref);
     return ct_test_summary();

@@ -33,3 +33,20 @@ const char *ct_status_str(ct_status s) {
     }
     return "unknown status";
 }
+
+void ct_first_error_init(ct_first_error *e) {
+    e->index = INT64_MAX, e->status = CT_OK, e->msg[0] = 0;
+}
+
+void ct_first_error_note(ct_first_error *e, int64_t index, ct_status s) {
+    if (s == CT_OK) return;
+#pragma omp critical(ct_first_error)
+    if (index < e->index) {
+        e->index = index, e->status = s;
+        snprintf(e->msg, sizeof e->msg, "%s", ct_last_error());
+    }
+}
+
+ct_status ct_first_error_raise(const ct_first_error *e) {
+    return e->status == CT_OK ? CT_OK : ct_set_error(e->status, "%s", e->msg);
+}

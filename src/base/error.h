@@ -10,6 +10,19 @@
 /* Record "fmt..." as this thread's last error and return s. */
 ct_status ct_set_error(ct_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The first failure of a parallel loop, by item index, with its message:
+ * the message is thread-local, so a worker's would be lost to the caller.
+ * note() from any thread (it takes a lock); raise() on the caller's thread
+ * sets the message there and returns the status (CT_OK if none). */
+typedef struct ct_first_error {
+    int64_t index;
+    ct_status status;
+    char msg[1024];
+} ct_first_error;
+void ct_first_error_init(ct_first_error *e);
+void ct_first_error_note(ct_first_error *e, int64_t index, ct_status s);
+ct_status ct_first_error_raise(const ct_first_error *e);
+
 /* Programmer errors only (broken invariants inside the library): abort with
  * file:line. Never for bad input. */
 #define CT_ASSERT(cond)                                                                   \

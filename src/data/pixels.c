@@ -65,22 +65,13 @@ ct_status ct_dataset_pixels(const ct_dataset *d, const ct_preprocess_cfg *pre, i
 static ct_status batch(const ct_pixel_src *src, const int64_t *idx, int64_t i0, int64_t n,
                        uint64_t view, float *px) {
     size_t per = (size_t)3 * (size_t)src->size * (size_t)src->size;
-    ct_status st = CT_OK;
-    int64_t first = n;
-    char msg[1024] = "";
+    ct_first_error fe;
+    ct_first_error_init(&fe);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t j = 0; j < n; j++) {
-        ct_status s = ct_pixels_item(src, idx ? idx[j] : i0 + j, view, px + (size_t)j * per);
-        if (s != CT_OK) {
-#pragma omp critical(ct_pixels_error)
-            if (j < first) {
-                first = j, st = s;
-                snprintf(msg, sizeof msg, "%s", ct_last_error());
-            }
-        }
-    }
-    if (st != CT_OK) ct_set_error(st, "%s", msg);
-    return st;
+    for (int64_t j = 0; j < n; j++)
+        ct_first_error_note(&fe, j, ct_pixels_item(src, idx ? idx[j] : i0 + j, view,
+                                                   px + (size_t)j * per));
+    return ct_first_error_raise(&fe);
 }
 
 ct_status ct_pixels_batch(const ct_pixel_src *src, const int64_t *idx, int64_t n, uint64_t view,

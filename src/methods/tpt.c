@@ -371,24 +371,16 @@ static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_da
         return st;
     }
     uint64_t h = ct_hash_str(ct_hash_u64(CT_HASH_INIT, task->seed), key);
-    int first = s->n_views;
-    char msg[1024] = "";
+    ct_first_error fe;
+    ct_first_error_init(&fe);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int v = 1; v < s->n_views; v++) {
         ct_rng rng;
         ct_rng_init(&rng, ct_hash_u64(h, (uint64_t)v));
-        ct_status e = ct_augmix_view(&img, task->pre, S, s->severity, s->augmix, &rng,
-                                     px + (size_t)v * per);
-        if (e != CT_OK) {
-            /* the worker's message, carried to the calling thread */
-#pragma omp critical(ct_tpt_error)
-            if (v < first) {
-                first = v, st = e;
-                snprintf(msg, sizeof msg, "%s", ct_last_error());
-            }
-        }
+        ct_first_error_note(&fe, v, ct_augmix_view(&img, task->pre, S, s->severity, s->augmix,
+                                                   &rng, px + (size_t)v * per));
     }
-    if (st != CT_OK) ct_set_error(st, "%s", msg);
+    st = ct_first_error_raise(&fe);
     ct_image_free(&img);
     return st;
 }

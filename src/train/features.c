@@ -65,23 +65,11 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     const ct_dataset *d = r->data;
     uint64_t *hs = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *hs);
     if (!hs) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
-    ct_status st = CT_OK;
-    int64_t first = d->n_items;
-    char msg[1024] = "";
+    ct_first_error fe;
+    ct_first_error_init(&fe);
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < d->n_items; i++) {
-        ct_status s = item_hash(d, i, &hs[i]);
-        if (s != CT_OK) {
-            /* the message is the worker's (thread-local): carry the first
-             * failing item's to the calling thread */
-#pragma omp critical(ct_features_error)
-            if (i < first) {
-                first = i, st = s;
-                snprintf(msg, sizeof msg, "%s", ct_last_error());
-            }
-        }
-    }
-    if (st != CT_OK) ct_set_error(st, "%s", msg);
+    for (int64_t i = 0; i < d->n_items; i++) ct_first_error_note(&fe, i, item_hash(d, i, &hs[i]));
+    ct_status st = ct_first_error_raise(&fe);
     uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
     h = pre_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);

@@ -174,25 +174,13 @@ static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) 
 /* Top-1 of a finished cell, or NaN when it has to be run. metrics.json is
  * the sign of a finished run, and report.md is the last file ct_run writes,
  * so a run killed while writing its directory is redone. */
-static double finished_top1(const char *dir) {
+/* A top-1 in [0, 1] read from DIR/file ("metrics.json" of a finished run:
+ * one with report.md too; "novel.json" of a base-to-novel cell), NaN if none. */
+static double finished_value(const char *dir, const char *file) {
     char path[4200];
     snprintf(path, sizeof path, "%s/report.md", dir);
     if (access(path, F_OK) != 0) return NAN;
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
-    if (access(path, F_OK) != 0) return NAN;
-    cJSON *m = ct_json_load(path);
-    double top1 = NAN;
-    if (!m || ct_json_get_double(m, "top1", &top1, path) != CT_OK || !(top1 >= 0 && top1 <= 1))
-        top1 = NAN;
-    cJSON_Delete(m);
-    ct_clear_error();
-    return top1;
-}
-
-/* novel.json's top-1 of a finished base-to-novel cell, NaN if none. */
-static double finished_novel(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/novel.json", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     if (access(path, F_OK) != 0) return NAN;
     cJSON *m = ct_json_load(path);
     double top1 = NAN;
@@ -493,8 +481,8 @@ int cmd_protocol(int argc, char **argv) {
                      (unsigned long long)x->seed);
         /* one whole line per cell, after it: an error from the cell comes
          * first, on stderr, and the line then says which cell failed */
-        x->top1 = finished_top1(x->dir);
-        x->novel = ra.base_to_novel ? finished_novel(x->dir) : NAN;
+        x->top1 = finished_value(x->dir, "metrics.json");
+        x->novel = ra.base_to_novel ? finished_value(x->dir, "novel.json") : NAN;
         if (!isnan(x->top1) && ra.base_to_novel && isnan(x->novel)) x->top1 = NAN;
         if (!isnan(x->top1)) {
             ct_kv hp;
