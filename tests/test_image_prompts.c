@@ -281,6 +281,68 @@ static void test_ivlp_shared_prefix_exact(void) {
     CHECK_CLOSE_F("ivlp logits, shared prefix vs plain", lg[1], lg[0], NB * 3, 1e-4, 1e-4);
 }
 
+/* Every registered pixel method, with its defaults on the shipped model:
+ * the defaults parse and are all read, an unknown key is refused by name,
+ * a training step gives a finite loss whose gradients land on its learnable
+ * tensors and on none of the model's weights. */
+static void test_every_pixel_method(void) {
+    if (!setup()) return;
+    int S = ct_clip_get_config(g_b.clip)->image_size, seen = 0;
+    float *px = pixels(S);
+    for (int i = 0; i < ct_method_count(); i++) {
+        const ct_method *m = ct_method_at(i);
+        if (!m->pixels) continue;
+        seen++;
+        for (int bogus = 0; bogus < 2; bogus++) {
+            ct_kv hp = {0};
+            CHECK_OK(ct_kv_parse(&hp, m->defaults));
+            if (bogus) CHECK_OK(ct_kv_set(&hp, "bogus_key", "1"));
+            ct_task task = task_of();
+            void *st = NULL;
+            ct_train_cfg tc;
+            CHECK_OK(m->create(&task, &hp, &st));
+            CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+            ct_status u = ct_kv_check_used(&hp, m->name);
+            if (bogus)
+                CHECK_MSG(u != CT_OK && strstr(ct_last_error(), "bogus_key"), "%s: %s", m->name,
+                          ct_last_error());
+            else
+                CHECK_MSG(u == CT_OK, "%s: %s", m->name, ct_last_error());
+            if (st && !bogus) {
+                ct_tensor *p[256];
+                int np = m->params(st, p, 256), nt = 0;
+                for (int k = 0; k < np; k++) {
+                    nt += p[k]->requires_grad;
+                    ct_tensor_zero_grad(p[k]);
+                }
+                CHECK_MSG(nt > 0, "%s has no learnable tensor", m->name);
+                ct_batch b = {.n = NB, .labels = LABELS, .pixels = px, .seed = 1};
+                ct_graph *g = ct_graph_create(0);
+                ct_tensor *loss = m->loss(st, g, &b);
+                CHECK_MSG(loss && isfinite(loss->data[0]), "%s: loss %s", m->name,
+                          ct_last_error());
+                if (loss) CHECK_OK(ct_backward(g, loss));
+                double norm = 0;
+                for (int k = 0; k < np; k++)
+                    for (int64_t j = 0; p[k]->requires_grad && p[k]->grad && j < p[k]->numel; j++)
+                        norm += (double)p[k]->grad[j] * p[k]->grad[j];
+                CHECK_MSG(norm > 0 && isfinite(norm), "%s: gradient norm %g", m->name, norm);
+                for (int k = 0; k < ct_clip_num_tensors(g_b.clip); k++) {
+                    const char *name;
+                    ct_tensor *w = ct_clip_tensor_at(g_b.clip, k, &name);
+                    CHECK_MSG(!w->grad && !w->requires_grad, "%s: model weight %s got a "
+                              "gradient", m->name, name);
+                }
+                ct_graph_free(g);
+            }
+            if (st) m->destroy(st);
+            ct_kv_free(&hp);
+        }
+    }
+    CHECK_MSG(seen >= 8, "%d pixel methods registered", seen);
+    free(px);
+}
+
 /* A pixel method scores cached features: a clear error, not a crash. */
 static void test_needs_pixels(void) {
     if (!setup()) return;
@@ -463,6 +525,7 @@ int main(int argc, char **argv) {
         ct_test_run("dropout", test_dropout);
         ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
         ct_test_run("needs_pixels", test_needs_pixels);
+        ct_test_run("every_pixel_method", test_every_pixel_method);
     }
     ct_bundle_free(&g_b);
     ct_safetensors_close(g_ref);
