@@ -83,6 +83,19 @@ static void train_collect(const char *method, const char *set, const ct_dataset 
                           const ct_dataset *val, const char *dir, int stop_after, bool resume,
                           uint64_t seed, float *out, size_t *n_out);
 
+/* The shipped model and Fashion-MNIST's splits; false (skipped or failed)
+ * when the dataset is not installed. */
+static bool open_fashion_mnist(ct_splits *sp) {
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
+        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return false;
+    }
+    if (!setup()) return false;
+    CHECK_OK(ct_data_open("fashion-mnist", sp));
+    return sp->train && sp->test;
+}
+
 static ct_task task_of(void) {
     ct_task t = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre, .dataset_name = "parity",
                  .n_classes = 3, .classnames = NAMES, .seed = 1};
@@ -184,15 +197,8 @@ static void test_promptsrc_parity(void) {
  * weighted sum of each epoch's (training itself is unchanged by it): with
  * weights (0, 1) the last epoch's, with (0.5, 0.5) their mean. */
 static void test_promptsrc_gpa(void) {
-    struct stat sb;
-    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
-        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
-        return;
-    }
-    if (!setup()) return;
     ct_splits sp = {0};
-    CHECK_OK(ct_data_open("fashion-mnist", &sp));
-    if (!sp.train) return;
+    if (!open_fashion_mnist(&sp)) return;
     ct_dataset *train = ct_dataset_fewshot(sp.train, 2, 3);
     size_t cap = 200000, n1 = 0, n2 = 0, n3 = 0;
     float *e1 = malloc(cap * sizeof *e1), *e2 = malloc(cap * sizeof *e2);
@@ -372,15 +378,8 @@ static void test_learns_a(void) { learns(1, 4); }
 static void test_learns_b(void) { learns(5, 7); }
 
 static void learns(int first, int last) {
-    struct stat sb;
-    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
-        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
-        return;
-    }
-    if (!setup()) return;
     ct_splits sp = {0};
-    CHECK_OK(ct_data_open("fashion-mnist", &sp));
-    if (!sp.test) return;
+    if (!open_fashion_mnist(&sp)) return;
     const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora",
                              "promptsrc", "upt"};
     const char *sets[] = {"", "epochs=10 batch_size=32 warmup_steps=5",
@@ -475,15 +474,8 @@ static void train_collect(const char *method, const char *set, const ct_dataset 
  * ends bit-identical to an uninterrupted one (augmentation, order and
  * schedule are functions of (seed, epoch, item)). */
 static void test_pixel_path_resume(void) {
-    struct stat sb;
-    if (stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &sb) != 0) {
-        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
-        return;
-    }
-    if (!setup()) return;
     ct_splits sp = {0};
-    CHECK_OK(ct_data_open("fashion-mnist", &sp));
-    if (!sp.train) return;
+    if (!open_fashion_mnist(&sp)) return;
     ct_dataset *train = ct_dataset_fewshot(sp.train, 2, 5);
     ct_dataset *val = ct_dataset_fewshot(sp.val, 1, 5);
     size_t cap = 400000, n1 = 0, n2 = 0;

@@ -43,7 +43,8 @@ ct_tensor *ct_batch_pixels(ct_graph *g, int64_t S, const ct_batch *b,
 
 int ct_prompt_depth(int depth, int n_layers) { return depth > n_layers ? n_layers : depth; }
 
-int64_t *ct_batch_labels(ct_graph *g, const ct_batch *b) {
+/* Labels of a batch as int64 in the graph's arena. */
+static int64_t *batch_labels(ct_graph *g, const ct_batch *b) {
     int64_t *y = ct_graph_alloc(g, (size_t)(b->n ? b->n : 1) * sizeof *y);
     for (int64_t i = 0; y && b->labels && i < b->n; i++) y[i] = b->labels[i];
     return y;
@@ -57,6 +58,6 @@ ct_tensor *ct_image_text_scores(ct_graph *g, const ct_clip *clip, ct_tensor *img
 }
 
 ct_tensor *ct_batch_ce(ct_graph *g, ct_tensor *logits, const ct_batch *b) {
-    int64_t *y = logits ? ct_batch_labels(g, b) : NULL;
+    int64_t *y = logits ? batch_labels(g, b) : NULL;
     return y ? ct_cross_entropy(g, logits, y, 0.0f) : NULL;
 }

@@ -22,8 +22,6 @@ ct_tensor *ct_batch_pixels(ct_graph *g, int64_t S, const ct_batch *b,
 /* Prompt depth for a tower of n_layers: depth > n_layers means every layer
  * (the official depths are for 12-layer towers). */
 int ct_prompt_depth(int depth, int n_layers);
-/* Labels of a batch as int64 in the graph's arena. */
-int64_t *ct_batch_labels(ct_graph *g, const ct_batch *b);
 /* CLIP's logits from image embeddings (n, E) (normalised here) and
  * normalised class features (K, E): exp(logit_scale) * cos, (n, K). */
 ct_tensor *ct_image_text_scores(ct_graph *g, const ct_clip *clip, ct_tensor *img,

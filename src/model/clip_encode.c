@@ -93,6 +93,34 @@ static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx)
     return call_hook(g, h->user, h->user_ctx, layer, x);
 }
 
+/* A tower's blocks on x with the caller's hooks: deep prompts and the
+ * function hook (also at layer -1, before ln_pre in the vision tower), and
+ * LoRA deltas. Vision is bidirectional, text causal. */
+static ct_tensor *run_tower(ct_graph *g, const ct_clip *m, bool vision, ct_tensor *x,
+                            const ct_clip_hooks *hooks) {
+    const ct_clip_config *c = &m->cfg;
+    tower_hook th = {NULL, vision, NULL, hooks ? hooks->ctx : NULL};
+    const ct_lora *lora = NULL;
+    if (hooks) {
+        th.deep = vision ? hooks->vision_deep : hooks->text_deep;
+        th.user = vision ? hooks->vision : hooks->text;
+        lora = vision ? hooks->vision_lora : hooks->text_lora;
+    }
+    if (check_deep(g, th.deep, vision ? c->vision_width : c->text_width,
+                   vision ? c->vision_layers : c->text_layers, vision ? "vision" : "text") != CT_OK)
+        return NULL;
+    bool hooked = th.user || (th.deep && th.deep->depth > 0);
+    x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
+    if (vision)
+        return ct_transformer_forward_lora(
+            g, m->vblocks, c->vision_layers,
+            ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps), c->vision_heads,
+            false, c->vision_act, c->vision_ln_eps, hooked ? tower_hook_fn : NULL, &th, lora);
+    return ct_transformer_forward_lora(g, m->tblocks, c->text_layers, x, c->text_heads, true,
+                                       c->text_act, c->text_ln_eps,
+                                       hooked ? tower_hook_fn : NULL, &th, lora);
+}
+
 ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                 const ct_clip_hooks *hooks, bool want_dense,
                                 ct_clip_image_out *out) {
@@ -108,16 +136,7 @@ ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels
     ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
     ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
     x = ct_add(g, ct_concat(g, parts, 2, 1), m->vpos);
-    tower_hook th = {hooks ? hooks->vision_deep : NULL, true, hooks ? hooks->vision : NULL,
-                     hooks ? hooks->ctx : NULL};
-    if (check_deep(g, th.deep, c->vision_width, c->vision_layers, "vision") != CT_OK) return NULL;
-    bool hooked = th.user || (th.deep && th.deep->depth > 0);
-    x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
-    x = ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps);
-    x = ct_transformer_forward_lora(g, m->vblocks, c->vision_layers, x, c->vision_heads, false,
-                                    c->vision_act, c->vision_ln_eps,
-                                    hooked ? tower_hook_fn : NULL, &th,
-                                    hooks ? hooks->vision_lora : NULL);
+    x = run_tower(g, m, true, x, hooks);
     if (!x) return NULL;
     int64_t W = c->vision_width, cls_shape[2] = {B, W};
     ct_tensor *cls = ct_reshape(g, ct_slice(g, x, 1, 0, 1), 2, cls_shape);
@@ -178,14 +197,7 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
                               "[0, %lld)", (long long)eot_pos[r], (long long)r, (long long)T);
     ct_tensor *pos = T == c->context_length ? m->tpos : ct_slice(g, m->tpos, 0, 0, T);
     ct_tensor *x = ct_add(g, embeds, pos);
-    tower_hook th = {hooks ? hooks->text_deep : NULL, false, hooks ? hooks->text : NULL,
-                     hooks ? hooks->ctx : NULL};
-    if (check_deep(g, th.deep, c->text_width, c->text_layers, "text") != CT_OK) return NULL;
-    bool hooked = th.user || (th.deep && th.deep->depth > 0);
-    x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
-    x = ct_transformer_forward_lora(g, m->tblocks, c->text_layers, x, c->text_heads, true,
-                                    c->text_act, c->text_ln_eps, hooked ? tower_hook_fn : NULL,
-                                    &th, hooks ? hooks->text_lora : NULL);
+    x = run_tower(g, m, false, x, hooks);
     if (!x) return NULL;
     if (x->ndim != 3 || x->shape[0] != n) return ct_op_fail(g, CT_ERR_ARG, "clip: a text hook "
                                                            "changed the batch size");

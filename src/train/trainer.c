@@ -389,10 +389,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     }
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
-    int64_t *bidx = malloc((size_t)B * sizeof *bidx);
     int *by = malloc((size_t)B * sizeof *by);
     ct_graph *g = ct_graph_create(0);
-    if (!order || !bx || !bidx || !by || !g || (cfg->select_best_val && !best)) {
+    if (!order || !bx || !by || !g || (cfg->select_best_val && !best)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -413,11 +412,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1)};
             if (m->pixels) {
-                for (int64_t j = 0; j < nbatch; j++) {
-                    bidx[j] = order[bi * B + j];
-                    by[j] = task->train->items[bidx[j]].label;
-                }
-                if ((s = ct_pixels_batch(&psrc, bidx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
+                const int64_t *idx = order + bi * B;
+                for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
+                if ((s = ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
                 b.x = NULL, b.pixels = bx;
             } else {
                 for (int64_t j = 0; j < nbatch; j++) {
@@ -487,7 +484,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(bidx), free(by), free(best);
+    free(order), free(bx), free(by), free(best);
 out:
     ct_optim_free(opt);
     return s;
