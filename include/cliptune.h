@@ -192,6 +192,9 @@ ct_tensor *ct_mul(ct_graph *g, ct_tensor *a, ct_tensor *b);
 ct_tensor *ct_scale(ct_graph *g, ct_tensor *x, float s);
 /* y = x (copied); with a new shape of the same numel (view semantics). */
 ct_tensor *ct_reshape(ct_graph *g, ct_tensor *x, int ndim, const int64_t *shape);
+/* x's values as a tensor no gradient flows back through (torch .detach();
+ * a view: no op writes its input in place). */
+ct_tensor *ct_detach(ct_graph *g, ct_tensor *x);
 /* Swap dims d0 and d1 (materialised copy). */
 ct_tensor *ct_transpose(ct_graph *g, ct_tensor *x, int d0, int d1);
 
@@ -297,6 +300,10 @@ ct_optim *ct_optim_create(const ct_optim_config *cfg, ct_tensor *const *params, 
 void ct_optim_free(ct_optim *o);
 /* One update with the current .grad of every param, at learning rate lr. */
 ct_status ct_optim_step(ct_optim *o, float lr);
+/* The same with a learning rate per param (lrs[0..n), in the order given to
+ * ct_optim_create), or lrs[0] for all when same: one optimiser over several
+ * torch param groups / Dassl optimisers that differ only in their schedule. */
+ct_status ct_optim_step_each(ct_optim *o, const float *lrs, bool same);
 void ct_optim_zero_grad(ct_optim *o);
 /* Writable views of the optimiser's state, for checkpoints: n values in each
  * of buf1 (SGD momentum / Adam first moment; NULL when unused) and buf2 (Adam
@@ -744,6 +751,10 @@ typedef struct ct_deep_prompts {
      * tokens[0] goes right after the class token once ln_pre has run, and
      * positions 1..P are replaced before blocks 1..depth-1 */
     bool after_cls;
+    /* vision only, DPT's layout (fanrena/DPT trainers/DPT.py): tokens[0]
+     * appended after the class and patch tokens once ln_pre has run (so
+     * they skip ln_pre), the last P replaced before blocks 1..depth-1 */
+    bool after_ln_pre;
 } ct_deep_prompts;
 
 typedef struct ct_clip_hooks {
@@ -947,6 +958,8 @@ typedef struct ct_batch {
     const float *pixels; /* (n, 3, S, S) normalised images (pixel methods), else NULL */
     uint64_t seed;       /* training: a stream for the step's randomness (dropout),
                           * a function of (run seed, epoch, batch); 0 when scoring */
+    int epoch;           /* training: the epoch (0-based), for losses that change
+                          * with it (DPT's guidance phase); -1 when scoring */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1042,6 +1055,7 @@ ct_status ct_kv_str(ct_kv *kv, const char *key, const char *def, const char **ou
 ct_status ct_kv_check_used(const ct_kv *kv, const char *ctx);
 
 /* Generic training over frozen image features. */
+#define CT_MAX_PARAM_GROUPS 4
 typedef struct ct_train_cfg {
     int epochs, batch_size;
     int64_t iters;          /* > 0: stop after this many steps in total (the last
@@ -1069,6 +1083,17 @@ typedef struct ct_train_cfg {
      * random-resized-crop scale from aug_scale_min; src/data/pixels.h) */
     const char *train_aug;
     double aug_scale_min;
+    /* parameter groups (keys "<prefix>.lr", "<prefix>.warmup_epochs",
+     * "<prefix>.warmup_lr", "<prefix>.warmup_type"): the learnable tensors
+     * named prefix or "prefix.*" follow their own schedule, the others the
+     * main one; as Dassl trainers that build one optimiser per module (DPT:
+     * the CoOp context at lr 0.002 with 1 warmup epoch, the visual prompts at
+     * 0.01 with 10). The optimiser's kind, momentum and decay are shared. */
+    int n_groups;
+    struct ct_param_group {
+        char prefix[48];
+        ct_sched_config sched;
+    } groups[CT_MAX_PARAM_GROUPS];
     uint64_t seed;
     const char *run_dir;    /* checkpoint.safetensors + checkpoint.json; NULL: none */
     bool resume;            /* continue from run_dir's checkpoint                  */
@@ -1088,7 +1113,8 @@ typedef struct ct_train_cfg {
  * (constant|linear), warmup_lr, warmup_steps or warmup_fraction (cosine_step), min_lr (the
  * cosine's floor), max_grad_norm, select (last|best_val), views (all|cycle),
  * checkpoint_every, iters (train by steps instead of epochs), iters_per_shot,
- * train_aug and aug_scale_min (pixel methods). */
+ * train_aug and aug_scale_min (pixel methods), and per parameter group
+ * "<prefix>.lr" / ".warmup_epochs" / ".warmup_lr" / ".warmup_type". */
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg);
 /* Run m's fit (if any) and its gradient training (if it has a loss). Each
  * epoch visits the features of train (or of the augmented views when the

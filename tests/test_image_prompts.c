@@ -225,6 +225,89 @@ static void test_promptsrc_gpa(void) {
     ct_splits_free(&sp);
 }
 
+/* DPT (tools/ref/gen_dpt_ref.py): VPT-deep in blocks 0-1, CAVPT before
+ * blocks 2-3 over the top 2 of 3 classes; the loss of the guidance phase
+ * (epoch 0 < guide_epochs 1) and of the later one, their gradients, and
+ * three SGD steps with the CoOp context in its own parameter group. */
+static void test_dpt_parity(void) {
+    if (!setup()) return;
+    ct_safetensors *dref = ct_safetensors_open(CT_SOURCE_DIR "/tests/fixtures/methods/dpt_ref.safetensors");
+    CHECK_MSG(dref, "%s", ct_last_error());
+    if (!dref) return;
+    ct_safetensors *main_ref = g_ref;
+    g_ref = dref; /* compare() reads this fixture */
+    const ct_method *m = ct_method_find("dpt");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "n_ctx=2 n_ctx_vision=2 cavpt_layers=2 top_k=2 cavpt_tokens=3 "
+                              "attn_dim=8 guide_epochs=1"));
+    ct_task task = task_of();
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    ct_train_cfg tc;
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+    CHECK_OK(ct_kv_check_used(&hp, "dpt"));
+    CHECK(tc.n_groups == 1 && !strcmp(tc.groups[0].prefix, "coop") &&
+          tc.groups[0].sched.base_lr == 0.002f && tc.groups[0].sched.warmup_len == 1 &&
+          tc.sched.base_lr == 0.01f && tc.sched.warmup_len == 10);
+    ct_tensor *p[64];
+    int np = st ? m->params(st, p, 64) : 0;
+    CHECK_MSG(np == 23, "%d learnable tensors", np);
+    for (int k = 0; k < np; k++) set_formula(p[k], k, 0.05);
+    float *px = pixels(ct_clip_get_config(g_b.clip)->image_size);
+    ct_graph *g = ct_graph_create(0);
+    char name[96], what[128];
+    for (int phase = 0; np == 23 && phase < 2; phase++) {
+        const char *ph = phase ? "late" : "guide";
+        for (int k = 0; k < np; k++) ct_tensor_zero_grad(p[k]);
+        ct_graph_reset(g);
+        ct_batch b = {.n = NB, .labels = LABELS, .pixels = px, .epoch = phase};
+        ct_tensor *loss = m->loss(st, g, &b);
+        CHECK_MSG(loss, "dpt loss: %s", ct_last_error());
+        if (!loss) break;
+        CHECK_OK(ct_backward(g, loss));
+        snprintf(name, sizeof name, "dpt.%s.loss", ph);
+        compare(name, loss->data, 1, name);
+        for (int k = 0; k < np; k++) {
+            snprintf(name, sizeof name, "dpt.%s.grad.%d", ph, k);
+            snprintf(what, sizeof what, "dpt %s d/d %s (%d)", ph, p[k]->name, k);
+            CHECK_MSG(p[k]->grad, "%s has no gradient", what);
+            if (p[k]->grad) compare(what, p[k]->grad, (size_t)p[k]->numel, name);
+        }
+    }
+    ct_graph_reset(g);
+    ct_graph_set_grad(g, false);
+    ct_batch b = {.n = NB, .pixels = px, .epoch = -1};
+    ct_tensor *lg = np == 23 ? m->logits(st, g, &b) : NULL;
+    if (lg) compare("dpt.logits", lg->data, (size_t)lg->numel, "dpt.logits");
+    ct_graph_set_grad(g, true);
+    ct_optim_config oc = ct_optim_default(CT_OPTIM_SGD, 0.01f);
+    oc.momentum = 0.9f, oc.weight_decay = 5e-4f;
+    ct_optim *o = np == 23 ? ct_optim_create(&oc, p, np) : NULL;
+    float lrs[64];
+    for (int k = 0; k < np; k++) lrs[k] = !strcmp(p[k]->name, "coop.ctx") ? 0.002f : 0.01f;
+    for (int step = 0; o && step < 3; step++) {
+        ct_graph_reset(g);
+        ct_optim_zero_grad(o);
+        ct_batch bt = {.n = NB, .labels = LABELS, .pixels = px, .epoch = 0};
+        ct_tensor *l = m->loss(st, g, &bt);
+        if (!l || ct_backward(g, l) != CT_OK) break;
+        CHECK_OK(ct_optim_step_each(o, lrs, false));
+    }
+    for (int k = 0; o && k < np; k++) {
+        snprintf(name, sizeof name, "dpt.after.%d", k);
+        snprintf(what, sizeof what, "dpt after 3 steps: %s (%d)", p[k]->name, k);
+        compare(what, p[k]->data, (size_t)p[k]->numel, name);
+    }
+    ct_optim_free(o);
+    ct_graph_free(g);
+    free(px);
+    if (st) m->destroy(st);
+    ct_kv_free(&hp);
+    g_ref = main_ref;
+    ct_safetensors_close(dref);
+}
+
 static void test_upt_parity(void) {
     parity("upt", "n_ctx=2", "upt", 0.05, 0.01f, 5e-4f);
 }
@@ -360,7 +443,7 @@ static void test_needs_pixels(void) {
     CHECK_OK(m->create(&task, &hp, &st));
     float x[128] = {0};
     int y = 0;
-    ct_batch b = {1, x, &y, NULL, 0};
+    ct_batch b = {1, x, &y, NULL, 0, 0};
     ct_graph *g = ct_graph_create(0);
     CHECK(m->logits(st, g, &b) == NULL);
     CHECK_MSG(strstr(ct_last_error(), "no pixels"), "message: %s", ct_last_error());
@@ -514,6 +597,7 @@ int main(int argc, char **argv) {
         ct_test_run("clip_lora_parity", test_clip_lora_parity);
         ct_test_run("upt_parity", test_upt_parity);
         ct_test_run("promptsrc_parity", test_promptsrc_parity);
+        ct_test_run("dpt_parity", test_dpt_parity);
         ct_test_run("dropout", test_dropout);
         ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
         ct_test_run("needs_pixels", test_needs_pixels);

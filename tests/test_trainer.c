@@ -22,6 +22,7 @@ static ct_status h_create(const ct_task *task, const ct_kv *hp, void **out) {
     h->W = ct_tensor_new2(K, D, true);
     int64_t k = K;
     h->b = ct_tensor_new(1, &k, true);
+    h->W->name = "head.W", h->b->name = "head.b";
     ct_rng r;
     ct_rng_init(&r, 9);
     ct_rng_fill_normal(&r, h->W->data, K * D, 0, 0.01f);
@@ -173,6 +174,37 @@ static void test_iters(void) {
     CHECK(memcmp(W2, W3, sizeof W2) != 0);
 }
 
+/* Parameter groups: "<prefix>.lr" and its warmup keys give the tensors of
+ * that name their own schedule; a prefix that names no tensor is refused. */
+static void test_param_groups(void) {
+    float W0[K * D], W1[K * D], W2[K * D];
+    ct_status st;
+    run("epochs=1 batch_size=16 lr=0", NULL, false, 0, W0, &st); /* the initial W */
+    CHECK_OK(st);
+    run("epochs=2 batch_size=16 lr=0.05 head.W.lr=0", NULL, false, 0, W1, &st);
+    CHECK_OK(st);
+    CHECK_MSG(!memcmp(W0, W1, sizeof W0), "head.W.lr=0 still moved W");
+    /* W warms up at lr 0 for its first epoch: one epoch leaves it where it was */
+    run("epochs=3 batch_size=16 lr=0.05 head.W.warmup_epochs=1 head.W.warmup_lr=0", NULL, false,
+        1, W2, &st);
+    CHECK_OK(st);
+    CHECK_MSG(!memcmp(W0, W2, sizeof W0), "W moved during its own warmup epoch");
+    run("epochs=1 batch_size=16 lr=0.05 head.lr=0.01", NULL, false, 0, W2, &st);
+    CHECK_OK(st);
+    CHECK(memcmp(W0, W2, sizeof W0) != 0);
+    ct_kv hp = {0};
+    ct_train_cfg cfg;
+    CHECK_OK(ct_kv_parse(&hp, "lr=0.01 warmup_epochs=10 coop.lr=0.002 coop.warmup_epochs=1"));
+    CHECK_OK(ct_train_cfg_from_kv(&hp, &cfg));
+    CHECK_OK(ct_kv_check_used(&hp, "groups"));
+    CHECK(cfg.n_groups == 1 && !strcmp(cfg.groups[0].prefix, "coop") &&
+          cfg.groups[0].sched.base_lr == 0.002f && cfg.groups[0].sched.warmup_len == 1 &&
+          cfg.groups[0].sched.warmup == CT_WARMUP_CONSTANT && cfg.sched.warmup_len == 10);
+    ct_kv_free(&hp);
+    run("epochs=1 batch_size=16 lr=0.05 nope.lr=0.1", NULL, false, 0, W2, &st);
+    CHECK_MSG(st == CT_ERR_ARG && strstr(ct_last_error(), "nope"), "%s", ct_last_error());
+}
+
 static void test_kv(void) {
     ct_kv kv = {0};
     CHECK_OK(ct_kv_parse(&kv, "a=1 b=x,c=2.5"));
@@ -240,6 +272,7 @@ int main(void) {
     RUN(test_resume_equals_uninterrupted);
     RUN(test_best_val);
     RUN(test_iters);
+    RUN(test_param_groups);
     RUN(test_kv);
     RUN(test_kv_quoted);
     return ct_test_summary();

@@ -84,6 +84,12 @@ ct_tensor *ct_reshape(ct_graph *g, ct_tensor *x, int ndim, const int64_t *shape)
     return out;
 }
 
+ct_tensor *ct_detach(ct_graph *g, ct_tensor *x) {
+    if (!ct_op_inputs_ok(g, &x, 1)) return NULL;
+    /* a view of x's values with no tape node: no gradient flows back */
+    return ct_graph_wrap(g, x->data, x->ndim, x->shape);
+}
+
 static void pad4(const ct_tensor *x, int64_t *s4, int *off) {
     *off = CT_MAX_DIMS - x->ndim;
     for (int d = 0; d < CT_MAX_DIMS; d++) s4[d] = d < *off ? 1 : x->shape[d - *off];

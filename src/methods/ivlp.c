@@ -100,8 +100,8 @@ ct_status ct_ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out) {
         ct_ivlp_destroy(s);
         return st;
     }
-    s->tdp = (ct_deep_prompts){s->dt, s->tdeep, false};
-    s->vdp = (ct_deep_prompts){s->dv, s->vdeep, false};
+    s->tdp = (ct_deep_prompts){s->dt, s->tdeep, false, false};
+    s->vdp = (ct_deep_prompts){s->dv, s->vdeep, false, false};
     *out = s;
     return CT_OK;
 }

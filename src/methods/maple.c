@@ -98,7 +98,7 @@ static ct_status maple_create(const ct_task *task, const ct_kv *hp_in, void **ou
         maple_destroy(s);
         return st;
     }
-    s->tdp = (ct_deep_prompts){s->J, s->tdeep, false};
+    s->tdp = (ct_deep_prompts){s->J, s->tdeep, false, false};
     *out = s;
     return CT_OK;
 }
@@ -124,7 +124,7 @@ static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
     for (int l = 1; l < s->J; l++) v[l] = ct_linear(g, s->tdeep[l], s->fw[l], s->fb[l]);
     for (int l = 0; l < s->J; l++)
         if (!v[l]) return NULL;
-    ct_deep_prompts vdp = {s->J, v, false};
+    ct_deep_prompts vdp = {s->J, v, false, false};
     ct_clip_hooks hooks = {0};
     hooks.vision_deep = &vdp;
     ct_tensor *img = ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "maple"),

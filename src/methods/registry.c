@@ -28,6 +28,7 @@ extern const ct_method ct_method_maple;
 extern const ct_method ct_method_clip_lora;
 extern const ct_method ct_method_promptsrc;
 extern const ct_method ct_method_upt;
+extern const ct_method ct_method_dpt;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -55,6 +56,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_clip_lora,
     &ct_method_promptsrc,
     &ct_method_upt,
+    &ct_method_dpt,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

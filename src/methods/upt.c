@@ -176,7 +176,7 @@ static ct_tensor *upt_logits(void *st, ct_graph *g, const ct_batch *b) {
     upt_state *s = st;
     ct_tensor *c = NULL, **vl = ct_graph_alloc(g, (size_t)s->L * sizeof *vl);
     if (!vl || prompts(s, g, &c, vl) != CT_OK) return NULL;
-    ct_deep_prompts vd = {s->L, vl, true};
+    ct_deep_prompts vd = {s->L, vl, true, false};
     ct_clip_hooks hooks = {0};
     hooks.vision_deep = &vd;
     ct_tensor *img = ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "upt"), &hooks,

@@ -70,7 +70,7 @@ static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx)
     const ct_deep_prompts *d = h->deep;
     if (d && d->depth > 0 && x) {
         bool after_cls = h->vision && d->after_cls;
-        if (h->vision && layer == (after_cls ? 0 : -1)) {
+        if (h->vision && layer == (after_cls || d->after_ln_pre ? 0 : -1)) {
             ct_tensor *p0 = repeat_rows(g, d->tokens[0], x->shape[0]);
             if (after_cls) { /* [CLS, prompts, patches] */
                 ct_tensor *parts[3] = {ct_slice(g, x, 1, 0, 1), p0,

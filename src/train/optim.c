@@ -237,11 +237,16 @@ static void adam_param(const ct_optim_config *c, ct_real *restrict p, const ct_r
     }
 }
 
-ct_status ct_optim_step(ct_optim *o, float lr) {
+ct_status ct_optim_step(ct_optim *o, float lr) { return ct_optim_step_each(o, &lr, true); }
+
+ct_status ct_optim_step_each(ct_optim *o, const float *lrs, bool same) {
     if (!o) return ct_set_error(CT_ERR_ARG, "optim_step: NULL optimizer");
-    if (!(lr >= 0.0f) || isinf(lr))
-        return ct_set_error(CT_ERR_ARG, "optim_step: invalid learning rate %g", (double)lr);
+    for (int i = 0; i < (same ? 1 : o->n); i++)
+        if (!(lrs[i] >= 0.0f) || isinf(lrs[i]))
+            return ct_set_error(CT_ERR_ARG, "optim_step: invalid learning rate %g",
+                                (double)lrs[i]);
     for (int i = 0; i < o->n; i++) {
+        float lr = lrs[same ? 0 : i];
         ct_tensor *t = o->params[i];
         if (!t->grad) continue; /* torch skips params whose .grad is None */
         int64_t n = t->numel;

@@ -19,6 +19,74 @@
 
 #define MAX_PARAMS 256
 
+static const char *const GROUP_KEYS[] = {"lr", "warmup_epochs", "warmup_lr", "warmup_type"};
+
+/* The parameter groups named by keys "<prefix>.<field>", each starting from
+ * the main schedule. */
+static ct_status groups_from_kv(ct_kv *hp, ct_train_cfg *cfg, const char *main_wtype) {
+    for (int i = 0; i < hp->n; i++) {
+        const char *key = hp->keys[i], *dot = strrchr(key, '.');
+        bool field = false;
+        for (size_t f = 0; dot && f < sizeof GROUP_KEYS / sizeof *GROUP_KEYS; f++)
+            field |= !strcmp(dot + 1, GROUP_KEYS[f]);
+        if (!field || dot == key) continue;
+        size_t len = (size_t)(dot - key);
+        int gi = 0;
+        while (gi < cfg->n_groups && (strlen(cfg->groups[gi].prefix) != len ||
+                                      strncmp(cfg->groups[gi].prefix, key, len)))
+            gi++;
+        if (gi < cfg->n_groups) continue;
+        if (gi == CT_MAX_PARAM_GROUPS || len >= sizeof cfg->groups[gi].prefix)
+            return ct_set_error(CT_ERR_ARG, "trainer: %s: at most %d parameter groups with "
+                                "prefixes of < %d characters", key, CT_MAX_PARAM_GROUPS,
+                                (int)sizeof cfg->groups[gi].prefix);
+        memcpy(cfg->groups[gi].prefix, key, len);
+        cfg->groups[gi].prefix[len] = 0;
+        cfg->n_groups++;
+    }
+    for (int gi = 0; gi < cfg->n_groups; gi++) {
+        struct ct_param_group *gr = &cfg->groups[gi];
+        char k[4][80];
+        for (int f = 0; f < 4; f++) snprintf(k[f], sizeof k[f], "%s.%s", gr->prefix, GROUP_KEYS[f]);
+        double lr, wlr;
+        int wep;
+        const char *wtype;
+        ct_status s = ct_kv_double(hp, k[0], cfg->sched.base_lr, &lr);
+        if (s == CT_OK) s = ct_kv_int(hp, k[1], cfg->sched.warmup_len, &wep);
+        if (s == CT_OK) s = ct_kv_double(hp, k[2], cfg->sched.warmup_lr, &wlr);
+        if (s == CT_OK) s = ct_kv_str(hp, k[3], main_wtype, &wtype);
+        if (s != CT_OK) return s;
+        if (!(lr >= 0) || wep < 0 || !(wlr >= 0))
+            return ct_set_error(CT_ERR_ARG, "trainer: parameter group %s: lr, warmup_epochs "
+                                "or warmup_lr out of range", gr->prefix);
+        if (cfg->step_sched && wep > 0)
+            return ct_set_error(CT_ERR_ARG, "trainer: sched=cosine_step warms up by "
+                                "warmup_steps, not %s", k[1]);
+        gr->sched = cfg->sched;
+        gr->sched.base_lr = (float)lr, gr->sched.warmup_len = wep;
+        gr->sched.warmup_lr = (float)wlr;
+        if (wep == 0) gr->sched.warmup = CT_WARMUP_NONE;
+        else if (!strcmp(wtype, "constant")) gr->sched.warmup = CT_WARMUP_CONSTANT;
+        else if (!strcmp(wtype, "linear")) gr->sched.warmup = CT_WARMUP_LINEAR;
+        else return ct_set_error(CT_ERR_ARG, "trainer: %s=%s (constant, linear)", k[3], wtype);
+    }
+    return CT_OK;
+}
+
+/* The group of a learnable tensor: the longest prefix that names it
+ * ("prefix" or "prefix.*"), -1 for the main schedule. */
+static int group_of(const ct_train_cfg *cfg, const char *name) {
+    int best = -1;
+    size_t best_len = 0;
+    for (int gi = 0; name && gi < cfg->n_groups; gi++) {
+        size_t len = strlen(cfg->groups[gi].prefix);
+        if (!strncmp(name, cfg->groups[gi].prefix, len) && (name[len] == 0 || name[len] == '.') &&
+            len > best_len)
+            best = gi, best_len = len;
+    }
+    return best;
+}
+
 ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     memset(cfg, 0, sizeof *cfg);
     const char *optim, *sched, *wtype, *select;
@@ -103,7 +171,7 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     if (!strcmp(select, "best_val")) cfg->select_best_val = true;
     else if (strcmp(select, "last")) return ct_set_error(CT_ERR_ARG, "trainer: select=%s "
                                                          "(last, best_val)", select);
-    return CT_OK;
+    return groups_from_kv(hp, cfg, wtype);
 }
 
 ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, float *scores) {
@@ -116,7 +184,7 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL, NULL, 0};
+                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -149,7 +217,7 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
         if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        ct_batch b = {.n = nb, .pixels = px};
+        ct_batch b = {.n = nb, .pixels = px, .epoch = -1};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -350,6 +418,18 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (nt == 0)
         return ct_set_error(CT_ERR_STATE, "trainer: method %s has a loss but nothing requires "
                             "grad", m->name);
+    /* each learnable tensor's schedule: its parameter group's or the main one */
+    int grp[MAX_PARAMS];
+    float lrs[MAX_PARAMS];
+    for (int gi = 0; gi < cfg->n_groups; gi++) {
+        int hits = 0;
+        for (int i = 0; i < nt; i++) hits += group_of(cfg, train_p[i]->name) == gi;
+        if (!hits)
+            return ct_set_error(CT_ERR_ARG, "trainer: parameter group %s.*: %s has no learnable "
+                                "tensor of that name (its first is %s)", cfg->groups[gi].prefix,
+                                m->name, train_p[0]->name ? train_p[0]->name : "unnamed");
+    }
+    for (int i = 0; i < nt; i++) grp[i] = group_of(cfg, train_p[i]->name);
     ct_optim *opt = ct_optim_create(&cfg->optim, train_p, nt);
     if (!opt) return ct_last_error()[0] ? CT_ERR_ARG : CT_ERR_NOMEM;
     int start = 0, best_epoch = -1;
@@ -385,6 +465,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (eff.iters > 0) {
         eff.epochs = (int)((eff.iters + nb - 1) / nb);
         eff.sched.total = eff.epochs;
+        for (int gi = 0; gi < eff.n_groups; gi++) eff.groups[gi].sched.total = eff.epochs;
         cfg = &eff;
     }
     int64_t *order = malloc((size_t)n * sizeof *order);
@@ -410,7 +491,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t nbatch = n - bi * B < B ? n - bi * B : B;
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
-                          ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1)};
+                          ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
+                          ep};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
@@ -423,14 +505,21 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                     by[j] = data->labels[src];
                 }
             }
-            if (cfg->step_sched) {
-                /* open_clip's cosine_lr over the steps of the whole run */
-                int64_t steps = cfg->iters > 0 ? cfg->iters : (int64_t)cfg->epochs * nb;
-                int64_t warm = cfg->warmup_fraction > 0
-                                   ? (int64_t)llround(cfg->warmup_fraction * (double)steps)
-                                   : cfg->warmup_steps;
+            /* open_clip's cosine_lr over the steps of the whole run */
+            int64_t steps = cfg->iters > 0 ? cfg->iters : (int64_t)cfg->epochs * nb;
+            int64_t warm = cfg->warmup_fraction > 0
+                               ? (int64_t)llround(cfg->warmup_fraction * (double)steps)
+                               : cfg->warmup_steps;
+            if (cfg->step_sched)
                 lr = (float)ct_sched_step_cosine(cfg->sched.base_lr, cfg->sched.min_lr,
                                                  (int64_t)ep * nb + bi, warm, steps);
+            for (int i = 0; i < nt; i++) {
+                const ct_sched_config *gs = grp[i] < 0 ? NULL : &cfg->groups[grp[i]].sched;
+                lrs[i] = !gs ? lr
+                         : cfg->step_sched
+                             ? (float)ct_sched_step_cosine(gs->base_lr, gs->min_lr,
+                                                           (int64_t)ep * nb + bi, warm, steps)
+                             : ct_sched_lr(gs, ep);
             }
             ct_graph_reset(g);
             ct_optim_zero_grad(opt);
@@ -445,7 +534,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                               (int64_t)(end - start) * nb, loss->data[0], lr);
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
             if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
-            s = ct_optim_step(opt, lr);
+            s = ct_optim_step_each(opt, lrs, false);
         }
         if (s != CT_OK) break;
         if (m->end_epoch && (s = m->end_epoch(state, ep, cfg->epochs)) != CT_OK) break;
