@@ -1,4 +1,5 @@
-/* The image-side prompt methods (VP, VPT-deep, IVLP, MaPLe) on the shipped
+/* The image-side prompt methods (VP, VPT-deep, IVLP, MaPLe, CLIP-LoRA,
+ * PromptSRC, UPT, DPT) on the shipped
  * model: logits, loss, the gradient of every learnable tensor and three SGD
  * steps against tools/ref/gen_image_prompts_ref.py (float64 PyTorch, the
  * official codes' math); the pixel path of the trainer; and on Fashion-MNIST
@@ -458,17 +459,17 @@ static void test_needs_pixels(void) {
 static void learns(int first, int last);
 /* in two halves, one per ctest entry */
 static void test_learns_a(void) { learns(1, 4); }
-static void test_learns_b(void) { learns(5, 7); }
+static void test_learns_b(void) { learns(5, 8); }
 
 static void learns(int first, int last) {
     ct_splits sp = {0};
     if (!open_fashion_mnist(&sp)) return;
     const char *methods[] = {"zeroshot", "vp", "vpt-deep", "ivlp", "maple", "clip-lora",
-                             "promptsrc", "upt"};
+                             "promptsrc", "upt", "dpt"};
     const char *sets[] = {"", "epochs=10 batch_size=32 warmup_steps=5",
                           "epochs=10 lr=0.02", "epochs=5", "epochs=5",
                           "iters_per_shot=5 lr=1e-3", "epochs=5 gpa_mean=4 gpa_std=1",
-                          "epochs=6"};
+                          "epochs=6", "epochs=10 guide_epochs=5 warmup_epochs=2"};
     enum { NM = sizeof methods / sizeof *methods };
     double top1[NM];
     for (int r = 0; r < NM; r++) {
@@ -588,7 +589,7 @@ int main(int argc, char **argv) {
         ct_test_run("learns_on_shipped_model (vp, vpt-deep, ivlp, maple)", test_learns_a);
     } else if (argc > 1 && !strcmp(argv[1], "learns-b")) {
         ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
-        ct_test_run("learns_on_shipped_model (clip-lora, promptsrc, upt)", test_learns_b);
+        ct_test_run("learns_on_shipped_model (clip-lora, promptsrc, upt, dpt)", test_learns_b);
     } else {
         ct_test_run("vp_parity", test_vp_parity);
         ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
