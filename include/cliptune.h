@@ -733,6 +733,11 @@ int64_t ct_clip_num_params(const ct_clip *m);
 int ct_clip_num_tensors(const ct_clip *m);
 ct_tensor *ct_clip_tensor_at(const ct_clip *m, int i, const char **name);
 ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name);
+/* Fold LoRA deltas into m's weights: W += scale · B A for every projection
+ * with a delta (loralib's merge; the dropout does not apply). vision / text
+ * may be NULL. The merged model computes what the deltas computed at
+ * evaluation, as a plain CLIP (ct_clip_save_hf writes it out). */
+ct_status ct_clip_merge_lora(ct_clip *m, const ct_lora *vision, const ct_lora *text);
 
 /* Deep prompts (VPT-deep, IVLP, MaPLe; the layout of MaPLe's clip/model.py):
  * tokens[l] (P, W) for l = 0 .. depth-1, any graph tensors (leaves, or
@@ -1028,6 +1033,11 @@ typedef struct ct_method {
      * selects on val's images; ct_predict_images scores a dataset's images
      * through logits. Cached features are not used. */
     bool pixels;
+    /* optional: fold the learned weights into clip (a fresh copy of the
+     * task's model), so that the plain model predicts as the method does up
+     * to a positive logit scale (CLIP-LoRA's merged weights; `cliptune
+     * export`). NULL: the method cannot be expressed as plain weights. */
+    ct_status (*merge)(void *state, ct_clip *clip);
     /* optional: after the steps of epoch (0-based) of epochs, before
      * validation and the checkpoint (epoch-level averaging such as
      * PromptSRC's Gaussian prompt aggregation; state it keeps across epochs

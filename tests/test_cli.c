@@ -171,10 +171,51 @@ static void test_protocol_base_to_novel(void) {
               "%s", out_buf);
 }
 
+/* export: a CLIP-LoRA run merged into a plain CLIP folder; zero-shot with
+ * the run's template on the exported model predicts every test image as the
+ * run did. A method that has no merge is refused. */
+static void test_export_clip_lora(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    char cmd[8192], p1[4200], p2[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method clip-lora --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --shots 2 --max-test 200 --out "
+             "%s/lora_run --cache none --set iters_per_shot=8 --set lr=1e-3", tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " export --run %s/lora_run --out %s/lora_model", tmp,
+             tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "merged into"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " zeroshot --model %s/lora_model --data fashion-mnist "
+             "--max-test 200 --out %s/lora_zs --cache none --set 'templates=a photo of a {}.'",
+             tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(p1, sizeof p1, "%s/lora_run/predictions.csv", tmp);
+    snprintf(p2, sizeof p2, "%s/lora_zs/predictions.csv", tmp);
+    char *csv = NULL;
+    size_t n1 = 0, n2 = 0;
+    CHECK_OK(ct_read_file(p1, &csv, &n1));
+    free(csv), csv = NULL;
+    CHECK_OK(ct_read_file(p2, &csv, &n2));
+    free(csv);
+    CHECK_MSG(n1 > 1000 && n2 > 1000, "predictions %zu and %zu bytes", n1, n2);
+    snprintf(cmd, sizeof cmd, "cmp <(cut -d, -f1-3 %s) <(cut -d, -f1-3 %s) >/dev/null", p1, p2);
+    char bash[8400];
+    snprintf(bash, sizeof bash, "bash -c '%s'", cmd);
+    CHECK_MSG(system(bash) == 0, "the exported model predicts otherwise than the run (%s, %s)",
+              p1, p2);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " export --run %s/lora_zs --out %s/zs_model", tmp, tmp);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "cliptune: error: export: zeroshot"), "%s",
+              out_buf);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
     RUN(test_tokenize);
     RUN(test_embed_and_classify);
     RUN(test_protocol_base_to_novel);
+    RUN(test_export_clip_lora);
     return ct_test_summary();
 }

@@ -317,6 +317,65 @@ static void test_clip_lora_parity(void) {
     parity_opt("clip-lora", "dropout=0", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f, 1e-2f);
 }
 
+/* CLIP-LoRA's merge: a second copy of the model with W += s B A gives, as a
+ * plain CLIP (text of the template, 100 cos), the method's logits. */
+static void test_clip_lora_merge(void) {
+    if (!setup()) return;
+    const ct_method *m = ct_method_find("clip-lora");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "params=qkvo"));
+    ct_task task = task_of();
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    ct_bundle copy = {0};
+    CHECK_OK(ct_bundle_load(MODEL, NULL, NULL, true, &copy));
+    if (!st || !copy.clip) return;
+    ct_tensor *p[256];
+    int np = m->params(st, p, 256);
+    for (int k = 0; k < np; k++) set_formula(p[k], k, 0.05);
+    int S = ct_clip_get_config(g_b.clip)->image_size;
+    float *px = pixels(S);
+    ct_batch b = {.n = NB, .pixels = px, .epoch = -1};
+    ct_graph *g = ct_graph_create(0);
+    ct_graph_set_grad(g, false);
+    ct_tensor *want = m->logits(st, g, &b);
+    CHECK_OK(m->merge(st, copy.clip));
+    int64_t psh[4] = {NB, 3, S, S};
+    ct_tensor *img = ct_clip_encode_image(g, copy.clip, ct_graph_wrap(g, px, 4, psh), NULL,
+                                          false, NULL);
+    int T = ct_clip_get_config(g_b.clip)->context_length;
+    int64_t *ids = malloc((size_t)3 * T * sizeof *ids);
+    const char *prompts[3] = {"a photo of a shirt.", "a photo of a ankle boot.",
+                              "a photo of a bag."};
+    for (int k = 0; k < 3; k++)
+        CHECK_OK(ct_tokenizer_tokenize(copy.tok, prompts[k], T, false, ids + k * T));
+    ct_tensor *got = NULL, *plain = NULL;
+    for (int merged = 0; merged < 2; merged++) { /* the frozen model, then the merged one */
+        const ct_clip *cm = merged ? copy.clip : g_b.clip;
+        ct_tensor *im = merged ? img : ct_clip_encode_image(g, cm, ct_graph_wrap(g, px, 4, psh),
+                                                            NULL, false, NULL);
+        ct_tensor *txt = ct_l2_normalize(g, ct_clip_encode_text(g, cm, ids, 3, T, NULL), 1e-12f);
+        ct_tensor *lg = ct_scale(g, ct_matmul(g, ct_l2_normalize(g, im, 1e-12f), txt, false, true),
+                                 100.0f);
+        *(merged ? &got : &plain) = lg;
+    }
+    CHECK(want && got && plain);
+    if (want && got) CHECK_CLOSE_F("merged model vs LoRA deltas", got->data, want->data,
+                                   NB * 3, 1e-4, 1e-4);
+    /* the deltas moved the logits: the merge is not a no-op */
+    double moved = 0;
+    for (int i = 0; want && plain && i < NB * 3; i++)
+        moved = fmax(moved, fabs(plain->data[i] - want->data[i]));
+    CHECK_MSG(moved > 1e-2, "the deltas moved the logits by %g only", moved);
+    free(ids);
+    ct_graph_free(g);
+    free(px);
+    m->destroy(st);
+    ct_bundle_free(&copy);
+    ct_kv_free(&hp);
+}
+
 /* Inverted dropout keeps about 1 - p of the values, scaled by 1 / (1 - p),
  * the same for the same seed, another mask for another seed. */
 static void test_dropout(void) {
@@ -599,6 +658,7 @@ int main(int argc, char **argv) {
         ct_test_run("upt_parity", test_upt_parity);
         ct_test_run("promptsrc_parity", test_promptsrc_parity);
         ct_test_run("dpt_parity", test_dpt_parity);
+        ct_test_run("clip_lora_merge", test_clip_lora_merge);
         ct_test_run("dropout", test_dropout);
         ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
         ct_test_run("needs_pixels", test_needs_pixels);

@@ -222,6 +222,11 @@ static ct_tensor *lora_loss(void *st, ct_graph *g, const ct_batch *b) {
     return ct_batch_ce(g, forward(st, g, b, true), b);
 }
 
+static ct_status lora_merge(void *st, ct_clip *clip) {
+    lora_state *s = st;
+    return ct_clip_merge_lora(clip, s->vision ? &s->vcfg : NULL, s->text ? &s->tcfg : NULL);
+}
+
 const ct_method ct_method_clip_lora = {
     .name = "clip-lora",
     .category = "low-rank adaptation",
@@ -238,6 +243,7 @@ const ct_method ct_method_clip_lora = {
     .destroy = lora_destroy,
     .params = lora_params,
     .loss = lora_loss,
+    .merge = lora_merge,
     .logits = lora_logits,
     .pixels = true,
 };

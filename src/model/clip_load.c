@@ -395,3 +395,43 @@ ct_tensor *ct_clip_find_tensor(const ct_clip *m, const char *name) {
         if (!strcmp(m->names[i], name)) return m->tensors[i];
     return NULL;
 }
+
+/* W (out, in) += scale * B (out, r) A (r, in), in double per element. */
+static ct_status merge_delta(ct_tensor *w, const ct_tensor *a, const ct_tensor *b, float scale,
+                             const char *what, int layer) {
+    if (a->ndim != 2 || b->ndim != 2 || a->shape[0] != b->shape[1] || w->ndim != 2 ||
+        b->shape[0] != w->shape[0] || a->shape[1] != w->shape[1])
+        return ct_set_error(CT_ERR_ARG, "merge LoRA: the %s delta of block %d does not fit its "
+                            "weight", what, layer);
+    int64_t O = w->shape[0], I = w->shape[1], r = a->shape[0];
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            double d = 0;
+            for (int64_t k = 0; k < r; k++) d += (double)b->data[o * r + k] * a->data[k * I + i];
+            w->data[o * I + i] += (float)(scale * d);
+        }
+    return CT_OK;
+}
+
+ct_status ct_clip_merge_lora(ct_clip *m, const ct_lora *vision, const ct_lora *text) {
+    for (int t = 0; t < 2; t++) {
+        const ct_lora *lo = t ? text : vision;
+        if (!lo) continue;
+        int n = t ? m->cfg.text_layers : m->cfg.vision_layers;
+        ct_block *blocks = t ? m->tblocks : m->vblocks;
+        if (lo->n_layers != n)
+            return ct_set_error(CT_ERR_ARG, "merge LoRA: %d %s layers, the model has %d",
+                                lo->n_layers, t ? "text" : "vision", n);
+        for (int l = 0; l < n; l++) {
+            ct_tensor *w[4] = {blocks[l].q_w, blocks[l].k_w, blocks[l].v_w, blocks[l].o_w};
+            static const char *const what[4] = {"q", "k", "v", "out"};
+            for (int j = 0; j < 4; j++) {
+                const ct_block_lora *bl = &lo->layers[l];
+                if (!bl->a[j]) continue;
+                ct_status s = merge_delta(w[j], bl->a[j], bl->b[j], lo->scale, what[j], l);
+                if (s != CT_OK) return s;
+            }
+        }
+    }
+    return CT_OK;
+}

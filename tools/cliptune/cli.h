@@ -32,5 +32,6 @@ int cmd_methods(int argc, char **argv);
 int cmd_protocol(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

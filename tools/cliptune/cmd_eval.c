@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -407,6 +408,110 @@ out:
     free(dname);
     model_unload(&b);
     ct_splits_free(&sp);
+    run_info_free(&ri);
+    return code;
+}
+
+static const char *HELP_EXPORT =
+    "usage: cliptune export --run DIR --out MODELDIR [--model MODEL]\n"
+    "\n"
+    "Write a finished run's adapted model as a plain CLIP, a Hugging Face folder\n"
+    "(config.json, model.safetensors in F32, the frozen model's preprocessor_config.json\n"
+    "and tokenizer files), for methods whose learning folds into the weights:\n"
+    "clip-lora (W + s B A on each adapted projection, loralib's merge). The folder\n"
+    "loads wherever a CLIP checkpoint does (cliptune --model MODELDIR, transformers'\n"
+    "CLIPModel) and, with the run's template, ranks the classes as the run does.\n"
+    "\n"
+    "options:\n"
+    "  --run DIR         run directory (cliptune train / protocol)\n"
+    "  --out MODELDIR    the folder to write (created; files written atomically)\n"
+    "  --model MODEL     the frozen model (default: the run's); --bpe, --act as for train.\n"
+    "                    Its tokenizer must be an HF vocab.json + merges.txt (a model\n"
+    "                    folder's, or --bpe vocab.json)\n";
+
+/* src's file name into dir (optional files skipped when absent). */
+static bool copy_into(const char *src_dir, const char *name, const char *dir, bool optional) {
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/%s", src_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    if (optional && access(src, F_OK) != 0) return true;
+    char *buf = NULL;
+    size_t n = 0;
+    bool ok = ct_read_file(src, &buf, &n) == CT_OK && ct_write_file_atomic(dst, buf, n) == CT_OK;
+    free(buf);
+    return ok || cli_lib_error("export") == 0;
+}
+
+int cmd_export(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(HELP_EXPORT, stdout);
+        return 0;
+    }
+    model_args a = {0};
+    const char *run = NULL, *out = NULL;
+    bool bad = false;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--out", &out, &bad)) continue;
+        return cli_error("export: unknown option or argument %s (see --help)", argv[i]);
+    }
+    if (bad) return 1;
+    if (!run || !out) return cli_error("export: --run and --out are required (see --help)");
+    run_info ri;
+    if (!run_info_load(run, "export", &ri)) {
+        run_info_free(&ri);
+        return 1;
+    }
+    int code = 1;
+    ct_bundle b = {0}, merged = {0};
+    rebuilt r = {0};
+    char tok_dir[4096];
+    if (!a.model) a.model = ri.model;
+    /* the tokenizer's vocab.json + merges.txt: the model folder's, or --bpe's */
+    struct stat sb;
+    const char *vocab = a.bpe;
+    if (vocab) {
+        const char *slash = strrchr(vocab, '/');
+        size_t n = slash ? (size_t)(slash - vocab) : 1;
+        snprintf(tok_dir, sizeof tok_dir, "%.*s", (int)n, slash ? vocab : ".");
+    } else {
+        snprintf(tok_dir, sizeof tok_dir, "%s", a.model);
+    }
+    if (!ri.method->merge) {
+        cli_error("export: %s learns nothing a plain CLIP can hold (export supports clip-lora)",
+                  ri.method->name);
+        goto out;
+    }
+    if ((vocab && (strlen(vocab) < 10 || strcmp(vocab + strlen(vocab) - 10, "vocab.json"))) ||
+        (!vocab && (stat(a.model, &sb) != 0 || !S_ISDIR(sb.st_mode)))) {
+        cli_error("export: the tokenizer of %s is not an HF vocab.json + merges.txt (give a "
+                  "model folder, or --bpe DIR/vocab.json)", vocab ? vocab : a.model);
+        goto out;
+    }
+    if (!model_load(&a, true, &b, "export")) goto out;
+    if (!rebuild(&ri, &b, ri.dataset ? ri.dataset : "", NULL, &r, "export")) goto out;
+    /* a second copy of the frozen model takes the merged weights */
+    if (!model_load(&a, true, &merged, "export")) goto out;
+    if (ri.method->merge(r.state, merged.clip) != CT_OK || ct_mkdir_p(out) != CT_OK ||
+        ct_clip_save_hf(merged.clip, out) != CT_OK) {
+        cli_lib_error("export");
+        goto out;
+    }
+    if (!copy_into(tok_dir, "vocab.json", out, false) ||
+        !copy_into(tok_dir, "merges.txt", out, false) ||
+        !copy_into(tok_dir, "tokenizer_config.json", out, true) ||
+        !copy_into(tok_dir, "special_tokens_map.json", out, true) ||
+        (stat(a.model, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+         !copy_into(a.model, "preprocessor_config.json", out, true)))
+        goto out;
+    printf("export: %s run %s merged into %s (%lld parameters)\n", ri.method->name, run, out,
+           (long long)ct_clip_num_params(merged.clip));
+    code = 0;
+out:
+    rebuilt_free(&ri, &r);
+    model_unload(&merged);
+    model_unload(&b);
     run_info_free(&ri);
     return code;
 }
