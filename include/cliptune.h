@@ -900,6 +900,9 @@ ct_dataset *ct_dataset_fewshot(const ct_dataset *d, int k, uint64_t seed);
 /* A copy of d's first n items in order (n <= 0 or >= n_items: all): the
  * evaluation subsets of --max-test. */
 ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n);
+/* n items drawn at random without replacement, whatever their class, kept
+ * in d's order; deterministic in (d, n, seed). n <= 0 or >= n_items: all. */
+ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed);
 /* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);

@@ -681,6 +681,28 @@ static void test_fewshot(void) {
     CHECK(ct_dataset_fewshot(NULL, 1, 0) == NULL);
 }
 
+/* A random part of a dataset: n distinct items in the dataset's order, the
+ * same for the same seed, another for another, all for n <= 0. */
+static void test_sample(void) {
+    int counts[5] = {10, 10, 3, 7, 1};
+    ct_dataset *d = synthetic(counts, 5);
+    ct_dataset *a = ct_dataset_sample(d, 12, 1), *b = ct_dataset_sample(d, 12, 1);
+    ct_dataset *c = ct_dataset_sample(d, 12, 2), *all = ct_dataset_sample(d, 0, 1);
+    CHECK(a && b && c && all && a->n_items == 12 && same_items(a, b) && !same_items(a, c));
+    CHECK(all && same_items(all, d));
+    int64_t last = -1;
+    for (int64_t i = 0; a && i < a->n_items; i++) {
+        int64_t at = -1;
+        for (int64_t j = 0; j < d->n_items; j++)
+            if (!strcmp(a->items[i].path, d->items[j].path)) at = j;
+        CHECK_MSG(at > last, "item %lld out of order or repeated", (long long)i);
+        CHECK(at >= 0 && a->items[i].label == d->items[at].label);
+        last = at;
+    }
+    ct_dataset_free(a), ct_dataset_free(b), ct_dataset_free(c), ct_dataset_free(all);
+    ct_dataset_free(d);
+}
+
 static void test_subsample(void) {
     int counts5[5] = {2, 1, 3, 1, 2}, counts4[4] = {1, 1, 1, 2};
     ct_dataset *d5 = synthetic(counts5, 5), *d4 = synthetic(counts4, 4);
@@ -829,6 +851,7 @@ int main(void) {
     RUN(test_fashion_mnist_real);
     RUN(test_npy);
     RUN(test_fewshot);
+    RUN(test_sample);
     RUN(test_subsample);
     RUN(test_augment);
     return ct_test_summary();

@@ -528,6 +528,30 @@ static void test_fashion_mnist(void) {
     CHECK_OK(ct_read_file(path, &log, &nlog));
     CHECK(log && strstr(log, "features: unlabelled (train split), 3000 images"));
     free(log);
+    /* unlabelled=N: a seeded random part of the pool; other methods refuse it */
+    for (int r = 0; r < 2; r++) {
+        char d2[4200];
+        snprintf(d2, sizeof d2, "%s/fm_part%d", ct_test_tmpdir(), r);
+        ct_run_cfg rc = {0};
+        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
+        rc.data_spec = "fashion-mnist", rc.method = ct_method_find(r ? "zeroshot" : "upl");
+        rc.set = "unlabelled=1000", rc.shots = 16, rc.seed = 1;
+        rc.run_dir = d2, rc.cache_dir = cache, rc.max_test = 100;
+        ct_run_result rr = {0};
+        ct_status s = ct_run(&rc, &rr);
+        if (r) {
+            CHECK_MSG(s == CT_ERR_ARG && strstr(ct_last_error(), "unlabelled=1000"), "%s",
+                      ct_last_error());
+            continue;
+        }
+        CHECK_OK(s);
+        snprintf(path, sizeof path, "%s/log.txt", d2);
+        log = NULL;
+        CHECK_OK(ct_read_file(path, &log, &nlog));
+        CHECK_MSG(log && strstr(log, "features: unlabelled (part of the train split), 1000 "
+                                     "images"), "%s", log ? log : "");
+        free(log);
+    }
     int agree[3] = {0};
     for (int r = 1; r < 3; r++)
         for (int i = 0; i < NTEST; i++) agree[r] += pred[r][i] == pred[0][i];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/hash.h"
 #include "data/dataset.h"
 
 /* ------------------------------------------------------------------------ */
@@ -290,6 +291,27 @@ ct_status ct_dataset_holdout(const ct_dataset *all, int val_pct, int test_pct,
     *val = out[1];
     if (test) *test = out[2];
     return CT_OK;
+}
+
+static int cmp_pos(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed) {
+    if (n <= 0 || n >= d->n_items) return ct_dataset_head(d, 0);
+    int64_t *pos = malloc((size_t)d->n_items * sizeof *pos);
+    if (!pos) {
+        ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate a sample", d->name);
+        return NULL;
+    }
+    ct_rng r;
+    ct_rng_init(&r, ct_hash_str(seed, "dataset.sample"));
+    ct_rng_permutation(&r, pos, (size_t)d->n_items);
+    qsort(pos, (size_t)n, sizeof *pos, cmp_pos); /* the chosen ones, in d's order */
+    ct_dataset *out = build_view(d, pos, n, NULL, d->n_classes, d->classnames);
+    free(pos);
+    return out;
 }
 
 ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n) {

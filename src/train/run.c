@@ -255,8 +255,13 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
     if (s == CT_OK) s = ct_kv_parse(&hp, cfg->set);
-    int views = 0;
+    int views = 0, unl_max = 0;
     if (s == CT_OK) s = ct_kv_int(&hp, "aug_views", 0, &views);
+    /* the unlabelled pool: the whole training split, or a random part of it */
+    if (s == CT_OK) s = ct_kv_int(&hp, "unlabelled", 0, &unl_max);
+    if (s == CT_OK && (unl_max < 0 || (unl_max > 0 && !cfg->method->wants_unlabelled)))
+        s = ct_set_error(CT_ERR_ARG, "run: unlabelled=%d: a count >= 0 (0: the whole training "
+                         "split) for methods that read unlabelled images (upl)", unl_max);
     ct_train_cfg tc;
     if (s == CT_OK) s = ct_train_cfg_from_kv(&hp, &tc);
     if (s != CT_OK) {
@@ -264,7 +269,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         return s;
     }
     const ct_splits *sp = cfg->data;
-    ct_dataset *train = NULL, *val = NULL, *test = NULL;
+    ct_dataset *train = NULL, *val = NULL, *test = NULL, *pool = NULL;
     ct_features ftr = {0}, fval = {0}, fte = {0}, faug = {0}, funl = {0};
     void *state = NULL;
     float *scores = NULL;
@@ -320,8 +325,13 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     /* the whole training split, unlabelled: the method sees its features
      * without the labels ct_features_get loads */
     bool unlabelled = trains && cfg->method->wants_unlabelled;
+    if (unlabelled && !(pool = ct_dataset_sample(sp->train, unl_max, cfg->seed))) {
+        s = CT_ERR_NOMEM;
+        goto out;
+    }
     if (unlabelled &&
-        (s = features(cfg, sp->train, 0, &L, "unlabelled (train split)", &funl)) != CT_OK)
+        (s = features(cfg, pool, 0, &L, unl_max > 0 ? "unlabelled (part of the train split)"
+                                                    : "unlabelled (train split)", &funl)) != CT_OK)
         goto out;
     ct_features unl = funl;
     unl.labels = NULL;
@@ -330,7 +340,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         .dataset_name = sp->train->name, .n_classes = sp->train->n_classes,
         .classnames = sp->train->classnames, .train = train, .val = val,
         .train_feats = &ftr, .val_feats = val ? &fval : NULL, .aug_feats = views ? &faug : NULL,
-        .unlabelled = unlabelled ? sp->train : NULL, .unlabelled_feats = unlabelled ? &unl : NULL,
+        .unlabelled = unlabelled ? pool : NULL, .unlabelled_feats = unlabelled ? &unl : NULL,
         .cache_dir = cfg->cache_dir, .seed = cfg->seed};
     task.progress = cfg->progress, task.progress_ctx = cfg->progress_ctx;
     task.log = trainer_log, task.log_ctx = &L, task.run_dir = cfg->run_dir;
@@ -432,6 +442,7 @@ out:
     ct_features_free(&ftr), ct_features_free(&fval), ct_features_free(&fte);
     ct_features_free(&faug), ct_features_free(&funl);
     ct_dataset_free(train), ct_dataset_free(val), ct_dataset_free(test);
+    ct_dataset_free(pool);
     ct_kv_free(&hp);
     free(L.log);
     return s;
