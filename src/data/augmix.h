@@ -51,6 +51,12 @@ double ct_augmix_draw(ct_augmix_op op, int severity, int size, ct_rng *rng);
 /* One TPT view of src into out (3, size, size): the crop and flip, then
  * (with mix) the AugMix combination, normalised with norm (resize and crop
  * off: only the rescale/mean/std of the model's preprocessing are used). */
+/* TPT's AugMixAugmenter settings, for a pixel source (src/data/pixels.h). */
+typedef struct ct_augmix_cfg {
+    int severity; /* augmix_ops.py's severity (1 in TPT)                    */
+    bool mix;     /* the AugMix combination (false: crop and flip only)     */
+} ct_augmix_cfg;
+
 ct_status ct_augmix_view(const ct_image *src, const ct_preprocess_cfg *norm, int size,
                          int severity, bool mix, ct_rng *rng, float *out);
 

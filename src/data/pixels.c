@@ -11,7 +11,13 @@ ct_status ct_pixels_from_image(const ct_pixel_src *src, const ct_image *img, int
     const char *what = src->what ? src->what : "pixels";
     int S = src->size;
     ct_status s = CT_OK;
-    if (!src->aug) {
+    if (src->augmix && view > 0) {
+        ct_rng rng;
+        ct_rng_init(&rng, ct_hash_u64(ct_hash_u64(src->seed, view), (uint64_t)i));
+        return ct_augmix_view(img, src->pre, S, src->augmix->severity, src->augmix->mix, &rng,
+                              px);
+    }
+    if (!src->aug || src->augmix) {
         int oh, ow;
         s = ct_preprocess_out_size(src->pre, img->w, img->h, &oh, &ow);
         if (s == CT_OK && (oh != S || ow != S)) {
@@ -55,7 +61,7 @@ ct_status ct_dataset_pixels(const ct_dataset *d, const ct_preprocess_cfg *pre, i
                             int64_t i0, int64_t n, float *px) {
     if (!d || !pre || size < 1 || i0 < 0 || n < 0 || i0 + n > d->n_items)
         return ct_set_error(CT_ERR_ARG, "ct_dataset_pixels: bad arguments");
-    ct_pixel_src src = {d, pre, size, NULL, 0, "images"};
+    ct_pixel_src src = {d, pre, size, NULL, 0, "images", NULL};
     return ct_pixels_range(&src, i0, n, 0, px);
 }
 

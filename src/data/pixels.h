@@ -1,13 +1,15 @@
 /* Pixel batches: (dataset, transform, seed, view) -> preprocessed pixels
  * (B, 3, S, S), the one place images become model input. Feature
- * extraction, the trainer's pixel path, WiSE-FT and the CLI read images
- * through it.
+ * extraction, the trainer's pixel path, WiSE-FT, TPT, pretraining's
+ * retrieval check and the CLI read images through it.
  *
  *   evaluation transform (aug NULL): the model's preprocessing (resize,
  *     centre crop, normalise), checked to give S x S;
  *   training transform (aug set): ct_augment_train (random resized crop +
  *     flip as the official codes' Dassl / open_clip configs) to S x S, then
- *     only the normalisation of the model's preprocessing.
+ *     only the normalisation of the model's preprocessing;
+ *   test-time views (augmix set, TPT): view 0 the evaluation transform,
+ *     later views AugMix's (src/data/augmix.h).
  *
  * Item i of view v draws its augmentation from a generator seeded with
  * hash(hash(seed, v), i): a pure function of (seed, view, item), whatever
@@ -19,6 +21,7 @@
 
 #include "cliptune.h"
 #include "data/augment.h"
+#include "data/augmix.h"
 
 typedef struct ct_pixel_src {
     const ct_dataset *data;
@@ -27,6 +30,10 @@ typedef struct ct_pixel_src {
     const ct_augment_cfg *aug;    /* NULL: the evaluation transform        */
     uint64_t seed;                /* augmentation stream (aug only)        */
     const char *what;             /* prefix of error messages, or NULL      */
+    /* TPT's AugMixAugmenter (instead of aug): view 0 is the evaluation
+     * transform, views >= 1 AugMix views (ct_augmix_view) drawn from the
+     * same (seed, view, item) stream; NULL: none */
+    const ct_augmix_cfg *augmix;
 } ct_pixel_src;
 
 /* An image already decoded (item i, for the augmentation stream) into px

@@ -35,9 +35,10 @@
  * with a GradScaler, whose scaling cancels); at least one view is kept
  * (int(n * select) = 0 gives the official an empty selection and NaN);
  * ties in the entropy order keep the lower view index; random numbers are
- * ours (a stream per image keyed by the run seed and the item's identity,
- * so an image's prediction does not depend on which other images are
- * scored or in what order). */
+ * ours: the views come from the shared pixel source (src/data/pixels.h,
+ * augmix set), a stream per (run seed, view, item index), so an image's
+ * prediction does not depend on which other images are scored or on the
+ * thread count. */
 #include "methods/tpt.h"
 
 #include <math.h>
@@ -352,8 +353,8 @@ ct_status ct_tpt_adapt(void *st, const float *views, int V, float *scores, ct_tp
     return st_;
 }
 
-/* Views of item i: the evaluation transform, then augmented views drawn from
- * a stream keyed by the seed and the item's identity. */
+/* Views of item i through the pixel source: the evaluation transform, then
+ * AugMix views drawn from (seed, view, item). */
 static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_dataset *d,
                             int64_t i, float *px) {
     int S = ct_clip_get_config(s->clip)->image_size;
@@ -361,25 +362,14 @@ static ct_status make_views(const tpt_state *s, const ct_task *task, const ct_da
     ct_image img;
     ct_status st = ct_dataset_image(d, i, &img);
     if (st != CT_OK) return st;
-    ct_pixel_src eval = {d, task->pre, S, NULL, 0, "tpt"};
-    st = ct_pixels_from_image(&eval, &img, i, 0, px);
-    char kb[4096];
-    const char *key = st == CT_OK ? ct_dataset_item_key(d, i, kb, sizeof kb) : NULL;
-    if (st == CT_OK && !key) st = CT_ERR_ARG;
-    if (st != CT_OK) {
-        ct_image_free(&img);
-        return st;
-    }
-    uint64_t h = ct_hash_str(ct_hash_u64(CT_HASH_INIT, task->seed), key);
+    ct_augmix_cfg am = {s->severity, s->augmix};
+    ct_pixel_src src = {d, task->pre, S, NULL, ct_hash_str(task->seed, "tpt.views"), "tpt", &am};
     ct_first_error fe;
     ct_first_error_init(&fe);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int v = 1; v < s->n_views; v++) {
-        ct_rng rng;
-        ct_rng_init(&rng, ct_hash_u64(h, (uint64_t)v));
-        ct_first_error_note(&fe, v, ct_augmix_view(&img, task->pre, S, s->severity, s->augmix,
-                                                   &rng, px + (size_t)v * per));
-    }
+    for (int v = 0; v < s->n_views; v++)
+        ct_first_error_note(&fe, v, ct_pixels_from_image(&src, &img, i, (uint64_t)v,
+                                                         px + (size_t)v * per));
     st = ct_first_error_raise(&fe);
     ct_image_free(&img);
     return st;

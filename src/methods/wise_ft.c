@@ -252,7 +252,7 @@ static ct_status score_dataset(wft_state *s, const ct_task *task, const ct_datas
     ct_status e = CT_OK;
     char stage[96];
     snprintf(stage, sizeof stage, "wise-ft: %s", d->name);
-    ct_pixel_src src = {d, task->pre, s->S, NULL, 0, "wise-ft"};
+    ct_pixel_src src = {d, task->pre, s->S, NULL, 0, "wise-ft", NULL};
     for (int64_t i0 = 0; i0 < d->n_items && e == CT_OK; i0 += WFT_CHUNK) {
         int64_t nb = d->n_items - i0 < WFT_CHUNK ? d->n_items - i0 : WFT_CHUNK;
         if ((e = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;

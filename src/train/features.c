@@ -161,7 +161,7 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
      * drawn from (seed, k, i) */
     ct_augment_cfg aug;
     ct_augment_cfg_coop(&aug, S);
-    ct_pixel_src src = {d, r->pre, S, r->view > 0 ? &aug : NULL, r->seed, "features"};
+    ct_pixel_src src = {d, r->pre, S, r->view > 0 ? &aug : NULL, r->seed, "features", NULL};
     for (int64_t i0 = 0; i0 < d->n_items && st == CT_OK; i0 += B) {
         int64_t nb = d->n_items - i0 < B ? d->n_items - i0 : B;
         if ((st = ct_pixels_range(&src, i0, nb, (uint64_t)r->view, px)) != CT_OK) break;

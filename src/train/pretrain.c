@@ -146,7 +146,7 @@ ct_status ct_retrieval_eval(const ct_clip *m, const ct_tokenizer *tok, const ct_
     ct_graph_set_grad(g, false);
     for (int64_t i0 = 0; i0 < n_images && s == CT_OK; i0 += BS) {
         int64_t b = n_images - i0 < BS ? n_images - i0 : BS;
-        ct_pixel_src src = {NULL, &pre, S, NULL, 0, "retrieval"};
+        ct_pixel_src src = {NULL, &pre, S, NULL, 0, "retrieval", NULL};
         for (int64_t j = 0; j < b && s == CT_OK; j++)
             s = ct_pixels_from_image(&src, &images[i0 + j], i0 + j, 0, pix + j * 3 * S * S);
         if (s != CT_OK) break;

@@ -211,7 +211,7 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     float *px = malloc(PIXEL_EVAL_BATCH * per * sizeof *px);
     ct_graph *g = ct_graph_create(0);
     ct_status s = px && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "%s: out of memory", m->name);
-    ct_pixel_src src = {d, task->pre, S, NULL, 0, m->name};
+    ct_pixel_src src = {d, task->pre, S, NULL, 0, m->name, NULL};
     for (int64_t i0 = 0; i0 < d->n_items && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
         int64_t nb = d->n_items - i0 < PIXEL_EVAL_BATCH ? d->n_items - i0 : PIXEL_EVAL_BATCH;
         if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
@@ -407,7 +407,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                                     &use_aug);
         if (s != CT_OK) return s;
         psrc = (ct_pixel_src){task->train, task->pre, S, use_aug ? &aug : NULL,
-                              ct_hash_str(cfg->seed, "trainer.pixels"), m->name};
+                              ct_hash_str(cfg->seed, "trainer.pixels"), m->name, NULL};
     }
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
      * scalars); only those requiring grad are optimised and clipped */

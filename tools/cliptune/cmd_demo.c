@@ -28,7 +28,7 @@ static const char *HELP =
     "Transfer the shipped CLIP (models/cliptune-small, trained by this project: see\n"
     "its MODEL_CARD.md) to Fashion-MNIST and scikit-learn's 8x8 digits: zero-shot,\n"
     "a raw-pixel linear probe (the floor: no CLIP at all), a linear probe on CLIP\n"
-    "features and every method at 1, 4 and 16 shots (seed 1; the first 2,000 test\n"
+    "features and every method at 1, 4 and 16 shots (seed 1; the first 1,000 test\n"
     "images of Fashion-MNIST, all 901 test digits), with budget-sized schedules (see\n"
     "docs/demo.md). Prints one methods x shots table per dataset and writes\n"
     "OUT/demo.md with the tables and accuracy-vs-shots plots; every cell is a run\n"
@@ -41,7 +41,7 @@ static const char *HELP =
     "  --methods LIST    comma-separated subset of the demo's methods\n"
     "  --fashion-mnist DIR  IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --digits FILE     digits.csv.gz (default: python3-sklearn's copy)\n"
-    "  --max-test N      test images per dataset (default 2000; --full: all)\n"
+    "  --max-test N      test images per dataset (default 1000; --full: all)\n"
     "\n"
     "scripts/demo.sh installs what is missing (as root), builds, and runs this.\n";
 
@@ -64,7 +64,8 @@ static const demo_method METHODS[] = {
     {"kgcoop", "views=cycle", true},
     {"prograd", "views=cycle", true},
     {"lasp", "views=cycle", true},
-    {"upl", "", true},
+    /* a seeded 10,000 of the 60,000 training images as the unlabelled pool */
+    {"upl", "unlabelled=10000", true},
     {"clip-adapter", "", true},
     {"tip-adapter", "", true},
     {"tip-adapter-f", "", true},
@@ -74,6 +75,16 @@ static const demo_method METHODS[] = {
     {"vcd", "", true},
     {"wise-ft", "", true},
     {"tpt", "n_views=16", true},
+    /* the image-side methods (trainer's pixel path), with the short
+     * schedules of tests/test_image_prompts.c's learns checks */
+    {"vp", "epochs=10 warmup_steps=5", true},
+    {"vpt-deep", "epochs=10 lr=0.02", true},
+    {"ivlp", "epochs=5", true},
+    {"maple", "", true},
+    {"promptsrc", "epochs=5 gpa_mean=4 gpa_std=1", true},
+    {"upt", "epochs=6", true},
+    {"dpt", "epochs=10 guide_epochs=5 warmup_epochs=2", true},
+    {"clip-lora", "iters_per_shot=5 lr=1e-3", true},
 };
 
 typedef struct {
@@ -207,7 +218,7 @@ int cmd_demo(int argc, char **argv) {
         return cli_error("demo: no model at %s (the shipped one is models/cliptune-small in the "
                          "source tree; or give --model)", model);
     if (!out) out = full ? "runs/demo-full" : "runs/demo";
-    long long mt = full ? 0 : 2000;
+    long long mt = full ? 0 : 1000;
     if (max_test && !cli_parse_ll(max_test, "--max-test", 0, 1LL << 40, &mt)) return 1;
 
     demo_data data[2] = {{"fashion-mnist", "Fashion-MNIST", ""}, {"digits", "Digits (8x8)", ""}};
@@ -268,7 +279,7 @@ int cmd_demo(int argc, char **argv) {
         }
         snprintf(dir, sizeof dir, "%s/%s", out, data[d].key);
         snprintf(mt_s, sizeof mt_s, "%lld", mt);
-        const char *av[64];
+        const char *av[160];
         int ac = 0;
         av[ac++] = "protocol";
         av[ac++] = "--model", av[ac++] = model;
@@ -278,9 +289,9 @@ int cmd_demo(int argc, char **argv) {
         av[ac++] = "--seeds", av[ac++] = full ? "1,2,3" : "1";
         av[ac++] = "--out", av[ac++] = dir;
         if (mt > 0) av[ac++] = "--max-test", av[ac++] = mt_s;
-        char *sets[32];
+        char *sets[64];
         int nset = 0;
-        for (char *sv = NULL, *t = strtok_r(set, " ", &sv); t && nset < 32;
+        for (char *sv = NULL, *t = strtok_r(set, " ", &sv); t && nset < 64;
              t = strtok_r(NULL, " ", &sv))
             sets[nset++] = t;
         for (int k = 0; k < nset; k++) av[ac++] = "--set", av[ac++] = sets[k];
