@@ -460,7 +460,11 @@ ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed);
  * most CT_IMAGE_MAX_PIXELS) before anything is allocated for the pixels. */
 
 #define CT_IMAGE_MAX_SIDE 16384
-#define CT_IMAGE_MAX_PIXELS ((int64_t)256 * 1024 * 1024)
+/* Pillow's decompression-bomb error threshold, 2 x Image.MAX_IMAGE_PIXELS
+ * (1024 * 1024 * 1024 // 4 // 3): a small file that declares more pixels is
+ * refused before anything is decoded (Pillow warns from MAX_IMAGE_PIXELS; the
+ * library does not print, so it decodes those). */
+#define CT_IMAGE_MAX_PIXELS ((int64_t)2 * (1024 * 1024 * 1024 / 4 / 3))
 
 typedef struct ct_image {
     int w, h;
@@ -877,6 +881,10 @@ typedef struct ct_splits {
  * per line) overrides folder names. Every failure names the file and
  * line/field. */
 ct_status ct_data_open(const char *spec, ct_splits *out);
+/* spec with every relative path in it made absolute (resolved against the
+ * working directory), for records such as config.json that are read again
+ * from elsewhere; named datasets and unknown specs are copied as they are. */
+ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n);
 void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
 /* Decode item i as RGB (files through ct_image semantics; in-memory grey

@@ -681,6 +681,28 @@ static void test_fewshot(void) {
     CHECK(ct_dataset_fewshot(NULL, 1, 0) == NULL);
 }
 
+/* Class names go into JSON: a class folder whose name is not UTF-8 is a
+ * clear error naming it, and a UTF-8 one (accents) is fine. */
+static void test_classnames_utf8(void) {
+    char rel[256], spec[2048], dir[2048];
+    for (int bad = 0; bad < 2; bad++) {
+        const char *root = bad ? "utf8bad" : "utf8ok";
+        snprintf(rel, sizeof rel, "%s/plain/p0.ppm", root);
+        write_ppm(rel, 4, 3, 1);
+        snprintf(rel, sizeof rel, "%s/%s/c0.ppm", root, bad ? "caf\xe9" : "caf\xc3\xa9");
+        write_ppm(rel, 4, 3, 2);
+        snprintf(spec, sizeof spec, "folder:%s", tmp(dir, sizeof dir, root));
+        ct_splits sp = {0};
+        ct_status st = ct_data_open(spec, &sp);
+        if (bad)
+            CHECK_MSG(st != CT_OK && strstr(ct_last_error(), "not UTF-8") &&
+                          strstr(ct_last_error(), "0xe9"), "%s", ct_last_error());
+        else
+            CHECK_OK(st);
+        ct_splits_free(&sp);
+    }
+}
+
 /* A random part of a dataset: n distinct items in the dataset's order, the
  * same for the same seed, another for another, all for n <= 0. */
 static void test_sample(void) {
@@ -852,6 +874,7 @@ int main(void) {
     RUN(test_npy);
     RUN(test_fewshot);
     RUN(test_sample);
+    RUN(test_classnames_utf8);
     RUN(test_subsample);
     RUN(test_augment);
     return ct_test_summary();

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "base/file.h"
 #include "base/json.h"
 #include "cliptune.h"
 #include "harness.h"
@@ -863,11 +866,43 @@ static void test_json(void) {
     CHECK_ERR_HAS("absent.json");
 }
 
+/* Temp files of killed writers: removed when their process is gone, kept
+ * when it lives (this one, or pid 1); other names are never touched. */
+static void test_clean_stale_temps(void) {
+    char dir[4096], p[4300];
+    snprintf(dir, sizeof dir, "%s/stale", ct_test_tmpdir());
+    CHECK_OK(ct_mkdir_p(dir));
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    int wst;
+    waitpid(child, &wst, 0); /* a pid that no longer runs */
+    const char *keep[] = {"features-1.safetensors", "a.tmp.x.1", "b.tmp.12.", "plain.tmp"};
+    char dead[2][128], live[2][128];
+    snprintf(dead[0], sizeof dead[0], "features-ab.safetensors.tmp.%ld.0", (long)child);
+    snprintf(dead[1], sizeof dead[1], "checkpoint.safetensors.tmp.%ld.17", (long)child);
+    snprintf(live[0], sizeof live[0], "metrics.json.tmp.%ld.2", (long)getpid());
+    snprintf(live[1], sizeof live[1], "x.tmp.1.5");
+    const char *all[8] = {keep[0], keep[1], keep[2], keep[3], dead[0], dead[1], live[0], live[1]};
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, all[i]);
+        FILE *f = fopen(p, "w");
+        CHECK(f != NULL);
+        if (f) fclose(f);
+    }
+    CHECK_MSG(ct_clean_stale_temps(dir) == 2, "removed a different number");
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, all[i]);
+        CHECK_MSG((access(p, F_OK) == 0) == (i < 4 || i >= 6), "%s", all[i]);
+    }
+    CHECK(ct_clean_stale_temps("/nonexistent/dir") == 0);
+}
+
 int main(void) {
     RUN(test_mmap);
     RUN(test_read_file);
     RUN(test_atomic_replace);
     RUN(test_atomic_abort);
+    RUN(test_clean_stale_temps);
     RUN(test_atomic_write_failure);
     RUN(test_st_roundtrip);
     RUN(test_st_write_errors);

@@ -472,6 +472,26 @@ static void test_errors(void) {
     CHECK(ct_image_load(NULL, &img) == CT_ERR_ARG);
 }
 
+/* Decompression bombs: a 30-byte GIF declaring 13,904 x 14,090 pixels (more
+ * than Pillow's 178,956,970-pixel error threshold) is refused before any
+ * pixel is allocated. */
+static void test_bomb_refused(void) {
+    uint8_t gif[40] = {'G', 'I', 'F', '8', '9', 'a'};
+    int w = 13904, h = 14090;
+    gif[6] = (uint8_t)(w & 255), gif[7] = (uint8_t)(w >> 8);
+    gif[8] = (uint8_t)(h & 255), gif[9] = (uint8_t)(h >> 8);
+    gif[10] = 0, gif[11] = 0, gif[12] = 0; /* no global palette */
+    gif[13] = 0x2C;                        /* image descriptor at 0,0, same size */
+    gif[18] = gif[6], gif[19] = gif[7], gif[20] = gif[8], gif[21] = gif[9];
+    gif[22] = 0, gif[23] = 2, gif[24] = 0, gif[25] = 0x3B;
+    ct_image img = {0};
+    ct_status st = ct_image_decode(gif, 26, "bomb.gif", &img);
+    CHECK_MSG(st == CT_ERR_FORMAT && strstr(ct_last_error(), "bomb.gif") &&
+                  strstr(ct_last_error(), "decompression-bomb"), "%s", ct_last_error());
+    CHECK(img.rgb == NULL);
+    CHECK(CT_IMAGE_MAX_PIXELS == 178956970);
+}
+
 int main(void) {
     RUN(test_decode_matches_pillow);
     RUN(test_from_pixels);
@@ -481,6 +501,7 @@ int main(void) {
     RUN(test_threads_deterministic);
     RUN(test_hf_config);
     RUN(test_errors);
+    RUN(test_bomb_refused);
     cJSON_Delete(g_manifest);
     return ct_test_summary();
 }

@@ -317,6 +317,32 @@ static void test_zeroshot_and_train(void) {
              "--out %s/runs/bad", common(), ct_test_tmpdir());
     CHECK_MSG(run(c) != 0 && strstr(out_buf, "cliptune: error:") && strstr(out_buf, "bogus"),
               "%s", out_buf);
+    /* ... before any image is encoded, and range errors name their key */
+    CHECK_MSG(!strstr(out_buf, "features"), "keys checked after the features: %s", out_buf);
+    const char *bad_sets[3][2] = {{"batch_size=2e9", "batch_size"}, {"aug_views=100000000",
+                                  "aug_views=100000000"}, {"n_ctx=0", "n_ctx"}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(c, sizeof c, CT_CLI_PATH " train --method coop --shots 4 %s --set %s "
+                 "--cache none --out %s/runs/bad%d", common(), bad_sets[k][0], ct_test_tmpdir(), k);
+        CHECK_MSG(run(c) != 0 && strstr(out_buf, bad_sets[k][1]) && !strstr(out_buf, "features"),
+                  "%s: %s", bad_sets[k][0], out_buf);
+    }
+    /* a finished run is not replaced unless asked (--force), nor are eval
+     * folders of the old run left behind then */
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --out %s",
+             common(), lp_dir);
+    CHECK_MSG(run(c) != 0 && strstr(out_buf, "cliptune: error:") &&
+                  strstr(out_buf, "holds a finished run"), "%s", out_buf);
+    snprintf(path, sizeof path, "%s/eval-old", lp_dir);
+    mkdir(path, 0777);
+    snprintf(path2, sizeof path2, "%s/eval-old/metrics.json", lp_dir);
+    FILE *fo = fopen(path2, "w");
+    if (fo) fputs("{}\n", fo), fclose(fo);
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method linear-probe --shots 4 %s --out %s --force",
+             common(), lp_dir);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    CHECK_MSG(!exists(lp_dir, "eval-old") && exists(lp_dir, "metrics.json"),
+              "--force left the old run's eval folder");
     snprintf(c, sizeof c, CT_CLI_PATH " train --method nope %s", common());
     CHECK_MSG(run(c) != 0 && strstr(out_buf, "cliptune: error:") && strstr(out_buf, "nope"),
               "%s", out_buf);
@@ -420,6 +446,29 @@ static void test_eval(void) {
              other);
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: eval:") &&
                   strstr(out_buf, "2 classes"),
+              "%s", out_buf);
+    /* a run made with relative paths is evaluated from another directory:
+     * config.json records them absolute (and the model's hash) */
+    data_dir();
+    snprintf(c, sizeof c, "cd %s && " CT_CLI_PATH " train --method linear-probe --shots 4 "
+             "--model tinyclip --data folder:shapes --cache none --out relrun", ct_test_tmpdir());
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/relrun/config.json", ct_test_tmpdir());
+    cJSON *cj = ct_json_load(path);
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(cj, "model");
+    const cJSON *dd = cJSON_GetObjectItemCaseSensitive(cj, "data");
+    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(cj, "model_hash");
+    CHECK(cJSON_IsString(md) && md->valuestring[0] == '/' && cJSON_IsString(dd) &&
+          !strncmp(dd->valuestring, "folder:/", 8) && cJSON_IsString(mh) &&
+          strlen(mh->valuestring) == 16);
+    cJSON_Delete(cj);
+    snprintf(c, sizeof c, "cd / && " CT_CLI_PATH " eval --run %s/relrun --cache none",
+             ct_test_tmpdir());
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "top-1"), "%s", out_buf);
+    /* a recorded path that is gone: the error says where it came from */
+    snprintf(c, sizeof c, "(cd %s && mv shapes shapes_moved && " CT_CLI_PATH " eval --run relrun "
+             "--cache none; r=$?; mv shapes_moved shapes; exit $r)", ct_test_tmpdir());
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "config.json") && strstr(out_buf, "--data"),
               "%s", out_buf);
     snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s/nowhere", ct_test_tmpdir());
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: eval:") &&

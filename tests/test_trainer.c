@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cliptune.h"
 #include "harness.h"
@@ -75,18 +76,19 @@ static bool mkdir_p_ok(const char *d) {
     return system(cmd) == 0;
 }
 
-static double run(const char *hp_text, const char *dir, bool resume, int stop_after,
-                  float *W_out, ct_status *st) {
+/* A run of HEAD on blobs drawn from data_seed, trained with seed. */
+static double run_ex(const char *hp_text, const char *dir, bool resume, int stop_after,
+                     float *W_out, ct_status *st, uint64_t seed, uint64_t data_seed) {
     ct_features tr, va;
-    make_feats(&tr, N, 1);
+    make_feats(&tr, N, data_seed);
     make_feats(&va, NV, 2);
     ct_task task = {.n_classes = K, .classnames = names, .train_feats = &tr, .val_feats = &va,
-                    .seed = 3};
+                    .seed = seed};
     ct_kv hp = {0};
     CHECK_OK(ct_kv_parse(&hp, hp_text));
     ct_train_cfg cfg;
     CHECK_OK(ct_train_cfg_from_kv(&hp, &cfg));
-    cfg.seed = 3, cfg.run_dir = dir, cfg.resume = resume, cfg.stop_after = stop_after;
+    cfg.seed = seed, cfg.run_dir = dir, cfg.resume = resume, cfg.stop_after = stop_after;
     void *state;
     HEAD.create(&task, &hp, &state);
     *st = ct_train(&HEAD, state, &task, &cfg, &hp);
@@ -106,6 +108,11 @@ static double run(const char *hp_text, const char *dir, bool resume, int stop_af
     ct_kv_free(&hp);
     free(tr.x), free(tr.labels), free(va.x), free(va.labels);
     return (double)ok / NV;
+}
+
+static double run(const char *hp_text, const char *dir, bool resume, int stop_after,
+                  float *W_out, ct_status *st) {
+    return run_ex(hp_text, dir, resume, stop_after, W_out, st, 3, 1);
 }
 
 static const char *HP = "epochs=6 batch_size=16 lr=0.05 momentum=0.9 weight_decay=5e-4 "
@@ -147,6 +154,84 @@ static void test_resume_equals_uninterrupted(void) {
     ct_safetensors *sf = ct_safetensors_open(p);
     CHECK(sf && ct_safetensors_find(sf, "param.0") && ct_safetensors_find(sf, "optim.buf1"));
     ct_safetensors_close(sf);
+}
+
+/* Resume continues only the same run: another seed, other data or other
+ * hyper-parameters are refused naming the difference, and nothing is
+ * trained or written then. */
+static void test_resume_verifies_the_run(void) {
+    char d[4096], path[4200];
+    snprintf(d, sizeof d, "%s/verify", ct_test_tmpdir());
+    CHECK(mkdir_p_ok(d));
+    float W[K * D];
+    ct_status st;
+    run(HP, d, false, 2, W, &st);
+    CHECK_OK(st);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", d);
+    char *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    CHECK_OK(ct_read_file(path, &before, &nb));
+    run_ex(HP, d, true, 0, W, &st, 4, 1); /* another seed */
+    CHECK_MSG(st == CT_ERR_STATE && strstr(ct_last_error(), "seed 3") &&
+                  strstr(ct_last_error(), "seed 4"), "%s", ct_last_error());
+    run_ex(HP, d, true, 0, W, &st, 3, 7); /* other training data */
+    CHECK_MSG(st == CT_ERR_STATE && strstr(ct_last_error(), "other data"), "%s",
+              ct_last_error());
+    char other[512];
+    snprintf(other, sizeof other, "%s max_grad_norm=1", HP); /* a key more */
+    run(other, d, true, 0, W, &st);
+    CHECK_MSG(st == CT_ERR_STATE && strstr(ct_last_error(), "max_grad_norm=1"), "%s",
+              ct_last_error());
+    run("epochs=8 batch_size=16 lr=0.05 momentum=0.9 weight_decay=5e-4 sched=cosine "
+        "warmup_epochs=1 warmup_lr=1e-3", d, true, 0, W, &st); /* a value changed */
+    CHECK_MSG(st == CT_ERR_STATE && strstr(ct_last_error(), "epochs=6") &&
+                  strstr(ct_last_error(), "epochs=8"), "%s", ct_last_error());
+    CHECK_OK(ct_read_file(path, &after, &na));
+    CHECK_MSG(nb == na && before && after && !memcmp(before, after, nb),
+              "a refused resume changed the checkpoint");
+    free(before), free(after);
+    run(HP, d, true, 0, W, &st); /* the same run goes on */
+    CHECK_OK(st);
+}
+
+/* The checkpoint is one file (tensors, optimiser state and the record of
+ * the epoch together), so an older checkpoint put back in place resumes
+ * consistently from its own epoch and ends as the uninterrupted run. With
+ * the weights and the epoch in two files this mixed epochs silently. */
+static void test_checkpoint_is_one_unit(void) {
+    char d1[4096], d2[4096], p[4200], old[4200], cmd[9000];
+    snprintf(d1, sizeof d1, "%s/unit_full", ct_test_tmpdir());
+    snprintf(d2, sizeof d2, "%s/unit_chunks", ct_test_tmpdir());
+    CHECK(mkdir_p_ok(d1) && mkdir_p_ok(d2));
+    float Wa[K * D], Wb[K * D];
+    ct_status st;
+    run(HP, d1, false, 0, Wa, &st);
+    CHECK_OK(st);
+    run(HP, d2, false, 2, Wb, &st);
+    CHECK_OK(st);
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", d2);
+    snprintf(old, sizeof old, "%s/epoch2.safetensors", ct_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", p, old);
+    CHECK(system(cmd) == 0);
+    run(HP, d2, true, 4, Wb, &st); /* on to epoch 4 ... */
+    CHECK_OK(st);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", old, p); /* ... then epoch 2's file is back */
+    CHECK(system(cmd) == 0);
+    run(HP, d2, true, 0, Wb, &st);
+    CHECK_OK(st);
+    CHECK_MSG(!memcmp(Wa, Wb, sizeof Wa), "resuming from a restored checkpoint differs from the "
+              "uninterrupted run");
+    snprintf(p, sizeof p, "%s/checkpoint.json", d2);
+    CHECK_MSG(access(p, F_OK) != 0, "a second checkpoint file was written");
+    /* a safetensors file without the run's record is not a checkpoint */
+    ct_tensor *t = ct_tensor_new2(K, D, false);
+    ct_st_entry e = {"param.0", CT_F32, 2, t->shape, t->data};
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", d2);
+    CHECK_OK(ct_safetensors_write(p, &e, 1, NULL, 0));
+    ct_tensor_free(t);
+    run(HP, d2, true, 0, Wb, &st);
+    CHECK_MSG(st == CT_ERR_FORMAT && strstr(ct_last_error(), "cliptune.checkpoint"), "%s",
+              ct_last_error());
 }
 
 static void test_best_val(void) {
@@ -270,6 +355,8 @@ static void test_kv_quoted(void) {
 int main(void) {
     RUN(test_learns);
     RUN(test_resume_equals_uninterrupted);
+    RUN(test_resume_verifies_the_run);
+    RUN(test_checkpoint_is_one_unit);
     RUN(test_best_val);
     RUN(test_iters);
     RUN(test_param_groups);

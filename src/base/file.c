@@ -4,8 +4,12 @@
  * on disk: a reader (or a crash) sees either the old file or the new one,
  * never a torn mix. That matters for checkpoints that are overwritten every
  * epoch. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -343,4 +347,37 @@ ct_status ct_mkdir_p(const char *dir) {
         if (!c) break;
     }
     return CT_OK;
+}
+
+/* "NAME.tmp.PID.N" with PID and N decimal: the writer's pid, or 0. */
+static long temp_owner(const char *name) {
+    const char *t = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) t = p;
+    if (!t || t == name) return 0;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    if (pid <= 0 || *end != '.' || !end[1]) return 0;
+    const char *n = end + 1;
+    for (; *n; n++)
+        if (*n < '0' || *n > '9') return 0;
+    return pid;
+}
+
+int ct_clean_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = temp_owner(e->d_name);
+        /* a pid that no longer exists (ESRCH); EPERM means it exists */
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path) continue;
+        struct stat sb;
+        if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }

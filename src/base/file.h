@@ -11,4 +11,10 @@ ct_status ct_atomic_create(const char *path, ct_atomic_file **out);
 /* mkdir -p: create dir and its missing parents (existing ones are fine). */
 ct_status ct_mkdir_p(const char *dir);
 
+/* Remove the temp files ("NAME.tmp.PID.N", what the atomic writers make)
+ * that processes which no longer exist left in dir when they were killed
+ * mid-write; a live process's are kept. Returns how many were removed (0
+ * when dir cannot be read). */
+int ct_clean_stale_temps(const char *dir);
+
 #endif

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "base/error.h"
@@ -116,8 +117,43 @@ void ct_strv_free(char **v, int n) {
 /* Datasets and splits                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* Offset of the first byte that does not start or continue a well-formed
+ * UTF-8 sequence (no overlongs, surrogates or code points above U+10FFFF),
+ * or -1 when s is valid. */
+static long utf8_bad_at(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (long i = 0; s[i];) {
+        unsigned c = s[i];
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
+                : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (n == 1 && c < 0xC2)) return i;
+        unsigned cp = n == 0 ? c : c & (0x3F >> n);
+        for (int k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += n + 1;
+    }
+    return -1;
+}
+
 ct_dataset *ct_dataset_build(const char *name, const char *root, int n_classes,
                              char *const *classnames, ct_pixel_store *pixels, ct_item_vec *items) {
+    /* class names end up in JSON (config.json, metrics.json) and reports:
+     * they must be text */
+    for (int k = 0; k < n_classes; k++) {
+        long at = classnames && classnames[k] ? utf8_bad_at(classnames[k]) : -1;
+        if (at >= 0) {
+            ct_set_error(CT_ERR_FORMAT, "%s%s%s: class name %d is not UTF-8 text (byte 0x%02x at "
+                         "offset %ld); rename the folder or label", name ? name : "dataset",
+                         root && *root ? " at " : "", root ? root : "", k,
+                         (unsigned char)classnames[k][at], at);
+            return NULL;
+        }
+    }
     ct_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->name = strdup(name ? name : "")) || !(d->root = strdup(root ? root : "")) ||
         !(d->classnames = ct_strv_dup(classnames, n_classes))) {
@@ -478,4 +514,61 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         s = ct_set_error(CT_ERR_STATE, "'%s': loader returned no train or test split", spec);
     }
     return s;
+}
+
+/* path made absolute (realpath when it exists, else cwd/path), appended to
+ * out; false when it does not fit. */
+static bool put_abs(char *out, size_t n, const char *path, size_t len) {
+    char rel[4096], abs_[4096];
+    if (len >= sizeof rel) return false;
+    memcpy(rel, path, len);
+    rel[len] = 0;
+    const char *use = rel;
+    if (len && rel[0] != '/') {
+        if (realpath(rel, abs_)) {
+            use = abs_;
+        } else {
+            char cwd[2048];
+            if (getcwd(cwd, sizeof cwd) && (size_t)snprintf(abs_, sizeof abs_, "%s/%s", cwd, rel) <
+                                               sizeof abs_)
+                use = abs_;
+        }
+    }
+    size_t have = strlen(out);
+    return (size_t)snprintf(out + have, n - have, "%s", use) < n - have;
+}
+
+ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
+    static const char *const one[] = {"folder:", "fashion-mnist:", "digits:"};
+    if (!spec || !out || n == 0) return ct_set_error(CT_ERR_ARG, "ct_data_spec_absolute: NULL");
+    out[0] = 0;
+    const char *rest = NULL, *seps = "";
+    size_t plen = 0;
+    for (size_t k = 0; k < sizeof one / sizeof *one && !rest; k++)
+        if (starts(spec, one[k])) rest = spec + (plen = strlen(one[k]));
+    if (!rest && (starts(spec, "coop:") || starts(spec, "csv:")))
+        rest = spec + (plen = (size_t)(strchr(spec, ':') - spec) + 1), seps = "@";
+    if (!rest && starts(spec, "npy:")) rest = spec + (plen = 4), seps = ",";
+    if (!rest || !*rest) { /* a named dataset at its default place, or unknown */
+        if ((size_t)snprintf(out, n, "%s", spec) >= n) goto too_long;
+        return CT_OK;
+    }
+    if (plen >= n) goto too_long;
+    memcpy(out, spec, plen);
+    out[plen] = 0;
+    for (const char *p = rest;;) {
+        /* coop/csv: the last '@' separates the two paths, as ct_data_open splits */
+        const char *sep = *seps == '@' ? (p == rest ? strrchr(p, '@') : NULL)
+                          : *seps ? strchr(p, *seps) : NULL;
+        size_t len = sep ? (size_t)(sep - p) : strlen(p);
+        if (!put_abs(out, n, p, len)) goto too_long;
+        if (!sep) break;
+        size_t have = strlen(out);
+        if (have + 1 >= n) goto too_long;
+        out[have] = *sep, out[have + 1] = 0;
+        p = sep + 1;
+    }
+    return CT_OK;
+too_long:
+    return ct_set_error(CT_ERR_ARG, "dataset spec '%s' is too long", spec);
 }

@@ -33,7 +33,7 @@ static ct_status check_size(const char *name, const char *fmt, int64_t w, int64_
     if (w > CT_IMAGE_MAX_SIDE || h > CT_IMAGE_MAX_SIDE || w * h > CT_IMAGE_MAX_PIXELS)
         return ct_set_error(CT_ERR_FORMAT,
                             "%s: %s: image size %lldx%lld exceeds the limit (%d px per side, "
-                            "%lld pixels)",
+                            "%lld pixels: Pillow's decompression-bomb threshold)",
                             name, fmt, (long long)w, (long long)h, CT_IMAGE_MAX_SIDE,
                             (long long)CT_IMAGE_MAX_PIXELS);
     return CT_OK;

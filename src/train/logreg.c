@@ -74,9 +74,11 @@ static void *alloc_doubles(size_t a, size_t b, size_t *bytes) {
 }
 
 static ct_status check_dims(const char *who, int64_t n, int d, int K) {
-    if (n <= 0 || d <= 0 || K < 2)
-        return ct_set_error(CT_ERR_ARG, "%s: n = %lld, d = %d, K = %d (need n, d >= 1, K >= 2)",
-                            who, (long long)n, d, K);
+    if (K < 2)
+        return ct_set_error(CT_ERR_ARG, "%s: %d class%s: a classifier needs at least two", who, K,
+                            K == 1 ? "" : "es");
+    if (n <= 0) return ct_set_error(CT_ERR_ARG, "%s: no training example", who);
+    if (d <= 0) return ct_set_error(CT_ERR_ARG, "%s: features of dimension %d", who, d);
     return CT_OK;
 }
 

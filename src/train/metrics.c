@@ -34,7 +34,8 @@ static int check_row(const float *row, bool are_probs, int64_t i, int K) {
     for (int j = 0; j < K; j++) {
         float v = row[j];
         if (!isfinite(v)) {
-            ct_set_error(CT_ERR_ARG, "ct_metrics_compute: scores[%lld][%d] = %g is not finite",
+            ct_set_error(CT_ERR_ARG, "metrics: the score of test image %lld for class %d is "
+                         "%g, not a number (diverged training or damaged learned tensors)",
                          (long long)i, j, (double)v);
             return -1;
         }
@@ -83,8 +84,10 @@ ct_status ct_metrics_compute(const float *scores, bool are_probs, const int *lab
     if (!scores || !labels)
         return ct_set_error(CT_ERR_ARG, "ct_metrics_compute: NULL scores or labels");
     if (n < 1 || K < 1)
-        return ct_set_error(CT_ERR_ARG, "ct_metrics_compute: need n >= 1 and K >= 1 (got n = "
-                            "%lld, K = %d)", (long long)n, K);
+        return n < 1 ? ct_set_error(CT_ERR_ARG, "metrics: the test split is empty (no image to "
+                                    "evaluate)")
+                     : ct_set_error(CT_ERR_ARG, "metrics: %lld test images but no class",
+                                    (long long)n);
     size_t nk, kk;
     if (!ct_mul_size((size_t)n, (size_t)K, &nk) || !ct_mul_size((size_t)K, (size_t)K, &kk) ||
         kk > SIZE_MAX / sizeof(int64_t))

@@ -84,8 +84,17 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON *j = cJSON_CreateObject();
     if (!j) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
     cJSON_AddStringToObject(j, "dataset", cfg->data->train->name);
-    cJSON_AddStringToObject(j, "model", cfg->model_path ? cfg->model_path : "");
-    cJSON_AddStringToObject(j, "data", cfg->data_spec ? cfg->data_spec : "");
+    /* absolute paths: eval / predict read them again from anywhere; the
+     * model's content hash tells whether the model there is still the one */
+    char model_abs[4096], data_abs[8192], mh[17];
+    const char *mp = cfg->model_path ? cfg->model_path : "";
+    if (*mp && mp[0] != '/' && realpath(mp, model_abs)) mp = model_abs;
+    const char *ds = cfg->data_spec ? cfg->data_spec : "";
+    if (*ds && ct_data_spec_absolute(ds, data_abs, sizeof data_abs) == CT_OK) ds = data_abs;
+    cJSON_AddStringToObject(j, "model", mp);
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(cfg->model->clip));
+    cJSON_AddStringToObject(j, "model_hash", mh);
+    cJSON_AddStringToObject(j, "data", ds);
     cJSON_AddStringToObject(j, "method", cfg->method->name);
     cJSON_AddNumberToObject(j, "shots", cfg->shots);
     cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
@@ -250,6 +259,22 @@ out:
     return s;
 }
 
+static ct_status dry_create(const ct_run_cfg *cfg, ct_kv *hp) {
+    const ct_dataset *tr = cfg->data ? cfg->data->train : NULL;
+    if (!tr || !cfg->model || !cfg->model->clip) return CT_OK; /* ct_run reports these */
+    ct_dataset none = {.name = tr->name, .root = "", .n_classes = tr->n_classes,
+                       .classnames = tr->classnames};
+    ct_features nof = {.dim = ct_clip_get_config(cfg->model->clip)->embed_dim};
+    ct_task t = {.clip = cfg->model->clip, .tok = cfg->model->tok, .pre = &cfg->model->pre,
+                 .dataset_name = tr->name, .n_classes = tr->n_classes,
+                 .classnames = tr->classnames, .train = &none, .train_feats = &nof,
+                 .seed = cfg->seed};
+    void *st = NULL;
+    ct_status s = cfg->method->create(&t, hp, &st);
+    if (st) cfg->method->destroy(st);
+    return s == CT_OK ? ct_kv_check_used(hp, cfg->method->name) : s;
+}
+
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
@@ -262,8 +287,15 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (s == CT_OK && (unl_max < 0 || (unl_max > 0 && !cfg->method->wants_unlabelled)))
         s = ct_set_error(CT_ERR_ARG, "run: unlabelled=%d: a count >= 0 (0: the whole training "
                          "split) for methods that read unlabelled images (upl)", unl_max);
+    if (s == CT_OK && (views < 0 || views > 1000))
+        s = ct_set_error(CT_ERR_ARG, "run: aug_views=%d (0 .. 1000)", views);
     ct_train_cfg tc;
     if (s == CT_OK) s = ct_train_cfg_from_kv(&hp, &tc);
+    /* every key is checked before any image is read or encoded: the method
+     * is created once on a task without data (as `cliptune eval` rebuilds
+     * it), so an unknown key or a bad value fails in a moment, not after the
+     * features of a large dataset */
+    if (s == CT_OK) s = dry_create(cfg, &hp);
     if (s != CT_OK) {
         ct_kv_free(&hp);
         return s;
@@ -285,6 +317,14 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (!train || !test || (sp->val && !val)) {
         s = CT_ERR_NOMEM;
         goto out;
+    }
+    /* what killed runs left half-written (temp files of dead processes) */
+    const char *dirs[2] = {cfg->cache_dir, cfg->run_dir};
+    for (int k = 0; k < 2; k++) {
+        int gone = dirs[k] ? ct_clean_stale_temps(dirs[k]) : 0;
+        if (gone)
+            logline(&L, "removed %d temp file%s that killed runs left in %s", gone,
+                    gone > 1 ? "s" : "", dirs[k]);
     }
     logline(&L, "%s on %s: %d classes, %lld train (%d-shot), %lld val, %lld test", cfg->method->name,
             sp->train->name, sp->train->n_classes, (long long)train->n_items, cfg->shots,

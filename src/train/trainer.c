@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "cliptune.h"
 #include "data/pixels.h"
+#include "train/features.h"
 
 #define MAX_PARAMS 256
 
@@ -123,20 +124,34 @@ ct_status ct_train_cfg_from_kv(ct_kv *hp, ct_train_cfg *cfg) {
     cfg->warmup_fraction = wfrac;
     double min_lr;
     TRY(ct_kv_double(hp, "min_lr", 0, &min_lr));
-    if (s == CT_OK && (cfg->iters_per_shot < 0 || !(min_lr >= 0)))
-        s = ct_set_error(CT_ERR_ARG, "trainer: iters_per_shot and min_lr must be >= 0");
+    if (s == CT_OK && cfg->iters_per_shot < 0)
+        s = ct_set_error(CT_ERR_ARG, "trainer: iters_per_shot=%d (>= 0)", cfg->iters_per_shot);
+    if (s == CT_OK && !(min_lr >= 0))
+        s = ct_set_error(CT_ERR_ARG, "trainer: min_lr=%g (>= 0)", min_lr);
     cfg->sched.min_lr = (float)min_lr;
     TRY(ct_kv_str(hp, "train_aug", "rrc_flip", &cfg->train_aug));
     TRY(ct_kv_double(hp, "aug_scale_min", 0.08, &cfg->aug_scale_min));
-    if (s == CT_OK && wsteps < 0) s = ct_set_error(CT_ERR_ARG, "trainer: warmup_steps must be >= 0");
+    if (s == CT_OK && wsteps < 0)
+        s = ct_set_error(CT_ERR_ARG, "trainer: warmup_steps=%d (>= 0)", wsteps);
     cfg->warmup_steps = wsteps;
-    if (s == CT_OK && iters < 0) s = ct_set_error(CT_ERR_ARG, "trainer: iters must be >= 0");
+    if (s == CT_OK && iters < 0) s = ct_set_error(CT_ERR_ARG, "trainer: iters=%d (>= 0)", iters);
     cfg->iters = iters;
 #undef TRY
     if (s != CT_OK) return s;
-    if (cfg->epochs < 0 || cfg->batch_size < 1 || !(lr >= 0) || wep < 0 || !(clip >= 0))
-        return ct_set_error(CT_ERR_ARG, "trainer: epochs, batch_size, lr, warmup_epochs or "
-                            "max_grad_norm out of range");
+    /* each range error names its key; the caps keep a typo from asking for
+     * terabytes (batch_size=2e9) */
+    if (cfg->epochs < 0 || cfg->epochs > 1000000)
+        return ct_set_error(CT_ERR_ARG, "trainer: epochs=%d (0 .. 1000000)", cfg->epochs);
+    if (cfg->batch_size < 1 || cfg->batch_size > 65536)
+        return ct_set_error(CT_ERR_ARG, "trainer: batch_size=%d (1 .. 65536)", cfg->batch_size);
+    if (!(lr >= 0) || isinf(lr))
+        return ct_set_error(CT_ERR_ARG, "trainer: lr=%g (a finite number >= 0)", lr);
+    if (wep < 0) return ct_set_error(CT_ERR_ARG, "trainer: warmup_epochs=%d (>= 0)", wep);
+    if (!(clip >= 0))
+        return ct_set_error(CT_ERR_ARG, "trainer: max_grad_norm=%g (>= 0; 0: no clipping)", clip);
+    if (!(mom >= 0 && mom < 1))
+        return ct_set_error(CT_ERR_ARG, "trainer: momentum=%g (in [0, 1))", mom);
+    if (!(wd >= 0)) return ct_set_error(CT_ERR_ARG, "trainer: weight_decay=%g (>= 0)", wd);
     ct_optim_kind kind;
     if (!strcmp(optim, "sgd")) kind = CT_OPTIM_SGD;
     else if (!strcmp(optim, "adam")) kind = CT_OPTIM_ADAM;
@@ -262,12 +277,50 @@ static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_
     return n ? (double)ok / (double)n : 0;
 }
 
-/* ---- checkpoints ---- */
+/* ---- checkpoints ----
+ *
+ * One file, renamed into place at once: checkpoint.safetensors holds the
+ * learned tensors, the optimiser state, the best-val snapshot and, in its
+ * metadata ("cliptune.checkpoint"), the JSON that says what run it belongs
+ * to. Resume verifies all of it (method, seed, hyper-parameters key by key,
+ * class names, the training data and the model) and refuses naming the
+ * first difference, so a run cannot be continued as another one. */
+
+#define CKPT_META "cliptune.checkpoint"
+
+/* What defines the run besides the method and the hyper-parameters: the
+ * training and validation items (identity and label) or features, and the
+ * frozen model's weights. */
+static uint64_t data_hash(const ct_task *task, const ct_features *data) {
+    uint64_t h = CT_HASH_INIT;
+    const ct_dataset *sets[2] = {task->train, task->val};
+    for (int k = 0; k < 2; k++) {
+        const ct_dataset *d = sets[k];
+        h = ct_hash_u64(h, d ? (uint64_t)d->n_items : ~0ull);
+        char kb[4096];
+        for (int64_t i = 0; d && i < d->n_items; i++) {
+            const char *key = ct_dataset_item_key(d, i, kb, sizeof kb);
+            h = ct_hash_u64(ct_hash_str(h, key ? key : "?"), (uint64_t)d->items[i].label);
+        }
+    }
+    if (!task->train && data) { /* features without their images (tests, the API) */
+        h = ct_hash_u64(ct_hash_u64(h, (uint64_t)data->n), (uint64_t)data->dim);
+        h = ct_hash_bytes(h, data->x, (size_t)data->n * (size_t)data->dim * sizeof(float));
+        h = ct_hash_bytes(h, data->labels, (size_t)data->n * sizeof(int));
+    }
+    return h;
+}
+
+static void hex64(uint64_t v, char *out) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
+
+typedef struct {
+    uint64_t data, model; /* hashes of this run's data and frozen model (0: none) */
+} run_identity;
 
 static ct_status save_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tensor **p, int np,
                            ct_optim *opt, int epoch, double best_acc, int best_epoch,
                            const float *best, size_t total, const ct_kv *hp,
-                           const ct_task *task) {
+                           const ct_task *task, const run_identity *id) {
     char path[4096];
     ct_optim_state os = ct_optim_get_state(opt);
     ct_st_entry e[2 * MAX_PARAMS + 3];
@@ -283,20 +336,17 @@ static ct_status save_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tenso
     e[n++] = (ct_st_entry){"optim.steps", CT_I64, 1, ss, os.steps};
     int64_t bs[1] = {(int64_t)total};
     if (best) e[n++] = (ct_st_entry){"best", CT_F32, 1, bs, best};
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->run_dir);
-    ct_status s = ct_safetensors_write(path, e, n, NULL, 0);
-    if (s != CT_OK) return s;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "method", m->name);
     cJSON_AddNumberToObject(j, "epoch", epoch);
     cJSON_AddNumberToObject(j, "epochs", cfg->epochs);
-    char seed[32], mh[32];
+    char seed[32], hx[17];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
     cJSON_AddStringToObject(j, "seed", seed);
-    uint64_t h = CT_HASH_INIT;
-    for (int i = 0; i < hp->n; i++) h = ct_hash_str(ct_hash_str(h, hp->keys[i]), hp->vals[i]);
-    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)h);
-    cJSON_AddStringToObject(j, "hyper_parameters_hash", mh);
+    hex64(id->data, hx);
+    cJSON_AddStringToObject(j, "data_hash", hx);
+    hex64(id->model, hx);
+    cJSON_AddStringToObject(j, "model_hash", hx);
     cJSON *hpj = cJSON_AddObjectToObject(j, "hyper_parameters");
     for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(hpj, hp->keys[i], hp->vals[i]);
     cJSON *cn = cJSON_AddArrayToObject(j, "classnames");
@@ -304,42 +354,101 @@ static ct_status save_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tenso
         cJSON_AddItemToArray(cn, cJSON_CreateString(task->classnames[k]));
     cJSON_AddNumberToObject(j, "best_val_acc", best_acc);
     cJSON_AddNumberToObject(j, "best_epoch", best_epoch);
-    snprintf(path, sizeof path, "%s/checkpoint.json", cfg->run_dir);
-    s = ct_json_save(path, j);
+    char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
+    if (!text) return ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
+    const char *meta[2] = {CKPT_META, text};
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->run_dir);
+    ct_status s = ct_safetensors_write(path, e, n, meta, 1);
+    free(text);
     return s;
 }
 
+/* The checkpoint's record of the run against this one: the first
+ * difference, named. */
+static ct_status same_run(const cJSON *j, const char *path, const ct_method *m,
+                          const ct_train_cfg *cfg, const ct_kv *hp, const ct_task *task,
+                          const run_identity *id) {
+    const char *method, *seed, *dh, *mh;
+    ct_status s = ct_json_get_string(j, "method", &method, path);
+    if (s == CT_OK) s = ct_json_get_string(j, "seed", &seed, path);
+    if (s == CT_OK) s = ct_json_get_string(j, "data_hash", &dh, path);
+    if (s == CT_OK) s = ct_json_get_string(j, "model_hash", &mh, path);
+    if (s != CT_OK) return s;
+    if (strcmp(method, m->name))
+        return ct_set_error(CT_ERR_STATE, "%s: the checkpoint is of method %s, not %s", path,
+                            method, m->name);
+    char mine[32], hx[17];
+    snprintf(mine, sizeof mine, "%llu", (unsigned long long)cfg->seed);
+    if (strcmp(seed, mine))
+        return ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with seed %s, this run "
+                            "has seed %s; resume needs the same run", path, seed, mine);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "hyper_parameters"), *e;
+    if (!cJSON_IsObject(h))
+        return ct_set_error(CT_ERR_FORMAT, "%s: no hyper_parameters object", path);
+    for (int i = 0; i < hp->n; i++) {
+        e = cJSON_GetObjectItemCaseSensitive(h, hp->keys[i]);
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, hp->vals[i]))
+            return ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with %s=%s, this run "
+                                "has %s=%s; resume needs the same hyper-parameters", path,
+                                hp->keys[i], cJSON_IsString(e) ? e->valuestring : "(unset)",
+                                hp->keys[i], hp->vals[i]);
+    }
+    cJSON_ArrayForEach(e, h) {
+        bool found = false;
+        for (int i = 0; i < hp->n && !found; i++) found = !strcmp(hp->keys[i], e->string);
+        if (!found)
+            return ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with %s=%s, which "
+                                "this run does not set; resume needs the same hyper-parameters",
+                                path, e->string, cJSON_IsString(e) ? e->valuestring : "?");
+    }
+    const cJSON *cn = cJSON_GetObjectItemCaseSensitive(j, "classnames");
+    int nc = cJSON_GetArraySize(cn);
+    if (!cJSON_IsArray(cn) || nc != task->n_classes)
+        return ct_set_error(CT_ERR_STATE, "%s: the checkpoint has %d classes, this run %d", path,
+                            nc, task->n_classes);
+    for (int k = 0; k < nc; k++) {
+        const cJSON *c = cJSON_GetArrayItem(cn, k);
+        if (!cJSON_IsString(c) || strcmp(c->valuestring, task->classnames[k]))
+            return ct_set_error(CT_ERR_STATE, "%s: class %d of the checkpoint is \"%s\", of this "
+                                "run \"%s\"", path, k, cJSON_IsString(c) ? c->valuestring : "?",
+                                task->classnames[k]);
+    }
+    hex64(id->data, hx);
+    if (strcmp(dh, hx))
+        return ct_set_error(CT_ERR_STATE, "%s: the checkpoint was trained on other data (another "
+                            "dataset, --shots or --seed's sample); resume needs the same run",
+                            path);
+    hex64(id->model, hx);
+    if (strcmp(mh, hx))
+        return ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with another model "
+                            "(its weights differ); resume needs the same model", path);
+    return CT_OK;
+}
+
 static ct_status load_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tensor **p, int np,
-                           ct_optim *opt, const ct_kv *hp, int *epoch, double *best_acc,
+                           ct_optim *opt, const ct_kv *hp, const ct_task *task,
+                           const run_identity *id, int *epoch, double *best_acc,
                            int *best_epoch, float *best, size_t total) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/checkpoint.json", cfg->run_dir);
-    cJSON *j = ct_json_load(path);
-    if (!j) return CT_ERR_IO;
-    const char *method, *hph;
-    int64_t ep, be;
-    double ba;
-    ct_status s = ct_json_get_string(j, "method", &method, path);
-    if (s == CT_OK) s = ct_json_get_int(j, "epoch", &ep, path);
-    if (s == CT_OK) s = ct_json_get_double(j, "best_val_acc", &ba, path);
-    if (s == CT_OK) s = ct_json_get_int(j, "best_epoch", &be, path);
-    if (s == CT_OK) s = ct_json_get_string(j, "hyper_parameters_hash", &hph, path);
-    if (s == CT_OK && strcmp(method, m->name))
-        s = ct_set_error(CT_ERR_STATE, "%s: checkpoint of method %s, not %s", path, method,
-                         m->name);
-    uint64_t h = CT_HASH_INIT;
-    for (int i = 0; i < hp->n; i++) h = ct_hash_str(ct_hash_str(h, hp->keys[i]), hp->vals[i]);
-    char mh[32];
-    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)h);
-    if (s == CT_OK && strcmp(mh, hph))
-        s = ct_set_error(CT_ERR_STATE, "%s: the checkpoint was made with other "
-                         "hyper-parameters; resume needs the same ones", path);
-    cJSON_Delete(j);
-    if (s != CT_OK) return s;
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->run_dir);
     ct_safetensors *st = ct_safetensors_open(path);
     if (!st) return CT_ERR_FORMAT;
+    const char *meta = ct_safetensors_meta(st, CKPT_META);
+    cJSON *j = meta ? cJSON_Parse(meta) : NULL;
+    ct_status s = CT_OK;
+    if (!j)
+        s = ct_set_error(CT_ERR_FORMAT, "%s: no readable \"%s\" record in its metadata (not a "
+                         "checkpoint of this version?)", path, CKPT_META);
+    int64_t ep = 0, be = 0;
+    double ba = 0;
+    if (s == CT_OK) s = same_run(j, path, m, cfg, hp, task, id);
+    if (s == CT_OK) s = ct_json_get_int(j, "epoch", &ep, path);
+    if (s == CT_OK) s = ct_json_get_double(j, "best_val_acc", &ba, path);
+    if (s == CT_OK) s = ct_json_get_int(j, "best_epoch", &be, path);
+    if (s == CT_OK && ep < 0)
+        s = ct_set_error(CT_ERR_FORMAT, "%s: epoch %lld", path, (long long)ep);
+    cJSON_Delete(j);
     ct_optim_state os = ct_optim_get_state(opt);
     char name[32];
     for (int i = 0; s == CT_OK && i < np; i++) {
@@ -438,9 +547,15 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     size_t total = 0;
     for (int i = 0; i < np; i++) total += (size_t)p[i]->numel;
     float *best = cfg->select_best_val ? calloc(total ? total : 1, sizeof *best) : NULL;
+    /* what the checkpoints record and resume verifies (only with a run dir:
+     * hashing a large model's weights takes a moment) */
+    run_identity id = {0, 0};
+    if (cfg->run_dir)
+        id = (run_identity){data_hash(task, data), task->clip ? ct_clip_hash(task->clip) : 0};
     if (cfg->resume) {
         int done = -1;
-        s = load_ckpt(cfg, m, p, np, opt, hp, &done, &best_acc, &best_epoch, best, total);
+        s = load_ckpt(cfg, m, p, np, opt, hp, task, &id, &done, &best_acc, &best_epoch, best,
+                      total);
         if (s != CT_OK) {
             free(best);
             goto out;
@@ -560,7 +675,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f", ep + 1, cfg->epochs, (double)lr,
                   loss_sum / (double)nb_ep);
         if (cfg->run_dir && ((ep + 1) % cfg->checkpoint_every == 0 || ep + 1 == end))
-            s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task);
+            s = save_ckpt(cfg, m, p, np, opt, ep, best_acc, best_epoch, best, total, hp, task,
+                          &id);
     }
     if (s == CT_OK && best && best_epoch >= 0 && end == cfg->epochs) {
         size_t off = 0;

@@ -70,6 +70,7 @@ typedef struct {
     const ct_method *method;
     const char *model, *data; /* as recorded (into config)           */
     const char *dataset;      /* recorded dataset name, or NULL      */
+    const char *model_hash;   /* the model's content hash, or NULL (older runs) */
     const char *subsample;    /* "all", "base" or "novel"            */
     int64_t shots, seed, max_test;
     int n_classes;
@@ -123,6 +124,8 @@ static bool run_info_load(const char *dir, const char *cmd, run_info *ri) {
     if (!(ri->method = ct_method_find(method)))
         return cli_error("%s: %s: method \"%s\" is not in this build (see `cliptune methods`)",
                          cmd, path, method) == 0;
+    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(c, "model_hash");
+    if (cJSON_IsString(mh)) ri->model_hash = mh->valuestring;
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(c, "dataset");
     if (cJSON_IsString(ds)) ri->dataset = ds->valuestring;
     const cJSON *sub = cJSON_GetObjectItemCaseSensitive(c, "subsample");
@@ -155,6 +158,34 @@ static bool run_info_load(const char *dir, const char *cmd, run_info *ri) {
     return ok;
 }
 
+/* The frozen model for a run: --model, or the one its config.json records
+ * (a failure then says so); a model whose weights differ from the recorded
+ * hash is named in a warning. */
+static bool load_run_model(model_args *a, const run_info *ri, ct_bundle *b, const char *cmd) {
+    bool recorded = !a->model;
+    if (recorded) a->model = ri->model;
+    if (!model_load(a, true, b, cmd)) {
+        if (recorded)
+            fprintf(stderr, "cliptune: hint: %s: the model path came from %s/config.json; "
+                    "--model MODEL overrides it\n", cmd, ri->dir);
+        return false;
+    }
+    char mh[17];
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(b->clip));
+    if (ri->model_hash && strcmp(mh, ri->model_hash))
+        fprintf(stderr, "cliptune: warning: %s: the model at %s is not the one the run %s was "
+                "trained with (its weights differ)\n", cmd, a->model, ri->dir);
+    return true;
+}
+
+/* Whether spec (as typed) names the run's recorded data (recorded
+ * absolute since this version; as typed before). */
+static bool same_spec(const char *spec, const run_info *ri) {
+    char abs_[8192];
+    return !strcmp(spec, ri->data) ||
+           (ct_data_spec_absolute(spec, abs_, sizeof abs_) == CT_OK && !strcmp(abs_, ri->data));
+}
+
 /* Fails naming the first difference when data's classes are not the run's:
  * the learned classifier's rows are in the run's label order. */
 static bool same_classes(const run_info *ri, const ct_dataset *d, const char *spec,
@@ -176,7 +207,7 @@ static bool same_classes(const run_info *ri, const ct_dataset *d, const char *sp
 static char *trained_name(const run_info *ri, const ct_splits *open, const char *open_spec,
                           const char *cmd) {
     if (ri->dataset) return strdup(ri->dataset);
-    if (open && !strcmp(open_spec, ri->data)) return strdup(open->train->name);
+    if (open && same_spec(open_spec, ri)) return strdup(open->train->name);
     ct_splits sp;
     if (ct_data_open(ri->data, &sp) == CT_OK) {
         char *name = strdup(sp.train->name);
@@ -316,9 +347,8 @@ int cmd_eval(int argc, char **argv) {
     }
     int code = 1;
     const char *spec = data ? data : ri.data;
-    if (!a.model) a.model = ri.model;
     /* on the run's own data, the run's test subset: the same number back */
-    if (!max_arg) max_test = !strcmp(spec, ri.data) ? ri.max_test : 0;
+    if (!max_arg) max_test = same_spec(spec, &ri) ? ri.max_test : 0;
     if (cache && !strcmp(cache, "none")) cache = NULL;
     ct_splits sp = {0};
     ct_bundle b = {0};
@@ -330,6 +360,9 @@ int cmd_eval(int argc, char **argv) {
     char *dname = NULL;
     if (ct_data_open(spec, &sp) != CT_OK) {
         cli_lib_error("eval");
+        if (!data)
+            fprintf(stderr, "cliptune: hint: eval: the data spec came from %s/config.json; "
+                    "--data SPEC overrides it\n", run);
         goto out;
     }
     if (!subsample) subsample = ri.subsample;
@@ -348,7 +381,7 @@ int cmd_eval(int argc, char **argv) {
     } else if (!same_classes(&ri, sp.train, spec, "eval")) {
         goto out;
     }
-    if (!model_load(&a, true, &b, "eval")) goto out;
+    if (!load_run_model(&a, &ri, &b, "eval")) goto out;
     if (!(dname = trained_name(&ri, &sp, spec, "eval"))) {
         cli_error("eval: out of memory");
         goto out;
@@ -572,14 +605,13 @@ int cmd_predict(int argc, char **argv) {
         free(imgs);
         return 1;
     }
-    if (!a.model) a.model = ri.model;
     ct_bundle b = {0};
     rebuilt r = {0};
     char *dname = NULL;
     float *x = NULL, *p = NULL;
     int *labels = NULL, *order = NULL, *why = NULL;
     float *why_sc = NULL;
-    if (!model_load(&a, true, &b, "predict")) goto out;
+    if (!load_run_model(&a, &ri, &b, "predict")) goto out;
     if (!(dname = trained_name(&ri, NULL, NULL, "predict"))) {
         cli_error("predict: out of memory");
         goto out;
@@ -611,6 +643,15 @@ int cmd_predict(int argc, char **argv) {
         cli_lib_error("predict");
         goto out;
     }
+    /* as eval: a run whose scores are not numbers (a damaged learned file)
+     * is refused, not printed as "nan" */
+    for (int64_t i = 0; i < (int64_t)n * K; i++)
+        if (!isfinite(p[i])) {
+            cli_error("predict: the run %s gives a non-finite score for %s (class %s): its "
+                      "learned tensors are damaged or diverged", run, imgs[i / K],
+                      ri.classnames[i % K]);
+            goto out;
+        }
     softmax_rows(p, n, K);
     for (int i = 0; i < n; i++) {
         const float *pi = p + (size_t)i * K;

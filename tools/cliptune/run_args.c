@@ -3,10 +3,12 @@
 #include "base/file.h"
 #include "progress.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A non-negative integer option value; prints the error. */
 static bool parse_int_list(const char *s, int *out, int cap, int *n, const char *what) {
@@ -114,6 +116,10 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             ra->resume = true;
             continue;
         }
+        if (!protocol && !strcmp(argv[i], "--force")) {
+            ra->force = true;
+            continue;
+        }
         if (protocol && !strcmp(argv[i], "--base-to-novel")) {
             ra->base_to_novel = true;
             continue;
@@ -181,6 +187,48 @@ void run_ctx_close(run_ctx *rc) {
     ct_splits_free(&rc->data);
 }
 
+static bool file_in(const char *dir, const char *name) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* What a run writes into its directory, eval-* folders included: removed
+ * before --force starts the run again, so nothing of the old one remains. */
+static bool remove_run(const char *dir) {
+    static const char *const files[] = {
+        "config.json", "metrics.json", "predictions.csv", "log.txt", "report.md",
+        "confusion.svg", "learned.safetensors", "checkpoint.safetensors", "checkpoint.json",
+        "novel.json", "wise_ft_curve.csv", "wise_ft_curve.json"};
+    char p[4400];
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[k]);
+        if (unlink(p) != 0 && errno != ENOENT)
+            return cli_error("--force: cannot remove %s: %s", p, strerror(errno)) == 0;
+    }
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "eval-", 5)) continue;
+        char sub[4400];
+        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+        DIR *sd = opendir(sub);
+        struct dirent *f;
+        while (sd && (f = readdir(sd)) != NULL) {
+            if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
+            unlink(p);
+        }
+        if (sd) closedir(sd);
+        if (rmdir(sub) != 0) {
+            closedir(d);
+            return cli_error("--force: cannot remove %s: %s", sub, strerror(errno)) == 0;
+        }
+    }
+    if (d) closedir(d);
+    return true;
+}
+
 int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint64_t seed,
             const char *out, void (*log)(void *, const char *), void *log_ctx,
             ct_run_result *res) {
@@ -207,6 +255,17 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
     if (cfg.cache_dir && ct_mkdir_p(cfg.cache_dir) != CT_OK) return cli_lib_error("cache");
+    /* train / zeroshot never silently replace a run (protocol skips finished
+     * cells and resumes the others itself) */
+    if (!ra->n_methods && ra->force && !remove_run(dir)) return 1;
+    if (!ra->n_methods && !ra->force && !ra->resume) {
+        if (file_in(dir, "metrics.json"))
+            return cli_error("%s holds a finished run (metrics.json): give another --out, or "
+                             "--force to replace it", dir);
+        if (file_in(dir, "checkpoint.safetensors"))
+            return cli_error("%s holds an interrupted run (checkpoint.safetensors): --resume "
+                             "continues it, --force starts over", dir);
+    }
     ct_run_result r;
     if (ct_run(&cfg, &r) != CT_OK) return cli_error("%s", ct_last_error());
     if (log) {

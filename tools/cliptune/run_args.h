@@ -13,6 +13,7 @@ typedef struct {
     int shots;
     uint64_t seed;
     bool resume;
+    bool force;             /* train / zeroshot: replace a run already in --out */
     int64_t max_test;
     /* protocol only */
     char **methods;
