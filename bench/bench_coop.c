@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
     ct_rng_init(&r, 5);
     ct_rng_fill_normal(&r, x, BATCH * 512, 0, 1);
     for (int i = 0; i < BATCH; i++) y[i] = (int)ct_rng_below(&r, K);
-    ct_batch b = {BATCH, x, y, NULL, 0, 0};
+    ct_batch b = {BATCH, x, y, NULL, 0, 0, NULL};
     ct_graph *g = ct_graph_create(0);
     printf("CoOp step: %d classes (%s), %d context vectors, batch %d, text tower 512 x 12, "
            "%d threads\n", K, how, N_CTX, BATCH, ct_get_num_threads());

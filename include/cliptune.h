@@ -976,6 +976,11 @@ typedef struct ct_batch {
                           * a function of (run seed, epoch, batch); 0 when scoring */
     int epoch;           /* training: the epoch (0-based), for losses that change
                           * with it (DPT's guidance phase); -1 when scoring */
+    const float *frozen; /* (n, E): the frozen model's image embeddings of these
+                          * pixels (not normalised) when already known — the
+                          * evaluation transform's, computed once through the
+                          * feature cache (methods with frozen_features); NULL:
+                          * the method computes them */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1044,6 +1049,12 @@ typedef struct ct_method {
      * selects on val's images; ct_predict_images scores a dataset's images
      * through logits. Cached features are not used. */
     bool pixels;
+    /* a pixel method that also runs the frozen tower on its pixels (DPT's
+     * class selection, PromptSRC's regularisers): ct_predict_images, and
+     * ct_train when the training transform is the evaluation one
+     * (train_aug=none), hand it ct_batch.frozen from the feature cache, so
+     * that work is done once per image instead of once per step and cell */
+    bool frozen_features;
     /* optional: fold the learned weights into clip (a fresh copy of the
      * task's model), so that the plain model predicts as the method does up
      * to a positive logit scale (CLIP-LoRA's merged weights; `cliptune

@@ -309,6 +309,47 @@ static void test_dpt_parity(void) {
     ct_safetensors_close(dref);
 }
 
+/* ct_batch.frozen: DPT given the frozen tower's embeddings of its pixels
+ * scores as when it computes them, and reads them (zeros pick other
+ * classes and change the logits). */
+static void test_dpt_frozen_given(void) {
+    if (!setup()) return;
+    const ct_method *m = ct_method_find("dpt");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "n_ctx=2 n_ctx_vision=2 cavpt_layers=2 top_k=2 cavpt_tokens=3"));
+    ct_task task = task_of();
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    int S = ct_clip_get_config(g_b.clip)->image_size, E = ct_clip_get_config(g_b.clip)->embed_dim;
+    float *px = pixels(S), *zeros = calloc((size_t)NB * E, sizeof *zeros);
+    float lg[3][NB * 3];
+    ct_graph *g = ct_graph_create(0);
+    ct_graph_set_grad(g, false);
+    int64_t psh[4] = {NB, 3, S, S};
+    ct_tensor *f = ct_clip_encode_image(g, g_b.clip, ct_graph_wrap(g, px, 4, psh), NULL, false,
+                                        NULL);
+    float *fz = malloc((size_t)NB * E * sizeof *fz);
+    if (f) memcpy(fz, f->data, (size_t)NB * E * sizeof *fz);
+    const float *given[3] = {NULL, fz, zeros};
+    for (int k = 0; st && f && k < 3; k++) {
+        ct_graph_reset(g);
+        ct_batch b = {.n = NB, .pixels = px, .epoch = -1, .frozen = given[k]};
+        ct_tensor *t = m->logits(st, g, &b);
+        CHECK(t != NULL);
+        if (t) memcpy(lg[k], t->data, sizeof lg[k]);
+    }
+    CHECK_CLOSE_F("dpt logits, frozen embeddings given vs computed", lg[1], lg[0], NB * 3, 1e-5,
+                  1e-5);
+    double d = 0;
+    for (int i = 0; i < NB * 3; i++) d = fmax(d, fabs(lg[2][i] - lg[0][i]));
+    CHECK_MSG(d > 1e-3, "DPT ignores ct_batch.frozen (max change %g)", d);
+    ct_graph_free(g);
+    free(px), free(zeros), free(fz);
+    if (st) m->destroy(st);
+    ct_kv_free(&hp);
+}
+
 static void test_upt_parity(void) {
     parity("upt", "n_ctx=2", "upt", 0.05, 0.01f, 5e-4f);
 }
@@ -503,7 +544,7 @@ static void test_needs_pixels(void) {
     CHECK_OK(m->create(&task, &hp, &st));
     float x[128] = {0};
     int y = 0;
-    ct_batch b = {1, x, &y, NULL, 0, 0};
+    ct_batch b = {1, x, &y, NULL, 0, 0, NULL};
     ct_graph *g = ct_graph_create(0);
     CHECK(m->logits(st, g, &b) == NULL);
     CHECK_MSG(strstr(ct_last_error(), "no pixels"), "message: %s", ct_last_error());
@@ -613,6 +654,62 @@ static void train_collect(const char *method, const char *set, const ct_dataset 
     ct_kv_free(&hp);
 }
 
+/* Frozen work done once: DPT trained without augmentation gets the frozen
+ * tower's embeddings from the feature cache (ct_batch.frozen, the rows of
+ * each batch's images) and ends where it ends when it computes them every
+ * step. */
+static void test_frozen_features_once(void) {
+    ct_splits sp = {0};
+    if (!open_fashion_mnist(&sp)) return;
+    ct_dataset *train = ct_dataset_fewshot(sp.train, 2, 5);
+    const ct_method *m = ct_method_find("dpt");
+    ct_method plain = *m;
+    plain.frozen_features = false;
+    float *out[2];
+    size_t n[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        ct_kv hp = {0};
+        CHECK_OK(ct_kv_parse(&hp, m->defaults));
+        CHECK_OK(ct_kv_parse(&hp, "epochs=2 batch_size=8 warmup_epochs=0 coop.warmup_epochs=0 "
+                                  "train_aug=none guide_epochs=1 n_ctx=4"));
+        ct_train_cfg tc;
+        CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+        tc.seed = 5;
+        char cache[4200];
+        snprintf(cache, sizeof cache, "%s/frozen_cache%d", ct_test_tmpdir(), k);
+        mkdir(cache, 0777);
+        ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
+                        .dataset_name = train->name, .n_classes = train->n_classes,
+                        .classnames = train->classnames, .train = train, .seed = 5,
+                        .cache_dir = cache};
+        const ct_method *use = k ? &plain : m;
+        void *st = NULL;
+        CHECK_OK(use->create(&task, &hp, &st));
+        CHECK_OK(ct_train(use, st, &task, &tc, &hp));
+        ct_tensor *p[64];
+        int np = st ? use->params(st, p, 64) : 0;
+        out[k] = malloc(400000 * sizeof(float));
+        for (int i = 0; i < np; i++) {
+            memcpy(out[k] + n[k], p[i]->data, (size_t)p[i]->numel * sizeof(float));
+            n[k] += (size_t)p[i]->numel;
+        }
+        if (st) use->destroy(st);
+        ct_kv_free(&hp);
+        /* the frozen embeddings went through the feature cache, and only
+         * for the method that asks for them */
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "ls %s/features-*.safetensors >/dev/null 2>&1", cache);
+        CHECK_MSG((system(cmd) == 0) == (k == 0), "feature cache %s used by the %s run", cache,
+                  k ? "plain" : "frozen_features");
+    }
+    CHECK(n[0] == n[1] && n[0] > 0);
+    if (n[0] == n[1]) CHECK_CLOSE_F("dpt trained with cached frozen embeddings vs computed",
+                                    out[0], out[1], n[0], 1e-4, 1e-3);
+    free(out[0]), free(out[1]);
+    ct_dataset_free(train);
+    ct_splits_free(&sp);
+}
+
 /* The trainer's pixel path: a run stopped after one epoch and resumed
  * ends bit-identical to an uninterrupted one (augmentation, order and
  * schedule are functions of (seed, epoch, item)). */
@@ -645,6 +742,7 @@ static void test_pixel_path_resume(void) {
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "learns-a")) {
         ct_test_run("pixel_path_resume", test_pixel_path_resume);
+        ct_test_run("frozen_features_once", test_frozen_features_once);
         ct_test_run("learns_on_shipped_model (vp, vpt-deep, ivlp, maple)", test_learns_a);
     } else if (argc > 1 && !strcmp(argv[1], "learns-b")) {
         ct_test_run("promptsrc_gpa", test_promptsrc_gpa);
@@ -659,6 +757,7 @@ int main(int argc, char **argv) {
         ct_test_run("promptsrc_parity", test_promptsrc_parity);
         ct_test_run("dpt_parity", test_dpt_parity);
         ct_test_run("clip_lora_merge", test_clip_lora_merge);
+        ct_test_run("dpt_frozen_given", test_dpt_frozen_given);
         ct_test_run("dropout", test_dropout);
         ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
         ct_test_run("needs_pixels", test_needs_pixels);

@@ -32,7 +32,9 @@
  *     frozen text)) + 0.1 CE(logits),
  *   later CE(logits); plus alpha x the mean cross-entropy of z over the
  *   (image, layer, k) rows whose class k is the image's label.
- * Prediction runs the frozen tower too (to pick each image's classes).
+ * Prediction runs the frozen tower too (to pick each image's classes): on
+ * evaluation-transform images the trainer hands its embeddings over from
+ * the feature cache (ct_batch.frozen), computed once per image.
  *
  * Initialisation as the code: contexts and tokens N(0, 0.02), Linear layers
  * nn.Linear's default, LayerNorms 1 / 0 (eps 1e-5).
@@ -239,7 +241,9 @@ static bool dpt_forward(dpt_state *s, ct_graph *g, const ct_batch *b, dpt_out *o
     if (!px) return false;
     /* the frozen tower picks each image's classes (no gradient, no tape) */
     bool prev = ct_graph_set_grad(g, false);
-    ct_tensor *zs = ct_clip_encode_image(g, s->clip, px, NULL, false, NULL);
+    int64_t fsh[2] = {B, s->E};
+    ct_tensor *zs = b->frozen ? ct_graph_wrap(g, (float *)b->frozen, 2, fsh)
+                              : ct_clip_encode_image(g, s->clip, px, NULL, false, NULL);
     int64_t tsh[2] = {K, s->E};
     ct_tensor *zt = ct_graph_wrap(g, s->zs_text, 2, tsh);
     ct_tensor *zl = zs && zt ? ct_image_text_scores(g, s->clip, zs, zt) : NULL;
@@ -339,4 +343,5 @@ const ct_method ct_method_dpt = {
     .loss = dpt_loss,
     .logits = dpt_logits,
     .pixels = true,
+    .frozen_features = true,
 };

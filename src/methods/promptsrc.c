@@ -130,10 +130,12 @@ static ct_tensor *src_loss(void *st, ct_graph *g, const ct_batch *b) {
     bool grad = ct_graph_set_grad(g, false);
     int64_t shape[2] = {s->K, s->E};
     ct_tensor *fixed = ct_graph_wrap(g, s->fixed, 2, shape);
-    ct_tensor *zimg = ct_l2_normalize(g, ct_clip_encode_image(g, s->clip,
-                                                              ct_batch_pixels(g, s->S, b,
-                                                                              "promptsrc"),
-                                                              NULL, false, NULL), 1e-12f);
+    int64_t fsh[2] = {b->n, s->E};
+    ct_tensor *zimg = ct_l2_normalize(
+        g, b->frozen ? ct_graph_wrap(g, (float *)b->frozen, 2, fsh)
+                     : ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "promptsrc"),
+                                            NULL, false, NULL),
+        1e-12f);
     ct_tensor *zprob = ct_softmax(g, ct_mul(g, ct_matmul(g, zimg, fixed, false, true), scale));
     ct_graph_set_grad(g, grad);
     ct_tensor *loss = ct_batch_ce(g, logits, b);
@@ -188,5 +190,6 @@ const ct_method ct_method_promptsrc = {
     .loss = src_loss,
     .logits = src_logits,
     .pixels = true,
+    .frozen_features = true,
     .end_epoch = src_end_epoch,
 };

@@ -199,7 +199,7 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
         ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1};
+                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1, NULL};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -215,6 +215,15 @@ bool ct_method_scores_images(const ct_method *m) { return m->predict_images || m
 
 #define PIXEL_EVAL_BATCH 32
 
+/* The frozen model's embeddings of d's images under the evaluation
+ * transform, through the feature cache (task->cache_dir): computed once,
+ * then read back by every cell, epoch and method that needs them. */
+static ct_status frozen_of(const ct_task *task, const ct_dataset *d, ct_features *out) {
+    ct_feature_req req = {.clip = task->clip, .pre = task->pre, .data = d, .seed = task->seed,
+                          .cache_dir = task->cache_dir, .batch = PIXEL_EVAL_BATCH};
+    return ct_features_get(&req, out);
+}
+
 ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task,
                             const ct_dataset *d, float *scores) {
     if (m->predict_images) return m->predict_images(state, task, d, scores);
@@ -227,12 +236,15 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     ct_graph *g = ct_graph_create(0);
     ct_status s = px && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "%s: out of memory", m->name);
     ct_pixel_src src = {d, task->pre, S, NULL, 0, m->name, NULL};
+    ct_features fz = {0};
+    if (s == CT_OK && m->frozen_features) s = frozen_of(task, d, &fz);
     for (int64_t i0 = 0; i0 < d->n_items && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
         int64_t nb = d->n_items - i0 < PIXEL_EVAL_BATCH ? d->n_items - i0 : PIXEL_EVAL_BATCH;
         if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        ct_batch b = {.n = nb, .pixels = px, .epoch = -1};
+        ct_batch b = {.n = nb, .pixels = px, .epoch = -1,
+                      .frozen = fz.x ? fz.x + i0 * fz.dim : NULL};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -251,6 +263,7 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     }
     ct_graph_free(g);
     free(px);
+    ct_features_free(&fz);
     return s;
 }
 
@@ -547,6 +560,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     size_t total = 0;
     for (int i = 0; i < np; i++) total += (size_t)p[i]->numel;
     float *best = cfg->select_best_val ? calloc(total ? total : 1, sizeof *best) : NULL;
+    ct_features fz = {0}; /* frozen embeddings of train (frozen_features, no augmentation) */
+    float *bz = NULL;
     /* what the checkpoints record and resume verifies (only with a run dir:
      * hashing a large model's weights takes a moment) */
     run_identity id = {0, 0};
@@ -591,6 +606,15 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
+    /* the frozen tower's work on training images that are not augmented:
+     * once, through the feature cache */
+    if (m->pixels && m->frozen_features && !use_aug) {
+        if ((s = frozen_of(task, task->train, &fz)) != CT_OK) goto done;
+        if (!(bz = malloc((size_t)B * (size_t)fz.dim * sizeof *bz))) {
+            s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
+            goto done;
+        }
+    }
     /* only the learned tensors' gradients are read after backward */
     ct_graph_set_reuse_grads(g, true);
     int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
@@ -607,12 +631,15 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep};
+                          ep, NULL};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
                 if ((s = ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
                 b.x = NULL, b.pixels = bx;
+                for (int64_t j = 0; bz && j < nbatch; j++)
+                    memcpy(bz + j * fz.dim, fz.x + idx[j] * fz.dim, (size_t)fz.dim * sizeof *bz);
+                b.frozen = bz;
             } else {
                 for (int64_t j = 0; j < nbatch; j++) {
                     int64_t src = base + order[bi * B + j];
@@ -691,6 +718,8 @@ done:
     ct_graph_free(g);
     free(order), free(bx), free(by), free(best);
 out:
+    free(bz);
+    ct_features_free(&fz);
     ct_optim_free(opt);
     return s;
 }
