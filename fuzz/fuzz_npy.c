@@ -1,12 +1,6 @@
-/* libFuzzer target for the .npy reader.
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I include -I src \
- *       fuzz/fuzz_npy.c src/base/error.c src/base/file.c src/base/npy.c \
- *       src/base/safetensors.c -I /usr/include/cjson -lcjson -lm -o fuzz_npy
- *   ./fuzz_npy -dict=fuzz/npy.dict -max_total_time=60 CORPUS_DIR
- *
- * (safetensors.c only provides ct_dtype_size.) The reader takes a path, so
- * each input is written to a scratch file first. */
+/* libFuzzer target for the .npy reader (scripts/fuzz.sh builds and runs it;
+ * ctest replays its corpus). The reader takes a path, so each input is
+ * written to a scratch file first. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>

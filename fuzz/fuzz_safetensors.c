@@ -1,9 +1,5 @@
-/* libFuzzer target for the safetensors reader.
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I include -I src \
- *       -I /usr/include/cjson fuzz/fuzz_safetensors.c src/base/error.c src/base/file.c \
- *       -lcjson -lm -o fuzz_safetensors
- *   ./fuzz_safetensors -dict=fuzz/safetensors.dict -max_total_time=60 CORPUS_DIR
+/* libFuzzer target for the safetensors reader (scripts/fuzz.sh builds and
+ * runs it; ctest replays its corpus).
  *
  * The reader only takes a path, so each input is written to a scratch file.
  * safetensors.c is compiled into this file (not linked) so that the harness

@@ -5,6 +5,10 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev zlib1g-dev
       libjpeg62-turbo-dev dataset-fashion-mnist)
+# scripts/fuzz.sh: clang's libFuzzer and its OpenMP runtime
+if [ "${1:-}" = "--fuzz" ]; then
+    pkgs+=(clang libomp-dev)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,4 @@
+/* libFuzzer target: a CSV dataset (datasets.inc). */
+#include "datasets.inc"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return run_dataset(1, data, size); }
