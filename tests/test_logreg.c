@@ -460,6 +460,8 @@ static void logreg_errors(void) {
     CHECK(ct_logreg_fit(X, y, 3, 2, 4, 1.0, 100, &m) == CT_ERR_ARG);
     CHECK(strstr(ct_last_error(), "X[1, 1]") != NULL);
     CHECK(ct_logreg_fit(c->x, c->y, c->n, c->d, 1, 1.0, 100, &m) == CT_ERR_ARG);
+    CHECK_MSG(strstr(ct_last_error(), "1 class: a classifier needs at least two"), "%s",
+              ct_last_error());
     CHECK(ct_logreg_fit(c->x, c->y, c->n, c->d, c->K, 0.0, 100, &m) == CT_ERR_ARG);
     CHECK(ct_logreg_fit(c->x, c->y, c->n, c->d, c->K, INFINITY, 100, &m) == CT_ERR_ARG);
     CHECK(ct_logreg_fit(c->x, c->y, 0, c->d, c->K, 1.0, 100, &m) == CT_ERR_ARG);

@@ -199,6 +199,7 @@ static void test_bad_input(void) {
     CHECK(ct_metrics_compute(p, true, y, 2, 3, 0, &m) == CT_ERR_ARG);
     CHECK(strstr(ct_last_error(), "sum") != NULL);
     CHECK(ct_metrics_compute(s, false, y, 0, 3, 0, &m) == CT_ERR_ARG);
+    CHECK_MSG(strstr(ct_last_error(), "the test split is empty"), "%s", ct_last_error());
     CHECK(ct_metrics_compute(s, false, y, 2, 0, 0, &m) == CT_ERR_ARG);
     CHECK(ct_metrics_compute(NULL, false, y, 2, 3, 0, &m) == CT_ERR_ARG);
     CHECK(ct_metrics_compute(s, false, y, 2, 3, 0, NULL) == CT_ERR_ARG);

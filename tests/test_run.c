@@ -524,6 +524,37 @@ static void test_predict(void) {
     snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s", lp_dir);
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: predict: no images"), "%s",
               out_buf);
+    /* a run whose learned tensors give NaN: refused, not printed as "nan" */
+    char nan_dir[4200], cmd2[9000];
+    snprintf(nan_dir, sizeof nan_dir, "%s/runs/lp_nan", ct_test_tmpdir());
+    snprintf(cmd2, sizeof cmd2, "rm -rf '%s' && cp -r '%s' '%s'", nan_dir, lp_dir, nan_dir);
+    CHECK(system(cmd2) == 0);
+    snprintf(path, sizeof path, "%s/learned.safetensors", nan_dir);
+    ct_safetensors *lst = ct_safetensors_open(path);
+    CHECK(lst != NULL);
+    int nt = lst ? ct_safetensors_count(lst) : 0;
+    ct_st_entry ents[16];
+    char tnames[16][128];
+    float *bufs[16] = {0};
+    int ne = 0;
+    for (int i = 0; i < nt && ne < 16; i++) {
+        const ct_st_tensor *t = ct_safetensors_at(lst, i);
+        if (t->dtype != CT_F32) continue;
+        size_t numel = t->nbytes / 4;
+        bufs[ne] = malloc((numel ? numel : 1) * sizeof(float));
+        for (size_t k = 0; k < numel; k++) bufs[ne][k] = NAN;
+        snprintf(tnames[ne], sizeof tnames[ne], "%s", t->name);
+        ents[ne] = (ct_st_entry){tnames[ne], CT_F32, t->ndim, t->shape, bufs[ne]};
+        ne++;
+    }
+    CHECK(ne > 0);
+    const char *meta[2] = {"method", "linear-probe"};
+    CHECK_OK(ct_safetensors_write(path, ents, ne, meta, 1));
+    ct_safetensors_close(lst);
+    for (int i = 0; i < ne; i++) free(bufs[i]);
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s %s", nan_dir, img[0]);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: predict") &&
+                  strstr(out_buf, "non-finite") && !strstr(out_buf, "nan\t"), "%s", out_buf);
 }
 
 int main(void) {

@@ -505,9 +505,9 @@ ct_status ct_logreg_search(const float *Xtr, const int *ytr, int64_t ntr, const 
     const int n_init = (int)(sizeof init / sizeof init[0]), num_step = 8;
     const ct_lbfgs_params p = ct_logreg_default_params(1000);
     lr_prob T, V;
-    ct_status st = prob_init(&T, "logreg_search (train)", Xtr, ytr, ntr, d, K);
+    ct_status st = prob_init(&T, "linear probe: the training split", Xtr, ytr, ntr, d, K);
     if (st) return st;
-    if ((st = prob_init(&V, "logreg_search (val)", Xval, yval, nval, d, K))) {
+    if ((st = prob_init(&V, "linear probe: the validation split", Xval, yval, nval, d, K))) {
         prob_free(&T);
         return st;
     }
