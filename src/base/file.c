@@ -381,3 +381,13 @@ int ct_clean_stale_temps(const char *dir) {
     closedir(d);
     return removed;
 }
+
+ct_status ct_copy_file(const char *src, const char *dst) {
+    char *buf = NULL;
+    size_t n = 0;
+    ct_status s = ct_read_file(src, &buf, &n);
+    if (s != CT_OK) return s;
+    s = ct_write_file_atomic(dst, buf, n);
+    free(buf);
+    return s;
+}

@@ -11,6 +11,9 @@ ct_status ct_atomic_create(const char *path, ct_atomic_file **out);
 /* mkdir -p: create dir and its missing parents (existing ones are fine). */
 ct_status ct_mkdir_p(const char *dir);
 
+/* dst (written atomically) with src's bytes. */
+ct_status ct_copy_file(const char *src, const char *dst);
+
 /* Remove the temp files ("NAME.tmp.PID.N", what the atomic writers make)
  * that processes which no longer exist left in dir when they were killed
  * mid-write; a live process's are kept. Returns how many were removed (0

@@ -369,16 +369,6 @@ static ct_status load_state(const ct_pretrain_cfg *cfg, pt_state *st, uint64_t h
     return s;
 }
 
-static ct_status copy_file(const char *src, const char *dst) {
-    char *buf;
-    size_t n;
-    ct_status s = ct_read_file(src, &buf, &n);
-    if (s != CT_OK) return s;
-    s = ct_write_file_atomic(dst, buf, n);
-    free(buf);
-    return s;
-}
-
 /* The HF folder: model + preprocessing + the tokenizer's files. */
 static ct_status export_hf(const ct_pretrain_cfg *cfg, const ct_clip *m) {
     ct_status s = ct_clip_save_hf(m, cfg->out_dir);
@@ -389,7 +379,7 @@ static ct_status export_hf(const ct_pretrain_cfg *cfg, const ct_clip *m) {
         snprintf(src, sizeof src, "%s/%s", cfg->tokenizer_dir, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", cfg->out_dir, files[i]);
         if (i >= 2 && access(src, F_OK) != 0) continue; /* optional */
-        s = copy_file(src, dst);
+        s = ct_copy_file(src, dst);
     }
     return s;
 }

@@ -178,14 +178,6 @@ static bool load_run_model(model_args *a, const run_info *ri, ct_bundle *b, cons
     return true;
 }
 
-/* Whether spec (as typed) names the run's recorded data (recorded
- * absolute since this version; as typed before). */
-static bool same_spec(const char *spec, const run_info *ri) {
-    char abs_[8192];
-    return !strcmp(spec, ri->data) ||
-           (ct_data_spec_absolute(spec, abs_, sizeof abs_) == CT_OK && !strcmp(abs_, ri->data));
-}
-
 /* Fails naming the first difference when data's classes are not the run's:
  * the learned classifier's rows are in the run's label order. */
 static bool same_classes(const run_info *ri, const ct_dataset *d, const char *spec,
@@ -207,7 +199,7 @@ static bool same_classes(const run_info *ri, const ct_dataset *d, const char *sp
 static char *trained_name(const run_info *ri, const ct_splits *open, const char *open_spec,
                           const char *cmd) {
     if (ri->dataset) return strdup(ri->dataset);
-    if (open && same_spec(open_spec, ri)) return strdup(open->train->name);
+    if (open && cli_same_data(ri->data, open_spec)) return strdup(open->train->name);
     ct_splits sp;
     if (ct_data_open(ri->data, &sp) == CT_OK) {
         char *name = strdup(sp.train->name);
@@ -348,7 +340,7 @@ int cmd_eval(int argc, char **argv) {
     int code = 1;
     const char *spec = data ? data : ri.data;
     /* on the run's own data, the run's test subset: the same number back */
-    if (!max_arg) max_test = same_spec(spec, &ri) ? ri.max_test : 0;
+    if (!max_arg) max_test = cli_same_data(ri.data, spec) ? ri.max_test : 0;
     if (cache && !strcmp(cache, "none")) cache = NULL;
     ct_splits sp = {0};
     ct_bundle b = {0};
@@ -468,11 +460,7 @@ static bool copy_into(const char *src_dir, const char *name, const char *dir, bo
     snprintf(src, sizeof src, "%s/%s", src_dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
     if (optional && access(src, F_OK) != 0) return true;
-    char *buf = NULL;
-    size_t n = 0;
-    bool ok = ct_read_file(src, &buf, &n) == CT_OK && ct_write_file_atomic(dst, buf, n) == CT_OK;
-    free(buf);
-    return ok || cli_lib_error("export") == 0;
+    return ct_copy_file(src, dst) == CT_OK || cli_lib_error("export") == 0;
 }
 
 int cmd_export(int argc, char **argv) {

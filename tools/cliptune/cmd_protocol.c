@@ -121,18 +121,6 @@ static bool resolved_hp(const ct_method *m, const char *set, ct_kv *hp) {
     return false;
 }
 
-/* A recorded model path or data spec (absolute since config.json records
- * them so; as typed before) against the one typed now. */
-static bool same_model(const char *recorded, const char *typed) {
-    char abs_[4096];
-    return !strcmp(recorded, typed) || (realpath(typed, abs_) && !strcmp(recorded, abs_));
-}
-static bool same_data(const char *recorded, const char *typed) {
-    char abs_[8192];
-    return !strcmp(recorded, typed) ||
-           (ct_data_spec_absolute(typed, abs_, sizeof abs_) == CT_OK && !strcmp(recorded, abs_));
-}
-
 /* Does config.json in a finished cell describe the run this protocol would
  * make? A cell left by a protocol with other settings must not be mixed into
  * this table silently. Returns false (error printed) on a mismatch. */
@@ -154,10 +142,10 @@ static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) 
     } else {
         const char *what = NULL;
         char was[512] = "", now[512] = "";
-        if (!same_model(model, ra->model.model)) {
+        if (!cli_same_model(model, ra->model.model)) {
             what = "--model", snprintf(was, sizeof was, "%s", model);
             snprintf(now, sizeof now, "%s", ra->model.model);
-        } else if (!same_data(data, ra->data)) {
+        } else if (!cli_same_data(data, ra->data)) {
             what = "--data", snprintf(was, sizeof was, "%s", data);
             snprintf(now, sizeof now, "%s", ra->data);
         } else if (max_test != ra->max_test) {

@@ -187,6 +187,17 @@ void run_ctx_close(run_ctx *rc) {
     ct_splits_free(&rc->data);
 }
 
+bool cli_same_model(const char *recorded, const char *typed) {
+    char abs_[4096];
+    return !strcmp(recorded, typed) || (realpath(typed, abs_) && !strcmp(recorded, abs_));
+}
+
+bool cli_same_data(const char *recorded, const char *typed) {
+    char abs_[8192];
+    return !strcmp(recorded, typed) ||
+           (ct_data_spec_absolute(typed, abs_, sizeof abs_) == CT_OK && !strcmp(recorded, abs_));
+}
+
 static bool file_in(const char *dir, const char *name) {
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, name);

@@ -41,6 +41,11 @@ bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc);
 bool splits_subsample(ct_splits *s, const char *which, const char *cmd);
 void run_ctx_close(run_ctx *rc);
 
+/* A model path or data spec recorded in a run's config.json (absolute since
+ * config.json records them so; as typed before) against one typed now. */
+bool cli_same_model(const char *recorded, const char *typed);
+bool cli_same_data(const char *recorded, const char *typed);
+
 /* One experiment; prints the error and returns 1 on failure. */
 /* log_ctx, when not NULL, is a cli_progress (progress.h) that also gets the
  * feature-extraction and training progress. */
