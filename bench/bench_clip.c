@@ -1,10 +1,16 @@
 /* CLIP encoder throughput with random weights in the real architectures
  * (ViT-B/32 and ViT-B/16 image towers at batch 32; the text tower at 77
  * tokens, batch 100), inference mode (no tape), next to the raw sgemm rate
- * measured in the same run. */
+ * measured in the same run.
+ *     bench_clip [--quick]            all three, a table
+ *     bench_clip --path               the code path the CPU picked
+ *     bench_clip b32|b16|text [REPS]  one workload, one machine-readable line
+ *                                     (bench/peers.sh: items/s of each timed
+ *                                     repetition and the peak RSS) */
 #include <cblas.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench_common.h"
 #include "cliptune.h"
@@ -37,12 +43,25 @@ static double gemm_rate(void) {
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 && !strcmp(argv[1], "--quick") ? 1 : 3;
-    printf("threads %d; raw sgemm 1600x768x768: %.1f GFLOP/s\n", ct_get_num_threads(), gemm_rate());
-    printf("%-22s %6s | %10s\n", "encoder", "batch", "items/s");
+    int reps = argc > 1 && !strcmp(argv[1], "--quick") ? 1 : 3, only = -1;
+    const char *keys[3] = {"b32", "b16", "text"};
+    if (argc > 1 && !strcmp(argv[1], "--path")) {
+        printf("%s\n", ct_cpu_path());
+        return 0;
+    }
+    for (int w = 0; w < 3 && argc > 1; w++)
+        if (!strcmp(argv[1], keys[w])) only = w;
+    if (only >= 0) {
+        reps = argc > 2 ? atoi(argv[2]) : 3;
+        if (reps < 1 || reps > 100) reps = 3;
+    } else {
+        printf("threads %d; raw sgemm 1600x768x768: %.1f GFLOP/s\n", ct_get_num_threads(),
+               gemm_rate());
+        printf("%-22s %6s | %10s\n", "encoder", "batch", "items/s");
+    }
     ct_graph *g = ct_graph_create(0);
     ct_graph_set_grad(g, false);
-    for (int which = 0; which < 3; which++) {
+    for (int which = only >= 0 ? only : 0; which < (only >= 0 ? only + 1 : 3); which++) {
         ct_clip_config cfg = vit_b(which == 1 ? 16 : 32);
         ct_clip *m = ct_clip_create(&cfg, 1);
         if (!m) {
@@ -50,7 +69,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         int64_t B = which == 2 ? 100 : 32;
-        double t[3];
+        double t[100];
         for (int r = -1; r < reps; r++) {
             ct_graph_reset(g);
             ct_graph_set_grad(g, false);
@@ -77,6 +96,15 @@ int main(int argc, char **argv) {
             if (r >= 0) t[r] = bench_now() - t0;
         }
         const char *names[3] = {"ViT-B/32 image", "ViT-B/16 image", "text (77 tokens)"};
+        if (only >= 0) {
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            printf("result engine=cliptune path=%s workload=%s batch=%lld rss_mb=%.0f per_s=",
+                   ct_cpu_path(), keys[which], (long long)B, ru.ru_maxrss / 1024.0);
+            for (int r = 0; r < reps; r++) printf("%s%.3f", r ? "," : "", (double)B / t[r]);
+            printf("\n");
+            break;
+        }
         printf("%-22s %6lld | %10.2f\n", names[which], (long long)B,
                (double)B / bench_median(t, reps));
         fflush(stdout);

@@ -57,6 +57,11 @@ void ct_clear_error(void);
  * CLIPTUNE_THREADS if set, else the OpenMP default. n <= 0 restores that. */
 void ct_set_num_threads(int n);
 int ct_get_num_threads(void);
+/* The code path the engine's kernels run on, chosen at run time from the
+ * CPU: "avx512", "avx2" or "generic" (x86-64 baseline); "blas" when
+ * CLIPTUNE_GEMM=blas sends GEMMs to the BLAS library. CLIPTUNE_ISA=avx2 (or
+ * generic, avx512) forces a path the CPU supports. */
+const char *ct_cpu_path(void);
 
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */

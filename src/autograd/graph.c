@@ -134,6 +134,24 @@ bool ct_op_needs_grad(const ct_graph *g, ct_tensor *const *in, int n) {
     return false;
 }
 
+ct_graph_mark ct_graph_get_mark(const ct_graph *g) {
+    return (ct_graph_mark){ct_arena_get_mark(&g->arena), g->n_nodes};
+}
+
+ct_tensor *ct_graph_keep(ct_graph *g, const ct_graph_mark *m, ct_tensor *y) {
+    if (!y || g->status != CT_OK || g->n_nodes != m->n_nodes || y->owns || y->requires_grad)
+        return y;
+    ct_tensor t = *y; /* y's struct may lie in the released stretch */
+    size_t bytes = (size_t)t.numel * sizeof(ct_real);
+    ct_arena_release(&g->arena, m->arena);
+    /* The first allocation after the mark lies at or before y's data in the
+     * arena's order (or in other memory): memmove is safe. */
+    ct_real *d = ct_op_alloc(g, bytes ? bytes : sizeof(ct_real));
+    if (!d) return NULL;
+    memmove(d, t.data, bytes);
+    return ct_graph_wrap(g, d, t.ndim, t.shape);
+}
+
 ct_node *ct_op_record(ct_graph *g, ct_tensor *out, const char *op, ct_backward_fn fn,
                       ct_tensor *const *in, int n) {
     if (g->n_nodes == g->cap_nodes) {

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 
+#include "base/arena.h"
 #include "base/error.h"
 #include "cliptune.h"
 
@@ -47,6 +48,29 @@ ct_real *ct_op_grad(ct_graph *g, ct_tensor *t);
 /* Set the sticky status + message; returns NULL for "return ct_op_fail(...)". */
 ct_tensor *ct_op_fail(ct_graph *g, ct_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Liveness in no-tape forward passes: a mark taken before a stretch of ops
+ * whose intermediates nobody reads afterwards (a transformer block run
+ * without recording), then ct_graph_keep(g, &m, y) moves y to the mark and
+ * frees everything allocated after it for the next stretch, so inference
+ * holds one block's activations instead of all of them. When the tape grew
+ * since the mark (some op recorded a node: backward will read its saved
+ * buffers) nothing is freed and y is returned as is. */
+typedef struct ct_graph_mark {
+    struct ct_arena_mark arena;
+    int n_nodes;
+} ct_graph_mark;
+ct_graph_mark ct_graph_get_mark(const ct_graph *g);
+ct_tensor *ct_graph_keep(ct_graph *g, const ct_graph_mark *m, ct_tensor *y);
+
+/* Fused forms of common compositions, for the engine's own layers: one
+ * pass of the GEMM where no tape records them, the plain ops otherwise
+ * (same values up to rounding).
+ *   ct_linear_act:      act(x wᵀ + b), act GELU (exact) or QuickGELU
+ *   ct_linear_residual: res + x wᵀ + b */
+ct_tensor *ct_linear_act(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, bool gelu);
+ct_tensor *ct_linear_residual(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
+                              ct_tensor *res);
 
 /* Common shape helpers. */
 static inline int64_t ct_rows(const ct_tensor *t) {

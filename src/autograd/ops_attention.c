@@ -40,15 +40,18 @@ ct_tensor *ct_attention(ct_graph *g, ct_tensor *q, ct_tensor *k, ct_tensor *v, c
     }
     if (causal && Tk < Tq)
         return ct_op_fail(g, CT_ERR_ARG, "attention: causal needs Tk >= Tq");
+    /* the probabilities are kept only for backward */
+    bool grad = ct_op_needs_grad(g, in, 5);
     ct_tensor *out = ct_op_out(g, 3, q->shape);
-    ct_real *att = ct_op_alloc(g, (size_t)(B * n_head * Tq * (P + Tk)) * sizeof(ct_real));
+    ct_real *att =
+        grad ? ct_op_alloc(g, (size_t)(B * n_head * Tq * (P + Tk)) * sizeof(ct_real)) : NULL;
     ct_real *scratch = ct_op_alloc(g, attention_scratch_size(B, Tq, Tk, P, C, n_head,
                                                              omp_get_max_threads(), false) *
                                           sizeof(ct_real));
-    if (!out || !att || !scratch) return NULL;
+    if (!out || (grad && !att) || !scratch) return NULL;
     attention_forward(out->data, att, scratch, q->data, k->data, v->data, ek ? ek->data : NULL,
                       ev ? ev->data : NULL, B, Tq, Tk, P, C, n_head, causal);
-    if (ct_op_needs_grad(g, in, 5)) {
+    if (grad) {
         ct_node *nd = ct_op_record(g, out, "attention", attention_bw, in, 5);
         if (!nd) return NULL;
         nd->saved[0] = att;

@@ -8,8 +8,12 @@ static void linear_bw(ct_graph *g, ct_node *n) {
                     w->data, n->i[0], n->i[1], n->i[2]);
 }
 
-ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b) {
-    ct_tensor *in[3] = {x, w, b};
+/* x wᵀ + b (+ res) (then act when act >= 0). Without a tape the whole
+ * thing is one pass of the engine's GEMM; with one, the linear op is
+ * recorded and the residual add and activation are ops of their own. */
+static ct_tensor *linear_impl(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
+                              ct_tensor *res, int act) {
+    ct_tensor *in[4] = {x, w, b, res};
     if (!ct_op_inputs_ok(g, in, 2)) return NULL;
     int64_t C = ct_cols(x), N = ct_rows(x);
     char s1[64], s2[64];
@@ -24,15 +28,41 @@ ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b) {
     int64_t shape[CT_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[x->ndim ? x->ndim - 1 : 0] = OC;
+    if (res && (res->numel != N * OC || res->ndim != (x->ndim ? x->ndim : 1)))
+        return ct_op_fail(g, CT_ERR_ARG, "linear: residual %s does not match the output",
+                          ct_shape_str(res, s1, sizeof s1));
+    bool grad = ct_op_needs_grad(g, in, 4);
+    if (grad && (res || act >= 0)) {
+        ct_tensor *y = linear_impl(g, x, w, b, NULL, -1);
+        if (res) y = ct_add(g, res, y);
+        if (act == CT_ACT_GELU) y = ct_gelu(g, y);
+        if (act == CT_ACT_QUICK_GELU) y = ct_quick_gelu(g, y);
+        return y;
+    }
     ct_tensor *out = ct_op_out(g, x->ndim ? x->ndim : 1, shape);
     if (!out) return NULL;
-    linear_forward(out->data, x->data, w->data, b ? b->data : NULL, N, C, OC);
-    if (ct_op_needs_grad(g, in, 3)) {
+    linear_forward_ex(out->data, x->data, w->data, b ? b->data : NULL, res ? res->data : NULL, N,
+                      C, OC, act);
+    if (grad) {
         ct_node *nd = ct_op_record(g, out, "linear", linear_bw, in, 3);
         if (!nd) return NULL;
         nd->i[0] = N, nd->i[1] = C, nd->i[2] = OC;
     }
     return out;
+}
+
+ct_tensor *ct_linear(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b) {
+    return linear_impl(g, x, w, b, NULL, -1);
+}
+
+ct_tensor *ct_linear_act(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b, bool gelu) {
+    return linear_impl(g, x, w, b, NULL, gelu ? CT_ACT_GELU : CT_ACT_QUICK_GELU);
+}
+
+ct_tensor *ct_linear_residual(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
+                              ct_tensor *res) {
+    if (!res) return ct_op_fail(g, CT_ERR_ARG, "linear: NULL residual");
+    return linear_impl(g, x, w, b, res, -1);
 }
 
 static void matmul_bw(ct_graph *g, ct_node *n) {

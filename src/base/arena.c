@@ -103,3 +103,18 @@ void ct_arena_reset(ct_arena *a) {
     if (a->cur) a->cur->off = 0;
     a->used = 0;
 }
+
+ct_arena_mark ct_arena_get_mark(const ct_arena *a) {
+    return (ct_arena_mark){a->cur, a->cur ? a->cur->off : 0, a->used};
+}
+
+void ct_arena_release(ct_arena *a, ct_arena_mark m) {
+    if (m.chunk) {
+        a->cur = m.chunk;
+        a->cur->off = m.off;
+    } else {
+        a->cur = a->head;
+        if (a->cur) a->cur->off = 0;
+    }
+    a->used = m.used;
+}

@@ -23,4 +23,13 @@ void ct_arena_destroy(ct_arena *a);
 void *ct_arena_alloc(ct_arena *a, size_t bytes);
 void ct_arena_reset(ct_arena *a);
 
+/* A position in the arena. Releasing to it makes everything allocated after
+ * it free for reuse (the chunks stay), as a reset does to everything. */
+typedef struct ct_arena_mark {
+    ct_arena_chunk *chunk;
+    size_t off, used;
+} ct_arena_mark;
+ct_arena_mark ct_arena_get_mark(const ct_arena *a);
+void ct_arena_release(ct_arena *a, ct_arena_mark m);
+
 #endif

@@ -2,6 +2,9 @@
 
 #include <cblas.h>
 
+#include "base/cpu.h"
+#include "base/gemm.h"
+
 static int g_blas_threads = 0;
 
 #if defined(CT_BLAS_OPENBLAS)
@@ -33,6 +36,9 @@ void ct_gemm(bool ta, bool tb, int M, int N, int K, ct_real alpha, const ct_real
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
                 N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
+    /* the engine's own GEMM: fast on every CPU whatever BLAS's kernel choice */
+    if (!ct_cpu_gemm_blas() && ct_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
                 N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif

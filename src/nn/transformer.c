@@ -2,10 +2,6 @@
  * (the tape differentiates the composition). */
 #include "autograd/graph.h"
 
-static ct_tensor *act_op(ct_graph *g, ct_tensor *x, ct_activation act) {
-    return act == CT_GELU ? ct_gelu(g, x) : ct_quick_gelu(g, x);
-}
-
 /* x Wᵀ + b, plus the LoRA delta of projection j when block l has one. */
 static ct_tensor *proj(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *bias,
                        const ct_block_lora *l, const ct_lora *cfg, int layer, int j) {
@@ -28,10 +24,15 @@ ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, i
     if (keys_only) return x;
     ct_tensor *q = proj(g, h, b->q_w, b->q_b, l, cfg, layer, 0);
     ct_tensor *a = ct_attention(g, q, k, v, ek, ev, n_head, causal);
-    x = ct_add(g, x, proj(g, a, b->o_w, b->o_b, l, cfg, layer, 3));
+    /* residual adds and the activation ride on the GEMMs (fused without a
+     * tape, plain ops with one) */
+    if (l && l->a[3] && cfg)
+        x = ct_add(g, x, proj(g, a, b->o_w, b->o_b, l, cfg, layer, 3));
+    else
+        x = ct_linear_residual(g, a, b->o_w, b->o_b, x);
     h = ct_layernorm(g, x, b->ln2_w, b->ln2_b, ln_eps);
-    h = ct_linear(g, act_op(g, ct_linear(g, h, b->fc1_w, b->fc1_b), act), b->fc2_w, b->fc2_b);
-    return ct_add(g, x, h);
+    h = ct_linear_act(g, h, b->fc1_w, b->fc1_b, act == CT_GELU);
+    return ct_linear_residual(g, h, b->fc2_w, b->fc2_b, x);
 }
 
 ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
@@ -55,6 +56,10 @@ ct_tensor *ct_transformer_forward_lora(ct_graph *g, const ct_block *blocks, int 
     if (lora && lora->n_layers != n_layers)
         return ct_op_fail(g, CT_ERR_ARG, "transformer: LoRA for %d blocks, the stack has %d",
                           lora->n_layers, n_layers);
+    /* Without a tape, a block's intermediates die with it: each output moves
+     * to the mark and the rest is reused by the next block. Hooks may keep
+     * what they were given, so with a hook the mark follows it. */
+    ct_graph_mark mark = ct_graph_get_mark(g);
     for (int l = 0; l < n_layers && x; l++) {
         if (hook) {
             x = hook(g, l, x, hook_ctx);
@@ -64,9 +69,11 @@ ct_tensor *ct_transformer_forward_lora(ct_graph *g, const ct_block *blocks, int 
                                ct_last_error());
                 return NULL;
             }
+            mark = ct_graph_get_mark(g);
         }
         x = ct_block_forward_lora(g, &blocks[l], x, n_head, causal, act, ln_eps, NULL, NULL,
                                   NULL, NULL, false, lora ? &lora->layers[l] : NULL, lora, l);
+        x = ct_graph_keep(g, &mark, x);
     }
     return x;
 }

@@ -58,6 +58,12 @@ typedef enum {
     CT_ACT_LOG
 } ct_act;
 void act_forward(ct_real *out, const ct_real *x, int64_t n, ct_act act);
+/* out (N, OC) = act(inp (N, C) w (OC, C)ᵀ + b + res (N, OC)) in one pass
+ * over out where the engine's GEMM can (float; GELU, QuickGELU or none:
+ * act < 0), else GEMM, then add, then activation. b, res may be NULL; res
+ * must not overlap out. */
+void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
+                       const ct_real *res, int64_t N, int64_t C, int64_t OC, int act);
 /* Needs x and the forward output y. */
 void act_backward(ct_real *dx, const ct_real *dout, const ct_real *x, const ct_real *y,
                   int64_t n, ct_act act);
@@ -122,7 +128,7 @@ void transpose_forward(ct_real *out, const ct_real *inp, const int64_t *shape4, 
 
 /* ---- attention (kernels_attention.c) ---- */
 /* q (B, Tq, C); k, v (B, Tk, C); ek, ev (P, C) or NULL with P = 0.
- * att (B, NH, Tq, P + Tk) saved softmax probabilities. scratch holds
+ * att (B, NH, Tq, P + Tk): the softmax probabilities, for backward (NULL: none kept). scratch holds
  * attention_scratch_size(..., false) values. */
 void attention_forward(ct_real *out, ct_real *att, ct_real *scratch, const ct_real *q,
                        const ct_real *k, const ct_real *v, const ct_real *ek, const ct_real *ev,

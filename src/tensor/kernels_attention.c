@@ -29,7 +29,9 @@ static dims get_dims(int64_t Tk, int64_t P, int64_t C, int64_t NH) {
 
 /* Per-thread values needed by forward (and by backward when bwd). */
 static size_t per_thread(int64_t Tq, dims d, bool bwd) {
-    size_t fwd = (size_t)(d.hs * d.ldL + d.L * d.ldh);
+    /* forward: packed keys and values, and one head's probabilities when the
+     * caller keeps none (inference) */
+    size_t fwd = (size_t)(d.hs * d.ldL + d.L * d.ldh + Tq * d.L);
     if (!bwd) return fwd;
     return (size_t)(d.hs * d.ldL + 3 * d.L * Tq + 2 * Tq * d.ldh + d.L * d.ldh);
 }
@@ -87,7 +89,7 @@ void attention_forward(ct_real *out, ct_real *att, ct_real *scratch, const ct_re
         int64_t b = bh / NH, h = bh % NH, L = d.L;
         ct_real *Kt = scratch + (size_t)omp_get_thread_num() * pt, *Vp = Kt + d.hs * d.ldL;
         const ct_real *qh = q + b * Tq * C + h * d.hs;
-        ct_real *A = att + bh * Tq * L, *oh = out + b * Tq * C + h * d.hs;
+        ct_real *A = att ? att + bh * Tq * L : Vp + L * d.ldh, *oh = out + b * Tq * C + h * d.hs;
         pack_keys_t(Kt, ek + h * d.hs, k + b * Tk * C + h * d.hs, P, Tk, C, d);
         pack_keys(Vp, ev + h * d.hs, v + b * Tk * C + h * d.hs, P, Tk, C, d);
         small_gemm((int)Tq, (int)L, (int)d.hs, scale, qh, (int)C, Kt, (int)d.ldL, 0, A, (int)L);

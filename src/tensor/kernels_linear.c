@@ -3,11 +3,41 @@
 #include <string.h>
 
 #include "base/blas.h"
+#include "base/cpu.h"
+#include "base/gemm.h"
 #include "tensor/kernels.h"
+
+/* The engine's GEMM with the bias, residual and activation applied to each
+ * tile of out as it is finished; false where it does not apply. */
+static bool fused(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
+                  const ct_real *res, int64_t N, int64_t C, int64_t OC, int act) {
+#ifdef CT_REAL_DOUBLE
+    (void)out, (void)inp, (void)w, (void)b, (void)res, (void)N, (void)C, (void)OC, (void)act;
+    return false;
+#else
+    if (ct_cpu_gemm_blas() || (act >= 0 && act != CT_ACT_GELU && act != CT_ACT_QUICK_GELU))
+        return false;
+    ct_gemm_epilogue ep = {b, res, (int)OC,
+                           act == CT_ACT_GELU         ? CT_EPI_GELU
+                           : act == CT_ACT_QUICK_GELU ? CT_EPI_QUICK_GELU
+                                                      : CT_EPI_NONE};
+    return ct_sgemm_ex(false, true, (int)N, (int)OC, (int)C, 1, inp, (int)C, w, (int)C, 0, out,
+                       (int)OC, &ep);
+#endif
+}
+
+void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
+                       const ct_real *res, int64_t N, int64_t C, int64_t OC, int act) {
+    if (fused(out, inp, w, b, res, N, C, OC, act)) return;
+    linear_forward(out, inp, w, b, N, C, OC);
+    if (res) binary_forward(out, out, res, N * OC, N * OC, CT_BIN_ADD);
+    if (act >= 0) act_forward(out, out, N * OC, (ct_act)act);
+}
 
 void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
                     int64_t N, int64_t C, int64_t OC) {
     // out (N, OC), inp (N, C), w (OC, C), b (OC)
+    if (b && fused(out, inp, w, b, NULL, N, C, OC, -1)) return;
     if (b) {
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, b, (size_t)OC * sizeof(ct_real));

@@ -1,0 +1,270 @@
+/* Single-precision GEMM, one instruction set per compilation: this file is
+ * compiled once for AVX-512, once for AVX2 + FMA and once for the x86-64
+ * baseline (SSE2), each with its own flags and symbol suffix (CMakeLists.txt:
+ * ct_sgemm_isa), and src/base/gemm.c picks one at run time.
+ *
+ * The classic blocked scheme (Goto; BLIS's five loops): a KC x NC block of
+ * op(B) packed into NR-column micro-panels, an MC x KC block of alpha op(A)
+ * packed into MR-row micro-panels, and a register-resident MR x NR micro-tile
+ * of C updated by broadcast-FMA over KC steps. Packing reads A and B in any
+ * transposition, so the micro-kernel is the same for all four cases. Panels
+ * are zero-padded at the edges; edge tiles go through a local tile.
+ *
+ * One call computes a whole (sub-)problem on the calling thread, in the
+ * 64-byte aligned workspace it is given; gemm.c splits the work between
+ * threads and keeps a workspace per thread. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "base/isa/sgemm_isa.h"
+
+#if defined(CT_ISA_AVX512)
+#define VW 16
+#define NV 4
+#define KC 256
+#define SUFFIX(f) f##_avx512
+#elif defined(CT_ISA_AVX2)
+#define VW 8
+#define NV 2
+#define KC 256
+#define SUFFIX(f) f##_avx2
+#else
+#define VW 4
+#define NV 2
+#define KC 256
+#define SUFFIX(f) f##_generic
+#endif
+#define MR 6
+#define NR (VW * NV)
+#define MC (MR * 24)
+#define NC (NR * 16)
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)),
+                                may_alias));
+
+/* alpha op(A)[m0 + i, k0 + k] for i < mc, k < kc into MR-row micro-panels
+ * (k-major within a panel: dst[k * MR + r]), zero rows past mc. */
+static void pack_a(float *dst, bool ta, const float *A, int lda, int m0, int mc, int k0, int kc,
+                   float alpha) {
+    for (int i0 = 0; i0 < mc; i0 += MR, dst += (size_t)MR * kc) {
+        int mr = mc - i0 < MR ? mc - i0 : MR;
+        if (!ta) {
+            for (int r = 0; r < mr; r++) {
+                const float *src = A + (size_t)(m0 + i0 + r) * lda + k0;
+                for (int k = 0; k < kc; k++) dst[k * MR + r] = alpha * src[k];
+            }
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(k0 + k) * lda + m0 + i0;
+                for (int r = 0; r < mr; r++) dst[k * MR + r] = alpha * src[r];
+            }
+        }
+        for (int r = mr; r < MR; r++)
+            for (int k = 0; k < kc; k++) dst[k * MR + r] = 0;
+    }
+}
+
+/* op(B)[k0 + k, n0 + j] for k < kc, j < nc into NR-column micro-panels
+ * (dst[k * NR + j]), zero columns past nc. */
+static void pack_b(float *dst, bool tb, const float *B, int ldb, int k0, int kc, int n0, int nc) {
+    for (int j0 = 0; j0 < nc; j0 += NR, dst += (size_t)NR * kc) {
+        int nr = nc - j0 < NR ? nc - j0 : NR;
+        if (!tb) {
+            for (int k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + n0 + j0;
+                float *d = dst + (size_t)k * NR;
+                if (nr == NR) {
+                    for (int v = 0; v < NV; v++) ((vf *)d)[v] = ((const vf *)src)[v];
+                } else {
+                    memcpy(d, src, (size_t)nr * sizeof *d);
+                    memset(d + nr, 0, (size_t)(NR - nr) * sizeof *d);
+                }
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
+            }
+            for (int j = nr; j < NR; j++)
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = 0;
+        }
+    }
+}
+
+typedef int32_t vi __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)),
+                                  may_alias));
+
+static inline vf vsel(vi mask, vf a, vf b) { /* mask ? a : b, lane-wise */
+    return (vf)(((vi)a & mask) | ((vi)b & ~mask));
+}
+
+/* exp(x) = 2^k p(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite, two
+ * parts), p of degree 6: about 1 ulp; inputs clamped to the float range. */
+static inline vf vexp(vf x) {
+    const vf hi = (vf){0} + 88.3762626647949f, lo = (vf){0} - 87.3365478515625f;
+    x = vsel(x > hi, hi, x);
+    x = vsel(x < lo, lo, x);
+    const vf magic = (vf){0} + 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    vf kf = (x * 1.44269504088896341f + magic) - magic;
+    vi k = __builtin_convertvector(kf, vi);
+    vf r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    vf p = (vf){0} + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    vi bits = (k + 127) << 23;
+    vf scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* The activations, the same instructions here and in ct_act_<isa> (the
+ * unfused path): fused and unfused results are bit-identical. */
+static inline vf quick_gelu(vf y) { return y / (1.0f + vexp(y * -1.702f)); }
+static inline float gelu(float y) { return 0.5f * y * (1.0f + erff(y * 0.70710678118654752f)); }
+
+void SUFFIX(ct_act)(float *y, const float *x, size_t n, ct_epi_act act) {
+    if (act == CT_EPI_GELU) {
+        for (size_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+        return;
+    }
+    if (act != CT_EPI_QUICK_GELU) return;
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) *(vf *)(y + i) = quick_gelu(*(const vf *)(x + i));
+    if (i < n) {
+        float t[VW] = {0};
+        memcpy(t, x + i, (n - i) * sizeof *t);
+        vf v = quick_gelu(*(vf *)t);
+        memcpy(t, &v, sizeof t);
+        memcpy(y + i, t, (n - i) * sizeof *t);
+    }
+}
+
+/* The MR x NR tile c (ldc) = (acc ? c : 0) + a-panel x b-panel over kc,
+ * then, with ep (the last pass), + bias + residual and the activation. */
+static inline __attribute__((always_inline)) void micro_tile(int kc, const float *a,
+                                                             const float *b, float *c, int ldc,
+                                                             bool acc, const float *bias,
+                                                             const float *res, int ldr,
+                                                             ct_epi_act act) {
+    vf t[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) t[r][v] = (vf){0};
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        vf bv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) bv[v] = ((const vf *)b)[v];
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) t[r][v] += a[r] * bv[v];
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            vf *dst = (vf *)(c + (size_t)r * ldc + v * VW), y = t[r][v];
+            if (acc) y += *dst;
+            if (bias) y += ((const vf *)bias)[v];
+            if (res) y += *(const vf *)(res + (size_t)r * ldr + v * VW);
+            if (act == CT_EPI_QUICK_GELU) y = quick_gelu(y);
+            *dst = y;
+        }
+    if (act == CT_EPI_GELU) /* exact GELU (erf), on the tile while it is in L1 */
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++) c[(size_t)r * ldc + j] = gelu(c[(size_t)r * ldc + j]);
+}
+
+static void micro_kernel(int kc, const float *a, const float *b, float *c, int ldc, int mr,
+                         int nr, bool acc, const ct_gemm_epilogue *ep) {
+    const float *bias = ep ? ep->bias : NULL, *res = ep ? ep->residual : NULL;
+    ct_epi_act act = ep ? ep->act : CT_EPI_NONE;
+    int ldr = ep ? ep->ldr : 0;
+    if (mr == MR && nr == NR) {
+        if (!ep)
+            micro_tile(kc, a, b, c, ldc, acc, NULL, NULL, 0, CT_EPI_NONE);
+        else
+            micro_tile(kc, a, b, c, ldc, acc, bias, res, ldr, act);
+        return;
+    }
+    /* an edge tile: through zero-padded local copies, same arithmetic */
+    float tile[MR * NR] __attribute__((aligned(64)));
+    float rt[MR * NR] __attribute__((aligned(64)));
+    float bt[NR] __attribute__((aligned(64)));
+    memset(tile, 0, sizeof tile);
+    for (int r = 0; r < mr && acc; r++)
+        memcpy(tile + r * NR, c + (size_t)r * ldc, (size_t)nr * sizeof *c);
+    if (bias) {
+        memset(bt, 0, sizeof bt);
+        memcpy(bt, bias, (size_t)nr * sizeof *bt);
+    }
+    if (res) {
+        memset(rt, 0, sizeof rt);
+        for (int r = 0; r < mr; r++)
+            memcpy(rt + r * NR, res + (size_t)r * ldr, (size_t)nr * sizeof *rt);
+    }
+    micro_tile(kc, a, b, tile, NR, true, bias ? bt : NULL, res ? rt : NULL, NR, act);
+    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, tile + r * NR, (size_t)nr * sizeof *c);
+}
+
+int SUFFIX(ct_sgemm_nr)(void) { return NR; }
+size_t SUFFIX(ct_sgemm_work)(void) { return ((size_t)MC * KC + (size_t)KC * NC) * sizeof(float); }
+
+void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc,
+                      const ct_gemm_epilogue *ep, float *work) {
+    float *pa = work, *pb = work + (size_t)MC * KC;
+    if (beta != 0 && beta != 1)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+    if (K == 0 && beta == 0)
+        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
+    if (K == 0 && ep) { /* no pass over K to carry the epilogue */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *y = C + (size_t)i * ldc + j;
+                if (ep->bias) *y += ep->bias[j];
+                if (ep->residual) *y += ep->residual[(size_t)i * ep->ldr + j];
+            }
+        for (int i = 0; i < M; i++) SUFFIX(ct_act)(C + (size_t)i * ldc, C + (size_t)i * ldc, N, ep->act);
+    }
+    for (int n0 = 0; n0 < N; n0 += NC) {
+        int nc = N - n0 < NC ? N - n0 : NC;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = K - k0 < KC ? K - k0 : KC;
+            bool acc = k0 > 0 || beta != 0;
+            const ct_gemm_epilogue *last = k0 + kc >= K ? ep : NULL;
+            pack_b(pb, tb, B, ldb, k0, kc, n0, nc);
+            for (int m0 = 0; m0 < M; m0 += MC) {
+                int mc = M - m0 < MC ? M - m0 : MC;
+                pack_a(pa, ta, A, lda, m0, mc, k0, kc, alpha);
+                for (int j0 = 0; j0 < nc; j0 += NR) {
+                    int nr = nc - j0 < NR ? nc - j0 : NR;
+                    const float *b = pb + (size_t)j0 * kc;
+                    for (int i0 = 0; i0 < mc; i0 += MR) {
+                        int mr = mc - i0 < MR ? mc - i0 : MR;
+                        ct_gemm_epilogue e;
+                        if (last) { /* the epilogue's operands at this tile */
+                            e = *last;
+                            if (e.bias) e.bias += n0 + j0;
+                            if (e.residual) e.residual += (size_t)(m0 + i0) * e.ldr + n0 + j0;
+                        }
+                        micro_kernel(kc, pa + (size_t)i0 * kc, b,
+                                     C + (size_t)(m0 + i0) * ldc + n0 + j0, ldc, mr, nr, acc,
+                                     last ? &e : NULL);
+                    }
+                }
+            }
+        }
+    }
+}
