@@ -33,16 +33,19 @@ static float *workspace(size_t bytes) {
     return w;
 }
 
-static void pick(ct_isa isa, sgemm_fn *fn, size_t *work, int *nr) {
+static void pick(ct_isa isa, sgemm_fn *fn, size_t *work, int *nr, int *mr) {
     switch (isa) {
     case CT_ISA_AVX512:
         *fn = ct_sgemm_avx512, *work = ct_sgemm_work_avx512(), *nr = ct_sgemm_nr_avx512();
+        *mr = ct_sgemm_mr_avx512();
         break;
     case CT_ISA_AVX2:
         *fn = ct_sgemm_avx2, *work = ct_sgemm_work_avx2(), *nr = ct_sgemm_nr_avx2();
+        *mr = ct_sgemm_mr_avx2();
         break;
     default:
         *fn = ct_sgemm_generic, *work = ct_sgemm_work_generic(), *nr = ct_sgemm_nr_generic();
+        *mr = ct_sgemm_mr_generic();
     }
 }
 
@@ -55,16 +58,16 @@ bool ct_sgemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const float
     if (M <= 0 || N <= 0) return true;
     sgemm_fn fn;
     size_t work;
-    int nr;
-    pick(ct_cpu_isa(), &fn, &work, &nr);
+    int nr, mr;
+    pick(ct_cpu_isa(), &fn, &work, &nr, &mr);
     int nt = omp_in_parallel() ? 1 : ct_get_num_threads();
     double flops = 2.0 * M * N * (double)(K > 0 ? K : 1);
     if (nt > flops / MIN_FLOPS_PER_THREAD) nt = (int)(flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
     /* split columns in whole micro-panels when each thread gets two or
-     * more, else rows in whole micro-tiles (6 rows) */
+     * more, else rows in whole micro-tiles (mr rows) */
     bool by_cols = N >= 2 * nr * nt;
-    int units = by_cols ? (N + nr - 1) / nr : (M + 5) / 6;
+    int units = by_cols ? (N + nr - 1) / nr : (M + mr - 1) / mr;
     if (nt > units) nt = units;
     if (nt <= 1) {
         float *w = workspace(work);
@@ -94,7 +97,7 @@ bool ct_sgemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const float
             fn(ta, tb, M, j1 - j0, K, alpha, A, lda, tb ? B + (size_t)j0 * ldb : B + j0, ldb,
                beta, C + j0, ldc, ep ? &e : NULL, w);
         } else if (go && u1 > u0) {
-            int i0 = u0 * 6, i1 = u1 * 6 < M ? u1 * 6 : M;
+            int i0 = u0 * mr, i1 = u1 * mr < M ? u1 * mr : M;
             ct_gemm_epilogue e = ep ? *ep : (ct_gemm_epilogue){0};
             if (e.residual) e.residual += (size_t)i0 * e.ldr;
             fn(ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb,

@@ -22,25 +22,45 @@
 
 #include "base/isa/sgemm_isa.h"
 
+/* Tile and block sizes per ISA (measured on Zen 5 and with the AVX2 path
+ * forced; bench_gemm; CT_ISA_TUNE / CT_ISA_EXTRA_DEFS override them for
+ * tuning): MR x NR accumulators fill the register file (24 of 32 zmm; 12
+ * of 16 ymm), KC x NR of B is streamed per tile, MC x KC of A stays in L2. */
 #if defined(CT_ISA_AVX512)
 #define VW 16
-#define NV 4
-#define KC 256
 #define SUFFIX(f) f##_avx512
+#define MR_ 6
+#define NV_ 4
+#define KC_ 512
+#define MC_ 72
 #elif defined(CT_ISA_AVX2)
 #define VW 8
-#define NV 2
-#define KC 256
 #define SUFFIX(f) f##_avx2
+#define MR_ 4
+#define NV_ 3
+#define KC_ 384
+#define MC_ 96
 #else
 #define VW 4
-#define NV 2
-#define KC 256
 #define SUFFIX(f) f##_generic
+#define MR_ 6
+#define NV_ 2
+#define KC_ 256
+#define MC_ 144
 #endif
-#define MR 6
+#ifndef MR
+#define MR MR_
+#endif
+#ifndef NV
+#define NV NV_
+#endif
+#ifndef KC
+#define KC KC_
+#endif
+#ifndef MC
+#define MC MC_
+#endif
 #define NR (VW * NV)
-#define MC (MR * 24)
 #define NC (NR * 16)
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)),
@@ -85,9 +105,14 @@ static void pack_b(float *dst, bool tb, const float *B, int ldb, int k0, int kc,
                 }
             }
         } else {
-            for (int j = 0; j < nr; j++) {
-                const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
-                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
+            /* a transpose: 16 k at a time, so the 16 destination rows stay
+             * in L1 while every column j is written */
+            for (int kk = 0; kk < kc; kk += 16) {
+                int ke = kc - kk < 16 ? kc - kk : 16;
+                for (int j = 0; j < nr; j++) {
+                    const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0 + kk;
+                    for (int k = 0; k < ke; k++) dst[(size_t)(kk + k) * NR + j] = src[k];
+                }
             }
             for (int j = nr; j < NR; j++)
                 for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = 0;
@@ -150,24 +175,27 @@ void SUFFIX(ct_act)(float *y, const float *x, size_t n, ct_epi_act act) {
 
 /* The MR x NR tile c (ldc) = (acc ? c : 0) + a-panel x b-panel over kc,
  * then, with ep (the last pass), + bias + residual and the activation. */
-static inline __attribute__((always_inline)) void micro_tile(int kc, const float *a,
+static inline __attribute__((always_inline)) void micro_tile(int kc, const float *a, int lda,
                                                              const float *b, float *c, int ldc,
                                                              bool acc, const float *bias,
                                                              const float *res, int ldr,
                                                              ct_epi_act act) {
+    /* a: a packed micro-panel (lda 0: a[k * MR + r]) or MR rows of A read
+     * in place (a[r * lda + k]) */
+    const bool packed = lda == 0;
     vf t[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) t[r][v] = (vf){0};
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, a += packed ? MR : 1, b += NR) {
         vf bv[NV];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) bv[v] = ((const vf *)b)[v];
 #pragma GCC unroll 32
         for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) t[r][v] += a[r] * bv[v];
+            for (int v = 0; v < NV; v++) t[r][v] += a[packed ? (size_t)r : (size_t)r * lda] * bv[v];
     }
 #pragma GCC unroll 32
     for (int r = 0; r < MR; r++)
@@ -185,16 +213,20 @@ static inline __attribute__((always_inline)) void micro_tile(int kc, const float
             for (int j = 0; j < NR; j++) c[(size_t)r * ldc + j] = gelu(c[(size_t)r * ldc + j]);
 }
 
-static void micro_kernel(int kc, const float *a, const float *b, float *c, int ldc, int mr,
-                         int nr, bool acc, const ct_gemm_epilogue *ep) {
+static void micro_kernel(int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                         int mr, int nr, bool acc, const ct_gemm_epilogue *ep) {
     const float *bias = ep ? ep->bias : NULL, *res = ep ? ep->residual : NULL;
     ct_epi_act act = ep ? ep->act : CT_EPI_NONE;
     int ldr = ep ? ep->ldr : 0;
     if (mr == MR && nr == NR) {
-        if (!ep)
-            micro_tile(kc, a, b, c, ldc, acc, NULL, NULL, 0, CT_EPI_NONE);
+        if (lda && !ep)
+            micro_tile(kc, a, lda, b, c, ldc, acc, NULL, NULL, 0, CT_EPI_NONE);
+        else if (lda)
+            micro_tile(kc, a, lda, b, c, ldc, acc, bias, res, ldr, act);
+        else if (!ep)
+            micro_tile(kc, a, 0, b, c, ldc, acc, NULL, NULL, 0, CT_EPI_NONE);
         else
-            micro_tile(kc, a, b, c, ldc, acc, bias, res, ldr, act);
+            micro_tile(kc, a, 0, b, c, ldc, acc, bias, res, ldr, act);
         return;
     }
     /* an edge tile: through zero-padded local copies, same arithmetic */
@@ -213,17 +245,19 @@ static void micro_kernel(int kc, const float *a, const float *b, float *c, int l
         for (int r = 0; r < mr; r++)
             memcpy(rt + r * NR, res + (size_t)r * ldr, (size_t)nr * sizeof *rt);
     }
-    micro_tile(kc, a, b, tile, NR, true, bias ? bt : NULL, res ? rt : NULL, NR, act);
+    micro_tile(kc, a, lda, b, tile, NR, true, bias ? bt : NULL, res ? rt : NULL, NR, act);
     for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, tile + r * NR, (size_t)nr * sizeof *c);
 }
 
 int SUFFIX(ct_sgemm_nr)(void) { return NR; }
+int SUFFIX(ct_sgemm_mr)(void) { return MR; }
 size_t SUFFIX(ct_sgemm_work)(void) { return ((size_t)MC * KC + (size_t)KC * NC) * sizeof(float); }
 
 void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc,
                       const ct_gemm_epilogue *ep, float *work) {
     float *pa = work, *pb = work + (size_t)MC * KC;
+    const bool direct = !ta && alpha == 1 && lda > 0;
     if (beta != 0 && beta != 1)
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
@@ -247,7 +281,9 @@ void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const 
             pack_b(pb, tb, B, ldb, k0, kc, n0, nc);
             for (int m0 = 0; m0 < M; m0 += MC) {
                 int mc = M - m0 < MC ? M - m0 : MC;
-                pack_a(pa, ta, A, lda, m0, mc, k0, kc, alpha);
+                /* A row-major and unscaled: full micro-panels are read in
+                 * place (no packing pass); only a ragged last one is packed */
+                if (!direct) pack_a(pa, ta, A, lda, m0, mc, k0, kc, alpha);
                 for (int j0 = 0; j0 < nc; j0 += NR) {
                     int nr = nc - j0 < NR ? nc - j0 : NR;
                     const float *b = pb + (size_t)j0 * kc;
@@ -259,9 +295,15 @@ void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const 
                             if (e.bias) e.bias += n0 + j0;
                             if (e.residual) e.residual += (size_t)(m0 + i0) * e.ldr + n0 + j0;
                         }
-                        micro_kernel(kc, pa + (size_t)i0 * kc, b,
-                                     C + (size_t)(m0 + i0) * ldc + n0 + j0, ldc, mr, nr, acc,
-                                     last ? &e : NULL);
+                        const float *ap = pa + (size_t)i0 * kc;
+                        int ald = 0;
+                        if (direct && mr == MR) {
+                            ap = A + (size_t)(m0 + i0) * lda + k0, ald = lda;
+                        } else if (direct && j0 == 0) {
+                            pack_a(pa + (size_t)i0 * kc, false, A, lda, m0 + i0, mr, k0, kc, 1);
+                        }
+                        micro_kernel(kc, ap, ald, b, C + (size_t)(m0 + i0) * ldc + n0 + j0, ldc,
+                                     mr, nr, acc, last ? &e : NULL);
                     }
                 }
             }

@@ -24,7 +24,8 @@ typedef struct ct_gemm_epilogue {
                         const ct_gemm_epilogue *ep, float *work);                              \
     size_t ct_sgemm_work_##isa(void);                                                          \
     void ct_act_##isa(float *y, const float *x, size_t n, ct_epi_act act);                     \
-    int ct_sgemm_nr_##isa(void);
+    int ct_sgemm_nr_##isa(void);                                                               \
+    int ct_sgemm_mr_##isa(void);
 
 CT_SGEMM_DECLARE(avx512)
 CT_SGEMM_DECLARE(avx2)
