@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Build and run the engine benchmarks twice: with the environment's OpenBLAS
-# settings (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) as they are, and with both
-# unset (OpenBLAS then picks its AVX-512 kernels). Figures are ratios against
-# raw cblas_sgemm measured in the same process.
+# All benchmarks (none is a test). First the peers: cliptune's CLIP encoders
+# next to PyTorch and ONNX Runtime, interleaved, 3 rounds, min / median /
+# max, ratios and peak RSS (bench/peers.sh). Then the engine benchmarks,
+# twice: with the environment's OpenBLAS settings (OPENBLAS_CORETYPE,
+# OPENBLAS_L2_SIZE) as they are, and with both unset (OpenBLAS then picks its
+# AVX-512 kernels): the engine's GEMM next to cblas_sgemm (bench_gemm), the
+# tape's linear layer and attention against raw sgemm, the encoders, the
+# pretraining and image-side training steps next to PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-cmake -S . -B build -DCT_WERROR=ON > /dev/null
-cmake --build build -j "$(nproc)" --target bench_linear bench_attention > /dev/null
+bench/peers.sh "${PEER_ROUNDS:-3}"
+cmake --build build -j "$(nproc)" --target bench_gemm bench_linear bench_attention > /dev/null
+echo "== the engine's GEMM vs cblas_sgemm (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+build/bench_gemm
+echo "== the engine's GEMM vs cblas_sgemm, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE build/bench_gemm
+if grep -q avx2 /proc/cpuinfo; then
+    echo "== the engine's AVX2 path forced (CLIPTUNE_ISA=avx2), OPENBLAS_* as set"
+    CLIPTUNE_ISA=avx2 build/bench_gemm
+fi
 echo "== OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
 build/bench_linear "$@"
 build/bench_attention "$@"

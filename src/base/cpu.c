@@ -6,7 +6,7 @@
 
 #include "cliptune.h"
 
-static int g_isa, g_bf16, g_blas;
+static int g_isa, g_blas;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void detect(void) {
@@ -18,9 +18,6 @@ static void detect(void) {
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq"))
         isa = CT_ISA_AVX512;
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-    g_bf16 = isa == CT_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
-#endif
 #endif
     const char *e = getenv("CLIPTUNE_ISA");
     int want = isa;
@@ -28,7 +25,6 @@ static void detect(void) {
     if (e && !strcmp(e, "avx2")) want = CT_ISA_AVX2;
     if (e && !strcmp(e, "avx512")) want = CT_ISA_AVX512;
     if (want < isa) isa = want; /* never above what the CPU has */
-    if (isa != CT_ISA_AVX512) g_bf16 = 0;
     e = getenv("CLIPTUNE_GEMM");
     g_blas = e && !strcmp(e, "blas");
     g_isa = isa;
@@ -37,11 +33,6 @@ static void detect(void) {
 ct_isa ct_cpu_isa(void) {
     pthread_once(&g_once, detect);
     return (ct_isa)g_isa;
-}
-
-bool ct_cpu_has_bf16(void) {
-    pthread_once(&g_once, detect);
-    return g_bf16;
 }
 
 bool ct_cpu_gemm_blas(void) {

@@ -12,8 +12,6 @@
 typedef enum ct_isa { CT_ISA_GENERIC = 0, CT_ISA_AVX2 = 1, CT_ISA_AVX512 = 2 } ct_isa;
 
 ct_isa ct_cpu_isa(void);
-/* The CPU has AVX512_BF16 (and the AVX-512 path is in use). */
-bool ct_cpu_has_bf16(void);
 /* GEMMs go to the CBLAS library (CLIPTUNE_GEMM=blas). */
 bool ct_cpu_gemm_blas(void);
 
