@@ -2,13 +2,16 @@
  * weights, as bench/image_prompts_torch.py runs the same step in PyTorch:
  *   maple:     MaPLe (n_ctx 2, depth 9), batch 4, 100 classes, SGD;
  *   clip-lora: CLIP-LoRA (r 2, q/k/v of all 12 blocks of both towers,
- *              dropout 0.25), batch 32, 100 classes, AdamW.
+ *              dropout 0.25), batch 32, 100 classes, AdamW;
+ *   tower:     the image tower alone, forward and backward to the input
+ *              pixels (batch 8, no weight gradients): what every pixel-path
+ *              method spends most of its step on.
  * A step is the method's loss on random normalised pixels, backward and the
  * optimiser update (the trainer's work minus decoding images). Class prompts
  * are "a photo of a class<k>." tokenized with the shipped model's tokenizer
  * (its ids fit the 49,408-entry embedding). Prints seconds per step (median
  * of the timed steps after one warm-up) and the process's peak RSS:
- *     bench_image_prompts maple|clip-lora [steps] */
+ *     bench_image_prompts maple|clip-lora|tower [steps] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +25,10 @@
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "maple";
     int steps = argc > 2 ? atoi(argv[2]) : 3;
-    bool lora = !strcmp(which, "clip-lora");
-    const ct_method *m = ct_method_find(which);
+    bool lora = !strcmp(which, "clip-lora"), tower = !strcmp(which, "tower");
+    const ct_method *m = ct_method_find(tower ? "vp" : which);
     if (!m || steps < 1) {
-        fprintf(stderr, "usage: bench_image_prompts maple|clip-lora [steps]\n");
+        fprintf(stderr, "usage: bench_image_prompts maple|clip-lora|tower [steps]\n");
         return 2;
     }
     ct_clip_config c = {0};
@@ -60,7 +63,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s\n", ct_last_error());
         return 1;
     }
-    int B = lora ? 32 : 4;
+    int B = lora ? 32 : tower ? 8 : 4;
     size_t per = (size_t)3 * 224 * 224;
     float *px = malloc((size_t)B * per * sizeof *px);
     int *y = malloc((size_t)B * sizeof *y);
@@ -74,7 +77,25 @@ int main(int argc, char **argv) {
     ct_graph *g = ct_graph_create(0);
     ct_graph_set_reuse_grads(g, true); /* as the trainer runs a step */
     double *t = malloc((size_t)steps * sizeof *t);
-    for (int s = 0; s <= steps; s++) {
+    if (tower) { /* pixels as a leaf that wants its gradient; loss: the sum of
+                  * the embeddings (any scalar costs the same) */
+        int64_t shape[4] = {B, 3, 224, 224};
+        ct_tensor *x = ct_tensor_new(4, shape, true);
+        memcpy(x->data, px, (size_t)B * per * sizeof *px);
+        for (int s = 0; s <= steps; s++) {
+            double t0 = bench_now();
+            ct_graph_reset(g);
+            ct_tensor_zero_grad(x);
+            ct_tensor *loss = ct_sum_all(g, ct_clip_encode_image(g, clip, x, NULL, false, NULL));
+            if (!loss || ct_backward(g, loss) != CT_OK) {
+                fprintf(stderr, "bench: %s\n", ct_last_error());
+                return 1;
+            }
+            if (s > 0) t[s - 1] = bench_now() - t0;
+        }
+        ct_tensor_free(x);
+    }
+    for (int s = 0; s <= steps && !tower; s++) {
         double t0 = bench_now();
         ct_graph_reset(g);
         ct_optim_zero_grad(opt);

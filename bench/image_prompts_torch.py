@@ -9,11 +9,18 @@ python3-torch), written after the official codes: an OpenAI-layout CLIP
   clip-lora: CLIP-LoRA's LinearLoRA on q, k, v of all 12 blocks of both
              towers (r 2, alpha 1, dropout 0.25 on the LoRA input), 100
              class prompts of 77 tokens with gradients every step, batch 32,
-             logits 100 cos, AdamW (lr 2e-4, weight decay 1e-2).
+             logits 100 cos, AdamW (lr 2e-4, weight decay 1e-2);
+  tower:     the image tower alone, forward and backward to the input
+             pixels (batch 8, frozen weights, no optimiser);
+  coop:      CoOp's step as coop.py runs it: 16 context vectors between
+             SOT and each of the 100 class names' tokens, all 100 prompts of
+             77 tokens through the text tower, logits against 32 cached image
+             features, cross-entropy, backward to the context (no optimiser
+             step; bench_coop's "full" variant is the same work).
 A step: forward, backward, optimiser update. Random normalised pixels and
 token ids; 2 threads (CLIPTUNE_THREADS or 2). Prints the median step time
 and the peak RSS:
-    /usr/bin/python3 bench/image_prompts_torch.py maple|clip-lora [steps]
+    /usr/bin/python3 bench/image_prompts_torch.py maple|clip-lora|tower|coop [steps]
 """
 import math
 import os
@@ -138,11 +145,34 @@ def main():
     ids = prompt_ids()
     eot = ids.argmax(-1)
     lora = which == "clip-lora"
-    B = 32 if lora else 4
+    B = 32 if lora or which == "coop" else 8 if which == "tower" else 4
     model = CLIP(lora_r=2 if lora else 0)
     px = torch.randn(B, 3, 224, 224)
     y = torch.arange(B) * 7 % K
-    if lora:
+    if which == "tower":
+        px.requires_grad_(True)
+        opt = None
+
+        def loss_fn():
+            px.grad = None
+            return model.image(px).sum()
+    elif which == "coop":
+        n = 16
+        with torch.no_grad():  # SOT, n placeholders, the prompt's tokens, EOT, padding
+            emb = model.tok(torch.cat([ids[:, :1], torch.zeros(K, n, dtype=torch.long),
+                                       ids[:, 1:CTX - n]], 1))
+        ctx = nn.Parameter(torch.randn(n, W_T) * 0.02)
+        prefix, suffix = emb[:, :1], emb[:, 1 + n:]
+        img = F.normalize(torch.randn(B, E), dim=-1)
+        eot = (eot + n).clamp(max=CTX - 1)
+        opt = None
+
+        def loss_fn():
+            ctx.grad = None
+            prompts = torch.cat([prefix, ctx.expand(K, -1, -1), suffix], 1)
+            t = F.normalize(model.text(prompts, eot), dim=-1)
+            return F.cross_entropy(model.logit_scale.exp() * img @ t.t(), y)
+    elif lora:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-2)
 
@@ -174,9 +204,11 @@ def main():
     times = []
     for s in range(steps + 1):
         t0 = time.perf_counter()
-        opt.zero_grad()
+        if opt:
+            opt.zero_grad()
         loss_fn().backward()
-        opt.step()
+        if opt:
+            opt.step()
         if s:
             times.append(time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -58,3 +58,19 @@ for round in 1 2; do
         fi
     done
 done
+echo "== the image tower forward + backward to the input (ViT-B/16, batch 8) and CoOp's step"
+echo "   doing coop.py's work (100 prompts of 77 tokens; ours: bench_coop's \"full\" variant),"
+echo "   ours and PyTorch interleaved, 3 rounds; each: as set, then OPENBLAS_* unset"
+cmake --build build -j "$(nproc)" --target bench_coop > /dev/null
+for round in 1 2 3; do
+    for e in set unset; do
+        pre=()
+        if [ "$e" = unset ]; then pre=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE); fi
+        "${pre[@]}" build/bench_image_prompts tower 3
+        "${pre[@]}" build/bench_coop 3 full
+        if /usr/bin/python3 -c "import torch" 2> /dev/null; then
+            "${pre[@]}" /usr/bin/python3 bench/image_prompts_torch.py tower 3
+            "${pre[@]}" /usr/bin/python3 bench/image_prompts_torch.py coop 3
+        fi
+    done
+done
