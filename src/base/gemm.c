@@ -11,7 +11,6 @@
 
 #include "base/cpu.h"
 #include "base/isa/sgemm_isa.h"
-#include "cliptune.h"
 
 typedef void (*sgemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int,
                          float, float *, int, const ct_gemm_epilogue *, float *);
@@ -60,7 +59,8 @@ bool ct_sgemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const float
     size_t work;
     int nr, mr;
     pick(ct_cpu_isa(), &fn, &work, &nr, &mr);
-    int nt = omp_in_parallel() ? 1 : ct_get_num_threads();
+    /* the engine's thread count: ct_set_num_threads keeps OpenMP's in step */
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double flops = 2.0 * M * N * (double)(K > 0 ? K : 1);
     if (nt > flops / MIN_FLOPS_PER_THREAD) nt = (int)(flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
