@@ -32,21 +32,20 @@ static float *workspace(size_t bytes) {
     return w;
 }
 
-static void pick(ct_isa isa, sgemm_fn *fn, size_t *work, int *nr, int *mr) {
-    switch (isa) {
-    case CT_ISA_AVX512:
-        *fn = ct_sgemm_avx512, *work = ct_sgemm_work_avx512(), *nr = ct_sgemm_nr_avx512();
-        *mr = ct_sgemm_mr_avx512();
-        break;
-    case CT_ISA_AVX2:
-        *fn = ct_sgemm_avx2, *work = ct_sgemm_work_avx2(), *nr = ct_sgemm_nr_avx2();
-        *mr = ct_sgemm_mr_avx2();
-        break;
-    default:
-        *fn = ct_sgemm_generic, *work = ct_sgemm_work_generic(), *nr = ct_sgemm_nr_generic();
-        *mr = ct_sgemm_mr_generic();
-    }
-}
+/* The builds of sgemm_isa.c, indexed by ct_isa. */
+static const struct isa_build {
+    sgemm_fn gemm;
+    size_t (*work)(void);
+    int (*nr)(void), (*mr)(void);
+    void (*act)(float *, const float *, size_t, ct_epi_act);
+} g_builds[3] = {
+    [CT_ISA_GENERIC] = {ct_sgemm_generic, ct_sgemm_work_generic, ct_sgemm_nr_generic,
+                        ct_sgemm_mr_generic, ct_act_generic},
+    [CT_ISA_AVX2] = {ct_sgemm_avx2, ct_sgemm_work_avx2, ct_sgemm_nr_avx2, ct_sgemm_mr_avx2,
+                     ct_act_avx2},
+    [CT_ISA_AVX512] = {ct_sgemm_avx512, ct_sgemm_work_avx512, ct_sgemm_nr_avx512,
+                       ct_sgemm_mr_avx512, ct_act_avx512},
+};
 
 /* Work per thread below which another thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 4e6
@@ -55,10 +54,10 @@ bool ct_sgemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const float
                  const float *B, int ldb, float beta, float *C, int ldc,
                  const ct_gemm_epilogue *ep) {
     if (M <= 0 || N <= 0) return true;
-    sgemm_fn fn;
-    size_t work;
-    int nr, mr;
-    pick(ct_cpu_isa(), &fn, &work, &nr, &mr);
+    const struct isa_build *bld = &g_builds[ct_cpu_isa()];
+    sgemm_fn fn = bld->gemm;
+    size_t work = bld->work();
+    int nr = bld->nr(), mr = bld->mr();
     /* the engine's thread count: ct_set_num_threads keeps OpenMP's in step */
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double flops = 2.0 * M * N * (double)(K > 0 ? K : 1);
@@ -113,9 +112,5 @@ bool ct_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A
 }
 
 void ct_sgemm_act(float *y, const float *x, size_t n, ct_epi_act act) {
-    switch (ct_cpu_isa()) {
-    case CT_ISA_AVX512: ct_act_avx512(y, x, n, act); break;
-    case CT_ISA_AVX2: ct_act_avx2(y, x, n, act); break;
-    default: ct_act_generic(y, x, n, act);
-    }
+    g_builds[ct_cpu_isa()].act(y, x, n, act);
 }

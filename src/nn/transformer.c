@@ -2,13 +2,22 @@
  * (the tape differentiates the composition). */
 #include "autograd/graph.h"
 
-/* x Wᵀ + b, plus the LoRA delta of projection j when block l has one. */
+/* (res +) x Wᵀ + b, plus the LoRA delta of projection j when block l has
+ * one; without LoRA the residual rides on the GEMM (fused without a tape). */
+static ct_tensor *proj_res(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *bias,
+                           const ct_block_lora *l, const ct_lora *cfg, int layer, int j,
+                           ct_tensor *res) {
+    if (!l || !l->a[j] || !cfg)
+        return res ? ct_linear_residual(g, x, w, bias, res) : ct_linear(g, x, w, bias);
+    uint64_t seed = ct_rng_u64(&(ct_rng){cfg->seed, (uint64_t)(layer * 4 + j) << 32});
+    ct_tensor *y = ct_lora_linear(g, x, w, bias, l->a[j], l->b[j], cfg->scale,
+                                  cfg->train ? cfg->dropout : 0.0f, seed);
+    return res ? ct_add(g, res, y) : y;
+}
+
 static ct_tensor *proj(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *bias,
                        const ct_block_lora *l, const ct_lora *cfg, int layer, int j) {
-    if (!l || !l->a[j] || !cfg) return ct_linear(g, x, w, bias);
-    uint64_t seed = ct_rng_u64(&(ct_rng){cfg->seed, (uint64_t)(layer * 4 + j) << 32});
-    return ct_lora_linear(g, x, w, bias, l->a[j], l->b[j], cfg->scale,
-                          cfg->train ? cfg->dropout : 0.0f, seed);
+    return proj_res(g, x, w, bias, l, cfg, layer, j, NULL);
 }
 
 ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
@@ -26,10 +35,7 @@ ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, i
     ct_tensor *a = ct_attention(g, q, k, v, ek, ev, n_head, causal);
     /* residual adds and the activation ride on the GEMMs (fused without a
      * tape, plain ops with one) */
-    if (l && l->a[3] && cfg)
-        x = ct_add(g, x, proj(g, a, b->o_w, b->o_b, l, cfg, layer, 3));
-    else
-        x = ct_linear_residual(g, a, b->o_w, b->o_b, x);
+    x = proj_res(g, a, b->o_w, b->o_b, l, cfg, layer, 3, x);
     h = ct_layernorm(g, x, b->ln2_w, b->ln2_b, ln_eps);
     h = ct_linear_act(g, h, b->fc1_w, b->fc1_b, act == CT_GELU);
     return ct_linear_residual(g, h, b->fc2_w, b->fc2_b, x);

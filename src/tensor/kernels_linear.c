@@ -1,4 +1,5 @@
-/* Linear layers and batched matmul: everything goes to CBLAS GEMM. */
+/* Linear layers and batched matmul, on the engine's GEMM (base/gemm.c) with
+ * its epilogue where it applies, else through ct_gemm. */
 #include <omp.h>
 #include <string.h>
 
@@ -28,22 +29,21 @@ static bool fused(ct_real *out, const ct_real *inp, const ct_real *w, const ct_r
 
 void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
                        const ct_real *res, int64_t N, int64_t C, int64_t OC, int act) {
-    if (fused(out, inp, w, b, res, N, C, OC, act)) return;
-    linear_forward(out, inp, w, b, N, C, OC);
-    if (res) binary_forward(out, out, res, N * OC, N * OC, CT_BIN_ADD);
-    if (act >= 0) act_forward(out, out, N * OC, (ct_act)act);
-}
-
-void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
-                    int64_t N, int64_t C, int64_t OC) {
     // out (N, OC), inp (N, C), w (OC, C), b (OC)
-    if (b && fused(out, inp, w, b, NULL, N, C, OC, -1)) return;
+    if (fused(out, inp, w, b, res, N, C, OC, act)) return;
     if (b) {
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, b, (size_t)OC * sizeof(ct_real));
     }
     ct_gemm(false, true, (int)N, (int)OC, (int)C, 1, inp, (int)C, w, (int)C, b ? 1 : 0, out,
             (int)OC);
+    if (res) binary_forward(out, out, res, N * OC, N * OC, CT_BIN_ADD);
+    if (act >= 0) act_forward(out, out, N * OC, (ct_act)act);
+}
+
+void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
+                    int64_t N, int64_t C, int64_t OC) {
+    linear_forward_ex(out, inp, w, b, NULL, N, C, OC, -1);
 }
 
 /* db[o] += sum_n dout[n, o], as dout^T 1 (a memory-bound GEMV; BLAS's is

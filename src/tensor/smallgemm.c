@@ -99,36 +99,8 @@ void small_exp(ct_real *y, const ct_real *x, int n) {
 }
 #else
 typedef int32_t vi __attribute__((vector_size(64), aligned(4), may_alias));
-
-/* exp(x) = 2^k * p(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite in two
- * parts), p a degree-6 polynomial (Taylor coefficients; |r| <= ln2/2 keeps
- * the error near 1 ulp). Inputs are clamped to the float range. */
-static inline vr vsel(vi mask, vr a, vr b) { /* mask ? a : b, lane-wise */
-    return (vr)(((vi)a & mask) | ((vi)b & ~mask));
-}
-
-static inline vr vexp(vr x) {
-    const vr hi = (vr){0} + 88.3762626647949f, lo = (vr){0} - 87.3365478515625f;
-    x = vsel(x > hi, hi, x);
-    x = vsel(x < lo, lo, x);
-    /* round to nearest with the 1.5 * 2^23 trick (exact in IEEE float) */
-    const vr magic = (vr){0} + 12582912.0f;
-    vr kf = (x * 1.44269504088896341f + magic) - magic;
-    vi k = __builtin_convertvector(kf, vi);
-    vr r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    vr p = (vr){0} + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    vi bits = (k + 127) << 23;
-    vr scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
+typedef vr vf;
+#include "base/isa/vexp.h"
 
 void small_exp(ct_real *y, const ct_real *x, int n) {
     int i = 0;

@@ -123,33 +123,7 @@ static void pack_b(float *dst, bool tb, const float *B, int ldb, int k0, int kc,
 typedef int32_t vi __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)),
                                   may_alias));
 
-static inline vf vsel(vi mask, vf a, vf b) { /* mask ? a : b, lane-wise */
-    return (vf)(((vi)a & mask) | ((vi)b & ~mask));
-}
-
-/* exp(x) = 2^k p(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite, two
- * parts), p of degree 6: about 1 ulp; inputs clamped to the float range. */
-static inline vf vexp(vf x) {
-    const vf hi = (vf){0} + 88.3762626647949f, lo = (vf){0} - 87.3365478515625f;
-    x = vsel(x > hi, hi, x);
-    x = vsel(x < lo, lo, x);
-    const vf magic = (vf){0} + 12582912.0f; /* round to nearest: 1.5 * 2^23 */
-    vf kf = (x * 1.44269504088896341f + magic) - magic;
-    vi k = __builtin_convertvector(kf, vi);
-    vf r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    vf p = (vf){0} + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    vi bits = (k + 127) << 23;
-    vf scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
+#include "base/isa/vexp.h"
 
 /* The activations, the same instructions here and in ct_act_<isa> (the
  * unfused path): fused and unfused results are bit-identical. */
