@@ -1,4 +1,18 @@
+/* Compiled once per instruction set for the float library (CMakeLists.txt:
+ * ct_isa_<isa>, symbols suffixed _avx512 / _avx2 / _generic and chosen at
+ * run time by smallgemm_dispatch.c), and plainly for the double engine of the
+ * gradient checks. */
 #include "tensor/smallgemm.h"
+
+#if defined(CT_ISA_AVX512)
+#define SMALL(f) f##_avx512
+#elif defined(CT_ISA_AVX2)
+#define SMALL(f) f##_avx2
+#elif defined(CT_ISA_GENERIC)
+#define SMALL(f) f##_generic
+#else
+#define SMALL(f) f
+#endif
 
 #include <math.h>
 #include <string.h>
@@ -6,8 +20,8 @@
 
 typedef ct_real vr __attribute__((vector_size(64), aligned(sizeof(ct_real)), may_alias));
 
-#define MR 6 /* rows of C per micro-tile           */
-#define NV 2 /* vectors of C columns per micro-tile */
+#define SMR 6 /* rows of C per micro-tile           */
+#define SNV 2 /* vectors of C columns per micro-tile */
 
 static inline void store_vec(ct_real *c, vr v, int n, ct_real beta) {
     if (n == CT_VW && beta == 0) {
@@ -27,7 +41,7 @@ static inline __attribute__((always_inline)) void tile(int R, int nv, int ncols,
                                                        ct_real alpha, const ct_real *A, int lda,
                                                        const ct_real *B, int ldb, ct_real beta,
                                                        ct_real *C, int ldc) {
-    vr acc[MR][NV];
+    vr acc[SMR][SNV];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < nv; v++) acc[r][v] = (vr){0};
     for (int k = 0; k < K; k++) {
@@ -57,14 +71,14 @@ static inline __attribute__((always_inline)) void tile(int R, int nv, int ncols,
                  ldc);                                                                 \
         break;
 
-void small_gemm(int M, int N, int K, ct_real alpha, const ct_real *A, int lda, const ct_real *B,
+void SMALL(small_gemm)(int M, int N, int K, ct_real alpha, const ct_real *A, int lda, const ct_real *B,
                 int ldb, ct_real beta, ct_real *C, int ldc) {
-    for (int j0 = 0; j0 < N; j0 += NV * CT_VW) {
-        int ncols = N - j0 < NV * CT_VW ? N - j0 : NV * CT_VW;
+    for (int j0 = 0; j0 < N; j0 += SNV * CT_VW) {
+        int ncols = N - j0 < SNV * CT_VW ? N - j0 : SNV * CT_VW;
         int nv = ncols > CT_VW ? 2 : 1;
-        for (int i0 = 0; i0 < M; i0 += MR) {
+        for (int i0 = 0; i0 < M; i0 += SMR) {
             const ct_real *Ai = A + (size_t)i0 * lda;
-            switch (M - i0 < MR ? M - i0 : MR) {
+            switch (M - i0 < SMR ? M - i0 : SMR) {
                 ROWS_CASE(1)
                 ROWS_CASE(2)
                 ROWS_CASE(3)
@@ -76,7 +90,7 @@ void small_gemm(int M, int N, int K, ct_real alpha, const ct_real *A, int lda, c
     }
 }
 
-void small_pack(ct_real *dst, const ct_real *src, int rows, int cols, int lds) {
+void SMALL(small_pack)(ct_real *dst, const ct_real *src, int rows, int cols, int lds) {
     int ld = ct_small_ldb(cols);
     for (int r = 0; r < rows; r++) {
         memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(ct_real));
@@ -84,7 +98,7 @@ void small_pack(ct_real *dst, const ct_real *src, int rows, int cols, int lds) {
     }
 }
 
-void small_pack_t(ct_real *dst, const ct_real *src, int rows, int cols, int lds) {
+void SMALL(small_pack_t)(ct_real *dst, const ct_real *src, int rows, int cols, int lds) {
     int ld = ct_small_ldb(rows);
     for (int c = 0; c < cols; c++) {
         ct_real *d = dst + (size_t)c * ld;
@@ -94,7 +108,7 @@ void small_pack_t(ct_real *dst, const ct_real *src, int rows, int cols, int lds)
 }
 
 #ifdef CT_REAL_DOUBLE
-void small_exp(ct_real *y, const ct_real *x, int n) {
+void SMALL(small_exp)(ct_real *y, const ct_real *x, int n) {
     for (int i = 0; i < n; i++) y[i] = exp(x[i]);
 }
 #else
@@ -102,7 +116,7 @@ typedef int32_t vi __attribute__((vector_size(64), aligned(4), may_alias));
 typedef vr vf;
 #include "base/isa/vexp.h"
 
-void small_exp(ct_real *y, const ct_real *x, int n) {
+void SMALL(small_exp)(ct_real *y, const ct_real *x, int n) {
     int i = 0;
     for (; i + CT_VW <= n; i += CT_VW) *(vr *)(y + i) = vexp(*(const vr *)(x + i));
     if (i < n) {

@@ -1,8 +1,9 @@
 /* Register-blocked GEMM for the small, many-times-repeated products inside
  * fused attention (e.g. 50 x 50 x 64 per head), where a BLAS call's packing
  * and dispatch cost more than the arithmetic. Written with GCC vector
- * extensions (no intrinsics): AVX-512 under -march=native, narrower vectors
- * elsewhere; works for ct_real = float or double. */
+ * extensions (no intrinsics), 64-byte vectors whatever the build: the float
+ * library has an AVX-512, an AVX2 and a baseline build and picks one at run
+ * time (smallgemm_dispatch.c); works for ct_real = float or double. */
 #ifndef CT_TENSOR_SMALLGEMM_H
 #define CT_TENSOR_SMALLGEMM_H
 
