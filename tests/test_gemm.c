@@ -2,7 +2,8 @@
  * instruction-set build the CPU can run, against a double-precision
  * reference, in all four transpositions, with edge sizes around the
  * micro-tile and block sizes, alpha/beta, leading dimensions larger than the
- * rows, and split between threads; and the arena marks that let inference
+ * rows, and split between threads; the bf16-weight GEMM where the CPU has
+ * AVX512_BF16; and the arena marks that let inference
  * free a block's activations. */
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,70 @@ static void test_threaded_dispatch(void) {
     ct_set_num_threads(old);
 }
 
+static double bf16_of(float f) { /* round to nearest even, as the CPU does */
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+/* C = A Wᵀ + bias + residual, act, through packed bf16 weights, against
+ * the same arithmetic in double on the bf16-rounded operands (the products
+ * of bf16 values are exact in fp32: only the fp32 sums differ; without the
+ * rounding of A the error is 20x the bound). */
+static void wpack_case(int M, int N, int K, ct_epi_act act, bool bias, bool res) {
+    float *A = malloc((size_t)M * K * sizeof *A), *W = malloc((size_t)N * K * sizeof *W);
+    float *C = malloc((size_t)M * N * sizeof *C), *R = malloc((size_t)M * N * sizeof *R);
+    float *bv = malloc((size_t)N * sizeof *bv);
+    uint64_t s = (uint64_t)M * 7 + (uint64_t)N * 13 + (uint64_t)K;
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand(&s);
+    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = frand(&s);
+    for (size_t i = 0; i < (size_t)M * N; i++) R[i] = frand(&s), C[i] = 12345;
+    for (int j = 0; j < N; j++) bv[j] = frand(&s);
+    ct_wpack *P = ct_wpack_bf16(W, N, K);
+    CHECK(P != NULL);
+    ct_gemm_epilogue ep = {bias ? bv : NULL, res ? R : NULL, N, act};
+    CHECK(P && ct_gemm_wpack(M, A, K, P, C, N, &ep));
+    double worst = 0;
+    for (int i = 0; i < M && P; i++)
+        for (int j = 0; j < N; j++) {
+            double y = 0, sa = 0;
+            for (int k = 0; k < K; k++) {
+                double t = bf16_of(A[(size_t)i * K + k]) * bf16_of(W[(size_t)j * K + k]);
+                y += t, sa += fabs(t);
+            }
+            if (bias) y += bv[j];
+            if (res) y += R[(size_t)i * N + j];
+            if (act == CT_EPI_QUICK_GELU) y = y / (1 + exp(-1.702 * y));
+            if (act == CT_EPI_GELU) y = 0.5 * y * (1 + erf(y / sqrt(2.0)));
+            double d = fabs(C[(size_t)i * N + j] - y) / (sa + 4);
+            if (d > worst) worst = d;
+        }
+    CHECK_MSG(worst < 1e-5, "bf16 GEMM %dx%dx%d act %d: error %.2g of the sum of |products|", M,
+              N, K, (int)act, worst);
+    ct_wpack_free(P);
+    free(A), free(W), free(C), free(R), free(bv);
+}
+
+static void test_bf16_weights(void) {
+    if (!ct_cpu_has_bf16()) {
+        printf("  this CPU (or the forced path) has no AVX512_BF16: nothing to run\n");
+        CHECK(ct_wpack_bf16((const float[4]){1, 2, 3, 4}, 2, 2) == NULL);
+        return;
+    }
+    int old = ct_get_num_threads();
+    for (int nt = 1; nt <= 2; nt++) {
+        ct_set_num_threads(nt);
+        wpack_case(50, 768, 768, CT_EPI_NONE, true, false);      /* a projection        */
+        wpack_case(13, 70, 1031, CT_EPI_QUICK_GELU, true, true); /* ragged, odd K > KC  */
+        wpack_case(400, 130, 64, CT_EPI_GELU, false, true);      /* rows past a block   */
+        wpack_case(7, 5, 3, CT_EPI_NONE, false, false);
+    }
+    ct_set_num_threads(old);
+}
+
 static void test_keep_frees_a_stretch(void) {
     ct_graph *g = ct_graph_create(1 << 16);
     ct_graph_set_grad(g, false);
@@ -214,6 +279,7 @@ int main(void) {
     RUN(test_every_isa_matches_reference);
     RUN(test_epilogue);
     RUN(test_threaded_dispatch);
+    RUN(test_bf16_weights);
     RUN(test_keep_frees_a_stretch);
     return ct_test_summary();
 }

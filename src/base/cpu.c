@@ -6,7 +6,7 @@
 
 #include "cliptune.h"
 
-static int g_isa, g_blas;
+static int g_isa, g_blas, g_bf16;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void detect(void) {
@@ -25,6 +25,9 @@ static void detect(void) {
     if (e && !strcmp(e, "avx2")) want = CT_ISA_AVX2;
     if (e && !strcmp(e, "avx512")) want = CT_ISA_AVX512;
     if (want < isa) isa = want; /* never above what the CPU has */
+#if defined(__x86_64__)
+    g_bf16 = isa == CT_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+#endif
     e = getenv("CLIPTUNE_GEMM");
     g_blas = e && !strcmp(e, "blas");
     g_isa = isa;
@@ -38,6 +41,11 @@ ct_isa ct_cpu_isa(void) {
 bool ct_cpu_gemm_blas(void) {
     pthread_once(&g_once, detect);
     return g_blas;
+}
+
+bool ct_cpu_has_bf16(void) {
+    pthread_once(&g_once, detect);
+    return g_bf16;
 }
 
 const char *ct_cpu_path(void) {

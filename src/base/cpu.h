@@ -14,5 +14,7 @@ typedef enum ct_isa { CT_ISA_GENERIC = 0, CT_ISA_AVX2 = 1, CT_ISA_AVX512 = 2 } c
 ct_isa ct_cpu_isa(void);
 /* GEMMs go to the CBLAS library (CLIPTUNE_GEMM=blas). */
 bool ct_cpu_gemm_blas(void);
+/* The AVX-512 path is taken and the CPU has AVX512_BF16 (bf16 weights). */
+bool ct_cpu_has_bf16(void);
 
 #endif

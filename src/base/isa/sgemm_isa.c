@@ -147,6 +147,28 @@ void SUFFIX(ct_act)(float *y, const float *x, size_t n, ct_epi_act act) {
     }
 }
 
+/* The last step of a tile: c (ldc) = (acc ? c : 0) + t, then, with the
+ * epilogue's operands, + bias + residual and the activation. */
+static inline __attribute__((always_inline)) void store_tile(vf t[MR][NV], float *c, int ldc,
+                                                             bool acc, const float *bias,
+                                                             const float *res, int ldr,
+                                                             ct_epi_act act) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            vf *dst = (vf *)(c + (size_t)r * ldc + v * VW), y = t[r][v];
+            if (acc) y += *dst;
+            if (bias) y += ((const vf *)bias)[v];
+            if (res) y += *(const vf *)(res + (size_t)r * ldr + v * VW);
+            if (act == CT_EPI_QUICK_GELU) y = quick_gelu(y);
+            *dst = y;
+        }
+    if (act == CT_EPI_GELU) /* exact GELU (erf), on the tile while it is in L1 */
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++) c[(size_t)r * ldc + j] = gelu(c[(size_t)r * ldc + j]);
+}
+
 /* The MR x NR tile c (ldc) = (acc ? c : 0) + a-panel x b-panel over kc,
  * then, with ep (the last pass), + bias + residual and the activation. */
 static inline __attribute__((always_inline)) void micro_tile(int kc, const float *a, int lda,
@@ -171,20 +193,36 @@ static inline __attribute__((always_inline)) void micro_tile(int kc, const float
 #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) t[r][v] += a[packed ? (size_t)r : (size_t)r * lda] * bv[v];
     }
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            vf *dst = (vf *)(c + (size_t)r * ldc + v * VW), y = t[r][v];
-            if (acc) y += *dst;
-            if (bias) y += ((const vf *)bias)[v];
-            if (res) y += *(const vf *)(res + (size_t)r * ldr + v * VW);
-            if (act == CT_EPI_QUICK_GELU) y = quick_gelu(y);
-            *dst = y;
-        }
-    if (act == CT_EPI_GELU) /* exact GELU (erf), on the tile while it is in L1 */
-        for (int r = 0; r < MR; r++)
-            for (int j = 0; j < NR; j++) c[(size_t)r * ldc + j] = gelu(c[(size_t)r * ldc + j]);
+    store_tile(t, c, ldc, acc, bias, res, ldr, act);
+}
+
+/* An edge tile (mr < MR rows or nr < NR columns) goes through zero-padded
+ * local copies of C and of the epilogue's operands, with the same
+ * arithmetic as a full one: edge_in fills them, edge_out copies back. */
+typedef struct {
+    float c[MR * NR] __attribute__((aligned(64)));
+    float res[MR * NR] __attribute__((aligned(64)));
+    float bias[NR] __attribute__((aligned(64)));
+} edge_tile;
+
+static void edge_in(edge_tile *e, const float *c, int ldc, int mr, int nr, bool acc,
+                    const float *bias, const float *res, int ldr) {
+    memset(e->c, 0, sizeof e->c);
+    for (int r = 0; r < mr && acc; r++)
+        memcpy(e->c + r * NR, c + (size_t)r * ldc, (size_t)nr * sizeof *c);
+    if (bias) {
+        memset(e->bias, 0, sizeof e->bias);
+        memcpy(e->bias, bias, (size_t)nr * sizeof *bias);
+    }
+    if (res) {
+        memset(e->res, 0, sizeof e->res);
+        for (int r = 0; r < mr; r++)
+            memcpy(e->res + r * NR, res + (size_t)r * ldr, (size_t)nr * sizeof *res);
+    }
+}
+
+static void edge_out(float *c, int ldc, const edge_tile *e, int mr, int nr) {
+    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, e->c + r * NR, (size_t)nr * sizeof *c);
 }
 
 static void micro_kernel(int kc, const float *a, int lda, const float *b, float *c, int ldc,
@@ -203,24 +241,10 @@ static void micro_kernel(int kc, const float *a, int lda, const float *b, float 
             micro_tile(kc, a, 0, b, c, ldc, acc, bias, res, ldr, act);
         return;
     }
-    /* an edge tile: through zero-padded local copies, same arithmetic */
-    float tile[MR * NR] __attribute__((aligned(64)));
-    float rt[MR * NR] __attribute__((aligned(64)));
-    float bt[NR] __attribute__((aligned(64)));
-    memset(tile, 0, sizeof tile);
-    for (int r = 0; r < mr && acc; r++)
-        memcpy(tile + r * NR, c + (size_t)r * ldc, (size_t)nr * sizeof *c);
-    if (bias) {
-        memset(bt, 0, sizeof bt);
-        memcpy(bt, bias, (size_t)nr * sizeof *bt);
-    }
-    if (res) {
-        memset(rt, 0, sizeof rt);
-        for (int r = 0; r < mr; r++)
-            memcpy(rt + r * NR, res + (size_t)r * ldr, (size_t)nr * sizeof *rt);
-    }
-    micro_tile(kc, a, lda, b, tile, NR, true, bias ? bt : NULL, res ? rt : NULL, NR, act);
-    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, tile + r * NR, (size_t)nr * sizeof *c);
+    edge_tile e;
+    edge_in(&e, c, ldc, mr, nr, acc, bias, res, ldr);
+    micro_tile(kc, a, lda, b, e.c, NR, true, bias ? e.bias : NULL, res ? e.res : NULL, NR, act);
+    edge_out(c, ldc, &e, mr, nr);
 }
 
 int SUFFIX(ct_sgemm_nr)(void) { return NR; }
@@ -284,3 +308,121 @@ void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const 
         }
     }
 }
+
+#if defined(CT_ISA_AVX512) && defined(__x86_64__)
+/* ---- bf16 weights (AVX512_BF16) ----
+ * C = A Wᵀ (+ the epilogue) for a weight W (N x K) stored once as bf16 in
+ * the layout ct_wpack_bf16 (gemm.c) writes: per block of CT_BF16_KC values
+ * of k, per NR-column panel, per pair of k, the panel's NR columns as
+ * 32-bit words (bf16 of k even, k odd); word (k0 / 2) * npad + panel * NR *
+ * kcp + p * NR + n. A is rounded to bf16 (nearest even) as it is packed,
+ * the pairs are multiplied and summed in fp32 by VDPBF16PS (twice the
+ * products of an FMA), and the epilogue is the fp32 kernel's. Compiled in
+ * the AVX-512 build only, the bf16 functions with their own target. */
+#include <immintrin.h>
+
+#define BF16_FN __attribute__((target("avx512bf16")))
+#define BF16_MC 384 /* rows of A converted per block: 384 x 512 bf16 in L2 */
+_Static_assert(NR == CT_BF16_NR, "the bf16 layout's panels are the kernel's NR columns");
+
+/* rows [m0, m0 + mc) x k [k0, k0 + kc) of A into MR-row panels of bf16
+ * pairs (dst[p * MR + r], kcp pairs per panel), zero past mc and kc */
+BF16_FN static void pack_a_bf16(uint32_t *dst, const float *A, int lda, int m0, int mc, int k0,
+                                int kc) {
+    int kcp = (kc + 1) / 2;
+    for (int i0 = 0; i0 < mc; i0 += MR, dst += (size_t)MR * kcp) {
+        int mr = mc - i0 < MR ? mc - i0 : MR;
+        for (int r = 0; r < MR; r++) {
+            if (r >= mr) {
+                for (int p = 0; p < kcp; p++) dst[(size_t)p * MR + r] = 0;
+                continue;
+            }
+            const float *src = A + (size_t)(m0 + i0 + r) * lda + k0;
+            for (int q = 0; q < kc; q += 32) {
+                int n = kc - q < 32 ? kc - q : 32;
+                __mmask16 lo = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+                __mmask16 hi = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+                __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + q + 16),
+                                                 _mm512_maskz_loadu_ps(lo, src + q));
+                uint32_t w[16];
+                _mm512_storeu_si512(w, (__m512i)h);
+                for (int t = 0; t < (n + 1) / 2; t++) dst[(size_t)(q / 2 + t) * MR + r] = w[t];
+            }
+        }
+    }
+}
+
+BF16_FN static inline __attribute__((always_inline)) void bf16_tile(
+    int kcp, const uint32_t *a, const uint32_t *b, float *c, int ldc, bool acc,
+    const float *bias, const float *res, int ldr, ct_epi_act act) {
+    vf t[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) t[r][v] = (vf){0};
+    for (int p = 0; p < kcp; p++, a += MR, b += NR) {
+        __m512bh bv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_loadu_si512(b + v * VW);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) t[r][v] = (vf)_mm512_dpbf16_ps((__m512)t[r][v], av, bv[v]);
+        }
+    }
+    store_tile(t, c, ldc, acc, bias, res, ldr, act);
+}
+
+BF16_FN static void bf16_kernel(int kcp, const uint32_t *a, const uint32_t *b, float *c, int ldc,
+                                int mr, int nr, bool acc, const ct_gemm_epilogue *ep) {
+    const float *bias = ep ? ep->bias : NULL, *res = ep ? ep->residual : NULL;
+    ct_epi_act act = ep ? ep->act : CT_EPI_NONE;
+    int ldr = ep ? ep->ldr : 0;
+    if (mr == MR && nr == NR) {
+        if (!ep)
+            bf16_tile(kcp, a, b, c, ldc, acc, NULL, NULL, 0, CT_EPI_NONE);
+        else
+            bf16_tile(kcp, a, b, c, ldc, acc, bias, res, ldr, act);
+        return;
+    }
+    edge_tile e;
+    edge_in(&e, c, ldc, mr, nr, acc, bias, res, ldr);
+    bf16_tile(kcp, a, b, e.c, NR, true, bias ? e.bias : NULL, res ? e.res : NULL, NR, act);
+    edge_out(c, ldc, &e, mr, nr);
+}
+
+size_t ct_bgemm_work_avx512(void) {
+    return (size_t)(BF16_MC + MR) * (CT_BF16_KC / 2) * sizeof(uint32_t);
+}
+
+BF16_FN void ct_bgemm_avx512(int M, int N, int K, const float *A, int lda, const uint32_t *W,
+                             int npad, int panel0, float *C, int ldc, const ct_gemm_epilogue *ep,
+                             void *work) {
+    uint32_t *pa = work;
+    for (int k0 = 0; k0 < K; k0 += CT_BF16_KC) {
+        int kc = K - k0 < CT_BF16_KC ? K - k0 : CT_BF16_KC, kcp = (kc + 1) / 2;
+        const ct_gemm_epilogue *last = k0 + kc >= K ? ep : NULL;
+        const uint32_t *wk = W + (size_t)(k0 / 2) * npad;
+        for (int m0 = 0; m0 < M; m0 += BF16_MC) {
+            int mc = M - m0 < BF16_MC ? M - m0 : BF16_MC;
+            pack_a_bf16(pa, A, lda, m0, mc, k0, kc);
+            for (int j0 = 0; j0 < N; j0 += NR) {
+                int nr = N - j0 < NR ? N - j0 : NR;
+                const uint32_t *b = wk + (size_t)(panel0 + j0 / NR) * NR * kcp;
+                for (int i0 = 0; i0 < mc; i0 += MR) {
+                    int mr = mc - i0 < MR ? mc - i0 : MR;
+                    ct_gemm_epilogue e;
+                    if (last) {
+                        e = *last;
+                        if (e.bias) e.bias += j0;
+                        if (e.residual) e.residual += (size_t)(m0 + i0) * e.ldr + j0;
+                    }
+                    bf16_kernel(kcp, pa + (size_t)i0 * kcp, b, C + (size_t)(m0 + i0) * ldc + j0,
+                                ldc, mr, nr, k0 > 0, last ? &e : NULL);
+                }
+            }
+        }
+    }
+}
+#endif

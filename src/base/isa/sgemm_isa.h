@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* What the last pass over a C tile applies while it is in registers:
  * C = act(alpha op(A) op(B) + beta C + bias[j] + residual[i, j]). */
@@ -30,5 +31,16 @@ typedef struct ct_gemm_epilogue {
 CT_SGEMM_DECLARE(avx512)
 CT_SGEMM_DECLARE(avx2)
 CT_SGEMM_DECLARE(generic)
+
+/* bf16 weights (the AVX-512 build, on CPUs with AVX512_BF16): C (M x N,
+ * ldc) = A (M x K, lda) Wᵀ with the epilogue, W packed by ct_wpack_bf16
+ * (gemm.c; npad columns in all, this call's first panel panel0) in blocks
+ * of CT_BF16_KC values of k and panels of CT_BF16_NR columns; `work` holds
+ * ct_bgemm_work_avx512() bytes. */
+#define CT_BF16_KC 512
+#define CT_BF16_NR 64
+void ct_bgemm_avx512(int M, int N, int K, const float *A, int lda, const uint32_t *W, int npad,
+                     int panel0, float *C, int ldc, const ct_gemm_epilogue *ep, void *work);
+size_t ct_bgemm_work_avx512(void);
 
 #endif
