@@ -4,9 +4,12 @@
  * measured in the same run.
  *     bench_clip [--quick]            all three, a table
  *     bench_clip --path               the code path the CPU picked
- *     bench_clip b32|b16|text [REPS]  one workload, one machine-readable line
+ *     bench_clip b32|b16|text [REPS] [bf16]
+ *                                     one workload, one machine-readable line
  *                                     (bench/peers.sh: items/s of each timed
- *                                     repetition and the peak RSS) */
+ *                                     repetition and the peak RSS); bf16: with
+ *                                     ct_clip_set_precision(CT_PRECISION_BF16)
+ *                                     (exit status 2 where the CPU lacks it) */
 #include <cblas.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,9 +54,11 @@ int main(int argc, char **argv) {
     }
     for (int w = 0; w < 3 && argc > 1; w++)
         if (!strcmp(argv[1], keys[w])) only = w;
+    bool bf16 = false;
     if (only >= 0) {
         reps = argc > 2 ? atoi(argv[2]) : 3;
         if (reps < 1 || reps > 100) reps = 3;
+        bf16 = argc > 3 && !strcmp(argv[3], "bf16");
     } else {
         printf("threads %d; raw sgemm 1600x768x768: %.1f GFLOP/s\n", ct_get_num_threads(),
                gemm_rate());
@@ -67,6 +72,10 @@ int main(int argc, char **argv) {
         if (!m) {
             fprintf(stderr, "create failed: %s\n", ct_last_error());
             return 1;
+        }
+        if (bf16 && ct_clip_set_precision(m, CT_PRECISION_BF16) != CT_OK) {
+            fprintf(stderr, "bf16: %s\n", ct_last_error());
+            return 2;
         }
         int64_t B = which == 2 ? 100 : 32;
         double t[100];
@@ -99,8 +108,9 @@ int main(int argc, char **argv) {
         if (only >= 0) {
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
-            printf("result engine=cliptune path=%s workload=%s batch=%lld rss_mb=%.0f per_s=",
-                   ct_cpu_path(), keys[which], (long long)B, ru.ru_maxrss / 1024.0);
+            printf("result engine=cliptune path=%s%s workload=%s batch=%lld rss_mb=%.0f per_s=",
+                   ct_cpu_path(), bf16 ? "-bf16" : "", keys[which], (long long)B,
+                   ru.ru_maxrss / 1024.0);
             for (int r = 0; r < reps; r++) printf("%s%.3f", r ? "," : "", (double)B / t[r]);
             printf("\n");
             break;

@@ -10,7 +10,9 @@
 # each peer, and peak RSS; the CPU model and flags first. Where the
 # environment sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, every engine also
 # runs with both unset (ONNX Runtime ignores them; PyTorch's OpenBLAS and
-# CLIPTUNE_GEMM=blas do not).
+# CLIPTUNE_GEMM=blas do not). Where the CPU has AVX512_BF16, cliptune also
+# runs with bf16 weights (ct_clip_set_precision; engine cliptune-bf16, its
+# ratio to each engine in the last column).
 #     bench/peers.sh [ROUNDS [REPS]]     (not part of the tests)
 # The ONNX Runtime package and the exported graphs (about 1 GB) are kept in
 # ${CT_BENCH_CACHE:-$HOME/.cache/cliptune-bench}.
@@ -64,6 +66,9 @@ for round in $(seq "$rounds"); do
             echo "$tag $("${pre[@]}" build/bench_clip "$w" "$reps")" >> "$out"
             echo "$tag $("${pre[@]}" env CLIPTUNE_GEMM=blas build/bench_clip "$w" "$reps" |
                 sed 's/engine=cliptune/engine=cliptune+blas/')" >> "$out"
+            if [ "$e" = "as set" ] && r=$(build/bench_clip "$w" "$reps" bf16 2> /dev/null); then
+                echo "$tag ${r/engine=cliptune/engine=cliptune-bf16}" >> "$out"
+            fi
             if [ $have_torch = 1 ]; then
                 echo "$tag $("${pre[@]}" /usr/bin/python3 bench/clip_torch.py "$w" "$reps")" >> "$out"
             fi
@@ -89,17 +94,23 @@ names = {"b32": "ViT-B/32 image, img/s", "b16": "ViT-B/16 image, img/s",
          "text": "text 77 tokens, prompts/s"}
 for env in sorted({k[0] for k in rows}):
     print("\nOPENBLAS_* %s:" % env.replace("_", " "))
-    print("| workload | engine | min | median | max | cliptune / engine (medians) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | engine | min | median | max | cliptune / engine (medians) | peak RSS MB "
+          "| cliptune-bf16 / engine |")
+    print("|---|---|---|---|---|---|---|---|")
     for w in ("b32", "b16", "text"):
         ours = rows.get((env, w, "cliptune"))
-        for eng in ("cliptune", "cliptune+blas", "pytorch", "onnxruntime"):
-            r = rows.get((env, w, eng)) or rows.get(("as_set", w, eng) if eng == "onnxruntime" else None)
+        bf = rows.get(("as_set", w, "cliptune-bf16"))
+        for eng in ("cliptune", "cliptune-bf16", "cliptune+blas", "pytorch", "onnxruntime"):
+            shared = eng in ("onnxruntime", "cliptune-bf16")  # measured with the env as set only
+            r = rows.get((env, w, eng)) or (rows.get(("as_set", w, eng)) if shared else None)
             if not r:
                 continue
             med = statistics.median(r["rates"])
             ratio = "" if eng == "cliptune" or not ours else \
                 "%.2fx" % (statistics.median(ours["rates"]) / med)
-            print("| %s | %s | %.2f | %.2f | %.2f | %s | %.0f |" % (
-                names[w], eng, min(r["rates"]), med, max(r["rates"]), ratio, max(r["rss"])))
+            bratio = "" if eng == "cliptune-bf16" or not bf else \
+                "%.2fx" % (statistics.median(bf["rates"]) / med)
+            print("| %s | %s | %.2f | %.2f | %.2f | %s | %.0f | %s |" % (
+                names[w], eng, min(r["rates"]), med, max(r["rates"]), ratio, max(r["rss"]),
+                bratio))
 EOF

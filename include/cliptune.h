@@ -108,6 +108,8 @@ typedef struct ct_tensor {
     bool owns;              /* data/grad malloc'ed by ct_tensor_new            */
     struct ct_node *node;   /* producing op on the tape; NULL for leaves       */
     const char *name;       /* optional, for error messages                    */
+    struct ct_wpack *lowp;  /* engine-owned: a bf16 copy packed for inference
+                               GEMMs (ct_clip_set_precision), or NULL          */
 } ct_tensor;
 
 /* A standalone (leaf) tensor, zero-filled, malloc'ed. With requires_grad the
@@ -736,6 +738,20 @@ void ct_clip_free(ct_clip *m);
  * caller's to add. */
 ct_status ct_clip_save_hf(const ct_clip *m, const char *dir);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
+/* The precision of inference (no tape): CT_PRECISION_BF16 rounds the
+ * weights of every transformer block and both projections once to bf16 and
+ * runs their GEMMs on AVX512_BF16 (activations rounded to bf16 as they
+ * enter a GEMM, sums in fp32; attention, LayerNorm and everything else stay
+ * fp32): about twice the speed, embeddings within cosine 0.9999 of fp32
+ * (docs/model.md). CT_ERR_UNSUPPORTED where the CPU lacks AVX512_BF16 (or
+ * CLIPTUNE_ISA caps the path below AVX-512). Anything recorded on a tape
+ * (training) uses the fp32 weights, and an optimizer step drops the bf16
+ * copy of each weight it changes; weights written otherwise after this call
+ * are seen only after calling it again. The model's hash (feature caches)
+ * includes the precision. */
+typedef enum { CT_PRECISION_F32 = 0, CT_PRECISION_BF16 = 1 } ct_precision;
+ct_status ct_clip_set_precision(ct_clip *m, ct_precision p);
+ct_precision ct_clip_get_precision(const ct_clip *m);
 int64_t ct_clip_num_params(const ct_clip *m);
 /* Every weight, by canonical name (OpenAI's names; q/k/v of a block as
  * "...attn.q_proj.weight" etc.). */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "cliptune.h"
 #include "harness.h"
 
@@ -189,6 +190,91 @@ static void test_prompts_hf(void) { run_parity("b_hf", "b_ref", true); }
 static void test_mid_openai_f16(void) { run_parity("c_openai_f16.safetensors", "c_ref", false); }
 static void test_mid_prompts(void) { run_parity("c_openai_f16.safetensors", "c_ref", true); }
 
+/* Inference in bf16 weights (ct_clip_set_precision): the embeddings within
+ * cosine 0.9999 of PyTorch's fp32 ones, not equal to ours in fp32 (the bf16
+ * path ran), equal again after going back to fp32; a tape uses the fp32
+ * weights. Where the CPU lacks AVX512_BF16, a clear refusal. */
+static double min_cosine(const float *a, const float *b, int64_t rows, int64_t cols) {
+    double worst = 1;
+    for (int64_t r = 0; r < rows; r++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            double x = a[r * cols + c], y = b[r * cols + c];
+            ab += x * y, aa += x * x, bb += y * y;
+        }
+        double cs = ab / sqrt(aa * bb);
+        if (cs < worst) worst = cs;
+    }
+    return worst;
+}
+
+static void bf16_case(const char *model_path, const char *ref) {
+    ct_clip *m = ct_clip_load(fx(model_path), NULL);
+    CHECK_MSG(m != NULL, "load %s: %s", model_path, ct_last_error());
+    if (!m) return;
+    ct_npy px = load_npy(ref, "pixels"), ids = load_npy(ref, "input_ids");
+    ct_npy ri = load_npy(ref, "image_embeds"), rt = load_npy(ref, "text_embeds");
+    int64_t n = (int64_t)ids.shape[0], T = (int64_t)ids.shape[1], E = (int64_t)ri.shape[1];
+    ct_graph *g = ct_graph_create(0);
+    ct_tensor *pix = leaf_from(&px, false);
+    float *f32[1] = {malloc((size_t)(px.shape[0] + n) * E * sizeof(float))};
+    for (int pass = 0; pass < 3; pass++) { /* fp32, bf16, fp32 again */
+        ct_precision p = pass == 1 ? CT_PRECISION_BF16 : CT_PRECISION_F32;
+        ct_status st = ct_clip_set_precision(m, p);
+        if (p == CT_PRECISION_BF16 && !ct_cpu_has_bf16()) {
+            CHECK(st == CT_ERR_UNSUPPORTED && strstr(ct_last_error(), "AVX512_BF16"));
+            printf("  %s: no AVX512_BF16 on this path: refused (%s)\n", model_path,
+                   ct_last_error());
+            continue;
+        }
+        CHECK_OK(st);
+        CHECK(ct_clip_get_precision(m) == p);
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_tensor *img = ct_clip_encode_image(g, m, pix, NULL, false, NULL);
+        ct_tensor *txt = ct_clip_encode_text(g, m, ids.data, n, T, NULL);
+        CHECK(img && txt);
+        if (!img || !txt) break;
+        double ci = min_cosine(img->data, ri.data, img->shape[0], E);
+        double ct = min_cosine(txt->data, rt.data, n, E);
+        if (pass == 0) {
+            memcpy(f32[0], img->data, (size_t)img->numel * sizeof(float));
+            memcpy(f32[0] + img->numel, txt->data, (size_t)txt->numel * sizeof(float));
+            continue;
+        }
+        bool same = !memcmp(f32[0], img->data, (size_t)img->numel * sizeof(float)) &&
+                    !memcmp(f32[0] + img->numel, txt->data, (size_t)txt->numel * sizeof(float));
+        if (pass == 2) {
+            CHECK_MSG(same, "%s: fp32 again differs from the first fp32 pass", model_path);
+            continue;
+        }
+        printf("  %s bf16: min cosine to PyTorch fp32: image %.7f, text %.7f\n", model_path, ci,
+               ct);
+        CHECK_MSG(!same, "%s: bf16 gave the fp32 embeddings bit for bit", model_path);
+        CHECK_MSG(ci >= 0.9999 && ct >= 0.9999, "%s: bf16 cosine image %.6f text %.6f < 0.9999",
+                  model_path, ci, ct);
+        /* a tape runs on the fp32 weights: PyTorch's embeddings at fp32's
+         * tolerance */
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, true);
+        ct_tensor *pg = leaf_from(&px, true);
+        ct_tensor *ig = ct_clip_encode_image(g, m, pg, NULL, false, NULL);
+        CHECK(ig != NULL);
+        if (ig) cmp("image embeddings on a tape, bf16 set", ig->data, ig->numel, ref, "image_embeds", false);
+        ct_tensor_free(pg);
+    }
+    free(f32[0]);
+    ct_tensor_free(pix);
+    ct_graph_free(g);
+    ct_npy_free(&px), ct_npy_free(&ids), ct_npy_free(&ri), ct_npy_free(&rt);
+    ct_clip_free(m);
+}
+
+static void test_bf16_precision(void) {
+    bf16_case("a_openai.safetensors", "a_ref");
+    bf16_case("c_openai_f16.safetensors", "c_ref");
+}
+
 static void test_config(void) {
     ct_clip *a = ct_clip_load(fx("a_openai.safetensors"), NULL), *b = ct_clip_load(fx("b_hf"), NULL);
     CHECK(a && b);
@@ -331,6 +417,7 @@ int main(void) {
     RUN(test_prompts_hf);
     RUN(test_mid_openai_f16);
     RUN(test_mid_prompts);
+    RUN(test_bf16_precision);
     RUN(test_load_errors);
     RUN(test_pixel_shape_error);
     RUN(test_save_hf_round_trip);

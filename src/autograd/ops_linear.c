@@ -41,8 +41,9 @@ static ct_tensor *linear_impl(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor
     }
     ct_tensor *out = ct_op_out(g, x->ndim ? x->ndim : 1, shape);
     if (!out) return NULL;
-    linear_forward_ex(out->data, x->data, w->data, b ? b->data : NULL, res ? res->data : NULL, N,
-                      C, OC, act);
+    /* without a tape, w's bf16 copy where ct_clip_set_precision made one */
+    linear_forward_ex(out->data, x->data, w->data, grad ? NULL : w->lowp, b ? b->data : NULL,
+                      res ? res->data : NULL, N, C, OC, act);
     if (grad) {
         ct_node *nd = ct_op_record(g, out, "linear", linear_bw, in, 3);
         if (!nd) return NULL;

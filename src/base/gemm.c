@@ -60,15 +60,16 @@ typedef void (*part_fn)(const void *ctx, int i0, int i1, int j0, int j1, void *w
 
 /* Splits an M x N result (flops of work) between the engine's threads:
  * columns in whole nr-column panels when each thread gets two or more,
- * else rows in whole mr-row tiles; each part independent, so results do not
+ * else rows in whole mr-row tiles (rows first when each thread gets
+ * rows_first tiles or more); each part independent, so results do not
  * depend on timing. False when a workspace cannot be allocated. */
-static bool split(int M, int N, double flops, int mr, int nr, size_t work, part_fn part,
-                  const void *ctx) {
+static bool split(int M, int N, double flops, int mr, int nr, int rows_first, size_t work,
+                  part_fn part, const void *ctx) {
     /* the engine's thread count: ct_set_num_threads keeps OpenMP's in step */
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > flops / MIN_FLOPS_PER_THREAD) nt = (int)(flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
-    bool by_cols = N >= 2 * nr * nt;
+    bool by_cols = N >= 2 * nr * nt && !(rows_first && M >= rows_first * mr * nt);
     int units = by_cols ? (N + nr - 1) / nr : (M + mr - 1) / mr;
     if (nt > units) nt = units;
     if (nt <= 1) {
@@ -133,7 +134,7 @@ bool ct_sgemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const float
     const struct isa_build *bld = &g_builds[ct_cpu_isa()];
     sgemm_job j = {bld->gemm, ta, tb, K, lda, ldb, ldc, alpha, beta, A, B, C, ep};
     double flops = 2.0 * M * N * (double)(K > 0 ? K : 1);
-    return split(M, N, flops, bld->mr(), bld->nr(), bld->work(), sgemm_part, &j);
+    return split(M, N, flops, bld->mr(), bld->nr(), 0, bld->work(), sgemm_part, &j);
 }
 
 bool ct_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -226,9 +227,11 @@ bool ct_gemm_wpack(int M, const float *A, int lda, const ct_wpack *W, float *C, 
 #if defined(__x86_64__)
     if (M <= 0) return true;
     wpack_job j = {A, lda, ldc, W, C, ep};
-    /* bf16 products count half: the thread split sees the time, not flops */
+    /* bf16 products count half: the thread split sees the time, not flops.
+     * Rows first when there are many: a column split would have every
+     * thread round all of A to bf16 (12% of the time at ViT-B/16). */
     double flops = 1.0 * M * W->n * (double)W->k;
-    return split(M, W->n, flops, ct_sgemm_mr_avx512(), CT_BF16_NR, ct_bgemm_work_avx512(),
+    return split(M, W->n, flops, ct_sgemm_mr_avx512(), CT_BF16_NR, 16, ct_bgemm_work_avx512(),
                  wpack_part, &j);
 #else
     (void)M, (void)A, (void)lda, (void)W, (void)C, (void)ldc, (void)ep;

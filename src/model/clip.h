@@ -22,6 +22,7 @@ struct ct_clip {
     ct_tensor *tproj;              /* (E, W)            */
     ct_block *tblocks;
     ct_tensor *logit_scale;        /* (1)               */
+    ct_precision precision;        /* of inference (ct_clip_set_precision) */
     /* every tensor above, with its canonical name, for enumeration/free */
     int n_tensors;
     ct_tensor *tensors[CT_CLIP_MAX_TENSORS];

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/cpu.h"
 #include "base/error.h"
+#include "base/gemm.h"
 #include "model/clip.h"
 
 /* How an OpenAI tensor maps to ours (HF tensors always map 1:1). */
@@ -435,3 +437,57 @@ ct_status ct_clip_merge_lora(ct_clip *m, const ct_lora *vision, const ct_lora *t
     }
     return CT_OK;
 }
+
+/* The weights ct_clip_set_precision gives a bf16 copy: every linear layer
+ * of both towers' blocks and the two projections (nn.Linear layout, out x
+ * in), i.e. all but a few tenths of a percent of an encoder's GEMM work. */
+static int lowp_weights(const ct_clip *m, ct_tensor **out) {
+    int n = 0;
+    const ct_block *towers[2] = {m->vblocks, m->tblocks};
+    int layers[2] = {m->cfg.vision_layers, m->cfg.text_layers};
+    for (int t = 0; t < 2; t++)
+        for (int l = 0; towers[t] && l < layers[t]; l++) {
+            const ct_block *b = &towers[t][l];
+            ct_tensor *w[6] = {b->q_w, b->k_w, b->v_w, b->o_w, b->fc1_w, b->fc2_w};
+            for (int j = 0; j < 6; j++)
+                if (out) out[n++] = w[j];
+                else n++;
+        }
+    if (out) out[n] = m->vproj, out[n + 1] = m->tproj;
+    return n + 2;
+}
+
+ct_status ct_clip_set_precision(ct_clip *m, ct_precision p) {
+    if (!m) return ct_set_error(CT_ERR_ARG, "set_precision: NULL model");
+    if (p != CT_PRECISION_F32 && p != CT_PRECISION_BF16)
+        return ct_set_error(CT_ERR_ARG, "set_precision: unknown precision %d", (int)p);
+    if (p == CT_PRECISION_BF16 && !ct_cpu_has_bf16())
+        return ct_set_error(CT_ERR_UNSUPPORTED,
+                            "bf16 precision needs a CPU with AVX512_BF16 (this one runs the %s "
+                            "path)", ct_cpu_path());
+    int n = lowp_weights(m, NULL);
+    ct_tensor **w = malloc((size_t)n * sizeof *w);
+    if (!w) return ct_set_error(CT_ERR_NOMEM, "set_precision: out of memory");
+    lowp_weights(m, w);
+    ct_status st = CT_OK;
+    for (int i = 0; i < n; i++) {
+        if (!w[i]) continue;
+        ct_wpack_free(w[i]->lowp); /* also renews copies of changed weights */
+        w[i]->lowp = NULL;
+    }
+    for (int i = 0; p == CT_PRECISION_BF16 && i < n && st == CT_OK; i++) {
+        if (!w[i] || w[i]->ndim != 2 || w[i]->lowp) continue; /* a tensor listed twice */
+        w[i]->lowp = ct_wpack_bf16(w[i]->data, (int)w[i]->shape[0], (int)w[i]->shape[1]);
+        if (!w[i]->lowp)
+            st = ct_set_error(CT_ERR_NOMEM, "set_precision: out of memory for the bf16 copy of %s",
+                              w[i]->name ? w[i]->name : "a weight");
+    }
+    if (st != CT_OK)
+        for (int i = 0; i < n; i++)
+            if (w[i]) ct_wpack_free(w[i]->lowp), w[i]->lowp = NULL;
+    free(w);
+    m->precision = st == CT_OK ? p : CT_PRECISION_F32;
+    return st;
+}
+
+ct_precision ct_clip_get_precision(const ct_clip *m) { return m->precision; }

@@ -62,8 +62,11 @@ void act_forward(ct_real *out, const ct_real *x, int64_t n, ct_act act);
  * over out where the engine's GEMM can (float; GELU, QuickGELU or none:
  * act < 0), else GEMM, then add, then activation. b, res may be NULL; res
  * must not overlap out. */
-void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
-                       const ct_real *res, int64_t N, int64_t C, int64_t OC, int act);
+struct ct_wpack;
+/* pk: w's bf16 copy (inference only; NULL: fp32) */
+void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w,
+                       const struct ct_wpack *pk, const ct_real *b, const ct_real *res, int64_t N,
+                       int64_t C, int64_t OC, int act);
 /* Needs x and the forward output y. */
 void act_backward(ct_real *dx, const ct_real *dout, const ct_real *x, const ct_real *y,
                   int64_t n, ct_act act);

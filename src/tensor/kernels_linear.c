@@ -10,27 +10,31 @@
 
 /* The engine's GEMM with the bias, residual and activation applied to each
  * tile of out as it is finished; false where it does not apply. */
-static bool fused(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
-                  const ct_real *res, int64_t N, int64_t C, int64_t OC, int act) {
+static bool fused(ct_real *out, const ct_real *inp, const ct_real *w, const ct_wpack *pk,
+                  const ct_real *b, const ct_real *res, int64_t N, int64_t C, int64_t OC,
+                  int act) {
 #ifdef CT_REAL_DOUBLE
-    (void)out, (void)inp, (void)w, (void)b, (void)res, (void)N, (void)C, (void)OC, (void)act;
+    (void)out, (void)inp, (void)w, (void)pk, (void)b, (void)res, (void)N, (void)C, (void)OC,
+        (void)act;
     return false;
 #else
-    if (ct_cpu_gemm_blas() || (act >= 0 && act != CT_ACT_GELU && act != CT_ACT_QUICK_GELU))
-        return false;
+    if (act >= 0 && act != CT_ACT_GELU && act != CT_ACT_QUICK_GELU) return false;
     ct_gemm_epilogue ep = {b, res, (int)OC,
                            act == CT_ACT_GELU         ? CT_EPI_GELU
                            : act == CT_ACT_QUICK_GELU ? CT_EPI_QUICK_GELU
                                                       : CT_EPI_NONE};
+    if (pk) return ct_gemm_wpack((int)N, inp, (int)C, pk, out, (int)OC, &ep);
+    if (ct_cpu_gemm_blas()) return false;
     return ct_sgemm_ex(false, true, (int)N, (int)OC, (int)C, 1, inp, (int)C, w, (int)C, 0, out,
                        (int)OC, &ep);
 #endif
 }
 
-void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
-                       const ct_real *res, int64_t N, int64_t C, int64_t OC, int act) {
+void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const ct_wpack *pk,
+                       const ct_real *b, const ct_real *res, int64_t N, int64_t C, int64_t OC,
+                       int act) {
     // out (N, OC), inp (N, C), w (OC, C), b (OC)
-    if (fused(out, inp, w, b, res, N, C, OC, act)) return;
+    if (fused(out, inp, w, pk, b, res, N, C, OC, act)) return;
     if (b) {
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, b, (size_t)OC * sizeof(ct_real));
@@ -43,7 +47,7 @@ void linear_forward_ex(ct_real *out, const ct_real *inp, const ct_real *w, const
 
 void linear_forward(ct_real *out, const ct_real *inp, const ct_real *w, const ct_real *b,
                     int64_t N, int64_t C, int64_t OC) {
-    linear_forward_ex(out, inp, w, b, NULL, N, C, OC, -1);
+    linear_forward_ex(out, inp, w, NULL, b, NULL, N, C, OC, -1);
 }
 
 /* db[o] += sum_n dout[n, o], as dout^T 1 (a memory-bound GEMV; BLAS's is

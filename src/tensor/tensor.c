@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/gemm.h"
 #include "cliptune.h"
 
 static bool shape_numel(int ndim, const int64_t *shape, int64_t *numel) {
@@ -58,6 +59,8 @@ ct_tensor *ct_tensor_new2(int64_t d0, int64_t d1, bool requires_grad) {
 
 void ct_tensor_free(ct_tensor *t) {
     if (!t) return;
+    ct_wpack_free(t->lowp);
+    t->lowp = NULL;
     if (t->owns) {
         free(t->data);
         free(t->grad);

@@ -17,6 +17,9 @@ uint64_t ct_clip_hash(const ct_clip *m) {
         h = ct_hash_str(h, name);
         h = ct_hash_bytes(h, t->data, (size_t)t->numel * sizeof(ct_real));
     }
+    /* fp32 hashes as before the precision setting existed */
+    if (ct_clip_get_precision(m) != CT_PRECISION_F32)
+        h = ct_hash_u64(h, 0xB716000ull + (uint64_t)ct_clip_get_precision(m));
     return h;
 }
 

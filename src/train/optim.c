@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/gemm.h"
 #include "cliptune.h"
 
 /* sqrt in ct_real so the float build stays in float (sqrt of a float
@@ -252,6 +253,10 @@ ct_status ct_optim_step_each(ct_optim *o, const float *lrs, bool same) {
         int64_t n = t->numel;
         size_t off = o->offset[i];
         o->steps[i]++;
+        if (t->lowp) { /* a bf16 inference copy of the old values */
+            ct_wpack_free(t->lowp);
+            t->lowp = NULL;
+        }
         if (o->cfg.kind == CT_OPTIM_SGD) {
             sgd_param(&o->cfg, t->data, t->grad, o->buf1 ? o->buf1 + off : NULL, n,
                       o->steps[i] == 1, (ct_real)lr);

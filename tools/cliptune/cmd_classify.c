@@ -8,12 +8,14 @@
 
 static const char *HELP =
     "usage: cliptune classify --model MODEL --labels \"cat,dog,...\"\n"
-    "                         [--template \"a photo of a {}.\"] [--top K] IMG...\n"
+    "                         [--template \"a photo of a {}.\"] [--top K]\n"
+    "                         [--precision f32|bf16] IMG...\n"
     "\n"
     "Zero-shot classification: each label is put into the template ({} is\n"
     "replaced by the label), encoded, and compared with each image by\n"
     "logit_scale * cosine similarity; prints the best label and the top-K\n"
-    "softmax probabilities (default K = min(5, labels)) per image.\n";
+    "softmax probabilities (default K = min(5, labels)) per image.\n"
+    "\n" MODEL_ARGS_PRECISION_HELP;
 
 /* label text from the template: every "{}" replaced by the label */
 static char *fill(const char *tmpl, const char *label) {
@@ -43,7 +45,7 @@ int cmd_classify(int argc, char **argv) {
     char *lbuf = NULL;
     int n = 0, K = 0, rc = 1;
     for (int i = 1; i < argc && !bad; i++) {
-        if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
+        if (model_args_parse_inference(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--labels", &labels_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--template", &tmpl, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--top", &top_arg, &bad)) continue;

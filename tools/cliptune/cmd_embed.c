@@ -8,11 +8,13 @@
 static const char *HELP =
     "usage: cliptune embed --model MODEL (--images IMG... | --texts TEXT...) --out FILE.npy\n"
     "                      [--bpe FILE] [--act quick_gelu|gelu] [--truncate]\n"
+    "                      [--precision f32|bf16]\n"
     "\n"
     "Write the projected CLIP embeddings (not normalised), float32, one row per\n"
     "input in the order given, to FILE.npy (written atomically). Images are\n"
     "decoded and preprocessed as the checkpoint's own library does (Pillow\n"
-    "bicubic resize, centre crop, normalisation).\n";
+    "bicubic resize, centre crop, normalisation).\n"
+    "\n" MODEL_ARGS_PRECISION_HELP;
 
 int cmd_embed(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
@@ -26,7 +28,7 @@ int cmd_embed(int argc, char **argv) {
     char **items = calloc((size_t)argc, sizeof *items);
     int n = 0, rc = 1;
     for (int i = 1; i < argc && !bad; i++) {
-        if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
+        if (model_args_parse_inference(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--out", &out, &bad)) continue;
         if (!strcmp(argv[i], "--images") || !strcmp(argv[i], "--texts")) {
             int want = argv[i][2] == 'i' ? 1 : 2;

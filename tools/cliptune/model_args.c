@@ -10,6 +10,11 @@ bool model_args_parse(int argc, char **argv, int *i, model_args *a, bool *bad) {
            cli_opt(argc, argv, i, "--act", &a->act, bad);
 }
 
+bool model_args_parse_inference(int argc, char **argv, int *i, model_args *a, bool *bad) {
+    return model_args_parse(argc, argv, i, a, bad) ||
+           cli_opt(argc, argv, i, "--precision", &a->precision, bad);
+}
+
 bool model_load(const model_args *a, bool need_tokenizer, loaded_model *m, const char *cmd) {
     memset(m, 0, sizeof *m);
     if (!a->model) {
@@ -23,8 +28,20 @@ bool model_load(const model_args *a, bool need_tokenizer, loaded_model *m, const
         cli_error("%s: --act %s: expected quick_gelu or gelu", cmd, a->act);
         return false;
     }
+    ct_precision prec = CT_PRECISION_F32;
+    if (a->precision && !strcmp(a->precision, "bf16")) {
+        prec = CT_PRECISION_BF16;
+    } else if (a->precision && strcmp(a->precision, "f32")) {
+        cli_error("%s: --precision %s: expected f32 or bf16", cmd, a->precision);
+        return false;
+    }
     if (ct_bundle_load(a->model, a->bpe, &opts, need_tokenizer, m) != CT_OK) {
         cli_lib_error(cmd);
+        return false;
+    }
+    if (prec != CT_PRECISION_F32 && ct_clip_set_precision(m->clip, prec) != CT_OK) {
+        cli_lib_error(cmd);
+        ct_bundle_free(m);
         return false;
     }
     return true;

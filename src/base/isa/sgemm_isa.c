@@ -326,28 +326,25 @@ void SUFFIX(ct_sgemm)(bool ta, bool tb, int M, int N, int K, float alpha, const 
 _Static_assert(NR == CT_BF16_NR, "the bf16 layout's panels are the kernel's NR columns");
 
 /* rows [m0, m0 + mc) x k [k0, k0 + kc) of A into MR-row panels of bf16
- * pairs (dst[p * MR + r], kcp pairs per panel), zero past mc and kc */
+ * pairs, row by row (dst[r * kcp + p], kcp pairs per row), zero past mc
+ * and kc: a straight conversion, the kernel reads the MR rows in place */
 BF16_FN static void pack_a_bf16(uint32_t *dst, const float *A, int lda, int m0, int mc, int k0,
                                 int kc) {
-    int kcp = (kc + 1) / 2;
-    for (int i0 = 0; i0 < mc; i0 += MR, dst += (size_t)MR * kcp) {
-        int mr = mc - i0 < MR ? mc - i0 : MR;
-        for (int r = 0; r < MR; r++) {
-            if (r >= mr) {
-                for (int p = 0; p < kcp; p++) dst[(size_t)p * MR + r] = 0;
-                continue;
-            }
-            const float *src = A + (size_t)(m0 + i0 + r) * lda + k0;
-            for (int q = 0; q < kc; q += 32) {
-                int n = kc - q < 32 ? kc - q : 32;
-                __mmask16 lo = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-                __mmask16 hi = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
-                __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + q + 16),
-                                                 _mm512_maskz_loadu_ps(lo, src + q));
-                uint32_t w[16];
-                _mm512_storeu_si512(w, (__m512i)h);
-                for (int t = 0; t < (n + 1) / 2; t++) dst[(size_t)(q / 2 + t) * MR + r] = w[t];
-            }
+    int kcp = (kc + 1) / 2, rows = (mc + MR - 1) / MR * MR;
+    for (int i = 0; i < rows; i++, dst += kcp) {
+        if (i >= mc) {
+            memset(dst, 0, (size_t)kcp * sizeof *dst);
+            continue;
+        }
+        const float *src = A + (size_t)(m0 + i) * lda + k0;
+        for (int q = 0; q < kc; q += 32) {
+            int n = kc - q < 32 ? kc - q : 32;
+            __mmask16 lo = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+            __mmask16 hi = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+            __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + q + 16),
+                                             _mm512_maskz_loadu_ps(lo, src + q));
+            _mm512_mask_storeu_epi32(dst + q / 2, n >= 32 ? 0xffff : (__mmask16)((1u << ((n + 1) / 2)) - 1),
+                                     (__m512i)h);
         }
     }
 }
@@ -360,13 +357,13 @@ BF16_FN static inline __attribute__((always_inline)) void bf16_tile(
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) t[r][v] = (vf){0};
-    for (int p = 0; p < kcp; p++, a += MR, b += NR) {
+    for (int p = 0; p < kcp; p++, a++, b += NR) {
         __m512bh bv[NV];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_loadu_si512(b + v * VW);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; r++) {
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * kcp]);
 #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) t[r][v] = (vf)_mm512_dpbf16_ps((__m512)t[r][v], av, bv[v]);
         }
