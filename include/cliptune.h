@@ -22,6 +22,24 @@
 extern "C" {
 #endif
 
+/* The library's version (CMakeLists.txt reads it from here). ct_version()
+ * gives the library's own, which may differ from the header's when an
+ * application runs against another build of the shared library. */
+#define CLIPTUNE_VERSION_MAJOR 0
+#define CLIPTUNE_VERSION_MINOR 1
+#define CLIPTUNE_VERSION_PATCH 0
+#define CLIPTUNE_VERSION "0.1.0"
+
+/* Everything declared in this header is the shared library's interface;
+ * the library is built with -fvisibility=hidden, so nothing else is
+ * exported. */
+#if defined(__GNUC__) && !defined(CT_NO_VISIBILITY)
+#pragma GCC visibility push(default)
+#endif
+
+/* "MAJOR.MINOR.PATCH" of the library linked. */
+const char *ct_version(void);
+
 #ifdef CT_REAL_DOUBLE
 typedef double ct_real;
 #else
@@ -1281,6 +1299,10 @@ ct_status ct_npy_read(const char *path, ct_npy *out);
 void ct_npy_free(ct_npy *a);
 ct_status ct_npy_write(const char *path, ct_dtype dtype, int ndim, const int64_t *shape,
                        const void *data);
+
+#if defined(__GNUC__) && !defined(CT_NO_VISIBILITY)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

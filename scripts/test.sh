@@ -24,6 +24,9 @@ echo "build: $dir (log in $dir/build.log)"
 if ! cmake --build "$dir" -j "$jobs" > "$dir/build.log" 2>&1; then
     grep -E -B2 -A6 'error|warning' "$dir/build.log" | head -100; exit 1
 fi
+# scikit-learn's digits file for test_digits' real-file test (as the demo
+# gets it; the test skips when neither the package nor a download is there)
+if d=$(scripts/digits.sh 2> /dev/null); then export CT_DIGITS_CSV="$d"; fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$dir" --output-on-failure -j 1

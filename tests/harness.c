@@ -98,6 +98,14 @@ const char *ct_test_tmpdir(void) {
     return dir;
 }
 
+const char *ct_test_clip_bpe(void) {
+#ifdef CT_SOURCE_DIR
+    return CT_SOURCE_DIR "/tests/fixtures/bpe/clip_subset";
+#else
+    return "tests/fixtures/bpe/clip_subset";
+#endif
+}
+
 const char *ct_test_shared_dir(void) {
     const char *d = getenv("CT_SHARED_DIR");
 #ifdef CT_SOURCE_DIR

@@ -60,7 +60,13 @@ int ct_test_summary(void);
 /* A fresh, empty directory for this test binary's files (under CT_TEST_TMP,
  * else /tmp). Returns a path valid until exit. */
 const char *ct_test_tmpdir(void);
-/* ../shared as configured (CT_SHARED_DIR), or NULL if it does not exist. */
+/* ../shared as configured (CT_SHARED_DIR), or NULL if it does not exist
+ * (only the OpenAI-vocabulary parity tests need it). */
 const char *ct_test_shared_dir(void);
+/* The folder with vocab.json + merges.txt that tokenize the tests' texts
+ * exactly as OpenAI's CLIP vocabulary does, with its ids (the fixture
+ * models' tables have its 49408 rows): tests/fixtures/bpe/clip_subset,
+ * written by tools/ref/gen_bpe_subset.py. */
+const char *ct_test_clip_bpe(void);
 
 #endif

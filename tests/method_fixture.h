@@ -1,6 +1,6 @@
 /* Shared by the prompt-method tests (test_coop, test_cocoop,
  * test_kg_prograd): the tiny CLIP fixture with the real BPE vocabulary from
- * ../shared, float-vs-reference comparison, and the Fashion-MNIST "it
+ * ../bpe, float-vs-reference comparison, and the Fashion-MNIST "it
  * learns" runs through ct_run. Header-only; one test binary includes it. */
 #ifndef CT_TEST_METHOD_FIXTURE_H
 #define CT_TEST_METHOD_FIXTURE_H
@@ -15,20 +15,18 @@
 #include "train/run.h"
 
 #define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
-#define SKIP_NO_SHARED "../shared not found: the CLIP BPE vocabulary is needed"
 
 static ct_clip *g_clip;
 static ct_tokenizer *g_tok;
 
-/* The fixture model and the real BPE vocabulary, loaded once; false when
- * ../shared is missing. */
+/* The fixture model and the tests' part of the real BPE vocabulary, loaded
+ * once; false (reported) when either fails to load. */
 static inline bool load_fixture(void) {
     if (g_clip && g_tok) return true;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) return false;
+    const char *bpe = ct_test_clip_bpe();
     char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(m, sizeof m, "%s/data/clip-bpe/hf/merges.txt", shared);
+    snprintf(v, sizeof v, "%s/vocab.json", bpe);
+    snprintf(m, sizeof m, "%s/merges.txt", bpe);
     g_tok = ct_tokenizer_load_hf(v, m);
     g_clip = ct_clip_load(TINY_DIR, NULL);
     CHECK_MSG(g_tok && g_clip, "fixture: %s", ct_last_error());
@@ -57,8 +55,8 @@ static inline bool file_exists(const char *p) {
 
 /* Run methods[i] with sets[i] on Fashion-MNIST (16 shots, seed 1, the first
  * max_test test images) into <tmp>/<tag>_<method><i>, sharing one feature
- * cache. false (test skipped or failed) when the dataset or ../shared is
- * missing or a run fails; dirs (may be NULL) receive the run directories. */
+ * cache. false (test skipped or failed) when the dataset is missing or a
+ * run fails; dirs (may be NULL) receive the run directories. */
 static inline bool fashion_mnist_runs(const char *const *methods, const char *const *sets,
                                       int n, int64_t max_test, const char *tag,
                                       ct_run_result *res, char (*dirs)[4200]) {
@@ -66,13 +64,9 @@ static inline bool fashion_mnist_runs(const char *const *methods, const char *co
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return false;
     }
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return false;
-    }
+    const char *bpe = ct_test_clip_bpe();
     char vocab[4096], cache[4200], dir[4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
     snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
     mkdir(cache, 0777);
     ct_bundle bundle = {0};

@@ -488,14 +488,10 @@ static void test_learns_fashion_mnist(void) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
     }
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        ct_test_skip("../shared not found: no CLIP BPE vocabulary for the text tower");
-        return;
-    }
+    const char *bpe = ct_test_clip_bpe();
     char vocab[4096], merges[4096], cache[4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(merges, sizeof merges, "%s/data/clip-bpe/hf/merges.txt", shared);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
+    snprintf(merges, sizeof merges, "%s/merges.txt", bpe);
     snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
     mkdir(cache, 0777);
     ct_bundle bundle = {0};

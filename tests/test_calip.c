@@ -411,9 +411,9 @@ static void test_errors(void) {
  * fashion_mnist_runs draws them), as a zs_weights .npy: a classifier in the
  * image space that, unlike the random text tower's, carries information. */
 static bool class_means_npy(const char *path) {
-    const char *shared = ct_test_shared_dir();
+    const char *bpe = ct_test_clip_bpe();
     char vocab[4096], cache[4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
     snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
     ct_bundle bundle = {0};
     ct_splits sp = {0};

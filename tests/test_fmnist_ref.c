@@ -31,7 +31,7 @@
  * fit sklearn did converge, is checked on its own, and our search must
  * reach at least the reference's val accuracy.
  *
- * Skips without ../shared (tokenizer files) or without the installed dataset
+ * Skips without the installed dataset
  * (Debian's dataset-fashion-mnist). */
 #include <math.h>
 #include <stdint.h>
@@ -145,16 +145,12 @@ static bool features_of(const ct_dataset *d, ct_features *out) {
 static bool setup(void) {
     if (F.tried) return F.ok;
     F.tried = true;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        F.skip = "../shared not found: the CLIP BPE vocabulary is needed";
-        return false;
-    }
+    const char *bpe = ct_test_clip_bpe();
     char vocab[4096], merges[4096];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(merges, sizeof merges, "%s/data/clip-bpe/hf/merges.txt", shared);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
+    snprintf(merges, sizeof merges, "%s/merges.txt", bpe);
     if (!file_exists(vocab) || !file_exists(merges)) {
-        F.skip = "../shared has no data/clip-bpe/hf/{vocab.json,merges.txt}";
+        F.skip = "tests/fixtures/bpe/clip_subset has no vocab.json + merges.txt";
         return false;
     }
     if (!file_exists(FMNIST_DIR "/train-images-idx3-ubyte.gz") ||

@@ -4,8 +4,7 @@
  * three SGD steps with an independent float64 PyTorch re-implementation
  * (tools/ref/gen_kg_prograd_ref.py -> fixtures/methods/kg_prograd_ref.h) on
  * the tiny fixture; the learned-tensor round trip; learning on Fashion-MNIST
- * against zero-shot. The tokenizer comes from ../shared (tests skip without
- * it). */
+ * against zero-shot. The tokenizer is tests/fixtures/bpe/clip_subset. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -94,10 +93,7 @@ static void sgd3(const char *what, const ct_method *m, void *st, ct_tensor *ctx,
 }
 
 static void test_kgcoop_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     const ct_method *m = ct_method_find("kgcoop");
     CHECK(m != NULL);
     if (!m) return;
@@ -136,10 +132,7 @@ static void test_kgcoop_parity(void) {
 }
 
 static void test_prograd_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     const ct_method *m = ct_method_find("prograd");
     CHECK(m != NULL);
     if (!m) return;
@@ -179,10 +172,7 @@ static void test_prograd_parity(void) {
 }
 
 static void test_hyper_parameters(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_task task = make_task();
     void *st = NULL;
     CHECK(create("kgcoop", &task, "kg_loss=l1", &st) == CT_ERR_ARG);
@@ -199,10 +189,7 @@ static void test_hyper_parameters(void) {
 }
 
 static void test_checkpoint_round_trip(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_task task = make_task();
     enum { N = 40 };
     static float x[N * CREF_E];

@@ -16,7 +16,7 @@
  *     predict --explain` on Fashion-MNIST's first test images;
  *   - CuPL with exactly the zero-shot template sentence per class gives
  *     zero-shot's logits (training-free: there is no "it learns" check).
- * Parts needing the BPE vocabulary skip without ../shared. */
+ * The BPE vocabulary is tests/fixtures/bpe/clip_subset. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +35,6 @@
 
 #define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
 #define DESC_DIR CT_SOURCE_DIR "/data/descriptors"
-#define SKIP_NO_SHARED "../shared not found: the CLIP BPE vocabulary is needed"
 #define RTOL 1e-5
 
 static char *FM[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -280,11 +279,10 @@ static bool load_fixture(bool need_tok) {
     if (!g_clip) g_clip = ct_clip_load(TINY_DIR, NULL);
     CHECK_MSG(g_clip != NULL, "tiny model: %s", ct_last_error());
     if (!need_tok || g_tok) return g_clip != NULL;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) return false;
+    const char *bpe = ct_test_clip_bpe();
     char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/data/clip-bpe/hf/vocab.json", shared);
-    snprintf(m, sizeof m, "%s/data/clip-bpe/hf/merges.txt", shared);
+    snprintf(v, sizeof v, "%s/vocab.json", bpe);
+    snprintf(m, sizeof m, "%s/merges.txt", bpe);
     g_tok = ct_tokenizer_load_hf(v, m);
     CHECK_MSG(g_tok != NULL, "tokenizer: %s", ct_last_error());
     return g_clip && g_tok;
@@ -356,10 +354,7 @@ static float *image_features(int n) {
 }
 
 static void test_end_to_end_tiny(void) {
-    if (!load_fixture(true)) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture(true)) return;
     ct_task t = fm_task();
     int n = 5;
     float *x = image_features(n);
@@ -433,10 +428,7 @@ static void test_end_to_end_tiny(void) {
 /* CuPL with, per class, exactly the sentence zero-shot's template makes is
  * zero-shot */
 static void test_cupl_equals_zeroshot(void) {
-    if (!load_fixture(true)) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture(true)) return;
     ct_task t = fm_task();
     char *tmpl = NULL;
     CHECK_OK(ct_template_for_dataset(NULL, "fashion-mnist", &tmpl, NULL));
@@ -500,10 +492,7 @@ static void test_run_and_explain(void) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
     }
-    if (!load_fixture(true)) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture(true)) return;
     ct_bundle bundle = {0};
     bundle.clip = g_clip, bundle.tok = g_tok;
     ct_preprocess_cfg_openai(&bundle.pre, ct_clip_get_config(g_clip)->image_size);
@@ -551,18 +540,18 @@ static void test_run_and_explain(void) {
     fprintf(f, "P6\n32 32\n255\n");
     for (int i = 0; i < 32 * 32 * 3; i++) fputc((i * 37) & 255, f);
     fclose(f);
-    const char *shared = ct_test_shared_dir();
+    const char *bpe = ct_test_clip_bpe();
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "%s predict --run %s --bpe %s/data/clip-bpe/hf/vocab.json "
-             "--explain 3 %s", cli, vcd_dir, shared, img);
+    snprintf(cmd, sizeof cmd, "%s predict --run %s --bpe %s/vocab.json "
+             "--explain 3 %s", cli, vcd_dir, bpe, img);
     int rc = run_cmd(cmd);
     CHECK_MSG(rc == 0, "predict --explain: exit %d: %s", rc, out_buf);
     int lines = 0;
     for (char *p = out_buf; (p = strstr(p, "\n  because\t")); p++) lines++;
     CHECK_MSG(lines == 3, "expected 3 explanation lines, got %d:\n%s", lines, out_buf);
     printf("    predict --explain 3:\n%s", out_buf);
-    snprintf(cmd, sizeof cmd, "%s predict --run %s/run_cupl --bpe %s/data/clip-bpe/hf/vocab.json "
-             "--explain 3 %s", cli, ct_test_tmpdir(), shared, img);
+    snprintf(cmd, sizeof cmd, "%s predict --run %s/run_cupl --bpe %s/vocab.json "
+             "--explain 3 %s", cli, ct_test_tmpdir(), bpe, img);
     CHECK(run_cmd(cmd) == 1 && has(out_buf, "--explain needs a vcd run"));
 }
 

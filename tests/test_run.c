@@ -2,7 +2,7 @@
  * cliptune binary's zeroshot / train / protocol / eval / predict on a tiny
  * generated folder dataset (3 classes of 12 small PPM images: 8 train, 4
  * test) with a small random CLIP written as a Hugging Face folder with the
- * real CLIP BPE vocabulary (from ../shared; the CLI tests skip without it). */
+ * CLIP BPE vocabulary's ids (tests/fixtures/bpe/clip_subset). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -107,13 +107,12 @@ static ct_clip_config tiny_config(void) {
     return c;
 }
 
-/* The tiny CLIP as an HF folder with the real vocabulary; NULL without
- * ../shared. */
+/* The tiny CLIP as an HF folder with the tests' part of the real
+ * vocabulary. */
 static const char *model_dir(void) {
     static char dir[4096];
     if (dir[0]) return dir;
-    const char *shared = ct_test_shared_dir();
-    if (!shared) return NULL;
+    const char *bpe = ct_test_clip_bpe();
     snprintf(dir, sizeof dir, "%s/tinyclip", ct_test_tmpdir());
     ct_clip_config c = tiny_config();
     ct_clip *m = ct_clip_create(&c, 7);
@@ -121,8 +120,8 @@ static const char *model_dir(void) {
     ct_clip_free(m);
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "cp %s/data/clip-bpe/hf/vocab.json %s/data/clip-bpe/hf/merges.txt %s/", shared,
-             shared, dir);
+             "cp %s/vocab.json %s/merges.txt %s/", bpe,
+             bpe, dir);
     CHECK(system(cmd) == 0);
     return dir;
 }
@@ -258,10 +257,7 @@ static void test_feature_cache(void) {
 static char zs_dir[4200], lp_dir[4200];
 
 static void test_zeroshot_and_train(void) {
-    if (!model_dir()) {
-        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
-        return;
-    }
+    if (!model_dir()) return;
     const char *files[7] = {"config.json", "metrics.json", "predictions.csv", "log.txt",
                             "report.md", "confusion.svg", "learned.safetensors"};
     char c[16384], dir2[4200], path[4400], path2[4400];
@@ -349,10 +345,7 @@ static void test_zeroshot_and_train(void) {
 }
 
 static void test_protocol(void) {
-    if (!model_dir()) {
-        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
-        return;
-    }
+    if (!model_dir()) return;
     char c[16384], out[4200], path[4400];
     snprintf(out, sizeof out, "%s/proto", ct_test_tmpdir());
     snprintf(c, sizeof c, CT_CLI_PATH " protocol %s --methods zeroshot,linear-probe --shots 1,2 "
@@ -418,10 +411,7 @@ static void test_protocol(void) {
 /* ---- CLI: using a finished run ---- */
 
 static void test_eval(void) {
-    if (!model_dir()) {
-        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
-        return;
-    }
+    if (!model_dir()) return;
     char c[16384], path[4400], path2[4400];
     const char *dirs[2] = {lp_dir, zs_dir};
     for (int r = 0; r < 2; r++) {
@@ -477,10 +467,7 @@ static void test_eval(void) {
 }
 
 static void test_predict(void) {
-    if (!model_dir()) {
-        ct_test_skip("../shared not found: the CLIP BPE vocabulary is needed");
-        return;
-    }
+    if (!model_dir()) return;
     char c[16384], img[2][4300], path[4400];
     snprintf(img[0], sizeof img[0], "%s/test/blue_checks/img_08.ppm", data_dir());
     snprintf(img[1], sizeof img[1], "%s/test/red_bars/img_11.ppm", data_dir());

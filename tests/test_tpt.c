@@ -11,7 +11,7 @@
  *   - Fashion-MNIST through the tiny model: TPT against its own untuned
  *     prompt (steps=0) and zero-shot, reported as measured.
  * The tiny model is tests/fixtures/methods/tiny; the tokenizer comes from
- * ../shared (tests skip without it). */
+ * tests/fixtures/bpe/clip_subset. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,10 +163,7 @@ static bool fixture_views(float *px) {
 }
 
 static void test_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     static float px[TREF_V * 3 * TREF_S * TREF_S];
     if (!fixture_views(px)) return;
     ct_task task = make_task((char *const *)cref_classnames, CREF_K);
@@ -224,10 +221,7 @@ static void test_parity(void) {
 /* A CoOp run's learned context as init_from, the learned-tensor round
  * trip, and per-image determinism on Fashion-MNIST items. */
 static void test_init_from_and_round_trip(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     if (!file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
@@ -306,10 +300,7 @@ static void test_hyper_parameters(void) {
     const ct_method *m = ct_method_find("tpt");
     CHECK(m && m->predict_images && m->logits && m->params && !m->loss && !m->fit);
     if (!m) return;
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     char *names[2] = {"cat", "dog"};
     ct_task task = make_task(names, 2);
     void *st = NULL;

@@ -5,8 +5,7 @@
  * fixture; the learned-tensor round trip and checkpoint resume; learning
  * from pseudo-labels on held-out data (synthetic features where zero-shot
  * is informative, and Fashion-MNIST through ct_run, where with the random
- * tiny model it is not). The tokenizer comes from ../shared (tests skip
- * without it). */
+ * tiny model it is not). The tokenizer is tests/fixtures/bpe/clip_subset. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,10 +103,7 @@ static void test_hyper_parameters(void) {
     CHECK_OK(ct_kv_int(&hp, "aug_views", 0, &views));
     CHECK(topk == 16 && ens == 1 && n_ctx == 16 && views == 0);
     ct_kv_free(&hp);
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_task task = make_task();
     void *st = NULL;
     CHECK_OK(create("upl", &task, "ensemble=3 n_ctx=4", &st));
@@ -140,10 +136,7 @@ static void test_hyper_parameters(void) {
 /* fit's pseudo-labelled set: the reference's rows, in order, with its labels
  * (the unlabelled features carry no labels at all) */
 static void test_selection_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     const ct_method *m = ct_method_find("upl");
     ct_task task = make_task();
     void *st = NULL;
@@ -220,10 +213,7 @@ static void on_step(void *ctx, const char *stage, int64_t done, int64_t total, d
  * each member's gradient, mean logits; then three full-batch steps through
  * ct_train (one batch per epoch: the row order does not matter). */
 static void test_ensemble_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     const ct_method *m = ct_method_find("upl");
     ct_task task = make_task();
     void *st = NULL;
@@ -296,10 +286,7 @@ out:
  * initial context and logits as coop's, bit for bit; a second member
  * starts elsewhere */
 static void test_single_member_is_coop(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_task task = make_task();
     void *u = NULL, *u2 = NULL, *c = NULL;
     CHECK_OK(create("upl", &task, "n_ctx=4", &u));
@@ -322,10 +309,7 @@ static void test_single_member_is_coop(void) {
  * a run stopped after one epoch and resumed (fit re-runs and rebuilds the
  * pseudo-labelled set) ends where the uninterrupted run does. */
 static void test_checkpoint_round_trip(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     const ct_method *m = ct_method_find("upl");
     ct_task task = make_task();
     const char *hp = "topk=8 ensemble=2 n_ctx=4";
@@ -394,10 +378,7 @@ static double accuracy(const ct_method *m, void *st, const ct_features *f, int K
  * with its defaults (random generic context, 50 epochs) learns from them to
  * 86%. */
 static void test_beats_zeroshot_synthetic(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     enum { K = CREF_K, E = CREF_E, NPOOL = 500, NTEST = 1000 };
     ct_task task = make_task();
     float zs[K * E], shift[K * E];
@@ -480,14 +461,10 @@ static void test_fashion_mnist(void) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
     }
-    const char *shared = ct_test_shared_dir();
-    if (!shared) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    const char *bpe = ct_test_clip_bpe();
     enum { POOL = 3000, NTEST = 2000 };
     char vocab[4096], cache[4200], dirs[3][4200];
-    snprintf(vocab, sizeof vocab, "%s/data/clip-bpe/hf/vocab.json", shared);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
     snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
     mkdir(cache, 0777);
     ct_bundle bundle = {0};

@@ -10,7 +10,7 @@
  *   - Fashion-MNIST through the tiny model: fine-tuning beats zero-shot on
  *     held-out test images, the alpha curve on val and test, as measured.
  * The tiny model is tests/fixtures/methods/tiny; the tokenizer comes from
- * ../shared (tests skip without it). */
+ * tests/fixtures/bpe/clip_subset. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,10 +111,7 @@ static double compare_tower(void *st, const ct_safetensors *ref, const char *pre
 }
 
 static void test_parity(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_safetensors *ref = ct_safetensors_open(REF_ST);
     CHECK_MSG(ref, "%s", ct_last_error());
     if (!ref) return;
@@ -190,10 +187,7 @@ static void test_parity(void) {
 /* The copy helper on its own: views of one flat buffer, mixing end points
  * exact, the source's struct untouched. */
 static void test_vision_copy(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     ct_vision_copy a, b;
     CHECK_OK(ct_vision_copy_create(g_clip, true, &a));
     CHECK_OK(ct_vision_copy_create(g_clip, false, &b));
@@ -221,10 +215,7 @@ static void test_vision_copy(void) {
 
 /* Fashion-MNIST items as the round trip's images */
 static void test_round_trip(void) {
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     if (!file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
@@ -276,10 +267,7 @@ static void test_hyper_parameters(void) {
     const ct_method *m = ct_method_find("wise-ft");
     CHECK(m && m->pixels && m->loss && m->finish && m->predict_images && m->params && m->logits);
     if (!m) return;
-    if (!load_fixture()) {
-        ct_test_skip(SKIP_NO_SHARED);
-        return;
-    }
+    if (!load_fixture()) return;
     char *names[2] = {"cat", "dog"};
     ct_task task = make_task(names, 2);
     void *st = NULL;

@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("cliptune 0.1.0 (threads: %d)\n", ct_get_num_threads());
+        printf("cliptune %s (threads: %d, kernels: %s)\n", ct_version(), ct_get_num_threads(),
+               ct_cpu_path());
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)

@@ -1,0 +1,3 @@
+#include "cliptune.h"
+
+const char *ct_version(void) { return CLIPTUNE_VERSION; }

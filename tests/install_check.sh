@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The installed library as a user meets it (ctest: test_install):
+#   install_check.sh BUILD_DIR SOURCE_DIR TMP_DIR
+# installs BUILD_DIR into a fresh prefix under TMP_DIR, checks the files, that
+# the shared library exports exactly what cliptune.h declares, and builds
+# examples/zeroshot.c three ways -- pkg-config (shared), pkg-config --static,
+# and a CMake project with find_package(cliptune) -- each run on the shipped
+# model and compared with the installed CLI's `classify`.
+set -euo pipefail
+build=$(realpath "$1") src=$(realpath "$2") tmp=$(realpath "$3")/install
+rm -rf "$tmp" && mkdir -p "$tmp"
+p=$tmp/prefix
+fail() { echo "install_check: FAIL: $*" >&2; exit 1; }
+
+cmake --install "$build" --prefix "$p" > "$tmp/install.log" || fail "cmake --install (see $tmp/install.log)"
+pc=$(find "$p" -name cliptune.pc | head -1)
+[ -n "$pc" ] || fail "no cliptune.pc installed"
+lib=$(dirname "$(dirname "$pc")")
+for f in "$p/include/cliptune.h" "$lib/libcliptune.so" "$lib/libcliptune.a" "$p/bin/cliptune" \
+         "$lib/cmake/cliptune/cliptuneConfig.cmake" "$lib/cmake/cliptune/cliptuneConfigVersion.cmake"; do
+    [ -e "$f" ] || fail "missing $f"
+done
+echo "installed into $p (libdir $lib)"
+
+# -march=native or other build flags must not travel
+if grep -rq -- "-march" "$pc" "$lib/cmake/cliptune"; then fail "build flags in the installed files"; fi
+
+# exported symbols: every one declared in cliptune.h, none of the internals
+syms=$(nm -D --defined-only "$lib/libcliptune.so" | awk '$2 ~ /[TDBRV]/ {print $3}' | sort -u)
+n=0
+for s in $syms; do
+    # the linker's own, and OpenMP's locks of named critical sections
+    case $s in _init|_fini|_edata|_end|__bss_start|.gomp_critical_user_*) continue ;; esac
+    grep -qw -- "$s" "$p/include/cliptune.h" || fail "libcliptune.so exports $s, which cliptune.h does not declare"
+    n=$((n + 1))
+done
+echo "$syms" | grep -qx ct_clip_load || fail "ct_clip_load is not exported"
+echo "$syms" | grep -qx ct_sgemm_avx512 && fail "an internal (ct_sgemm_avx512) is exported"
+echo "exports: $n symbols, all declared in cliptune.h"
+
+model=$src/models/cliptune-small
+labels="t-shirt,trouser,sneaker,bag,ankle boot"
+imgs=$(find "$src/tests/fixtures/images" -maxdepth 2 \( -name '*.png' -o -name '*.jpg' \) ! -path '*/bad/*' | sort | head -6)
+[ -n "$imgs" ] || fail "no test images"
+# shellcheck disable=SC2086
+"$p/bin/cliptune" classify --model "$model" --labels "$labels" --top 1 $imgs > "$tmp/cli.txt" ||
+    fail "installed CLI: classify"
+"$p/bin/cliptune" version | grep -q "$(sed -n 's/^#define CLIPTUNE_VERSION "\(.*\)"/\1/p' "$p/include/cliptune.h")" ||
+    fail "cliptune version does not print the header's version"
+
+check_run() { # name binary: runs it and compares the best labels with the CLI's
+    # shellcheck disable=SC2086
+    LD_LIBRARY_PATH=$lib "$2" "$model" "$labels" $imgs > "$tmp/$1.txt" || fail "$1: run"
+    local want got
+    want=$(cut -f1,2 "$tmp/cli.txt")
+    got=$(cut -f1,2 "$tmp/$1.txt")
+    if [ "$want" != "$got" ]; then
+        fail "$1: labels differ from the CLI's:"$'\n'"$got"$'\n'"vs"$'\n'"$want"
+    fi
+    echo "$1: $(wc -l < "$tmp/$1.txt") images classified"
+}
+
+export PKG_CONFIG_PATH=$lib/pkgconfig
+cc -std=c11 -Wall -Wextra -Werror "$src/examples/zeroshot.c" $(pkg-config --cflags --libs cliptune) \
+    -o "$tmp/zs_shared" || fail "pkg-config build (shared)"
+check_run pkgconfig-shared "$tmp/zs_shared"
+cc -std=c11 -Wall -Wextra -Werror "$src/examples/zeroshot.c" $(pkg-config --cflags cliptune) \
+    "$lib/libcliptune.a" $(pkg-config --static --libs cliptune | sed 's/-lcliptune//') \
+    -o "$tmp/zs_static" || fail "pkg-config build (static)"
+ldd "$tmp/zs_static" | grep -q libcliptune && fail "the static build links libcliptune.so"
+check_run pkgconfig-static "$tmp/zs_static"
+
+mkdir -p "$tmp/consumer"
+cat > "$tmp/consumer/CMakeLists.txt" << CMAKE
+cmake_minimum_required(VERSION 3.18)
+project(consumer C)
+find_package(cliptune 0.1 REQUIRED)
+add_executable(zs "$src/examples/zeroshot.c")
+target_link_libraries(zs PRIVATE cliptune::cliptune)
+CMAKE
+cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$p" > "$tmp/consumer.log" 2>&1 &&
+    cmake --build "$tmp/consumer/build" >> "$tmp/consumer.log" 2>&1 || fail "find_package build (see $tmp/consumer.log)"
+check_run cmake-package "$tmp/consumer/build/zs"
+echo "install_check: OK"
