@@ -175,6 +175,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < BATCH; i++) y[i] = (int)ct_rng_below(&r, K);
     ct_batch b = {BATCH, x, y, NULL, 0, 0, NULL};
     ct_graph *g = ct_graph_create(0);
+    /* as the trainer runs steps: only the learned tensors' gradients are
+     * read after backward, intermediate ones are reused */
+    ct_graph_set_reuse_grads(g, true);
     printf("CoOp step: %d classes (%s), %d context vectors, batch %d, text tower 512 x 12, "
            "%d threads\n", K, how, N_CTX, BATCH, ct_get_num_threads());
     double *t = malloc((size_t)reps * sizeof *t);

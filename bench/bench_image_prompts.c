@@ -75,6 +75,9 @@ int main(int argc, char **argv) {
     int np = m->params(st, p, 256);
     ct_optim *opt = ct_optim_create(&tc.optim, p, np);
     ct_graph *g = ct_graph_create(0);
+    /* as the trainer runs steps: only the learned tensors' gradients are
+     * read after backward, intermediate ones are reused */
+    ct_graph_set_reuse_grads(g, true);
     ct_graph_set_reuse_grads(g, true); /* as the trainer runs a step */
     double *t = malloc((size_t)steps * sizeof *t);
     if (tower) { /* pixels as a leaf that wants its gradient; loss: the sum of
