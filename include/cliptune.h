@@ -870,6 +870,43 @@ ct_tensor *ct_clip_contrastive_loss(ct_graph *g, const ct_clip *m, ct_tensor *im
                                     ct_tensor *txt);
 
 /* ------------------------------------------------------------------------ */
+/* A model for raw inputs                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* CLIP with its tokenizer and image preprocessing: what the CLI's --model
+ * loads. The simplest way in (and what the Python binding wraps). */
+typedef struct ct_model ct_model;
+/* path: a Hugging Face CLIP folder (its vocab.json + merges.txt and
+ * preprocessor_config.json are used) or an OpenAI-named .safetensors (then
+ * bpe names the tokenizer: bpe_simple_vocab_16e6.txt.gz, or a vocab.json
+ * with merges.txt beside it; OpenAI's preprocessing). bpe may be NULL for an
+ * HF folder; given, it overrides the folder's. gelu: the OpenAI layout's
+ * activation (false: QuickGELU, as OpenAI's models; HF folders say theirs).
+ * NULL on failure (ct_last_error()). */
+ct_model *ct_model_load(const char *path, const char *bpe, bool gelu);
+void ct_model_free(ct_model *m);
+/* The model's CLIP (owned by m), e.g. for ct_clip_set_precision. */
+ct_clip *ct_model_clip(ct_model *m);
+/* The size of an embedding (E) and of the square input image. */
+int ct_model_embed_dim(const ct_model *m);
+int ct_model_image_size(const ct_model *m);
+/* out (n, E): the projected, unnormalised embeddings of n image files
+ * (decoded and preprocessed as the checkpoint's own library does), in
+ * batches, without a tape. An unreadable image is an error naming it. */
+ct_status ct_model_encode_images(ct_model *m, const char *const *paths, int n, float *out);
+/* The same from preprocessed pixels (n, 3, S, S), S = ct_model_image_size. */
+ct_status ct_model_encode_pixels(ct_model *m, const float *pixels, int n, float *out);
+/* out (n, E) for n texts; a text longer than the context is an error unless
+ * truncate (then its first tokens are kept and the last is <|endoftext|>). */
+ct_status ct_model_encode_texts(ct_model *m, const char *const *texts, int n, bool truncate,
+                                float *out);
+/* Zero-shot: probs (n, k), the softmax over the k labels of logit_scale ·
+ * cosine between each image and the label put in tmpl ("{}" replaced by the
+ * label; NULL: "a photo of a {}."). */
+ct_status ct_model_classify(ct_model *m, const char *const *paths, int n,
+                            const char *const *labels, int k, const char *tmpl, float *probs);
+
+/* ------------------------------------------------------------------------ */
 /* Datasets (src/data)                                                       */
 /* ------------------------------------------------------------------------ */
 

@@ -81,4 +81,9 @@ CMAKE
 cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$p" > "$tmp/consumer.log" 2>&1 &&
     cmake --build "$tmp/consumer/build" >> "$tmp/consumer.log" 2>&1 || fail "find_package build (see $tmp/consumer.log)"
 check_run cmake-package "$tmp/consumer/build/zs"
+# the Python binding as installed: finds the library beside it
+v=$(env -u CLIPTUNE_LIB PYTHONPATH="$lib/python3/dist-packages" /usr/bin/python3 -c \
+    'import cliptune, sys; m = cliptune.Model(sys.argv[1]); print(cliptune.version(), m.embed_dim)' \
+    "$model") || fail "installed Python binding"
+echo "python binding: version and embedding size $v"
 echo "install_check: OK"

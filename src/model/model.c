@@ -1,0 +1,186 @@
+/* ct_model: a bundle (CLIP + tokenizer + preprocessing) behind an opaque
+ * handle, with whole-batch encode and zero-shot calls for embedders and
+ * bindings (python/cliptune). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "model/bundle.h"
+
+struct ct_model {
+    ct_bundle b;
+};
+
+enum { BATCH = 16 }; /* images per forward: activations stay small */
+
+ct_model *ct_model_load(const char *path, const char *bpe, bool gelu) {
+    if (!path) {
+        ct_set_error(CT_ERR_ARG, "model_load: NULL path");
+        return NULL;
+    }
+    ct_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        ct_set_error(CT_ERR_NOMEM, "model_load: out of memory");
+        return NULL;
+    }
+    ct_clip_load_opts opts = {gelu ? CT_GELU : CT_QUICK_GELU, 64};
+    if (ct_bundle_load(path, bpe, &opts, false, &m->b) != CT_OK) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void ct_model_free(ct_model *m) {
+    if (!m) return;
+    ct_bundle_free(&m->b);
+    free(m);
+}
+
+ct_clip *ct_model_clip(ct_model *m) { return m ? m->b.clip : NULL; }
+int ct_model_embed_dim(const ct_model *m) { return ct_clip_get_config(m->b.clip)->embed_dim; }
+int ct_model_image_size(const ct_model *m) { return ct_clip_get_config(m->b.clip)->image_size; }
+
+static ct_status bad_args(const void *m, const void *in, int n, const void *out, const char *fn) {
+    if (!m || n < 0 || (n > 0 && (!in || !out)))
+        return ct_set_error(CT_ERR_ARG, "%s: NULL model, inputs or output, or n < 0", fn);
+    return CT_OK;
+}
+
+ct_status ct_model_encode_pixels(ct_model *m, const float *pixels, int n, float *out) {
+    ct_status s = bad_args(m, pixels, n, out, "model_encode_pixels");
+    if (s != CT_OK || n == 0) return s;
+    int S = ct_model_image_size(m), E = ct_model_embed_dim(m);
+    size_t per = (size_t)3 * S * S;
+    ct_graph *g = ct_graph_create(0);
+    if (!g) return ct_set_error(CT_ERR_NOMEM, "model_encode_pixels: out of memory");
+    for (int i0 = 0; i0 < n && s == CT_OK; i0 += BATCH) {
+        int nb = n - i0 < BATCH ? n - i0 : BATCH;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        int64_t shape[4] = {nb, 3, S, S};
+        /* the graph only reads the pixels */
+        ct_tensor *px = ct_graph_wrap(g, (ct_real *)(pixels + (size_t)i0 * per), 4, shape);
+        ct_tensor *e = ct_clip_encode_image(g, m->b.clip, px, NULL, false, NULL);
+        if (!e) {
+            s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_STATE;
+            break;
+        }
+        memcpy(out + (size_t)i0 * E, e->data, (size_t)nb * E * sizeof *out);
+    }
+    ct_graph_free(g);
+    return s;
+}
+
+ct_status ct_model_encode_images(ct_model *m, const char *const *paths, int n, float *out) {
+    ct_status s = bad_args(m, paths, n, out, "model_encode_images");
+    if (s != CT_OK || n == 0) return s;
+    int S = ct_model_image_size(m), E = ct_model_embed_dim(m);
+    size_t per = (size_t)3 * S * S;
+    float *px = malloc((size_t)BATCH * per * sizeof *px);
+    if (!px) return ct_set_error(CT_ERR_NOMEM, "model_encode_images: out of memory");
+    for (int i0 = 0; i0 < n && s == CT_OK; i0 += BATCH) {
+        int nb = n - i0 < BATCH ? n - i0 : BATCH;
+        for (int i = 0; i < nb && s == CT_OK; i++) {
+            ct_image img;
+            int oh = 0, ow = 0;
+            if ((s = ct_image_load(paths[i0 + i], &img)) != CT_OK) break;
+            s = ct_preprocess_out_size(&m->b.pre, img.w, img.h, &oh, &ow);
+            if (s == CT_OK && (oh != S || ow != S))
+                s = ct_set_error(CT_ERR_ARG, "%s: preprocessing gives %dx%d, the model takes "
+                                 "%dx%d", paths[i0 + i], ow, oh, S, S);
+            if (s == CT_OK) s = ct_preprocess(&img, &m->b.pre, px + (size_t)i * per);
+            ct_image_free(&img);
+        }
+        if (s == CT_OK) s = ct_model_encode_pixels(m, px, nb, out + (size_t)i0 * E);
+    }
+    free(px);
+    return s;
+}
+
+ct_status ct_model_encode_texts(ct_model *m, const char *const *texts, int n, bool truncate,
+                                float *out) {
+    ct_status s = bad_args(m, texts, n, out, "model_encode_texts");
+    if (s != CT_OK || n == 0) return s;
+    if (!m->b.tok)
+        return ct_set_error(CT_ERR_STATE, "model_encode_texts: the model has no tokenizer "
+                            "(load it with the BPE vocabulary)");
+    int T = ct_clip_get_config(m->b.clip)->context_length, E = ct_model_embed_dim(m);
+    int64_t *ids = malloc((size_t)n * (size_t)T * sizeof *ids);
+    ct_graph *g = ct_graph_create(0);
+    if (!ids || !g) s = ct_set_error(CT_ERR_NOMEM, "model_encode_texts: out of memory");
+    for (int i = 0; i < n && s == CT_OK; i++)
+        if ((s = ct_tokenizer_tokenize(m->b.tok, texts[i], T, truncate, ids + (size_t)i * T)) !=
+            CT_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", ct_last_error());
+            s = ct_set_error(s, "text %d (\"%.60s\"): %s", i, texts[i], why);
+        }
+    for (int i0 = 0; i0 < n && s == CT_OK; i0 += 4 * BATCH) {
+        int nb = n - i0 < 4 * BATCH ? n - i0 : 4 * BATCH;
+        ct_graph_reset(g);
+        ct_graph_set_grad(g, false);
+        ct_tensor *e = ct_clip_encode_text(g, m->b.clip, ids + (size_t)i0 * T, nb, T, NULL);
+        if (!e) {
+            s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_STATE;
+            break;
+        }
+        memcpy(out + (size_t)i0 * E, e->data, (size_t)nb * E * sizeof *out);
+    }
+    ct_graph_free(g);
+    free(ids);
+    return s;
+}
+
+/* tmpl with every "{}" replaced by label (malloc'ed) */
+static char *fill(const char *tmpl, const char *label) {
+    size_t n = strlen(tmpl) + 1, ll = strlen(label);
+    for (const char *p = strstr(tmpl, "{}"); p; p = strstr(p + 2, "{}")) n += ll;
+    char *s = malloc(n), *o = s;
+    for (const char *p = tmpl; s && *p;) {
+        if (p[0] == '{' && p[1] == '}') {
+            memcpy(o, label, ll), o += ll, p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    if (s) *o = 0;
+    return s;
+}
+
+ct_status ct_model_classify(ct_model *m, const char *const *paths, int n,
+                            const char *const *labels, int k, const char *tmpl, float *probs) {
+    ct_status s = bad_args(m, paths, n, probs, "model_classify");
+    if (s != CT_OK) return s;
+    if (k < 1 || !labels) return ct_set_error(CT_ERR_ARG, "model_classify: no labels");
+    if (!tmpl) tmpl = "a photo of a {}.";
+    int E = ct_model_embed_dim(m);
+    float *img = malloc(((size_t)n + 1) * E * sizeof *img), *txt = malloc((size_t)k * E * sizeof *txt);
+    char **texts = calloc((size_t)k, sizeof *texts);
+    if (!img || !txt || !texts) s = ct_set_error(CT_ERR_NOMEM, "model_classify: out of memory");
+    for (int j = 0; j < k && s == CT_OK; j++)
+        if (!labels[j] || !(texts[j] = fill(tmpl, labels[j])))
+            s = ct_set_error(labels[j] ? CT_ERR_NOMEM : CT_ERR_ARG, "model_classify: label %d", j);
+    if (s == CT_OK) s = ct_model_encode_texts(m, (const char *const *)texts, k, true, txt);
+    if (s == CT_OK) s = ct_model_encode_images(m, paths, n, img);
+    if (s == CT_OK && n > 0) {
+        ct_graph *g = ct_graph_create(0);
+        if (!g) s = ct_set_error(CT_ERR_NOMEM, "model_classify: out of memory");
+        if (g) {
+            ct_graph_set_grad(g, false);
+            int64_t si[2] = {n, E}, st[2] = {k, E};
+            ct_tensor *logits = ct_clip_logits(g, m->b.clip, ct_graph_wrap(g, img, 2, si),
+                                               ct_graph_wrap(g, txt, 2, st));
+            ct_tensor *p = logits ? ct_softmax(g, logits) : NULL;
+            if (p)
+                memcpy(probs, p->data, (size_t)n * k * sizeof *probs);
+            else
+                s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_STATE;
+            ct_graph_free(g);
+        }
+    }
+    for (int j = 0; texts && j < k; j++) free(texts[j]);
+    free(texts), free(img), free(txt);
+    return s;
+}
