@@ -7,6 +7,11 @@
 # and a CMake project with find_package(cliptune) -- each run on the shipped
 # model and compared with the installed CLI's `classify`.
 set -euo pipefail
+# sanitizer builds (CMake sets these): the flags programs built against the
+# library need, and the runtimes Python must preload
+san_cflags=${CT_SAN_CFLAGS:-}
+py_env=()
+if [ -n "${CT_SAN_PRELOAD:-}" ]; then py_env=(LD_PRELOAD="$CT_SAN_PRELOAD" ASAN_OPTIONS=detect_leaks=0); fi
 build=$(realpath "$1") src=$(realpath "$2") tmp=$(realpath "$3")/install
 rm -rf "$tmp" && mkdir -p "$tmp"
 p=$tmp/prefix
@@ -61,10 +66,12 @@ check_run() { # name binary: runs it and compares the best labels with the CLI's
 }
 
 export PKG_CONFIG_PATH=$lib/pkgconfig
-cc -std=c11 -Wall -Wextra -Werror "$src/examples/zeroshot.c" $(pkg-config --cflags --libs cliptune) \
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror $san_cflags "$src/examples/zeroshot.c" $(pkg-config --cflags --libs cliptune) \
     -o "$tmp/zs_shared" || fail "pkg-config build (shared)"
 check_run pkgconfig-shared "$tmp/zs_shared"
-cc -std=c11 -Wall -Wextra -Werror "$src/examples/zeroshot.c" $(pkg-config --cflags cliptune) \
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror $san_cflags "$src/examples/zeroshot.c" $(pkg-config --cflags cliptune) \
     "$lib/libcliptune.a" $(pkg-config --static --libs cliptune | sed 's/-lcliptune//') \
     -o "$tmp/zs_static" || fail "pkg-config build (static)"
 ldd "$tmp/zs_static" | grep -q libcliptune && fail "the static build links libcliptune.so"
@@ -78,11 +85,12 @@ find_package(cliptune 0.1 REQUIRED)
 add_executable(zs "$src/examples/zeroshot.c")
 target_link_libraries(zs PRIVATE cliptune::cliptune)
 CMAKE
-cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$p" > "$tmp/consumer.log" 2>&1 &&
+cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$p" \
+    -DCMAKE_C_FLAGS="$san_cflags" > "$tmp/consumer.log" 2>&1 &&
     cmake --build "$tmp/consumer/build" >> "$tmp/consumer.log" 2>&1 || fail "find_package build (see $tmp/consumer.log)"
 check_run cmake-package "$tmp/consumer/build/zs"
 # the Python binding as installed: finds the library beside it
-v=$(env -u CLIPTUNE_LIB PYTHONPATH="$lib/python3/dist-packages" /usr/bin/python3 -c \
+v=$(env -u CLIPTUNE_LIB "${py_env[@]}" PYTHONPATH="$lib/python3/dist-packages" /usr/bin/python3 -c \
     'import cliptune, sys; m = cliptune.Model(sys.argv[1]); print(cliptune.version(), m.embed_dim)' \
     "$model") || fail "installed Python binding"
 echo "python binding: version and embedding size $v"
