@@ -1141,6 +1141,13 @@ typedef struct ct_method {
      * PromptSRC's Gaussian prompt aggregation; state it keeps across epochs
      * belongs in params() as frozen tensors, so checkpoints carry it) */
     ct_status (*end_epoch)(void *state, int epoch, int epochs);
+    /* optional: the names of params()'s tensors, in the same order and
+     * unique: the keys of a run's learned.safetensors, the official repos'
+     * own state-dict names where they exist ("ctx",
+     * "meta_net.linear1.weight", "adapter.fc.0.weight"). Returns the count
+     * (params()'s). NULL: "param.<i>". Runs saved under "param.<i>" still
+     * load. */
+    int (*param_names)(void *state, const char **out, int cap);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -112,19 +112,51 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     return s;
 }
 
-ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_dir) {
-    ct_tensor *p[256];
-    int np = m->params ? m->params(state, p, 256) : 0;
-    ct_st_entry e[256];
-    char names[256][32];
+/* The saved name of params()'s tensor i: the method's own (param_names), or
+ * "param.<i>". */
+static const char *param_name(const char **names, int nn, int i, char *buf, size_t n) {
+    if (i < nn && names[i] && *names[i]) return names[i];
+    snprintf(buf, n, "param.%d", i);
+    return buf;
+}
+
+static int learned_names(const ct_method *m, void *state, const char **names, int cap) {
+    if (!m->param_names) return 0;
+    for (int i = 0; i < cap; i++) names[i] = NULL;
+    return m->param_names(state, names, cap);
+}
+
+ct_status ct_run_save_learned_meta(const ct_method *m, void *state, const char *run_dir,
+                                   const char *const *meta, int n_meta) {
+    enum { CAP = 256, META = 16 };
+    ct_tensor *p[CAP];
+    const char *names[CAP];
+    int np = m->params ? m->params(state, p, CAP) : 0;
+    int nn = learned_names(m, state, names, CAP);
+    if (nn && nn != np)
+        return ct_set_error(CT_ERR_STATE, "run: %s names %d learned tensors but has %d",
+                            m->name, nn, np);
+    ct_st_entry e[CAP];
+    char bufs[CAP][32];
     for (int i = 0; i < np; i++) {
-        snprintf(names[i], sizeof names[i], "param.%d", i);
-        e[i] = (ct_st_entry){names[i], CT_F32, p[i]->ndim, p[i]->shape, p[i]->data};
+        const char *name = param_name(names, nn, i, bufs[i], sizeof bufs[i]);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(e[j].name, name))
+                return ct_set_error(CT_ERR_STATE, "run: %s names two learned tensors %s",
+                                    m->name, name);
+        e[i] = (ct_st_entry){name, CT_F32, p[i]->ndim, p[i]->shape, p[i]->data};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/learned.safetensors", run_dir);
-    const char *meta[2] = {"method", m->name};
-    return ct_safetensors_write(path, e, np, meta, 1);
+    const char *kv[2 + 2 * META] = {"method", m->name};
+    int nkv = 1;
+    for (int i = 0; i < n_meta && i < META; i++, nkv++)
+        kv[2 * nkv] = meta[2 * i], kv[2 * nkv + 1] = meta[2 * i + 1];
+    return ct_safetensors_write(path, e, np, kv, nkv);
+}
+
+ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_dir) {
+    return ct_run_save_learned_meta(m, state, run_dir, NULL, 0);
 }
 
 /* Give an owned tensor the saved tensor's shape (same rank), in place, so
@@ -147,7 +179,7 @@ static ct_status resize_to(ct_tensor *p, const ct_st_tensor *t, const char *path
 ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_dir) {
     ct_tensor *p[256];
     int np = m->params ? m->params(state, p, 256) : 0;
-    char path[4096], name[32];
+    char path[4096], name[128];
     snprintf(path, sizeof path, "%s/learned.safetensors", run_dir);
     ct_safetensors *st = ct_safetensors_open(path);
     if (!st) return CT_ERR_FORMAT;
@@ -159,9 +191,16 @@ ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_d
     if (s == CT_OK && ct_safetensors_count(st) != np)
         s = ct_set_error(CT_ERR_FORMAT, "%s: %d tensors, the method has %d", path,
                          ct_safetensors_count(st), np);
+    const char *names[256];
+    int nn = s == CT_OK ? learned_names(m, state, names, 256) : 0;
     for (int i = 0; s == CT_OK && i < np; i++) {
+        /* runs saved before the method named its tensors say "param.<i>" */
+        char buf[32];
+        const char *want = param_name(names, nn, i, buf, sizeof buf);
         snprintf(name, sizeof name, "param.%d", i);
-        const ct_st_tensor *t = ct_safetensors_find(st, name);
+        const ct_st_tensor *t = ct_safetensors_find(st, want);
+        if (!t) t = ct_safetensors_find(st, name);
+        if (t || nn) snprintf(name, sizeof name, "%s", want);
         if (t && m->learned_shapes_from_file && t->dtype == CT_F32 && p[i]->owns &&
             t->ndim == p[i]->ndim && t->nbytes != (size_t)p[i]->numel * sizeof(float))
             s = resize_to(p[i], t, path);
@@ -450,7 +489,21 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         for (int64_t i = 0; keys && i < fte.n; i++) free(keys[i]);
         free(keys);
         if (s != CT_OK) goto out;
-        if ((s = ct_run_save_learned(cfg->method, state, cfg->run_dir)) != CT_OK) goto out;
+        /* the learned tensors carry what they mean: method, hyper-parameters
+         * and the frozen model they were trained on */
+        char *hptext = NULL, mh[17];
+        for (int i = 0; s == CT_OK && i < hp.n; i++) {
+            char *kv = malloc(strlen(hp.keys[i]) + 1 + strlen(hp.vals[i]) + 1);
+            if (!kv) s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+            else sprintf(kv, "%s=%s", hp.keys[i], hp.vals[i]), s = ct_kv_append(&hptext, kv);
+            free(kv);
+        }
+        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(cfg->model->clip));
+        const char *meta[] = {"hyper_parameters", hptext ? hptext : "", "model_hash", mh,
+                              "format", "cliptune-learned-1"};
+        if (s == CT_OK) s = ct_run_save_learned_meta(cfg->method, state, cfg->run_dir, meta, 3);
+        free(hptext);
+        if (s != CT_OK) goto out;
         snprintf(path, sizeof path, "%s/log.txt", cfg->run_dir);
         if ((s = ct_write_file_atomic(path, L.log ? L.log : "", L.len)) != CT_OK) goto out;
         const char **kvs = calloc((size_t)(2 * hp.n + 10), sizeof *kvs);

@@ -46,6 +46,9 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
 /* The method's learned tensors (params()) as run_dir/learned.safetensors,
  * and back into a freshly created state of the same method and task. */
 ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_dir);
+/* The same with extra metadata pairs (key, value) beside "method". */
+ct_status ct_run_save_learned_meta(const ct_method *m, void *state, const char *run_dir,
+                                   const char *const *meta, int n_meta);
 ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_dir);
 
 #endif
