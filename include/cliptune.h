@@ -770,6 +770,10 @@ const ct_clip_config *ct_clip_get_config(const ct_clip *m);
 typedef enum { CT_PRECISION_F32 = 0, CT_PRECISION_BF16 = 1 } ct_precision;
 ct_status ct_clip_set_precision(ct_clip *m, ct_precision p);
 ct_precision ct_clip_get_precision(const ct_clip *m);
+/* A content hash of the model: its configuration (activation included), every
+ * weight and the precision. Feature caches key on it; a run records it and
+ * refuses to be reloaded onto another model. */
+uint64_t ct_clip_hash(const ct_clip *m);
 int64_t ct_clip_num_params(const ct_clip *m);
 /* Every weight, by canonical name (OpenAI's names; q/k/v of a block as
  * "...attn.q_proj.weight" etc.). */
@@ -884,9 +888,30 @@ typedef struct ct_model ct_model;
  * activation (false: QuickGELU, as OpenAI's models; HF folders say theirs).
  * NULL on failure (ct_last_error()). */
 ct_model *ct_model_load(const char *path, const char *bpe, bool gelu);
+/* How to load: bpe as above (NULL: the folder's own); act NULL (the
+ * checkpoint's: an HF folder's config.json, QuickGELU for OpenAI-layout
+ * files), "quick_gelu" or "gelu" (for an HF folder only its own is
+ * accepted: another would be silently ignored); need_tokenizer: fail when
+ * there is none; precision: as ct_clip_set_precision. */
+typedef struct ct_model_opts {
+    const char *bpe, *act;
+    bool need_tokenizer;
+    ct_precision precision;
+} ct_model_opts;
+ct_model *ct_model_load_ex(const char *path, const ct_model_opts *opts);
 void ct_model_free(ct_model *m);
-/* The model's CLIP (owned by m), e.g. for ct_clip_set_precision. */
+/* The model's parts (owned by m): its CLIP (e.g. for ct_clip_set_precision),
+ * its tokenizer (NULL when it has none) and its image preprocessing. */
 ct_clip *ct_model_clip(ct_model *m);
+ct_tokenizer *ct_model_tokenizer(ct_model *m);
+const ct_preprocess_cfg *ct_model_preprocess(const ct_model *m);
+/* What a run records to load it again: the absolute path, the tokenizer
+ * override (NULL: the model's own), the activation ("quick_gelu" | "gelu")
+ * and the content hash (ct_clip_hash). */
+const char *ct_model_path(const ct_model *m);
+const char *ct_model_bpe(const ct_model *m);
+const char *ct_model_act(const ct_model *m);
+uint64_t ct_model_hash(const ct_model *m);
 /* The size of an embedding (E) and of the square input image. */
 int ct_model_embed_dim(const ct_model *m);
 int ct_model_image_size(const ct_model *m);
@@ -1255,6 +1280,267 @@ const ct_method *ct_method_at(int i);
 const ct_method *ct_method_find(const char *name);
 
 /* ------------------------------------------------------------------------ */
+/* Metrics (src/train/metrics.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Single-label classification metrics with the semantics of the references
+ * the papers report against: top-1 / top-k as torch.argmax / torch.topk
+ * (ties go to the lower class index); macro-F1 as sklearn's
+ * f1_score(average='macro', zero_division=0); ECE as Guo et al. 2017 (B
+ * equal-width bins over the max softmax probability); NLL the mean
+ * -log p(label). Rates are fractions in [0, 1]. */
+#define CT_ECE_BINS_DEFAULT 15
+
+typedef struct ct_metrics {
+    int n_classes;
+    int64_t n;
+    double top1, top5; /* top5 is top-min(5, K) */
+    double macro_f1;
+    double ece;
+    int ece_bins;      /* the bin count the ECE was computed with */
+    double nll;        /* +inf if a given probability of a label is 0 */
+    double *per_class_acc; /* K; NaN for a class with no samples */
+    /* K; NaN for a class with neither samples nor predictions (excluded from
+     * macro_f1, as in sklearn); 0 for a class never predicted. */
+    double *per_class_f1;
+    int64_t *confusion; /* K*K, row-major [true][pred] */
+} ct_metrics;
+
+/* Metrics of scores (n, K), row-major: logits (softmax is taken in double) or
+ * probabilities (used as given; each row must lie in [0, 1] and sum to 1
+ * within 1e-3, which catches logits passed as probabilities). Scores must be
+ * finite; labels in [0, K). n >= 1, K >= 1; ece_bins <= 0: the default. On
+ * failure *out is left zeroed (ct_metrics_free-safe). */
+ct_status ct_metrics_compute(const float *scores, bool are_probs, const int *labels, int64_t n,
+                             int K, int ece_bins, ct_metrics *out);
+/* Free the arrays and zero *m (NULL ok). */
+void ct_metrics_free(ct_metrics *m);
+/* CoOp's base-to-novel harmonic mean 2bn / (b + n); 0 when both are 0. */
+double ct_harmonic_mean(double base, double novel);
+/* Mean and population standard deviation (ddof = 0, as CoOp's
+ * parse_test_res.py reports over seeds). NaN entries are missing runs and
+ * are skipped; with no values both results are NaN. */
+void ct_mean_std(const double *v, int n, double *mean, double *std);
+/* A protocol's report: path_md gets a methods x shots table of "mean ± std"
+ * in percent (mean and std are fractions, n_methods x n_shots, row-major;
+ * NaN mean: missing; std NULL or n_seeds <= 1: the mean alone) and, when
+ * svg_path is not NULL, the accuracy-vs-shots plot there, linked from it. */
+ct_status ct_report_protocol(const char *path_md, const char *svg_path, const char *title,
+                             const char *const *methods, int n_methods, const int *shots,
+                             int n_shots, const double *mean, const double *std, int n_seeds);
+
+/* ------------------------------------------------------------------------ */
+/* Runs: one experiment end to end, and using it again (src/train)           */
+/* ------------------------------------------------------------------------ */
+
+/* Model + dataset + method + shots + seed -> a run directory with
+ * config.json (everything needed to reload the run exactly: the model's
+ * absolute path, tokenizer override, activation and content hash, the
+ * dataset, method, resolved hyper-parameters and class names),
+ * metrics.json, predictions.csv, log.txt, report.md, confusion.svg and the
+ * learned tensors (learned.safetensors, named, with the method, its
+ * hyper-parameters and the model hash in its metadata). Initialise with
+ * ct_run_cfg_default() and set what you need. */
+typedef struct ct_run_cfg {
+    ct_model *model;
+    const ct_splits *data;
+    const char *data_spec;   /* recorded in config.json (made absolute)      */
+    const ct_method *method;
+    const char *set;         /* "k=v ..." overrides of the method's defaults  */
+    int shots;               /* k per class; 0: the whole training set        */
+    uint64_t seed;
+    const char *run_dir;     /* created if missing; NULL: nothing written      */
+    const char *cache_dir;   /* feature cache; NULL: none                     */
+    bool resume;             /* continue a checkpointed training run          */
+    int64_t max_test;        /* evaluate on the first max_test test items (0: all) */
+    const char *subsample;   /* recorded in config.json: all | base | novel     */
+    /* base-to-novel: after testing on the (base) test split, the learned
+     * tensors are moved into a state made for these classes and scored on
+     * this test set (CoOp / CoCoOp / MaPLe's novel column); NULL: none.
+     * novel.json in the run directory holds its top-1. */
+    const ct_dataset *novel_test;
+    /* log lines (as log.txt gets them); each callback may be NULL */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+    /* stages "features: <split>" (images) and "train" (steps, with loss/lr) */
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
+} ct_run_cfg;
+
+/* shots 16, seed 1, subsample "all", everything else zero / NULL */
+ct_run_cfg ct_run_cfg_default(void);
+
+typedef struct ct_run_result {
+    double top1, top5, macro_f1, ece;
+    double val_top1;          /* NaN without val */
+    double novel_top1;        /* NaN without novel_test */
+} ct_run_result;
+
+ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
+
+/* A finished run directory, opened to predict or evaluate with it again.
+ * Opening reads config.json only; the model is loaded (or checked) by
+ * ct_saved_run_attach, and the method's state rebuilt from the run's
+ * hyper-parameters and learned tensors. */
+typedef struct ct_saved_run ct_saved_run;
+
+/* What config.json records (strings owned by the run). */
+typedef struct ct_run_info {
+    const char *dir, *method, *model, *bpe, *act, *model_hash, *data, *dataset, *subsample;
+    const char *hyper_parameters; /* "k=v ..." */
+    int64_t shots, seed, max_test;
+    int n_classes;
+    const char *const *classnames;
+    double top1;                  /* metrics.json's, NaN when absent */
+} ct_run_info;
+
+/* NULL on failure (ct_last_error names the file and field). */
+ct_saved_run *ct_saved_run_open(const char *dir);
+void ct_saved_run_free(ct_saved_run *r);
+const ct_run_info *ct_saved_run_info(const ct_saved_run *r);
+/* Score other classes than the run's (base-to-novel: a run trained on base
+ * classes scored on novel ones): the method is rebuilt for these names; only
+ * class-agnostic learned tensors (CoOp's unified context) load. Before
+ * attach. */
+ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, int n);
+/* Attach the frozen model: model (borrowed; it must outlive r) or, when
+ * NULL, the one config.json records, loaded with the recorded tokenizer and
+ * activation. A model whose content hash differs from the recorded one is
+ * refused (CT_ERR_ARG, naming both), since the learned tensors were
+ * fitted to that model. Then rebuilds the method's state. */
+ct_status ct_saved_run_attach(ct_saved_run *r, ct_model *model);
+ct_model *ct_saved_run_model(ct_saved_run *r);
+/* Progress of methods that score images slowly (test-time tuning, a changed
+ * image tower): the ct_run_cfg callback's signature. Before attach. */
+void ct_saved_run_set_progress(ct_saved_run *r,
+                               void (*progress)(void *ctx, const char *stage, int64_t done,
+                                                int64_t total, double loss, double lr),
+                               void *ctx);
+/* probs (n, K): softmax probabilities of the run's classes for n image
+ * files, in the run's class order. */
+ct_status ct_saved_run_predict_files(ct_saved_run *r, const char *const *paths, int n,
+                                     float *probs);
+/* probs (n, K) for the images of d (its labels are not read); cache_dir: the
+ * feature cache (NULL: none). */
+ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char *cache_dir,
+                               float *probs);
+/* Evaluate on test (its classes must be the run's, in order): metrics into
+ * *m and, when out_dir is not NULL, metrics.json, predictions.csv,
+ * report.md and confusion.svg written there (created). */
+ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                                const char *cache_dir, const char *out_dir, ct_metrics *m);
+/* Methods whose learning folds into plain CLIP weights (clip-lora): the
+ * adapted model as a Hugging Face folder in out_dir, with the frozen model's
+ * tokenizer files and preprocessor_config.json. CT_ERR_UNSUPPORTED for
+ * others. */
+ct_status ct_saved_run_export_merged(ct_saved_run *r, const char *out_dir);
+/* vcd runs: the n descriptors of class k that score the image file highest
+ * (score = exp(logit_scale) x cosine; the class's logit is their mean over
+ * all its descriptors): indices (-1 past the class's count) and scores;
+ * ct_saved_run_descriptor gives descriptor j of class k as written. */
+ct_status ct_saved_run_explain(ct_saved_run *r, const char *path, int k, int n, int *idx,
+                               float *score);
+const char *ct_saved_run_descriptor(ct_saved_run *r, int k, int j);
+
+/* ------------------------------------------------------------------------ */
+/* Pretraining from scratch (src/train/pretrain.c, src/data/captions.c)      */
+/* ------------------------------------------------------------------------ */
+
+/* An architecture from a Hugging Face config.json (for pretraining a model
+ * of that shape). */
+ct_status ct_clip_config_from_hf(const char *config_json, ct_clip_config *cfg);
+
+/* Image-caption corpora: "[csv:]FILE" (header path,caption; RFC 4180; several
+ * records per image are several captions) or "[folder:]DIR" (each image with
+ * a caption file of the same stem, one caption per line). Errors name the
+ * file and line. Images are sorted by path. */
+typedef struct ct_caption_set {
+    int64_t n_images;
+    char **paths;      /* (n_images) resolved: ready to open                    */
+    int64_t *cap_off;  /* (n_images + 1): image i has captions[cap_off[i] ..    *
+                        * cap_off[i+1]); cap_off[n_images] is the caption count  */
+    char **captions;   /* (cap_off[n_images]) grouped by image                  */
+    char *root;        /* the CSV's folder or DIR; relative paths start with it */
+} ct_caption_set;
+
+/* Read a corpus (see above). On failure *out is zeroed. */
+ct_status ct_captions_open(const char *spec, ct_caption_set *out);
+/* Free everything and zero *s (NULL and zeroed sets are fine). */
+void ct_captions_free(ct_caption_set *s);
+
+/* The pretraining augmentation (docs/pretraining.md): random resized crop,
+ * flip, and the silhouette / background / downscale / grey / invert views
+ * that bring pictures and icons closer to small grey downstream images. */
+typedef struct ct_pretrain_aug_cfg {
+    int size;                     /* output size x size                        */
+    double scale_min, scale_max;  /* crop area / image area: 0.5, 1.0          */
+    double ratio_min, ratio_max;  /* crop width / height: 3/4, 4/3             */
+    ct_resample resample;         /* CT_RESAMPLE_BICUBIC                       */
+    float flip_p;                 /* 0.5                                       */
+    float silhouette_p;           /* 0.1                                       */
+    float background_p;           /* 0.3                                       */
+    float downscale_p;            /* 0.2                                       */
+    int downscale_min, downscale_max; /* 8, 28 (px, inclusive)                 */
+    float grey_p;                 /* 0.2                                       */
+    float invert_p;               /* 0.1                                       */
+    int bg_tolerance;             /* 0..255: 24 (absorbs JPEG noise)           */
+    float border_frac;            /* (0, 1]: 0.9                               */
+    uint8_t matte[3];             /* alpha images' default background: white   */
+} ct_pretrain_aug_cfg;
+
+/* The defaults above for an output of size x size. */
+void ct_pretrain_aug_cfg_default(ct_pretrain_aug_cfg *cfg, int size);
+
+/* CLIP's contrastive pretraining from scratch (Radford et al. 2021, open_clip's
+ * loop for the details): AdamW, warmup then cosine per step, logit_scale
+ * clamped to [0, ln 100]. The result is a Hugging Face CLIP folder; the
+ * training state is checkpointed atomically, and resume continues bit for
+ * bit. */
+typedef struct ct_pretrain_cfg {
+    const char *corpus;        /* captions: CSV path,caption or a folder with .txt  */
+    const char *tokenizer_dir; /* vocab.json + merges.txt (copied into out_dir)     */
+    ct_clip_config arch;       /* vocab_size must equal the tokenizer's              */
+    const char *out_dir;
+    int epochs, batch_size;
+    double lr, min_lr, weight_decay, beta1, beta2, eps;
+    int64_t warmup_steps;
+    double max_grad_norm;      /* 0: no clipping                                    */
+    double heldout_frac;       /* images held out for retrieval metrics             */
+    int64_t checkpoint_every;  /* steps between checkpoints (and at the end)        */
+    int64_t eval_every;        /* steps between held-out evaluations (0: at the end) */
+    int64_t stop_after;        /* > 0: stop, checkpointed, after this many steps of
+                                * this call (resumable chunks)                      */
+    bool resume;
+    uint64_t seed;
+    ct_pretrain_aug_cfg aug;   /* training views; output size is arch.image_size    */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
+} ct_pretrain_cfg;
+
+/* The paper-like defaults scaled for small models: batch 256, AdamW lr 1e-3
+ * (betas 0.9/0.98, eps 1e-6, wd 0.2), warmup 200 steps, 5% held out. */
+void ct_pretrain_cfg_default(ct_pretrain_cfg *cfg);
+
+typedef struct ct_retrieval {
+    int64_t n_images, n_captions;
+    double i2t_r1, i2t_r5, t2i_r1, t2i_r5; /* image->text: hit if any of its captions */
+} ct_retrieval;
+
+typedef struct ct_pretrain_result {
+    int64_t step, total_steps;  /* steps done so far / in the whole run          */
+    bool finished;
+    double loss;                /* mean loss of the last logged interval         */
+    double logit_scale;         /* exp(logit_scale)                              */
+    ct_retrieval heldout;       /* at the last evaluation (n_images 0: none yet) */
+} ct_pretrain_result;
+
+ct_status ct_pretrain(const ct_pretrain_cfg *cfg, ct_pretrain_result *res);
+
+/* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -1281,6 +1567,8 @@ void ct_atomic_abort(ct_atomic_file *f);
 
 /* Whole file into a malloc'ed, NUL-terminated buffer (*size excludes NUL). */
 ct_status ct_read_file(const char *path, char **out, size_t *size);
+/* mkdir -p: create dir and its missing parents (existing ones are fine). */
+ct_status ct_mkdir_p(const char *dir);
 
 /* ---- safetensors ---- */
 

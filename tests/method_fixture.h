@@ -78,11 +78,12 @@ static inline bool fashion_mnist_runs(const char *const *methods, const char *co
         snprintf(dir, sizeof dir, "%s/%s_%s%d", ct_test_tmpdir(), tag, methods[r], r);
         if (dirs) snprintf(dirs[r], sizeof dirs[r], "%s", dir);
         ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
+        rc.model = ct_model_borrow(&bundle, TINY_DIR), rc.data = &sp;
         rc.data_spec = "fashion-mnist", rc.method = ct_method_find(methods[r]);
         rc.set = sets[r], rc.shots = 16, rc.seed = 1;
         rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = max_test;
         ct_status s = ct_run(&rc, &res[r]);
+        ct_model_free(rc.model);
         CHECK_OK(s);
         ok = s == CT_OK;
     }

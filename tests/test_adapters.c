@@ -529,7 +529,7 @@ static void test_learns_fashion_mnist(void) {
             char dir[4300];
             snprintf(dir, sizeof dir, "%s/fm_%s_%d", ct_test_tmpdir(), runs[r].method, again);
             ct_run_cfg rc = {0};
-            rc.model = &bundle, rc.model_path = "(random)", rc.data = &sp;
+            rc.model = ct_model_borrow(&bundle, "(random)"), rc.data = &sp;
             rc.data_spec = "fashion-mnist", rc.method = ct_method_find(runs[r].method);
             CHECK(rc.method != NULL);
             if (!rc.method) continue;
@@ -537,6 +537,7 @@ static void test_learns_fashion_mnist(void) {
             rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 2000;
             memset(&res[r][again], 0, sizeof res[r][again]);
             CHECK_OK(ct_run(&rc, &res[r][again]));
+            ct_model_free(rc.model);
         }
     printf("    Fashion-MNIST 16-shot seed 1, first 2000 test images, random CLIP: zero-shot "
            "%.2f%%\n", 100 * res[0][0].top1);

@@ -55,7 +55,7 @@ static void test_help_and_errors(void) {
         snprintf(c, sizeof c, CT_CLI_PATH " %s --help", cmds[i]);
         CHECK_MSG(run(c) == 0 && strstr(out_buf, "usage: cliptune"), "%s --help", cmds[i]);
         snprintf(c, sizeof c, CT_CLI_PATH " %s --bogus", cmds[i]);
-        CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error:"), "%s --bogus: %s", cmds[i],
+        CHECK_MSG(run(c) == 2 && strstr(out_buf, "cliptune: error:"), "%s --bogus: %s", cmds[i],
                   out_buf);
     }
     CHECK(run(CT_CLI_PATH " info /nonexistent/model") == 1 &&

@@ -577,13 +577,14 @@ static void learns(int first, int last) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/imgprompt_%s", ct_test_tmpdir(), methods[r]);
         ct_run_cfg rc = {0};
-        rc.model = &g_b, rc.model_path = MODEL, rc.data = &sp, rc.data_spec = "fashion-mnist";
+        rc.model = ct_model_borrow(&g_b, MODEL), rc.data = &sp, rc.data_spec = "fashion-mnist";
         rc.method = ct_method_find(methods[r]), rc.set = sets[r], rc.shots = 16, rc.seed = 1;
         rc.run_dir = dir, rc.max_test = 500;
         ct_run_result res = {0};
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         CHECK_OK(ct_run(&rc, &res));
+        ct_model_free(rc.model);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         top1[r] = res.top1;
         printf("  %-9s top-1 %.2f%%  (%.1f s)\n", methods[r], 100 * res.top1,

@@ -510,11 +510,12 @@ static void test_run_and_explain(void) {
         char dir[4300];
         snprintf(dir, sizeof dir, "%s/run_%s", ct_test_tmpdir(), runs[r].method);
         ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
+        rc.model = ct_model_borrow(&bundle, TINY_DIR), rc.data = &sp;
         rc.data_spec = "fashion-mnist", rc.method = ct_method_find(runs[r].method);
         rc.set = runs[r].set, rc.shots = 0, rc.seed = 1, rc.run_dir = dir, rc.max_test = 20;
         ct_run_result res = {0};
         CHECK_OK(ct_run(&rc, &res));
+        ct_model_free(rc.model);
         CHECK(res.top1 >= 0 && res.top1 <= 1);
         printf("    %s through ct_run, first 20 test images, tiny random model: top-1 %.0f%%\n",
                runs[r].method, 100 * res.top1);

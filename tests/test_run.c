@@ -404,7 +404,7 @@ static void test_protocol(void) {
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "other settings") && strstr(out_buf, "C: 0 there"),
               "%s", out_buf);
     snprintf(c, sizeof c, CT_CLI_PATH " protocol %s --out %s", common(), out);
-    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: protocol: no --methods"), "%s",
+    CHECK_MSG(run(c) == 2 && strstr(out_buf, "cliptune: error: protocol: no --methods"), "%s",
               out_buf);
 }
 
@@ -509,7 +509,7 @@ static void test_predict(void) {
     snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --top 1 %s", zs_dir, img[0]);
     CHECK_MSG(run(c) == 0 && strchr(out_buf, '=') == strrchr(out_buf, '='), "%s", out_buf);
     snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s", lp_dir);
-    CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: predict: no images"), "%s",
+    CHECK_MSG(run(c) == 2 && strstr(out_buf, "cliptune: error: predict: no images"), "%s",
               out_buf);
     /* a run whose learned tensors give NaN: refused, not printed as "nan" */
     char nan_dir[4200], cmd2[9000];
@@ -544,11 +544,102 @@ static void test_predict(void) {
                   strstr(out_buf, "non-finite") && !strstr(out_buf, "nan\t"), "%s", out_buf);
 }
 
+
+/* Reloading a run exactly, and the CLI's habits: the model is loaded as
+ * config.json records it (tokenizer override, activation) and another model
+ * is refused; --opt=value, help CMD, exit status 2 for usage errors, --json,
+ * predict over a folder and a list, progress lines on a non-terminal. */
+static void test_reload_and_habits(void) {
+    if (!model_dir()) return;
+    char c[16384], path[4400], run2[4300];
+    const char *bpe = ct_test_clip_bpe();
+    /* trained with the tokenizer given explicitly (--bpe over the folder's) */
+    snprintf(run2, sizeof run2, "%s/bperun", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method=linear-probe --shots=4 %s --bpe=%s/vocab.json "
+             "--out=%s", common(), bpe, run2);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/config.json", run2);
+    cJSON *cj = ct_json_load(path);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cj, "bpe");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cj, "act");
+    CHECK(cJSON_IsString(b) && b->valuestring[0] == '/' && strstr(b->valuestring, "vocab.json"));
+    CHECK(cJSON_IsString(a) && !strcmp(a->valuestring, "quick_gelu"));
+    cJSON_Delete(cj);
+    /* the learned tensors are named and carry what they mean */
+    snprintf(path, sizeof path, "%s/learned.safetensors", run2);
+    ct_safetensors *st = ct_safetensors_open(path);
+    CHECK(st != NULL);
+    if (st) {
+        CHECK(ct_safetensors_meta(st, "model_hash") && ct_safetensors_meta(st, "hyper_parameters"));
+        CHECK(ct_safetensors_count(st) > 0 &&
+              strncmp(ct_safetensors_at(st, 0)->name, "param.", 6) != 0);
+        ct_safetensors_close(st);
+    }
+    /* eval reloads it as recorded: the run's own top-1, as JSON */
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --cache none --json", run2);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    cJSON *ej = cJSON_Parse(out_buf);
+    const cJSON *t1 = ej ? cJSON_GetObjectItemCaseSensitive(ej, "top1") : NULL;
+    snprintf(path, sizeof path, "%s/metrics.json", run2);
+    CHECK_MSG(cJSON_IsNumber(t1) && t1->valuedouble == json_top1(path), "%s", out_buf);
+    cJSON_Delete(ej);
+    /* --act for an HF folder that says otherwise: refused, not ignored */
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --cache none --act gelu", run2);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "config.json says quick_gelu"), "%s", out_buf);
+    /* another model (same shapes, other weights): refused, naming both */
+    char other[4300];
+    snprintf(other, sizeof other, "%s/tinyclip_other", ct_test_tmpdir());
+    ct_clip_config cc = tiny_config();
+    ct_clip *m = ct_clip_create(&cc, 8);
+    CHECK_OK(ct_clip_save_hf(m, other));
+    ct_clip_free(m);
+    snprintf(c, sizeof c, "cp %s/vocab.json %s/merges.txt %s/", bpe, bpe, other);
+    CHECK(system(c) == 0);
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --cache none --model %s", run2, other);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "is not the one the run") &&
+                  strstr(out_buf, "tinyclip_other"), "%s", out_buf);
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --model %s %s", run2, other,
+             data_dir());
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "is not the one the run"), "%s", out_buf);
+    /* predict over a folder (sorted, recursive) and a list, as JSON */
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --json --top=2 %s/test", run2,
+             data_dir());
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    cJSON *pj = cJSON_Parse(out_buf);
+    int np = cJSON_GetArraySize(pj);
+    CHECK_MSG(cJSON_IsArray(pj) && np > 3, "%s", out_buf);
+    const cJSON *first = cJSON_GetArrayItem(pj, 0);
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(first, "top");
+    CHECK(cJSON_GetArraySize(top) == 2);
+    const cJSON *p0 = cJSON_GetObjectItemCaseSensitive(first, "path");
+    char listf[4400];
+    snprintf(listf, sizeof listf, "%s/list.txt", ct_test_tmpdir());
+    FILE *f = fopen(listf, "w");
+    if (f && cJSON_IsString(p0)) fprintf(f, "%s\n", p0->valuestring), fclose(f);
+    else if (f) fclose(f);
+    snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --list %s", run2, listf);
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(first, "label");
+    CHECK_MSG(run(c) == 0 && cJSON_IsString(lab) && strstr(out_buf, lab->valuestring) &&
+                  strchr(out_buf, '\n') == strrchr(out_buf, '\n'), "%s", out_buf);
+    cJSON_Delete(pj);
+    /* help CMD, usage errors exit 2, runtime failures 1 */
+    CHECK(run(CT_CLI_PATH " help eval") == 0 && strstr(out_buf, "usage: cliptune eval"));
+    CHECK(run(CT_CLI_PATH " help nonsense") == 2);
+    CHECK(run(CT_CLI_PATH " eval --run") == 2);
+    CHECK(run(CT_CLI_PATH " predict --run x --top=zero y") == 2);
+    CHECK(run(CT_CLI_PATH " eval --run /nonexistent") == 1);
+    /* a non-terminal gets plain progress lines */
+    snprintf(c, sizeof c, "CLIPTUNE_PROGRESS_SECONDS=0 " CT_CLI_PATH " eval --run %s "
+             "--cache none", run2);
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "progress: features"), "%s", out_buf);
+}
+
 int main(void) {
     RUN(test_feature_cache);
     RUN(test_zeroshot_and_train);
     RUN(test_protocol);
     RUN(test_eval);
     RUN(test_predict);
+    RUN(test_reload_and_habits);
     return ct_test_summary();
 }

@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "cliptune.h"
 #include "fixtures/tokenizer_ref.h"
+#include "fixtures/special_tokens_ref.h"
 
 #define N_CASES ((int)(sizeof tref_cases / sizeof tref_cases[0]))
 
@@ -727,6 +728,42 @@ static void test_throughput(void) {
     ct_tokenizer_free(t);
 }
 
+/* Texts with <|startoftext|> / <|endoftext|> in them (any case, anywhere;
+ * tests/fixtures/special_tokens_ref.h): ids and clip.tokenize rows with
+ * OpenAI's full vocabulary, both loaders. test_special_tokens.c checks the
+ * same fixture everywhere with the subset vocabulary. */
+static void test_special_tokens(void) {
+    if (!shared_tokenizers()) return;
+    int n_cases = (int)(sizeof spt_cases / sizeof spt_cases[0]);
+    int64_t ids[SPT_CONTEXT * 4], row[SPT_CONTEXT];
+    int bad = 0;
+    for (int l = 0; l < 2; l++) {
+        const ct_tokenizer *t = l ? g_hf : g_openai;
+        CHECK(ct_tokenizer_sot(t) == SPT_SOT && ct_tokenizer_eot(t) == SPT_EOT);
+        for (int c = 0; c < n_cases; c++) {
+            const spt_case *k = &spt_cases[c];
+            int n = -1;
+            ct_status st = ct_tokenizer_encode(t, k->text, ids, SPT_CONTEXT * 4, &n);
+            bool ok = st == CT_OK && n == k->n_ids;
+            for (int i = 0; ok && i < n; i++) ok = ids[i] == spt_data[k->ids_off + i];
+            if (ok) {
+                st = ct_tokenizer_tokenize(t, k->text, SPT_CONTEXT, true, row);
+                ok = st == CT_OK;
+                for (int i = 0; ok && i < SPT_CONTEXT; i++)
+                    ok = row[i] == (i < k->n_row ? spt_data[k->row_off + i] : 0);
+            }
+            if (ok)
+                ok = (ct_tokenizer_tokenize(t, k->text, SPT_CONTEXT, false, row) == CT_OK) ==
+                     !k->too_long;
+            if (!ok && bad++ < 5)
+                CHECK_MSG(false, "%s: \"%s\" tokenizes differently from OpenAI's",
+                          l ? "hf" : "openai", show(k->text));
+        }
+    }
+    CHECK_MSG(bad == 0, "%d of %d texts differ", bad, 2 * n_cases);
+    printf("  %d texts with special-token strings checked (both loaders)\n", n_cases);
+}
+
 int main(void) {
     RUN(test_small_vocab);
     RUN(test_invalid_utf8);
@@ -736,6 +773,7 @@ int main(void) {
     RUN(test_fixture_hf);
     RUN(test_hf_matches_openai);
     RUN(test_tokenize_rows);
+    RUN(test_special_tokens);
     RUN(test_encode_capacity);
     RUN(test_decode);
     RUN(test_truncated_release);

@@ -485,11 +485,12 @@ static void test_fashion_mnist(void) {
     for (int r = 0; r < 3 && ok; r++) {
         snprintf(dirs[r], sizeof dirs[r], "%s/fm_%s%d", ct_test_tmpdir(), methods[r], r);
         ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
+        rc.model = ct_model_borrow(&bundle, TINY_DIR), rc.data = &sp;
         rc.data_spec = "fashion-mnist", rc.method = ct_method_find(methods[r]);
         rc.set = sets[r], rc.shots = 16, rc.seed = 1;
         rc.run_dir = dirs[r], rc.cache_dir = cache, rc.max_test = NTEST;
         ct_status s = ct_run(&rc, &res[r]);
+        ct_model_free(rc.model);
         CHECK_OK(s);
         ok = s == CT_OK && read_preds(dirs[r], pred[r], NTEST) == NTEST;
         CHECK(ok);
@@ -510,12 +511,13 @@ static void test_fashion_mnist(void) {
         char d2[4200];
         snprintf(d2, sizeof d2, "%s/fm_part%d", ct_test_tmpdir(), r);
         ct_run_cfg rc = {0};
-        rc.model = &bundle, rc.model_path = TINY_DIR, rc.data = &sp;
+        rc.model = ct_model_borrow(&bundle, TINY_DIR), rc.data = &sp;
         rc.data_spec = "fashion-mnist", rc.method = ct_method_find(r ? "zeroshot" : "upl");
         rc.set = "unlabelled=1000", rc.shots = 16, rc.seed = 1;
         rc.run_dir = d2, rc.cache_dir = cache, rc.max_test = 100;
         ct_run_result rr = {0};
         ct_status s = ct_run(&rc, &rr);
+        ct_model_free(rc.model);
         if (r) {
             CHECK_MSG(s == CT_ERR_ARG && strstr(ct_last_error(), "unlabelled=1000"), "%s",
                       ct_last_error());

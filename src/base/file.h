@@ -8,8 +8,6 @@
  * caller can pass it on instead of guessing from a NULL. */
 ct_status ct_atomic_create(const char *path, ct_atomic_file **out);
 
-/* mkdir -p: create dir and its missing parents (existing ones are fine). */
-ct_status ct_mkdir_p(const char *dir);
 
 /* dst (written atomically) with src's bytes. */
 ct_status ct_copy_file(const char *src, const char *dst);

@@ -44,19 +44,6 @@
 
 #include "cliptune.h"
 
-typedef struct ct_caption_set {
-    int64_t n_images;
-    char **paths;      /* (n_images) resolved: ready to open                    */
-    int64_t *cap_off;  /* (n_images + 1): image i has captions[cap_off[i] ..    *
-                        * cap_off[i+1]); cap_off[n_images] is the caption count  */
-    char **captions;   /* (cap_off[n_images]) grouped by image                  */
-    char *root;        /* the CSV's folder or DIR; relative paths start with it */
-} ct_caption_set;
-
-/* Read a corpus (see above). On failure *out is zeroed. */
-ct_status ct_captions_open(const char *spec, ct_caption_set *out);
-/* Free everything and zero *s (NULL and zeroed sets are fine). */
-void ct_captions_free(ct_caption_set *s);
 
 /* Deterministic held-out split by a fixed hash of each image's path relative
  * to root (ct_data_path_hash, the one the dataset holdout uses): image i is

@@ -62,25 +62,6 @@
 #include "cliptune.h"
 #include "data/augment.h"
 
-typedef struct ct_pretrain_aug_cfg {
-    int size;                     /* output size x size                        */
-    double scale_min, scale_max;  /* crop area / image area: 0.5, 1.0          */
-    double ratio_min, ratio_max;  /* crop width / height: 3/4, 4/3             */
-    ct_resample resample;         /* CT_RESAMPLE_BICUBIC                       */
-    float flip_p;                 /* 0.5                                       */
-    float silhouette_p;           /* 0.1                                       */
-    float background_p;           /* 0.3                                       */
-    float downscale_p;            /* 0.2                                       */
-    int downscale_min, downscale_max; /* 8, 28 (px, inclusive)                 */
-    float grey_p;                 /* 0.2                                       */
-    float invert_p;               /* 0.1                                       */
-    int bg_tolerance;             /* 0..255: 24 (absorbs JPEG noise)           */
-    float border_frac;            /* (0, 1]: 0.9                               */
-    uint8_t matte[3];             /* alpha images' default background: white   */
-} ct_pretrain_aug_cfg;
-
-/* The defaults above for an output of size x size. */
-void ct_pretrain_aug_cfg_default(ct_pretrain_aug_cfg *cfg, int size);
 
 typedef enum ct_fg_mask_kind {
     CT_FG_MASK_NONE = 0, /* no mask: silhouette and background skipped  */

@@ -4,7 +4,6 @@
 #define CT_MODEL_BUNDLE_H
 
 #include "cliptune.h"
-#include "cliptune.h"
 
 typedef struct ct_bundle {
     ct_clip *clip;
@@ -19,5 +18,11 @@ typedef struct ct_bundle {
 ct_status ct_bundle_load(const char *path, const char *bpe, const ct_clip_load_opts *opts,
                          bool need_tok, ct_bundle *out);
 void ct_bundle_free(ct_bundle *b);
+
+/* The bundle inside a ct_model (library-internal). */
+const ct_bundle *ct_model_bundle(const ct_model *m);
+/* A ct_model over a bundle the caller keeps (tests, benches on a random
+ * model): freeing it leaves b alone. path is what runs record. */
+ct_model *ct_model_borrow(ct_bundle *b, const char *path);
 
 #endif

@@ -30,7 +30,6 @@ struct ct_clip {
 };
 
 /* clip_config.c */
-ct_status ct_clip_config_from_hf(const char *config_json, ct_clip_config *cfg);
 ct_status ct_clip_config_from_openai(const ct_safetensors *st, const char *path,
                                      const ct_clip_load_opts *opts, ct_clip_config *cfg);
 

@@ -9,6 +9,7 @@
 #include "base/cpu.h"
 #include "base/error.h"
 #include "base/gemm.h"
+#include "base/hash.h"
 #include "model/clip.h"
 
 /* How an OpenAI tensor maps to ours (HF tensors always map 1:1). */
@@ -491,3 +492,17 @@ ct_status ct_clip_set_precision(ct_clip *m, ct_precision p) {
 }
 
 ct_precision ct_clip_get_precision(const ct_clip *m) { return m->precision; }
+
+uint64_t ct_clip_hash(const ct_clip *m) {
+    uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m), sizeof(ct_clip_config));
+    for (int i = 0; i < ct_clip_num_tensors(m); i++) {
+        const char *name;
+        const ct_tensor *t = ct_clip_tensor_at(m, i, &name);
+        h = ct_hash_str(h, name);
+        h = ct_hash_bytes(h, t->data, (size_t)t->numel * sizeof(ct_real));
+    }
+    /* fp32 hashes as before the precision setting existed */
+    if (ct_clip_get_precision(m) != CT_PRECISION_F32)
+        h = ct_hash_u64(h, 0xB716000ull + (uint64_t)ct_clip_get_precision(m));
+    return h;
+}

@@ -1,6 +1,7 @@
 /* ct_model: a bundle (CLIP + tokenizer + preprocessing) behind an opaque
  * handle, with whole-batch encode and zero-shot calls for embedders and
  * bindings (python/cliptune). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,31 @@
 
 struct ct_model {
     ct_bundle b;
+    ct_bundle *borrowed; /* ct_model_borrow: the caller's bundle, used instead of b */
+    char *path, *bpe; /* absolute where they exist; bpe NULL: the model's own */
+    const char *act;  /* "quick_gelu" or "gelu" (the text tower's) */
 };
 
 enum { BATCH = 16 }; /* images per forward: activations stay small */
 
-ct_model *ct_model_load(const char *path, const char *bpe, bool gelu) {
+static char *absolute(const char *p) {
+    char buf[4096];
+    if (p[0] != '/' && realpath(p, buf)) return strdup(buf);
+    return strdup(p);
+}
+
+ct_model *ct_model_load_ex(const char *path, const ct_model_opts *o) {
+    static const ct_model_opts none = {0};
+    if (!o) o = &none;
     if (!path) {
         ct_set_error(CT_ERR_ARG, "model_load: NULL path");
+        return NULL;
+    }
+    ct_clip_load_opts opts = {CT_QUICK_GELU, 64};
+    if (o->act && !strcmp(o->act, "gelu")) {
+        opts.openai_act = CT_GELU;
+    } else if (o->act && strcmp(o->act, "quick_gelu")) {
+        ct_set_error(CT_ERR_ARG, "activation %s: expected quick_gelu or gelu", o->act);
         return NULL;
     }
     ct_model *m = calloc(1, sizeof *m);
@@ -24,23 +43,65 @@ ct_model *ct_model_load(const char *path, const char *bpe, bool gelu) {
         ct_set_error(CT_ERR_NOMEM, "model_load: out of memory");
         return NULL;
     }
-    ct_clip_load_opts opts = {gelu ? CT_GELU : CT_QUICK_GELU, 64};
-    if (ct_bundle_load(path, bpe, &opts, false, &m->b) != CT_OK) {
-        free(m);
+    ct_status s = ct_bundle_load(path, o->bpe, &opts, o->need_tokenizer, &m->b);
+    if (s == CT_OK) {
+        const ct_clip_config *c = ct_clip_get_config(m->b.clip);
+        m->act = c->text_act == CT_GELU ? "gelu" : "quick_gelu";
+        /* an HF folder names its activation; another one would be ignored */
+        if (o->act && c->format == CT_CLIP_HF && strcmp(o->act, m->act))
+            s = ct_set_error(CT_ERR_ARG, "%s: activation %s asked for, but the folder's "
+                             "config.json says %s (the activation choice is for "
+                             "OpenAI-layout files, which do not record it)", path, o->act,
+                             m->act);
+    }
+    if (s == CT_OK && o->precision != CT_PRECISION_F32)
+        s = ct_clip_set_precision(m->b.clip, o->precision);
+    if (s == CT_OK && (!(m->path = absolute(path)) || (o->bpe && !(m->bpe = absolute(o->bpe)))))
+        s = ct_set_error(CT_ERR_NOMEM, "model_load: out of memory");
+    if (s != CT_OK) {
+        ct_model_free(m);
         return NULL;
     }
     return m;
 }
 
+ct_model *ct_model_load(const char *path, const char *bpe, bool gelu) {
+    /* false: the checkpoint's own (OpenAI layout: QuickGELU), not a demand */
+    ct_model_opts o = {.bpe = bpe, .act = gelu ? "gelu" : NULL};
+    return ct_model_load_ex(path, &o);
+}
+
+ct_model *ct_model_borrow(ct_bundle *b, const char *path) {
+    ct_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path ? path : ""))) {
+        free(m);
+        ct_set_error(CT_ERR_NOMEM, "model: out of memory");
+        return NULL;
+    }
+    m->b = *b, m->borrowed = b;
+    m->act = ct_clip_get_config(b->clip)->text_act == CT_GELU ? "gelu" : "quick_gelu";
+    return m;
+}
+
+const ct_bundle *ct_model_bundle(const ct_model *m) { return m ? &m->b : NULL; }
+
 void ct_model_free(ct_model *m) {
     if (!m) return;
-    ct_bundle_free(&m->b);
+    if (!m->borrowed) ct_bundle_free(&m->b);
+    free(m->path), free(m->bpe);
     free(m);
 }
 
 ct_clip *ct_model_clip(ct_model *m) { return m ? m->b.clip : NULL; }
+ct_tokenizer *ct_model_tokenizer(ct_model *m) { return m ? m->b.tok : NULL; }
+const ct_preprocess_cfg *ct_model_preprocess(const ct_model *m) { return m ? &m->b.pre : NULL; }
+const char *ct_model_path(const ct_model *m) { return m ? m->path : NULL; }
+const char *ct_model_bpe(const ct_model *m) { return m ? m->bpe : NULL; }
+const char *ct_model_act(const ct_model *m) { return m ? m->act : NULL; }
+uint64_t ct_model_hash(const ct_model *m) { return m ? ct_clip_hash(m->b.clip) : 0; }
 int ct_model_embed_dim(const ct_model *m) { return ct_clip_get_config(m->b.clip)->embed_dim; }
 int ct_model_image_size(const ct_model *m) { return ct_clip_get_config(m->b.clip)->image_size; }
+
 
 static ct_status bad_args(const void *m, const void *in, int n, const void *out, const char *fn) {
     if (!m || n < 0 || (n > 0 && (!in || !out)))
@@ -79,22 +140,21 @@ ct_status ct_model_encode_images(ct_model *m, const char *const *paths, int n, f
     int S = ct_model_image_size(m), E = ct_model_embed_dim(m);
     size_t per = (size_t)3 * S * S;
     float *px = malloc((size_t)BATCH * per * sizeof *px);
-    if (!px) return ct_set_error(CT_ERR_NOMEM, "model_encode_images: out of memory");
+    /* the files as a dataset: decoded and transformed in parallel by the
+     * library's pixel source, whose errors name the file */
+    ct_item *items = calloc((size_t)n, sizeof *items);
+    if (!px || !items) s = ct_set_error(CT_ERR_NOMEM, "model_encode_images: out of memory");
+    for (int i = 0; s == CT_OK && i < n; i++) {
+        if (!paths[i]) s = ct_set_error(CT_ERR_ARG, "model_encode_images: path %d is NULL", i);
+        items[i].path = (char *)paths[i];
+    }
+    ct_dataset files = {.name = "images", .root = "", .n_items = n, .items = items};
     for (int i0 = 0; i0 < n && s == CT_OK; i0 += BATCH) {
         int nb = n - i0 < BATCH ? n - i0 : BATCH;
-        for (int i = 0; i < nb && s == CT_OK; i++) {
-            ct_image img;
-            int oh = 0, ow = 0;
-            if ((s = ct_image_load(paths[i0 + i], &img)) != CT_OK) break;
-            s = ct_preprocess_out_size(&m->b.pre, img.w, img.h, &oh, &ow);
-            if (s == CT_OK && (oh != S || ow != S))
-                s = ct_set_error(CT_ERR_ARG, "%s: preprocessing gives %dx%d, the model takes "
-                                 "%dx%d", paths[i0 + i], ow, oh, S, S);
-            if (s == CT_OK) s = ct_preprocess(&img, &m->b.pre, px + (size_t)i * per);
-            ct_image_free(&img);
-        }
+        s = ct_dataset_pixels(&files, &m->b.pre, S, i0, nb, px);
         if (s == CT_OK) s = ct_model_encode_pixels(m, px, nb, out + (size_t)i0 * E);
     }
+    free(items);
     free(px);
     return s;
 }

@@ -17,15 +17,6 @@ ct_status ct_report_run(const char *run_dir, const char *title, const char *cons
                         const ct_metrics *m, const char *const *classnames,
                         const char *log_tail);
 
-/* Write path_md: a methods x shots table whose cells are "mean ± std" in
- * percent with one decimal (mean and std are fractions, n_methods x n_shots,
- * row-major; NaN mean: missing "–"; std NULL, NaN or n_seeds <= 1: the mean
- * alone), and, when svg_path is not NULL, the accuracy-vs-shots plot there
- * (log2 x axis when all shots are > 0), linked from the markdown relative to
- * its directory when the plot lies in or below it, else by svg_path as
- * given. */
-ct_status ct_report_protocol(const char *path_md, const char *svg_path, const char *title,
-                             const char *const *methods, int n_methods, const int *shots,
-                             int n_shots, const double *mean, const double *std, int n_seeds);
+/* ct_report_protocol: cliptune.h */
 
 #endif

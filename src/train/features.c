@@ -9,20 +9,6 @@
 #include "base/hash.h"
 #include "data/pixels.h"
 
-uint64_t ct_clip_hash(const ct_clip *m) {
-    uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m), sizeof(ct_clip_config));
-    for (int i = 0; i < ct_clip_num_tensors(m); i++) {
-        const char *name;
-        const ct_tensor *t = ct_clip_tensor_at(m, i, &name);
-        h = ct_hash_str(h, name);
-        h = ct_hash_bytes(h, t->data, (size_t)t->numel * sizeof(ct_real));
-    }
-    /* fp32 hashes as before the precision setting existed */
-    if (ct_clip_get_precision(m) != CT_PRECISION_F32)
-        h = ct_hash_u64(h, 0xB716000ull + (uint64_t)ct_clip_get_precision(m));
-    return h;
-}
-
 static uint64_t pre_hash(uint64_t h, const ct_preprocess_cfg *p) {
     int64_t iv[7] = {p->resize_short, p->resize_h, p->resize_w, p->crop_h, p->crop_w,
                      p->crop_rounding, p->resample};

@@ -29,7 +29,5 @@ typedef struct ct_feature_req {
 
 ct_status ct_features_get(const ct_feature_req *req, ct_features *out);
 void ct_features_free(ct_features *f);
-/* Hash of all of a model's weights and its configuration. */
-uint64_t ct_clip_hash(const ct_clip *m);
 
 #endif

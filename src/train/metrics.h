@@ -21,41 +21,7 @@
 
 #include "cliptune.h"
 
-/* Guo et al.'s bin count, used when ece_bins <= 0. */
-#define CT_ECE_BINS_DEFAULT 15
-
-typedef struct ct_metrics {
-    int n_classes;
-    int64_t n;
-    double top1, top5; /* top5 is top-min(5, K) */
-    double macro_f1;
-    double ece;
-    int ece_bins;      /* the bin count the ECE was computed with */
-    double nll;        /* +inf if a given probability of a label is 0 */
-    double *per_class_acc; /* K; NaN for a class with no samples */
-    /* K; NaN for a class with neither samples nor predictions (excluded from
-     * macro_f1, as in sklearn); 0 for a class never predicted. */
-    double *per_class_f1;
-    int64_t *confusion; /* K*K, row-major [true][pred] */
-} ct_metrics;
-
-/* Metrics of scores (n, K), row-major: logits (softmax is taken in double) or
- * probabilities (used as given; each row must lie in [0, 1] and sum to 1
- * within 1e-3, which catches logits passed as probabilities). Scores must be
- * finite; labels in [0, K). n >= 1, K >= 1. On failure *out is left zeroed
- * (ct_metrics_free-safe). */
-ct_status ct_metrics_compute(const float *scores, bool are_probs, const int *labels, int64_t n,
-                             int K, int ece_bins, ct_metrics *out);
-/* Free the arrays and zero *m (NULL ok). */
-void ct_metrics_free(ct_metrics *m);
-
-/* CoOp's base-to-novel harmonic mean 2bn / (b + n); 0 when both are 0. */
-double ct_harmonic_mean(double base, double novel);
-
-/* Mean and population standard deviation (ddof = 0, numpy's np.std default,
- * as CoOp's parse_test_res.py reports over seeds). NaN entries are missing
- * runs and are skipped; with no values both results are NaN. */
-void ct_mean_std(const double *v, int n, double *mean, double *std);
+/* ct_metrics, ct_metrics_compute, ct_harmonic_mean, ct_mean_std: cliptune.h */
 
 /* Write m as JSON: headline metrics, "per_class" (one object per class with
  * its name, accuracy, f1, support and predicted count; NaN as null) and

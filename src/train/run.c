@@ -60,7 +60,7 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
                           const char *what, ct_features *out) {
     feat_progress fp = {cfg, ""};
     snprintf(fp.stage, sizeof fp.stage, "features: %s", what);
-    ct_feature_req r = {.clip = cfg->model->clip, .pre = &cfg->model->pre, .data = d,
+    ct_feature_req r = {.clip = ct_model_bundle(cfg->model)->clip, .pre = &ct_model_bundle(cfg->model)->pre, .data = d,
                         .view = view, .seed = cfg->seed, .cache_dir = cfg->cache_dir, .batch = 32,
                         .progress = cfg->progress ? on_features : NULL, .progress_ctx = &fp,
                         .dense = cfg->method->dense_features,
@@ -87,13 +87,19 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     /* absolute paths: eval / predict read them again from anywhere; the
      * model's content hash tells whether the model there is still the one */
     char model_abs[4096], data_abs[8192], mh[17];
-    const char *mp = cfg->model_path ? cfg->model_path : "";
+    const char *mp = ct_model_path(cfg->model) ? ct_model_path(cfg->model) : "";
     if (*mp && mp[0] != '/' && realpath(mp, model_abs)) mp = model_abs;
     const char *ds = cfg->data_spec ? cfg->data_spec : "";
     if (*ds && ct_data_spec_absolute(ds, data_abs, sizeof data_abs) == CT_OK) ds = data_abs;
     cJSON_AddStringToObject(j, "model", mp);
-    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(cfg->model->clip));
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
     cJSON_AddStringToObject(j, "model_hash", mh);
+    /* how it was loaded: reloading the path alone could give another model */
+    if (ct_model_bpe(cfg->model))
+        cJSON_AddStringToObject(j, "bpe", ct_model_bpe(cfg->model));
+    else
+        cJSON_AddNullToObject(j, "bpe");
+    cJSON_AddStringToObject(j, "act", ct_model_act(cfg->model));
     cJSON_AddStringToObject(j, "data", ds);
     cJSON_AddStringToObject(j, "method", cfg->method->name);
     cJSON_AddNumberToObject(j, "shots", cfg->shots);
@@ -300,11 +306,11 @@ out:
 
 static ct_status dry_create(const ct_run_cfg *cfg, ct_kv *hp) {
     const ct_dataset *tr = cfg->data ? cfg->data->train : NULL;
-    if (!tr || !cfg->model || !cfg->model->clip) return CT_OK; /* ct_run reports these */
+    if (!tr || !cfg->model) return CT_OK; /* ct_run reports these */
     ct_dataset none = {.name = tr->name, .root = "", .n_classes = tr->n_classes,
                        .classnames = tr->classnames};
-    ct_features nof = {.dim = ct_clip_get_config(cfg->model->clip)->embed_dim};
-    ct_task t = {.clip = cfg->model->clip, .tok = cfg->model->tok, .pre = &cfg->model->pre,
+    ct_features nof = {.dim = ct_clip_get_config(ct_model_bundle(cfg->model)->clip)->embed_dim};
+    ct_task t = {.clip = ct_model_bundle(cfg->model)->clip, .tok = ct_model_bundle(cfg->model)->tok, .pre = &ct_model_bundle(cfg->model)->pre,
                  .dataset_name = tr->name, .n_classes = tr->n_classes,
                  .classnames = tr->classnames, .train = &none, .train_feats = &nof,
                  .seed = cfg->seed};
@@ -314,7 +320,14 @@ static ct_status dry_create(const ct_run_cfg *cfg, ct_kv *hp) {
     return s == CT_OK ? ct_kv_check_used(hp, cfg->method->name) : s;
 }
 
+ct_run_cfg ct_run_cfg_default(void) {
+    return (ct_run_cfg){.shots = 16, .seed = 1, .subsample = "all"};
+}
+
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
+    if (!cfg || !res || !cfg->model || !cfg->data || !cfg->data->train || !cfg->data->test ||
+        !cfg->method)
+        return ct_set_error(CT_ERR_ARG, "run: NULL model, data, method or result");
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
@@ -336,6 +349,10 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
      * features of a large dataset */
     if (s == CT_OK) s = dry_create(cfg, &hp);
     if (s != CT_OK) {
+        ct_kv_free(&hp);
+        return s;
+    }
+    if (cfg->cache_dir && (s = ct_mkdir_p(cfg->cache_dir)) != CT_OK) {
         ct_kv_free(&hp);
         return s;
     }
@@ -415,7 +432,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     ct_features unl = funl;
     unl.labels = NULL;
     ct_task task = {
-        .clip = cfg->model->clip, .tok = cfg->model->tok, .pre = &cfg->model->pre,
+        .clip = ct_model_bundle(cfg->model)->clip, .tok = ct_model_bundle(cfg->model)->tok, .pre = &ct_model_bundle(cfg->model)->pre,
         .dataset_name = sp->train->name, .n_classes = sp->train->n_classes,
         .classnames = sp->train->classnames, .train = train, .val = val,
         .train_feats = &ftr, .val_feats = val ? &fval : NULL, .aug_feats = views ? &faug : NULL,
@@ -498,7 +515,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             else sprintf(kv, "%s=%s", hp.keys[i], hp.vals[i]), s = ct_kv_append(&hptext, kv);
             free(kv);
         }
-        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(cfg->model->clip));
+        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
         const char *meta[] = {"hyper_parameters", hptext ? hptext : "", "model_hash", mh,
                               "format", "cliptune-learned-1"};
         if (s == CT_OK) s = ct_run_save_learned_meta(cfg->method, state, cfg->run_dir, meta, 3);
@@ -512,7 +529,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
         int nk = 0;
         if (kvs) {
-            kvs[nk++] = "model", kvs[nk++] = cfg->model_path;
+            kvs[nk++] = "model", kvs[nk++] = ct_model_path(cfg->model);
             kvs[nk++] = "data", kvs[nk++] = cfg->data_spec;
             kvs[nk++] = "method", kvs[nk++] = cfg->method->name;
             kvs[nk++] = "shots", kvs[nk++] = shots;

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -17,12 +18,31 @@ int cli_error(const char *fmt, ...) {
     return 1;
 }
 
+bool cli_usage_failed = false;
+
+int cli_usage(const char *fmt, ...) {
+    va_list ap;
+    fputs("cliptune: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cli_usage_failed = true;
+    return 1;
+}
+
 int cli_lib_error(const char *what) { return cli_error("%s: %s", what, ct_last_error()); }
 
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val, bool *bad) {
-    if (strcmp(argv[*i], name) != 0) return false;
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0) return false;
+    if (argv[*i][n] == '=') { /* --opt=value */
+        *val = argv[*i] + n + 1;
+        return true;
+    }
+    if (argv[*i][n]) return false;
     if (*i + 1 >= argc) {
-        cli_error("option %s needs a value", name);
+        cli_usage("option %s needs a value", name);
         *bad = true;
         return true;
     }
@@ -41,7 +61,7 @@ bool cli_parse_ll(const char *v, const char *opt, long long lo, long long hi, lo
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno || x < lo || x > hi) {
-        cli_error("%s: '%s' is not an integer in %lld..%lld", opt, v, lo, hi);
+        cli_usage("%s: '%s' is not an integer in %lld..%lld", opt, v, lo, hi);
         return false;
     }
     *out = x;
@@ -53,9 +73,34 @@ bool cli_parse_double(const char *v, const char *opt, double lo, double hi, doub
     errno = 0;
     double x = strtod(v, &end);
     if (!*v || *end || errno || !isfinite(x) || x < lo || x > hi) {
-        cli_error("%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
+        cli_usage("%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
         return false;
     }
     *out = x;
     return true;
+}
+
+struct cJSON *cli_json_load(const char *path, const char *cmd) {
+    char *text = NULL;
+    size_t n = 0;
+    if (ct_read_file(path, &text, &n) != CT_OK) {
+        cli_lib_error(cmd);
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    if (!j) cli_error("%s: %s: not valid JSON", cmd, path);
+    free(text);
+    return j;
+}
+
+bool cli_json_save(const char *path, const struct cJSON *j, const char *cmd) {
+    char *text = cJSON_Print(j);
+    if (!text) return cli_error("%s: out of memory", cmd) == 0;
+    size_t n = strlen(text);
+    text[n] = 0;
+    char *t = realloc(text, n + 2);
+    if (t) t[n] = '\n', t[n + 1] = 0, text = t, n++;
+    bool ok = ct_write_file_atomic(path, text, n) == CT_OK || cli_lib_error(cmd) == 0;
+    free(text);
+    return ok;
 }

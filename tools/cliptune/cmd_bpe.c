@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "data/captions.h"
 
 static const char *HELP =
     "usage: cliptune bpe-train --captions SPEC --vocab-size N [--min-frequency F] --out DIR\n"
@@ -82,7 +81,7 @@ int cmd_bpe_train(int argc, char **argv) {
     }
     if (bad) return 1;
     if (!spec || !vs || !out)
-        return cli_error("bpe-train: --captions, --vocab-size and --out are required");
+        return cli_usage("bpe-train: --captions, --vocab-size and --out are required");
     char *end;
     long vocab = strtol(vs, &end, 10);
     if (*end || end == vs || vocab < INT_MIN || vocab > INT_MAX)

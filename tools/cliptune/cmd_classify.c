@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "model_args.h"
 
 static const char *HELP =
@@ -15,23 +17,9 @@ static const char *HELP =
     "replaced by the label), encoded, and compared with each image by\n"
     "logit_scale * cosine similarity; prints the best label and the top-K\n"
     "softmax probabilities (default K = min(5, labels)) per image.\n"
-    "\n" MODEL_ARGS_PRECISION_HELP;
-
-/* label text from the template: every "{}" replaced by the label */
-static char *fill(const char *tmpl, const char *label) {
-    size_t n = strlen(tmpl) + 1, ll = strlen(label);
-    for (const char *p = strstr(tmpl, "{}"); p; p = strstr(p + 2, "{}")) n += ll;
-    char *s = malloc(n), *o = s;
-    for (const char *p = tmpl; *p;) {
-        if (p[0] == '{' && p[1] == '}') {
-            memcpy(o, label, ll), o += ll, p += 2;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = 0;
-    return s;
-}
+    "\n"
+    "  --json            one JSON array: per image its path, label and top-K\n"
+    "                    {\"label\", \"prob\"}\n" MODEL_ARGS_PRECISION_HELP;
 
 int cmd_classify(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
@@ -41,7 +29,8 @@ int cmd_classify(int argc, char **argv) {
     model_args a = {0};
     const char *labels_arg = NULL, *tmpl = "a photo of a {}.", *top_arg = NULL;
     bool bad = false;
-    char **imgs = calloc((size_t)argc, sizeof *imgs), **labels = NULL, **texts = NULL;
+    char **imgs = calloc((size_t)argc, sizeof *imgs), **labels = NULL;
+    bool json = false;
     char *lbuf = NULL;
     int n = 0, K = 0, rc = 1;
     for (int i = 1; i < argc && !bad; i++) {
@@ -49,19 +38,23 @@ int cmd_classify(int argc, char **argv) {
         if (cli_opt(argc, argv, &i, "--labels", &labels_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--template", &tmpl, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--top", &top_arg, &bad)) continue;
+        if (!strcmp(argv[i], "--json")) {
+            json = true;
+            continue;
+        }
         if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("classify: unknown option %s (see --help)", argv[i]);
+            cli_usage("classify: unknown option %s (see --help)", argv[i]);
             goto out;
         }
         imgs[n++] = argv[i];
     }
     if (bad) goto out;
     if (!labels_arg || !*labels_arg) {
-        cli_error("classify: no --labels given");
+        cli_usage("classify: no --labels given");
         goto out;
     }
     if (n == 0) {
-        cli_error("classify: no images given");
+        cli_usage("classify: no images given");
         goto out;
     }
     lbuf = strdup(labels_arg);
@@ -74,53 +67,59 @@ int cmd_classify(int argc, char **argv) {
         cli_error("classify: --labels has no labels");
         goto out;
     }
-    int top = K < 5 ? K : 5;
-    if (top_arg && (top = atoi(top_arg)) < 1) {
-        cli_error("classify: --top %s: expected a positive number", top_arg);
-        goto out;
-    }
+    long long top = K < 5 ? K : 5;
+    if (top_arg && !cli_parse_ll(top_arg, "classify: --top", 1, 1 << 20, &top)) goto out;
     if (top > K) top = K;
-    texts = calloc((size_t)K, sizeof *texts);
-    for (int k = 0; k < K; k++) texts[k] = fill(tmpl, labels[k]);
-    loaded_model m;
-    if (!model_load(&a, true, &m, "classify")) goto out;
-    int64_t E = ct_clip_get_config(m.clip)->embed_dim;
-    float *img = malloc((size_t)n * (size_t)E * sizeof *img);
-    ct_graph *g = ct_graph_create(0);
-    ct_graph_set_grad(g, false);
-    ct_tensor *txt = img ? model_encode_texts(g, &m, texts, K, true, "classify") : NULL;
-    if (txt && model_encode_images(&m, imgs, n, img, "classify")) {
-        int64_t shape[2] = {n, E};
-        ct_tensor *probs = ct_softmax(g, ct_clip_logits(g, m.clip, ct_graph_wrap(g, img, 2, shape),
-                                                        txt));
-        if (!probs) {
-            cli_lib_error("classify");
-        } else {
-            rc = 0;
-            int *order = malloc((size_t)K * sizeof *order);
-            for (int i = 0; i < n; i++) {
-                const float *p = probs->data + (size_t)i * K;
-                for (int k = 0; k < K; k++) order[k] = k;
-                for (int a1 = 0; a1 < top; a1++) /* partial selection sort: top entries */
-                    for (int b = a1 + 1; b < K; b++)
-                        if (p[order[b]] > p[order[a1]]) {
-                            int t = order[a1];
-                            order[a1] = order[b], order[b] = t;
-                        }
-                printf("%s\t%s", imgs[i], labels[order[0]]);
-                for (int k = 0; k < top; k++) printf("\t%s=%.4f", labels[order[k]], p[order[k]]);
-                putchar('\n');
+    ct_model *m = model_load(&a, true, "classify");
+    if (!m) goto out;
+    float *probs = malloc((size_t)n * (size_t)K * sizeof *probs);
+    int *order = malloc((size_t)K * sizeof *order);
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    if (!probs || !order || (json && !arr)) {
+        cli_error("classify: out of memory");
+    } else if (ct_model_classify(m, (const char *const *)imgs, n, (const char *const *)labels, K,
+                                 tmpl, probs) != CT_OK) {
+        cli_lib_error("classify");
+    } else {
+        rc = 0;
+        for (int i = 0; i < n; i++) {
+            const float *p = probs + (size_t)i * K;
+            for (int k = 0; k < K; k++) order[k] = k;
+            for (int a1 = 0; a1 < top; a1++) /* partial selection sort: ties keep the lower index */
+                for (int b = a1 + 1; b < K; b++)
+                    if (p[order[b]] > p[order[a1]]) {
+                        int t = order[a1];
+                        order[a1] = order[b], order[b] = t;
+                    }
+            if (json) {
+                cJSON *o = cJSON_CreateObject(), *tk = cJSON_CreateArray();
+                cJSON_AddStringToObject(o, "path", imgs[i]);
+                cJSON_AddStringToObject(o, "label", labels[order[0]]);
+                for (int k = 0; k < top; k++) {
+                    cJSON *e = cJSON_CreateObject();
+                    cJSON_AddStringToObject(e, "label", labels[order[k]]);
+                    cJSON_AddNumberToObject(e, "prob", p[order[k]]);
+                    cJSON_AddItemToArray(tk, e);
+                }
+                cJSON_AddItemToObject(o, "top", tk);
+                cJSON_AddItemToArray(arr, o);
+                continue;
             }
-            free(order);
+            printf("%s\t%s", imgs[i], labels[order[0]]);
+            for (int k = 0; k < top; k++) printf("\t%s=%.4f", labels[order[k]], p[order[k]]);
+            putchar('\n');
+        }
+        if (json) {
+            char *t = cJSON_Print(arr);
+            if (t) puts(t);
+            free(t);
         }
     }
-    ct_graph_free(g);
-    free(img);
-    model_unload(&m);
+    cJSON_Delete(arr);
+    free(order);
+    free(probs);
+    ct_model_free(m);
 out:
-    if (texts)
-        for (int k = 0; k < K; k++) free(texts[k]);
-    free(texts);
     free(labels);
     free(lbuf);
     free(imgs);

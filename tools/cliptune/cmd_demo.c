@@ -13,8 +13,6 @@
 
 #include <cJSON.h>
 
-#include "base/file.h"
-#include "base/json.h"
 #include "cli.h"
 
 #ifndef CLIPTUNE_SOURCE_DIR
@@ -123,8 +121,8 @@ static bool in_list(const char *list, const char *name) {
 static bool print_table(const char *dir, const char *key, const char *title, FILE *md) {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.json", dir);
-    cJSON *j = ct_json_load(path);
-    if (!j) return cli_lib_error("demo") == 0;
+    cJSON *j = cli_json_load(path, "demo");
+    if (!j) return false;
     const cJSON *shots = cJSON_GetObjectItemCaseSensitive(j, "shots");
     const cJSON *methods = cJSON_GetObjectItemCaseSensitive(j, "methods");
     const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
@@ -200,7 +198,7 @@ int cmd_demo(int argc, char **argv) {
             cli_opt(argc, argv, &i, "--digits", &digits, &bad) ||
             cli_opt(argc, argv, &i, "--max-test", &max_test, &bad))
             continue;
-        bad = !cli_error("demo: unknown option '%s' (see --help)", argv[i]);
+        bad = !cli_usage("demo: unknown option '%s' (see --help)", argv[i]);
     }
     if (bad) return 1;
     for (const char *p = methods; p && *p;) {

@@ -40,7 +40,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--truncate")) {
             truncate = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("embed: unknown option %s (see --help)", argv[i]);
+            cli_usage("embed: unknown option %s (see --help)", argv[i]);
             goto out;
         } else if (!mode) {
             cli_error("embed: %s: say --images or --texts first", argv[i]);
@@ -55,25 +55,22 @@ int cmd_embed(int argc, char **argv) {
         goto out;
     }
     if (!out) {
-        cli_error("embed: no --out FILE.npy given");
+        cli_usage("embed: no --out FILE.npy given");
         goto out;
     }
-    loaded_model m;
-    if (!model_load(&a, mode == 2, &m, "embed")) goto out;
-    int64_t E = ct_clip_get_config(m.clip)->embed_dim;
+    ct_model *m = model_load(&a, mode == 2, "embed");
+    if (!m) goto out;
+    int64_t E = ct_model_embed_dim(m);
     float *emb = malloc((size_t)n * (size_t)E * sizeof *emb);
-    bool ok = emb != NULL;
-    if (ok && mode == 1) {
-        ok = model_encode_images(&m, items, n, emb, "embed");
-    } else if (ok) {
-        ct_graph *g = ct_graph_create(0);
-        ct_graph_set_grad(g, false);
-        ct_tensor *t = model_encode_texts(g, &m, items, n, truncate, "embed");
-        if (t) memcpy(emb, t->data, (size_t)t->numel * sizeof *emb);
-        ok = t != NULL;
-        ct_graph_free(g);
-    }
-    if (ok) {
+    ct_status st = !emb ? CT_ERR_NOMEM
+                   : mode == 1 ? ct_model_encode_images(m, (const char *const *)items, n, emb)
+                               : ct_model_encode_texts(m, (const char *const *)items, n,
+                                                       truncate, emb);
+    if (st != CT_OK) {
+        cli_error("embed: %s%s", emb ? ct_last_error() : "out of memory",
+                  mode == 2 && !truncate && st == CT_ERR_ARG
+                      ? " (--truncate keeps the first tokens)" : "");
+    } else {
         int64_t shape[2] = {n, E};
         if (ct_npy_write(out, CT_F32, 2, shape, emb) != CT_OK)
             cli_lib_error("embed");
@@ -81,7 +78,7 @@ int cmd_embed(int argc, char **argv) {
             rc = 0;
     }
     free(emb);
-    model_unload(&m);
+    ct_model_free(m);
 out:
     free(items);
     return rc;

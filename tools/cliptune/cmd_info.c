@@ -23,12 +23,12 @@ int cmd_info(int argc, char **argv) {
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         if (cli_opt(argc, argv, &i, "--act", &act, &bad)) continue;
-        if (argv[i][0] == '-') return cli_error("info: unknown option %s (see --help)", argv[i]);
+        if (argv[i][0] == '-') return cli_usage("info: unknown option %s (see --help)", argv[i]);
         if (model) return cli_error("info: more than one MODEL given (%s, %s)", model, argv[i]);
         model = argv[i];
     }
     if (bad) return 1;
-    if (!model) return cli_error("info: no MODEL given (see --help)");
+    if (!model) return cli_usage("info: no MODEL given (see --help)");
     ct_clip_load_opts opts = {CT_QUICK_GELU, 64};
     if (act && !strcmp(act, "gelu"))
         opts.openai_act = CT_GELU;

@@ -6,10 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "data/captions.h"
-#include "model/clip.h"
 #include "progress.h"
-#include "train/pretrain.h"
 
 static const char *HELP =
     "usage: cliptune pretrain --corpus SPEC --config FILE --tokenizer DIR --out DIR [options]\n"
@@ -181,11 +178,11 @@ int cmd_pretrain(int argc, char **argv) {
                 if (bad || !cli_parse_double(v, dbl[k].name, dbl[k].lo, dbl[k].hi, &d)) bad = true;
                 else *dbl[k].out = d;
             }
-        if (!hit && !bad) bad = !cli_error("pretrain: unknown option '%s' (see --help)", argv[i]);
+        if (!hit && !bad) bad = !cli_usage("pretrain: unknown option '%s' (see --help)", argv[i]);
     }
     if (bad) return 1;
     if (!cfg.corpus || !config || !cfg.tokenizer_dir || !cfg.out_dir)
-        return cli_error("pretrain: --corpus, --config, --tokenizer and --out are required "
+        return cli_usage("pretrain: --corpus, --config, --tokenizer and --out are required "
                          "(see --help)");
     if (ct_clip_config_from_hf(config, &cfg.arch) != CT_OK)
         return cli_lib_error("pretrain: --config");

@@ -13,11 +13,8 @@
 
 #include <cJSON.h>
 
-#include "base/json.h"
 #include "progress.h"
-#include "report/report.h"
 #include "run_args.h"
-#include "train/metrics.h"
 
 static const char *HELP =
     "usage: cliptune protocol --model MODEL --data SPEC --methods M1,M2,... [options]\n"
@@ -125,49 +122,41 @@ static bool resolved_hp(const ct_method *m, const char *set, ct_kv *hp) {
  * make? A cell left by a protocol with other settings must not be mixed into
  * this table silently. Returns false (error printed) on a mismatch. */
 static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    cJSON *c = ct_json_load(path);
-    if (!c) return cli_lib_error("protocol") == 0;
-    const char *model = NULL, *data = NULL;
-    int64_t max_test = 0;
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters");
-    bool ok = ct_json_get_string(c, "model", &model, path) == CT_OK &&
-              ct_json_get_string(c, "data", &data, path) == CT_OK &&
-              ct_json_get_int(c, "max_test", &max_test, path) == CT_OK;
+    ct_saved_run *run = ct_saved_run_open(dir);
+    if (!run) return cli_lib_error("protocol") == 0;
+    const ct_run_info *ri = ct_saved_run_info(run);
+    ct_kv h = {0};
+    bool ok = ct_kv_parse(&h, ri->hyper_parameters) == CT_OK || cli_lib_error("protocol") == 0;
+    const char *what = NULL;
+    char was[512] = "", now[512] = "";
     if (!ok) {
-        cli_lib_error("protocol");
-    } else if (!cJSON_IsObject(h)) {
-        ok = cli_error("protocol: %s: no \"hyper_parameters\" object", path) == 0;
-    } else {
-        const char *what = NULL;
-        char was[512] = "", now[512] = "";
-        if (!cli_same_model(model, ra->model.model)) {
-            what = "--model", snprintf(was, sizeof was, "%s", model);
-            snprintf(now, sizeof now, "%s", ra->model.model);
-        } else if (!cli_same_data(data, ra->data)) {
-            what = "--data", snprintf(was, sizeof was, "%s", data);
-            snprintf(now, sizeof now, "%s", ra->data);
-        } else if (max_test != ra->max_test) {
-            what = "--max-test", snprintf(was, sizeof was, "%lld", (long long)max_test);
-            snprintf(now, sizeof now, "%lld", (long long)ra->max_test);
-        } else if (cJSON_GetArraySize(h) != hp->n) {
-            what = "the hyper-parameters", snprintf(was, sizeof was, "%d keys",
-                                                    cJSON_GetArraySize(h));
-            snprintf(now, sizeof now, "%d keys", hp->n);
-        }
-        for (int i = 0; !what && i < hp->n; i++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, hp->keys[i]);
-            if (cJSON_IsString(v) && !strcmp(v->valuestring, hp->vals[i])) continue;
-            what = hp->keys[i];
-            snprintf(was, sizeof was, "%s", cJSON_IsString(v) ? v->valuestring : "(unset)");
-            snprintf(now, sizeof now, "%s", hp->vals[i]);
-        }
-        if (what)
-            ok = cli_error("protocol: %s was run with other settings (%s: %s there, %s now); "
-                           "delete it or choose another --out", dir, what, was, now) == 0;
+    } else if (!cli_same_model(ri->model, ra->model.model)) {
+        what = "--model", snprintf(was, sizeof was, "%s", ri->model);
+        snprintf(now, sizeof now, "%s", ra->model.model);
+    } else if (!cli_same_data(ri->data, ra->data)) {
+        what = "--data", snprintf(was, sizeof was, "%s", ri->data);
+        snprintf(now, sizeof now, "%s", ra->data);
+    } else if (ri->max_test != ra->max_test) {
+        what = "--max-test", snprintf(was, sizeof was, "%lld", (long long)ri->max_test);
+        snprintf(now, sizeof now, "%lld", (long long)ra->max_test);
+    } else if (h.n != hp->n) {
+        what = "the hyper-parameters", snprintf(was, sizeof was, "%d keys", h.n);
+        snprintf(now, sizeof now, "%d keys", hp->n);
     }
-    cJSON_Delete(c);
+    for (int i = 0; ok && !what && i < hp->n; i++) {
+        const char *v = NULL;
+        for (int j = 0; j < h.n; j++)
+            if (!strcmp(h.keys[j], hp->keys[i])) v = h.vals[j];
+        if (v && !strcmp(v, hp->vals[i])) continue;
+        what = hp->keys[i];
+        snprintf(was, sizeof was, "%s", v ? v : "(unset)");
+        snprintf(now, sizeof now, "%s", hp->vals[i]);
+    }
+    if (what)
+        ok = cli_error("protocol: %s was run with other settings (%s: %s there, %s now); "
+                       "delete it or choose another --out", dir, what, was, now) == 0;
+    ct_kv_free(&h);
+    ct_saved_run_free(run);
     return ok;
 }
 
@@ -182,11 +171,14 @@ static double finished_value(const char *dir, const char *file) {
     if (access(path, F_OK) != 0) return NAN;
     snprintf(path, sizeof path, "%s/%s", dir, file);
     if (access(path, F_OK) != 0) return NAN;
-    cJSON *m = ct_json_load(path);
-    double top1 = NAN;
-    if (!m || ct_json_get_double(m, "top1", &top1, path) != CT_OK || !(top1 >= 0 && top1 <= 1))
-        top1 = NAN;
+    char *text = NULL;
+    size_t n = 0;
+    cJSON *m = ct_read_file(path, &text, &n) == CT_OK ? cJSON_ParseWithLength(text, n) : NULL;
+    const cJSON *t = m ? cJSON_GetObjectItemCaseSensitive(m, "top1") : NULL;
+    double top1 = cJSON_IsNumber(t) ? t->valuedouble : NAN;
+    if (!(top1 >= 0 && top1 <= 1)) top1 = NAN;
     cJSON_Delete(m);
+    free(text);
     ct_clear_error();
     return top1;
 }
@@ -294,8 +286,7 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
             cJSON_AddBoolToObject(c, "training_free", once);
             cJSON_AddItemToArray(sum, c);
         }
-    bool ok = ct_json_save(path, j) == CT_OK;
-    if (!ok) cli_lib_error("protocol");
+    bool ok = cli_json_save(path, j, "protocol");
     cJSON_Delete(j);
     return ok;
 }
@@ -389,11 +380,11 @@ int cmd_protocol(int argc, char **argv) {
         memcpy(seeds, DEFAULT_SEEDS, sizeof DEFAULT_SEEDS);
     }
     if (ra.n_methods == 0) {
-        cli_error("protocol: no --methods given (see `cliptune methods`)");
+        cli_usage("protocol: no --methods given (see `cliptune methods`)");
         goto out;
     }
     if (!ra.model.model) {
-        cli_error("protocol: no --model given (see --help)");
+        cli_usage("protocol: no --model given (see --help)");
         goto out;
     }
     int seeds_int[16];
@@ -501,7 +492,7 @@ int cmd_protocol(int argc, char **argv) {
         ct_run_result res;
         run_args cell_args = ra;
         cell_args.set = sets[x->method];
-        if ((!rc.model.clip && !model_load(&ra.model, true, &rc.model, "protocol")) ||
+        if ((!rc.model && !(rc.model = model_load(&ra.model, true, "protocol"))) ||
             run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, &prog, &res) != 0) {
             cli_progress_clear(&prog);
             printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);

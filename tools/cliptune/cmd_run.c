@@ -71,7 +71,7 @@ int cmd_methods(int argc, char **argv) {
               "and default hyper-parameters.\n", stdout);
         return 0;
     }
-    if (argc > 1) return cli_error("methods: unexpected argument %s", argv[1]);
+    if (argc > 1) return cli_usage("methods: unexpected argument %s", argv[1]);
     for (int i = 0; i < ct_method_count(); i++) {
         const ct_method *m = ct_method_at(i);
         printf("%-16s %-22s %-12s %s\n", m->name, m->category, m->setup, m->paper);

@@ -32,36 +32,39 @@ int cmd_tokenize(int argc, char **argv) {
             while (++i < argc) texts[n++] = argv[i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
             free(texts);
-            return cli_error("tokenize: unknown option %s (see --help)", argv[i]);
+            return cli_usage("tokenize: unknown option %s (see --help)", argv[i]);
         } else texts[n++] = argv[i];
     }
-    loaded_model m;
+    ct_model *m = NULL;
     int rc = 1;
     if (bad) goto out;
     if (n == 0) {
-        cli_error("tokenize: no TEXT given");
+        cli_usage("tokenize: no TEXT given");
         goto out;
     }
-    if (!model_load(&a, true, &m, "tokenize")) goto out;
-    int ctx = ct_clip_get_config(m.clip)->context_length;
+    if (!(m = model_load(&a, true, "tokenize"))) goto out;
+    ct_tokenizer *tok = ct_model_tokenizer(m);
+    int ctx = ct_clip_get_config(ct_model_clip(m))->context_length;
     int64_t *row = malloc((size_t)ctx * sizeof *row);
     rc = 0;
     for (int t = 0; t < n && rc == 0; t++) {
-        if (ct_tokenizer_tokenize(m.tok, texts[t], ctx, truncate, row) != CT_OK) {
+        if (ct_tokenizer_tokenize(tok, texts[t], ctx, truncate, row) != CT_OK) {
             rc = cli_error("tokenize: text %d: %s%s", t + 1, ct_last_error(),
                            truncate ? "" : " (--truncate keeps the first tokens)");
             break;
         }
         int len = ctx;
         if (!pad) {
-            int64_t eot = ct_tokenizer_eot(m.tok);
-            for (len = 1; len < ctx && row[len - 1] != eot; len++) {}
+            int64_t eot = ct_tokenizer_eot(tok);
+            /* through the closing <|endoftext|>, the last one (padding is 0; a
+             * text may hold the token itself, as OpenAI's tokenizer keeps it) */
+            for (len = ctx; len > 1 && row[len - 1] != eot; len--) {}
         }
         for (int k = 0; k < len; k++) printf(k ? " %lld" : "%lld", (long long)row[k]);
         putchar('\n');
     }
     free(row);
-    model_unload(&m);
+    ct_model_free(m);
 out:
     free(texts);
     return rc;

@@ -32,7 +32,11 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
     fprintf(f, "  %-10s %s\n", "version", "version and thread count");
-    fprintf(f, "\nenvironment: CLIPTUNE_THREADS sets the number of threads.\n");
+    fprintf(f, "  %-10s %s\n", "help CMD", "a command's options (as cliptune CMD --help)");
+    fprintf(f, "\noptions take a value as --opt VALUE or --opt=VALUE. Exit status: 0 success,\n"
+               "1 a failure, 2 a usage error.\n");
+    fprintf(f, "\nenvironment: CLIPTUNE_THREADS sets the number of threads; on a non-terminal,\n"
+               "CLIPTUNE_PROGRESS_SECONDS the interval of progress lines (default 10).\n");
 }
 
 int main(int argc, char **argv) {
@@ -41,6 +45,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        if (argc > 2) { /* cliptune help CMD: the command's own help */
+            for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+                if (!strcmp(argv[2], COMMANDS[i].name)) {
+                    char *args[] = {argv[2], "--help", NULL};
+                    return COMMANDS[i].run(2, args);
+                }
+            cli_error("help: unknown command '%s' (see 'cliptune help')", argv[2]);
+            return 2;
+        }
         usage(stdout);
         return 0;
     }
@@ -49,8 +62,12 @@ int main(int argc, char **argv) {
                ct_cpu_path());
         return 0;
     }
+    /* exit status: 0 success, 1 a runtime failure, 2 a usage error */
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], COMMANDS[i].name)) {
+            int rc = COMMANDS[i].run(argc - 1, argv + 1);
+            return rc && cli_usage_failed ? 2 : rc;
+        }
     cli_error("unknown command '%s' (see 'cliptune help')", argv[1]);
     return 2;
 }

@@ -7,8 +7,6 @@
 #define CT_CLI_MODEL_ARGS_H
 
 #include "cli.h"
-#include "model/bundle.h"
-
 
 typedef struct {
     const char *model, *bpe, *act, *precision;
@@ -24,18 +22,8 @@ bool model_args_parse_inference(int argc, char **argv, int *i, model_args *a, bo
     "                    AVX512_BF16; about twice as fast, embeddings within cosine\n"         \
     "                    0.9999 of f32); default f32\n"
 
-typedef ct_bundle loaded_model;
-
-/* Loads the model (and tokenizer when asked); prints the error and returns
- * false on failure. */
-bool model_load(const model_args *a, bool need_tokenizer, loaded_model *m, const char *cmd);
-void model_unload(loaded_model *m);
-
-/* Encode texts to (n, E) projected embeddings; NULL (error printed) on
- * failure. The returned tensor lives in g. */
-ct_tensor *model_encode_texts(ct_graph *g, loaded_model *m, char *const *texts, int n,
-                              bool truncate, const char *cmd);
-/* Encode image files in batches into out (n, E), row-major. */
-bool model_encode_images(loaded_model *m, char *const *paths, int n, float *out, const char *cmd);
+/* Loads the model (requiring a tokenizer when asked); prints the error and
+ * returns NULL on failure. */
+ct_model *model_load(const model_args *a, bool need_tokenizer, const char *cmd);
 
 #endif

@@ -1,6 +1,5 @@
 #include "run_args.h"
 
-#include "base/file.h"
 #include "progress.h"
 
 #include <dirent.h>
@@ -19,14 +18,14 @@ static bool parse_int_list(const char *s, int *out, int cap, int *n, const char 
         errno = 0;
         long v = strtol(t, &end, 10);
         if (!*t || *end || errno || v < 0 || v > 1000000000L || *n == cap) {
-            cli_error("%s: bad value \"%s\"", what, t);
+            cli_usage("%s: bad value \"%s\"", what, t);
             free(copy);
             return false;
         }
         out[(*n)++] = (int)v;
     }
     free(copy);
-    if (*n == 0) cli_error("%s: empty list", what);
+    if (*n == 0) cli_usage("%s: empty list", what);
     return *n > 0;
 }
 
@@ -49,7 +48,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         if (cli_opt(argc, argv, &i, "--subsample", &ra->subsample, &bad)) {
             if (!bad && strcmp(ra->subsample, "all") && strcmp(ra->subsample, "base") &&
                 strcmp(ra->subsample, "novel")) {
-                cli_error("%s: --subsample %s: expected all, base or novel", cmd, ra->subsample);
+                cli_usage("%s: --subsample %s: expected all, base or novel", cmd, ra->subsample);
                 bad = true;
             }
             continue;
@@ -59,7 +58,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         if (cli_opt(argc, argv, &i, "--set", &v, &bad)) {
             if (bad) break;
             if (!strchr(v, '=')) {
-                cli_error("%s: --set %s: expected KEY=VALUE", cmd, v);
+                cli_usage("%s: --set %s: expected KEY=VALUE", cmd, v);
                 bad = true;
                 break;
             }
@@ -91,7 +90,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         if (protocol && cli_opt(argc, argv, &i, "--methods", &v, &bad)) {
             if (bad) break;
             if (ra->methods) {
-                cli_error("%s: --methods given twice", cmd);
+                cli_usage("%s: --methods given twice", cmd);
                 bad = true;
                 break;
             }
@@ -124,19 +123,19 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             ra->base_to_novel = true;
             continue;
         }
-        cli_error("%s: unknown option or argument %s (see --help)", cmd, argv[i]);
+        cli_usage("%s: unknown option or argument %s (see --help)", cmd, argv[i]);
         bad = true;
     }
-    if (!bad && !ra->data) bad = cli_error("%s: no --data given (see --help)", cmd) != 0;
+    if (!bad && !ra->data) bad = cli_usage("%s: no --data given (see --help)", cmd) != 0;
     if (!bad && !protocol && !ra->method)
-        bad = cli_error("%s: no --method given (see `cliptune methods`)", cmd) != 0;
+        bad = cli_usage("%s: no --method given (see `cliptune methods`)", cmd) != 0;
     if (!bad && !protocol && !ct_method_find(ra->method))
-        bad = cli_error("%s: unknown method \"%s\" (see `cliptune methods`)", cmd, ra->method) != 0;
+        bad = cli_usage("%s: unknown method \"%s\" (see `cliptune methods`)", cmd, ra->method) != 0;
     for (int k = 0; !bad && k < ra->n_methods; k++)
         if (!ct_method_find(ra->methods[k]))
-            bad = cli_error("%s: unknown method \"%s\" (see `cliptune methods`)", cmd,
+            bad = cli_usage("%s: unknown method \"%s\" (see `cliptune methods`)", cmd,
                             ra->methods[k]) != 0;
-    if (!bad && ra->shots < 0) bad = cli_error("%s: --shots must be >= 0", cmd) != 0;
+    if (!bad && ra->shots < 0) bad = cli_usage("%s: --shots must be >= 0", cmd) != 0;
     if (bad) run_args_free(ra);
     return !bad;
 }
@@ -150,10 +149,11 @@ void run_args_free(run_args *ra) {
 
 bool run_ctx_open(const run_args *ra, const char *cmd, run_ctx *rc) {
     memset(rc, 0, sizeof *rc);
-    if (!model_load(&ra->model, true, &rc->model, cmd)) return false;
+    if (!(rc->model = model_load(&ra->model, true, cmd))) return false;
     if (ct_data_open(ra->data, &rc->data) != CT_OK) {
         cli_lib_error(cmd);
-        model_unload(&rc->model);
+        ct_model_free(rc->model);
+        rc->model = NULL;
         return false;
     }
     if (!splits_subsample(&rc->data, ra->subsample, cmd)) {
@@ -183,7 +183,8 @@ bool splits_subsample(ct_splits *s, const char *which, const char *cmd) {
 void run_ctx_close(run_ctx *rc) {
     ct_dataset_free(rc->novel_test);
     rc->novel_test = NULL;
-    model_unload(&rc->model);
+    ct_model_free(rc->model);
+    rc->model = NULL;
     ct_splits_free(&rc->data);
 }
 
@@ -257,7 +258,7 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         snprintf(dir, sizeof dir, "runs/%s", name);
     }
     ct_run_cfg cfg = {
-        .model = &rc->model, .model_path = ra->model.model, .data = &rc->data,
+        .model = rc->model, .data = &rc->data,
         .data_spec = ra->data, .method = ct_method_find(method), .set = ra->set, .shots = shots,
         .seed = seed, .run_dir = dir,
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
@@ -265,7 +266,6 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .novel_test = rc->novel_test,
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
-    if (cfg.cache_dir && ct_mkdir_p(cfg.cache_dir) != CT_OK) return cli_lib_error("cache");
     /* train / zeroshot never silently replace a run (protocol skips finished
      * cells and resumes the others itself) */
     if (!ra->n_methods && ra->force && !remove_run(dir)) return 1;

@@ -3,7 +3,6 @@
 #define CT_CLI_RUN_ARGS_H
 
 #include "model_args.h"
-#include "train/run.h"
 
 typedef struct {
     model_args model;
@@ -31,7 +30,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
 void run_args_free(run_args *ra);
 
 typedef struct {
-    ct_bundle model;
+    ct_model *model;
     ct_splits data;
     ct_dataset *novel_test; /* base-to-novel: the novel classes' test set, or NULL */
 } run_ctx;

@@ -1,0 +1,523 @@
+/* A finished run directory used again: predict, evaluate, export.
+ *
+ * A run directory holds what it takes to rebuild the adapted model: the
+ * method and its resolved hyper-parameters and class names, and how the
+ * frozen model was loaded (path, tokenizer, activation, content hash) in
+ * config.json; the learned tensors in learned.safetensors. The method is
+ * created afresh on the frozen model, as ct_run created it, and the learned
+ * tensors are loaded into it; training-free methods have none and are
+ * rebuilt from the text side alone. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "base/error.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "methods/vcd.h"
+#include "model/bundle.h"
+#include "report/report.h"
+#include "train/features.h"
+#include "train/metrics.h"
+#include "train/run.h"
+
+struct ct_saved_run {
+    ct_run_info info;
+    cJSON *config;
+    char *dir, *hp_text, *dname;
+    char **classnames;
+    int n_classes;
+    ct_kv hp;
+    const ct_method *method;
+    ct_model *model;
+    bool owns_model;
+    /* the rebuilt state: created on a task with the run's classes and
+     * hyper-parameters and no training data (an empty set and features) */
+    ct_dataset none;
+    ct_features no_feats;
+    ct_task task;
+    void *state;
+    void (*progress)(void *, const char *, int64_t, int64_t, double, double);
+    void *progress_ctx;
+};
+
+static void free_names(ct_saved_run *r) {
+    for (int k = 0; r->classnames && k < r->n_classes; k++) free(r->classnames[k]);
+    free(r->classnames);
+    r->classnames = NULL, r->n_classes = 0;
+}
+
+void ct_saved_run_free(ct_saved_run *r) {
+    if (!r) return;
+    if (r->state) r->method->destroy(r->state);
+    if (r->owns_model) ct_model_free(r->model);
+    free_names(r);
+    ct_kv_free(&r->hp);
+    cJSON_Delete(r->config);
+    free(r->dir), free(r->hp_text), free(r->dname);
+    free(r);
+}
+
+/* Class names from a JSON array of strings, or of objects' "name" (the
+ * "per_class" entries of metrics.json). */
+static ct_status names_from(ct_saved_run *r, const cJSON *arr, const char *key,
+                            const char *path) {
+    int n = cJSON_GetArraySize(arr);
+    if (n < 1) return ct_set_error(CT_ERR_FORMAT, "%s: \"%s\" is empty", path, key);
+    if (!(r->classnames = calloc((size_t)n, sizeof *r->classnames)))
+        return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    r->n_classes = n;
+    for (int k = 0; k < n; k++) {
+        const cJSON *e = cJSON_GetArrayItem(arr, k);
+        if (cJSON_IsObject(e)) e = cJSON_GetObjectItemCaseSensitive(e, "name");
+        if (!cJSON_IsString(e))
+            return ct_set_error(CT_ERR_FORMAT, "%s: %s[%d] is not a class name", path, key, k);
+        if (!(r->classnames[k] = strdup(e->valuestring)))
+            return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return CT_OK;
+}
+
+static const char *opt_string(const cJSON *c, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static ct_status read_config(ct_saved_run *r) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", r->dir);
+    if (!(r->config = ct_json_load(path))) return CT_ERR_FORMAT;
+    const cJSON *c = r->config;
+    ct_run_info *ri = &r->info;
+    ct_status s;
+    if ((s = ct_json_get_string(c, "method", &ri->method, path)) != CT_OK ||
+        (s = ct_json_get_string(c, "model", &ri->model, path)) != CT_OK ||
+        (s = ct_json_get_string(c, "data", &ri->data, path)) != CT_OK ||
+        (s = ct_json_get_int(c, "shots", &ri->shots, path)) != CT_OK ||
+        (s = ct_json_get_int(c, "seed", &ri->seed, path)) != CT_OK ||
+        (s = ct_json_get_int(c, "max_test", &ri->max_test, path)) != CT_OK)
+        return s;
+    if (!(r->method = ct_method_find(ri->method)))
+        return ct_set_error(CT_ERR_FORMAT, "%s: method \"%s\" is not in this build", path,
+                            ri->method);
+    ri->model_hash = opt_string(c, "model_hash"); /* older runs: none */
+    ri->dataset = opt_string(c, "dataset");
+    ri->bpe = opt_string(c, "bpe");
+    ri->act = opt_string(c, "act");
+    ri->subsample = opt_string(c, "subsample");
+    if (!ri->subsample) ri->subsample = "all";
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters"), *e;
+    if (!cJSON_IsObject(h))
+        return ct_set_error(CT_ERR_FORMAT, "%s: no \"hyper_parameters\" object", path);
+    cJSON_ArrayForEach(e, h) {
+        if (!cJSON_IsString(e))
+            return ct_set_error(CT_ERR_FORMAT, "%s: hyper_parameters.%s is not a string", path,
+                                e->string);
+        if ((s = ct_kv_set(&r->hp, e->string, e->valuestring)) != CT_OK) return s;
+        char *kv = malloc(strlen(e->string) + strlen(e->valuestring) + 2);
+        if (!kv) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+        sprintf(kv, "%s=%s", e->string, e->valuestring);
+        s = ct_kv_append(&r->hp_text, kv);
+        free(kv);
+        if (s != CT_OK) return s;
+    }
+    ri->hyper_parameters = r->hp_text ? r->hp_text + 1 : ""; /* ct_kv_append leads with ' ' */
+    ri->top1 = NAN;
+    snprintf(path, sizeof path, "%s/metrics.json", r->dir);
+    cJSON *m = access(path, F_OK) == 0 ? ct_json_load(path) : NULL;
+    const cJSON *t1 = m ? cJSON_GetObjectItemCaseSensitive(m, "top1") : NULL;
+    if (cJSON_IsNumber(t1)) ri->top1 = t1->valuedouble;
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(c, "classnames");
+    if (names) {
+        cJSON_Delete(m);
+        snprintf(path, sizeof path, "%s/config.json", r->dir);
+        if (!cJSON_IsArray(names))
+            return ct_set_error(CT_ERR_FORMAT, "%s: \"classnames\" is not an array", path);
+        return names_from(r, names, "classnames", path);
+    }
+    /* a run written before config.json recorded its class names */
+    if (!m) return ct_set_error(CT_ERR_FORMAT, "%s: missing, and config.json has no "
+                                "\"classnames\"", path);
+    const cJSON *per = cJSON_GetObjectItemCaseSensitive(m, "per_class");
+    s = cJSON_IsArray(per) ? names_from(r, per, "per_class", path)
+                           : ct_set_error(CT_ERR_FORMAT, "%s: no \"per_class\" array (and "
+                                          "config.json no \"classnames\")", path);
+    cJSON_Delete(m);
+    return s;
+}
+
+static void sync_info(ct_saved_run *r) {
+    r->info.dir = r->dir;
+    r->info.n_classes = r->n_classes;
+    r->info.classnames = (const char *const *)r->classnames;
+}
+
+ct_saved_run *ct_saved_run_open(const char *dir) {
+    if (!dir) {
+        ct_set_error(CT_ERR_ARG, "saved_run_open: NULL directory");
+        return NULL;
+    }
+    ct_saved_run *r = calloc(1, sizeof *r);
+    if (!r || !(r->dir = strdup(dir))) {
+        free(r);
+        ct_set_error(CT_ERR_NOMEM, "saved_run_open: out of memory");
+        return NULL;
+    }
+    if (read_config(r) != CT_OK) {
+        ct_saved_run_free(r);
+        return NULL;
+    }
+    sync_info(r);
+    return r;
+}
+
+const ct_run_info *ct_saved_run_info(const ct_saved_run *r) { return r ? &r->info : NULL; }
+ct_model *ct_saved_run_model(ct_saved_run *r) { return r ? r->model : NULL; }
+
+void ct_saved_run_set_progress(ct_saved_run *r,
+                               void (*progress)(void *, const char *, int64_t, int64_t, double,
+                                                double),
+                               void *ctx) {
+    if (!r) return;
+    r->progress = progress, r->progress_ctx = ctx;
+    r->task.progress = progress, r->task.progress_ctx = ctx;
+}
+
+ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, int n) {
+    if (!r || !names || n < 1)
+        return ct_set_error(CT_ERR_ARG, "saved_run_set_classes: no class names");
+    if (r->state)
+        return ct_set_error(CT_ERR_STATE, "saved_run_set_classes: the run is attached already");
+    free_names(r);
+    if (!(r->classnames = calloc((size_t)n, sizeof *r->classnames)))
+        return ct_set_error(CT_ERR_NOMEM, "saved_run_set_classes: out of memory");
+    r->n_classes = n;
+    for (int k = 0; k < n; k++)
+        if (!names[k] || !(r->classnames[k] = strdup(names[k])))
+            return ct_set_error(names[k] ? CT_ERR_NOMEM : CT_ERR_ARG,
+                                "saved_run_set_classes: class %d", k);
+    sync_info(r);
+    return CT_OK;
+}
+
+/* The name of the dataset the run was trained on: methods may key on it
+ * (CoOp's per-dataset prompt template), so it must be the training one even
+ * when testing elsewhere. Runs that predate its record open their data. */
+static char *trained_name(const ct_saved_run *r) {
+    if (r->info.dataset) return strdup(r->info.dataset);
+    ct_splits sp;
+    if (ct_data_open(r->info.data, &sp) == CT_OK) {
+        char *name = strdup(sp.train->name);
+        ct_splits_free(&sp);
+        return name;
+    }
+    return strdup("");
+}
+
+ct_status ct_saved_run_attach(ct_saved_run *r, ct_model *model) {
+    if (!r) return ct_set_error(CT_ERR_ARG, "saved_run_attach: NULL run");
+    if (r->state) return ct_set_error(CT_ERR_STATE, "saved_run_attach: attached already");
+    const ct_run_info *ri = &r->info;
+    if (!model) {
+        ct_model_opts o = {.bpe = ri->bpe, .act = ri->act, .need_tokenizer = true};
+        if (!(model = ct_model_load_ex(ri->model, &o))) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", ct_last_error());
+            return ct_set_error(CT_ERR_FORMAT, "%s (the model recorded in %s/config.json)", why,
+                                r->dir);
+        }
+        r->owns_model = true;
+    }
+    r->model = model;
+    char mh[17];
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_model_hash(model));
+    if (ri->model_hash && strcmp(mh, ri->model_hash))
+        return ct_set_error(CT_ERR_ARG, "the model %s (hash %s) is not the one the run %s was "
+                            "trained with (%s, hash %s): its weights, activation or precision "
+                            "differ, and the learned tensors were fitted to that one",
+                            ct_model_path(model), mh, r->dir, ri->model, ri->model_hash);
+    const ct_bundle *b = ct_model_bundle(model);
+    if (!b->tok)
+        return ct_set_error(CT_ERR_ARG, "%s has no tokenizer (give its BPE vocabulary)",
+                            ct_model_path(model));
+    if (!(r->dname = trained_name(r))) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    r->none = (ct_dataset){.name = r->dname, .root = "", .n_classes = r->n_classes,
+                           .classnames = r->classnames};
+    r->no_feats.dim = ct_clip_get_config(b->clip)->embed_dim;
+    r->task = (ct_task){.clip = b->clip, .tok = b->tok, .pre = &b->pre,
+                        .dataset_name = r->dname, .n_classes = r->n_classes,
+                        .classnames = r->classnames, .train = &r->none,
+                        .train_feats = &r->no_feats, .seed = (uint64_t)ri->seed,
+                        .progress = r->progress, .progress_ctx = r->progress_ctx};
+    /* config.json holds the trainer's keys too; only create() reads here,
+     * so unread keys are expected and not checked */
+    ct_status s = r->method->create(&r->task, &r->hp, &r->state);
+    if (s != CT_OK) {
+        r->state = NULL;
+        return s;
+    }
+    if (r->method->params && (s = ct_run_load_learned(r->method, r->state, r->dir)) != CT_OK) {
+        r->method->destroy(r->state);
+        r->state = NULL;
+    }
+    return s;
+}
+
+static ct_status need_state(const ct_saved_run *r, const char *fn) {
+    if (!r) return ct_set_error(CT_ERR_ARG, "%s: NULL run", fn);
+    if (!r->state) return ct_set_error(CT_ERR_STATE, "%s: attach a model first", fn);
+    return CT_OK;
+}
+
+/* A non-finite score (a damaged or diverged learned file) is an error
+ * naming the item, not a "nan" prediction. */
+static ct_status check_finite(const ct_saved_run *r, const float *s, int64_t n,
+                              const ct_dataset *d) {
+    int K = r->n_classes;
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < K; k++)
+            if (!isfinite(s[i * K + k])) {
+                char kb[4096];
+                const char *key = d ? ct_dataset_item_key(d, i, kb, sizeof kb) : NULL;
+                return ct_set_error(CT_ERR_FORMAT, "the run %s gives a non-finite score for "
+                                    "%s (class %s): its learned tensors are damaged or "
+                                    "diverged", r->dir, key ? key : "an image",
+                                    r->classnames[k]);
+            }
+    return CT_OK;
+}
+
+/* Rows of finite logits to softmax probabilities, in place. */
+static void softmax_rows(float *s, int64_t n, int K) {
+    for (int64_t i = 0; i < n; i++) {
+        float *row = s + i * K, mx = row[0], sum = 0;
+        for (int k = 1; k < K; k++) mx = row[k] > mx ? row[k] : mx;
+        for (int k = 0; k < K; k++) sum += (row[k] = expf(row[k] - mx));
+        for (int k = 0; k < K; k++) row[k] /= sum;
+    }
+}
+
+static void on_features(void *ctx, int64_t done, int64_t total) {
+    const ct_saved_run *r = ctx;
+    r->progress(r->progress_ctx, "features: test", done, total, NAN, NAN);
+}
+
+/* Logits (d->n_items, K) of d's images; the features' labels into *labels
+ * when asked (malloc'ed). */
+static ct_status scores_of(ct_saved_run *r, const ct_dataset *d, const char *cache,
+                           float *scores, int **labels) {
+    const ct_bundle *b = ct_model_bundle(r->model);
+    ct_status s;
+    if (cache && (s = ct_mkdir_p(cache)) != CT_OK) return s;
+    ct_features f = {0};
+    bool by_images = ct_method_scores_images(r->method);
+    if (by_images && !labels) return ct_predict_images(r->method, r->state, &r->task, d, scores);
+    ct_feature_req req = {.clip = b->clip, .pre = &b->pre, .data = d,
+                          .seed = (uint64_t)r->info.seed, .cache_dir = cache, .batch = 32,
+                          .dense = r->method->dense_features,
+                          .raw_pixels = r->method->raw_pixels,
+                          .progress = r->progress ? on_features : NULL,
+                          .progress_ctx = r};
+    /* a method that scores images needs only the labels */
+    if (by_images) {
+        int *l = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *l);
+        if (!l) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < d->n_items; i++) l[i] = d->items[i].label;
+        s = ct_predict_images(r->method, r->state, &r->task, d, scores);
+        if (s == CT_OK) *labels = l;
+        else free(l);
+        return s;
+    }
+    if ((s = ct_features_get(&req, &f)) != CT_OK) return s;
+    s = ct_predict(r->method, r->state, &f, scores);
+    if (s == CT_OK && labels) *labels = f.labels, f.labels = NULL;
+    ct_features_free(&f);
+    return s;
+}
+
+ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char *cache_dir,
+                               float *probs) {
+    ct_status s = need_state(r, "saved_run_predict");
+    if (s != CT_OK) return s;
+    if (!d || !probs) return ct_set_error(CT_ERR_ARG, "saved_run_predict: NULL data or output");
+    if (d->n_items == 0) return CT_OK;
+    if ((s = scores_of(r, d, cache_dir, probs, NULL)) != CT_OK ||
+        (s = check_finite(r, probs, d->n_items, d)) != CT_OK)
+        return s;
+    softmax_rows(probs, d->n_items, r->n_classes);
+    return CT_OK;
+}
+
+ct_status ct_saved_run_predict_files(ct_saved_run *r, const char *const *paths, int n,
+                                     float *probs) {
+    ct_status s = need_state(r, "saved_run_predict_files");
+    if (s != CT_OK) return s;
+    if (n < 0 || (n > 0 && (!paths || !probs)))
+        return ct_set_error(CT_ERR_ARG, "saved_run_predict_files: NULL paths or output");
+    if (r->method->raw_pixels)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s is a %s run (a pixel baseline): it scores "
+                            "a dataset's test split (evaluate) only", r->dir, r->method->name);
+    ct_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    if (!items) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && s == CT_OK; i++) {
+        if (!paths[i]) s = ct_set_error(CT_ERR_ARG, "saved_run_predict_files: path %d NULL", i);
+        items[i].path = (char *)paths[i];
+    }
+    ct_dataset files = {.name = "predict", .root = "", .n_classes = r->n_classes,
+                        .classnames = r->classnames, .n_items = n, .items = items};
+    if (s == CT_OK) s = ct_saved_run_predict(r, &files, NULL, probs);
+    free(items);
+    return s;
+}
+
+/* out_dir: metrics.json, predictions.csv (probabilities), report.md +
+ * confusion.svg. */
+static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_dataset *test,
+                            const ct_metrics *m, const float *probs, const int *labels,
+                            const char *dir) {
+    char path[4200];
+    ct_status s = ct_mkdir_p(dir);
+    if (s != CT_OK) return s;
+    const char *const *cn = (const char *const *)r->classnames;
+    int K = r->n_classes;
+    int64_t n = test->n_items;
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    if ((s = ct_metrics_save_json(m, cn, path)) != CT_OK) return s;
+    char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
+    if (!keys) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; s == CT_OK && i < n; i++) {
+        char kb[4096];
+        const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
+        if (!k) s = CT_ERR_ARG;
+        else if (!(keys[i] = strdup(k))) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+    }
+    snprintf(path, sizeof path, "%s/predictions.csv", dir);
+    if (s == CT_OK)
+        s = ct_predictions_save_csv(path, (const char *const *)keys, labels, probs, n, K, cn);
+    for (int64_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
+    if (s != CT_OK) return s;
+    char shots[32], seed[32], nt[32], title[512];
+    snprintf(shots, sizeof shots, "%lld", (long long)r->info.shots);
+    snprintf(seed, sizeof seed, "%lld", (long long)r->info.seed);
+    snprintf(nt, sizeof nt, "%lld", (long long)n);
+    const char *kv[] = {"run", r->dir, "method", r->method->name, "model",
+                        ct_model_path(r->model), "trained on", r->info.data, "shots", shots,
+                        "seed", seed, "evaluated on", spec ? spec : test->name,
+                        "test images", nt};
+    snprintf(title, sizeof title, "%s (%s-shot) evaluated on %s", r->method->name, shots,
+             test->name);
+    return ct_report_run(dir, title, kv, (int)(sizeof kv / sizeof *kv / 2), m, cn, NULL);
+}
+
+ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                                const char *cache_dir, const char *out_dir, ct_metrics *m) {
+    ct_status s = need_state(r, "saved_run_evaluate");
+    if (s != CT_OK) return s;
+    if (!test || !m) return ct_set_error(CT_ERR_ARG, "saved_run_evaluate: NULL data or metrics");
+    memset(m, 0, sizeof *m);
+    if (test->n_classes != r->n_classes)
+        return ct_set_error(CT_ERR_ARG, "%s has %d classes, the run %s has %d",
+                            data_spec ? data_spec : test->name, test->n_classes, r->dir,
+                            r->n_classes);
+    for (int k = 0; k < r->n_classes; k++)
+        if (strcmp(test->classnames[k], r->classnames[k]))
+            return ct_set_error(CT_ERR_ARG, "class %d is \"%s\" in %s but \"%s\" in the run %s",
+                                k, test->classnames[k], data_spec ? data_spec : test->name,
+                                r->classnames[k], r->dir);
+    if (test->n_items == 0)
+        return ct_set_error(CT_ERR_ARG, "%s: no test images", data_spec ? data_spec : test->name);
+    int K = r->n_classes;
+    float *p = malloc((size_t)test->n_items * (size_t)K * sizeof *p);
+    int *labels = NULL;
+    if (!p) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    s = scores_of(r, test, cache_dir, p, &labels);
+    if (s == CT_OK) s = check_finite(r, p, test->n_items, test);
+    /* from the logits, as ct_run computes a run's metrics: the same numbers */
+    if (s == CT_OK) s = ct_metrics_compute(p, false, labels, test->n_items, K, 0, m);
+    if (s == CT_OK) softmax_rows(p, test->n_items, K);
+    if (s == CT_OK && out_dir) s = write_eval(r, data_spec, test, m, p, labels, out_dir);
+    if (s != CT_OK) ct_metrics_free(m);
+    free(p), free(labels);
+    return s;
+}
+
+/* src_dir/name into dir (optional files skipped when absent). */
+static ct_status copy_into(const char *src_dir, const char *name, const char *dir,
+                           bool optional) {
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/%s", src_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    if (optional && access(src, F_OK) != 0) return CT_OK;
+    return ct_copy_file(src, dst);
+}
+
+ct_status ct_saved_run_export_merged(ct_saved_run *r, const char *out_dir) {
+    ct_status s = need_state(r, "saved_run_export_merged");
+    if (s != CT_OK) return s;
+    if (!out_dir) return ct_set_error(CT_ERR_ARG, "saved_run_export_merged: NULL directory");
+    if (!r->method->merge)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s learns nothing a plain CLIP can hold "
+                            "(merged export supports clip-lora)", r->method->name);
+    /* the tokenizer's vocab.json + merges.txt: the model folder's, or the
+     * vocab.json the model was loaded with */
+    const char *mp = ct_model_path(r->model), *bpe = ct_model_bpe(r->model);
+    char tok_dir[4096];
+    struct stat sb;
+    bool folder = stat(mp, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (bpe) {
+        size_t n = strlen(bpe);
+        if (n < 10 || strcmp(bpe + n - 10, "vocab.json"))
+            return ct_set_error(CT_ERR_UNSUPPORTED, "the tokenizer %s is not an HF vocab.json + "
+                                "merges.txt (load the model with a vocab.json)", bpe);
+        const char *slash = strrchr(bpe, '/');
+        snprintf(tok_dir, sizeof tok_dir, "%.*s", slash ? (int)(slash - bpe) : 1,
+                 slash ? bpe : ".");
+    } else if (folder) {
+        snprintf(tok_dir, sizeof tok_dir, "%s", mp);
+    } else {
+        return ct_set_error(CT_ERR_UNSUPPORTED, "the tokenizer of %s is not an HF vocab.json + "
+                            "merges.txt (give a model folder, or a vocab.json)", mp);
+    }
+    /* a second copy of the frozen model takes the merged weights */
+    ct_model_opts o = {.bpe = bpe, .act = ct_model_act(r->model), .need_tokenizer = true};
+    ct_model *merged = ct_model_load_ex(mp, &o);
+    if (!merged) return CT_ERR_FORMAT;
+    s = r->method->merge(r->state, ct_model_clip(merged));
+    if (s == CT_OK) s = ct_mkdir_p(out_dir);
+    if (s == CT_OK) s = ct_clip_save_hf(ct_model_clip(merged), out_dir);
+    if (s == CT_OK) s = copy_into(tok_dir, "vocab.json", out_dir, false);
+    if (s == CT_OK) s = copy_into(tok_dir, "merges.txt", out_dir, false);
+    if (s == CT_OK) s = copy_into(tok_dir, "tokenizer_config.json", out_dir, true);
+    if (s == CT_OK) s = copy_into(tok_dir, "special_tokens_map.json", out_dir, true);
+    if (s == CT_OK && folder) s = copy_into(mp, "preprocessor_config.json", out_dir, true);
+    ct_model_free(merged);
+    return s;
+}
+
+ct_status ct_saved_run_explain(ct_saved_run *r, const char *path, int k, int n, int *idx,
+                               float *score) {
+    ct_status s = need_state(r, "saved_run_explain");
+    if (s != CT_OK) return s;
+    if (strcmp(r->method->name, "vcd"))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "explanations need a vcd run; %s is a %s run",
+                            r->dir, r->method->name);
+    if (!path || k < 0 || k >= r->n_classes || n < 1 || !idx || !score)
+        return ct_set_error(CT_ERR_ARG, "saved_run_explain: bad path, class or output");
+    float *x = malloc((size_t)ct_model_embed_dim(r->model) * sizeof *x);
+    if (!x) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    s = ct_model_encode_images(r->model, &path, 1, x);
+    if (s == CT_OK) s = ct_vcd_explain(r->state, x, k, n, idx, score);
+    free(x);
+    return s;
+}
+
+const char *ct_saved_run_descriptor(ct_saved_run *r, int k, int j) {
+    if (!r || !r->state || strcmp(r->method->name, "vcd")) return NULL;
+    return ct_vcd_descriptor(r->state, k, j);
+}
