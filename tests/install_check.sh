@@ -5,7 +5,9 @@
 # the shared library exports exactly what cliptune.h declares, and builds
 # examples/zeroshot.c three ways -- pkg-config (shared), pkg-config --static,
 # and a CMake project with find_package(cliptune) -- each run on the shipped
-# model and compared with the installed CLI's `classify`.
+# model and compared with the installed CLI's `classify`; then
+# examples/train_coop.c and examples/predict.c (pkg-config) on a generated
+# image folder, compared with the CLI's `predict`.
 set -euo pipefail
 # sanitizer builds (CMake sets these): the flags programs built against the
 # library need, and the runtimes Python must preload
@@ -89,6 +91,42 @@ cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$p" \
     -DCMAKE_C_FLAGS="$san_cflags" > "$tmp/consumer.log" 2>&1 &&
     cmake --build "$tmp/consumer/build" >> "$tmp/consumer.log" 2>&1 || fail "find_package build (see $tmp/consumer.log)"
 check_run cmake-package "$tmp/consumer/build/zs"
+# examples/train_coop.c and examples/predict.c: train CoOp on an image
+# folder and save the run; load the run and predict -- the same labels as
+# the installed CLI's `predict` on that run
+data=$tmp/colours
+/usr/bin/python3 - "$data" << 'PY'
+import os, random, sys
+random.seed(0)
+for name, col in (("red", (200, 30, 30)), ("blue", (30, 30, 200)), ("green", (30, 180, 40))):
+    os.makedirs(os.path.join(sys.argv[1], name), exist_ok=True)
+    for i in range(20):
+        px = bytes(max(0, min(255, c + random.randint(-50, 50))) for _ in range(32 * 32) for c in col)
+        with open(os.path.join(sys.argv[1], name, "img_%02d.ppm" % i), "wb") as f:
+            f.write(b"P6\n32 32\n255\n" + px)
+PY
+for ex in train_coop predict; do
+    # shellcheck disable=SC2086
+    cc -std=c11 -Wall -Wextra -Werror $san_cflags "$src/examples/$ex.c" \
+        $(pkg-config --cflags --libs cliptune) -o "$tmp/$ex" || fail "pkg-config build of $ex.c"
+done
+LD_LIBRARY_PATH=$lib "$tmp/train_coop" "$model" "folder:$data" "$tmp/coop_run" 4 "epochs=2" \
+    > "$tmp/train_coop.txt" || fail "train_coop: run (see $tmp/train_coop.txt)"
+grep -q "coop: test top-1" "$tmp/train_coop.txt" || fail "train_coop: no result line"
+for f in config.json metrics.json learned.safetensors report.md; do
+    [ -s "$tmp/coop_run/$f" ] || fail "train_coop: no $f in the run"
+done
+grep -q '"ctx"' "$tmp/coop_run/learned.safetensors" || fail "train_coop: the context is not saved as ctx"
+pimgs=$(find "$data" -name 'img_1[89].ppm' | sort)
+# shellcheck disable=SC2086
+LD_LIBRARY_PATH=$lib "$tmp/predict" "$tmp/coop_run" $pimgs > "$tmp/predict.txt" || fail "predict: run"
+# shellcheck disable=SC2086
+"$p/bin/cliptune" predict --run "$tmp/coop_run" --top 1 $pimgs > "$tmp/cli_predict.txt" ||
+    fail "installed CLI: predict"
+[ "$(cut -f1,2 "$tmp/predict.txt")" = "$(cut -f1,2 "$tmp/cli_predict.txt")" ] ||
+    fail "predict: labels differ from the CLI's"
+echo "examples: train_coop ($(grep -o 'top-1 [0-9.]*%' "$tmp/train_coop.txt")), predict: $(wc -l < "$tmp/predict.txt") images as the CLI"
+
 # the Python binding as installed: finds the library beside it
 v=$(env -u CLIPTUNE_LIB "${py_env[@]}" PYTHONPATH="$lib/python3/dist-packages" /usr/bin/python3 -c \
     'import cliptune, sys; m = cliptune.Model(sys.argv[1]); print(cliptune.version(), m.embed_dim)' \
