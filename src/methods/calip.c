@@ -24,7 +24,8 @@
  * (0, 0) at accuracy 0: the official's loop, which runs on the test set;
  * here fit() runs it on val only, and without val the option values stay.
  * The three betas are the run's learned tensor, so a saved run reproduces
- * its scores.
+ * its scores; its name is "betas" (beta1, beta2, beta3: run_imagenet.py
+ * keeps them as plain numbers and saves none).
  *
  * The dense tokens live in ct_features, not in a ct_batch, so the method
  * scores through ct_method.predict_features (ct_predict calls it); logits()
@@ -122,6 +123,13 @@ static int calip_params(void *st, ct_tensor **out, int cap) {
     calip_state *s = st;
     if (cap < 1) return 0;
     out[0] = s->betas;
+    return 1;
+}
+
+static int calip_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 1) return 0;
+    out[0] = "betas";
     return 1;
 }
 
@@ -392,6 +400,7 @@ const ct_method ct_method_calip = {
     .create = calip_create,
     .destroy = calip_destroy,
     .params = calip_params,
+    .param_names = calip_param_names,
     .logits = calip_logits,
     .fit = calip_fit,
     .dense_features = true,

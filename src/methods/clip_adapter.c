@@ -15,7 +15,12 @@
  * Schedule: the repository ships no config; its README says to run CoOp's
  * commands, i.e. CoOp's configs/trainers/CoOp/rn50.yaml: SGD lr 0.002 (Dassl
  * defaults momentum 0.9, weight decay 5e-4), 200 epochs, batch 32, cosine,
- * one constant warmup epoch at 1e-5, last epoch kept. */
+ * one constant warmup epoch at 1e-5, last epoch kept.
+ *
+ * Learned tensor names: "fc.0.weight" (W1) and "fc.2.weight" (W2), the keys
+ * of the state dict clip_adapter.py saves (CLIP_Adapter.build_model
+ * registers model.adapter as "clip_adapter"; Adapter.fc = Sequential(Linear,
+ * ReLU, Linear, ReLU)). In CustomCLIP they are adapter.fc.0.weight, ... */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +94,13 @@ static int ca_params(void *st, ct_tensor **out, int cap) {
     return 2;
 }
 
+static int ca_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 2) return 0;
+    out[0] = "fc.0.weight", out[1] = "fc.2.weight";
+    return 2;
+}
+
 static ct_tensor *ca_logits(void *st, ct_graph *g, const ct_batch *b) {
     ca_state *s = st;
     int64_t shape[2] = {b->n, s->T->shape[1]};
@@ -118,6 +130,7 @@ const ct_method ct_method_clip_adapter = {
     .create = ca_create,
     .destroy = ca_destroy,
     .params = ca_params,
+    .param_names = ca_param_names,
     .loss = ca_loss,
     .logits = ca_logits,
 };

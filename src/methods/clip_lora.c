@@ -21,8 +21,17 @@
  * AdamW lr 2e-4 (weight decay 1e-2), cosine per step to 1e-6 over 500 x shots
  * iterations without warmup, batch 32, Dassl-style random resized crop
  * (0.08-1) + flip. Evaluation uses the deltas without dropout (what the
- * official's merged weights compute). */
+ * official's merged weights compute).
+ *
+ * Learned tensor names: the keys of the LoRA matrices in the CLIP model's
+ * state dict after apply_lora (what loralib's lora_state_dict returns):
+ * "transformer.resblocks.{l}.attn.{q_proj,k_proj,v_proj,proj}.w_lora_{A,B}"
+ * for the text tower and "visual.transformer.resblocks.{l}.attn..." for the
+ * vision tower (PlainMultiheadAttentionLoRA's q_proj, k_proj, v_proj, proj;
+ * LinearLoRA's w_lora_A (r, in), w_lora_B (out, r)). save_lora's own .pt
+ * nests the same matrices as weights["layer_{i}"][proj]["w_lora_A"]. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +53,7 @@ typedef struct {
     int64_t T;
     float *txt;              /* (K, E) normalised: frozen text (text tower untouched) */
     ct_tensor *params[2 * 4 * 2 * LORA_MAX_LAYERS];
+    char names[2 * 4 * 2 * LORA_MAX_LAYERS][64]; /* params' keys (top comment) */
     int n_params;
 } lora_state;
 
@@ -101,7 +111,13 @@ static ct_status add_tower(lora_state *s, const ct_clip *m, bool vision, const c
                                                       (uint64_t)vision), (uint64_t)(4 * l + j)));
             ct_rng_fill_uniform(&rng, a->data, (size_t)a->numel, -bound, bound);
             bl[l].a[j] = a, bl[l].b[j] = b;
+            static const char *const proj[4] = {"q_proj", "k_proj", "v_proj", "proj"};
+            const char *tower = vision ? "visual." : "";
+            snprintf(s->names[s->n_params], sizeof s->names[0],
+                     "%stransformer.resblocks.%d.attn.%s.w_lora_A", tower, l, proj[j]);
             s->params[s->n_params++] = a;
+            snprintf(s->names[s->n_params], sizeof s->names[0],
+                     "%stransformer.resblocks.%d.attn.%s.w_lora_B", tower, l, proj[j]);
             s->params[s->n_params++] = b;
         }
     }
@@ -194,6 +210,13 @@ static int lora_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+static int lora_param_names(void *st, const char **out, int cap) {
+    lora_state *s = st;
+    int n = s->n_params < cap ? s->n_params : cap;
+    for (int i = 0; i < n; i++) out[i] = s->names[i];
+    return n;
+}
+
 /* train: dropout on, masks from the batch's seed */
 static ct_tensor *forward(lora_state *s, ct_graph *g, const ct_batch *b, bool train) {
     ct_lora vc = s->vcfg, tc = s->tcfg;
@@ -242,6 +265,7 @@ const ct_method ct_method_clip_lora = {
     .create = lora_create,
     .destroy = lora_destroy,
     .params = lora_params,
+    .param_names = lora_param_names,
     .loss = lora_loss,
     .merge = lora_merge,
     .logits = lora_logits,

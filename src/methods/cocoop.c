@@ -18,6 +18,9 @@
  * context; the class name always follows the context; pooled at the EOT
  * position. The Meta-Net starts as torch's nn.Linear default,
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+ * Learned tensor names: cocoop.py's saved prompt_learner state dict, "ctx",
+ * "meta_net.linear1.weight" (H, E), "meta_net.linear1.bias",
+ * "meta_net.linear2.weight" (W, H), "meta_net.linear2.bias".
  *
  * Cost: n images x K prompts per step. The text tower is causal, so,
  * exactly: the prompts are run only up to the last EOT (the pooled output
@@ -242,6 +245,17 @@ static int cocoop_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+/* cocoop.py's PromptLearner: ctx and meta_net = Sequential(linear1, relu, linear2) */
+static int cocoop_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    static const char *const names[5] = {"ctx", "meta_net.linear1.weight",
+                                         "meta_net.linear1.bias", "meta_net.linear2.weight",
+                                         "meta_net.linear2.bias"};
+    int n = cap < 5 ? cap : 5;
+    for (int i = 0; i < n; i++) out[i] = names[i];
+    return n;
+}
+
 /* Text features (K, E), not normalised, of one image's prompts: the shared
  * prefix [SOT, shifted context] (P = 1 + n_ctx positions, the same in all K
  * prompts, so the same states at every layer) once, then the K tails
@@ -352,6 +366,7 @@ const ct_method ct_method_cocoop = {
     .create = cocoop_create,
     .destroy = cocoop_destroy,
     .params = cocoop_params,
+    .param_names = cocoop_param_names,
     .loss = cocoop_loss,
     .logits = cocoop_logits,
 };

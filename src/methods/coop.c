@@ -45,7 +45,11 @@
  * For 100 ImageNet class names and 16 context vectors that is 17 + 451
  * token positions per step instead of 100 x 77 = 7700 (coop.py) or
  * 100 x 26 (truncation alone); shared_prefix=0 selects the plain encoder,
- * which gives the same features up to float rounding (tested). */
+ * which gives the same features up to float rounding (tested).
+ *
+ * Learned tensor name (learned.safetensors): "ctx", the key of the
+ * prompt_learner state dict coop.py saves (PromptLearner.ctx; CoOp.build_model
+ * registers model.prompt_learner). */
 #include "methods/method_prompt.h"
 
 static ct_status coop_create(const ct_task *task, const ct_kv *hp, void **state) {
@@ -70,4 +74,5 @@ const ct_method ct_method_coop = {
     .params = ct_prompt_params,
     .loss = ct_prompt_loss,
     .logits = ct_prompt_logits,
+    .param_names = ct_prompt_param_names,
 };

@@ -50,8 +50,24 @@
  * when no row of a batch has its label among its top_k classes the code's
  * auxiliary term is the mean over no rows (NaN), here it is 0; the code's
  * 10 learned key tokens and 32-wide attention are options (cavpt_tokens,
- * attn_dim). */
+ * attn_dim).
+ *
+ * Learned tensor names: DPT.build_model registers three modules, each saved
+ * under its registered name, which is also its path in
+ * CustomCLIP_Selected_CoVPTDeep; the keys here are that name + "." + the key
+ * in its state dict:
+ *   "prompt_learner.ctx"                           CoOp's context;
+ *   "image_encoder.transformer.ctx_learner.ctx"    VPTDeepPromptLearner.ctx
+ *                                                  (L - cavpt_layers, n, W) there,
+ *                                                  its rows flattened here;
+ *   "image_encoder.transformer.extractor.ctx"      CAVPT.ctx, the key tokens;
+ *   per CAVPT layer i, "image_encoder.transformer.extractor." +
+ *     "meta_nets.{i}.weight" / ".bias", "attns.{i}.qmlp.weight",
+ *     "attns.{i}.kmlp.weight", "attns.{i}.vmlp.weight", "lns.{i}.weight" /
+ *     ".bias" (LN1, before the classifier), "classfiers.{i}.weight" (sic),
+ *     "lns2.{i}.weight" / ".bias" (LN2, of o + q0). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +92,7 @@ typedef struct {
     ct_tensor *vpt;     /* (n_vpt * nv, W): block l's tokens are rows l*nv .. */
     ct_tensor *keys;    /* (n_cav * nk, W) */
     cavpt_layer cav[DPT_MAX_LAYERS];
+    char names[3 + 10 * DPT_MAX_LAYERS][96]; /* param_names' strings */
 } dpt_state;
 
 static void dpt_destroy(void *st) {
@@ -191,6 +208,29 @@ static int dpt_params(void *st, ct_tensor **out, int cap) {
     }
     n = n < cap ? n : cap;
     memcpy(out, p, (size_t)n * sizeof *out);
+    return n;
+}
+
+/* dpt_params' tensors by their keys in DPT.py's saved modules (top comment). */
+static int dpt_param_names(void *st, const char **out, int cap) {
+    dpt_state *s = st;
+    static const char *const X = "image_encoder.transformer.extractor";
+    /* each layer's tensors, in dpt_params' order: module list, key in it */
+    static const char *const mod[10] = {"meta_nets", "meta_nets", "attns",      "attns", "attns",
+                                        "lns",       "lns",       "classfiers", "lns2",  "lns2"};
+    static const char *const key[10] = {"weight", "bias", "qmlp.weight", "kmlp.weight",
+                                        "vmlp.weight", "weight", "bias", "weight", "weight",
+                                        "bias"};
+    size_t sz = sizeof s->names[0];
+    int n = 0;
+    snprintf(s->names[n++], sz, "prompt_learner.ctx");
+    if (s->vpt) snprintf(s->names[n++], sz, "image_encoder.transformer.ctx_learner.ctx");
+    if (s->keys) snprintf(s->names[n++], sz, "%s.ctx", X);
+    for (int i = 0; i < s->n_cav; i++)
+        for (int j = 0; j < 10; j++)
+            snprintf(s->names[n++], sz, "%s.%s.%d.%s", X, mod[j], i, key[j]);
+    n = n < cap ? n : cap;
+    for (int i = 0; i < n; i++) out[i] = s->names[i];
     return n;
 }
 
@@ -340,6 +380,7 @@ const ct_method ct_method_dpt = {
     .create = dpt_create,
     .destroy = dpt_destroy,
     .params = dpt_params,
+    .param_names = dpt_param_names,
     .loss = dpt_loss,
     .logits = dpt_logits,
     .pixels = true,

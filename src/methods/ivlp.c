@@ -20,10 +20,19 @@
  * "a photo of a {}." are computed once; vision_depth=0: text prompts only
  * (deep language prompting). Depths beyond a tower's layers mean every layer.
  *
+ * Learned tensor names: the keys of the state dict independentVL.py and
+ * vpt.py save, the whole CustomCLIP's (build_model registers self.model),
+ * less the frozen CLIP: "prompt_learner.ctx" (VLPromptLearner.ctx),
+ * "text_encoder.transformer.resblocks.{l}.VPT_shallow" for l = 1 .. D_t - 1,
+ * "image_encoder.VPT" (VisionTransformer.VPT, V_0) and
+ * "image_encoder.transformer.resblocks.{l}.VPT_shallow" for l = 1 .. D_v - 1
+ * (clip/model.py: ResidualAttentionBlock_IVLP.VPT_shallow).
+ *
  * Defaults: PromptSRC's IVLP config (vit_b16_c2_ep20_batch4_4+4ctx: 4 + 4
  * tokens, depth 9/9, lr 0.0025, 20 epochs, batch 4); MaPLe's repo ships
  * 2 + 2 at depth 12, lr 0.0035, 5 epochs (pass them with --set). Training
  * transform: Dassl's random resized crop (0.08-1) + flip. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +53,7 @@ struct ct_ivlp {
     ct_tensor *tdeep[IVLP_MAX_DEPTH]; /* [1 .. dt-1] (n, W_t)                       */
     ct_tensor *vdeep[IVLP_MAX_DEPTH]; /* [0 .. dv-1] (m, W_v)                       */
     ct_deep_prompts tdp, vdp;
+    char names[2 * IVLP_MAX_DEPTH][64]; /* ct_ivlp_param_names' strings        */
 };
 typedef struct ct_ivlp ivlp_state;
 
@@ -116,6 +126,21 @@ int ct_ivlp_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+int ct_ivlp_param_names(void *st, const char **out, int cap) {
+    ivlp_state *s = st;
+    int n = 0;
+    size_t sz = sizeof s->names[0];
+    if (s->text && n < cap) snprintf(s->names[n++], sz, "prompt_learner.ctx");
+    for (int l = 1; l < s->dt && n < cap; l++)
+        snprintf(s->names[n++], sz, "text_encoder.transformer.resblocks.%d.VPT_shallow", l);
+    for (int l = 0; l < s->dv && n < cap; l++) {
+        if (l == 0) snprintf(s->names[n++], sz, "image_encoder.VPT");
+        else snprintf(s->names[n++], sz, "image_encoder.transformer.resblocks.%d.VPT_shallow", l);
+    }
+    for (int i = 0; i < n; i++) out[i] = s->names[i];
+    return n;
+}
+
 ct_tensor *ct_ivlp_text(ct_ivlp *s, ct_graph *g) {
     if (!s->text) {
         int64_t shape[2] = {s->K, s->E};
@@ -158,6 +183,7 @@ const ct_method ct_method_ivlp = {
     .create = ct_ivlp_create,
     .destroy = ct_ivlp_destroy,
     .params = ct_ivlp_params,
+    .param_names = ct_ivlp_param_names,
     .loss = ivlp_loss,
     .logits = ct_ivlp_logits,
     .pixels = true,
@@ -175,6 +201,7 @@ const ct_method ct_method_vpt_deep = {
     .create = ct_ivlp_create,
     .destroy = ct_ivlp_destroy,
     .params = ct_ivlp_params,
+    .param_names = ct_ivlp_param_names,
     .loss = ivlp_loss,
     .logits = ct_ivlp_logits,
     .pixels = true,

@@ -13,6 +13,9 @@ ct_status ct_ivlp_create(const ct_task *task, const ct_kv *hp, void **out);
 void ct_ivlp_destroy(void *state);
 /* The context, the deep text prompts, the vision prompts. */
 int ct_ivlp_params(void *state, ct_tensor **out, int cap);
+/* Their names, the official keys (ivlp.c's top comment), in the same order;
+ * valid while the state lives. */
+int ct_ivlp_param_names(void *state, const char **out, int cap);
 /* Normalised class features (K, E) under the current prompts. */
 ct_tensor *ct_ivlp_text(ct_ivlp *s, ct_graph *g);
 /* The prompted image embeddings (n, E) of a pixel batch, not normalised. */

@@ -3,6 +3,9 @@
  * Followed: htyao89/KgCoOp trainers/kgcoop.py (PromptLearner, CustomCLIP,
  * KgCoOp.forward_backward) at c43ccc3, train.py's defaults and
  * configs/trainers/KgCoOp/vit_b16_ep100_ctxv1.yaml.
+ * Learned tensor name: "ctx", as kgcoop.py's saved prompt_learner state dict
+ * (PromptLearner.ctx; its unused bias_vectors and meta_net have no
+ * counterpart here).
  *
  * CoOp's prompt learner (method_prompt.c) plus a pull of each learned class
  * embedding w_k towards CLIP's hand-crafted one w_k^clip:
@@ -80,6 +83,10 @@ static int kg_params(void *st, ct_tensor **out, int cap) {
     return ct_prompt_params(((kg_state *)st)->p, out, cap);
 }
 
+static int kg_param_names(void *st, const char **out, int cap) {
+    return ct_prompt_param_names(((kg_state *)st)->p, out, cap);
+}
+
 static ct_tensor *kg_loss(void *st, ct_graph *g, const ct_batch *b) {
     kg_state *s = st;
     int64_t *labels = ct_graph_alloc(g, (size_t)(b->n ? b->n : 1) * sizeof *labels);
@@ -120,6 +127,7 @@ const ct_method ct_method_kgcoop = {
     .create = kg_create,
     .destroy = kg_destroy,
     .params = kg_params,
+    .param_names = kg_param_names,
     .loss = kg_loss,
     .logits = kg_logits,
 };

@@ -39,7 +39,12 @@
  *   - the text temperature is exp(logit_scale) (lasp.py's t=self.logit_scale).
  * Not done: FINETUNE_VIT_LN (the LayerNorm re-calibration of the vision
  * tower: features here are cached from the frozen tower) and the paper's
- * grouped prompts (not in the trainer). See docs/methods/lasp.md. */
+ * grouped prompts (not in the trainer). See docs/methods/lasp.md.
+ *
+ * Learned tensor names: the keys of the state dict lasp.py saves (ArGue's
+ * trainers/lasp.py registers the whole CustomCLIP as "prompt_learner"):
+ * "prompt_learner.ctx" and, with bias=1, "prompt_learner.w" (PromptLearner.w,
+ * (1, W) there, (E) here). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,6 +245,14 @@ static int lasp_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+static int lasp_param_names(void *st, const char **out, int cap) {
+    lasp_state *s = st;
+    int n = 0;
+    if (n < cap) out[n++] = "prompt_learner.ctx";
+    if (s->bias && n < cap) out[n++] = "prompt_learner.w";
+    return n;
+}
+
 /* normalize(t_k + b): (Ka, E) */
 static ct_tensor *class_embeddings(lasp_state *s, ct_graph *g) {
     if (!s->bias) return ct_prompt_text_features(s->p, g);
@@ -324,6 +337,7 @@ const ct_method ct_method_lasp = {
     .create = lasp_create,
     .destroy = lasp_destroy,
     .params = lasp_params,
+    .param_names = lasp_param_names,
     .loss = lasp_loss,
     .logits = lasp_logits,
 };

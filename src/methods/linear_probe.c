@@ -3,7 +3,11 @@
  * as CoOp's lpclip/linear_probe.py runs it: scikit-learn's objective,
  * 0.5 ||W||^2 + C sum CE, solved by L-BFGS, with C searched on validation
  * accuracy (never test). Raw (unnormalised) features, as both do; set
- * normalize=1 to L2-normalise them first. */
+ * normalize=1 to L2-normalise them first.
+ *
+ * Learned tensor names: "coef_" (K, E) and "intercept_" (K), the fitted
+ * attributes of the scikit-learn LogisticRegression that lpclip/
+ * linear_probe.py trains (it saves no file); the pixel probe likewise. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +64,13 @@ static int lp_params(void *st, ct_tensor **out, int cap) {
     lp_state *s = st;
     if (cap < 2) return 0;
     out[0] = s->W, out[1] = s->b;
+    return 2;
+}
+
+static int lp_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 2) return 0;
+    out[0] = "coef_", out[1] = "intercept_";
     return 2;
 }
 
@@ -120,6 +131,7 @@ const ct_method ct_method_linear_probe = {
     .create = lp_create,
     .destroy = lp_destroy,
     .params = lp_params,
+    .param_names = lp_param_names,
     .fit = lp_fit,
     .logits = lp_logits,
 };
@@ -136,6 +148,7 @@ const ct_method ct_method_pixel_probe = {
     .create = pixel_create,
     .destroy = lp_destroy,
     .params = lp_params,
+    .param_names = lp_param_names,
     .fit = lp_fit,
     .logits = lp_logits,
     .raw_pixels = true,

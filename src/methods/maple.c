@@ -21,9 +21,17 @@
  * Depth J applies to both towers; beyond a tower's layers it means every
  * layer (the official depth 9 is for 12-layer towers).
  *
+ * Learned tensor names: the keys of the state dict maple.py saves, which is
+ * the whole CustomCLIP's (MaPLe.build_model registers self.model), less the
+ * frozen CLIP: "prompt_learner.ctx", "prompt_learner.proj.weight" / ".bias",
+ * and per deeper layer l = 1 .. J-1 "prompt_learner.compound_prompts_text.
+ * {l-1}", "prompt_learner.compound_prompt_projections.{l-1}.weight" / ".bias"
+ * (MultiModalPromptLearner's ParameterList and _get_clones ModuleList).
+ *
  * Defaults: vit_b16_c2_ep5_batch4_2ctx.yaml (n_ctx 2, depth 9, SGD lr
  * 0.0035, 5 epochs, batch 4, one constant warmup epoch at 1e-5, cosine),
  * Dassl's training transform (random resized crop 0.08-1 + flip). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +49,7 @@ typedef struct {
     ct_tensor *tdeep[MAPLE_MAX_DEPTH];    /* [1 .. J-1] (n, W_t)               */
     ct_tensor *fw[MAPLE_MAX_DEPTH], *fb[MAPLE_MAX_DEPTH]; /* [1 .. J-1] F_l      */
     ct_deep_prompts tdp;
+    char names[3 + 3 * MAPLE_MAX_DEPTH][64]; /* param_names' strings      */
 } maple_state;
 
 static void maple_destroy(void *st) {
@@ -115,6 +124,26 @@ static int maple_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+/* maple_params' tensors by their keys in maple.py's saved state dict. */
+static int maple_param_names(void *st, const char **out, int cap) {
+    maple_state *s = st;
+    int n = 0;
+    snprintf(s->names[n++], sizeof s->names[0], "prompt_learner.ctx");
+    snprintf(s->names[n++], sizeof s->names[0], "prompt_learner.proj.weight");
+    snprintf(s->names[n++], sizeof s->names[0], "prompt_learner.proj.bias");
+    for (int l = 1; l < s->J; l++) {
+        snprintf(s->names[n++], sizeof s->names[0], "prompt_learner.compound_prompts_text.%d",
+                 l - 1);
+        snprintf(s->names[n++], sizeof s->names[0],
+                 "prompt_learner.compound_prompt_projections.%d.weight", l - 1);
+        snprintf(s->names[n++], sizeof s->names[0],
+                 "prompt_learner.compound_prompt_projections.%d.bias", l - 1);
+    }
+    n = n < cap ? n : cap;
+    for (int i = 0; i < n; i++) out[i] = s->names[i];
+    return n;
+}
+
 static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
     maple_state *s = st;
     ct_tensor **v = ct_graph_alloc(g, (size_t)s->J * sizeof *v);
@@ -151,6 +180,7 @@ const ct_method ct_method_maple = {
     .create = maple_create,
     .destroy = maple_destroy,
     .params = maple_params,
+    .param_names = maple_param_names,
     .loss = maple_loss,
     .logits = maple_logits,
     .pixels = true,

@@ -359,6 +359,15 @@ int ct_prompt_params(void *st, ct_tensor **out, int cap) {
     return 1;
 }
 
+/* coop.py's PromptLearner: self.ctx, saved as "ctx" (CoOp.build_model
+ * registers model.prompt_learner). */
+int ct_prompt_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 1) return 0;
+    out[0] = "ctx";
+    return 1;
+}
+
 /* Text features of the prompts from their embeddings table (rows of the
  * context and the frozen tokens): the common prefix once, then the class
  * tails, bucket by bucket, attending to it (ct_clip_encode_text_shared). */

@@ -21,6 +21,9 @@ ct_status ct_prompt_create(const ct_task *task, const ct_kv *hp, int pad_to, voi
 #define CT_PROMPT_FIRST_N (-1)
 void ct_prompt_destroy(void *state);
 int ct_prompt_params(void *state, ct_tensor **out, int cap);
+/* Its name, "ctx": the key of KaiyangZhou/CoOp trainers/coop.py's saved
+ * prompt_learner state dict (ct_method.param_names). */
+int ct_prompt_param_names(void *state, const char **out, int cap);
 /* the learned context tensor */
 ct_tensor *ct_prompt_ctx(ct_prompt *s);
 /* normalised text features (K, E) under the current context */

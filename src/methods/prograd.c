@@ -3,6 +3,7 @@
  * (PromptLearner, ZeroshotCLIP, ProGradLoss, ProGrad.forward_backward),
  * Dassl.ProGrad.pytorch's TrainerBase.prograd_backward_and_update, train.py's
  * defaults (LOSS.T = 1, LOSS.LAMBDA = 1) and the configs/trainers/ProGrad/ files.
+ * Learned tensor name: "ctx", as prograd.py's saved prompt_learner state dict.
  *
  * CoOp's prompt learner (method_prompt.c) trained on the cross-entropy, with
  * its gradient g_ce kept from conflicting with the gradient g_kl of
@@ -129,6 +130,10 @@ static int pg_params(void *st, ct_tensor **out, int cap) {
     return ct_prompt_params(((pg_state *)st)->p, out, cap);
 }
 
+static int pg_param_names(void *st, const char **out, int cap) {
+    return ct_prompt_param_names(((pg_state *)st)->p, out, cap);
+}
+
 /* The CE (returned) and the distillation term (kept for before_step). */
 static ct_tensor *pg_loss(void *st, ct_graph *g, const ct_batch *b) {
     pg_state *s = st;
@@ -197,6 +202,7 @@ const ct_method ct_method_prograd = {
     .create = pg_create,
     .destroy = pg_destroy,
     .params = pg_params,
+    .param_names = pg_param_names,
     .loss = pg_loss,
     .before_step = pg_before_step,
     .logits = pg_logits,

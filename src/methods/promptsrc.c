@@ -19,8 +19,15 @@
  * Gaussian prompt aggregation: after epoch e (1-based) the prompts are
  * accumulated with weight w_e = N(e; gpa_mean, gpa_std) / Σ_e' N(e'; ...),
  * and after the last epoch the prompts become that sum. The sum lives in
- * params() as frozen tensors, so checkpoints and resume carry it. */
+ * params() as frozen tensors, so checkpoints and resume carry it.
+ *
+ * Learned tensor names: IVLP's (ivlp.c: the keys of the CustomCLIP state
+ * dict promptsrc.py saves, "prompt_learner.ctx", "image_encoder.VPT", ...),
+ * then the sums as "previous_model_gpa.<that name>" (promptsrc.py keeps the
+ * running Gaussian-weighted state dict in self.previous_model_gpa; it saves
+ * none). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +48,7 @@ typedef struct {
     ct_tensor *p[SRC_MAX];        /* IVLP's learnables                        */
     ct_tensor *acc[SRC_MAX];      /* their Gaussian-weighted sums (frozen)    */
     int np;
+    char acc_names[SRC_MAX][96];  /* "previous_model_gpa.<IVLP's name>"        */
 } src_state;
 
 static void src_destroy(void *st) {
@@ -104,6 +112,18 @@ static int src_params(void *st, ct_tensor **out, int cap) {
     int n = 0;
     for (int i = 0; i < s->np && n < cap; i++) out[n++] = s->p[i];
     for (int i = 0; i < s->np && n < cap; i++) out[n++] = s->acc[i];
+    return n;
+}
+
+static int src_param_names(void *st, const char **out, int cap) {
+    src_state *s = st;
+    const char *iv[SRC_MAX];
+    int ni = ct_ivlp_param_names(s->ivlp, iv, SRC_MAX), n = 0;
+    for (int i = 0; i < ni && n < cap; i++) out[n++] = iv[i];
+    for (int i = 0; i < ni && n < cap; i++) {
+        snprintf(s->acc_names[i], sizeof s->acc_names[i], "previous_model_gpa.%s", iv[i]);
+        out[n++] = s->acc_names[i];
+    }
     return n;
 }
 
@@ -187,6 +207,7 @@ const ct_method ct_method_promptsrc = {
     .create = src_create,
     .destroy = src_destroy,
     .params = src_params,
+    .param_names = src_param_names,
     .loss = src_loss,
     .logits = src_logits,
     .pixels = true,

@@ -16,7 +16,10 @@
  * Defaults: train_regular.sh at 16 shots runs configs/trainers/TaskRes/
  * adam_lr2e-3_B256_ep200.yaml with RESIDUAL_SCALE 0.5 (1.0 for Flowers102,
  * lr 2e-4 for ImageNet): Adam (Dassl: L2 weight decay 5e-4) lr 2e-3, 200
- * epochs, batch 256, cosine, one constant warmup epoch at 1e-5, last epoch. */
+ * epochs, batch 256, cosine, one constant warmup epoch at 1e-5, last epoch.
+ *
+ * Learned tensor name: "text_feature_residuals", the key of the
+ * prompt_learner (TaskResLearner) state dict taskres.py saves. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +78,13 @@ static int tr_params(void *st, ct_tensor **out, int cap) {
     return 1;
 }
 
+static int tr_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 1) return 0;
+    out[0] = "text_feature_residuals";
+    return 1;
+}
+
 static ct_tensor *tr_logits(void *st, ct_graph *g, const ct_batch *b) {
     tr_state *s = st;
     int64_t shape[2] = {b->n, s->T->shape[1]};
@@ -101,6 +111,7 @@ const ct_method ct_method_taskres = {
     .create = tr_create,
     .destroy = tr_destroy,
     .params = tr_params,
+    .param_names = tr_param_names,
     .loss = tr_loss,
     .logits = tr_logits,
 };

@@ -29,7 +29,15 @@
  * saved run reproduces its logits. Tip-Adapter-F's training runs inside fit()
  * through ct_train on a second vtable whose loss and logits use the init
  * (alpha, beta), because the final search must follow training and ct_train
- * has no hook after it. */
+ * has no hook after it.
+ *
+ * Learned tensor names: Tip-Adapter-F's keys are "adapter.weight" (N, E),
+ * main.py's nn.Linear adapter whose weight it sets to cache_keys.t() and
+ * saves (torch.save(adapter.weight, best_F_*.pt)); Tip-Adapter's are
+ * "cache_keys" (N, E) (utils.py build_cache_model saves cache_keys (E, N),
+ * transposed). The rest have no saved counterpart and descriptive names:
+ * "cache_labels" (N), the class of each key (the official's cache_values is
+ * their one-hot (N, C)), and the chosen "alpha", "beta". */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +159,14 @@ static int tip_params(void *st, ct_tensor **out, int cap) {
     tip_state *s = st;
     if (cap < 4) return 0;
     out[0] = s->keys, out[1] = s->labels, out[2] = s->alpha, out[3] = s->beta;
+    return 4;
+}
+
+static int tip_param_names(void *st, const char **out, int cap) {
+    tip_state *s = st;
+    if (cap < 4) return 0;
+    out[0] = s->finetune ? "adapter.weight" : "cache_keys";
+    out[1] = "cache_labels", out[2] = "alpha", out[3] = "beta";
     return 4;
 }
 
@@ -360,6 +376,13 @@ static int tipf_train_params(void *st, ct_tensor **out, int cap) {
     return 1;
 }
 
+static int tipf_train_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 1) return 0;
+    out[0] = "adapter.weight";
+    return 1;
+}
+
 static ct_tensor *tipf_train_logits(void *st, ct_graph *g, const ct_batch *b) {
     tip_state *s = st;
     return tip_forward(s, g, b, s->init_alpha, s->init_beta);
@@ -381,6 +404,7 @@ const ct_method ct_method_tip_adapter_f_train = {
     .paper = "",
     .defaults = "",
     .params = tipf_train_params,
+    .param_names = tipf_train_param_names,
     .loss = tipf_train_loss,
     .logits = tipf_train_logits,
 };
@@ -415,6 +439,7 @@ const ct_method ct_method_tip_adapter = {
     .create = tip_create,
     .destroy = tip_destroy,
     .params = tip_params,
+    .param_names = tip_param_names,
     .logits = tip_logits,
     .fit = tip_fit,
     .learned_shapes_from_file = true,
@@ -431,6 +456,7 @@ const ct_method ct_method_tip_adapter_f = {
     .create = tipf_create,
     .destroy = tip_destroy,
     .params = tip_params,
+    .param_names = tip_param_names,
     .logits = tip_logits,
     .fit = tip_fit,
     .learned_shapes_from_file = true,

@@ -38,7 +38,12 @@
  * ours: the views come from the shared pixel source (src/data/pixels.h,
  * augmix set), a stream per (run seed, view, item index), so an image's
  * prediction does not depend on which other images are scored or on the
- * thread count. */
+ * thread count.
+ *
+ * Learned tensor name: "ctx", the context every image starts from (the
+ * official's prompt_learner.ctx_init_state, which tpt_classification.py
+ * loads from a CoOp checkpoint's state_dict['ctx']); init_from reads a CoOp
+ * run's "ctx" (or "param.0", as runs saved before names were). */
 #include "methods/tpt.h"
 
 #include <math.h>
@@ -81,8 +86,9 @@ static void tpt_destroy(void *st) {
     free(s);
 }
 
-/* A trained CoOp-family run's generic context (param.0 of its
- * learned.safetensors, (n_ctx, W)) and, from its config.json when there, its
+/* A trained CoOp-family run's generic context ("ctx", or "param.0" in a run
+ * saved before methods named their tensors, of its learned.safetensors,
+ * (n_ctx, W)) and, from its config.json when there, its
  * class token position. */
 static ct_status load_init(const char *dir, int W, float **ctx, int *n_ctx, char *pos,
                            size_t pos_n) {
@@ -91,7 +97,8 @@ static ct_status load_init(const char *dir, int W, float **ctx, int *n_ctx, char
     ct_safetensors *st = ct_safetensors_open(path);
     if (!st) return ct_set_error(CT_ERR_IO, "tpt: init_from: %s", ct_last_error());
     const char *m = ct_safetensors_meta(st, "method");
-    const ct_st_tensor *t = ct_safetensors_find(st, "param.0");
+    const ct_st_tensor *t = ct_safetensors_find(st, "ctx");
+    if (!t) t = ct_safetensors_find(st, "param.0"); /* saved before params had names */
     ct_status s = CT_OK;
     if (!m || (strcmp(m, "coop") && strcmp(m, "kgcoop") && strcmp(m, "prograd")))
         s = ct_set_error(CT_ERR_FORMAT, "tpt: init_from: %s was saved by %s, not a CoOp-family "
@@ -212,6 +219,13 @@ static int tpt_params(void *st, ct_tensor **out, int cap) {
     tpt_state *s = st;
     if (cap < 1) return 0;
     out[0] = s->init;
+    return 1;
+}
+
+static int tpt_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    if (cap < 1) return 0;
+    out[0] = "ctx";
     return 1;
 }
 
@@ -412,6 +426,7 @@ const ct_method ct_method_tpt = {
     .create = tpt_create,
     .destroy = tpt_destroy,
     .params = tpt_params,
+    .param_names = tpt_param_names,
     .logits = tpt_logits,
     .predict_images = tpt_predict_images,
 };

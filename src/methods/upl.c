@@ -45,8 +45,14 @@
  * CLIP models (PSEUDO_LABEL_MODELS: one model here), and augmentation of the
  * pseudo-labelled images (the official trains with random resized crops and
  * flips; here the view-0 features of the whole split are computed once and
- * the kept ones trained on, so aug_views is refused). */
+ * the kept ones trained on, so aug_views is refused).
+ *
+ * Learned tensor names: "ctx", the key of the prompt_learner state dict
+ * upltrainer.py saves (PromptLearner.ctx), with ensemble=1; an ensemble of M
+ * (separate runs' checkpoints in the official) names member i's context
+ * "ensemble.<i>.ctx". */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +67,7 @@ typedef struct {
     float *zs;          /* (K, E) normalised zero-shot text features        */
     float scale;        /* exp(logit_scale)                                 */
     ct_features set;    /* the pseudo-labelled set: x (n, E), labels (n)    */
+    char names[64][24]; /* [M] "ensemble.<i>.ctx" (M > 1; M <= 64)          */
 } upl_state;
 
 static void upl_destroy(void *st) {
@@ -202,6 +209,17 @@ static int upl_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+static int upl_param_names(void *st, const char **out, int cap) {
+    upl_state *s = st;
+    if (s->M == 1) return ct_prompt_param_names(s->p[0], out, cap);
+    int n = 0;
+    for (int i = 0; i < s->M && n < cap; i++) {
+        snprintf(s->names[i], sizeof s->names[i], "ensemble.%d.ctx", i);
+        out[n++] = s->names[i];
+    }
+    return n;
+}
+
 /* the sum of the members' CE: each member's gradient is its own */
 static ct_tensor *upl_loss(void *st, ct_graph *g, const ct_batch *b) {
     upl_state *s = st;
@@ -235,6 +253,7 @@ const ct_method ct_method_upl = {
     .create = upl_create,
     .destroy = upl_destroy,
     .params = upl_params,
+    .param_names = upl_param_names,
     .loss = upl_loss,
     .logits = upl_logits,
     .fit = upl_fit,

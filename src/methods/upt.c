@@ -32,7 +32,19 @@
  * Defaults (vit_b16.yaml, the UPT script): n 4, SGD lr 0.002, momentum 0.9,
  * weight decay 5e-4, batch 32, 200 epochs, one constant warmup epoch at
  * 1e-5, cosine per epoch, best epoch on val (TEST.FINAL_MODEL best_val),
- * Dassl's random resized crop + flip. */
+ * Dassl's random resized crop + flip.
+ *
+ * Learned tensor names: the keys of the prompt_learner state dict mvlpt.py
+ * saves (MultitaskVLPromptLearner): "ctx"; the four linears
+ * "mvlpt_proj_ctx_coop_pre" (text in), "mvlpt_proj_ctx_coop_post" (text out),
+ * "mvlpt_proj_ctx_vpt_pre", "mvlpt_proj_ctx_vpt_post" (".weight", ".bias");
+ * the block "mvlpt_proj.resblocks.0." + "ln_1.weight", "attn.out_proj.weight",
+ * "mlp.c_fc.weight", ... (clip/model.py's Transformer). No exact key, so
+ * descriptive: v, which mvlpt.py keeps as vpt_embeddings (1, n, W_v) and
+ * vpt_embeddings_deep (L-1, n, W_v) and concatenates, is
+ * "vpt_embeddings_and_deep" (L n, W_v); the attention's packed in_proj_weight
+ * / in_proj_bias are kept split as "attn.q_proj_weight" (torch's name for a
+ * separate q projection), "attn.q_proj_bias" and the same for k and v. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +66,7 @@ typedef struct {
     ct_tensor *ti_w, *ti_b, *to_w, *to_b, *vi_w, *vi_b, *vo_w, *vo_b;
     ct_block blk;
     ct_tensor *own[32];
+    const char *own_names[32]; /* their keys (top comment)                   */
     int n_own;
 } upt_state;
 
@@ -65,9 +78,10 @@ static void upt_destroy(void *st) {
     free(s);
 }
 
-static ct_tensor *param(upt_state *s, int64_t r, int64_t c, const char *name) {
+/* key: the tensor's name in mvlpt.py's saved prompt_learner state dict */
+static ct_tensor *param(upt_state *s, int64_t r, int64_t c, const char *name, const char *key) {
     ct_tensor *t = c > 0 ? ct_tensor_new2(r, c, true) : ct_tensor_new(1, &r, true);
-    if (t) t->name = name, s->own[s->n_own++] = t;
+    if (t) t->name = name, s->own_names[s->n_own] = key, s->own[s->n_own++] = t;
     return t;
 }
 
@@ -96,21 +110,35 @@ static ct_status upt_create(const ct_task *task, const ct_kv *hp_in, void **out)
         else s->n = (int)ctx->shape[0];
     }
     int64_t D = UPT_D, Wt = s->Wt, Wv = s->Wv, n = s->n, M = 4 * UPT_D;
+#define UPT_BLK "mvlpt_proj.resblocks.0."
     if (st == CT_OK) {
-        s->v = param(s, (int64_t)s->L * n, Wv, "upt.vpt");
-        s->ti_w = param(s, D, Wt, "upt.text_in.weight"), s->ti_b = param(s, D, 0, "upt.text_in.bias");
-        s->to_w = param(s, Wt, D, "upt.text_out.weight"), s->to_b = param(s, Wt, 0, "upt.text_out.bias");
-        s->vi_w = param(s, D, Wv, "upt.vision_in.weight"), s->vi_b = param(s, D, 0, "upt.vision_in.bias");
-        s->vo_w = param(s, Wv, D, "upt.vision_out.weight"), s->vo_b = param(s, Wv, 0, "upt.vision_out.bias");
+        s->v = param(s, (int64_t)s->L * n, Wv, "upt.vpt", "vpt_embeddings_and_deep");
+        s->ti_w = param(s, D, Wt, "upt.text_in.weight", "mvlpt_proj_ctx_coop_pre.weight");
+        s->ti_b = param(s, D, 0, "upt.text_in.bias", "mvlpt_proj_ctx_coop_pre.bias");
+        s->to_w = param(s, Wt, D, "upt.text_out.weight", "mvlpt_proj_ctx_coop_post.weight");
+        s->to_b = param(s, Wt, 0, "upt.text_out.bias", "mvlpt_proj_ctx_coop_post.bias");
+        s->vi_w = param(s, D, Wv, "upt.vision_in.weight", "mvlpt_proj_ctx_vpt_pre.weight");
+        s->vi_b = param(s, D, 0, "upt.vision_in.bias", "mvlpt_proj_ctx_vpt_pre.bias");
+        s->vo_w = param(s, Wv, D, "upt.vision_out.weight", "mvlpt_proj_ctx_vpt_post.weight");
+        s->vo_b = param(s, Wv, 0, "upt.vision_out.bias", "mvlpt_proj_ctx_vpt_post.bias");
         ct_block *b = &s->blk;
-        b->ln1_w = param(s, D, 0, "upt.block.ln_1.weight"), b->ln1_b = param(s, D, 0, "upt.block.ln_1.bias");
-        b->q_w = param(s, D, D, "upt.block.q.weight"), b->q_b = param(s, D, 0, "upt.block.q.bias");
-        b->k_w = param(s, D, D, "upt.block.k.weight"), b->k_b = param(s, D, 0, "upt.block.k.bias");
-        b->v_w = param(s, D, D, "upt.block.v.weight"), b->v_b = param(s, D, 0, "upt.block.v.bias");
-        b->o_w = param(s, D, D, "upt.block.out.weight"), b->o_b = param(s, D, 0, "upt.block.out.bias");
-        b->ln2_w = param(s, D, 0, "upt.block.ln_2.weight"), b->ln2_b = param(s, D, 0, "upt.block.ln_2.bias");
-        b->fc1_w = param(s, M, D, "upt.block.c_fc.weight"), b->fc1_b = param(s, M, 0, "upt.block.c_fc.bias");
-        b->fc2_w = param(s, D, M, "upt.block.c_proj.weight"), b->fc2_b = param(s, D, 0, "upt.block.c_proj.bias");
+        b->ln1_w = param(s, D, 0, "upt.block.ln_1.weight", UPT_BLK "ln_1.weight");
+        b->ln1_b = param(s, D, 0, "upt.block.ln_1.bias", UPT_BLK "ln_1.bias");
+        b->q_w = param(s, D, D, "upt.block.q.weight", UPT_BLK "attn.q_proj_weight");
+        b->q_b = param(s, D, 0, "upt.block.q.bias", UPT_BLK "attn.q_proj_bias");
+        b->k_w = param(s, D, D, "upt.block.k.weight", UPT_BLK "attn.k_proj_weight");
+        b->k_b = param(s, D, 0, "upt.block.k.bias", UPT_BLK "attn.k_proj_bias");
+        b->v_w = param(s, D, D, "upt.block.v.weight", UPT_BLK "attn.v_proj_weight");
+        b->v_b = param(s, D, 0, "upt.block.v.bias", UPT_BLK "attn.v_proj_bias");
+        b->o_w = param(s, D, D, "upt.block.out.weight", UPT_BLK "attn.out_proj.weight");
+        b->o_b = param(s, D, 0, "upt.block.out.bias", UPT_BLK "attn.out_proj.bias");
+        b->ln2_w = param(s, D, 0, "upt.block.ln_2.weight", UPT_BLK "ln_2.weight");
+        b->ln2_b = param(s, D, 0, "upt.block.ln_2.bias", UPT_BLK "ln_2.bias");
+        b->fc1_w = param(s, M, D, "upt.block.c_fc.weight", UPT_BLK "mlp.c_fc.weight");
+        b->fc1_b = param(s, M, 0, "upt.block.c_fc.bias", UPT_BLK "mlp.c_fc.bias");
+        b->fc2_w = param(s, D, M, "upt.block.c_proj.weight", UPT_BLK "mlp.c_proj.weight");
+        b->fc2_b = param(s, D, 0, "upt.block.c_proj.bias", UPT_BLK "mlp.c_proj.bias");
+#undef UPT_BLK
         for (int i = 0; i < s->n_own; i++)
             if (!s->own[i]) st = ct_set_error(CT_ERR_NOMEM, "upt: out of memory");
     }
@@ -152,6 +180,14 @@ static int upt_params(void *st, ct_tensor **out, int cap) {
     int n = 0;
     if (n < cap) out[n++] = ct_prompt_ctx(s->text);
     for (int i = 0; i < s->n_own && n < cap; i++) out[n++] = s->own[i];
+    return n;
+}
+
+static int upt_param_names(void *st, const char **out, int cap) {
+    upt_state *s = st;
+    int n = 0;
+    if (n < cap) out[n++] = "ctx";
+    for (int i = 0; i < s->n_own && n < cap; i++) out[n++] = s->own_names[i];
     return n;
 }
 
@@ -203,6 +239,7 @@ const ct_method ct_method_upt = {
     .create = upt_create,
     .destroy = upt_destroy,
     .params = upt_params,
+    .param_names = upt_param_names,
     .loss = upt_loss,
     .logits = upt_logits,
     .pixels = true,

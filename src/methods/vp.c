@@ -21,7 +21,12 @@
  * keyed by the batch's pixels (the official draws from numpy's unseeded
  * global generator, also at test time), so runs, resumes and evaluations
  * repeat exactly; the template's class names are used as the dataset gives
- * them (refine_classname lower-cases and replaces '_' and '-'). */
+ * them (refine_classname lower-cases and replaces '_' and '-').
+ *
+ * Learned tensor names: the keys of the prompter state dict main_clip.py
+ * saves (models/prompters.py): "pad_up", "pad_down", "pad_left",
+ * "pad_right" (PadPrompter), "patch" (Fixed/RandomPatchPrompter); the
+ * official shapes are (1, 3, h, w), here (3 h, w). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +124,17 @@ static int vp_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
+static int vp_param_names(void *st, const char **out, int cap) {
+    vp_state *s = st;
+    static const char *const pad[4] = {"pad_up", "pad_down", "pad_left", "pad_right"};
+    static const char *const patch[1] = {"patch"};
+    const char *const *names = s->kind == VP_PADDING ? pad : patch;
+    int n = s->kind == VP_PADDING ? 4 : 1;
+    n = n < cap ? n : cap;
+    for (int i = 0; i < n; i++) out[i] = names[i];
+    return n;
+}
+
 /* The prompt image (3, S, S): the learned pixels placed, zeros elsewhere. */
 static ct_tensor *prompt_image(vp_state *s, ct_graph *g, const ct_batch *b) {
     int64_t S = s->S, p = s->p;
@@ -184,6 +200,7 @@ const ct_method ct_method_vp = {
     .create = vp_create,
     .destroy = vp_destroy,
     .params = vp_params,
+    .param_names = vp_param_names,
     .loss = vp_loss,
     .logits = vp_logits,
     .pixels = true,

@@ -40,7 +40,14 @@
  *
  * Fine-tuning runs on the trainer's pixel path (ct_train: AdamW, the
  * per-step cosine with warmup_fraction 2% of the steps, clipping, atomic
- * checkpoints and resume); the alpha sweep is the finish step. */
+ * checkpoints and resume); the alpha sweep is the finish step.
+ *
+ * Learned tensor names: "classification_head.weight" / ".bias", the keys of
+ * the head in the ImageClassifier that wise_ft.py fine-tunes and saves
+ * (src/models/modeling.py: image_encoder, classification_head); the tower,
+ * which the official keeps as image_encoder.model.visual.*, is one flat
+ * tensor here, "image_encoder.model.visual.flat"; the chosen mixing
+ * coefficient (the official loops over --alpha and saves none) "alpha". */
 #include "methods/wise_ft.h"
 
 #include <math.h>
@@ -165,6 +172,16 @@ static int wft_params(void *st, ct_tensor **out, int cap) {
     ct_tensor *p[4] = {s->ft.flat, s->head_w, s->head_b, s->alpha};
     int n = cap < 4 ? cap : 4;
     for (int i = 0; i < n; i++) out[i] = p[i];
+    return n;
+}
+
+static int wft_param_names(void *st, const char **out, int cap) {
+    (void)st;
+    static const char *const names[4] = {"image_encoder.model.visual.flat",
+                                         "classification_head.weight",
+                                         "classification_head.bias", "alpha"};
+    int n = cap < 4 ? cap : 4;
+    for (int i = 0; i < n; i++) out[i] = names[i];
     return n;
 }
 
@@ -416,6 +433,7 @@ const ct_method ct_method_wise_ft = {
     .create = wft_create,
     .destroy = wft_destroy,
     .params = wft_params,
+    .param_names = wft_param_names,
     .loss = wft_loss,
     .logits = wft_logits,
     .finish = wft_finish,
