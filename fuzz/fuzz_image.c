@@ -1,4 +1,4 @@
-/* libFuzzer target for the image decoders (PNG, JPEG, BMP, GIF, PNM: the
+/* libFuzzer target for the image decoders (PNG, JPEG, BMP, GIF, PNM, TIFF, WebP: the
  * format is told by the bytes), then the preprocessing of what decodes. */
 #include "fuzz_util.h"
 

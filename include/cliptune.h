@@ -481,6 +481,14 @@ ct_tensor *ct_dropout(ct_graph *g, ct_tensor *x, float p, uint64_t seed);
  *   BMP   stb_image (1/4/8/16/24/32-bit, RLE4/RLE8), truncation checked.
  *   GIF   first frame, own decoder following Pillow's canvas rules.
  *   PNM   P1-P6 own decoder with Pillow's maxval scaling.
+ *   TIFF  libtiff from memory, first page, the layouts Pillow opens: grey
+ *         1-16 bit (16-bit clipped at 255), palette, RGB(A) 8/16-bit
+ *         (unassociated alpha dropped, premultiplied alpha undone as Pillow
+ *         does), CMYK, JPEG-compressed YCbCr; strips or tiles, any
+ *         compression libtiff decodes. Float, signed, 12/32-bit samples and
+ *         LAB are refused (CT_ERR_UNSUPPORTED).
+ *   WebP  libwebp (the decoder Pillow uses): lossy or lossless, alpha
+ *         dropped; animated files give their first frame.
  * Decoded sizes are checked (both sides >= 1, <= CT_IMAGE_MAX_SIDE, and at
  * most CT_IMAGE_MAX_PIXELS) before anything is allocated for the pixels. */
 
@@ -1168,8 +1176,9 @@ typedef struct ct_method {
     ct_status (*end_epoch)(void *state, int epoch, int epochs);
     /* optional: the names of params()'s tensors, in the same order and
      * unique: the keys of a run's learned.safetensors, the official repos'
-     * own state-dict names where they exist ("ctx",
-     * "meta_net.linear1.weight", "adapter.fc.0.weight"). Returns the count
+     * own state-dict names where they exist, relative to the module the
+     * official trainer saves ("ctx", "meta_net.linear1.weight", CLIP-Adapter's
+     * "fc.0.weight", MaPLe's "prompt_learner.ctx"). Returns the count
      * (params()'s). NULL: "param.<i>". Runs saved under "param.<i>" still
      * load. */
     int (*param_names)(void *state, const char **out, int cap);

@@ -5,8 +5,10 @@
  * (after multiplying by std) of the Python pipelines; plus config parsing,
  * crop rounding and error messages. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/json.h"
 #include "cliptune.h"
@@ -388,6 +390,176 @@ static void test_hf_config(void) {
     CHECK(s != CT_OK && strstr(ct_last_error(), "missing.json"));
 }
 
+/* ---- TIFF and WebP (libtiff, libwebp) ----------------------------------- */
+
+/* tests/fixtures/images/tiff_webp, written by tools/ref/gen_tiff_webp_ref.py:
+ * decoded from memory, every file must equal Pillow's convert("RGB") byte
+ * for byte, the lossy ones too (JPEG-in-TIFF and lossy WebP go through the
+ * same libjpeg-turbo / libwebp as Pillow's). */
+static void test_tiff_webp_match_pillow(void) {
+    char mp[4200];
+    cJSON *m = ct_json_load(fx(mp, sizeof mp, "tiff_webp/manifest.json"));
+    CHECK_MSG(m != NULL, "tiff_webp manifest: %s", ct_last_error());
+    if (!m) return;
+    int count[2] = {0}, maxd[2] = {0};
+    size_t differ[2] = {0};
+    const cJSON *im;
+    cJSON_ArrayForEach(im, cJSON_GetObjectItemCaseSensitive(m, "images")) {
+        char rel[512], path[4200], ref[4200];
+        const char *file = jstr(im, "file");
+        snprintf(rel, sizeof rel, "tiff_webp/%s", file);
+        fx(path, sizeof path, rel);
+        snprintf(rel, sizeof rel, "tiff_webp/%s", jstr(im, "rgb"));
+        fx(ref, sizeof ref, rel);
+        char *data, *want;
+        size_t size, n;
+        CHECK_OK(ct_read_file(path, &data, &size));
+        ct_image img;
+        ct_status s = ct_image_decode((const uint8_t *)data, size, file, &img);
+        free(data);
+        CHECK_MSG(s == CT_OK, "%s: %s", file, ct_last_error());
+        if (s != CT_OK) continue;
+        int w = jint(im, "width"), h = jint(im, "height");
+        int k = strcmp(jstr(im, "format"), "WEBP") == 0;
+        CHECK_MSG(img.w == w && img.h == h, "%s: size %dx%d, Pillow %dx%d", file, img.w, img.h,
+                  w, h);
+        CHECK_OK(ct_read_file(ref, &want, &n));
+        if (img.w == w && img.h == h && n == (size_t)w * h * 3) {
+            int md = 0;
+            size_t nd = 0;
+            for (size_t i = 0; i < n; i++) {
+                int d = abs((int)img.rgb[i] - (int)(uint8_t)want[i]);
+                nd += d != 0;
+                if (d > md) md = d;
+            }
+            CHECK_MSG(md == 0, "%s (Pillow mode %s): %zu of %zu bytes differ, max %d", file,
+                      jstr(im, "mode"), nd, n, md);
+            if (md > maxd[k]) maxd[k] = md;
+            differ[k] += nd;
+            count[k]++;
+        }
+        free(want);
+        ct_image_free(&img);
+    }
+    for (int k = 0; k < 2; k++)
+        printf("    decode %-4s: %2d files, max |d| = %d/255, %zu bytes differ\n",
+               k ? "WebP" : "TIFF", count[k], maxd[k], differ[k]);
+    CHECK(count[0] >= 19 && count[1] >= 6);
+    cJSON_Delete(m);
+}
+
+/* Every prefix (in steps) and some byte-flipped copies of each TIFF / WebP
+ * fixture: decoded or refused with an error naming the input and a zeroed
+ * image, and libtiff / libwebp print nothing. */
+static void test_tiff_webp_damage(void) {
+    char mp[4200];
+    cJSON *m = ct_json_load(fx(mp, sizeof mp, "tiff_webp/manifest.json"));
+    if (!m) return;
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *cap = tmpfile();
+    CHECK(saved >= 0 && cap);
+    if (saved < 0 || !cap) return;
+    dup2(fileno(cap), 2);
+    int tried = 0, refused = 0, unnamed = 0, dirty = 0;
+    const cJSON *im;
+    cJSON_ArrayForEach(im, cJSON_GetObjectItemCaseSensitive(m, "images")) {
+        char rel[512], path[4200];
+        snprintf(rel, sizeof rel, "tiff_webp/%s", jstr(im, "file"));
+        char *data;
+        size_t size;
+        if (ct_read_file(fx(path, sizeof path, rel), &data, &size) != CT_OK) continue;
+        uint8_t *copy = malloc(size);
+        size_t step = size / 40 + 1;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t cut = 0; cut < size; cut += step) {
+                size_t n = size;
+                memcpy(copy, data, size);
+                if (pass == 0) {
+                    n = cut; /* prefix */
+                } else {
+                    for (size_t i = cut; i < size; i += 97) copy[i] ^= (uint8_t)(0x5A + i);
+                }
+                ct_image img;
+                ct_status s = ct_image_decode(copy, n, "damaged.bin", &img);
+                tried++;
+                if (s != CT_OK) {
+                    refused++;
+                    unnamed += strstr(ct_last_error(), "damaged.bin") == NULL;
+                    dirty += img.rgb != NULL || img.w != 0 || img.h != 0;
+                } else {
+                    dirty += img.rgb == NULL || img.w < 1 || img.h < 1;
+                    ct_image_free(&img);
+                }
+            }
+        }
+        free(copy);
+        free(data);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long printed = (fseek(cap, 0, SEEK_END), ftell(cap));
+    fclose(cap);
+    cJSON_Delete(m);
+    printf("    damaged TIFF/WebP: %d inputs, %d refused, %ld bytes printed\n", tried, refused,
+           printed);
+    CHECK(tried > 1000 && refused > tried / 3);
+    CHECK_MSG(unnamed == 0, "%d errors do not name the input", unnamed);
+    CHECK(dirty == 0);
+    CHECK_MSG(printed == 0, "the decoders printed %ld bytes to stderr", printed);
+}
+
+static void copy_fixture(const char *rel, const char *dst) {
+    char p[4200];
+    char *data;
+    size_t n;
+    CHECK_OK(ct_read_file(fx(p, sizeof p, rel), &data, &n));
+    CHECK_OK(ct_write_file_atomic(dst, data, n));
+    free(data);
+}
+
+/* folder:DIR finds .tif / .tiff / .webp files in any letter case (as
+ * torchvision's IMG_EXTENSIONS) and its images decode. */
+static void test_folder_tiff_webp(void) {
+    char dir[4200], a[4300], b[4300], spec[4400];
+    snprintf(dir, sizeof dir, "%s/tw_folder", ct_test_tmpdir());
+    snprintf(a, sizeof a, "%s/cat", dir);
+    snprintf(b, sizeof b, "%s/dog", dir);
+    CHECK_OK(ct_mkdir_p(a));
+    CHECK_OK(ct_mkdir_p(b));
+    static const char *const files[][2] = {
+        {"tiff_webp/rgb_lzw.tif", "cat/a.tif"},   {"tiff_webp/grey.tif", "cat/b.TIFF"},
+        {"tiff_webp/tiled.tif", "cat/c.Tif"},     {"tiff_webp/lossy.webp", "dog/d.webp"},
+        {"tiff_webp/anim.webp", "dog/e.WEBP"},    {"tiff_webp/lossless.webp", "dog/f.WebP"},
+        {"tiff_webp/lossless.webp", "dog/g.webp.txt"}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char dst[4400];
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i][1]);
+        copy_fixture(files[i][0], dst);
+    }
+    snprintf(spec, sizeof spec, "folder:%s", dir);
+    ct_splits sp;
+    CHECK_OK(ct_data_open(spec, &sp));
+    if (!sp.train) return;
+    ct_dataset *parts[3] = {sp.train, sp.val, sp.test};
+    int64_t total = 0, decoded = 0;
+    for (int k = 0; k < 3; k++) {
+        for (int64_t i = 0; parts[k] && i < parts[k]->n_items; i++) {
+            ct_image img;
+            ct_status s = ct_dataset_image(parts[k], i, &img);
+            CHECK_MSG(s == CT_OK, "%s: %s", parts[k]->items[i].path, ct_last_error());
+            decoded += s == CT_OK && img.w > 0;
+            ct_image_free(&img);
+            total++;
+        }
+    }
+    CHECK_MSG(total == 6, "folder dataset has %lld items (want 6)", (long long)total);
+    CHECK(decoded == total);
+    CHECK(sp.train->n_classes == 2);
+    ct_splits_free(&sp);
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static void test_errors(void) {
@@ -415,6 +587,16 @@ static void test_errors(void) {
         {"bad/truncated.ppm", "truncated", CT_ERR_FORMAT},
         {"bad/badtoken.pgm", "bad sample", CT_ERR_FORMAT},
         {"bad/bigvalue.pgm", "over maxval", CT_ERR_FORMAT},
+        /* pixel data cut off (the directory is intact) */
+        {"tiff_webp/bad/truncated.tif", "truncated", CT_ERR_FORMAT},
+        /* the directory cut off */
+        {"tiff_webp/bad/truncated_lzw.tif", "TIFF: cannot read the header", CT_ERR_FORMAT},
+        {"tiff_webp/bad/huge.tif", "100000x100000 exceeds", CT_ERR_FORMAT},
+        /* 32-bit float samples: Pillow's mode F, not read here */
+        {"tiff_webp/bad/float.tif", "unsupported layout", CT_ERR_UNSUPPORTED},
+        {"tiff_webp/bad/truncated.webp", "truncated", CT_ERR_FORMAT},
+        {"tiff_webp/bad/corrupt.webp", "WebP: cannot decode", CT_ERR_FORMAT},
+        {"tiff_webp/bad/huge.webp", "16384x16384 exceeds", CT_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char p[4200];
@@ -495,6 +677,9 @@ static void test_bomb_refused(void) {
 int main(void) {
     RUN(test_decode_matches_pillow);
     RUN(test_from_pixels);
+    RUN(test_tiff_webp_match_pillow);
+    RUN(test_tiff_webp_damage);
+    RUN(test_folder_tiff_webp);
     RUN(test_preprocess_matches_reference);
     RUN(test_crop_rounding);
     RUN(test_resize_sizes);

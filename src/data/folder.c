@@ -24,8 +24,11 @@
 /* Deeper trees are far more likely a symlink loop than a dataset. */
 #define MAX_DEPTH 16
 
-static const char *const IMAGE_EXTS[] = {".jpg", ".jpeg", ".png", ".bmp", ".gif",
-                                         ".ppm", ".pgm", ".pbm", ".pnm"};
+/* torchvision's IMG_EXTENSIONS (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff
+ * .webp), matched case-insensitively as there, plus the other formats the
+ * decoder reads. */
+static const char *const IMAGE_EXTS[] = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm",
+                                         ".pgm", ".pbm", ".pnm", ".tif", ".tiff", ".webp"};
 
 bool ct_data_is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');

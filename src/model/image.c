@@ -6,18 +6,25 @@
  * to 4/255 on real photos; its GIF loader composites transparent pixels to
  * black where Pillow keeps the palette colour; and it reads PNM samples
  * without Pillow's maxval scaling. So JPEG goes through libjpeg-turbo, GIF
- * and PNM through small decoders here, PNG and BMP through stb_image. */
+ * and PNM through small decoders here, PNG and BMP through stb_image.
+ * TIFF and WebP go through libtiff and libwebp, the libraries Pillow itself
+ * uses for them, from memory. */
 #include "cliptune.h"
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stb_image.h>
+#include <stdarg.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <string.h>
 
 #include <jerror.h>
 #include <jpeglib.h>
+#include <tiffio.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
 #include <zlib.h>
 
 #include "base/error.h"
@@ -986,6 +993,500 @@ truncated:
 }
 
 /* ------------------------------------------------------------------------ */
+/* TIFF (libtiff), first page                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Pillow (TiffImagePlugin OPEN_INFO, 9.x) reads the first directory's
+ * samples (libtiff for compressed data, its own unpackers for raw) and
+ * converts them by layout; the layouts accepted here, with what
+ * convert("RGB") then gives:
+ *   grey (min-is-black / min-is-white), 1/2/4/8 bits: scaled to 0..255
+ *       (v * 255 / (2^bits - 1)), min-is-white inverted; grey + alpha
+ *       (8-bit, ExtraSamples = unassociated alpha): alpha dropped;
+ *   16-bit min-is-black grey: Pillow's mode "I;16", which convert() clips
+ *       at 255 (as for 16-bit PNG);
+ *   palette, 1/2/4/8 bits (+ unassociated alpha at 8 bits): colour map
+ *       entries v // 256;
+ *   RGB, 8 or 16 bits (16: the high byte), plus up to three extra samples:
+ *       the first unassociated (or unspecified, or missing ExtraSamples on
+ *       4 samples) is dropped, associated alpha is first un-premultiplied
+ *       as Pillow's "RGBa" unpacker does (v * 255 / a, truncated; a = 0
+ *       gives black), further ones must be unspecified;
+ *   CMYK, 8 bits (+ up to two unspecified extras): Pillow's cmyk2rgb;
+ *   YCbCr with JPEG compression (contiguous): libjpeg converts to RGB, as
+ *       Pillow asks libtiff to (JPEGCOLORMODE_RGB).
+ * Strips or tiles, contiguous or separate planes, any compression libtiff
+ * decodes, either byte order. Refused (CT_ERR_UNSUPPORTED): signed, float
+ * and 12/32-bit samples (Pillow's modes I and F), 16-bit min-is-white grey
+ * and 16-bit CMYK (byte-order dependent in Pillow), YCbCr without JPEG
+ * compression, LAB and other colour spaces. A strip or tile that libtiff
+ * cannot decode completely is an error, where Pillow may keep the part it
+ * got (with a warning only). */
+
+/* Largest strip or tile buffer (one plane); libtiff's own allocations are
+ * capped a little above it. */
+#define TIFF_MAX_BLOCK ((uint64_t)1 << 30)
+
+typedef struct tiff_mem {
+    const uint8_t *data;
+    uint64_t size, pos;
+    char msg[200]; /* libtiff's first error message for this file */
+} tiff_mem;
+
+static tmsize_t tiff_read(thandle_t h, void *buf, tmsize_t n) {
+    tiff_mem *m = (tiff_mem *)h;
+    if (n <= 0 || m->pos >= m->size) return 0;
+    uint64_t k = m->size - m->pos;
+    if ((uint64_t)n < k) k = (uint64_t)n;
+    memcpy(buf, m->data + m->pos, (size_t)k);
+    m->pos += k;
+    return (tmsize_t)k;
+}
+
+static tmsize_t tiff_write(thandle_t h, void *buf, tmsize_t n) {
+    (void)h, (void)buf, (void)n;
+    return -1;
+}
+
+static toff_t tiff_seek(thandle_t h, toff_t off, int whence) {
+    tiff_mem *m = (tiff_mem *)h;
+    if (whence == SEEK_SET) {
+        m->pos = off;
+        return m->pos;
+    }
+    /* Relative seeks carry negative offsets in two's complement. */
+    int64_t base = whence == SEEK_CUR ? (int64_t)m->pos : whence == SEEK_END ? (int64_t)m->size : -1;
+    int64_t d = (int64_t)off;
+    if (base < 0 || (d < 0 && -d > base) || (d > 0 && d > INT64_MAX - base)) return (toff_t)-1;
+    m->pos = (uint64_t)(base + d);
+    return m->pos;
+}
+
+static int tiff_close(thandle_t h) {
+    (void)h;
+    return 0;
+}
+
+static toff_t tiff_size(thandle_t h) { return ((tiff_mem *)h)->size; }
+
+static int tiff_map(thandle_t h, void **base, toff_t *size) {
+    (void)h, (void)base, (void)size;
+    return 0;
+}
+
+static void tiff_unmap(thandle_t h, void *base, toff_t size) { (void)h, (void)base, (void)size; }
+
+/* Per-file handlers: keep the first error, drop warnings (Pillow ignores
+ * them too); returning 1 stops libtiff from calling the global ones. */
+static int tiff_on_error(TIFF *tif, void *user, const char *module, const char *fmt,
+                         va_list ap) {
+    (void)tif, (void)module;
+    tiff_mem *m = user;
+    if (m && !m->msg[0]) vsnprintf(m->msg, sizeof m->msg, fmt, ap);
+    return 1;
+}
+
+static int tiff_on_warning(TIFF *tif, void *user, const char *module, const char *fmt,
+                           va_list ap) {
+    (void)tif, (void)user, (void)module, (void)fmt, (void)ap;
+    return 1;
+}
+
+/* Some messages (before a TIFF handle exists, or from older code paths) go
+ * to the process-wide handlers, which print to stderr by default: silence
+ * them once. This is global libtiff state, shared with any other libtiff
+ * user in the process. */
+static pthread_once_t tiff_once = PTHREAD_ONCE_INIT;
+static void tiff_silence(void) {
+    TIFFSetErrorHandler(NULL);
+    TIFFSetWarningHandler(NULL);
+}
+
+enum { TIFF_GREY, TIFF_PALETTE, TIFF_RGB, TIFF_CMYK };
+
+typedef struct tiff_layout {
+    uint32_t w, h;
+    int kind, bits, spp, planes; /* planes: 1 (contiguous) or spp (separate) */
+    bool invert;                 /* min-is-white grey */
+    bool premultiplied;          /* RGB + associated alpha (sample 3) */
+    uint8_t pal[256][3];
+} tiff_layout;
+
+/* Whether strip / tile data lies past the end of the file. */
+static bool tiff_cut_short(TIFF *tif, uint64_t size) {
+    uint32_t n = TIFFNumberOfStrips(tif); /* tiles too */
+    for (uint32_t i = 0; i < n; i++) {
+        int err = 0;
+        uint64_t off = TIFFGetStrileOffsetWithErr(tif, i, &err);
+        uint64_t cnt = err ? 0 : TIFFGetStrileByteCountWithErr(tif, i, &err);
+        if (!err && (off > size || cnt > size - off)) return true;
+    }
+    return false;
+}
+
+static ct_status tiff_failed(const char *name, const tiff_mem *m, const char *what, bool cut) {
+    return ct_set_error(CT_ERR_FORMAT, "%s: TIFF: %s%s%s%s%s", name, what,
+                        m->msg[0] ? " (libtiff: " : "", m->msg, m->msg[0] ? ")" : "",
+                        cut ? " (the file is truncated)" : "");
+}
+
+/* Check the first directory against the layouts above. */
+static ct_status tiff_layout_of(TIFF *tif, const tiff_mem *m, const char *name, tiff_layout *L) {
+    uint16_t bits = 1, spp = 1, fmt = 1, planar = 1, photo = 0, comp = 1, nx = 0;
+    uint16_t *x = NULL;
+    if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &L->w) ||
+        !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &L->h))
+        return tiff_failed(name, m, "no image size in the first directory", false);
+    ct_status s = check_size(name, "TIFF", L->w, L->h);
+    if (s != CT_OK) return s;
+    TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &comp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nx, &x);
+    if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photo))
+        return tiff_failed(name, m, "no PhotometricInterpretation", false);
+    if (nx && !x) nx = 0;
+    L->bits = bits;
+    L->spp = spp;
+    L->planes = planar == PLANARCONFIG_SEPARATE ? spp : 1;
+    bool ok = false;
+    /* Extra samples beyond the colour ones: the first may be alpha, the
+     * rest must be unspecified. */
+    int base = photo == PHOTOMETRIC_RGB || photo == PHOTOMETRIC_YCBCR ? 3
+               : photo == PHOTOMETRIC_SEPARATED                       ? 4
+                                                                      : 1;
+    bool extras_ok = nx == spp - base;
+    for (int i = 1; extras_ok && i < nx; i++) extras_ok = x[i] == EXTRASAMPLE_UNSPECIFIED;
+    int first = nx ? x[0] : -1;
+    if (fmt == SAMPLEFORMAT_UINT) {
+        switch (photo) {
+        case PHOTOMETRIC_MINISWHITE:
+        case PHOTOMETRIC_MINISBLACK:
+            L->kind = TIFF_GREY;
+            L->invert = photo == PHOTOMETRIC_MINISWHITE;
+            ok = (spp == 1 && (bits == 1 || bits == 2 || bits == 4 || bits == 8 ||
+                               (bits == 16 && !L->invert))) ||
+                 (spp == 2 && bits == 8 && !L->invert && extras_ok &&
+                  first == EXTRASAMPLE_UNASSALPHA);
+            break;
+        case PHOTOMETRIC_PALETTE:
+            L->kind = TIFF_PALETTE;
+            ok = (spp == 1 && (bits == 1 || bits == 2 || bits == 4 || bits == 8)) ||
+                 (spp == 2 && bits == 8 && extras_ok && first == EXTRASAMPLE_UNASSALPHA);
+            break;
+        case PHOTOMETRIC_RGB:
+            L->kind = TIFF_RGB;
+            if (spp == 4 && nx == 0) { /* missing ExtraSamples: Pillow's RGBA */
+                ok = bits == 8 || bits == 16;
+            } else {
+                ok = extras_ok && (bits == 8 ? spp <= 6 : bits == 16 && spp <= 4);
+            }
+            L->premultiplied = ok && first == EXTRASAMPLE_ASSOCALPHA;
+            break;
+        case PHOTOMETRIC_SEPARATED:
+            L->kind = TIFF_CMYK;
+            ok = bits == 8 && spp <= 6 && extras_ok && (nx == 0 || first == 0);
+            break;
+        case PHOTOMETRIC_YCBCR:
+            L->kind = TIFF_RGB;
+            ok = bits == 8 && spp == 3 && comp == COMPRESSION_JPEG &&
+                 planar == PLANARCONFIG_CONTIG;
+            /* libjpeg converts (and upsamples) to RGB; strip sizes follow. */
+            if (ok && !TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB)) ok = false;
+            break;
+        default:
+            break;
+        }
+    }
+    if (!ok)
+        return ct_set_error(CT_ERR_UNSUPPORTED,
+                            "%s: TIFF: unsupported layout (photometric %u, %u samples of %u "
+                            "bits, sample format %u, %u extra samples, compression %u); "
+                            "supported: 1/2/4/8-bit grey and palette, 16-bit grey, 8/16-bit "
+                            "RGB(A), 8-bit CMYK, JPEG-compressed YCbCr",
+                            name, photo, spp, bits, fmt, nx, comp);
+    if (L->kind == TIFF_PALETTE) {
+        uint16_t *r = NULL, *g = NULL, *b = NULL;
+        if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &r, &g, &b) || !r || !g || !b)
+            return tiff_failed(name, m, "palette image without a colour map", false);
+        for (int i = 0; i < (1 << bits); i++) { /* libtiff has 2^bits entries */
+            L->pal[i][0] = (uint8_t)(r[i] >> 8);
+            L->pal[i][1] = (uint8_t)(g[i] >> 8);
+            L->pal[i][2] = (uint8_t)(b[i] >> 8);
+        }
+    }
+    return CT_OK;
+}
+
+/* Sample i of a row of bits-wide samples (16-bit ones in host order, as
+ * libtiff returns them; sub-byte ones most significant first). */
+static inline unsigned tiff_sample(const uint8_t *row, size_t i, int bits) {
+    if (bits == 8) return row[i];
+    if (bits == 16) {
+        uint16_t v;
+        memcpy(&v, row + 2 * i, 2);
+        return v;
+    }
+    size_t bit = i * (size_t)bits;
+    return (unsigned)(row[bit >> 3] >> (8 - bits - (int)(bit & 7))) & ((1u << bits) - 1);
+}
+
+/* Pillow's "RGBa" unpacker. */
+static inline uint8_t unpremultiply(unsigned v, unsigned a) {
+    if (a == 255) return (uint8_t)v;
+    unsigned u = v * 255 / a;
+    return (uint8_t)(u > 255 ? 255 : u);
+}
+
+/* Convert rows [0, rows) x columns [0, cols) of a decoded block whose
+ * top-left pixel is (x0, y0); row k of plane p starts at buf[p] + k * stride. */
+static void tiff_convert(const tiff_layout *L, uint8_t *const *buf, size_t stride, uint32_t x0,
+                         uint32_t y0, uint32_t cols, uint32_t rows, ct_image *out) {
+    const int bits = L->bits, spp = L->spp;
+    const bool sep = L->planes > 1;
+    for (uint32_t r = 0; r < rows; r++) {
+        const uint8_t *row[6];
+        for (int p = 0; p < L->planes; p++) row[p] = buf[p] + (size_t)r * stride;
+        uint8_t *d = out->rgb + ((size_t)(y0 + r) * (size_t)L->w + x0) * 3;
+        for (uint32_t c = 0; c < cols; c++, d += 3) {
+            unsigned v[6];
+            int need = L->kind == TIFF_CMYK ? 4 : L->kind == TIFF_RGB ? (L->premultiplied ? 4 : 3) : 1;
+            for (int k = 0; k < need; k++)
+                v[k] = sep ? tiff_sample(row[k], c, bits)
+                           : tiff_sample(row[0], (size_t)c * (size_t)spp + (size_t)k, bits);
+            switch (L->kind) {
+            case TIFF_GREY: {
+                unsigned g = v[0];
+                if (bits == 16) {
+                    g = g > 255 ? 255 : g;
+                } else if (bits < 8) {
+                    g = g * 255 / ((1u << bits) - 1);
+                }
+                if (L->invert) g = 255 - g;
+                d[0] = d[1] = d[2] = (uint8_t)g;
+                break;
+            }
+            case TIFF_PALETTE:
+                memcpy(d, L->pal[v[0]], 3);
+                break;
+            case TIFF_RGB:
+                if (bits == 16)
+                    for (int k = 0; k < need; k++) v[k] >>= 8;
+                if (L->premultiplied && v[3] == 0) {
+                    d[0] = d[1] = d[2] = 0;
+                } else {
+                    for (int k = 0; k < 3; k++)
+                        d[k] = L->premultiplied ? unpremultiply(v[k], v[3]) : (uint8_t)v[k];
+                }
+                break;
+            default: { /* CMYK: cmyk_row_to_rgb wants Adobe's inverted samples */
+                uint8_t inv[4];
+                for (int k = 0; k < 4; k++) inv[k] = (uint8_t)(255 - v[k]);
+                cmyk_row_to_rgb(inv, d, 1);
+                break;
+            }
+            }
+        }
+    }
+}
+
+static ct_status tiff_body(TIFF *tif, const tiff_mem *m, const char *name, ct_image *out) {
+    tiff_layout *L = calloc(1, sizeof *L);
+    if (!L) return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate a TIFF decoder", name);
+    ct_status s = tiff_layout_of(tif, m, name, L);
+    uint8_t *buf[6] = {0};
+    if (s != CT_OK) goto done;
+    const bool tiled = TIFFIsTiled(tif) != 0;
+    uint32_t bw = L->w, bh = L->h;
+    if (tiled) {
+        if (!TIFFGetField(tif, TIFFTAG_TILEWIDTH, &bw) || !TIFFGetField(tif, TIFFTAG_TILELENGTH, &bh) ||
+            bw == 0 || bh == 0) {
+            s = tiff_failed(name, m, "tiled image without a tile size", false);
+            goto done;
+        }
+    } else {
+        uint32_t rps = 0;
+        TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
+        if (rps > 0 && rps < bh) bh = rps;
+    }
+    /* Bytes per block row and per block (one plane), as libtiff sizes them. */
+    uint64_t per_px = (uint64_t)(L->planes > 1 ? 1 : L->spp) * (uint64_t)L->bits;
+    uint64_t stride = ((uint64_t)bw * per_px + 7) / 8;
+    uint64_t bsize = stride * bh;
+    uint64_t raw = ((uint64_t)L->w * per_px + 7) / 8 * L->h;
+    uint64_t limit = raw > ((uint64_t)64 << 20) ? raw : ((uint64_t)64 << 20);
+    if (limit > TIFF_MAX_BLOCK) limit = TIFF_MAX_BLOCK;
+    if (bsize > limit) {
+        s = ct_set_error(CT_ERR_UNSUPPORTED,
+                         "%s: TIFF: a %s of %llu bytes (%ux%u pixels) is over the limit of %llu",
+                         name, tiled ? "tile" : "strip", (unsigned long long)bsize, bw, bh,
+                         (unsigned long long)limit);
+        goto done;
+    }
+    for (int p = 0; p < L->planes; p++) {
+        if (!(buf[p] = malloc((size_t)bsize))) {
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate a TIFF %s of %llu bytes", name,
+                             tiled ? "tile" : "strip", (unsigned long long)bsize);
+            goto done;
+        }
+    }
+    s = alloc_image(name, (int)L->w, (int)L->h, out);
+    if (s != CT_OK) goto done;
+    for (uint32_t y0 = 0; y0 < L->h; y0 += bh) {
+        uint32_t rows = L->h - y0 < bh ? L->h - y0 : bh;
+        for (uint32_t x0 = 0; x0 < L->w; x0 += bw) {
+            uint32_t cols = L->w - x0 < bw ? L->w - x0 : bw;
+            for (int p = 0; p < L->planes; p++) {
+                tmsize_t got;
+                uint32_t idx;
+                if (tiled) {
+                    idx = TIFFComputeTile(tif, x0, y0, 0, (uint16_t)p);
+                    got = TIFFReadEncodedTile(tif, idx, buf[p], (tmsize_t)bsize);
+                } else {
+                    idx = TIFFComputeStrip(tif, y0, (uint16_t)p);
+                    got = TIFFReadEncodedStrip(tif, idx, buf[p], (tmsize_t)bsize);
+                }
+                if (got < 0 || (uint64_t)got < stride * rows) {
+                    char what[96];
+                    snprintf(what, sizeof what, "cannot decode %s %u%s", tiled ? "tile" : "strip",
+                             idx, got >= 0 ? " completely" : "");
+                    s = tiff_failed(name, m, what, tiff_cut_short(tif, m->size));
+                    goto done;
+                }
+            }
+            tiff_convert(L, buf, (size_t)stride, x0, y0, cols, rows, out);
+        }
+    }
+done:
+    for (int p = 0; p < 6; p++) free(buf[p]);
+    free(L);
+    return s;
+}
+
+static ct_status decode_tiff(const uint8_t *data, size_t size, const char *name,
+                             ct_image *out) {
+    pthread_once(&tiff_once, tiff_silence);
+    tiff_mem *m = calloc(1, sizeof *m);
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!m || !opts) {
+        free(m);
+        if (opts) TIFFOpenOptionsFree(opts);
+        return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate a TIFF decoder", name);
+    }
+    m->data = data;
+    m->size = size;
+    TIFFOpenOptionsSetMaxSingleMemAlloc(opts, (tmsize_t)(TIFF_MAX_BLOCK + ((uint64_t)1 << 24)));
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_on_error, m);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_on_warning, m);
+    /* "m": no memory mapping; reads go through tiff_read. */
+    TIFF *tif = TIFFClientOpenExt(name, "rm", (thandle_t)m, tiff_read, tiff_write, tiff_seek,
+                                  tiff_close, tiff_size, tiff_map, tiff_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    ct_status s;
+    if (!tif) {
+        s = tiff_failed(name, m, "cannot read the header or the first directory", false);
+    } else {
+        s = tiff_body(tif, m, name, out);
+        TIFFClose(tif);
+    }
+    free(m);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* WebP (libwebp)                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Pillow (WebPImagePlugin with libwebp's animation decoder, 9.x) decodes
+ * every WebP through WebPAnimDecoder to non-premultiplied RGBA and
+ * convert("RGB") drops the alpha. A still image is that frame decoded with
+ * libwebp's default options, which WebPDecode gives here straight into RGB
+ * (the same colour values: alpha is a separate plane, not applied); an
+ * animation goes through WebPAnimDecoder like Pillow's, and its first frame
+ * is composed on a canvas that starts transparent black. */
+
+static const char *webp_status(VP8StatusCode c) {
+    switch (c) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "corrupt bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "not enough data: the file is truncated";
+    default: return "error";
+    }
+}
+
+static ct_status webp_failed(const char *name, const char *what, VP8StatusCode c) {
+    return ct_set_error(c == VP8_STATUS_OUT_OF_MEMORY ? CT_ERR_NOMEM : CT_ERR_FORMAT,
+                        "%s: WebP: %s (%s)", name, what, webp_status(c));
+}
+
+static ct_status webp_first_frame(const uint8_t *data, size_t size, const char *name, int w,
+                                  int h, ct_image *out) {
+    WebPAnimDecoderOptions o;
+    if (!WebPAnimDecoderOptionsInit(&o))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: WebP: libwebpdemux version mismatch", name);
+    o.color_mode = MODE_RGBA;
+    o.use_threads = 0;
+    WebPData wd = {data, size};
+    WebPAnimDecoder *dec = WebPAnimDecoderNew(&wd, &o);
+    if (!dec)
+        return ct_set_error(CT_ERR_FORMAT, "%s: WebP: cannot read the animation (corrupt or "
+                                           "truncated file)", name);
+    WebPAnimInfo info;
+    uint8_t *rgba = NULL;
+    int ts = 0;
+    ct_status s = CT_OK;
+    if (!WebPAnimDecoderGetInfo(dec, &info) || (int64_t)info.canvas_width != w ||
+        (int64_t)info.canvas_height != h) {
+        s = ct_set_error(CT_ERR_FORMAT, "%s: WebP: animation canvas differs from the header",
+                         name);
+    } else if (!WebPAnimDecoderGetNext(dec, &rgba, &ts) || !rgba) {
+        s = ct_set_error(CT_ERR_FORMAT, "%s: WebP: cannot decode the first frame (corrupt or "
+                                        "truncated file)", name);
+    } else {
+        s = alloc_image(name, w, h, out);
+        if (s == CT_OK) {
+            size_t n = (size_t)w * (size_t)h;
+            for (size_t i = 0; i < n; i++) memcpy(out->rgb + 3 * i, rgba + 4 * i, 3);
+        }
+    }
+    WebPAnimDecoderDelete(dec);
+    return s;
+}
+
+static ct_status decode_webp(const uint8_t *data, size_t size, const char *name,
+                             ct_image *out) {
+    WebPBitstreamFeatures f;
+    VP8StatusCode c = WebPGetFeatures(data, size, &f);
+    if (c != VP8_STATUS_OK) return webp_failed(name, "cannot read the header", c);
+    ct_status s = check_size(name, "WebP", f.width, f.height);
+    if (s != CT_OK) return s;
+    if (f.has_animation) return webp_first_frame(data, size, name, f.width, f.height, out);
+    s = alloc_image(name, f.width, f.height, out);
+    if (s != CT_OK) return s;
+    WebPDecoderConfig cfg;
+    if (!WebPInitDecoderConfig(&cfg))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: WebP: libwebp version mismatch", name);
+    cfg.output.colorspace = MODE_RGB;
+    cfg.output.is_external_memory = 1;
+    cfg.output.u.RGBA.rgba = out->rgb;
+    cfg.output.u.RGBA.stride = f.width * 3;
+    cfg.output.u.RGBA.size = (size_t)f.width * (size_t)f.height * 3;
+    c = WebPDecode(data, size, &cfg);
+    WebPFreeDecBuffer(&cfg.output);
+    if (c != VP8_STATUS_OK) return webp_failed(name, "cannot decode", c);
+    if (cfg.output.width != f.width || cfg.output.height != f.height)
+        return ct_set_error(CT_ERR_FORMAT, "%s: WebP: decoded size %dx%d differs from the header",
+                            name, cfg.output.width, cfg.output.height);
+    return CT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Entry points                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -1007,9 +1508,15 @@ ct_status ct_image_decode(const uint8_t *data, size_t size, const char *name, ct
     } else if (size >= 3 && data[0] == 'P' && data[1] >= '1' && data[1] <= '6' &&
                pnm_space(data[2])) {
         s = decode_pnm(data, size, name, out);
+    } else if (size >= 4 && (memcmp(data, "II*\0", 4) == 0 || memcmp(data, "MM\0*", 4) == 0 ||
+                             memcmp(data, "II+\0", 4) == 0 || memcmp(data, "MM\0+", 4) == 0)) {
+        s = decode_tiff(data, size, name, out); /* classic TIFF or BigTIFF */
+    } else if (size >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0) {
+        s = decode_webp(data, size, name, out);
     } else {
         return ct_set_error(CT_ERR_FORMAT,
-                            "%s: not a recognised image (JPEG, PNG, BMP, GIF or PNM expected; "
+                            "%s: not a recognised image (JPEG, PNG, BMP, GIF, PNM, TIFF or "
+                            "WebP expected; "
                             "first bytes %02x %02x %02x %02x)",
                             name, data[0], size > 1 ? data[1] : 0, size > 2 ? data[2] : 0,
                             size > 3 ? data[3] : 0);
