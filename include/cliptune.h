@@ -994,6 +994,14 @@ ct_status ct_data_open(const char *spec, ct_splits *out);
  * working directory), for records such as config.json that are read again
  * from elsewhere; named datasets and unknown specs are copied as they are. */
 ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n);
+/* A dataset from arrays in memory (bindings: numpy in): n images of h x w
+ * pixels with c channels (1 grey or 3 RGB), uint8, row-major (n, h, w, c);
+ * labels in [0, n_classes); classnames NULL (or an entry NULL): "0", "1",
+ * ... Split as the npy spec: a fixed, hash-chosen 10% val and 10% test per
+ * class. The pixels are copied. */
+ct_status ct_data_from_arrays(const char *name, const uint8_t *images, int64_t n, int h, int w,
+                              int c, const int *labels, int n_classes,
+                              const char *const *classnames, ct_splits *out);
 void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
 /* Decode item i as RGB (files through ct_image semantics; in-memory grey

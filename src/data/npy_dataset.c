@@ -184,3 +184,44 @@ ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out) {
     if (s != CT_OK) ct_splits_free(out);
     return s;
 }
+
+ct_status ct_data_from_arrays(const char *name, const uint8_t *images, int64_t n, int h, int w,
+                              int c, const int *labels, int n_classes,
+                              const char *const *classnames, ct_splits *out) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "data_from_arrays: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!name || !images || !labels || n < 1 || n_classes < 1)
+        return ct_set_error(CT_ERR_ARG, "data_from_arrays: NULL name, images or labels, or no "
+                            "items or classes");
+    if (h < 1 || w < 1 || h > CT_IMAGE_MAX_SIDE || w > CT_IMAGE_MAX_SIDE || (c != 1 && c != 3))
+        return ct_set_error(CT_ERR_ARG, "data_from_arrays: images %dx%dx%d (1..%d pixels a "
+                            "side, 1 or 3 channels)", h, w, c, CT_IMAGE_MAX_SIDE);
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= n_classes)
+            return ct_set_error(CT_ERR_ARG, "data_from_arrays: label %d of item %lld is outside "
+                                "0..%d", labels[i], (long long)i, n_classes - 1);
+    char **names = calloc((size_t)n_classes, sizeof *names);
+    ct_status s = names ? CT_OK : ct_set_error(CT_ERR_NOMEM, "data_from_arrays: no memory");
+    for (int k = 0; s == CT_OK && k < n_classes; k++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", k);
+        const char *nm = classnames && classnames[k] ? classnames[k] : buf;
+        if (!(names[k] = strdup(nm))) s = ct_set_error(CT_ERR_NOMEM, "data_from_arrays: no memory");
+    }
+    ct_pixel_store *store = s == CT_OK ? ct_pixel_store_new(name, n, h, w, c) : NULL;
+    if (s == CT_OK && !store) s = ct_set_error(CT_ERR_NOMEM, "data_from_arrays: no memory");
+    if (s == CT_OK) memcpy(store->data, images, (size_t)n * (size_t)h * (size_t)w * (size_t)c);
+    ct_item_vec items = {0};
+    for (int64_t i = 0; s == CT_OK && i < n; i++) s = ct_item_vec_push(&items, NULL, i, labels[i]);
+    ct_dataset *all = NULL;
+    if (s == CT_OK && !(all = ct_dataset_build(name, "", n_classes, names, store, &items)))
+        s = CT_ERR_NOMEM;
+    /* the npy spec's split: a fixed, hash-chosen 10% val and 10% test per class */
+    if (s == CT_OK) s = ct_dataset_holdout(all, 10, 10, &out->train, &out->val, &out->test);
+    ct_dataset_free(all);
+    ct_pixel_store_release(store);
+    ct_item_vec_free(&items);
+    ct_strv_free(names, names ? n_classes : 0);
+    if (s != CT_OK) ct_splits_free(out);
+    return s;
+}
