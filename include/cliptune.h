@@ -1452,6 +1452,16 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
  * tokenizer files and preprocessor_config.json. CT_ERR_UNSUPPORTED for
  * others. */
 ct_status ct_saved_run_export_merged(ct_saved_run *r, const char *out_dir);
+/* The learned tensors as the official repository's checkpoint holds them:
+ * a safetensors file whose keys are its state-dict keys (CoOp's "ctx",
+ * CoCoOp's "meta_net.linear1.weight", MaPLe's "prompt_learner.ctx", ...)
+ * and shapes, with the method, the repository, the module whose state dict
+ * it is, the hyper-parameters and the model hash in its metadata
+ * (docs/export.md shows how to load it into the official PyTorch model).
+ * CT_ERR_UNSUPPORTED for methods without a known layout;
+ * ct_saved_run_official_repo names the repository (NULL: none). */
+ct_status ct_saved_run_export_official(ct_saved_run *r, const char *path);
+const char *ct_saved_run_official_repo(const ct_saved_run *r);
 /* vcd runs: the n descriptors of class k that score the image file highest
  * (score = exp(logit_scale) x cosine; the class's logit is their mean over
  * all its descriptors): indices (-1 past the class's count) and scores;

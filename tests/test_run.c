@@ -628,6 +628,36 @@ static void test_reload_and_habits(void) {
     CHECK(run(CT_CLI_PATH " eval --run") == 2);
     CHECK(run(CT_CLI_PATH " predict --run x --top=zero y") == 2);
     CHECK(run(CT_CLI_PATH " eval --run /nonexistent") == 1);
+    /* export in the official layout: CoOp's prompt_learner state dict */
+    char coop_dir[4300], coop_st[4400];
+    snprintf(coop_dir, sizeof coop_dir, "%s/cooprun", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " train --method coop --shots 2 --set epochs=1 "
+             "--set n_ctx=4 %s --out %s", common(), coop_dir);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(coop_st, sizeof coop_st, "%s/coop.safetensors", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " export --run %s --out %s", coop_dir, coop_st);
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "KaiyangZhou/CoOp"), "%s", out_buf);
+    st = ct_safetensors_open(coop_st);
+    CHECK(st != NULL);
+    if (st) {
+        const ct_st_tensor *ctx = ct_safetensors_find(st, "ctx");
+        /* coop.py: ctx_vectors = torch.empty(n_ctx, ctx_dim) (unified context) */
+        CHECK(ct_safetensors_count(st) == 1 && ctx && ctx->ndim == 2 && ctx->shape[0] == 4 &&
+              ctx->shape[1] == 32);
+        const char *sd = ct_safetensors_meta(st, "state_dict_of");
+        CHECK(sd && !strcmp(sd, "prompt_learner"));
+        /* the same numbers as the run's learned tensor */
+        snprintf(path, sizeof path, "%s/learned.safetensors", coop_dir);
+        ct_safetensors *ls = ct_safetensors_open(path);
+        const ct_st_tensor *lc = ls ? ct_safetensors_find(ls, "ctx") : NULL;
+        CHECK(lc && ctx && lc->nbytes == ctx->nbytes && !memcmp(lc->data, ctx->data, lc->nbytes));
+        ct_safetensors_close(ls);
+        ct_safetensors_close(st);
+    }
+    /* a method without an official layout: refused, naming those that have one */
+    snprintf(c, sizeof c, CT_CLI_PATH " export --run %s --out %s/lp.safetensors", run2,
+             ct_test_tmpdir());
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "no official checkpoint layout"), "%s", out_buf);
     /* a non-terminal gets plain progress lines */
     snprintf(c, sizeof c, "CLIPTUNE_PROGRESS_SECONDS=0 " CT_CLI_PATH " eval --run %s "
              "--cache none", run2);

@@ -233,21 +233,30 @@ out:
 }
 
 static const char *HELP_EXPORT =
-    "usage: cliptune export --run DIR --out MODELDIR [--model MODEL]\n"
+    "usage: cliptune export --run DIR --out PATH [--format hf|official] [--model MODEL]\n"
     "\n"
-    "Write a finished run's adapted model as a plain CLIP, a Hugging Face folder\n"
-    "(config.json, model.safetensors in F32, the frozen model's preprocessor_config.json\n"
-    "and tokenizer files), for methods whose learning folds into the weights:\n"
-    "clip-lora (W + s B A on each adapted projection, loralib's merge). The folder\n"
-    "loads wherever a CLIP checkpoint does (cliptune --model MODELDIR, transformers'\n"
-    "CLIPModel) and, with the run's template, ranks the classes as the run does.\n"
+    "Write what a finished run learned in a form other tools load:\n"
+    "\n"
+    "  --format official  (default for prompt and adapter methods) PATH.safetensors\n"
+    "                    whose keys and shapes are the official repository's\n"
+    "                    checkpoint's (CoOp's ctx, CoCoOp's meta_net.*, MaPLe's\n"
+    "                    prompt_learner.*, CLIP-Adapter's fc.*, CLIP-LoRA's w_lora_*,\n"
+    "                    VP's pad_*): coop cocoop kgcoop prograd maple ivlp vpt-deep\n"
+    "                    promptsrc lasp upl tpt clip-adapter taskres clip-lora vp.\n"
+    "                    docs/export.md shows the lines that load it into the\n"
+    "                    official PyTorch model.\n"
+    "  --format hf       (default for clip-lora) the adapted model as a plain CLIP, a\n"
+    "                    Hugging Face folder PATH (config.json, model.safetensors in F32,\n"
+    "                    the frozen model's preprocessor_config.json and tokenizer\n"
+    "                    files), for methods whose learning folds into the weights\n"
+    "                    (clip-lora: W + s B A, loralib's merge). It loads wherever a\n"
+    "                    CLIP checkpoint does (cliptune --model, transformers' CLIPModel).\n"
     "\n"
     "options:\n"
     "  --run DIR         run directory (cliptune train / protocol)\n"
-    "  --out MODELDIR    the folder to write (created; files written atomically)\n"
-    "  --model MODEL     the frozen model (default: the run's); --bpe, --act as for train.\n"
-    "                    Its tokenizer must be an HF vocab.json + merges.txt (a model\n"
-    "                    folder's, or --bpe vocab.json)\n";
+    "  --out PATH        the file (official) or folder (hf) to write, atomically\n"
+    "  --model MODEL     the frozen model (default: the run's, as recorded); --bpe, --act\n"
+    "                    as for train. hf needs an HF vocab.json + merges.txt tokenizer\n";
 
 int cmd_export(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
@@ -255,26 +264,37 @@ int cmd_export(int argc, char **argv) {
         return 0;
     }
     model_args a = {0};
-    const char *run = NULL, *out = NULL;
+    const char *run = NULL, *out = NULL, *format = NULL;
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--out", &out, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--format", &format, &bad)) continue;
         return cli_usage("export: unknown option or argument %s (see --help)", argv[i]);
     }
     if (bad) return 1;
     if (!run || !out) return cli_usage("export: --run and --out are required (see --help)");
+    if (format && strcmp(format, "hf") && strcmp(format, "official"))
+        return cli_usage("export: --format %s: expected hf or official", format);
     ct_saved_run *r = open_run(run, &a, NULL, 0, NULL, "export");
     if (!r) return 1;
+    const char *method = ct_saved_run_info(r)->method;
+    if (!format) format = !strcmp(method, "clip-lora") ? "hf" : "official";
     int code = 1;
-    if (ct_saved_run_export_merged(r, out) != CT_OK) {
+    if (!strcmp(format, "hf")) {
+        if (ct_saved_run_export_merged(r, out) != CT_OK) {
+            cli_lib_error("export");
+        } else {
+            printf("export: %s run %s merged into %s (%lld parameters)\n", method, run, out,
+                   (long long)ct_clip_num_params(ct_model_clip(ct_saved_run_model(r))));
+            code = 0;
+        }
+    } else if (ct_saved_run_export_official(r, out) != CT_OK) {
         cli_lib_error("export");
     } else {
-        ct_model *mm = ct_saved_run_model(r);
-        printf("export: %s run %s merged into %s (%lld parameters)\n",
-               ct_saved_run_info(r)->method, run, out,
-               (long long)ct_clip_num_params(ct_model_clip(mm)));
+        printf("export: %s run %s as %s's state dict in %s\n", method, run,
+               ct_saved_run_official_repo(r), out);
         code = 0;
     }
     close_run(r, &a);
