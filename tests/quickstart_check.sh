@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# docs/quickstart.md as a user runs it (ctest: test_quickstart):
+#   quickstart_check.sh CLI SOURCE_DIR TMP_DIR
+# Every ```sh block of the page runs, in order, in a fresh directory, with
+# MODEL = the shipped model and IMAGES = a generated folder of three colour
+# classes; any failing command fails the test.
+set -euo pipefail
+cli=$(realpath "$1") src=$(realpath "$2") tmp=$(realpath "$3")/quickstart
+rm -rf "$tmp" && mkdir -p "$tmp/bin"
+ln -s "$cli" "$tmp/bin/cliptune"
+/usr/bin/python3 - "$tmp/images" << 'PY'
+import os, random, sys
+random.seed(0)
+for name, col in (("red", (200, 30, 30)), ("blue", (30, 30, 200)), ("green", (30, 180, 40))):
+    os.makedirs(os.path.join(sys.argv[1], name), exist_ok=True)
+    for i in range(20):
+        px = bytes(max(0, min(255, c + random.randint(-50, 50))) for _ in range(32 * 32) for c in col)
+        with open(os.path.join(sys.argv[1], name, "img_%02d.ppm" % i), "wb") as f:
+            f.write(b"P6\n32 32\n255\n" + px)
+PY
+# the page's shell blocks, in order
+awk '/^```sh$/ {on = 1; next} /^```$/ {on = 0} on' "$src/docs/quickstart.md" > "$tmp/steps.sh"
+n=$(grep -c '^```sh$' "$src/docs/quickstart.md")
+[ "$n" -ge 5 ] || { echo "quickstart_check: only $n sh blocks" >&2; exit 1; }
+cd "$tmp"
+export MODEL=$src/models/cliptune-small IMAGES=$tmp/images PATH=$tmp/bin:$PATH
+if ! bash -euo pipefail -x "$tmp/steps.sh" > "$tmp/log.txt" 2>&1; then
+    tail -30 "$tmp/log.txt" >&2
+    echo "quickstart_check: FAIL (log: $tmp/log.txt)" >&2
+    exit 1
+fi
+# what the page says the commands leave behind
+for f in runs/zs/metrics.json runs/coop/learned.safetensors runs/coop/eval-images/metrics.json \
+         runs/grid/results.md coop_ctx.safetensors; do
+    [ -s "$f" ] || { echo "quickstart_check: no $f" >&2; exit 1; }
+done
+grep -q '"top1"' "$tmp/log.txt" || { echo "quickstart_check: eval --json printed no top1" >&2; exit 1; }
+echo "quickstart_check: OK ($n blocks)"
