@@ -389,35 +389,12 @@ double ct_sched_step_cosine(double base, double min, int64_t step, int64_t warmu
 
 typedef enum ct_activation { CT_QUICK_GELU, CT_GELU } ct_activation;
 
-/* One pre-LN residual attention block as CLIP uses it:
- *   x = x + o(MHA(q(ln1 x), k(ln1 x), v(ln1 x)))
- *   x = x + fc2(act(fc1(ln2 x)))
- * Weights in PyTorch Linear layout (out, in); biases may be NULL. */
-typedef struct ct_block {
-    ct_tensor *ln1_w, *ln1_b;
-    ct_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    ct_tensor *ln2_w, *ln2_b;
-    ct_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} ct_block;
-
 /* Called before block `layer` (0-based) with the current tokens (B, T, C),
  * and once with layer == -1 right after the embeddings; returns the tokens
  * to continue with (x itself, or a replacement with the same B and C: deep
  * prompts insert or replace tokens here). NULL aborts (error set). */
 typedef ct_tensor *(*ct_layer_hook)(ct_graph *g, int layer, ct_tensor *x, void *ctx);
 
-ct_tensor *ct_block_forward(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
-                            bool causal, ct_activation act, float ln_eps);
-/* The same block with its attention also seeing extra keys/values ek, ev
- * (P, C) placed before x's own (NULL: none), and handing out x's keys and
- * values (B, T, C) through k_out / v_out (NULL: not wanted). With keys_only
- * only those are computed and x is returned unchanged. Encoding a prefix
- * shared by many causal sequences once and passing its keys/values to each
- * continuation gives exactly the full sequences' results (CoOp family). */
-ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
-                               bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
-                               ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
-                               bool keys_only);
 /* LoRA deltas on a block's attention projections (CLIP-LoRA,
  * MaxZanella/CLIP-LoRA loralib/layers.py LinearLoRA):
  *   y = x Wᵀ + b + scale · (drop(x) Aᵀ) Bᵀ,   A (r, in), B (out, r)
@@ -436,25 +413,6 @@ typedef struct ct_lora {
     uint64_t seed;               /* masks: a stream of (seed, layer, proj)   */
 } ct_lora;
 
-/* ct_block_forward_ex with LoRA deltas l (NULL: none) of block `layer` under
- * the settings cfg. */
-ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
-                                 bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
-                                 ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,
-                                 bool keys_only, const ct_block_lora *l, const ct_lora *cfg,
-                                 int layer);
-
-/* n_layers blocks in order, with the hook (may be NULL) before each. The
- * hook's layer == -1 call is the caller's to make (it knows where the
- * embeddings end). */
-ct_tensor *ct_transformer_forward(ct_graph *g, const ct_block *blocks, int n_layers,
-                                  ct_tensor *x, int n_head, bool causal, ct_activation act,
-                                  float ln_eps, ct_layer_hook hook, void *hook_ctx);
-/* The same with LoRA deltas (NULL: none; lora->n_layers must be n_layers). */
-ct_tensor *ct_transformer_forward_lora(ct_graph *g, const ct_block *blocks, int n_layers,
-                                       ct_tensor *x, int n_head, bool causal, ct_activation act,
-                                       float ln_eps, ct_layer_hook hook, void *hook_ctx,
-                                       const ct_lora *lora);
 /* Inverted dropout: x with each value zeroed with probability p and the
  * rest scaled by 1 / (1 - p), the mask drawn from the stream seed. p 0 is
  * x itself. Gradients flow through the kept values. */
@@ -1571,26 +1529,8 @@ ct_status ct_pretrain(const ct_pretrain_cfg *cfg, ct_pretrain_result *res);
 /* Files                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Read-only memory map of a whole file (empty files allowed: data NULL). */
-typedef struct ct_mmap {
-    const uint8_t *data;
-    size_t size;
-} ct_mmap;
-
-ct_status ct_mmap_open(ct_mmap *m, const char *path);
-void ct_mmap_close(ct_mmap *m);
-
 /* Write bytes atomically: to "<path>.tmp.<pid>.<n>" then fsync + rename. */
 ct_status ct_write_file_atomic(const char *path, const void *data, size_t n);
-
-/* Incremental atomic writer for large outputs. */
-typedef struct ct_atomic_file ct_atomic_file;
-ct_atomic_file *ct_atomic_open(const char *path);
-ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n);
-/* Flush, fsync, rename into place and free. */
-ct_status ct_atomic_commit(ct_atomic_file *f);
-/* Remove the temp file and free (NULL ok). */
-void ct_atomic_abort(ct_atomic_file *f);
 
 /* Whole file into a malloc'ed, NUL-terminated buffer (*size excludes NUL). */
 ct_status ct_read_file(const char *path, char **out, size_t *size);
@@ -1626,11 +1566,6 @@ const ct_st_tensor *ct_safetensors_find(const ct_safetensors *st, const char *na
 const char *ct_safetensors_meta(const ct_safetensors *st, const char *key);
 /* Convert a float tensor (F32/F16/BF16) to ct_real; n must equal numel. */
 ct_status ct_st_to_real(const ct_st_tensor *t, ct_real *out, size_t n);
-/* Restore a checkpoint tensor: copy the bytes of st's tensor name into dst
- * when it exists with exactly this dtype and nbytes; otherwise CT_ERR_FORMAT
- * "<path>: tensor <name> is missing or does not match the run". */
-ct_status ct_st_copy_exact(const ct_safetensors *st, const char *name, ct_dtype dtype,
-                           void *dst, size_t nbytes, const char *path);
 
 typedef struct ct_st_entry {
     const char *name;

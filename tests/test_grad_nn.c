@@ -1,6 +1,7 @@
 /* Gradient checks (double precision) through whole transformer blocks: the
  * composition of ops must differentiate correctly end to end, with the
  * hook inserting and replacing tokens between layers (deep prompts). */
+#include "nn/transformer.h"
 #include "gradcheck.h"
 
 enum { C = 8, H = 2, T = 5, B = 2, L = 2, NPROMPT = 2 };

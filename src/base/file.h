@@ -4,6 +4,25 @@
 
 #include "cliptune.h"
 
+/* Read-only memory map of a whole file (empty files allowed: data NULL). */
+typedef struct ct_mmap {
+    const uint8_t *data;
+    size_t size;
+} ct_mmap;
+
+ct_status ct_mmap_open(ct_mmap *m, const char *path);
+void ct_mmap_close(ct_mmap *m);
+
+/* Incremental atomic writer for large outputs. */
+typedef struct ct_atomic_file ct_atomic_file;
+ct_atomic_file *ct_atomic_open(const char *path);
+ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n);
+/* Flush, fsync, rename into place and free. */
+ct_status ct_atomic_commit(ct_atomic_file *f);
+/* Remove the temp file and free (NULL ok). */
+void ct_atomic_abort(ct_atomic_file *f);
+
+
 /* ct_atomic_open, but returning the status (ARG, NOMEM or IO) so that a
  * caller can pass it on instead of guessing from a NULL. */
 ct_status ct_atomic_create(const char *path, ct_atomic_file **out);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/safetensors.h"
 #include "base/error.h"
 #include "base/file.h"
 

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/transformer.h"
 #include "base/error.h"
 #include "base/hash.h"
 #include "methods/method_image.h"

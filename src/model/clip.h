@@ -2,6 +2,7 @@
 #ifndef CT_MODEL_CLIP_H
 #define CT_MODEL_CLIP_H
 
+#include "nn/transformer.h"
 #include "cliptune.h"
 
 #define CT_CLIP_MAX_TENSORS 1024

@@ -1,5 +1,6 @@
 /* CLIP's residual attention block and transformer stack, composed from ops
  * (the tape differentiates the composition). */
+#include "nn/transformer.h"
 #include "autograd/graph.h"
 
 /* (res +) x Wᵀ + b, plus the LoRA delta of projection j when block l has

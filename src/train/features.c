@@ -1,3 +1,4 @@
+#include "base/file.h"
 #include "train/features.h"
 
 #include <omp.h>

@@ -3,6 +3,7 @@
  * (src/training/train.py: per-step cosine_lr with linear warmup, the
  * exclude-from-weight-decay rule of src/training/main.py, the logit_scale
  * clamp after each step; src/open_clip/loss.py ClipLoss). */
+#include "base/safetensors.h"
 #include "train/pretrain.h"
 
 #include <math.h>

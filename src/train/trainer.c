@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 
+#include "base/safetensors.h"
 #include "base/error.h"
 #include "base/hash.h"
 #include "base/json.h"
