@@ -601,6 +601,18 @@ static void test_reload_and_habits(void) {
     snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --model %s %s", run2, other,
              data_dir());
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "is not the one the run"), "%s", out_buf);
+    /* the same weights with another preprocessing: refused too */
+    char repre[4300];
+    snprintf(repre, sizeof repre, "%s/tinyclip_repre", ct_test_tmpdir());
+    snprintf(c, sizeof c, "rm -rf %s && cp -r %s %s && sed -i 's/0.48145466/0.5/' "
+             "%s/preprocessor_config.json && grep -q '0.5,' %s/preprocessor_config.json",
+             repre, model_dir(), repre, repre, repre);
+    CHECK_MSG(system(c) == 0, "%s", c);
+    snprintf(c, sizeof c, CT_CLI_PATH " eval -r %s --cache none -m %s", run2, repre);
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "image preprocessing"), "%s", out_buf);
+    /* short options */
+    snprintf(c, sizeof c, CT_CLI_PATH " eval -r %s --cache=none -m%s", run2, model_dir());
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "top-1"), "%s", out_buf);
     /* predict over a folder (sorted, recursive) and a list, as JSON */
     snprintf(c, sizeof c, CT_CLI_PATH " predict --run %s --json --top=2 %s/test", run2,
              data_dir());

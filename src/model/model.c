@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/hash.h"
 #include "model/bundle.h"
 
 struct ct_model {
@@ -84,6 +85,12 @@ ct_model *ct_model_borrow(ct_bundle *b, const char *path) {
 }
 
 const ct_bundle *ct_model_bundle(const ct_model *m) { return m ? &m->b : NULL; }
+
+void ct_model_part_hashes(const ct_model *m, char tok[17], char pre[17]) {
+    snprintf(tok, 17, "%016llx",
+             (unsigned long long)(m->b.tok ? ct_tokenizer_hash(m->b.tok) : 0));
+    snprintf(pre, 17, "%016llx", (unsigned long long)ct_preprocess_hash(CT_HASH_INIT, &m->b.pre));
+}
 
 void ct_model_free(ct_model *m) {
     if (!m) return;

@@ -19,7 +19,9 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/json.h"
+#include "model/bundle.h"
 
 /* Pillow: 32 - 8 (pixel) - 2 (headroom for negative lobes and overshoot). */
 #define PRECISION_BITS (32 - 8 - 2)
@@ -555,4 +557,13 @@ ct_status ct_preprocess_cfg_from_hf(const char *path, ct_preprocess_cfg *cfg) {
 done:
     cJSON_Delete(root);
     return s;
+}
+
+uint64_t ct_preprocess_hash(uint64_t h, const ct_preprocess_cfg *p) {
+    int64_t iv[7] = {p->resize_short, p->resize_h, p->resize_w, p->crop_h, p->crop_w,
+                     p->crop_rounding, p->resample};
+    h = ct_hash_bytes(h, iv, sizeof iv);
+    h = ct_hash_bytes(h, &p->rescale, sizeof p->rescale);
+    h = ct_hash_bytes(h, p->mean, sizeof p->mean);
+    return ct_hash_bytes(h, p->std, sizeof p->std);
 }

@@ -28,6 +28,7 @@
 #include <zlib.h>
 
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/json.h"
 
 #include "model/tokenizer.h"
@@ -1467,4 +1468,18 @@ done:
     free(text);
     cJSON_Delete(root);
     return t;
+}
+
+uint64_t ct_tokenizer_hash(const ct_tokenizer *t) {
+    uint64_t h = ct_hash_u64(CT_HASH_INIT, (uint64_t)t->n_ids);
+    for (int i = 0; i < t->n_ids; i++)
+        if (t->str_off[i] != STR_NONE) h = ct_hash_bytes(h, t->pool + t->str_off[i], t->str_len[i]);
+        else h = ct_hash_u64(h, 0x5EEDull);
+    /* the merges: each rank's pair and result, in slot order (the table is
+     * filled deterministically from merges.txt) */
+    for (size_t k = 0; k <= t->mmask; k++)
+        if (t->mkey[k] != UINT64_MAX)
+            h = ct_hash_u64(ct_hash_u64(h, t->mkey[k]),
+                            ((uint64_t)(uint32_t)t->mrank[k] << 32) | (uint32_t)t->mres[k]);
+    return ct_hash_u64(ct_hash_u64(h, (uint64_t)t->sot), (uint64_t)t->eot);
 }

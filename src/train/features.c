@@ -9,15 +9,8 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "data/pixels.h"
+#include "model/bundle.h"
 
-static uint64_t pre_hash(uint64_t h, const ct_preprocess_cfg *p) {
-    int64_t iv[7] = {p->resize_short, p->resize_h, p->resize_w, p->crop_h, p->crop_w,
-                     p->crop_rounding, p->resample};
-    h = ct_hash_bytes(h, iv, sizeof iv);
-    h = ct_hash_bytes(h, &p->rescale, sizeof p->rescale);
-    h = ct_hash_bytes(h, p->mean, sizeof p->mean);
-    return ct_hash_bytes(h, p->std, sizeof p->std);
-}
 
 static void item_path(const ct_dataset *d, int64_t i, char *buf, size_t n) {
     const char *p = d->items[i].path;
@@ -61,7 +54,7 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     for (int64_t i = 0; i < d->n_items; i++) ct_first_error_note(&fe, i, item_hash(d, i, &hs[i]));
     ct_status st = ct_first_error_raise(&fe);
     uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
-    h = pre_hash(h, r->pre);
+    h = ct_preprocess_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
     h = ct_hash_u64(h, (uint64_t)r->dense);
     if (r->raw_pixels) h = ct_hash_u64(h, 0x9126E15ull);

@@ -100,6 +100,10 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     else
         cJSON_AddNullToObject(j, "bpe");
     cJSON_AddStringToObject(j, "act", ct_model_act(cfg->model));
+    char th[17], ph[17];
+    ct_model_part_hashes(cfg->model, th, ph);
+    cJSON_AddStringToObject(j, "tokenizer_hash", th);
+    cJSON_AddStringToObject(j, "preprocess_hash", ph);
     cJSON_AddStringToObject(j, "data", ds);
     cJSON_AddStringToObject(j, "method", cfg->method->name);
     cJSON_AddNumberToObject(j, "shots", cfg->shots);

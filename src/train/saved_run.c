@@ -241,6 +241,21 @@ ct_status ct_saved_run_attach(ct_saved_run *r, ct_model *model) {
                             "trained with (%s, hash %s): its weights, activation or precision "
                             "differ, and the learned tensors were fitted to that one",
                             ct_model_path(model), mh, r->dir, ri->model, ri->model_hash);
+    /* the tokenizer and preprocessing shape the features and prompts as much
+     * as the weights do (runs recorded before these hashes: not checked) */
+    char th[17], ph[17];
+    ct_model_part_hashes(model, th, ph);
+    const char *rth = opt_string(r->config, "tokenizer_hash");
+    const char *rph = opt_string(r->config, "preprocess_hash");
+    if (rth && strcmp(rth, th))
+        return ct_set_error(CT_ERR_ARG, "the tokenizer of %s (hash %s) is not the one the run %s "
+                            "was trained with (hash %s%s%s): give the same --bpe", ct_model_path(model),
+                            th, r->dir, rth, ri->bpe ? ", " : "", ri->bpe ? ri->bpe : "");
+    if (rph && strcmp(rph, ph))
+        return ct_set_error(CT_ERR_ARG, "the image preprocessing of %s (hash %s) is not the one "
+                            "the run %s was trained with (hash %s): its "
+                            "preprocessor_config.json differs", ct_model_path(model), ph, r->dir,
+                            rph);
     const ct_bundle *b = ct_model_bundle(model);
     if (!b->tok)
         return ct_set_error(CT_ERR_ARG, "%s has no tokenizer (give its BPE vocabulary)",

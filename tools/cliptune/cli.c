@@ -33,7 +33,27 @@ int cli_usage(const char *fmt, ...) {
 
 int cli_lib_error(const char *what) { return cli_error("%s: %s", what, ct_last_error()); }
 
+/* The short forms of the common options: -m MODEL, -mMODEL */
+static const char *const SHORT[][2] = {
+    {"--model", "-m"}, {"--data", "-d"}, {"--out", "-o"}, {"--run", "-r"},
+    {"--labels", "-l"}, {"--top", "-k"}, {"--shots", "-s"}, {"--set", "-S"},
+};
+
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val, bool *bad) {
+    for (size_t k = 0; k < sizeof SHORT / sizeof *SHORT; k++) {
+        if (strcmp(SHORT[k][0], name) || strncmp(argv[*i], SHORT[k][1], 2)) continue;
+        if (argv[*i][2]) { /* -mVALUE */
+            *val = argv[*i] + 2;
+            return true;
+        }
+        if (*i + 1 >= argc) {
+            cli_usage("option %s (%s) needs a value", SHORT[k][1], name);
+            *bad = true;
+            return true;
+        }
+        *val = argv[++*i];
+        return true;
+    }
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) != 0) return false;
     if (argv[*i][n] == '=') { /* --opt=value */

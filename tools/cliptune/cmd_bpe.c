@@ -77,18 +77,15 @@ int cmd_bpe_train(int argc, char **argv) {
             cli_opt(argc, argv, &i, "--min-frequency", &mf, &bad) ||
             cli_opt(argc, argv, &i, "--out", &out, &bad))
             continue;
-        return cli_error("bpe-train: unknown argument %s (see --help)", argv[i]);
+        return cli_usage("bpe-train: unknown argument %s (see --help)", argv[i]);
     }
     if (bad) return 1;
     if (!spec || !vs || !out)
         return cli_usage("bpe-train: --captions, --vocab-size and --out are required");
-    char *end;
-    long vocab = strtol(vs, &end, 10);
-    if (*end || end == vs || vocab < INT_MIN || vocab > INT_MAX)
-        return cli_error("bpe-train: --vocab-size '%s' is not an integer", vs);
-    long minf = strtol(mf, &end, 10);
-    if (*end || end == mf || minf < INT_MIN || minf > INT_MAX)
-        return cli_error("bpe-train: --min-frequency '%s' is not an integer", mf);
+    long long vocab = 0, minf = 0;
+    if (!cli_parse_ll(vs, "bpe-train: --vocab-size", INT_MIN, INT_MAX, &vocab) ||
+        !cli_parse_ll(mf, "bpe-train: --min-frequency", INT_MIN, INT_MAX, &minf))
+        return 1;
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -124,7 +121,7 @@ int cmd_bpe_train(int argc, char **argv) {
            (long long)n, (long long)st.n_words, (long long)st.n_distinct_words, st.vocab_size,
            st.n_merges, out, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
     if (st.stopped_early)
-        printf("stopped before %ld tokens: no pair occurs %ld times any more\n", vocab, minf);
+        printf("stopped before %lld tokens: no pair occurs %lld times any more\n", vocab, minf);
     rc = 0;
 done:
     ct_captions_free(&cs);

@@ -33,8 +33,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
     fprintf(f, "  %-10s %s\n", "version", "version and thread count");
     fprintf(f, "  %-10s %s\n", "help CMD", "a command's options (as cliptune CMD --help)");
-    fprintf(f, "\noptions take a value as --opt VALUE or --opt=VALUE. Exit status: 0 success,\n"
-               "1 a failure, 2 a usage error.\n");
+    fprintf(f, "\noptions take a value as --opt VALUE or --opt=VALUE; short forms: -m --model,\n"
+               "-d --data, -o --out, -r --run, -l --labels, -k --top, -s --shots, -S --set.\n"
+               "Exit status: 0 success, 1 a failure, 2 a usage error.\n");
     fprintf(f, "\nenvironment: CLIPTUNE_THREADS sets the number of threads; on a non-terminal,\n"
                "CLIPTUNE_PROGRESS_SECONDS the interval of progress lines (default 10).\n");
 }
