@@ -132,4 +132,15 @@ v=$(env -u CLIPTUNE_LIB "${py_env[@]}" PYTHONPATH="$lib/python3/dist-packages" /
     'import cliptune, sys; m = cliptune.Model(sys.argv[1]); print(cliptune.version(), m.embed_dim)' \
     "$model") || fail "installed Python binding"
 echo "python binding: version and embedding size $v"
+# its runs API on the CoOp run above: the labels of the CLI's predict
+# shellcheck disable=SC2086
+env -u CLIPTUNE_LIB "${py_env[@]}" PYTHONPATH="$lib/python3/dist-packages" /usr/bin/python3 -c '
+import cliptune, sys
+run = cliptune.Run(sys.argv[1])
+for path, row in zip(sys.argv[2:], run.predict(sys.argv[2:])):
+    print("%s\t%s" % (path, run.classnames[int(row.argmax())]))' "$tmp/coop_run" $pimgs \
+    > "$tmp/py_predict.txt" || fail "installed Python binding: Run.predict"
+[ "$(cat "$tmp/py_predict.txt")" = "$(cut -f1,2 "$tmp/cli_predict.txt")" ] ||
+    fail "installed Python binding: Run.predict labels differ from the CLI's"
+echo "python binding: Run.predict on $(wc -l < "$tmp/py_predict.txt") images as the CLI"
 echo "install_check: OK"

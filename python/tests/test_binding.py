@@ -98,5 +98,184 @@ with cliptune.Model(MODEL) as m:
         print("  bf16: refused (%s)" % err)
 
 check(raises(lambda: cliptune.Model("/nonexistent/model"), "/nonexistent/model"), "load error")
+
+
+# ---- training and saved runs, against the CLI ----
+import json
+import time
+
+t0 = time.time()
+K_SHOTS = 4
+
+
+def cli_json(*args):
+    return json.loads(cli(*args))
+
+
+def write_ppm(path, px):
+    with open(path, "wb") as f:
+        f.write(b"P6\n%d %d\n255\n" % (px.shape[1], px.shape[0]) + px.tobytes())
+
+
+# a folder of tiny images in three colour classes, and the same pixels as arrays
+rng = np.random.default_rng(0)
+colours = {"red": (200, 30, 30), "blue": (30, 30, 200), "green": (30, 180, 40)}
+folder = os.path.join(TMP, "colours")
+arr_x, arr_y, arr_paths = [], [], []
+for k, (name, col) in enumerate(sorted(colours.items())):
+    os.makedirs(os.path.join(folder, name))
+    for i in range(20):
+        px = np.clip(np.array(col) + rng.integers(-50, 51, (16, 16, 3)), 0, 255).astype(np.uint8)
+        path = os.path.join(folder, name, "img_%02d.ppm" % i)
+        write_ppm(path, px)
+        arr_x.append(px), arr_y.append(k), arr_paths.append(path)
+arr_x, arr_y = np.stack(arr_x), np.array(arr_y)
+spec = "folder:" + folder
+probe = [os.path.join(folder, c, "img_%02d.ppm" % i) for c in ("blue", "red", "green")
+         for i in (0, 7)]
+
+ms = {d["name"]: d for d in cliptune.methods()}
+check({"zeroshot", "linear-probe", "coop"} <= set(ms), "methods(): %s" % sorted(ms))
+check(ms["coop"]["defaults"].get("epochs") == "50" and ms["coop"]["setup"], "coop's defaults")
+
+m = cliptune.Model(MODEL, need_tokenizer=True)
+check(m.path == os.path.abspath(MODEL) and m.act in ("quick_gelu", "gelu") and m.bpe is None
+      and len(m.hash) == 16 and m.precision == "f32", "model accessors")
+check(raises(lambda: cliptune.Model(MODEL, act="gelu" if m.act == "quick_gelu" else "quick_gelu"),
+             "activation"), "a contradicting act is refused")
+
+ds = cliptune.Dataset.open(spec)
+check(ds.classnames == ["blue", "green", "red"] and ds.n_classes == 3 and len(ds) == 60,
+      "Dataset.open: %r" % ds)
+check(all(os.path.exists(p) for p in ds.paths("test")) and
+      len(ds.labels("test")) == ds.size("test") > 0, "Dataset paths / labels")
+check(raises(lambda: cliptune.Dataset.open("folder:/nonexistent/x"), "/nonexistent/x"),
+      "Dataset.open error")
+
+
+def compare_with_cli(run_dir, run, what):
+    """Run.predict against `cliptune predict --json`, Run.evaluate against
+    `cliptune eval --json` (the run's own data and test split)."""
+    p = run.predict(probe)
+    K = len(run.classnames)
+    check(p.shape == (len(probe), K) and np.allclose(p.sum(1), 1, atol=1e-5), what + ": probs")
+    ref = cli_json("predict", "--run", run_dir, "--json", "--top", str(K), *probe)
+    for row, r in zip(p, ref):
+        check(run.classnames[int(row.argmax())] == r["label"],
+              "%s: label %s vs the CLI's %s" % (what, run.classnames[int(row.argmax())], r["label"]))
+        for t in r["top"]:
+            got = row[run.classnames.index(t["label"])]
+            check(abs(got - t["prob"]) <= 1e-4, "%s: p(%s) %g vs the CLI's %g" %
+                  (what, t["label"], got, t["prob"]))
+    return p
+
+
+results = {}
+for method, sets in (("linear-probe", None), ("coop", {"epochs": 2})):
+    run_dir = os.path.join(TMP, "run-" + method)
+    lines = []
+    res = m.train(method, ds, run_dir, shots=K_SHOTS, seed=1, set=sets, log=lines.append)
+    results[method] = res
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    check(abs(res["top1"] - metrics["top1"]) < 1e-12 and res["novel_top1"] is None,
+          "%s: result %s vs metrics.json" % (method, res))
+    check(any("test" in l for l in lines), "%s: no log lines" % method)
+    # the CLI trains the same run
+    cli_dir = os.path.join(TMP, "cli-" + method)
+    cli("train", "--method", method, "--model", MODEL, "--data", spec, "--shots", str(K_SHOTS),
+        "--seed", "1", "--cache", "none", "--out", cli_dir,
+        *(["--set", "epochs=2"] if sets else []))
+    cm = json.load(open(os.path.join(cli_dir, "metrics.json")))
+    check(cm["top1"] == metrics["top1"], "%s: top-1 %s vs the CLI-trained run's %s" %
+          (method, metrics["top1"], cm["top1"]))
+    with cliptune.Run(run_dir, model=m) as run:
+        check(run.method == method and run.classnames == ds.classnames and
+              run.info["shots"] == K_SHOTS and run.info["model_hash"] == m.hash and
+              run.info["data"] == spec and abs(run.info["top1"] - res["top1"]) < 1e-12,
+              "%s: run info %s" % (method, run.info))
+        if sets:
+            check(run.info["hyper_parameters"]["epochs"] == "2", "coop: recorded epochs")
+        p = compare_with_cli(run_dir, run, method)
+        ev = run.evaluate()
+        ref = cli_json("eval", "--run", run_dir, "--json", "--cache", "none")
+        check(ev["top1"] == ref["top1"] and ev["n"] == ref["test_images"] and
+              abs(ev["ece"] - ref["ece"]) < 1e-12, "%s: eval %s vs the CLI's %s" % (method, ev, ref))
+        check(abs(ev["top1"] - res["top1"]) < 1e-12 and ev["confusion"].sum() == ev["n"],
+              "%s: evaluate vs the training result" % method)
+        ev2 = run.evaluate(ds)
+        check(ev2["top1"] == ev["top1"] and np.array_equal(ev2["confusion"], ev["confusion"]),
+              "%s: evaluate(Dataset) vs evaluate(spec)" % method)
+        pd = run.predict_dataset(ds)
+        check(pd.shape == (ds.size("test"), 3) and
+              abs(np.mean(pd.argmax(1) == ds.labels("test")) - ev["top1"]) < 1e-12,
+              "%s: predict_dataset vs evaluate" % method)
+    # the run loading its recorded model itself
+    run = cliptune.Run(run_dir)
+    check(run.model.hash == m.hash and np.array_equal(run.predict(probe), p),
+          "%s: the run's own model" % method)
+    del run
+
+# errors and refusals
+check(raises(lambda: m.train("linear-probe", ds, os.path.join(TMP, "run-coop")),
+             "finished run"), "a finished run dir is refused")
+check(raises(lambda: m.train("no-such-method", ds), "no-such-method"), "unknown method")
+check(raises(lambda: m.train("coop", ds, None, set={"epochz": 2}), "epochz"), "unknown key")
+check(raises(lambda: cliptune.Run(os.path.join(TMP, "nowhere")), "nowhere"), "Run error")
+try:
+    m.train("linear-probe", ds, None, shots=2, log=lambda line: 1 / 0)
+    check(False, "an exception in log is lost")
+except ZeroDivisionError:
+    pass
+res = m.train("coop", spec, os.path.join(TMP, "run-coop"), shots=K_SHOTS, set="epochs=2",
+              force=True)
+check(res["top1"] == results["coop"]["top1"], "force=True retrains the same run")
+
+# a run trained from arrays predicts the same from arrays, files and the CLI
+ad = cliptune.Dataset.from_arrays(arr_x, arr_y, classnames=sorted(colours), name="colours-arr")
+check(ad.classnames == sorted(colours) and len(ad) == 60 and
+      all(isinstance(i, int) for i in ad.paths("test")), "from_arrays: %r" % ad)
+arr_dir = os.path.join(TMP, "run-arrays")
+ares = m.train("linear-probe", ad, arr_dir, shots=K_SHOTS)
+with cliptune.Run(arr_dir, model=m) as run:
+    check(run.info["dataset"] == "colours-arr" and not run.info["data"], "arrays run info")
+    pf = compare_with_cli(arr_dir, run, "arrays run")
+    rows = [arr_paths.index(p) for p in probe]
+    pa = run.predict_arrays(arr_x[rows])
+    check(pa.shape == pf.shape and np.abs(pa - pf).max() <= 1e-5,
+          "predict_arrays vs predict files: %g" % np.abs(pa - pf).max())
+    pall = run.predict_arrays(arr_x)
+    check(np.abs(pall[rows] - pf).max() <= 1e-5, "predict_arrays on every row")
+    ev = run.evaluate(ad)
+    check(abs(ev["top1"] - ares["top1"]) < 1e-12, "arrays: evaluate vs training")
+    check(raises(lambda: run.evaluate(), "arrays"), "arrays run: evaluate() needs a Dataset")
+    grey = run.predict_arrays(arr_x[rows].mean(3).astype(np.uint8))
+    check(grey.shape == pf.shape, "grey arrays")
+try:
+    cliptune.Dataset.from_arrays(arr_x[:, :, :, :2], arr_y)
+    check(False, "two channels accepted")
+except ValueError:
+    pass
+try:
+    cliptune.Dataset.from_arrays(arr_x.astype(np.float32), arr_y)
+    check(False, "float images accepted")
+except TypeError:
+    pass
+check(raises(lambda: cliptune.Dataset.from_arrays(arr_x, arr_y, classnames=["a", "b"]),
+             "label"), "labels beyond the class names")
+
+# lifetimes: the run keeps a borrowed model alive
+m2 = cliptune.Model(MODEL)
+run = cliptune.Run(os.path.join(TMP, "run-coop"), model=m2)
+m2.close()
+del m2
+check(run.predict(probe[:2]).shape == (2, 3), "a run outlives its model's close()")
+run.close()
+check(raises(lambda: run.predict(probe[:1]), "closed"), "a closed run")
+m.close()
+check(raises(lambda: m.encode_texts(["x"]), "closed"), "a closed model")
+print("  training and runs: %.1f s" % (time.time() - t0))
 print("python binding: %s" % ("OK" if not failed else "%d FAILED" % failed))
+if not failed:
+    import shutil
+    shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(1 if failed else 0)

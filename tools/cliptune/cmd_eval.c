@@ -143,15 +143,21 @@ int cmd_eval(int argc, char **argv) {
     if (!info_run) return cli_lib_error("eval");
     const ct_run_info *ri = ct_saved_run_info(info_run);
     int code = 1;
-    const char *spec = data ? data : ri->data;
+    /* copies: info_run is freed before the run is opened for good */
+    char *spec_copy = strdup(data ? data : ri->data);
+    const char *spec = spec_copy;
     /* on the run's own data, the run's test subset: the same number back */
-    if (!max_arg) max_test = cli_same_data(ri->data, spec) ? ri->max_test : 0;
+    if (!max_arg) max_test = spec && cli_same_data(ri->data, spec) ? ri->max_test : 0;
     if (cache && !strcmp(cache, "none")) cache = NULL;
     ct_splits sp = {0};
     ct_saved_run *r = NULL;
     ct_dataset *test = NULL;
     ct_metrics m = {0};
     char *ri_subsample = strdup(ri->subsample);
+    if (!spec_copy || !ri_subsample) {
+        cli_error("eval: out of memory");
+        goto out;
+    }
     double base_top1 = ri->top1;
     if (ct_data_open(spec, &sp) != CT_OK) {
         cli_lib_error("eval");
@@ -229,6 +235,7 @@ out:
     ct_saved_run_free(info_run);
     ct_splits_free(&sp);
     free(ri_subsample);
+    free(spec_copy);
     return code;
 }
 
