@@ -495,7 +495,9 @@ static void test_run_and_explain(void) {
     if (!load_fixture(true)) return;
     ct_bundle bundle = {0};
     bundle.clip = g_clip, bundle.tok = g_tok;
-    ct_preprocess_cfg_openai(&bundle.pre, ct_clip_get_config(g_clip)->image_size);
+    /* the folder's own preprocessing: the CLI reloads the run from the folder,
+     * and a run refuses a model whose preprocessing is not the one it had */
+    CHECK_OK(ct_preprocess_cfg_from_hf(TINY_DIR "/preprocessor_config.json", &bundle.pre));
     ct_splits sp = {0};
     CHECK_OK(ct_data_open("fashion-mnist", &sp));
     if (!sp.test) return;
@@ -553,7 +555,7 @@ static void test_run_and_explain(void) {
     printf("    predict --explain 3:\n%s", out_buf);
     snprintf(cmd, sizeof cmd, "%s predict --run %s/run_cupl --bpe %s/vocab.json "
              "--explain 3 %s", cli, ct_test_tmpdir(), bpe, img);
-    CHECK(run_cmd(cmd) == 1 && has(out_buf, "--explain needs a vcd run"));
+    CHECK(run_cmd(cmd) == 2 && has(out_buf, "--explain needs a vcd run"));
 }
 
 int main(void) {
