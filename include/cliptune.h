@@ -1334,6 +1334,13 @@ typedef struct ct_run_cfg {
      * this test set (CoOp / CoCoOp / MaPLe's novel column); NULL: none.
      * novel.json in the run directory holds its top-1. */
     const ct_dataset *novel_test;
+    /* instead of training: the learned tensors from a checkpoint of the
+     * official code (a PyTorch .pth / .pth.tar as torch.save wrote it, e.g.
+     * CoOp's released prompt_learner/model.pth.tar-50, or a safetensors file
+     * with the official keys); the run evaluates and saves them. NULL: train.
+     * The hyper-parameters must be the ones it was trained with (n_ctx,
+     * csc, ...): a shape that differs is an error naming them. */
+    const char *import_from;
     /* log lines (as log.txt gets them); each callback may be NULL */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;

@@ -666,6 +666,42 @@ static void test_reload_and_habits(void) {
         ct_safetensors_close(ls);
         ct_safetensors_close(st);
     }
+    /* import, the reverse: the exported file gives the same run back */
+    char imp_dir[4300];
+    snprintf(imp_dir, sizeof imp_dir, "%s/imported", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " import --from %s --method coop --set n_ctx=4 %s --out %s",
+             coop_st, common(), imp_dir);
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "imported 1 learned tensor"), "%s", out_buf);
+    char p1[4400], p2[4400];
+    snprintf(p1, sizeof p1, "%s/predictions.csv", coop_dir);
+    snprintf(p2, sizeof p2, "%s/predictions.csv", imp_dir);
+    CHECK_MSG(same_file(p1, p2), "imported run's predictions differ from the trained run's");
+    /* a released-style Dassl checkpoint written by torch.save (zip format) */
+    snprintf(imp_dir, sizeof imp_dir, "%s/imported_pth", ct_test_tmpdir());
+    snprintf(c, sizeof c, CT_CLI_PATH " import --from " CT_SOURCE_DIR "/tests/fixtures/torch/"
+             "coop.pth --method coop --set n_ctx=4 %s --out %s", common(), imp_dir);
+    CHECK_MSG(run(c) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/learned.safetensors", imp_dir);
+    st = ct_safetensors_open(path);
+    const ct_st_tensor *ictx = st ? ct_safetensors_find(st, "ctx") : NULL;
+    /* the fixture's ctx (tools/ref/gen_torch_ckpt.py; tests/fixtures/torch/
+     * torch_ckpt_ref.h has its values: first -0x1.22a1ap-9, last 0x1.3b4fb4p-7) */
+    CHECK(ictx && ictx->ndim == 2 && ictx->shape[0] == 4 && ictx->shape[1] == 32);
+    float iv[128] = {0};
+    CHECK(ictx && ct_st_to_real(ictx, iv, 128) == CT_OK && iv[0] == -0x1.22a1ap-9f &&
+          iv[127] == 0x1.3b4fb4p-7f);
+    if (st) ct_safetensors_close(st);
+    snprintf(path, sizeof path, "%s/config.json", imp_dir);
+    cj = ct_json_load(path);
+    const cJSON *ifrom = cJSON_GetObjectItemCaseSensitive(cj, "imported_from");
+    CHECK(cJSON_IsString(ifrom) && strstr(ifrom->valuestring, "coop.pth"));
+    cJSON_Delete(cj);
+    /* other hyper-parameters than the checkpoint's: refused, naming the shapes */
+    snprintf(c, sizeof c, CT_CLI_PATH " import --from " CT_SOURCE_DIR "/tests/fixtures/torch/"
+             "coop.pth --method coop --set n_ctx=16 %s --out %s/imp_bad", common(),
+             ct_test_tmpdir());
+    CHECK_MSG(run(c) == 1 && strstr(out_buf, "(4, 32)") && strstr(out_buf, "n_ctx"), "%s",
+              out_buf);
     /* a method without an official layout: refused, naming those that have one */
     snprintf(c, sizeof c, CT_CLI_PATH " export --run %s --out %s/lp.safetensors", run2,
              ct_test_tmpdir());

@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "report/report.h"
 #include "train/features.h"
+#include "train/official.h"
 
 typedef struct {
     const ct_run_cfg *cfg;
@@ -103,6 +104,12 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     char th[17], ph[17];
     ct_model_part_hashes(cfg->model, th, ph);
     cJSON_AddStringToObject(j, "tokenizer_hash", th);
+    if (cfg->import_from) {
+        char imp[4096];
+        const char *ip = cfg->import_from;
+        if (ip[0] != '/' && realpath(ip, imp)) ip = imp;
+        cJSON_AddStringToObject(j, "imported_from", ip);
+    }
     cJSON_AddStringToObject(j, "preprocess_hash", ph);
     cJSON_AddStringToObject(j, "data", ds);
     cJSON_AddStringToObject(j, "method", cfg->method->name);
@@ -390,7 +397,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             sp->train->name, sp->train->n_classes, (long long)train->n_items, cfg->shots,
             (long long)(val ? val->n_items : 0), (long long)test->n_items);
     /* training-free methods without a fit step never look at train/val */
-    bool trains = cfg->method->fit || cfg->method->loss;
+    bool trains = (cfg->method->fit || cfg->method->loss) && !cfg->import_from;
     if (cfg->method->pixels) {
         /* pixel methods read images, never cached features: only labels */
         if ((s = labels_only(train, &ftr)) != CT_OK || (val && (s = labels_only(val, &fval))) ||
@@ -452,7 +459,14 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     tc.resume = cfg->resume;
     tc.log = trainer_log, tc.log_ctx = &L;
     tc.progress = cfg->progress, tc.progress_ctx = cfg->progress_ctx;
-    if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) goto out;
+    if (cfg->import_from) {
+        int n = 0;
+        if ((s = ct_official_import(cfg->method, state, cfg->import_from, &n)) != CT_OK) goto out;
+        logline(&L, "imported %d learned tensor%s from %s (no training)", n, n == 1 ? "" : "s",
+                cfg->import_from);
+    } else if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) {
+        goto out;
+    }
     int K = sp->train->n_classes;
     scores = malloc((size_t)(fte.n ? fte.n : 1) * (size_t)K * sizeof *scores);
     if (!scores) {

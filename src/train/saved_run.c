@@ -24,6 +24,7 @@
 #include "report/report.h"
 #include "train/features.h"
 #include "train/metrics.h"
+#include "train/official.h"
 #include "train/run.h"
 
 struct ct_saved_run {
@@ -539,50 +540,15 @@ const char *ct_saved_run_descriptor(ct_saved_run *r, int k, int j) {
 
 /* ---- the official repositories' layout ---- */
 
-/* Methods whose learned tensors are named (param_names) as the official
- * repository's checkpoint names them, with what the official checkpoint
- * holds differently: tensors it does not save (skip: a name prefix) and
- * tensors saved with a leading batch axis of 1 (unsqueeze: exact names). */
-typedef struct {
-    const char *method, *repo, *module;
-    const char *skip;            /* name prefix of tensors left out, or NULL */
-    const char *unsqueeze[4];    /* names saved as (1, ...) officially       */
-} official_layout;
-
-static const official_layout OFFICIAL[] = {
-    {"coop", "KaiyangZhou/CoOp trainers/coop.py", "prompt_learner", NULL, {NULL}},
-    {"cocoop", "KaiyangZhou/CoOp trainers/cocoop.py", "prompt_learner", NULL, {NULL}},
-    {"kgcoop", "htyao89/KgCoOp trainers/kgcoop.py", "prompt_learner", NULL, {NULL}},
-    {"prograd", "BeierZhu/Prompt-align trainers/prograd.py", "prompt_learner", NULL, {NULL}},
-    {"maple", "muzairkhattak/multimodal-prompt-learning trainers/maple.py", "MultiModalPromptLearner (the whole model is registered)", NULL, {NULL}},
-    {"ivlp", "muzairkhattak/multimodal-prompt-learning trainers/independentVL.py", "the whole model", NULL, {NULL}},
-    {"vpt-deep", "muzairkhattak/multimodal-prompt-learning trainers/vpt.py", "the whole model", NULL, {NULL}},
-    {"promptsrc", "muzairkhattak/PromptSRC trainers/promptsrc.py", "the whole model", "previous_model_gpa.", {NULL}},
-    {"lasp", "LASP (its trainers/lasp.py, as xytian1008/ArGue keeps it)", "the whole model", NULL, {NULL}},
-    {"upl", "tonyhuang2022/UPL trainers/upltrainer.py", "prompt_learner", NULL, {NULL}},
-    {"tpt", "azshue/TPT (a CoOp checkpoint's ctx)", "prompt_learner", NULL, {NULL}},
-    {"clip-adapter", "gaopengcuhk/CLIP-Adapter clip_adapter.py", "adapter", NULL, {NULL}},
-    {"taskres", "geekyutao/TaskRes trainers/taskres.py", "prompt_learner", NULL, {NULL}},
-    {"clip-lora", "MaxZanella/CLIP-LoRA loralib (save_lora)", "the LoRA matrices", NULL, {NULL}},
-    {"vp", "hjbahng/visual_prompting models/prompters.py", "prompter",
-     NULL, {"pad_up", "pad_down", "pad_left", "pad_right"}},
-};
-
-static const official_layout *official_of(const char *method) {
-    for (size_t i = 0; i < sizeof OFFICIAL / sizeof *OFFICIAL; i++)
-        if (!strcmp(OFFICIAL[i].method, method)) return &OFFICIAL[i];
-    return NULL;
-}
-
 const char *ct_saved_run_official_repo(const ct_saved_run *r) {
-    const official_layout *o = r ? official_of(r->info.method) : NULL;
+    const ct_official_layout *o = r ? ct_official_layout_of(r->info.method) : NULL;
     return o ? o->repo : NULL;
 }
 
 ct_status ct_saved_run_export_official(ct_saved_run *r, const char *path) {
     ct_status s = need_state(r, "saved_run_export_official");
     if (s != CT_OK) return s;
-    const official_layout *o = official_of(r->method->name);
+    const ct_official_layout *o = ct_official_layout_of(r->method->name);
     if (!o)
         return ct_set_error(CT_ERR_UNSUPPORTED, "%s: no official checkpoint layout is known for "
                             "its tensors (methods with one: coop, cocoop, kgcoop, prograd, maple, "

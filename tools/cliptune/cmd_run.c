@@ -35,18 +35,40 @@ static const char *HELP_TRAIN =
     "                    a base-trained run on novel classes with eval --subsample novel)\n"
     "  --max-test N      evaluate on the first N test images only\n";
 
+static const char *HELP_IMPORT =
+    "usage: cliptune import --from CHECKPOINT --method NAME --model MODEL --data SPEC\n"
+    "                       [--set KEY=VALUE]... [--out DIR]\n"
+    "\n"
+    "Make a run directory from a checkpoint of a method's official code instead of\n"
+    "training: e.g. CoOp's released prompt_learner/model.pth.tar-50 (PyTorch's\n"
+    "torch.save files are read directly, zip or legacy format, data only: nothing in\n"
+    "them is executed) or a safetensors file with the official keys (cliptune export\n"
+    "--format official). The learned tensors are looked up by the official names\n"
+    "(inside a Dassl checkpoint's state_dict), evaluated on SPEC's test split and\n"
+    "saved as a run that eval / predict / export use. MODEL must be the CLIP the\n"
+    "checkpoint was trained on, SPEC hold its classes in its order, and --set give\n"
+    "the hyper-parameters it was trained with (n_ctx=16 csc=0 ...): a shape that\n"
+    "differs is an error naming them. Methods: coop cocoop kgcoop prograd maple ivlp\n"
+    "vpt-deep promptsrc lasp upl tpt clip-adapter taskres clip-lora vp.\n"
+    "\n"
+    "options: as for train (--model --bpe --act --data --set --out --cache --force\n"
+    "--max-test --subsample), and\n"
+    "  --from FILE       the checkpoint (.pth, .pth.tar, .safetensors)\n";
+
 static void print_line(void *ctx, const char *line) {
     cli_progress_clear(ctx);
     printf("%s\n", line);
     fflush(stdout);
 }
 
+static bool g_import;
+
 static int run_cmd(int argc, char **argv, const char *fixed_method) {
     if (cli_help_requested(argc, argv)) {
-        fputs(HELP_TRAIN, stdout);
+        fputs(g_import ? HELP_IMPORT : HELP_TRAIN, stdout);
         return 0;
     }
-    const char *cmd = fixed_method ? "zeroshot" : "train";
+    const char *cmd = fixed_method ? "zeroshot" : g_import ? "import" : "train";
     run_args ra;
     if (!run_args_parse(argc, argv, cmd, fixed_method, &ra)) return 1;
     run_ctx rc;
@@ -64,6 +86,10 @@ static int run_cmd(int argc, char **argv, const char *fixed_method) {
 
 int cmd_train(int argc, char **argv) { return run_cmd(argc, argv, NULL); }
 int cmd_zeroshot(int argc, char **argv) { return run_cmd(argc, argv, "zeroshot"); }
+int cmd_import(int argc, char **argv) {
+    g_import = true;
+    return run_cmd(argc, argv, NULL);
+}
 
 int cmd_methods(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {

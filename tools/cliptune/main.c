@@ -24,7 +24,8 @@ static const command COMMANDS[] = {
     {"protocol", cmd_protocol, "few-shot protocol: methods x shots x seeds, results table"},
     {"eval", cmd_eval, "re-evaluate a finished run on a dataset's test split"},
     {"predict", cmd_predict, "labels for images from a finished run"},
-    {"export", cmd_export, "a run's adapted model as a plain CLIP folder (clip-lora)"},
+    {"export", cmd_export, "a run's learned tensors in the official layout, or merged (clip-lora)"},
+    {"import", cmd_import, "a run from a method's official checkpoint (e.g. CoOp's .pth)"},
 };
 
 static void usage(FILE *f) {

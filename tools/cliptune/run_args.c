@@ -55,6 +55,8 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         }
         if (!fixed_method && !protocol && cli_opt(argc, argv, &i, "--method", &ra->method, &bad))
             continue;
+        if (!strcmp(cmd, "import") && cli_opt(argc, argv, &i, "--from", &ra->import_from, &bad))
+            continue;
         if (cli_opt(argc, argv, &i, "--set", &v, &bad)) {
             if (bad) break;
             if (!strchr(v, '=')) {
@@ -127,6 +129,8 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         bad = true;
     }
     if (!bad && !ra->data) bad = cli_usage("%s: no --data given (see --help)", cmd) != 0;
+    if (!bad && !strcmp(cmd, "import") && !ra->import_from)
+        bad = cli_usage("import: no --from CHECKPOINT given (see --help)") != 0;
     if (!bad && !protocol && !ra->method)
         bad = cli_usage("%s: no --method given (see `cliptune methods`)", cmd) != 0;
     if (!bad && !protocol && !ct_method_find(ra->method))
@@ -263,7 +267,7 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .seed = seed, .run_dir = dir,
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
         .resume = ra->resume, .max_test = ra->max_test, .subsample = ra->subsample,
-        .novel_test = rc->novel_test,
+        .novel_test = rc->novel_test, .import_from = ra->import_from,
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
     /* train / zeroshot never silently replace a run (protocol skips finished

@@ -21,6 +21,8 @@ typedef struct {
     uint64_t seeds[16];
     int n_seeds;
     bool base_to_novel;     /* train on base classes, test on base and novel */
+    /* import only: the official checkpoint whose tensors replace training */
+    const char *import_from;
 } run_args;
 
 /* fixed_method: zeroshot's; protocol passes "protocol" as cmd and accepts
