@@ -39,6 +39,11 @@ extern "C" {
 
 /* "MAJOR.MINOR.PATCH" of the library linked. */
 const char *ct_version(void);
+/* sizeof the named public struct ("ct_run_cfg", "ct_run_info", "ct_metrics",
+ * "ct_dataset", ...; 0 for an unknown name): bindings that lay the structs
+ * out themselves (python/cliptune) check their copies against the library
+ * they load. */
+size_t ct_struct_size(const char *name);
 
 #ifdef CT_REAL_DOUBLE
 typedef double ct_real;

@@ -102,6 +102,7 @@ class _RunCfg(ctypes.Structure):
                 ("run_dir", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
                 ("resume", ctypes.c_bool), ("max_test", ctypes.c_int64),
                 ("subsample", ctypes.c_char_p), ("novel_test", ctypes.POINTER(_Dataset)),
+                ("import_from", ctypes.c_char_p),
                 ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
                 ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p)]
 
@@ -147,6 +148,7 @@ def _load():
     splits_p, ds_p = ctypes.POINTER(_Splits), ctypes.POINTER(_Dataset)
     sig = {
         "ct_version": (cs, []),
+        "ct_struct_size": (ctypes.c_size_t, [ctypes.c_char_p]),
         "ct_last_error": (cs, []),
         "ct_model_load": (vp, [cs, cs, ctypes.c_bool]),
         "ct_model_load_ex": (vp, [cs, ctypes.POINTER(_ModelOpts)]),
@@ -199,6 +201,23 @@ def _load():
 
 
 _lib = _load()
+
+
+def _check_layouts():
+    # the structs this module lays out itself must be the library's, byte for
+    # byte: a library built from another header would otherwise be misread
+    for cname, py in (("ct_run_cfg", _RunCfg), ("ct_run_result", _RunResult),
+                      ("ct_run_info", _RunInfo), ("ct_metrics", _Metrics),
+                      ("ct_model_opts", _ModelOpts), ("ct_dataset", _Dataset),
+                      ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV)):
+        want = _lib.ct_struct_size(cname.encode())
+        if want != ctypes.sizeof(py):
+            raise ImportError("cliptune: %s is %d bytes in %s but %d in this binding: the "
+                              "library and the Python package are from different versions"
+                              % (cname, want, _lib._name, ctypes.sizeof(py)))
+
+
+_check_layouts()
 
 
 def version():
@@ -428,7 +447,8 @@ class Model:
         return out
 
     def train(self, method, data, run_dir=None, shots=16, seed=1, set=None, cache_dir=None,
-              max_test=0, resume=False, force=False, log=None, progress=None):
+              max_test=0, resume=False, force=False, log=None, progress=None,
+              import_from=None):
         """Adapt (or, for "zeroshot" with shots=0, apply) a method and test it,
         as `cliptune train`: writes config.json, metrics.json, predictions.csv,
         log.txt, report.md and learned.safetensors to run_dir (None: nothing
@@ -437,8 +457,11 @@ class Model:
         text or a list of "k=v". A run_dir that holds a finished or
         interrupted run is refused unless resume (continue it) or force
         (replace it). log(line) gets the log lines; progress(stage, done,
-        total, loss, lr) the progress. Returns a dict: top1, top5, macro_f1,
-        ece, val_top1 and novel_top1 (None when not measured)."""
+        total, loss, lr) the progress. import_from: a checkpoint of the
+        method's official code (a torch.save .pth, or an exported
+        safetensors) whose learned tensors replace training, as `cliptune
+        import`. Returns a dict: top1, top5, macro_f1, ece, val_top1 and
+        novel_top1 (None when not measured)."""
         ds = data if isinstance(data, Dataset) else Dataset.open(data)
         mp = _lib.ct_method_find(_b(method))
         if not mp:
@@ -458,6 +481,8 @@ class Model:
         cfg.cache_dir = _b(cache_dir)
         cfg.resume = bool(resume)
         cfg.max_test = int(max_test)
+        import_path = _b(os.fspath(import_from)) if import_from is not None else None
+        cfg.import_from = import_path
         errors = []
         log_cb = progress_cb = None
         if log is not None:

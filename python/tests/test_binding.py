@@ -229,6 +229,14 @@ except ZeroDivisionError:
 res = m.train("coop", spec, os.path.join(TMP, "run-coop"), shots=K_SHOTS, set="epochs=2",
               force=True)
 check(res["top1"] == results["coop"]["top1"], "force=True retrains the same run")
+# the CoOp run exported in the official layout and imported back: the same run
+ctx_file = os.path.join(TMP, "coop_ctx.safetensors")
+cli("export", "--run", os.path.join(TMP, "run-coop"), "--out", ctx_file)
+imp = m.train("coop", spec, os.path.join(TMP, "run-imported"), shots=K_SHOTS,
+              set="epochs=2", import_from=ctx_file)
+check(imp["top1"] == results["coop"]["top1"], "import_from: %r vs %r" % (imp, results["coop"]))
+with cliptune.Run(os.path.join(TMP, "run-imported"), model=m) as run:
+    check(run.info["method"] == "coop", "imported run info")
 
 # a run trained from arrays predicts the same from arrays, files and the CLI
 ad = cliptune.Dataset.from_arrays(arr_x, arr_y, classnames=sorted(colours), name="colours-arr")
