@@ -95,16 +95,7 @@ check_run cmake-package "$tmp/consumer/build/zs"
 # folder and save the run; load the run and predict -- the same labels as
 # the installed CLI's `predict` on that run
 data=$tmp/colours
-/usr/bin/python3 - "$data" << 'PY'
-import os, random, sys
-random.seed(0)
-for name, col in (("red", (200, 30, 30)), ("blue", (30, 30, 200)), ("green", (30, 180, 40))):
-    os.makedirs(os.path.join(sys.argv[1], name), exist_ok=True)
-    for i in range(20):
-        px = bytes(max(0, min(255, c + random.randint(-50, 50))) for _ in range(32 * 32) for c in col)
-        with open(os.path.join(sys.argv[1], name, "img_%02d.ppm" % i), "wb") as f:
-            f.write(b"P6\n32 32\n255\n" + px)
-PY
+/usr/bin/python3 "$src/tests/make_colours.py" "$data"
 for ex in train_coop predict; do
     # shellcheck disable=SC2086
     cc -std=c11 -Wall -Wextra -Werror $san_cflags "$src/examples/$ex.c" \

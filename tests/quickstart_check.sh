@@ -8,16 +8,7 @@ set -euo pipefail
 cli=$(realpath "$1") src=$(realpath "$2") tmp=$(realpath "$3")/quickstart
 rm -rf "$tmp" && mkdir -p "$tmp/bin"
 ln -s "$cli" "$tmp/bin/cliptune"
-/usr/bin/python3 - "$tmp/images" << 'PY'
-import os, random, sys
-random.seed(0)
-for name, col in (("red", (200, 30, 30)), ("blue", (30, 30, 200)), ("green", (30, 180, 40))):
-    os.makedirs(os.path.join(sys.argv[1], name), exist_ok=True)
-    for i in range(20):
-        px = bytes(max(0, min(255, c + random.randint(-50, 50))) for _ in range(32 * 32) for c in col)
-        with open(os.path.join(sys.argv[1], name, "img_%02d.ppm" % i), "wb") as f:
-            f.write(b"P6\n32 32\n255\n" + px)
-PY
+/usr/bin/python3 "$src/tests/make_colours.py" "$tmp/images"
 # the page's shell blocks, in order
 awk '/^```sh$/ {on = 1; next} /^```$/ {on = 0} on' "$src/docs/quickstart.md" > "$tmp/steps.sh"
 n=$(grep -c '^```sh$' "$src/docs/quickstart.md")

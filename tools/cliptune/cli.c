@@ -8,13 +8,17 @@
 #include <stdio.h>
 #include <string.h>
 
+static void vprint_error(const char *fmt, va_list ap) {
+    fputs("cliptune: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 int cli_error(const char *fmt, ...) {
     va_list ap;
-    fputs("cliptune: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vprint_error(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return 1;
 }
 
@@ -22,11 +26,9 @@ bool cli_usage_failed = false;
 
 int cli_usage(const char *fmt, ...) {
     va_list ap;
-    fputs("cliptune: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vprint_error(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     cli_usage_failed = true;
     return 1;
 }
