@@ -12,7 +12,7 @@
 #include "cliptune.h"
 #include "harness.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
 

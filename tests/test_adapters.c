@@ -21,7 +21,7 @@
 #include "fixtures/adapters_ref.h"
 #include "harness.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 extern const ct_method ct_method_tip_adapter_f_train; /* tip_adapter.c, not registered */
 

@@ -28,7 +28,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "train/features.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define ATOL 1e-4
 #define RTOL 1e-4

@@ -15,7 +15,7 @@
 #include "cliptune.h"
 #include "harness.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define MODEL CT_SOURCE_DIR "/models/cliptune-small"
 #define REF CT_SOURCE_DIR "/tests/fixtures/methods/image_prompts_ref.safetensors"

@@ -17,7 +17,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 
 

@@ -17,7 +17,7 @@
 #include "fixtures/methods/lasp_ref.h"
 #include "harness.h"
 #include "method_fixture.h"
-#include "train/run.h"
+#include "api/run.h"
 
 static ct_task make_task(void) {
     ct_task t = {0};

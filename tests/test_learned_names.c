@@ -23,7 +23,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 enum { CAP = 256, N_TRAIN = 6, MAX_E = 1024 };
 

@@ -31,7 +31,7 @@
 #include "methods/method_templates.h"
 #include "methods/vcd.h"
 #include "model/bundle.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define TINY_DIR CT_SOURCE_DIR "/tests/fixtures/methods/tiny"
 #define DESC_DIR CT_SOURCE_DIR "/data/descriptors"

@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "train/features.h"
-#include "train/run.h"
+#include "api/run.h"
 
 /* The features are exactly ct_preprocess's output, flattened. */
 static void test_raw_pixel_features(void) {

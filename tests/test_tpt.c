@@ -25,7 +25,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "methods/tpt.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define NCTX_VALUES (TREF_NCTX * CREF_W)
 

@@ -20,7 +20,7 @@
 #include "methods/method_prompt.h"
 #include "model/bundle.h"
 #include "train/features.h"
-#include "train/run.h"
+#include "api/run.h"
 
 /* the unlabelled features of the reference, without labels */
 static const ct_features ref_unlabelled = {.n = UREF_N, .dim = UREF_E, .x = (float *)uref_x};

@@ -26,7 +26,7 @@
 #include "model/clip.h"
 #include "model/vision_copy.h"
 #include "train/features.h"
-#include "train/run.h"
+#include "api/run.h"
 
 #define REF_ST TINY_DIR "/../wise_ft_ref.safetensors"
 #define S 32

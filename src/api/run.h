@@ -1,11 +1,11 @@
 /* One experiment end to end: model + dataset + method + shots + seed ->
  * a run directory with config.json, metrics.json, predictions.csv, log.txt,
  * report.md (+ confusion.svg) and, for trained methods, the checkpoint. */
-#ifndef CT_TRAIN_RUN_H
-#define CT_TRAIN_RUN_H
+#ifndef CT_API_RUN_H
+#define CT_API_RUN_H
 
 #include "cliptune.h"
-#include "model/bundle.h"
+#include "api/model.h"
 #include "train/metrics.h"
 
 /* ct_run_cfg, ct_run_result, ct_run: cliptune.h */

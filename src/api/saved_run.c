@@ -20,12 +20,12 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "methods/vcd.h"
-#include "model/bundle.h"
+#include "api/model.h"
 #include "report/report.h"
 #include "train/features.h"
 #include "train/metrics.h"
-#include "train/official.h"
-#include "train/run.h"
+#include "api/official.h"
+#include "api/run.h"
 
 struct ct_saved_run {
     ct_run_info info;

@@ -1,8 +1,8 @@
 /* The official repositories' checkpoint layouts of the methods' learned
  * tensors: `cliptune export --format official` writes them, `cliptune import`
  * reads them (PyTorch .pth or safetensors). */
-#ifndef CT_TRAIN_OFFICIAL_H
-#define CT_TRAIN_OFFICIAL_H
+#ifndef CT_API_OFFICIAL_H
+#define CT_API_OFFICIAL_H
 
 #include "cliptune.h"
 

@@ -1,4 +1,4 @@
-#include "train/run.h"
+#include "api/run.h"
 
 #include <errno.h>
 #include <math.h>
@@ -15,7 +15,7 @@
 #include "base/json.h"
 #include "report/report.h"
 #include "train/features.h"
-#include "train/official.h"
+#include "api/official.h"
 
 typedef struct {
     const ct_run_cfg *cfg;

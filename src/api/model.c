@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
-#include "model/bundle.h"
+#include "api/model.h"
 
 struct ct_model {
     ct_bundle b;

@@ -1,4 +1,4 @@
-#include "train/official.h"
+#include "api/official.h"
 
 #include <stdio.h>
 #include <stdlib.h>
