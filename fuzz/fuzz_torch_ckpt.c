@@ -1,7 +1,8 @@
 /* libFuzzer target for the PyTorch checkpoint reader (scripts/fuzz.sh
  * builds and runs it; ctest replays its corpus).
  *
- * The reader takes a path, so each input is written to a scratch file.
+ * The reader takes a path, so each input is written to a scratch file
+ * (fuzz_util.h).
  * torch_ckpt.c is compiled into this file (not linked) so that the harness
  * can see the mapping inside the opaque handle and check the reader's main
  * promise: every listed tensor's strided extent lies inside its storage and
@@ -10,43 +11,15 @@
  * these definitions and leaves that object out. */
 #include "../src/base/torch_ckpt.c"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-static char g_path[256];
-static int g_fd = -1;
-
-static void cleanup(void) {
-    if (g_path[0]) unlink(g_path);
-}
-
-static void setup(void) {
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir) dir = "/tmp";
-    snprintf(g_path, sizeof g_path, "%s/fuzz_torch_ckpt.%ld.pth", dir, (long)getpid());
-    g_fd = open(g_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (g_fd < 0) abort();
-    atexit(cleanup);
-}
-
-static void put_input(const uint8_t *data, size_t size) {
-    if (ftruncate(g_fd, 0) != 0) abort();
-    size_t off = 0;
-    while (off < size) {
-        ssize_t w = pwrite(g_fd, data + off, size - off, (off_t)off);
-        if (w <= 0) abort();
-        off += (size_t)w;
-    }
-}
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (g_fd < 0) setup();
-    put_input(data, size);
+    const char *path = fz_write("input.pth", data, size);
     ct_torch_ckpt *ck = NULL;
-    ct_status s = ct_torch_ckpt_open(g_path, &ck);
+    ct_status s = ct_torch_ckpt_open(path, &ck);
     if (s != CT_OK) {
         /* failures say why, naming the file, and return no handle */
-        if (ck != NULL || strncmp(ct_last_error(), g_path, strlen(g_path)) != 0) abort();
+        if (ck != NULL || strncmp(ct_last_error(), path, strlen(path)) != 0) abort();
         if (s != CT_ERR_FORMAT && s != CT_ERR_UNSUPPORTED && s != CT_ERR_NOMEM) abort();
         return 0;
     }

@@ -967,6 +967,10 @@ ct_status ct_data_from_arrays(const char *name, const uint8_t *images, int64_t n
                               const char *const *classnames, ct_splits *out);
 void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
+/* True if name ends in an image extension the decoders read and folder
+ * datasets pick up (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif
+ * .tiff .webp, any case; torchvision's list plus the other PNM kinds). */
+bool ct_data_is_image_name(const char *name);
 /* Decode item i as RGB (files through ct_image semantics; in-memory grey
  * images expanded to RGB). out is a ct_image (src/model/image.h). */
 ct_status ct_dataset_image(const ct_dataset *d, int64_t i, ct_image *out);
@@ -1166,6 +1170,9 @@ ct_status ct_kv_parse(ct_kv *kv, const char *text);
  * ("key=value" with its quotes) from p, setting *end past it; NULL when no
  * item is left. */
 ct_status ct_kv_append(char **text, const char *key_value);
+/* kv as "k=v k2=v2" text (values quoted as ct_kv_append quotes them) into a
+ * malloc'd *out ("" for no keys); what config.json and learned files record. */
+ct_status ct_kv_to_text(const ct_kv *kv, char **out);
 const char *ct_kv_item(const char *p, const char **end);
 ct_status ct_kv_set(ct_kv *kv, const char *key, const char *val);
 void ct_kv_free(ct_kv *kv);

@@ -4,7 +4,7 @@
  * (tests/fixtures/special_tokens_ref.h, tools/ref/gen_special_tokens.py).
  * Runs everywhere: the vocabulary is tests/fixtures/bpe/clip_subset, which
  * covers these texts with OpenAI's ids (test_tokenizer.c checks the same
- * fixture with the full vocabulary from ../shared). */
+ * fixture against OpenAI's full vocabulary where it is available). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -180,6 +180,7 @@ def _load():
         "ct_method_find": (vp, [cs]),
         "ct_kv_parse": (i32, [ctypes.POINTER(_KV), cs]),
         "ct_kv_free": (None, [ctypes.POINTER(_KV)]),
+        "ct_kv_append": (i32, [ctypes.POINTER(ctypes.c_void_p), cs]),
         "ct_run_cfg_default": (_RunCfg, []),
         "ct_run": (i32, [ctypes.POINTER(_RunCfg), ctypes.POINTER(_RunResult)]),
         "ct_saved_run_open": (vp, [cs]),
@@ -281,24 +282,31 @@ def _kv_dict(text):
         _lib.ct_kv_free(ctypes.byref(kv))
 
 
+_libc = ctypes.CDLL(None)
+_libc.free.argtypes = [ctypes.c_void_p]
+
+
 def _kv_text(d):
     """Overrides (a dict, "k=v ..." text, or a list of "k=v") as the library's
-    hyper-parameter text, quoting values as ct_kv_append does."""
+    hyper-parameter text, each item through ct_kv_append (which quotes values
+    holding spaces, commas or quotes)."""
     if d is None:
         return None
     if isinstance(d, (str, bytes)):
         return _b(d)
     items = list(d.items()) if isinstance(d, dict) else [str(x).split("=", 1) for x in d]
-    out = []
-    for kv in items:
-        if len(kv) != 2 or not str(kv[0]):
-            raise ValueError("hyper-parameter %r is not key=value" % ("=".join(map(str, kv)),))
-        k, v = kv
-        v = ("1" if v else "0") if isinstance(v, bool) else str(v)
-        if v.startswith('"') or any(c in v for c in " \t\n,"):
-            v = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out.append("%s=%s" % (k, v))
-    return " ".join(out).encode()
+    text = ctypes.c_void_p()
+    try:
+        for kv in items:
+            if len(kv) != 2 or not str(kv[0]):
+                raise ValueError("hyper-parameter %r is not key=value" % ("=".join(map(str, kv)),))
+            k, v = kv
+            v = ("1" if v else "0") if isinstance(v, bool) else str(v)
+            if _lib.ct_kv_append(ctypes.byref(text), ("%s=%s" % (k, v)).encode()) != 0:
+                raise ValueError(_lib.ct_last_error().decode(errors="replace"))
+        return ctypes.string_at(text.value) if text.value else b""
+    finally:
+        _libc.free(text)
 
 
 class _Handle:

@@ -33,6 +33,67 @@ const ct_official_layout *ct_official_layout_of(const char *method) {
 }
 
 
+/* The method's learned tensors in the official layout: those the official
+ * code saves (o->skip left out), each with whether it carries the official
+ * leading axis of 1. n 0 with an error when the method has none named. */
+typedef struct {
+    ct_tensor *t;
+    const char *name;
+    bool unsqueeze;
+} official_entry;
+
+enum { CAP = 256 };
+
+static ct_status official_entries(const ct_method *m, void *state, const ct_official_layout **lo,
+                                  official_entry *out, int *n) {
+    *n = 0;
+    const ct_official_layout *o = *lo = ct_official_layout_of(m->name);
+    if (!o)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: no official checkpoint layout is known for "
+                            "its learned tensors (methods with one: " CT_OFFICIAL_METHODS ")",
+                            m->name);
+    ct_tensor *p[CAP];
+    const char *names[CAP] = {0};
+    int np = m->params ? m->params(state, p, CAP) : 0;
+    int nn = m->param_names ? m->param_names(state, names, CAP) : 0;
+    if (np == 0 || nn != np)
+        return ct_set_error(CT_ERR_STATE, "%s has no named learned tensors", m->name);
+    for (int i = 0; i < np; i++) {
+        if (o->skip && !strncmp(names[i], o->skip, strlen(o->skip))) continue;
+        bool unsq = false;
+        for (int k = 0; k < 4 && o->unsqueeze[k]; k++) unsq |= !strcmp(o->unsqueeze[k], names[i]);
+        out[(*n)++] = (official_entry){p[i], names[i], unsq};
+    }
+    return CT_OK;
+}
+
+ct_status ct_official_export(const ct_method *m, void *state, const char *path,
+                             const char *hyper_parameters, uint64_t model_hash) {
+    const ct_official_layout *o;
+    official_entry en[CAP];
+    int n = 0;
+    ct_status s = official_entries(m, state, &o, en, &n);
+    if (s != CT_OK) return s;
+    ct_st_entry e[CAP];
+    int64_t shapes[CAP][CT_TORCH_MAX_RANK + 1];
+    for (int i = 0; i < n; i++) {
+        const ct_tensor *t = en[i].t;
+        int lead = en[i].unsqueeze ? 1 : 0;
+        if (t->ndim + lead > CT_TORCH_MAX_RANK)
+            return ct_set_error(CT_ERR_STATE, "%s: rank %d", en[i].name, t->ndim + lead);
+        shapes[i][0] = 1;
+        for (int d = 0; d < t->ndim; d++) shapes[i][d + lead] = t->shape[d];
+        e[i] = (ct_st_entry){en[i].name, CT_F32, t->ndim + lead, shapes[i], t->data};
+    }
+    char mh[17];
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)model_hash);
+    const char *meta[] = {"method", m->name, "official_repo", o->repo,
+                          "state_dict_of", o->module, "hyper_parameters",
+                          hyper_parameters ? hyper_parameters : "", "model_hash", mh,
+                          "format", "official-state-dict"};
+    return ct_safetensors_write(path, e, n, meta, 6);
+}
+
 /* One checkpoint, either kind. */
 typedef struct {
     ct_torch_ckpt *torch;
@@ -89,33 +150,24 @@ static ct_status fetch(const ckpt *c, const char *name, bool unsq, ct_tensor *p,
 
 ct_status ct_official_import(const ct_method *m, void *state, const char *path, int *n_loaded) {
     *n_loaded = 0;
-    const ct_official_layout *o = ct_official_layout_of(m->name);
-    if (!o)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "import: no official checkpoint layout is known "
-                            "for %s (methods with one: " CT_OFFICIAL_METHODS ")", m->name);
-    enum { CAP = 256 };
-    ct_tensor *p[CAP];
-    const char *names[CAP] = {0};
-    int np = m->params ? m->params(state, p, CAP) : 0;
-    int nn = m->param_names ? m->param_names(state, names, CAP) : 0;
-    if (np == 0 || nn != np)
-        return ct_set_error(CT_ERR_STATE, "import: %s has no named learned tensors", m->name);
+    const ct_official_layout *o;
+    official_entry en[CAP];
+    int n = 0;
+    ct_status s = official_entries(m, state, &o, en, &n);
+    if (s != CT_OK) return s;
     ckpt c = {0};
-    ct_status s = CT_OK;
     if (ends_with(path, ".safetensors")) {
         if (!(c.st = ct_safetensors_open(path))) return CT_ERR_FORMAT;
     } else if ((s = ct_torch_ckpt_open(path, &c.torch)) != CT_OK) {
         return s;
     }
-    for (int i = 0; s == CT_OK && i < np; i++) {
-        if (o->skip && !strncmp(names[i], o->skip, strlen(o->skip))) continue;
-        bool unsq = false, found = false;
-        for (int k = 0; k < 4 && o->unsqueeze[k]; k++) unsq |= !strcmp(o->unsqueeze[k], names[i]);
-        s = fetch(&c, names[i], unsq, p[i], path, &found);
+    for (int i = 0; s == CT_OK && i < n; i++) {
+        bool found = false;
+        s = fetch(&c, en[i].name, en[i].unsqueeze, en[i].t, path, &found);
         if (s == CT_OK && !found)
             s = ct_set_error(CT_ERR_FORMAT, "%s: no tensor %s (nor state_dict.%s): not a %s "
-                             "checkpoint of %s, or trained with other options", path, names[i],
-                             names[i], m->name, o->repo);
+                             "checkpoint of %s, or trained with other options", path,
+                             en[i].name, en[i].name, m->name, o->repo);
         if (s == CT_OK) ++*n_loaded;
     }
     ct_torch_ckpt_close(c.torch);

@@ -23,6 +23,12 @@ const ct_official_layout *ct_official_layout_of(const char *method);
     "coop, cocoop, kgcoop, prograd, maple, ivlp, vpt-deep, promptsrc, lasp, upl, tpt, "      \
     "clip-adapter, taskres, clip-lora, vp"
 
+/* Write the method's learned tensors as the official checkpoint holds them
+ * (keys, shapes, o->skip left out) to a safetensors file at path, with the
+ * method, repository, module, hyper-parameters and model hash as metadata. */
+ct_status ct_official_export(const ct_method *m, void *state, const char *path,
+                             const char *hyper_parameters, uint64_t model_hash);
+
 /* Load the method's learned tensors (by their param_names) from a checkpoint
  * of the official code: a PyTorch .pth / .pth.tar (torch.save, zip or legacy
  * format; a Dassl checkpoint's "state_dict" is looked into) or a

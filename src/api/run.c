@@ -527,14 +527,9 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         /* the learned tensors carry what they mean: method, hyper-parameters
          * and the frozen model they were trained on */
         char *hptext = NULL, mh[17];
-        for (int i = 0; s == CT_OK && i < hp.n; i++) {
-            char *kv = malloc(strlen(hp.keys[i]) + 1 + strlen(hp.vals[i]) + 1);
-            if (!kv) s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
-            else sprintf(kv, "%s=%s", hp.keys[i], hp.vals[i]), s = ct_kv_append(&hptext, kv);
-            free(kv);
-        }
+        s = ct_kv_to_text(&hp, &hptext);
         snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
-        const char *meta[] = {"hyper_parameters", hptext ? hptext : "", "model_hash", mh,
+        const char *meta[] = {"hyper_parameters", hptext, "model_hash", mh,
                               "format", "cliptune-learned-1"};
         if (s == CT_OK) s = ct_run_save_learned_meta(cfg->method, state, cfg->run_dir, meta, 3);
         free(hptext);

@@ -120,14 +120,9 @@ static ct_status read_config(ct_saved_run *r) {
             return ct_set_error(CT_ERR_FORMAT, "%s: hyper_parameters.%s is not a string", path,
                                 e->string);
         if ((s = ct_kv_set(&r->hp, e->string, e->valuestring)) != CT_OK) return s;
-        char *kv = malloc(strlen(e->string) + strlen(e->valuestring) + 2);
-        if (!kv) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
-        sprintf(kv, "%s=%s", e->string, e->valuestring);
-        s = ct_kv_append(&r->hp_text, kv);
-        free(kv);
-        if (s != CT_OK) return s;
     }
-    ri->hyper_parameters = r->hp_text ? r->hp_text + 1 : ""; /* ct_kv_append leads with ' ' */
+    if ((s = ct_kv_to_text(&r->hp, &r->hp_text)) != CT_OK) return s;
+    ri->hyper_parameters = r->hp_text;
     ri->top1 = NAN;
     snprintf(path, sizeof path, "%s/metrics.json", r->dir);
     cJSON *m = access(path, F_OK) == 0 ? ct_json_load(path) : NULL;
@@ -323,32 +318,32 @@ static void on_features(void *ctx, int64_t done, int64_t total) {
     r->progress(r->progress_ctx, "features: test", done, total, NAN, NAN);
 }
 
-/* Logits (d->n_items, K) of d's images; the features' labels into *labels
- * when asked (malloc'ed). */
+/* Logits (d->n_items, K) of d's images; with labels, the items' labels too
+ * (malloc'ed). */
 static ct_status scores_of(ct_saved_run *r, const ct_dataset *d, const char *cache,
                            float *scores, int **labels) {
-    const ct_bundle *b = ct_model_bundle(r->model);
     ct_status s;
     if (cache && (s = ct_mkdir_p(cache)) != CT_OK) return s;
-    ct_features f = {0};
-    bool by_images = ct_method_scores_images(r->method);
-    if (by_images && !labels) return ct_predict_images(r->method, r->state, &r->task, d, scores);
+    /* pixel methods with frozen_features take the frozen tower's embeddings
+     * from the cache, as in the run (ct_predict_images reads task->cache_dir) */
+    r->task.cache_dir = cache;
+    if (ct_method_scores_images(r->method)) {
+        /* the method reads the images itself: the labels come from the items */
+        if ((s = ct_predict_images(r->method, r->state, &r->task, d, scores)) != CT_OK || !labels)
+            return s;
+        if (!(*labels = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof **labels)))
+            return ct_set_error(CT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < d->n_items; i++) (*labels)[i] = d->items[i].label;
+        return CT_OK;
+    }
+    const ct_bundle *b = ct_model_bundle(r->model);
     ct_feature_req req = {.clip = b->clip, .pre = &b->pre, .data = d,
                           .seed = (uint64_t)r->info.seed, .cache_dir = cache, .batch = 32,
                           .dense = r->method->dense_features,
                           .raw_pixels = r->method->raw_pixels,
                           .progress = r->progress ? on_features : NULL,
                           .progress_ctx = r};
-    /* a method that scores images needs only the labels */
-    if (by_images) {
-        int *l = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *l);
-        if (!l) return ct_set_error(CT_ERR_NOMEM, "out of memory");
-        for (int64_t i = 0; i < d->n_items; i++) l[i] = d->items[i].label;
-        s = ct_predict_images(r->method, r->state, &r->task, d, scores);
-        if (s == CT_OK) *labels = l;
-        else free(l);
-        return s;
-    }
+    ct_features f = {0};
     if ((s = ct_features_get(&req, &f)) != CT_OK) return s;
     s = ct_predict(r->method, r->state, &f, scores);
     if (s == CT_OK && labels) *labels = f.labels, f.labels = NULL;
@@ -548,38 +543,7 @@ const char *ct_saved_run_official_repo(const ct_saved_run *r) {
 ct_status ct_saved_run_export_official(ct_saved_run *r, const char *path) {
     ct_status s = need_state(r, "saved_run_export_official");
     if (s != CT_OK) return s;
-    const ct_official_layout *o = ct_official_layout_of(r->method->name);
-    if (!o)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: no official checkpoint layout is known for "
-                            "its tensors (methods with one: coop, cocoop, kgcoop, prograd, maple, "
-                            "ivlp, vpt-deep, promptsrc, lasp, upl, tpt, clip-adapter, taskres, "
-                            "clip-lora, vp)", r->method->name);
     if (!path) return ct_set_error(CT_ERR_ARG, "saved_run_export_official: NULL path");
-    enum { CAP = 256 };
-    ct_tensor *p[CAP];
-    const char *names[CAP] = {0};
-    int np = r->method->params ? r->method->params(r->state, p, CAP) : 0;
-    int nn = r->method->param_names ? r->method->param_names(r->state, names, CAP) : 0;
-    if (nn != np)
-        return ct_set_error(CT_ERR_STATE, "%s: its learned tensors are not named", r->method->name);
-    ct_st_entry e[CAP];
-    int64_t shapes[CAP][8];
-    int ne = 0;
-    for (int i = 0; i < np; i++) {
-        if (o->skip && !strncmp(names[i], o->skip, strlen(o->skip))) continue;
-        bool unsq = false;
-        for (int k = 0; k < 4 && o->unsqueeze[k]; k++) unsq |= !strcmp(o->unsqueeze[k], names[i]);
-        int nd = p[i]->ndim + (unsq ? 1 : 0);
-        if (nd > 8) return ct_set_error(CT_ERR_STATE, "%s: rank %d", names[i], nd);
-        if (unsq) shapes[ne][0] = 1;
-        for (int d = 0; d < p[i]->ndim; d++) shapes[ne][d + (unsq ? 1 : 0)] = p[i]->shape[d];
-        e[ne] = (ct_st_entry){names[i], CT_F32, nd, shapes[ne], p[i]->data};
-        ne++;
-    }
-    char mh[17];
-    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_model_hash(r->model));
-    const char *meta[] = {"method", r->method->name, "official_repo", o->repo,
-                          "state_dict_of", o->module, "hyper_parameters", r->info.hyper_parameters,
-                          "model_hash", mh, "format", "official-state-dict"};
-    return ct_safetensors_write(path, e, ne, meta, 6);
+    return ct_official_export(r->method, r->state, path, r->info.hyper_parameters,
+                              ct_model_hash(r->model));
 }

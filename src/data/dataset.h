@@ -67,9 +67,6 @@ bool ct_data_join(char *buf, size_t n, const char *root, const char *path);
 bool ct_data_is_file(const char *path);
 /* True if path names an existing directory (following links). */
 bool ct_data_is_dir(const char *path);
-/* True if name ends in an image extension the decoders read (.jpg .jpeg
- * .png .bmp .gif .ppm .pgm .pbm .pnm, any case). */
-bool ct_data_is_image_name(const char *name);
 /* Final path component, without ext if it ends with it (ext may be NULL),
  * into a malloc'ed string. */
 char *ct_data_stem(const char *path, const char *ext);

@@ -120,6 +120,28 @@ ct_status ct_kv_append(char **text, const char *key_value) {
     return CT_OK;
 }
 
+ct_status ct_kv_to_text(const ct_kv *kv, char **out) {
+    *out = NULL;
+    char *text = NULL;
+    ct_status s = CT_OK;
+    for (int i = 0; s == CT_OK && i < kv->n; i++) {
+        char *item = malloc(strlen(kv->keys[i]) + strlen(kv->vals[i]) + 2);
+        if (!item) s = ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+        else sprintf(item, "%s=%s", kv->keys[i], kv->vals[i]), s = ct_kv_append(&text, item);
+        free(item);
+    }
+    if (s == CT_OK && !text && !(text = calloc(1, 2)))
+        s = ct_set_error(CT_ERR_NOMEM, "hyper-parameters: out of memory");
+    if (s != CT_OK) {
+        free(text);
+        return s;
+    }
+    /* ct_kv_append leads every item with a space: the first one goes */
+    if (text[0] == ' ') memmove(text, text + 1, strlen(text));
+    *out = text;
+    return CT_OK;
+}
+
 void ct_kv_free(ct_kv *kv) {
     if (!kv) return;
     for (int i = 0; i < kv->n; i++) free(kv->keys[i]), free(kv->vals[i]);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include <cJSON.h>
@@ -330,15 +329,6 @@ static void paths_free(path_list *l) {
     free(l->v);
 }
 
-static bool is_image_name(const char *name) {
-    static const char *const exts[] = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm",
-                                       ".pbm", ".pnm", ".tif", ".tiff", ".webp"};
-    const char *dot = strrchr(name, '.');
-    for (size_t k = 0; dot && k < sizeof exts / sizeof *exts; k++)
-        if (!strcasecmp(dot, exts[k])) return true;
-    return false;
-}
-
 static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -364,7 +354,7 @@ static bool add_dir(path_list *l, const char *dir, int depth) {
         if (stat(here.v[i], &st) != 0) continue;
         if (S_ISDIR(st.st_mode))
             ok = add_dir(l, here.v[i], depth + 1);
-        else if (S_ISREG(st.st_mode) && is_image_name(here.v[i]))
+        else if (S_ISREG(st.st_mode) && ct_data_is_image_name(here.v[i]))
             ok = push(l, here.v[i]) || cli_error("predict: out of memory") == 0;
     }
     paths_free(&here);
