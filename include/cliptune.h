@@ -927,6 +927,12 @@ typedef struct ct_dataset {
     int64_t n_items;
     ct_item *items;
     ct_pixel_store *pixels; /* in-memory images, or NULL                     */
+    /* Multi-label datasets (voc:, coco:, mlcsv:, mljson:): (n_items,
+     * n_classes) row-major, 1 present, 0 absent, -1 unknown (partial labels,
+     * excluded from losses and metrics); NULL for single-label datasets.
+     * Each item's label is then its lowest present class (0 when none is
+     * present), used only to stratify splits and few-shot draws. */
+    int8_t *targets;
 } ct_dataset;
 
 typedef struct ct_splits {
@@ -995,6 +1001,12 @@ ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n);
 /* n items drawn at random without replacement, whatever their class, kept
  * in d's order; deterministic in (d, n, seed). n <= 0 or >= n_items: all. */
 ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed);
+/* Partial labels (DualCoOp's -pp setting): a copy of the multi-label
+ * dataset d in which each known (image, class) label stays known with
+ * probability portion and becomes unknown (-1) otherwise, independently,
+ * deterministic in (d, portion, seed). portion >= 1 keeps every label. An
+ * error for a single-label dataset or portion <= 0. */
+ct_dataset *ct_dataset_partial_labels(const ct_dataset *d, double portion, uint64_t seed);
 /* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
@@ -1013,6 +1025,7 @@ typedef struct ct_features {
     int *labels;   /* (n)                                                     */
     int n_tokens;  /* T when dense features were asked for, else 0             */
     float *dense;  /* (n, T, dim): ln_post + projection of every token, or NULL */
+    int8_t *targets; /* (n, K) multi-label targets (ct_dataset.targets), or NULL */
 } ct_features;
 
 /* Everything a method may use: the frozen model, its tokenizer and
@@ -1065,6 +1078,11 @@ typedef struct ct_batch {
                           * evaluation transform's, computed once through the
                           * feature cache (methods with frozen_features); NULL:
                           * the method computes them */
+    const int8_t *targets; /* (n, K) multi-label targets (1, 0, -1 unknown) when
+                          * the task is multi-label, else NULL */
+    const float *dense;  /* (n, T, dim) dense token features of these items for
+                          * methods with dense_features (feature path), else NULL */
+    int n_tokens;        /* T of dense */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys

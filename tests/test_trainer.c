@@ -56,7 +56,7 @@ static const ct_method HEAD = {.name = "test-head", .category = "test", .setup =
 
 /* Three Gaussian blobs in D dims. */
 static void make_feats(ct_features *f, int64_t n, uint64_t seed) {
-    f->n = n, f->dim = D;
+    *f = (ct_features){.n = n, .dim = D};
     f->x = malloc((size_t)n * D * sizeof(float));
     f->labels = malloc((size_t)n * sizeof(int));
     ct_rng r;
@@ -79,7 +79,7 @@ static bool mkdir_p_ok(const char *d) {
 /* A run of HEAD on blobs drawn from data_seed, trained with seed. */
 static double run_ex(const char *hp_text, const char *dir, bool resume, int stop_after,
                      float *W_out, ct_status *st, uint64_t seed, uint64_t data_seed) {
-    ct_features tr, va;
+    ct_features tr = {0}, va = {0};
     make_feats(&tr, N, data_seed);
     make_feats(&va, NV, 2);
     ct_task task = {.n_classes = K, .classnames = names, .train_feats = &tr, .val_feats = &va,

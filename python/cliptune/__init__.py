@@ -80,7 +80,7 @@ class _Dataset(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("root", ctypes.c_char_p),
                 ("n_classes", ctypes.c_int), ("classnames", _c_str_p),
                 ("n_items", ctypes.c_int64), ("items", ctypes.POINTER(_Item)),
-                ("pixels", ctypes.c_void_p)]
+                ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8))]
 
 
 class _Splits(ctypes.Structure):

@@ -173,6 +173,7 @@ void ct_dataset_free(ct_dataset *d) {
     if (!d) return;
     for (int64_t i = 0; i < d->n_items; i++) free(d->items[i].path);
     free(d->items);
+    free(d->targets);
     ct_strv_free(d->classnames, d->n_classes);
     ct_pixel_store_release(d->pixels);
     free(d->name);

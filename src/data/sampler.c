@@ -40,6 +40,25 @@ static ct_dataset *build_view(const ct_dataset *d, const int64_t *pos, int64_t n
     }
     ct_dataset *out = ct_dataset_build(d->name, d->root, n_classes, names, d->pixels, &v);
     ct_item_vec_free(&v);
+    /* multi-label targets follow their items (and the kept classes) */
+    if (out && d->targets) {
+        out->targets = malloc((size_t)(n ? n : 1) * (size_t)n_classes);
+        if (!out->targets) {
+            ct_dataset_free(out);
+            ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the labels", d->name);
+            return NULL;
+        }
+        for (int64_t t = 0; t < n; t++) {
+            const int8_t *src = d->targets + pos[t] * d->n_classes;
+            int8_t *dst = out->targets + t * n_classes;
+            if (!map) {
+                memcpy(dst, src, (size_t)n_classes);
+                continue;
+            }
+            for (int c = 0; c < d->n_classes; c++)
+                if (map[c] >= 0) dst[map[c]] = src[c];
+        }
+    }
     return out;
 }
 
@@ -321,4 +340,22 @@ ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n) {
         h->n_items = n;
     }
     return h;
+}
+
+ct_dataset *ct_dataset_partial_labels(const ct_dataset *d, double portion, uint64_t seed) {
+    if (!d || !d->targets || !(portion > 0)) {
+        ct_set_error(CT_ERR_ARG, "partial labels: %s", !d || !d->targets
+                     ? "the dataset is not multi-label" : "the portion must be in (0, 1]");
+        return NULL;
+    }
+    ct_dataset *out = ct_dataset_head(d, 0);
+    if (!out || portion >= 1) return out;
+    ct_rng r;
+    ct_rng_init(&r, ct_hash_str(seed, "dataset.partial_labels"));
+    int64_t m = out->n_items * (int64_t)out->n_classes;
+    for (int64_t i = 0; i < m; i++) {
+        double u = (double)(ct_rng_u64(&r) >> 11) * 0x1.0p-53;
+        if (out->targets[i] >= 0 && !(u < portion)) out->targets[i] = -1;
+    }
+    return out;
 }

@@ -185,6 +185,17 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
     return st;
 }
 
+/* Multi-label targets are the dataset's, not the cache's: the same images
+ * may carry other (partial) labels. */
+static ct_status copy_targets(const ct_dataset *d, ct_features *out) {
+    if (!d->targets) return CT_OK;
+    size_t m = (size_t)d->n_items * (size_t)d->n_classes;
+    if (!(out->targets = malloc(m ? m : 1)))
+        return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    memcpy(out->targets, d->targets, m);
+    return CT_OK;
+}
+
 ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
     memset(out, 0, sizeof *out);
     if (!r || !r->clip || !r->pre || !r->data)
@@ -202,7 +213,8 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         FILE *f = fopen(path, "rb");
         if (f) {
             fclose(f);
-            if (cache_read(path, r->data, dim, r->dense, out) == CT_OK) {
+            if (cache_read(path, r->data, dim, r->dense, out) == CT_OK &&
+                copy_targets(r->data, out) == CT_OK) {
                 if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
                 return CT_OK;
             }
@@ -211,6 +223,7 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
     }
     ct_status s = compute(r, out);
     if (s == CT_OK && r->cache_dir) s = cache_write(path, out, key);
+    if (s == CT_OK) s = copy_targets(r->data, out);
     if (s != CT_OK) ct_features_free(out);
     return s;
 }
@@ -220,5 +233,6 @@ void ct_features_free(ct_features *f) {
     free(f->x);
     free(f->labels);
     free(f->dense);
+    free(f->targets);
     memset(f, 0, sizeof *f);
 }

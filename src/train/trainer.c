@@ -199,8 +199,11 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
     for (int64_t i0 = 0; i0 < f->n && s == CT_OK; i0 += B) {
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1, NULL};
+        int64_t nb = f->n - i0 < B ? f->n - i0 : B;
+        ct_batch b = {.n = nb, .x = f->x + i0 * f->dim,
+                      .labels = f->labels ? f->labels + i0 : NULL, .epoch = -1,
+                      .dense = f->dense ? f->dense + i0 * f->n_tokens * f->dim : NULL,
+                      .n_tokens = f->n_tokens};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -268,7 +271,8 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     return s;
 }
 
-/* Top-1 accuracy on val: its cached features, or its images for a pixel
+/* The selection metric on val: top-1 accuracy (single-label) or mAP
+ * (multi-label), from its cached features, or its images for a pixel
  * method. */
 static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_status *st) {
     int K = task->n_classes;
@@ -603,7 +607,14 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     float *bx = malloc((size_t)B * dim * sizeof *bx);
     int *by = malloc((size_t)B * sizeof *by);
     ct_graph *g = ct_graph_create(0);
-    if (!order || !bx || !by || !g || (cfg->select_best_val && !best)) {
+    /* multi-label targets and dense token features travel with the batch */
+    int nK = task->n_classes;
+    const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
+    int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
+    int64_t T = !m->pixels && data->dense ? data->n_tokens : 0;
+    float *bd = T ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
+    if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (all_t && !bt) ||
+        (T && !bd)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -618,6 +629,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     }
     /* only the learned tensors' gradients are read after backward */
     ct_graph_set_reuse_grads(g, true);
+    const char *val_name = (m->pixels ? task->val && task->val->targets
+                                      : task->val_feats && task->val_feats->targets)
+                               ? "mAP" : "acc";
     int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
     for (int ep = start; ep < end && s == CT_OK; ep++) {
         float lr = ct_sched_lr(&cfg->sched, ep);
@@ -632,10 +646,12 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL};
+                          ep, NULL, bt, bd, (int)T};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
+                for (int64_t j = 0; bt && j < nbatch; j++)
+                    memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
                 if ((s = ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
                 b.x = NULL, b.pixels = bx;
                 for (int64_t j = 0; bz && j < nbatch; j++)
@@ -646,6 +662,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                     int64_t src = base + order[bi * B + j];
                     memcpy(bx + j * dim, data->x + src * dim, dim * sizeof *bx);
                     by[j] = data->labels[src];
+                    if (bt) memcpy(bt + j * nK, all_t + src * nK, (size_t)nK);
+                    if (bd)
+                        memcpy(bd + j * T * dim, data->dense + src * T * dim,
+                               (size_t)T * dim * sizeof *bd);
                 }
             }
             /* open_clip's cosine_lr over the steps of the whole run */
@@ -697,8 +717,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             }
         }
         if (acc >= 0)
-            logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f  val acc %.2f%%", ep + 1, cfg->epochs,
-                  (double)lr, loss_sum / (double)nb_ep, 100 * acc);
+            logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f  val %s %.2f%%", ep + 1, cfg->epochs,
+                  (double)lr, loss_sum / (double)nb_ep, val_name, 100 * acc);
         else
             logf_(cfg, "epoch %d/%d  lr %.3g  loss %.4f", ep + 1, cfg->epochs, (double)lr,
                   loss_sum / (double)nb_ep);
@@ -712,12 +732,12 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             memcpy(p[i]->data, best + off, (size_t)p[i]->numel * sizeof(float));
             off += (size_t)p[i]->numel;
         }
-        logf_(cfg, "selected epoch %d (val acc %.2f%%)", best_epoch + 1, 100 * best_acc);
+        logf_(cfg, "selected epoch %d (val %s %.2f%%)", best_epoch + 1, val_name, 100 * best_acc);
     }
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best);
+    free(order), free(bx), free(by), free(best), free(bt), free(bd);
 out:
     free(bz);
     ct_features_free(&fz);
