@@ -1328,7 +1328,8 @@ void ct_mean_std(const double *v, int n, double *mean, double *std);
  *              ties, times P/(P + 1e-8) for its epsilon, with ties broken by
  *              numpy's unstable argsort; it also averages over every class
  *              (a class without positives counts 0). ML-GCN's
- *              AveragePrecisionMeter (difficult_examples) is the same sum.
+ *              AveragePrecisionMeter (difficult_examples=True) is that sum
+ *              without the epsilon, difficult (0) targets left out.
  *   map_voc07  VOC devkit VOCevalcls / py-faster-rcnn voc_ap(use_07_metric):
  *              the mean over t = 0, 0.1, ..., 1 (k * 0.1, as np.arange) of
  *              the highest precision at recall >= t (0 if none), the curve
