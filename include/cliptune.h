@@ -1326,6 +1326,73 @@ double ct_harmonic_mean(double base, double novel);
  * parse_test_res.py reports over seeds). NaN entries are missing runs and
  * are skipped; with no values both results are NaN. */
 void ct_mean_std(const double *v, int n, double *mean, double *std);
+
+/* Multi-label classification metrics. Scores (n, K) are logits or
+ * probabilities; only their order matters, and for the threshold metrics a
+ * class is predicted when sigmoid(score) >= thresh (logits, sigmoid in
+ * double) or score >= thresh (probabilities). Targets (n, K): 1 present, 0
+ * absent, -1 unknown; an unknown (image, class) pair is left out of every
+ * metric (the AP ranking of that class, every count below). The class means
+ * (map, map_voc07, cp..., cp3...) are over the classes with at least one
+ * known positive; n_pos_classes counts them. Rates are fractions in [0, 1]
+ * (the references print percent). Each metric follows:
+ *
+ *   ap, map    sklearn average_precision_score: sum_t (R_t - R_{t-1}) P_t
+ *              over the distinct scores t, so tied scores are one threshold
+ *              and the value does not depend on the order of the images.
+ *              DualCoOp (utils/helper.py mAP, ASL's average_precision)
+ *              reports mean_i precision@rank(i) over the positives of a
+ *              sorted column: the same number when a class's scores have no
+ *              ties, times P/(P + 1e-8) for its epsilon, with ties broken by
+ *              numpy's unstable argsort; it also averages over every class
+ *              (a class without positives counts 0). ML-GCN's
+ *              AveragePrecisionMeter (difficult_examples=True) is that sum
+ *              without the epsilon, difficult (0) targets left out.
+ *   map_voc07  VOC devkit VOCevalcls / py-faster-rcnn voc_ap(use_07_metric):
+ *              the mean over t = 0, 0.1, ..., 1 (k * 0.1, as np.arange) of
+ *              the highest precision at recall >= t (0 if none), the curve
+ *              taken at the distinct scores as above (VOCevalcls steps
+ *              through tied scores one image at a time).
+ *   cp cr cf1  ML-GCN util.py evaluation(): per class Nc (true positives),
+ *   op or_ of1 Np (predicted), Ng (positives); CP = mean Nc/Np (0 for a
+ *              class never predicted), CR = mean Nc/Ng, CF1 = 2 CP CR /
+ *              (CP + CR); OP = sum Nc / sum Np (0 when nothing is
+ *              predicted; ML-GCN divides by sum max(Np, 1)), OR = sum Nc /
+ *              sum Ng, OF1 = 2 OP OR / (OP + OR). An F1 of P = R = 0 is 0.
+ *              DualCoOp's validations.py validate() reports the same OP, OR
+ *              and OF1 (it thresholds with sigmoid > thre, strictly) but
+ *              its F_C is the mean of per-class F1s, not CF1.
+ *   ...3       the same counts with the top_k = min(3, K) highest-scoring
+ *              classes of each image as its predictions (torch.topk order:
+ *              ties go to the lower class index), no threshold: op3, or3
+ *              and of13 are DualCoOp's calc_F1(k = 3) (utils/helper.py). A
+ *              top-k class whose target is unknown counts nowhere.
+ *
+ * On success every headline field is finite: at least one known positive
+ * is required (otherwise nothing here is defined). */
+#define CT_ML_THRESH_DEFAULT 0.5
+
+typedef struct ct_ml_metrics {
+    int n_classes;
+    int64_t n;
+    int n_pos_classes; /* classes with >= 1 known positive: the class means' set */
+    double map;        /* mean of ap over those classes */
+    double map_voc07;  /* VOC2007 11-point interpolated AP, mean over the same */
+    double cp, cr, cf1, op, or_, of1;      /* at thresh */
+    double cp3, cr3, cf13, op3, or3, of13; /* top-k, k = top_k */
+    int top_k;         /* min(3, K) */
+    double thresh;     /* the threshold used, in probability */
+    double *ap;        /* K: per-class AP, NaN for a class with no known positive */
+} ct_ml_metrics;
+
+/* Multi-label metrics of scores (n, K) row-major and targets (n, K) in
+ * {-1, 0, 1}, at threshold thresh in (0, 1) (CT_ML_THRESH_DEFAULT: DualCoOp's
+ * and ML-GCN's 0.5). Scores must be finite, and in [0, 1] when are_probs.
+ * n >= 1, K >= 1. On failure *out is left zeroed (ct_ml_metrics_free-safe). */
+ct_status ct_ml_metrics_compute(const float *scores, bool are_probs, const int8_t *targets,
+                                int64_t n, int K, double thresh, ct_ml_metrics *out);
+/* Free ap and zero *m (NULL ok). */
+void ct_ml_metrics_free(ct_ml_metrics *m);
 /* A protocol's report: path_md gets a methods x shots table of "mean ± std"
  * in percent (mean and std are fractions, n_methods x n_shots, row-major;
  * NaN mean: missing; std NULL or n_seeds <= 1: the mean alone) and, when

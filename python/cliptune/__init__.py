@@ -130,6 +130,18 @@ class _Metrics(ctypes.Structure):
                 ("confusion", ctypes.POINTER(ctypes.c_int64))]
 
 
+class _MLMetrics(ctypes.Structure):
+    # no function here takes it yet: laid out so that _check_layouts keeps it
+    # in step with cliptune.h beside ct_metrics
+    _fields_ = [("n_classes", ctypes.c_int), ("n", ctypes.c_int64),
+                ("n_pos_classes", ctypes.c_int)] + \
+               [(f, ctypes.c_double) for f in ("map", "map_voc07", "cp", "cr", "cf1", "op",
+                                               "or_", "of1", "cp3", "cr3", "cf13", "op3",
+                                               "or3", "of13")] + \
+               [("top_k", ctypes.c_int), ("thresh", ctypes.c_double),
+                ("ap", ctypes.POINTER(ctypes.c_double))]
+
+
 class _KV(ctypes.Structure):
     _fields_ = [("n", ctypes.c_int), ("keys", _c_str_p), ("vals", _c_str_p),
                 ("used", ctypes.POINTER(ctypes.c_bool))]
@@ -209,6 +221,7 @@ def _check_layouts():
     # byte: a library built from another header would otherwise be misread
     for cname, py in (("ct_run_cfg", _RunCfg), ("ct_run_result", _RunResult),
                       ("ct_run_info", _RunInfo), ("ct_metrics", _Metrics),
+                      ("ct_ml_metrics", _MLMetrics),
                       ("ct_model_opts", _ModelOpts), ("ct_dataset", _Dataset),
                       ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV)):
         want = _lib.ct_struct_size(cname.encode())

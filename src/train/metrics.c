@@ -222,6 +222,242 @@ void ct_mean_std(const double *v, int n, double *mean, double *std) {
     if (std) *std = cnt > 0 ? sqrt(ss / cnt) : NAN;
 }
 
+/* ---- multi-label ---- */
+
+void ct_ml_metrics_free(ct_ml_metrics *m) {
+    if (!m) return;
+    free(m->ap);
+    memset(m, 0, sizeof *m);
+}
+
+/* One known (image, class) pair of a class column, for its ranking. */
+typedef struct ml_pair {
+    double score;
+    int8_t target; /* 0 or 1 */
+} ml_pair;
+
+/* Descending score; the order within a tie is irrelevant (ties are one
+ * threshold of the curve). */
+static int ml_pair_cmp(const void *a, const void *b) {
+    double x = ((const ml_pair *)a)->score, y = ((const ml_pair *)b)->score;
+    return (x < y) - (x > y);
+}
+
+/* AP (sklearn average_precision_score) and VOC07 11-point AP of one class
+ * from its m known pairs with P >= 1 positives. The precision/recall curve
+ * has one point per distinct score; prec, rec (m) hold it. */
+static void ml_class_ap(ml_pair *pairs, int64_t m, int64_t P, double *prec, double *rec,
+                        double *ap, double *ap07) {
+    qsort(pairs, (size_t)m, sizeof *pairs, ml_pair_cmp);
+    int64_t tp = 0, npts = 0;
+    double sum = 0.0, prev_rec = 0.0;
+    for (int64_t i = 0; i < m; i++) {
+        tp += pairs[i].target;
+        if (i + 1 < m && pairs[i + 1].score == pairs[i].score) continue;
+        double p = (double)tp / (double)(i + 1), r = (double)tp / (double)P;
+        sum += (r - prev_rec) * p;
+        prev_rec = r;
+        prec[npts] = p;
+        rec[npts] = r;
+        npts++;
+    }
+    *ap = sum;
+    /* Interpolated precision: the highest precision at recall >= t. Recall
+     * never decreases along the curve, so that is a suffix maximum. */
+    for (int64_t j = npts - 2; j >= 0; j--)
+        if (prec[j + 1] > prec[j]) prec[j] = prec[j + 1];
+    double s07 = 0.0;
+    int64_t j = 0;
+    for (int k = 0; k <= 10; k++) {
+        double t = k * 0.1; /* np.arange(0., 1.1, 0.1)[k] */
+        while (j < npts && rec[j] < t) j++;
+        s07 += (j < npts ? prec[j] : 0.0) / 11.0;
+    }
+    *ap07 = s07;
+}
+
+/* F1 of a precision and a recall; 0 when both are 0 (DualCoOp's calc_F1). */
+static double ml_f1(double p, double r) {
+    return p + r > 0.0 ? 2.0 * p * r / (p + r) : 0.0;
+}
+
+/* Per-class counts of one prediction rule: Nc true positives, Np predicted
+ * (with a known target). Ng, the known positives, is shared. */
+typedef struct ml_counts {
+    int64_t *nc, *np;
+} ml_counts;
+
+/* CP, CR, CF1 over the classes with a positive; OP, OR, OF1 over all. */
+static void ml_rates(const ml_counts *c, const int64_t *ng, int K, int n_pos, double out[6]) {
+    double cp = 0.0, cr = 0.0;
+    int64_t snc = 0, snp = 0, sng = 0;
+    for (int k = 0; k < K; k++) {
+        snc += c->nc[k];
+        snp += c->np[k];
+        sng += ng[k];
+        if (ng[k] == 0) continue;
+        cp += c->np[k] > 0 ? (double)c->nc[k] / (double)c->np[k] : 0.0;
+        cr += (double)c->nc[k] / (double)ng[k];
+    }
+    cp /= n_pos;
+    cr /= n_pos;
+    double op = snp > 0 ? (double)snc / (double)snp : 0.0, or_ = (double)snc / (double)sng;
+    out[0] = cp;
+    out[1] = cr;
+    out[2] = ml_f1(cp, cr);
+    out[3] = op;
+    out[4] = or_;
+    out[5] = ml_f1(op, or_);
+}
+
+/* Validate scores and targets; the error names the first bad entry. */
+static ct_status ml_check(const float *scores, bool are_probs, const int8_t *targets, int64_t n,
+                          int K) {
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < K; k++) {
+            size_t at = (size_t)i * (size_t)K + (size_t)k;
+            float v = scores[at];
+            if (!isfinite(v))
+                return ct_set_error(CT_ERR_ARG, "multi-label metrics: the score of test image "
+                                    "%lld for class %d is %g, not a number (diverged training "
+                                    "or damaged learned tensors)", (long long)i, k, (double)v);
+            if (are_probs && (v < 0.0f || v > 1.0f))
+                return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: probability "
+                                    "scores[%lld][%d] = %g is outside [0, 1] (logits passed "
+                                    "as probabilities?)", (long long)i, k, (double)v);
+            int t = targets[at];
+            if (t < -1 || t > 1)
+                return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: targets[%lld][%d] = %d "
+                                    "is not 1 (present), 0 (absent) or -1 (unknown)",
+                                    (long long)i, k, t);
+        }
+    return CT_OK;
+}
+
+ct_status ct_ml_metrics_compute(const float *scores, bool are_probs, const int8_t *targets,
+                                int64_t n, int K, double thresh, ct_ml_metrics *out) {
+    if (!out) return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!scores || !targets)
+        return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: NULL scores or targets");
+    if (n < 1)
+        return ct_set_error(CT_ERR_ARG, "multi-label metrics: the test split is empty (no "
+                            "image to evaluate)");
+    if (K < 1)
+        return ct_set_error(CT_ERR_ARG, "multi-label metrics: %lld test images but no class",
+                            (long long)n);
+    if (!(thresh > 0.0 && thresh < 1.0))
+        return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: threshold %g is not in (0, 1) "
+                            "(it is a probability; %g is the usual one)", thresh,
+                            CT_ML_THRESH_DEFAULT);
+    size_t nk;
+    if (!ct_mul_size((size_t)n, (size_t)K, &nk) || (uint64_t)n > SIZE_MAX / (2 * sizeof(double)))
+        return ct_set_error(CT_ERR_ARG, "ct_ml_metrics_compute: n = %lld, K = %d overflows",
+                            (long long)n, K);
+    ct_status s = ml_check(scores, are_probs, targets, n, K);
+    if (s != CT_OK) return s;
+
+    int top_k = K < 3 ? K : 3;
+    /* ng, then nc, np at thresh, then nc, np at top-k: K each */
+    int64_t *cnt = calloc((size_t)K * 5, sizeof *cnt);
+    double *ap = malloc((size_t)K * sizeof *ap);
+    ml_pair *pairs = malloc((size_t)n * sizeof *pairs);
+    double *curve = malloc((size_t)n * 2 * sizeof *curve);
+    if (!cnt || !ap || !pairs || !curve) {
+        free(cnt);
+        free(ap);
+        free(pairs);
+        free(curve);
+        return ct_set_error(CT_ERR_NOMEM, "ct_ml_metrics_compute: cannot allocate for n = %lld, "
+                            "K = %d", (long long)n, K);
+    }
+    int64_t *ng = cnt;
+    ml_counts at_t = {cnt + K, cnt + 2 * (size_t)K}, at_k = {cnt + 3 * (size_t)K,
+                                                               cnt + 4 * (size_t)K};
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = scores + (size_t)i * (size_t)K;
+        const int8_t *y = targets + (size_t)i * (size_t)K;
+        /* top-k in descending order; a later class displaces an earlier one
+         * only with a strictly higher score (torch.topk's lower-index ties) */
+        int best[3], nb = 0;
+        for (int k = 0; k < K; k++) {
+            int p = nb < top_k ? nb : top_k;
+            while (p > 0 && row[k] > row[best[p - 1]]) p--;
+            if (p >= top_k) continue;
+            for (int q = (nb < top_k ? nb : top_k - 1); q > p; q--) best[q] = best[q - 1];
+            best[p] = k;
+            if (nb < top_k) nb++;
+        }
+        for (int k = 0; k < K; k++) {
+            if (y[k] < 0) continue;
+            double prob = are_probs ? (double)row[k] : 1.0 / (1.0 + exp(-(double)row[k]));
+            bool pos = y[k] == 1;
+            ng[k] += pos;
+            if (prob >= thresh) {
+                at_t.np[k]++;
+                at_t.nc[k] += pos;
+            }
+        }
+        for (int q = 0; q < top_k; q++) {
+            int k = best[q];
+            if (y[k] < 0) continue;
+            at_k.np[k]++;
+            at_k.nc[k] += y[k] == 1;
+        }
+    }
+
+    int n_pos = 0;
+    double map = 0.0, map07 = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (ng[k] == 0) {
+            ap[k] = NAN;
+            continue;
+        }
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            size_t at = (size_t)i * (size_t)K + (size_t)k;
+            if (targets[at] < 0) continue;
+            pairs[m].score = scores[at];
+            pairs[m].target = targets[at];
+            m++;
+        }
+        double a07;
+        ml_class_ap(pairs, m, ng[k], curve, curve + n, &ap[k], &a07);
+        map += ap[k];
+        map07 += a07;
+        n_pos++;
+    }
+    free(pairs);
+    free(curve);
+    if (n_pos == 0) {
+        free(cnt);
+        free(ap);
+        return ct_set_error(CT_ERR_ARG, "multi-label metrics: none of the %lld test images has "
+                            "a known positive label (every target is 0 or -1): no metric is "
+                            "defined", (long long)n);
+    }
+    double r[6], r3[6];
+    ml_rates(&at_t, ng, K, n_pos, r);
+    ml_rates(&at_k, ng, K, n_pos, r3);
+    free(cnt);
+
+    out->n_classes = K;
+    out->n = n;
+    out->n_pos_classes = n_pos;
+    out->map = map / n_pos;
+    out->map_voc07 = map07 / n_pos;
+    double *dst[12] = {&out->cp,  &out->cr,  &out->cf1,  &out->op,  &out->or_, &out->of1,
+                       &out->cp3, &out->cr3, &out->cf13, &out->op3, &out->or3, &out->of13};
+    for (int j = 0; j < 6; j++) {
+        *dst[j] = r[j];
+        *dst[6 + j] = r3[j];
+    }
+    out->top_k = top_k;
+    out->thresh = thresh;
+    out->ap = ap;
+    return CT_OK;
+}
+
 /* ---- JSON ---- */
 
 /* A number, or null for NaN/inf (JSON has neither). */

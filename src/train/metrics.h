@@ -12,7 +12,9 @@
  *   mean/std       CoOp's parse_test_res.py: np.mean and np.std (ddof=0).
  *
  * Rates are fractions in [0, 1] (the report layer prints percent). The
- * writers write atomically. */
+ * writers write atomically. The multi-label metrics (ct_ml_metrics: mAP,
+ * VOC07 11-point mAP, CP/CR/CF1/OP/OR/OF1 at a threshold and at top-3) and
+ * the reference each follows are documented in cliptune.h. */
 #ifndef CT_TRAIN_METRICS_H
 #define CT_TRAIN_METRICS_H
 
@@ -21,7 +23,8 @@
 
 #include "cliptune.h"
 
-/* ct_metrics, ct_metrics_compute, ct_harmonic_mean, ct_mean_std: cliptune.h */
+/* ct_metrics, ct_metrics_compute, ct_ml_metrics, ct_ml_metrics_compute,
+ * ct_harmonic_mean, ct_mean_std: cliptune.h */
 
 /* Write m as JSON: headline metrics, "per_class" (one object per class with
  * its name, accuracy, f1, support and predicted count; NaN as null) and
