@@ -1011,6 +1011,37 @@ ct_dataset *ct_dataset_partial_labels(const ct_dataset *d, double portion, uint6
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
 
+/* The scenes demonstration set (src/data/scenes.c; docs/datasets.md, "The
+ * scenes demonstration set"): multi-label classification and semantic
+ * segmentation scenes built from Fashion-MNIST and written in the real
+ * PASCAL VOC and COCO formats. A scene is canvas x canvas RGB on black with
+ * a 2x2 grid of cells; 1-3 items (uniform), each a random Fashion-MNIST
+ * image of a uniformly random class (classes may repeat), tinted with a
+ * random colour, in distinct random cells. Train scenes draw their items
+ * from Fashion-MNIST's train split less the fashion-mnist spec's 10% val
+ * holdout, val scenes from that holdout, test scenes from t10k: no image is
+ * in two splits. Scene k of a split depends only on (seed, split, k). */
+typedef struct ct_scenes_cfg {
+    const char *fashion_mnist_dir; /* IDX files; NULL: /usr/share/datasets/fashion-mnist */
+    int n_train, n_val, n_test;    /* scenes per split (>= 0; at most 999999 in all)      */
+    uint64_t seed;
+    int canvas;                    /* side in pixels, 56 .. 1024 (cells canvas/2 wide)   */
+} ct_scenes_cfg;
+
+/* Defaults: Fashion-MNIST's default folder, 2000 / 200 / 1000 scenes, seed
+ * 0, canvas 56. */
+ct_scenes_cfg ct_scenes_cfg_default(void);
+/* Generate the set into out_dir (created if needed; every file written
+ * atomically; nothing written outside it): JPEGImages/, Annotations/,
+ * ImageSets/{Main,Segmentation}/, SegmentationClass/ (VOC2007/2012 layout),
+ * annotations/instances_{train,val,test}.json (COCO), labels_{train,val,
+ * test}.csv, classnames.txt and README.txt. The same cfg gives
+ * byte-identical files. Files of an earlier, larger run in out_dir are not
+ * removed (the split lists and COCO files name only this run's). Bad sizes
+ * or canvas, and missing or malformed Fashion-MNIST files, are errors
+ * naming the value or the file. */
+ct_status ct_data_make_scenes(const ct_scenes_cfg *cfg, const char *out_dir);
+
 /* ------------------------------------------------------------------------ */
 /* Features, methods and the trainer (src/train, src/methods)                */
 /* ------------------------------------------------------------------------ */

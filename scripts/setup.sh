@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev zlib1g-dev
-      libjpeg62-turbo-dev libtiff-dev libwebp-dev dataset-fashion-mnist python3-numpy)
+      libjpeg62-turbo-dev libpng-dev libtiff-dev libwebp-dev dataset-fashion-mnist python3-numpy)
 # scripts/fuzz.sh: clang's libFuzzer and its OpenMP runtime
 if [ "${1:-}" = "--fuzz" ]; then
     pkgs+=(clang libomp-dev)

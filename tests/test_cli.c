@@ -204,8 +204,54 @@ static void test_export_clip_lora(void) {
               out_buf);
 }
 
+/* make-scenes: usage errors exit 2, a missing Fashion-MNIST folder 1 with
+ * the file named; a tiny set equals the library's for the same options. */
+static void test_make_scenes(void) {
+    char cmd[8192], out[4200], lib[4200];
+    const char *tmp = ct_test_tmpdir();
+    CHECK(run(CT_CLI_PATH " help make-scenes") == 0 &&
+          strstr(out_buf, "usage: cliptune make-scenes OUT"));
+    CHECK(run(CT_CLI_PATH " help") == 0 && strstr(out_buf, "make-scenes"));
+    CHECK_MSG(run(CT_CLI_PATH " make-scenes") == 2 && strstr(out_buf, "cliptune: error: "),
+              "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/s --train -1", tmp);
+    CHECK_MSG(run(cmd) == 2 && strstr(out_buf, "--train"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/s --canvas 40", tmp);
+    CHECK_MSG(run(cmd) == 2 && strstr(out_buf, "--canvas"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/s --bogus", tmp);
+    CHECK_MSG(run(cmd) == 2 && strstr(out_buf, "unknown option --bogus"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/s --fashion-mnist /nonexistent", tmp);
+    CHECK_MSG(run(cmd) == 1 &&
+                  strstr(out_buf, "cliptune: error: make-scenes: /nonexistent: no "
+                                  "train-images-idx3-ubyte.gz"),
+              "%s", out_buf);
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    snprintf(out, sizeof out, "%s/scenes_cli", tmp);
+    snprintf(lib, sizeof lib, "%s/scenes_lib", tmp);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s --train 3 --val=1 --test 2 --seed 5",
+             out);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "wrote 3 train, 1 val and 2 test scenes"), "%s",
+              out_buf);
+    ct_scenes_cfg c = ct_scenes_cfg_default();
+    c.n_train = 3, c.n_val = 1, c.n_test = 2, c.seed = 5;
+    CHECK_OK(ct_data_make_scenes(&c, lib));
+    const char *files[] = {"labels_test.csv", "annotations/instances_train.json",
+                           "JPEGImages/000006.jpg", "SegmentationClass/000004.png",
+                           "ImageSets/Main/bag_trainval.txt", "README.txt"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(cmd, sizeof cmd, "cmp -s %s/%s %s/%s", out, files[i], lib, files[i]);
+        CHECK_MSG(system(cmd) == 0, "make-scenes: %s differs from the library's", files[i]);
+    }
+    snprintf(cmd, sizeof cmd, "wc -l < %s/labels_test.csv", out);
+    CHECK(run(cmd) == 0 && atoi(out_buf) == 3);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
+    RUN(test_make_scenes);
     RUN(test_tokenize);
     RUN(test_embed_and_classify);
     RUN(test_protocol_base_to_novel);

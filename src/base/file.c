@@ -4,6 +4,9 @@
  * on disk: a reader (or a crash) sees either the old file or the new one,
  * never a torn mix. That matters for checkpoints that are overwritten every
  * epoch. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syncfs */
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -287,7 +290,7 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
-ct_status ct_atomic_commit(ct_atomic_file *f) {
+static ct_status commit(ct_atomic_file *f, bool durable) {
     if (!f) return ct_set_error(CT_ERR_ARG, "ct_atomic_commit: NULL writer");
     if (f->fd < 0) {
         ct_status s = ct_set_error(CT_ERR_IO, "%s: not committed: an earlier write to %s "
@@ -296,7 +299,7 @@ ct_status ct_atomic_commit(ct_atomic_file *f) {
         return s;
     }
     ct_status s = flush_buf(f);
-    if (s == CT_OK && fsync(f->fd) != 0)
+    if (s == CT_OK && durable && fsync(f->fd) != 0)
         s = ct_set_error(CT_ERR_IO, "%s: fsync of %s failed: %s", f->path, f->tmp,
                          strerror(errno));
     /* close can report deferred write errors (NFS), so it is checked. */
@@ -312,12 +315,14 @@ ct_status ct_atomic_commit(ct_atomic_file *f) {
         ct_atomic_abort(f);
         return s;
     }
-    sync_parent_dir(f->path);
+    if (durable) sync_parent_dir(f->path);
     atomic_free(f);
     return CT_OK;
 }
 
-ct_status ct_write_file_atomic(const char *path, const void *data, size_t n) {
+ct_status ct_atomic_commit(ct_atomic_file *f) { return commit(f, true); }
+
+static ct_status write_file(const char *path, const void *data, size_t n, bool durable) {
     if (n > 0 && !data)
         return ct_set_error(CT_ERR_ARG, "%s: ct_write_file_atomic: NULL data",
                             path ? path : "(null)");
@@ -329,7 +334,30 @@ ct_status ct_write_file_atomic(const char *path, const void *data, size_t n) {
         ct_atomic_abort(f);
         return s;
     }
-    return ct_atomic_commit(f);
+    return commit(f, durable);
+}
+
+ct_status ct_write_file_atomic(const char *path, const void *data, size_t n) {
+    return write_file(path, data, n, true);
+}
+
+ct_status ct_write_file_atomic_nosync(const char *path, const void *data, size_t n) {
+    return write_file(path, data, n, false);
+}
+
+ct_status ct_sync_fs(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ct_set_error(CT_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+#ifdef __linux__
+    int rc = syncfs(fd);
+#else
+    sync();
+    int rc = 0;
+#endif
+    ct_status s = CT_OK;
+    if (rc != 0) s = ct_set_error(CT_ERR_IO, "%s: syncfs failed: %s", dir, strerror(errno));
+    close(fd);
+    return s;
 }
 
 ct_status ct_mkdir_p(const char *dir) {

@@ -26,14 +26,16 @@ static const command COMMANDS[] = {
     {"predict", cmd_predict, "labels for images from a finished run"},
     {"export", cmd_export, "a run's learned tensors in the official layout, or merged (clip-lora)"},
     {"import", cmd_import, "a run from a method's official checkpoint (e.g. CoOp's .pth)"},
+    {"make-scenes", cmd_make_scenes,
+     "Fashion-MNIST scenes: a VOC + COCO multi-label/segmentation set"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cliptune <command> [options]   (cliptune <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
-    fprintf(f, "  %-10s %s\n", "version", "version and thread count");
-    fprintf(f, "  %-10s %s\n", "help CMD", "a command's options (as cliptune CMD --help)");
+        fprintf(f, "  %-11s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(f, "  %-11s %s\n", "version", "version and thread count");
+    fprintf(f, "  %-11s %s\n", "help CMD", "a command's options (as cliptune CMD --help)");
     fprintf(f, "\noptions take a value as --opt VALUE or --opt=VALUE; short forms: -m --model,\n"
                "-d --data, -o --out, -r --run, -l --labels, -k --top, -s --shots, -S --set.\n"
                "Exit status: 0 success, 1 a failure, 2 a usage error.\n");

@@ -1,0 +1,709 @@
+/* The scenes demonstration set: multi-label classification and semantic
+ * segmentation scenes made of Fashion-MNIST items, written in the real
+ * PASCAL VOC (2007/2012 layout) and COCO formats so that a VOC or COCO
+ * reader takes it as it takes a user's folder (docs/datasets.md, "The
+ * scenes demonstration set").
+ *
+ * A scene: canvas x canvas RGB, black; a 2x2 grid of cells canvas/2 wide;
+ * n ~ U{1,2,3} items in n distinct random cells, each a random image of a
+ * uniformly random class (repeats allowed), at a random offset inside its
+ * cell (none at canvas 56), multiplied by a random colour (hue uniform,
+ * saturation 1 - s/255 with s ~ U{0..160}, value 1: the colour says nothing
+ * about the class). An item's mask is its pixels with intensity > 30;
+ * images whose mask has under 16 pixels are redrawn. Cells are disjoint,
+ * so items never overlap.
+ *
+ * Everything is integer arithmetic on ct_rng draws: scene k of a split uses
+ * the stream split(split(seed, split + 1), k) and nothing else, so a scene
+ * is the same whatever the sizes of the splits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+#include "base/error.h"
+#include "base/file.h"
+#include "data/dataset.h"
+
+#define PATH_BUF 4096
+#define FM_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
+#define ITEM 28            /* Fashion-MNIST side */
+#define MASK_THRESHOLD 30  /* mask: intensity > this */
+#define MIN_MASK 16        /* fewer mask pixels: draw another image */
+#define MAX_REDRAWS 1000
+#define JPEG_QUALITY 95
+#define CANVAS_MIN (2 * ITEM)
+#define CANVAS_MAX 1024
+#define MAX_SCENES 999999  /* six-digit VOC ids */
+#define N_CLASSES 10
+#define VOID 255           /* VOC's "void" label: the border around objects */
+
+/* Identifiers (XML <name>, ImageSets/Main/<name>_*.txt, the CSV labels) in
+ * byte order, which is the class order everywhere (mask value c + 1, COCO
+ * category c + 1, classnames.txt line c + 1): a VOC reader that derives
+ * its classes from the ImageSets/Main file names sorts them the same way. */
+static const struct {
+    const char *id;
+    int fm;                 /* Fashion-MNIST label */
+    const char *super;      /* COCO supercategory */
+} CLASSES[N_CLASSES] = {
+    {"ankle_boot", 9, "footwear"}, {"bag", 8, "accessory"},     {"coat", 4, "clothing"},
+    {"dress", 3, "clothing"},      {"pullover", 2, "clothing"}, {"sandal", 5, "footwear"},
+    {"shirt", 6, "clothing"},      {"sneaker", 7, "footwear"},  {"trouser", 1, "clothing"},
+    {"tshirt", 0, "clothing"},
+};
+
+static const char *const SPLIT_NAMES[3] = {"train", "val", "test"};
+
+/* ------------------------------------------------------------------------ */
+/* A growing text buffer; one allocation failure sticks until written.       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool failed;
+} sbuf;
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->n;
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, room, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->failed = true;
+            return;
+        }
+        if ((size_t)k < room) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->n <= (size_t)k) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+}
+
+static void sb_free(sbuf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+/* ------------------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4))) static ct_status out_path(char *buf, const char *out,
+                                                                 const char *fmt, ...) {
+    size_t k = (size_t)snprintf(buf, PATH_BUF, "%s/", out);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = k < PATH_BUF ? vsnprintf(buf + k, PATH_BUF - k, fmt, ap) : -1;
+    va_end(ap);
+    if (m < 0 || k + (size_t)m >= PATH_BUF)
+        return ct_set_error(CT_ERR_ARG, "%s: output path too long", out);
+    return CT_OK;
+}
+
+static ct_status write_sbuf(const char *path, const sbuf *b) {
+    if (b->failed) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory building it", path);
+    return ct_write_file_atomic_nosync(path, b->p ? b->p : "", b->n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JPEG (libjpeg) and palette PNG (libpng) into memory                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct jpeg_enc {
+    struct jpeg_error_mgr err; /* first: libjpeg hands callbacks only cinfo->err */
+    jmp_buf jb;
+    char msg[JMSG_LENGTH_MAX];
+    struct jpeg_compress_struct ci;
+    unsigned char *buf;
+    unsigned long size;
+} jpeg_enc;
+
+static void jpeg_fail(j_common_ptr ci) {
+    jpeg_enc *e = (jpeg_enc *)ci->err;
+    (*ci->err->format_message)(ci, e->msg);
+    longjmp(e->jb, 1);
+}
+
+static void jpeg_quiet(j_common_ptr ci) { (void)ci; }
+
+/* rgb (h, w, 3) as a baseline JPEG (libjpeg's defaults: 4:2:0, islow DCT)
+ * at JPEG_QUALITY, written atomically to path. */
+static ct_status write_jpeg(const char *path, const uint8_t *rgb, int w, int h) {
+    jpeg_enc *e = calloc(1, sizeof *e);
+    if (!e) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    ct_status s = CT_OK;
+    e->ci.err = jpeg_std_error(&e->err);
+    e->err.error_exit = jpeg_fail;
+    e->err.output_message = jpeg_quiet;
+    if (setjmp(e->jb)) {
+        s = ct_set_error(CT_ERR_IO, "%s: JPEG encoding failed: %s", path, e->msg);
+    } else {
+        jpeg_create_compress(&e->ci);
+        jpeg_mem_dest(&e->ci, &e->buf, &e->size);
+        e->ci.image_width = (JDIMENSION)w;
+        e->ci.image_height = (JDIMENSION)h;
+        e->ci.input_components = 3;
+        e->ci.in_color_space = JCS_RGB;
+        jpeg_set_defaults(&e->ci);
+        jpeg_set_quality(&e->ci, JPEG_QUALITY, TRUE);
+        jpeg_start_compress(&e->ci, TRUE);
+        while (e->ci.next_scanline < e->ci.image_height) {
+            JSAMPROW row = (JSAMPROW)(rgb + (size_t)e->ci.next_scanline * (size_t)w * 3);
+            jpeg_write_scanlines(&e->ci, &row, 1);
+        }
+        jpeg_finish_compress(&e->ci);
+        s = ct_write_file_atomic_nosync(path, e->buf, e->size);
+    }
+    jpeg_destroy_compress(&e->ci);
+    free(e->buf);
+    free(e);
+    return s;
+}
+
+typedef struct png_enc {
+    sbuf out;
+    char msg[256];
+} png_enc;
+
+static void png_fail(png_structp png, png_const_charp msg) {
+    png_enc *e = png_get_error_ptr(png);
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_quiet(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+
+static void png_put(png_structp png, png_bytep data, size_t n) {
+    png_enc *e = png_get_io_ptr(png);
+    if (e->out.failed) png_error(png, "out of memory");
+    if (e->out.cap - e->out.n < n) {
+        size_t cap = e->out.cap ? e->out.cap : 4096;
+        while (cap - e->out.n < n) cap *= 2;
+        char *p = realloc(e->out.p, cap);
+        if (!p) png_error(png, "out of memory");
+        e->out.p = p, e->out.cap = cap;
+    }
+    memcpy(e->out.p + e->out.n, data, n);
+    e->out.n += n;
+}
+
+static void png_flush_none(png_structp png) { (void)png; }
+
+/* VOC's colour map (VOCdevkit's labelcolormap / the bitget palette): the
+ * bits of index i spread over the high bits of R, G and B. */
+static void voc_palette(png_color pal[256]) {
+    for (int i = 0; i < 256; i++) {
+        int r = 0, g = 0, b = 0, c = i;
+        for (int j = 0; j < 8; j++) {
+            r |= (c & 1) << (7 - j);
+            g |= (c >> 1 & 1) << (7 - j);
+            b |= (c >> 2 & 1) << (7 - j);
+            c >>= 3;
+        }
+        pal[i].red = (png_byte)r, pal[i].green = (png_byte)g, pal[i].blue = (png_byte)b;
+    }
+}
+
+/* idx (h, w) as an 8-bit palette PNG with VOC's colour map, atomically. */
+static ct_status write_png_palette(const char *path, const uint8_t *idx, int w, int h) {
+    png_enc *e = calloc(1, sizeof *e);
+    png_bytep *rows = malloc((size_t)h * sizeof *rows);
+    png_structp png = NULL;
+    png_infop info = NULL;
+    ct_status s = CT_OK;
+    if (e && rows) png = png_create_write_struct(PNG_LIBPNG_VER_STRING, e, png_fail, png_quiet);
+    if (png) info = png_create_info_struct(png);
+    if (!info) {
+        s = ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+    } else if (setjmp(png_jmpbuf(png))) {
+        s = ct_set_error(CT_ERR_IO, "%s: PNG encoding failed: %s", path, e->msg);
+    } else {
+        png_color pal[256];
+        voc_palette(pal);
+        png_set_write_fn(png, e, png_put, png_flush_none);
+        png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_PALETTE,
+                     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+        png_set_PLTE(png, info, pal, 256);
+        for (int y = 0; y < h; y++) rows[y] = (png_bytep)(idx + (size_t)y * (size_t)w);
+        png_write_info(png, info);
+        png_write_image(png, rows);
+        png_write_end(png, NULL);
+        s = ct_write_file_atomic_nosync(path, e->out.p, e->out.n);
+    }
+    if (png) png_destroy_write_struct(&png, info ? &info : NULL);
+    if (e) sb_free(&e->out);
+    free(e);
+    free(rows);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct item {
+    int cls;                /* index into CLASSES */
+    int64_t row;            /* pixel-store row of the Fashion-MNIST image */
+    int x0, y0;             /* top-left of the 28x28 image on the canvas */
+    uint8_t colour[3];
+    int bx0, by0, bx1, by1; /* mask bounding box, 0-based inclusive */
+    int64_t area;           /* mask pixels */
+} item;
+
+typedef struct scene {
+    int n;
+    item it[3];
+} scene;
+
+/* The images of one source split, by class. */
+typedef struct pool {
+    const ct_dataset *d;
+    int64_t *rows[N_CLASSES];
+    int64_t n[N_CLASSES];
+} pool;
+
+static void pool_free(pool *p) {
+    for (int c = 0; c < N_CLASSES; c++) free(p->rows[c]);
+    memset(p, 0, sizeof *p);
+}
+
+static ct_status pool_build(pool *p, const ct_dataset *d, const char *what) {
+    memset(p, 0, sizeof *p);
+    p->d = d;
+    int cls_of_fm[N_CLASSES];
+    for (int c = 0; c < N_CLASSES; c++) cls_of_fm[CLASSES[c].fm] = c;
+    for (int c = 0; c < N_CLASSES; c++)
+        if (!(p->rows[c] = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof(int64_t)))) {
+            pool_free(p);
+            return ct_set_error(CT_ERR_NOMEM, "scenes: out of memory");
+        }
+    for (int64_t i = 0; i < d->n_items; i++) {
+        int c = cls_of_fm[d->items[i].label];
+        p->rows[c][p->n[c]++] = d->items[i].index;
+    }
+    for (int c = 0; c < N_CLASSES; c++)
+        if (!p->n[c]) {
+            pool_free(p);
+            return ct_set_error(CT_ERR_FORMAT, "scenes: Fashion-MNIST's %s has no image of "
+                                "class %d (%s)", what, CLASSES[c].fm, CLASSES[c].id);
+        }
+    return CT_OK;
+}
+
+static int64_t mask_pixels(const uint8_t *img) {
+    int64_t n = 0;
+    for (int i = 0; i < ITEM * ITEM; i++) n += img[i] > MASK_THRESHOLD;
+    return n;
+}
+
+/* A fully saturated hue (0..1535, six 256-step sectors) whitened by s/255. */
+static void hue_colour(int hue, int s, uint8_t rgb[3]) {
+    int f = hue & 255, c[3];
+    switch (hue >> 8) {
+    case 0: c[0] = 255, c[1] = f, c[2] = 0; break;
+    case 1: c[0] = 255 - f, c[1] = 255, c[2] = 0; break;
+    case 2: c[0] = 0, c[1] = 255, c[2] = f; break;
+    case 3: c[0] = 0, c[1] = 255 - f, c[2] = 255; break;
+    case 4: c[0] = f, c[1] = 0, c[2] = 255; break;
+    default: c[0] = 255, c[1] = 0, c[2] = 255 - f; break;
+    }
+    for (int k = 0; k < 3; k++) rgb[k] = (uint8_t)(c[k] + ((255 - c[k]) * s + 127) / 255);
+}
+
+/* Draw scene k's layout; the rendering fills the boxes and areas. */
+static ct_status draw_scene(const pool *p, const ct_rng *split_rng, int64_t k, int canvas,
+                            scene *sc) {
+    ct_rng r = ct_rng_split(split_rng, (uint64_t)k);
+    const ct_pixel_store *px = p->d->pixels;
+    int cell = canvas / 2;
+    int64_t cells[4];
+    sc->n = 1 + (int)ct_rng_below(&r, 3);
+    ct_rng_permutation(&r, cells, 4);
+    for (int i = 0; i < sc->n; i++) {
+        item *it = &sc->it[i];
+        memset(it, 0, sizeof *it);
+        it->cls = (int)ct_rng_below(&r, N_CLASSES);
+        int tries = 0;
+        do {
+            if (++tries > MAX_REDRAWS)
+                return ct_set_error(CT_ERR_FORMAT, "scenes: no %s image of Fashion-MNIST's %s "
+                                    "has %d pixels above %d in %d draws", CLASSES[it->cls].id,
+                                    px->name, MIN_MASK, MASK_THRESHOLD, MAX_REDRAWS);
+            it->row = p->rows[it->cls][ct_rng_below(&r, (uint64_t)p->n[it->cls])];
+        } while (mask_pixels(px->data + (size_t)it->row * ct_pixel_store_stride(px)) < MIN_MASK);
+        int cx = (int)(cells[i] % 2) * cell, cy = (int)(cells[i] / 2) * cell;
+        it->x0 = cx + (int)ct_rng_below(&r, (uint64_t)(cell - ITEM + 1));
+        it->y0 = cy + (int)ct_rng_below(&r, (uint64_t)(cell - ITEM + 1));
+        int hue = (int)ct_rng_below(&r, 1536), sat = (int)ct_rng_below(&r, 161);
+        hue_colour(hue, sat, it->colour);
+    }
+    return CT_OK;
+}
+
+/* rgb (S, S, 3), label (S, S): 0 background, c + 1, VOID on the 8-connected
+ * ring of background pixels around the masks; owner (S, S): item + 1 on
+ * its mask. Fills the items' boxes and areas. */
+static void render_scene(const pool *p, scene *sc, int S, uint8_t *rgb, uint8_t *label,
+                         uint8_t *owner) {
+    const ct_pixel_store *px = p->d->pixels;
+    memset(rgb, 0, (size_t)S * S * 3);
+    memset(label, 0, (size_t)S * S);
+    memset(owner, 0, (size_t)S * S);
+    for (int i = 0; i < sc->n; i++) {
+        item *it = &sc->it[i];
+        const uint8_t *img = px->data + (size_t)it->row * ct_pixel_store_stride(px);
+        it->bx0 = it->by0 = S, it->bx1 = it->by1 = -1, it->area = 0;
+        for (int y = 0; y < ITEM; y++)
+            for (int x = 0; x < ITEM; x++) {
+                int v = img[y * ITEM + x];
+                size_t o = (size_t)(it->y0 + y) * S + (size_t)(it->x0 + x);
+                for (int c = 0; c < 3; c++)
+                    rgb[3 * o + c] = (uint8_t)((v * it->colour[c] + 127) / 255);
+                if (v <= MASK_THRESHOLD) continue;
+                label[o] = (uint8_t)(it->cls + 1);
+                owner[o] = (uint8_t)(i + 1);
+                int gx = it->x0 + x, gy = it->y0 + y;
+                if (gx < it->bx0) it->bx0 = gx;
+                if (gx > it->bx1) it->bx1 = gx;
+                if (gy < it->by0) it->by0 = gy;
+                if (gy > it->by1) it->by1 = gy;
+                it->area++;
+            }
+    }
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            if (owner[(size_t)y * S + x]) continue;
+            bool near = false;
+            for (int dy = -1; dy <= 1 && !near; dy++)
+                for (int dx = -1; dx <= 1 && !near; dx++) {
+                    int yy = y + dy, xx = x + dx;
+                    near = yy >= 0 && yy < S && xx >= 0 && xx < S && owner[(size_t)yy * S + xx];
+                }
+            if (near) label[(size_t)y * S + x] = VOID;
+        }
+}
+
+static void append_xml(sbuf *b, const char *id, const scene *sc, int S) {
+    sb_printf(b, "<annotation>\n\t<folder>scenes</folder>\n\t<filename>%s.jpg</filename>\n"
+                 "\t<source>\n\t\t<database>cliptune scenes (Fashion-MNIST)</database>\n"
+                 "\t\t<annotation>cliptune make-scenes</annotation>\n"
+                 "\t\t<image>Fashion-MNIST</image>\n\t</source>\n"
+                 "\t<size>\n\t\t<width>%d</width>\n\t\t<height>%d</height>\n"
+                 "\t\t<depth>3</depth>\n\t</size>\n\t<segmented>1</segmented>\n", id, S, S);
+    for (int i = 0; i < sc->n; i++) {
+        const item *it = &sc->it[i];
+        /* VOC boxes: 1-based, inclusive */
+        sb_printf(b, "\t<object>\n\t\t<name>%s</name>\n\t\t<pose>Unspecified</pose>\n"
+                     "\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n"
+                     "\t\t<bndbox>\n\t\t\t<xmin>%d</xmin>\n\t\t\t<ymin>%d</ymin>\n"
+                     "\t\t\t<xmax>%d</xmax>\n\t\t\t<ymax>%d</ymax>\n\t\t</bndbox>\n"
+                     "\t</object>\n", CLASSES[it->cls].id, it->bx0 + 1, it->by0 + 1,
+                  it->bx1 + 1, it->by1 + 1);
+    }
+    sb_printf(b, "</annotation>\n");
+}
+
+/* One COCO annotation per item (appended to b after a ",\n" when b is not
+ * empty): bbox [x, y, w, h] of the mask (0-based pixel edges), area = mask
+ * pixels, segmentation = the mask as COCO's uncompressed RLE (column-major
+ * runs, starting with background), and an extra field "fashion_mnist":
+ * "<idx>#<row>", the source image (idx "train" or "t10k", row 0-based in
+ * that IDX file). */
+static void append_coco_annotations(sbuf *b, int64_t *ann_id, int64_t image_id,
+                                    const scene *sc, const uint8_t *owner, int S,
+                                    const char *idx) {
+    for (int i = 0; i < sc->n; i++) {
+        const item *it = &sc->it[i];
+        sb_printf(b, "%s{\"id\": %lld, \"image_id\": %lld, \"category_id\": %d, "
+                     "\"bbox\": [%d.0, %d.0, %d.0, %d.0], \"area\": %lld, \"iscrowd\": 0, "
+                     "\"fashion_mnist\": \"%s#%lld\", "
+                     "\"segmentation\": {\"size\": [%d, %d], \"counts\": [",
+                  b->n ? ",\n" : "", (long long)*ann_id, (long long)image_id,
+                  it->cls + 1, it->bx0, it->by0, it->bx1 - it->bx0 + 1, it->by1 - it->by0 + 1,
+                  (long long)it->area, idx, (long long)it->row, S, S);
+        uint8_t want = 0; /* runs alternate: background first */
+        int64_t run = 0;
+        bool first = true;
+        for (int x = 0; x < S; x++)
+            for (int y = 0; y < S; y++) {
+                uint8_t in = owner[(size_t)y * S + x] == i + 1;
+                if (in != want) {
+                    sb_printf(b, first ? "%lld" : ", %lld", (long long)run);
+                    first = false;
+                    want = in, run = 0;
+                }
+                run++;
+            }
+        sb_printf(b, first ? "%lld]}}" : ", %lld]}}", (long long)run);
+        (*ann_id)++;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver                                                                    */
+/* ------------------------------------------------------------------------ */
+
+ct_scenes_cfg ct_scenes_cfg_default(void) {
+    ct_scenes_cfg c = {NULL, 2000, 200, 1000, 0, CANVAS_MIN};
+    return c;
+}
+
+static ct_status check_cfg(const ct_scenes_cfg *cfg, const char *out_dir) {
+    if (!cfg) return ct_set_error(CT_ERR_ARG, "scenes: no configuration given");
+    if (!out_dir || !*out_dir) return ct_set_error(CT_ERR_ARG, "scenes: no output folder given");
+    const int n[3] = {cfg->n_train, cfg->n_val, cfg->n_test};
+    for (int s = 0; s < 3; s++)
+        if (n[s] < 0)
+            return ct_set_error(CT_ERR_ARG, "scenes: n_%s is %d (a number of scenes, 0 or more)",
+                                SPLIT_NAMES[s], n[s]);
+    if ((int64_t)n[0] + n[1] + n[2] > MAX_SCENES)
+        return ct_set_error(CT_ERR_ARG, "scenes: %lld scenes in all; at most %d (six-digit ids)",
+                            (long long)n[0] + n[1] + n[2], MAX_SCENES);
+    if (cfg->canvas < CANVAS_MIN || cfg->canvas > CANVAS_MAX)
+        return ct_set_error(CT_ERR_ARG, "scenes: canvas %d outside %d..%d (a 2x2 grid of cells "
+                            "that hold a %dx%d Fashion-MNIST image)", cfg->canvas, CANVAS_MIN,
+                            CANVAS_MAX, ITEM, ITEM);
+    return CT_OK;
+}
+
+static ct_status write_readme(const char *out, const ct_scenes_cfg *cfg, const char *fm_dir,
+                              char *const *names) {
+    char path[PATH_BUF];
+    ct_status s = out_path(path, out, "README.txt");
+    if (s != CT_OK) return s;
+    sbuf b = {0};
+    sb_printf(&b,
+        "Fashion-MNIST scenes: a demonstration set for multi-label classification and\n"
+        "semantic segmentation, in the PASCAL VOC (2007/2012) and COCO formats.\n"
+        "\n"
+        "Generator: cliptune %s, ct_data_make_scenes (cliptune make-scenes)\n"
+        "Source:    Fashion-MNIST IDX files in %s\n"
+        "Seed:      %llu\n"
+        "Scenes:    train %d, val %d, test %d (ids 000001.. numbered across the splits)\n"
+        "Canvas:    %dx%d RGB, black, a 2x2 grid of %dx%d cells\n"
+        "\n"
+        "Each scene holds 1-3 items (uniform), each a random Fashion-MNIST image of a\n"
+        "uniformly random class (classes may repeat), in distinct random cells at a\n"
+        "random offset inside the cell, multiplied by a random colour (random hue,\n"
+        "random saturation, full value; independent of the class). Train scenes take\n"
+        "their images from Fashion-MNIST's train file less the held-out 10%% per class\n"
+        "that cliptune's fashion-mnist spec calls val; val scenes from that 10%%; test\n"
+        "scenes from the t10k file. No image is used by two splits.\n"
+        "\n"
+        "An item's mask is its pixels with intensity > %d (images with fewer than %d\n"
+        "such pixels are redrawn); its box is the mask's bounding box.\n"
+        "\n"
+        "Files:\n"
+        "  JPEGImages/<id>.jpg               the scene, JPEG quality %d (libjpeg, 4:2:0)\n"
+        "  Annotations/<id>.xml              VOC XML: one <object> per item, <name> the\n"
+        "                                    class identifier, <bndbox> 1-based inclusive\n"
+        "  SegmentationClass/<id>.png        8-bit palette PNG, VOC's colour map: 0\n"
+        "                                    background, c+1 for class c, 255 (void) on\n"
+        "                                    the 1-pixel ring around each object\n"
+        "  ImageSets/Main/{train,val,trainval,test}.txt          ids\n"
+        "  ImageSets/Main/<class>_{train,val,trainval,test}.txt   '<id>  1' or '<id> -1'\n"
+        "  ImageSets/Segmentation/{train,val,trainval,test}.txt  ids (all are segmented)\n"
+        "  annotations/instances_{train,val,test}.json  COCO: bbox [x,y,w,h] 0-based,\n"
+        "                                    area = mask pixels, segmentation = the mask\n"
+        "                                    as uncompressed RLE, iscrowd 0, and\n"
+        "                                    \"fashion_mnist\": \"train#ROW\" or \"t10k#ROW\",\n"
+        "                                    the source image (0-based row in the IDX file)\n"
+        "  labels_{train,val,test}.csv       'path,labels': JPEGImages/<id>.jpg and the\n"
+        "                                    scene's distinct class identifiers joined by ';'\n"
+        "  classnames.txt                    readable class names, in class order\n"
+        "\n"
+        "Classes (index: identifier, readable name, Fashion-MNIST label):\n",
+        ct_version(), fm_dir, (unsigned long long)cfg->seed, cfg->n_train, cfg->n_val,
+        cfg->n_test, cfg->canvas, cfg->canvas, cfg->canvas / 2, cfg->canvas / 2, MASK_THRESHOLD,
+        MIN_MASK, JPEG_QUALITY);
+    for (int c = 0; c < N_CLASSES; c++)
+        sb_printf(&b, "  %d: %s, %s, %d\n", c, CLASSES[c].id, names[c], CLASSES[c].fm);
+    s = write_sbuf(path, &b);
+    sb_free(&b);
+    return s;
+}
+
+typedef struct scenes_run {
+    const ct_scenes_cfg *cfg;
+    const char *out;
+    char *const *names;       /* readable, in CLASSES order */
+    uint16_t *present[3];     /* per split, per scene: bit c = class c present */
+    int first_id[3];          /* id of each split's first scene */
+    int64_t ann_id;           /* next COCO annotation id (unique across splits) */
+    uint8_t *rgb, *label, *owner;
+} scenes_run;
+
+static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rng *root) {
+    const int n[3] = {R->cfg->n_train, R->cfg->n_val, R->cfg->n_test};
+    const int S = R->cfg->canvas;
+    ct_rng split_rng = ct_rng_split(root, (uint64_t)split + 1);
+    sbuf xml = {0}, images = {0}, anns = {0}, csv = {0}, json = {0};
+    char path[PATH_BUF], id[16];
+    ct_status s = CT_OK;
+    sb_printf(&csv, "path,labels\n");
+    for (int k = 0; k < n[split] && s == CT_OK; k++) {
+        int num = R->first_id[split] + k;
+        snprintf(id, sizeof id, "%06d", num);
+        scene sc;
+        s = draw_scene(p, &split_rng, k, S, &sc);
+        if (s != CT_OK) break;
+        render_scene(p, &sc, S, R->rgb, R->label, R->owner);
+        if ((s = out_path(path, R->out, "JPEGImages/%s.jpg", id)) == CT_OK)
+            s = write_jpeg(path, R->rgb, S, S);
+        if (s == CT_OK && (s = out_path(path, R->out, "SegmentationClass/%s.png", id)) == CT_OK)
+            s = write_png_palette(path, R->label, S, S);
+        xml.n = 0;
+        append_xml(&xml, id, &sc, S);
+        if (s == CT_OK && (s = out_path(path, R->out, "Annotations/%s.xml", id)) == CT_OK)
+            s = write_sbuf(path, &xml);
+        uint16_t bits = 0;
+        for (int i = 0; i < sc.n; i++) bits |= (uint16_t)(1u << sc.it[i].cls);
+        R->present[split][k] = bits;
+        sb_printf(&csv, "JPEGImages/%s.jpg,", id);
+        for (int c = 0, first = 1; c < N_CLASSES; c++)
+            if (bits >> c & 1) sb_printf(&csv, "%s%s", first ? "" : ";", CLASSES[c].id), first = 0;
+        sb_printf(&csv, "\n");
+        sb_printf(&images, "%s{\"id\": %d, \"file_name\": \"%s.jpg\", \"width\": %d, "
+                           "\"height\": %d, \"license\": 1}", k ? ",\n" : "", num, id, S, S);
+        append_coco_annotations(&anns, &R->ann_id, num, &sc, R->owner, S,
+                                split == 2 ? "t10k" : "train");
+    }
+    if (s == CT_OK) {
+        sb_printf(&json, "{\"info\": {\"description\": \"cliptune scenes (Fashion-MNIST), %s\", "
+                         "\"version\": \"1.0\", \"contributor\": \"cliptune make-scenes\", "
+                         "\"seed\": %llu},\n\"licenses\": [{\"id\": 1, \"name\": \"MIT License "
+                         "(Fashion-MNIST)\", \"url\": \"https://opensource.org/licenses/MIT\"}],\n"
+                         "\"images\": [\n",
+                  SPLIT_NAMES[split], (unsigned long long)R->cfg->seed);
+        sb_printf(&json, "%.*s%s\"annotations\": [\n", (int)images.n, images.p ? images.p : "",
+                  images.n ? "\n],\n" : "],\n");
+        sb_printf(&json, "%.*s%s\"categories\": [\n", (int)anns.n, anns.p ? anns.p : "",
+                  anns.n ? "\n],\n" : "],\n");
+        for (int c = 0; c < N_CLASSES; c++)
+            sb_printf(&json, "{\"id\": %d, \"name\": \"%s\", \"supercategory\": \"%s\"}%s\n",
+                      c + 1, R->names[c], CLASSES[c].super, c + 1 < N_CLASSES ? "," : "");
+        sb_printf(&json, "]}\n");
+        if ((s = out_path(path, R->out, "annotations/instances_%s.json", SPLIT_NAMES[split])) ==
+            CT_OK)
+            s = write_sbuf(path, &json);
+    }
+    if (s == CT_OK && (s = out_path(path, R->out, "labels_%s.csv", SPLIT_NAMES[split])) == CT_OK)
+        s = write_sbuf(path, &csv);
+    sb_free(&xml), sb_free(&images), sb_free(&anns), sb_free(&csv), sb_free(&json);
+    return s;
+}
+
+/* ImageSets: {split}.txt and <cls>_{split}.txt for train, val, trainval
+ * (train then val) and test. */
+static ct_status write_image_sets(scenes_run *R) {
+    const int n[3] = {R->cfg->n_train, R->cfg->n_val, R->cfg->n_test};
+    static const char *const SETS[4] = {"train", "val", "trainval", "test"};
+    static const int FROM[4][2] = {{0, 0}, {1, 1}, {0, 1}, {2, 2}};
+    char path[PATH_BUF];
+    ct_status s = CT_OK;
+    for (int set = 0; set < 4 && s == CT_OK; set++) {
+        for (int c = -1; c < N_CLASSES && s == CT_OK; c++) {
+            sbuf b = {0};
+            for (int sp = FROM[set][0]; sp <= FROM[set][1]; sp++)
+                for (int k = 0; k < n[sp]; k++) {
+                    int num = R->first_id[sp] + k;
+                    if (c < 0)
+                        sb_printf(&b, "%06d\n", num);
+                    else /* VOC's layout: the label right-aligned in two columns */
+                        sb_printf(&b, "%06d %2d\n", num, R->present[sp][k] >> c & 1 ? 1 : -1);
+                }
+            if (c < 0) {
+                s = out_path(path, R->out, "ImageSets/Segmentation/%s.txt", SETS[set]);
+                if (s == CT_OK) s = write_sbuf(path, &b);
+                if (s == CT_OK) s = out_path(path, R->out, "ImageSets/Main/%s.txt", SETS[set]);
+            } else {
+                s = out_path(path, R->out, "ImageSets/Main/%s_%s.txt", CLASSES[c].id, SETS[set]);
+            }
+            if (s == CT_OK) s = write_sbuf(path, &b);
+            sb_free(&b);
+        }
+    }
+    return s;
+}
+
+ct_status ct_data_make_scenes(const ct_scenes_cfg *cfg, const char *out_dir) {
+    ct_status s = check_cfg(cfg, out_dir);
+    if (s != CT_OK) return s;
+    const char *fm_dir = cfg->fashion_mnist_dir ? cfg->fashion_mnist_dir : FM_DEFAULT_DIR;
+    ct_splits fm = {0};
+    s = ct_data_open_fashion_mnist(fm_dir, &fm);
+    if (s != CT_OK) return s;
+    const ct_dataset *src[3] = {fm.train, fm.val, fm.test};
+    const ct_pixel_store *px = fm.train ? fm.train->pixels : NULL;
+    const ct_pixel_store *pt = fm.test ? fm.test->pixels : NULL;
+    if (!fm.val || !px || !pt || px->h != ITEM || px->w != ITEM || px->c != 1 || pt->h != ITEM ||
+        pt->w != ITEM || pt->c != 1) {
+        ct_splits_free(&fm);
+        return ct_set_error(CT_ERR_FORMAT, "scenes: %s: expected Fashion-MNIST's 28x28 grey "
+                            "images in train and t10k", fm_dir);
+    }
+
+    scenes_run R = {0};
+    R.cfg = cfg;
+    R.out = out_dir;
+    pool pools[3] = {{0}};
+    const int n[3] = {cfg->n_train, cfg->n_val, cfg->n_test};
+    char *names[N_CLASSES]; /* readable, in CLASSES order */
+    for (int c = 0; c < N_CLASSES; c++) names[c] = fm.train->classnames[CLASSES[c].fm];
+    R.names = names;
+    R.first_id[0] = 1, R.first_id[1] = 1 + n[0], R.first_id[2] = 1 + n[0] + n[1];
+    R.ann_id = 1;
+    size_t px_n = (size_t)cfg->canvas * (size_t)cfg->canvas;
+    R.rgb = malloc(3 * px_n), R.label = malloc(px_n), R.owner = malloc(px_n);
+    for (int sp = 0; sp < 3; sp++) R.present[sp] = calloc((size_t)n[sp] + 1, sizeof(uint16_t));
+    if (!R.rgb || !R.label || !R.owner || !R.present[0] || !R.present[1] || !R.present[2])
+        s = ct_set_error(CT_ERR_NOMEM, "scenes: out of memory");
+    static const char *const WHAT[3] = {"train split (less the val holdout)", "val holdout",
+                                        "t10k (test) split"};
+    for (int sp = 0; sp < 3 && s == CT_OK; sp++)
+        if (n[sp]) s = pool_build(&pools[sp], src[sp], WHAT[sp]);
+
+    static const char *const DIRS[6] = {"JPEGImages", "Annotations", "ImageSets/Main",
+                                        "ImageSets/Segmentation", "SegmentationClass",
+                                        "annotations"};
+    char path[PATH_BUF];
+    for (int i = 0; i < 6 && s == CT_OK; i++)
+        if ((s = out_path(path, out_dir, "%s", DIRS[i])) == CT_OK) s = ct_mkdir_p(path);
+
+    ct_rng root;
+    ct_rng_init(&root, cfg->seed);
+    for (int sp = 0; sp < 3 && s == CT_OK; sp++) s = make_split(&R, sp, &pools[sp], &root);
+    if (s == CT_OK) s = write_image_sets(&R);
+    if (s == CT_OK && (s = out_path(path, out_dir, "classnames.txt")) == CT_OK) {
+        sbuf b = {0};
+        for (int c = 0; c < N_CLASSES; c++) sb_printf(&b, "%s\n", names[c]);
+        s = write_sbuf(path, &b);
+        sb_free(&b);
+    }
+    if (s == CT_OK) s = write_readme(out_dir, cfg, fm_dir, names);
+    /* every file above was renamed into place without an fsync: one sync
+     * for them all */
+    if (s == CT_OK) s = ct_sync_fs(out_dir);
+
+    for (int sp = 0; sp < 3; sp++) pool_free(&pools[sp]), free(R.present[sp]);
+    free(R.rgb), free(R.label), free(R.owner);
+    ct_splits_free(&fm);
+    return s;
+}
