@@ -64,7 +64,7 @@ static double run(const char *what, ct_clip *m, ct_tokenizer *tok, int K, int re
     ct_rng r;
     ct_rng_init(&r, 5);
     ct_rng_fill_normal(&r, x, (size_t)E, 0, 1);
-    ct_batch b = {1, x, &y, NULL, 0, 0, NULL};
+    ct_batch b = {1, x, &y, NULL, 0, 0, NULL, NULL, 0};
     ct_tensor *p[5];
     int np = cc->params(state, p, 5);
     ct_graph *g = ct_graph_create(0);

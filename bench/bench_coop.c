@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
     ct_rng_init(&r, 5);
     ct_rng_fill_normal(&r, x, BATCH * 512, 0, 1);
     for (int i = 0; i < BATCH; i++) y[i] = (int)ct_rng_below(&r, K);
-    ct_batch b = {BATCH, x, y, NULL, 0, 0, NULL};
+    ct_batch b = {BATCH, x, y, NULL, 0, 0, NULL, NULL, 0};
     ct_graph *g = ct_graph_create(0);
     /* as the trainer runs steps: only the learned tensors' gradients are
      * read after backward, intermediate ones are reused */

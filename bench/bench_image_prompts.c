@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
         double t0 = bench_now();
         ct_graph_reset(g);
         ct_optim_zero_grad(opt);
-        ct_batch b = {B, NULL, y, px, (uint64_t)s + 1, 0, NULL};
+        ct_batch b = {B, NULL, y, px, (uint64_t)s + 1, 0, NULL, NULL, 0};
         ct_tensor *loss = m->loss(st, g, &b);
         if (!loss || ct_backward(g, loss) != CT_OK || ct_optim_step(opt, tc.optim.lr) != CT_OK) {
             fprintf(stderr, "bench: %s\n", ct_last_error());

@@ -1065,6 +1065,11 @@ typedef struct ct_batch {
                           * evaluation transform's, computed once through the
                           * feature cache (methods with frozen_features); NULL:
                           * the method computes them */
+    const float *dense;  /* (n, T, dim): the per-token features of these images
+                          * (ct_features.dense) for methods with dense_features
+                          * when the features carry them (ct_train, ct_predict);
+                          * else NULL */
+    int n_tokens;        /* T when dense is set, else 0 */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1098,7 +1103,8 @@ typedef struct ct_method {
      * hyper-parameter search on val) */
     ct_status (*finish)(void *state, const ct_task *task);
     /* the task's features carry dense per-token features too (ct_features
-     * .dense: MaskCLIP, CALIP, PLOT-style methods) */
+     * .dense: MaskCLIP, CALIP, PLOT-style methods); ct_train and ct_predict
+     * hand each batch its rows of them (ct_batch.dense) */
     bool dense_features;
     /* optional: class scores (n, K) of whole features, used by ct_predict
      * instead of logits: methods that need more than the pooled features
@@ -1117,7 +1123,8 @@ typedef struct ct_method {
     /* optional: the labelled set gradient training iterates instead of the
      * task's train / augmented features (pseudo-labelled methods); called
      * after fit, owned by the state and valid until the next fit; its
-     * labels are used, its dense features are not */
+     * labels are used, and its dense features when it has them and the
+     * method has dense_features */
     const ct_features *(*train_set)(void *state);
     /* optional: score the images of d directly into scores (d->n_items, K),
      * for test-time methods and methods that change the image tower, whose

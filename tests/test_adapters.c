@@ -127,7 +127,7 @@ static ct_batch batch_x(void) {
     static int y[AREF_N];
     memcpy(x, aref_x, sizeof x);
     memcpy(y, aref_y, sizeof y);
-    return (ct_batch){AREF_N, x, y, NULL, 0, 0, NULL};
+    return (ct_batch){AREF_N, x, y, NULL, 0, 0, NULL, NULL, 0};
 }
 
 /* Logits and loss on the fixture batch; backward into the params' grads. */

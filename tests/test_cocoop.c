@@ -37,7 +37,7 @@ static ct_status create(const ct_task *task, const char *hp_text, void **state) 
     return s;
 }
 
-static const ct_batch ref_batch = {CCREF_B, ccref_img, ccref_labels, NULL, 0, 0, NULL};
+static const ct_batch ref_batch = {CCREF_B, ccref_img, ccref_labels, NULL, 0, 0, NULL, NULL, 0};
 
 typedef struct {
     const char *name, *hp;

@@ -44,7 +44,7 @@ static ct_tensor *ctx_of(void *state) {
     return n == 1 ? p[0] : NULL;
 }
 
-static const ct_batch ref_batch = {CREF_B, cref_img, cref_labels, NULL, 0, 0, NULL};
+static const ct_batch ref_batch = {CREF_B, cref_img, cref_labels, NULL, 0, 0, NULL, NULL, 0};
 
 typedef struct {
     const char *name, *hp;

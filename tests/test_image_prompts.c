@@ -544,7 +544,7 @@ static void test_needs_pixels(void) {
     CHECK_OK(m->create(&task, &hp, &st));
     float x[128] = {0};
     int y = 0;
-    ct_batch b = {1, x, &y, NULL, 0, 0, NULL};
+    ct_batch b = {1, x, &y, NULL, 0, 0, NULL, NULL, 0};
     ct_graph *g = ct_graph_create(0);
     CHECK(m->logits(st, g, &b) == NULL);
     CHECK_MSG(strstr(ct_last_error(), "no pixels"), "message: %s", ct_last_error());

@@ -52,7 +52,7 @@ static void set_ctx(ct_tensor *ctx, const double *v) {
     for (int64_t i = 0; i < ctx->numel; i++) ctx->data[i] = (float)v[i];
 }
 
-static const ct_batch ref_batch = {KREF_B, kref_img, kref_labels, NULL, 0, 0, NULL};
+static const ct_batch ref_batch = {KREF_B, kref_img, kref_labels, NULL, 0, 0, NULL, NULL, 0};
 
 /* loss and final gradient of one step (backward, then before_step) */
 static ct_tensor *step_grad(const ct_method *m, void *st, ct_graph *g, ct_tensor *ctx) {

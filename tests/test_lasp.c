@@ -46,7 +46,7 @@ static void set_from(ct_tensor *t, const double *v) {
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)v[i];
 }
 
-static const ct_batch ref_batch = {LREF_B, lref_img, lref_labels, NULL, 0, 0, NULL};
+static const ct_batch ref_batch = {LREF_B, lref_img, lref_labels, NULL, 0, 0, NULL, NULL, 0};
 
 static ct_tensor *step_loss(void *st, ct_graph *g, ct_tensor **p, int np) {
     ct_graph_reset(g);

@@ -377,7 +377,7 @@ static void test_end_to_end_tiny(void) {
         ct_graph *g = ct_graph_create(0);
         ct_graph_set_grad(g, false);
         int labels[8] = {0};
-        ct_batch b = {n, x, labels, NULL, 0, 0, NULL};
+        ct_batch b = {n, x, labels, NULL, 0, 0, NULL, NULL, 0};
         ct_tensor *l = m->logits(st, g, &b);
         CHECK_MSG(l && l->ndim == 2 && l->shape[0] == n && l->shape[1] == 10,
                   "%s: logits shape", cases[c].method);

@@ -199,8 +199,12 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
     for (int64_t i0 = 0; i0 < f->n && s == CT_OK; i0 += B) {
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
+        /* dense rows only for methods that asked for them */
+        bool dense = m->dense_features && f->dense && f->n_tokens > 0;
         ct_batch b = {f->n - i0 < B ? f->n - i0 : B, f->x + i0 * f->dim,
-                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1, NULL};
+                      f->labels ? f->labels + i0 : NULL, NULL, 0, -1, NULL,
+                      dense ? f->dense + i0 * f->n_tokens * f->dim : NULL,
+                      dense ? f->n_tokens : 0};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -602,8 +606,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
     int *by = malloc((size_t)B * sizeof *by);
+    /* the batch's rows of the per-token features (methods with dense_features) */
+    int64_t T = !m->pixels && m->dense_features && data->dense ? data->n_tokens : 0;
+    float *bd = T > 0 ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
     ct_graph *g = ct_graph_create(0);
-    if (!order || !bx || !by || !g || (cfg->select_best_val && !best)) {
+    if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -632,7 +639,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL};
+                          ep, NULL, bd, (int)T};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
@@ -645,6 +652,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                 for (int64_t j = 0; j < nbatch; j++) {
                     int64_t src = base + order[bi * B + j];
                     memcpy(bx + j * dim, data->x + src * dim, dim * sizeof *bx);
+                    if (bd)
+                        memcpy(bd + j * T * (int64_t)dim, data->dense + src * T * (int64_t)dim,
+                               (size_t)T * dim * sizeof *bd);
                     by[j] = data->labels[src];
                 }
             }
@@ -717,7 +727,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best);
+    free(order), free(bx), free(by), free(bd), free(best);
 out:
     free(bz);
     ct_features_free(&fz);
