@@ -1,6 +1,6 @@
 /* PLOT, prompt learning with optimal transport (Chen et al., "PLOT: Prompt
  * Learning with Optimal Transport for Vision-Language Models", ICLR 2023).
- * Followed: CHENGY12/PLOT plot-coop/trainers/plot.py (PromptLearner,
+ * Followed: CHENGY12/PLOT plot-coop/trainers/plot.py at 728539f (PromptLearner,
  * CustomCLIP.Sinkhorn / forward, PLOT.build_model / forward_backward),
  * plot-coop/train.py (extend_cfg: N_CTX 16, N 4, CSC False, CTX_INIT "",
  * PREC fp16, CLASS_TOKEN_POSITION end), plot-coop/configs/trainers/PLOT/
