@@ -247,6 +247,18 @@ ct_tensor *ct_cross_entropy(ct_graph *g, ct_tensor *logits, const int64_t *label
 /* Mean over all elements of BCE-with-logits against targets (same numel). */
 ct_tensor *ct_bce_with_logits(ct_graph *g, ct_tensor *logits, const ct_real *targets);
 
+/* Asymmetric loss (Ridnik et al., ICCV 2021) as DualCoOp's
+ * utils/asymmetric_loss.py AsymmetricLoss computes it for two-way (negative,
+ * positive) logits, given here as their difference d = pos - neg (any
+ * shape): softmax over the pair is (sigma(-d), sigma(d)); per element with a
+ * known target (targets, same numel: 1, 0, or -1 = unknown, skipped),
+ * p+ = sigma(d), p- = min(sigma(-d) + clip, 1), the log-likelihood
+ * y log(max(p+, eps)) + (1 - y) log(max(p-, eps)) weighted by the constant
+ * (focusing without gradient) (1 - pt)^(y gamma_pos + (1 - y) gamma_neg),
+ * pt = y p+ + (1 - y) p-. Scalar: minus the SUM over known elements. */
+ct_tensor *ct_asymmetric_loss(ct_graph *g, ct_tensor *d, const int8_t *targets, float gamma_neg,
+                              float gamma_pos, float clip, float eps);
+
 ct_tensor *ct_gelu(ct_graph *g, ct_tensor *x);       /* exact, erf      */
 ct_tensor *ct_quick_gelu(ct_graph *g, ct_tensor *x); /* x*sigmoid(1.702x) */
 ct_tensor *ct_relu(ct_graph *g, ct_tensor *x);
@@ -1111,9 +1123,11 @@ typedef struct ct_batch {
                           * the method computes them */
     const int8_t *targets; /* (n, K) multi-label targets (1, 0, -1 unknown) when
                           * the task is multi-label, else NULL */
-    const float *dense;  /* (n, T, dim) dense token features of these items for
-                          * methods with dense_features (feature path), else NULL */
-    int n_tokens;        /* T of dense */
+    const float *dense;  /* (n, T, dim): the per-token features of these images
+                          * (ct_features.dense) for methods with dense_features
+                          * when the features carry them (ct_train, ct_predict);
+                          * else NULL */
+    int n_tokens;        /* T when dense is set, else 0 */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1147,7 +1161,8 @@ typedef struct ct_method {
      * hyper-parameter search on val) */
     ct_status (*finish)(void *state, const ct_task *task);
     /* the task's features carry dense per-token features too (ct_features
-     * .dense: MaskCLIP, CALIP, PLOT-style methods) */
+     * .dense: MaskCLIP, CALIP, PLOT-style methods); ct_train and ct_predict
+     * hand each batch its rows of them (ct_batch.dense) */
     bool dense_features;
     /* optional: class scores (n, K) of whole features, used by ct_predict
      * instead of logits: methods that need more than the pooled features
@@ -1166,7 +1181,8 @@ typedef struct ct_method {
     /* optional: the labelled set gradient training iterates instead of the
      * task's train / augmented features (pseudo-labelled methods); called
      * after fit, owned by the state and valid until the next fit; its
-     * labels are used, its dense features are not */
+     * labels are used, and its dense features when it has them and the
+     * method has dense_features */
     const ct_features *(*train_set)(void *state);
     /* optional: score the images of d directly into scores (d->n_items, K),
      * for test-time methods and methods that change the image tower, whose
@@ -1469,6 +1485,10 @@ typedef struct ct_run_cfg {
      * The hyper-parameters must be the ones it was trained with (n_ctx,
      * csc, ...): a shape that differs is an error naming them. */
     const char *import_from;
+    /* multi-label datasets: the portion of the training labels kept known,
+     * each (image, class) label independently (DualCoOp's partial-label
+     * setting, ct_dataset_partial_labels); 0 or >= 1: all of them */
+    double partial_labels;
     /* log lines (as log.txt gets them); each callback may be NULL */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
@@ -1485,6 +1505,11 @@ typedef struct ct_run_result {
     double top1, top5, macro_f1, ece;
     double val_top1;          /* NaN without val */
     double novel_top1;        /* NaN without novel_test */
+    /* multi-label datasets (the single-label metrics above are then NaN):
+     * test mAP (sklearn's AP), VOC07 11-point mAP, CF1 / OF1 at probability
+     * 0.5 and at top-3, and val mAP (NaN without val); NaN otherwise */
+    bool multi_label;
+    double map, map_voc07, cf1, of1, cf1_top3, of1_top3, val_map;
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "cliptune.h"
@@ -53,24 +54,30 @@ static inline bool file_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
+/* The shipped model (its own tokenizer files), for the "learns" checks that
+ * need a trained CLIP. */
+#define SHIPPED_DIR CT_SOURCE_DIR "/models/cliptune-small"
+
 /* Run methods[i] with sets[i] on Fashion-MNIST (16 shots, seed 1, the first
- * max_test test images) into <tmp>/<tag>_<method><i>, sharing one feature
- * cache. false (test skipped or failed) when the dataset is missing or a
- * run fails; dirs (may be NULL) receive the run directories. */
-static inline bool fashion_mnist_runs(const char *const *methods, const char *const *sets,
-                                      int n, int64_t max_test, const char *tag,
-                                      ct_run_result *res, char (*dirs)[4200]) {
+ * max_test test images) with the model folder model_dir (vocab: its
+ * vocab.json, or NULL for the folder's own tokenizer) into
+ * <tmp>/<tag>_<method><i>, sharing one feature cache per model. false (test
+ * skipped or failed) when the dataset is missing or a run fails; dirs (may
+ * be NULL) receive the run directories. */
+static inline bool fashion_mnist_runs_on(const char *model_dir, const char *vocab,
+                                         const char *const *methods, const char *const *sets,
+                                         int n, int64_t max_test, const char *tag,
+                                         ct_run_result *res, char (*dirs)[4200]) {
     if (!file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
         ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return false;
     }
-    const char *bpe = ct_test_clip_bpe();
-    char vocab[4096], cache[4200], dir[4200];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", bpe);
-    snprintf(cache, sizeof cache, "%s/fm_cache", ct_test_tmpdir());
+    char cache[4200], dir[4200];
+    snprintf(cache, sizeof cache, "%s/fm_cache%s", ct_test_tmpdir(),
+             strcmp(model_dir, TINY_DIR) ? "_model" : "");
     mkdir(cache, 0777);
     ct_bundle bundle = {0};
-    CHECK_OK(ct_bundle_load(TINY_DIR, vocab, NULL, true, &bundle));
+    CHECK_OK(ct_bundle_load(model_dir, vocab, NULL, true, &bundle));
     ct_splits sp = {0};
     CHECK_OK(ct_data_open("fashion-mnist", &sp));
     bool ok = bundle.clip && sp.test;
@@ -78,7 +85,7 @@ static inline bool fashion_mnist_runs(const char *const *methods, const char *co
         snprintf(dir, sizeof dir, "%s/%s_%s%d", ct_test_tmpdir(), tag, methods[r], r);
         if (dirs) snprintf(dirs[r], sizeof dirs[r], "%s", dir);
         ct_run_cfg rc = {0};
-        rc.model = ct_model_borrow(&bundle, TINY_DIR), rc.data = &sp;
+        rc.model = ct_model_borrow(&bundle, model_dir), rc.data = &sp;
         rc.data_spec = "fashion-mnist", rc.method = ct_method_find(methods[r]);
         rc.set = sets[r], rc.shots = 16, rc.seed = 1;
         rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = max_test;
@@ -90,6 +97,15 @@ static inline bool fashion_mnist_runs(const char *const *methods, const char *co
     ct_bundle_free(&bundle);
     ct_splits_free(&sp);
     return ok;
+}
+
+/* The same on the tiny fixture model with the tests' BPE vocabulary. */
+static inline bool fashion_mnist_runs(const char *const *methods, const char *const *sets,
+                                      int n, int64_t max_test, const char *tag,
+                                      ct_run_result *res, char (*dirs)[4200]) {
+    char vocab[4096];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", ct_test_clip_bpe());
+    return fashion_mnist_runs_on(TINY_DIR, vocab, methods, sets, n, max_test, tag, res, dirs);
 }
 
 #endif

@@ -230,6 +230,13 @@ static ct_tensor *f_ce(ct_graph *g, ct_tensor *const *in, void *ctx) {
 static ct_tensor *f_bce(ct_graph *g, ct_tensor *const *in, void *ctx) {
     return ct_bce_with_logits(g, in[0], ctx);
 }
+static ct_tensor *f_asl(ct_graph *g, ct_tensor *const *in, void *ctx) {
+    /* DualCoOp's defaults: gamma_neg 2, gamma_pos 1, clip 0.05, eps 1e-6 */
+    return ct_asymmetric_loss(g, in[0], ctx, 2.0f, 1.0f, 0.05f, 1e-6f);
+}
+static ct_tensor *f_asl_plain(ct_graph *g, ct_tensor *const *in, void *ctx) {
+    return ct_asymmetric_loss(g, in[0], ctx, 0.0f, 0.0f, 0.0f, 1e-8f);
+}
 static ct_tensor *f_kl(ct_graph *g, ct_tensor *const *in, void *ctx) {
     /* KL(softmax(in[1]) || softmax(in[0])): both arguments through the op */
     return ct_kl_div(g, ct_log_softmax(g, in[0]), ct_softmax(g, in[1]));
@@ -249,6 +256,22 @@ static void test_softmax_losses(void) {
     ct_real tgt[20];
     for (int i = 0; i < 20; i++) tgt[i] = (ct_real)((i * 7) % 5) / 4;
     gradcheck("bce_with_logits", f_bce, &x, 1, tgt);
+    int8_t ml[20];
+    for (int i = 0; i < 20; i++) ml[i] = (int8_t)((i * 7) % 3 - 1); /* -1 unknown, 0, 1 */
+    gradcheck("asymmetric_loss", f_asl, &x, 1, ml);
+    gradcheck("asymmetric_loss (no focusing or clip)", f_asl_plain, &x, 1, ml);
+    {
+        /* without focusing or clip, ASL is the summed two-way cross-entropy:
+         * -sum log sigma(+-d) over the known targets */
+        ct_graph *g = ct_graph_create(0);
+        ct_tensor *l = ct_asymmetric_loss(g, x, ml, 0, 0, 0, 1e-30f);
+        double want = 0;
+        for (int i = 0; i < 20; i++)
+            if (ml[i] >= 0) want += log1p(exp(ml[i] ? -x->data[i] : x->data[i]));
+        CHECK_MSG(l && fabs(l->data[0] - want) < 1e-5 * (1 + want), "asl plain %g vs %g",
+                  l ? (double)l->data[0] : NAN, want);
+        ct_graph_free(g);
+    }
     ct_tensor *in[2] = {x, y};
     gradcheck("kl_div (through softmax)", f_kl, in, 2, NULL);
     /* direct: positive p (some exactly 0 to exercise the xlogy convention

@@ -9,7 +9,7 @@
  *   - ct_run_save_learned writes those keys, with each tensor's shape and
  *     bytes, and ct_run_load_learned reads them back into a fresh state
  *     (another seed) bit for bit;
- *   - the keys that users of the official code know: coop "ctx", cocoop
+ *   - the keys that users of the official code know: coop and plot "ctx", cocoop
  *     "meta_net.linear1.weight", maple "prompt_learner.compound_prompts_text.0",
  *     clip-lora "visual.transformer.resblocks.0.attn.q_proj.w_lora_A", ...;
  *   - tpt's init_from still finds a CoOp run's context under its new key. */
@@ -268,6 +268,7 @@ static void test_official_keys(void) {
     expect("tpt", NULL, "ctx", NULL);
     expect("upl", NULL, "ctx", NULL);
     expect("upl", "ensemble=2", "ensemble.0.ctx", LIST("ensemble.1.ctx"));
+    expect("plot", NULL, "ctx", NULL);
     expect("cocoop", NULL, "ctx",
            LIST("meta_net.linear1.weight", "meta_net.linear1.bias", "meta_net.linear2.weight",
                 "meta_net.linear2.bias"));

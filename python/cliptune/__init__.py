@@ -102,7 +102,7 @@ class _RunCfg(ctypes.Structure):
                 ("run_dir", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
                 ("resume", ctypes.c_bool), ("max_test", ctypes.c_int64),
                 ("subsample", ctypes.c_char_p), ("novel_test", ctypes.POINTER(_Dataset)),
-                ("import_from", ctypes.c_char_p),
+                ("import_from", ctypes.c_char_p), ("partial_labels", ctypes.c_double),
                 ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
                 ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p)]
 
@@ -110,7 +110,10 @@ class _RunCfg(ctypes.Structure):
 class _RunResult(ctypes.Structure):
     _fields_ = [("top1", ctypes.c_double), ("top5", ctypes.c_double),
                 ("macro_f1", ctypes.c_double), ("ece", ctypes.c_double),
-                ("val_top1", ctypes.c_double), ("novel_top1", ctypes.c_double)]
+                ("val_top1", ctypes.c_double), ("novel_top1", ctypes.c_double),
+                ("multi_label", ctypes.c_bool)] + \
+               [(k, ctypes.c_double) for k in ("map", "map_voc07", "cf1", "of1", "cf1_top3",
+                                                 "of1_top3", "val_map")]
 
 
 class _RunInfo(ctypes.Structure):
@@ -469,7 +472,7 @@ class Model:
 
     def train(self, method, data, run_dir=None, shots=16, seed=1, set=None, cache_dir=None,
               max_test=0, resume=False, force=False, log=None, progress=None,
-              import_from=None):
+              import_from=None, partial_labels=None):
         """Adapt (or, for "zeroshot" with shots=0, apply) a method and test it,
         as `cliptune train`: writes config.json, metrics.json, predictions.csv,
         log.txt, report.md and learned.safetensors to run_dir (None: nothing
@@ -481,8 +484,11 @@ class Model:
         total, loss, lr) the progress. import_from: a checkpoint of the
         method's official code (a torch.save .pth, or an exported
         safetensors) whose learned tensors replace training, as `cliptune
-        import`. Returns a dict: top1, top5, macro_f1, ece, val_top1 and
-        novel_top1 (None when not measured)."""
+        import`. partial_labels: for a multi-label dataset, the portion of
+        training labels kept known (DualCoOp's partial-label setting).
+        Returns a dict: top1, top5, macro_f1, ece, val_top1 and novel_top1,
+        and for multi-label datasets multi_label, map, map_voc07, cf1, of1,
+        cf1_top3, of1_top3 and val_map (None when not measured)."""
         ds = data if isinstance(data, Dataset) else Dataset.open(data)
         mp = _lib.ct_method_find(_b(method))
         if not mp:
@@ -504,6 +510,7 @@ class Model:
         cfg.max_test = int(max_test)
         import_path = _b(os.fspath(import_from)) if import_from is not None else None
         cfg.import_from = import_path
+        cfg.partial_labels = float(partial_labels) if partial_labels is not None else 0.0
         errors = []
         log_cb = progress_cb = None
         if log is not None:

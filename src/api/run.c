@@ -117,6 +117,9 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
     cJSON_AddNumberToObject(j, "max_test", (double)cfg->max_test);
     cJSON_AddStringToObject(j, "subsample", cfg->subsample ? cfg->subsample : "all");
+    cJSON_AddStringToObject(j, "task", cfg->data->train->targets ? "multi-label" : "single-label");
+    if (cfg->partial_labels > 0 && cfg->partial_labels < 1)
+        cJSON_AddNumberToObject(j, "partial_labels", cfg->partial_labels);
     cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
     for (int i = 0; i < hp->n; i++) cJSON_AddStringToObject(h, hp->keys[i], hp->vals[i]);
     /* eval and predict need the label order without reopening the dataset */
@@ -331,6 +334,132 @@ static ct_status dry_create(const ct_run_cfg *cfg, ct_kv *hp) {
     return s == CT_OK ? ct_kv_check_used(hp, cfg->method->name) : s;
 }
 
+/* Cache keys of d's first n items (malloc'd strings); NULL on OOM. */
+static char **item_keys(const ct_dataset *d, int64_t n) {
+    char **keys = calloc(n > 0 ? (size_t)n : 1, sizeof *keys);
+    for (int64_t i = 0; keys && i < n; i++) {
+        char kb[4096];
+        const char *k = ct_dataset_item_key(d, i, kb, sizeof kb);
+        keys[i] = strdup(k ? k : "?");
+    }
+    return keys;
+}
+
+static void free_keys(char **keys, int64_t n) {
+    for (int64_t i = 0; keys && i < n; i++) free(keys[i]);
+    free(keys);
+}
+
+/* learned.safetensors (the tensors carry what they mean: method,
+ * hyper-parameters and the frozen model they were trained on) and log.txt */
+static ct_status save_learned_and_log(const ct_run_cfg *cfg, const ct_kv *hp, void *state,
+                                      const run_log *L) {
+    char *hptext = NULL, mh[17], path[4200];
+    ct_status s = ct_kv_to_text(hp, &hptext);
+    snprintf(mh, sizeof mh, "%016llx",
+             (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
+    const char *meta[] = {"hyper_parameters", hptext, "model_hash", mh,
+                          "format", "cliptune-learned-1"};
+    if (s == CT_OK) s = ct_run_save_learned_meta(cfg->method, state, cfg->run_dir, meta, 3);
+    free(hptext);
+    if (s != CT_OK) return s;
+    snprintf(path, sizeof path, "%s/log.txt", cfg->run_dir);
+    return ct_write_file_atomic(path, L->log ? L->log : "", L->len);
+}
+
+/* The report's configuration table: (key, value) pairs pointing into cfg,
+ * hp and the struct's own buffers. */
+typedef struct {
+    const char **kv;
+    int n;
+    char shots[32], seed[32], partial[32];
+} report_cfg;
+
+static ct_status report_cfg_make(const ct_run_cfg *cfg, const ct_kv *hp, report_cfg *r) {
+    r->n = 0;
+    if (!(r->kv = calloc((size_t)(2 * hp->n + 12), sizeof *r->kv)))
+        return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+    snprintf(r->shots, sizeof r->shots, "%d", cfg->shots);
+    snprintf(r->seed, sizeof r->seed, "%llu", (unsigned long long)cfg->seed);
+    snprintf(r->partial, sizeof r->partial, "%g", cfg->partial_labels);
+    const char **kv = r->kv;
+    int nk = 0;
+    kv[nk++] = "model", kv[nk++] = ct_model_path(cfg->model);
+    kv[nk++] = "data", kv[nk++] = cfg->data_spec;
+    kv[nk++] = "method", kv[nk++] = cfg->method->name;
+    kv[nk++] = "shots", kv[nk++] = r->shots;
+    kv[nk++] = "seed", kv[nk++] = r->seed;
+    if (cfg->partial_labels > 0 && cfg->partial_labels < 1)
+        kv[nk++] = "partial labels", kv[nk++] = r->partial;
+    for (int i = 0; i < hp->n; i++) kv[nk++] = hp->keys[i], kv[nk++] = hp->vals[i];
+    r->n = nk / 2;
+    return CT_OK;
+}
+
+static void run_title(const ct_run_cfg *cfg, char *buf, size_t n) {
+    snprintf(buf, n, "%s on %s (%d-shot, seed %llu)", cfg->method->name, cfg->data->train->name,
+             cfg->shots, (unsigned long long)cfg->seed);
+}
+
+/* Multi-label: metrics (test, and val for the record), the log line and,
+ * with a run directory, the run's files with the multi-label metrics.json,
+ * predictions.csv (sigmoid probabilities) and report. scores are test's
+ * logits; they become probabilities. */
+static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
+                        const ct_dataset *test, const ct_features *fte, const ct_dataset *val,
+                        const ct_features *fval, bool trains, float *scores, const ct_kv *hp,
+                        run_log *L, ct_run_result *res) {
+    const ct_method *me = cfg->method;
+    int K = task->n_classes;
+    ct_ml_metrics mm = {0};
+    ct_status s = ct_ml_metrics_compute(scores, false, test->targets, fte->n, K,
+                                        CT_ML_THRESH_DEFAULT, &mm);
+    if (s != CT_OK) return s;
+    res->map = mm.map, res->map_voc07 = mm.map_voc07, res->cf1 = mm.cf1, res->of1 = mm.of1;
+    res->cf1_top3 = mm.cf13, res->of1_top3 = mm.of13;
+    if (trains && val && fval->n) {
+        float *vs = malloc((size_t)fval->n * (size_t)K * sizeof *vs);
+        ct_ml_metrics vm = {0};
+        if (vs &&
+            (ct_method_scores_images(me) ? ct_predict_images(me, state, task, val, vs)
+                                         : ct_predict(me, state, fval, vs)) == CT_OK &&
+            ct_ml_metrics_compute(vs, false, val->targets, fval->n, K, CT_ML_THRESH_DEFAULT,
+                                  &vm) == CT_OK)
+            res->val_map = vm.map;
+        ct_ml_metrics_free(&vm);
+        free(vs);
+    }
+    logline(L, "test: mAP %.2f%%  mAP(VOC07) %.2f%%  CF1 %.2f%%  OF1 %.2f%% (p >= %.2g)  "
+            "CF1 %.2f%%  OF1 %.2f%% (top-%d)", 100 * mm.map, 100 * mm.map_voc07, 100 * mm.cf1,
+            100 * mm.of1, mm.thresh, 100 * mm.cf13, 100 * mm.of13, mm.top_k);
+    if (cfg->run_dir) {
+        const char *const *cn = (const char *const *)task->classnames;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);
+        s = write_config(cfg, hp, path);
+        for (int64_t i = 0; i < fte->n * K; i++) scores[i] = 1 / (1 + expf(-scores[i]));
+        char **keys = s == CT_OK ? item_keys(test, fte->n) : NULL;
+        snprintf(path, sizeof path, "%s/predictions.csv", cfg->run_dir);
+        if (s == CT_OK)
+            s = keys ? ct_ml_predictions_save_csv(path, (const char *const *)keys, test->targets,
+                                                  scores, fte->n, K, mm.thresh, cn)
+                     : CT_ERR_NOMEM;
+        free_keys(keys, fte->n);
+        if (s == CT_OK) s = save_learned_and_log(cfg, hp, state, L);
+        report_cfg rc = {0};
+        char title[256];
+        run_title(cfg, title, sizeof title);
+        if (s == CT_OK) s = report_cfg_make(cfg, hp, &rc);
+        if (s == CT_OK) s = ct_report_run_ml(cfg->run_dir, title, rc.kv, rc.n, &mm, cn, L->log);
+        free(rc.kv);
+        /* last: a run directory with metrics.json is a finished run */
+        snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
+        if (s == CT_OK) s = ct_ml_metrics_save_json(&mm, cn, path);
+    }
+    ct_ml_metrics_free(&mm);
+    return s;
+}
+
 ct_run_cfg ct_run_cfg_default(void) {
     return (ct_run_cfg){.shots = 16, .seed = 1, .subsample = "all"};
 }
@@ -385,6 +514,35 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         s = CT_ERR_NOMEM;
         goto out;
     }
+    const bool ml = sp->train->targets != NULL;
+    if ((ml && !test->targets) || (!ml && test->targets)) {
+        s = ct_set_error(CT_ERR_ARG, "run: the training split is %s but the test split is not",
+                         ml ? "multi-label" : "single-label");
+        goto out;
+    }
+    if (cfg->partial_labels > 0 && cfg->partial_labels < 1) {
+        if (!ml) {
+            s = ct_set_error(CT_ERR_ARG, "run: partial labels (%g) need a multi-label dataset "
+                             "(voc:, coco:, mlcsv:, mljson:)", cfg->partial_labels);
+            goto out;
+        }
+        ct_dataset *pl = ct_dataset_partial_labels(train, cfg->partial_labels, cfg->seed);
+        if (!pl) {
+            s = CT_ERR_NOMEM;
+            goto out;
+        }
+        ct_dataset_free(train);
+        train = pl;
+    } else if (cfg->partial_labels < 0 || cfg->partial_labels != cfg->partial_labels) {
+        s = ct_set_error(CT_ERR_ARG, "run: partial_labels=%g (a portion in (0, 1])",
+                         cfg->partial_labels);
+        goto out;
+    }
+    if (ml && cfg->novel_test) {
+        s = ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation is single-label "
+                         "only");
+        goto out;
+    }
     /* what killed runs left half-written (temp files of dead processes) */
     const char *dirs[2] = {cfg->cache_dir, cfg->run_dir};
     for (int k = 0; k < 2; k++) {
@@ -414,10 +572,13 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         faug.n = (int64_t)views * ftr.n;
         faug.x = malloc((size_t)faug.n * (size_t)faug.dim * sizeof(float) + 1);
         faug.labels = malloc((size_t)faug.n * sizeof(int) + 1);
-        if (!faug.x || !faug.labels) {
+        size_t tK = ftr.targets ? (size_t)ftr.n * (size_t)sp->train->n_classes : 0;
+        if (tK) faug.targets = malloc((size_t)views * tK);
+        if (!faug.x || !faug.labels || (tK && !faug.targets)) {
             s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
             goto out;
         }
+        for (int v = 0; v < views && tK; v++) memcpy(faug.targets + (size_t)v * tK, ftr.targets, tK);
         for (int v = 1; v <= views && s == CT_OK; v++) {
             ct_features f;
             char what[64];
@@ -478,9 +639,16 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             ? ct_predict_images(cfg->method, state, &task, test, scores)
             : ct_predict(cfg->method, state, &fte, scores);
     if (s != CT_OK) goto out;
+    *res = (ct_run_result){.top1 = NAN, .top5 = NAN, .macro_f1 = NAN, .ece = NAN,
+                           .val_top1 = NAN, .novel_top1 = NAN, .multi_label = ml, .map = NAN,
+                           .map_voc07 = NAN, .cf1 = NAN, .of1 = NAN, .cf1_top3 = NAN,
+                           .of1_top3 = NAN, .val_map = NAN};
+    if (ml) {
+        s = run_ml(cfg, &task, state, test, &fte, val, &fval, trains, scores, &hp, &L, res);
+        goto out;
+    }
     if ((s = ct_metrics_compute(scores, false, fte.labels, fte.n, K, 15, &m)) != CT_OK) goto out;
     res->top1 = m.top1, res->top5 = m.top5, res->macro_f1 = m.macro_f1, res->ece = m.ece;
-    res->val_top1 = NAN;
     if (trains && val && fval.n) {
         float *vs = malloc((size_t)fval.n * (size_t)K * sizeof *vs);
         ct_metrics vm = {0};
@@ -495,7 +663,6 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     logline(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
             100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
-    res->novel_top1 = NAN;
     if (cfg->novel_test &&
         (s = eval_novel(cfg, &task, &hp, state, &L, &res->novel_top1)) != CT_OK)
         goto out;
@@ -510,50 +677,20 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             for (int k = 0; k < K; k++) sum += (r[k] = expf(r[k] - mx));
             for (int k = 0; k < K; k++) r[k] /= sum;
         }
-        size_t nkeys = fte.n > 0 ? (size_t)fte.n : 1;
-        char **keys = calloc(nkeys, sizeof *keys);
-        for (int64_t i = 0; keys && i < fte.n; i++) {
-            char kb[4096];
-            const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
-            keys[i] = strdup(k ? k : "?");
-        }
+        char **keys = item_keys(test, fte.n);
         snprintf(path, sizeof path, "%s/predictions.csv", cfg->run_dir);
         s = keys ? ct_predictions_save_csv(path, (const char *const *)keys, fte.labels, scores,
                                            fte.n, K, cn)
                  : CT_ERR_NOMEM;
-        for (int64_t i = 0; keys && i < fte.n; i++) free(keys[i]);
-        free(keys);
+        free_keys(keys, fte.n);
+        if (s == CT_OK) s = save_learned_and_log(cfg, &hp, state, &L);
         if (s != CT_OK) goto out;
-        /* the learned tensors carry what they mean: method, hyper-parameters
-         * and the frozen model they were trained on */
-        char *hptext = NULL, mh[17];
-        s = ct_kv_to_text(&hp, &hptext);
-        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
-        const char *meta[] = {"hyper_parameters", hptext, "model_hash", mh,
-                              "format", "cliptune-learned-1"};
-        if (s == CT_OK) s = ct_run_save_learned_meta(cfg->method, state, cfg->run_dir, meta, 3);
-        free(hptext);
-        if (s != CT_OK) goto out;
-        snprintf(path, sizeof path, "%s/log.txt", cfg->run_dir);
-        if ((s = ct_write_file_atomic(path, L.log ? L.log : "", L.len)) != CT_OK) goto out;
-        const char **kvs = calloc((size_t)(2 * hp.n + 10), sizeof *kvs);
-        char shots[32], seed[32];
-        snprintf(shots, sizeof shots, "%d", cfg->shots);
-        snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
-        int nk = 0;
-        if (kvs) {
-            kvs[nk++] = "model", kvs[nk++] = ct_model_path(cfg->model);
-            kvs[nk++] = "data", kvs[nk++] = cfg->data_spec;
-            kvs[nk++] = "method", kvs[nk++] = cfg->method->name;
-            kvs[nk++] = "shots", kvs[nk++] = shots;
-            kvs[nk++] = "seed", kvs[nk++] = seed;
-            for (int i = 0; i < hp.n; i++) kvs[nk++] = hp.keys[i], kvs[nk++] = hp.vals[i];
-        }
+        report_cfg rc;
         char title[256];
-        snprintf(title, sizeof title, "%s on %s (%d-shot, seed %llu)", cfg->method->name,
-                 sp->train->name, cfg->shots, (unsigned long long)cfg->seed);
-        s = kvs ? ct_report_run(cfg->run_dir, title, kvs, nk / 2, &m, cn, L.log) : CT_ERR_NOMEM;
-        free(kvs);
+        run_title(cfg, title, sizeof title);
+        s = report_cfg_make(cfg, &hp, &rc);
+        if (s == CT_OK) s = ct_report_run(cfg->run_dir, title, rc.kv, rc.n, &m, cn, L.log);
+        free(rc.kv);
         /* last: a run directory with metrics.json is a finished run */
         snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
         if (s == CT_OK) s = ct_metrics_save_json(&m, cn, path);

@@ -94,6 +94,35 @@ ct_tensor *ct_bce_with_logits(ct_graph *g, ct_tensor *logits, const ct_real *tar
     return out;
 }
 
+static void asl_bw(ct_graph *g, ct_node *n) {
+    ct_tensor *x = n->in[0];
+    ct_real *dx = ct_op_grad(g, x);
+    const ct_real *f = n->saved[1];
+    if (dx) asl_backward(dx, n->out->grad[0], x->data, n->saved[0], x->numel, f[0], f[1], f[2], f[3]);
+}
+
+ct_tensor *ct_asymmetric_loss(ct_graph *g, ct_tensor *d, const int8_t *targets, float gamma_neg,
+                              float gamma_pos, float clip, float eps) {
+    if (!ct_op_inputs_ok(g, &d, 1)) return NULL;
+    if (!targets) return ct_op_fail(g, CT_ERR_ARG, "asymmetric_loss: no targets");
+    if (!(gamma_neg >= 0) || !(gamma_pos >= 0) || !(clip >= 0) || !(eps > 0))
+        return ct_op_fail(g, CT_ERR_ARG, "asymmetric_loss: gammas and clip must be >= 0, eps > 0");
+    ct_tensor *out = scalar_out(g);
+    if (!out) return NULL;
+    asl_forward(out->data, d->data, targets, d->numel, gamma_neg, gamma_pos, clip, eps);
+    if (ct_op_needs_grad(g, &d, 1)) {
+        ct_node *nd = ct_op_record(g, out, "asymmetric_loss", asl_bw, &d, 1);
+        int8_t *t = ct_op_alloc(g, (size_t)d->numel);
+        ct_real *f = ct_op_alloc(g, 4 * sizeof *f);
+        if (!nd || !t || !f) return NULL;
+        memcpy(t, targets, (size_t)d->numel);
+        f[0] = gamma_neg, f[1] = gamma_pos, f[2] = clip, f[3] = eps;
+        nd->saved[0] = t;
+        nd->saved[1] = f;
+    }
+    return out;
+}
+
 static void kl_bw(ct_graph *g, ct_node *n) {
     ct_tensor *lq = n->in[0], *p = n->in[1];
     kl_div_backward(ct_op_grad(g, lq), ct_op_grad(g, p), n->out->grad[0], lq->data, p->data,

@@ -27,9 +27,9 @@
  * its scores; its name is "betas" (beta1, beta2, beta3: run_imagenet.py
  * keeps them as plain numbers and saves none).
  *
- * The dense tokens live in ct_features, not in a ct_batch, so the method
- * scores through ct_method.predict_features (ct_predict calls it); logits()
- * of a pooled-only batch is an error. */
+ * The method scores whole feature sets through ct_method.predict_features
+ * (ct_predict calls it), chunk by chunk; logits() is an error (a batch's
+ * dense rows, ct_batch.dense, are not used here). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -247,8 +247,8 @@ out:
     return st;
 }
 
-/* Scores (n, K) of whole features: the dense tokens are in f, not in a
- * ct_batch, so ct_predict comes here (ct_method.predict_features). */
+/* Scores (n, K) of whole features, dense tokens included; ct_predict comes
+ * here (ct_method.predict_features). */
 static ct_status calip_predict(void *st, const ct_features *f, float *scores) {
     calip_state *s = st;
     int64_t K = s->W->shape[0], B = 256;
@@ -272,10 +272,9 @@ static ct_status calip_predict(void *st, const ct_features *f, float *scores) {
     return st2;
 }
 
-/* A ct_batch has only the pooled features: CALIP cannot score it. */
+/* CALIP scores whole feature sets only (calip_predict). */
 static ct_tensor *calip_logits(void *st, ct_graph *g, const ct_batch *b) {
-    ct_set_error(CT_ERR_ARG, "calip: no dense (per-token) features in a batch; score whole "
-                 "features with ct_predict");
+    ct_set_error(CT_ERR_ARG, "calip: scores whole feature sets (ct_predict), not batches");
     return NULL;
 }
 

@@ -77,6 +77,43 @@ static void put_pct(FILE *f, double v, int decimals) {
 /* Run report                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* The end of the training log, verbatim, in a code fence. */
+static void put_log_tail(FILE *f, const char *log_tail) {
+    if (log_tail) {
+        /* A fence longer than any backtick run in the log, so the log cannot
+         * close it early. */
+        int run = 0, longest = 0;
+        for (const char *p = log_tail; *p; p++) {
+            run = *p == '`' ? run + 1 : 0;
+            if (run > longest) longest = run;
+        }
+        int fence = longest >= 3 ? longest + 1 : 3;
+        fputs("\n## Log (tail)\n\n", f);
+        for (int i = 0; i < fence; i++) fputc('`', f);
+        fputs("text\n", f);
+        fputs(log_tail, f);
+        size_t len = strlen(log_tail);
+        if (len > 0 && log_tail[len - 1] != '\n') fputc('\n', f);
+        for (int i = 0; i < fence; i++) fputc('`', f);
+        fputc('\n', f);
+    }
+}
+
+/* The configuration table: n_kv (key, value) pairs. */
+static void put_config(FILE *f, const char *const *kv, int n_kv) {
+    if (n_kv > 0) {
+        fputs("## Configuration\n\n| key | value |\n|---|---|\n", f);
+        for (int i = 0; i < n_kv; i++) {
+            fputs("| ", f);
+            put_md(f, kv[2 * i]);
+            fputs(" | ", f);
+            put_md(f, kv[2 * i + 1]);
+            fputs(" |\n", f);
+        }
+        fputs("\n", f);
+    }
+}
+
 ct_status ct_report_run(const char *run_dir, const char *title, const char *const *kv, int n_kv,
                         const ct_metrics *m, const char *const *classnames,
                         const char *log_tail) {
@@ -107,17 +144,7 @@ ct_status ct_report_run(const char *run_dir, const char *title, const char *cons
     put_md(f, title ? title : "cliptune run");
     fputs("\n\n", f);
 
-    if (n_kv > 0) {
-        fputs("## Configuration\n\n| key | value |\n|---|---|\n", f);
-        for (int i = 0; i < n_kv; i++) {
-            fputs("| ", f);
-            put_md(f, kv[2 * i]);
-            fputs(" | ", f);
-            put_md(f, kv[2 * i + 1]);
-            fputs(" |\n", f);
-        }
-        fputs("\n", f);
-    }
+    put_config(f, kv, n_kv);
 
     fputs("## Results\n\n| metric | value |\n|---|---:|\n", f);
     fputs("| top-1 accuracy | ", f);
@@ -149,28 +176,60 @@ ct_status ct_report_run(const char *run_dir, const char *title, const char *cons
     }
     fputs("\n## Confusion matrix\n\n![confusion matrix](confusion.svg)\n", f);
 
-    if (log_tail) {
-        /* A fence longer than any backtick run in the log, so the log cannot
-         * close it early. */
-        int run = 0, longest = 0;
-        for (const char *p = log_tail; *p; p++) {
-            run = *p == '`' ? run + 1 : 0;
-            if (run > longest) longest = run;
-        }
-        int fence = longest >= 3 ? longest + 1 : 3;
-        fputs("\n## Log (tail)\n\n", f);
-        for (int i = 0; i < fence; i++) fputc('`', f);
-        fputs("text\n", f);
-        fputs(log_tail, f);
-        size_t len = strlen(log_tail);
-        if (len > 0 && log_tail[len - 1] != '\n') fputc('\n', f);
-        for (int i = 0; i < fence; i++) fputc('`', f);
-        fputc('\n', f);
-    }
+    put_log_tail(f, log_tail);
     s = md_commit(&o, md_path);
     free(md_path);
     return s;
 }
+
+ct_status ct_report_run_ml(const char *run_dir, const char *title, const char *const *kv,
+                           int n_kv, const ct_ml_metrics *m, const char *const *classnames,
+                           const char *log_tail) {
+    if (!run_dir || !m || !m->ap || m->n_classes < 1 || n_kv < 0 || (n_kv > 0 && !kv))
+        return ct_set_error(CT_ERR_ARG, "ct_report_run_ml: need a run directory, computed "
+                            "metrics and n_kv >= 0 pairs");
+    char *md_path = join(run_dir, "report.md");
+    if (!md_path) return CT_ERR_NOMEM;
+    md_out o;
+    ct_status s = md_open(&o, md_path);
+    if (s != CT_OK) {
+        free(md_path);
+        return s;
+    }
+    FILE *f = o.f;
+    fputs("# ", f);
+    put_md(f, title ? title : "cliptune run");
+    fputs("\n\n", f);
+    put_config(f, kv, n_kv);
+    fputs("## Results (multi-label)\n\n| metric | value |\n|---|---:|\n| mAP | ", f);
+    put_pct(f, m->map, 2);
+    fputs(" |\n| mAP (VOC07 11-point) | ", f);
+    put_pct(f, m->map_voc07, 2);
+    const double at[2][6] = {{m->cp, m->cr, m->cf1, m->op, m->or_, m->of1},
+                             {m->cp3, m->cr3, m->cf13, m->op3, m->or3, m->of13}};
+    static const char *const nm[6] = {"CP", "CR", "CF1", "OP", "OR", "OF1"};
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 6; j++) {
+            if (r == 0) fprintf(f, " |\n| %s (p >= %.2f) | ", nm[j], m->thresh);
+            else fprintf(f, " |\n| %s (top-%d) | ", nm[j], m->top_k);
+            put_pct(f, at[r][j], 2);
+        }
+    fprintf(f, " |\n| images | %lld |\n| classes | %d |\n\n", (long long)m->n, m->n_classes);
+    fputs("## Per-class average precision\n\n| class | AP |\n|---|---:|\n", f);
+    for (int c = 0; c < m->n_classes; c++) {
+        fputs("| ", f);
+        if (classnames && classnames[c]) put_md(f, classnames[c]);
+        else fprintf(f, "%d", c);
+        fputs(" | ", f);
+        put_pct(f, m->ap[c], 2);
+        fputs(" |\n", f);
+    }
+    put_log_tail(f, log_tail);
+    s = md_commit(&o, md_path);
+    free(md_path);
+    return s;
+}
+
 
 /* ------------------------------------------------------------------------ */
 /* Protocol report                                                           */

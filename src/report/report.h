@@ -17,6 +17,12 @@ ct_status ct_report_run(const char *run_dir, const char *title, const char *cons
                         const ct_metrics *m, const char *const *classnames,
                         const char *log_tail);
 
+/* The multi-label run's report.md: config, mAP (and VOC07's), the
+ * threshold and top-k precision/recall/F1 table, per-class AP, log tail. */
+ct_status ct_report_run_ml(const char *run_dir, const char *title, const char *const *kv,
+                           int n_kv, const ct_ml_metrics *m, const char *const *classnames,
+                           const char *log_tail);
+
 /* ct_report_protocol: cliptune.h */
 
 #endif

@@ -95,6 +95,10 @@ void cross_entropy_forward(ct_real *loss, ct_real *probs, const ct_real *logits,
                            const int64_t *labels, int64_t N, int64_t K, ct_real ls);
 void cross_entropy_backward(ct_real *dlogits, ct_real dloss, const ct_real *probs,
                             const int64_t *labels, int64_t N, int64_t K, ct_real ls);
+void asl_forward(ct_real *loss, const ct_real *d, const int8_t *y, int64_t n, ct_real gn,
+                 ct_real gp, ct_real clip, ct_real eps);
+void asl_backward(ct_real *dd, ct_real dloss, const ct_real *d, const int8_t *y, int64_t n,
+                  ct_real gn, ct_real gp, ct_real clip, ct_real eps);
 void bce_logits_forward(ct_real *loss, const ct_real *x, const ct_real *t, int64_t n);
 void bce_logits_backward(ct_real *dx, ct_real dloss, const ct_real *x, const ct_real *t,
                          int64_t n);

@@ -155,3 +155,48 @@ void entropy_backward(ct_real *dlogits, ct_real dloss, const ct_real *probs, con
             dlogits[n * K + k] -= s * pk * (lp + h[n]);
         }
 }
+
+/* Asymmetric loss (Ridnik et al. 2021) on two-way logits given as their
+ * difference d = pos - neg (softmax over (neg, pos) = (sigma(-d), sigma(d))):
+ * per known target, p+ = sigma(d), p- = min(sigma(-d) + clip, 1) (clip > 0),
+ * l = y log(max(p+, eps)) + (1 - y) log(max(p-, eps)), weighted by the
+ * constant (1 - pt)^(y gp + (1 - y) gn), pt = y p+ + (1 - y) p-; the loss is
+ * -sum. Targets < 0 are unknown and skipped. */
+static inline void asl_terms(ct_real d, int y, ct_real gn, ct_real gp, ct_real clip, ct_real eps,
+                             double *loss, double *dd) {
+    double sp = 1 / (1 + exp(-(double)d)), sn = 1 / (1 + exp((double)d));
+    if (y > 0) {
+        double w = gp > 0 ? pow(1 - sp, gp) : 1;
+        *loss = -w * log(sp > eps ? sp : eps);
+        /* d/dd log(sigma(d)) = 1 - sigma(d) = sn, where the eps floor is not hit */
+        *dd = sp > eps ? -w * sn : 0;
+    } else {
+        double q = clip > 0 ? sn + clip : sn, dq = -sp * sn; /* d sigma(-d) / dd */
+        if (q >= 1) q = 1, dq = clip > 0 ? 0 : dq;
+        double w = gn > 0 ? pow(1 - q, gn) : 1;
+        *loss = -w * log(q > eps ? q : eps);
+        *dd = q > eps ? -w * dq / q : 0;
+    }
+}
+
+void asl_forward(ct_real *loss, const ct_real *d, const int8_t *y, int64_t n, ct_real gn,
+                 ct_real gp, ct_real clip, ct_real eps) {
+    double total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] < 0) continue;
+        double l, g;
+        asl_terms(d[i], y[i], gn, gp, clip, eps, &l, &g);
+        total += l;
+    }
+    *loss = (ct_real)total;
+}
+
+void asl_backward(ct_real *dd, ct_real dloss, const ct_real *d, const int8_t *y, int64_t n,
+                  ct_real gn, ct_real gp, ct_real clip, ct_real eps) {
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] < 0) continue;
+        double l, g;
+        asl_terms(d[i], y[i], gn, gp, clip, eps, &l, &g);
+        dd[i] += (ct_real)(dloss * g);
+    }
+}

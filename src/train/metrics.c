@@ -595,3 +595,119 @@ ct_status ct_predictions_save_csv(const char *path, const char *const *item_keys
     }
     return ct_atomic_commit(f);
 }
+
+/* ---- multi-label outputs ---- */
+
+ct_status ct_ml_metrics_save_json(const ct_ml_metrics *m, const char *const *classnames,
+                                  const char *path) {
+    if (!m || !path || m->n_classes < 1 || !m->ap)
+        return ct_set_error(CT_ERR_ARG, "%s: multi-label metrics were not computed",
+                            path ? path : "ct_ml_metrics_save_json");
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && add(root, "task", cJSON_CreateString("multi-label")) &&
+              add(root, "n_classes", cJSON_CreateNumber(m->n_classes)) &&
+              add(root, "n", cJSON_CreateNumber((double)m->n)) &&
+              add(root, "map", json_num(m->map)) && add(root, "map_voc07", json_num(m->map_voc07)) &&
+              add(root, "threshold", json_num(m->thresh)) && add(root, "cp", json_num(m->cp)) &&
+              add(root, "cr", json_num(m->cr)) && add(root, "cf1", json_num(m->cf1)) &&
+              add(root, "op", json_num(m->op)) && add(root, "or", json_num(m->or_)) &&
+              add(root, "of1", json_num(m->of1)) && add(root, "top_k", cJSON_CreateNumber(m->top_k)) &&
+              add(root, "cp_topk", json_num(m->cp3)) && add(root, "cr_topk", json_num(m->cr3)) &&
+              add(root, "cf1_topk", json_num(m->cf13)) && add(root, "op_topk", json_num(m->op3)) &&
+              add(root, "or_topk", json_num(m->or3)) && add(root, "of1_topk", json_num(m->of13));
+    cJSON *per = ok ? cJSON_CreateArray() : NULL;
+    ok = ok && add(root, "per_class", per);
+    for (int c = 0; ok && c < m->n_classes; c++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%d", c);
+        cJSON *e = cJSON_CreateObject();
+        ok = add(per, NULL, e) && add(e, "index", cJSON_CreateNumber(c)) &&
+             add(e, "name", cJSON_CreateString(classnames && classnames[c] ? classnames[c] : idx)) &&
+             add(e, "ap", json_num(m->ap[c]));
+    }
+    if (!ok) {
+        cJSON_Delete(root);
+        return ct_set_error(CT_ERR_NOMEM, "%s: cannot build the metrics JSON", path);
+    }
+    ct_status s = ct_json_save(path, root);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* names of the classes of row where pick(v) holds, ';'-joined, into a
+ * malloc'd string */
+static char *names_where(const int8_t *t, const float *p, double thresh, int K, int want,
+                         const char *const *classnames) {
+    size_t len = 1;
+    char idx[24];
+    for (int pass = 0; pass < 2; pass++) {
+        char *out = pass ? malloc(len) : NULL;
+        if (pass && !out) return NULL;
+        size_t at = 0;
+        for (int k = 0; k < K; k++) {
+            bool hit = t ? t[k] == want : p[k] >= thresh;
+            if (!hit) continue;
+            snprintf(idx, sizeof idx, "%d", k);
+            const char *nm = classnames && classnames[k] ? classnames[k] : idx;
+            size_t l = strlen(nm) + (at ? 1 : 0);
+            if (pass) {
+                if (at) out[at] = ';';
+                memcpy(out + at + (at ? 1 : 0), nm, strlen(nm));
+            }
+            at += l;
+        }
+        if (pass) {
+            out[at] = 0;
+            return out;
+        }
+        len = at + 1;
+    }
+    return NULL;
+}
+
+ct_status ct_ml_predictions_save_csv(const char *path, const char *const *item_keys,
+                                     const int8_t *targets, const float *probs, int64_t n, int K,
+                                     double thresh, const char *const *classnames) {
+    if (!path || !probs || n < 0 || K < 1)
+        return ct_set_error(CT_ERR_ARG, "ct_ml_predictions_save_csv: %s: need a path, probs, "
+                            "n >= 0 and K >= 1", path ? path : "(null)");
+    for (int64_t i = 0; i < n * K; i++)
+        if (!isfinite(probs[i]))
+            return ct_set_error(CT_ERR_ARG, "%s: probs[%lld][%lld] is not finite", path,
+                                (long long)(i / K), (long long)(i % K));
+    ct_atomic_file *f;
+    ct_status s = ct_atomic_create(path, &f);
+    if (s != CT_OK) return s;
+    s = ct_atomic_write(f, "item,labels,unknown,predicted", 29);
+    char idx[24];
+    for (int k = 0; s == CT_OK && k < K; k++) {
+        snprintf(idx, sizeof idx, "%d", k);
+        s = ct_atomic_write(f, ",", 1);
+        if (s == CT_OK) s = csv_field(f, classnames && classnames[k] ? classnames[k] : idx);
+    }
+    if (s == CT_OK) s = ct_atomic_write(f, "\n", 1);
+    for (int64_t i = 0; s == CT_OK && i < n; i++) {
+        const float *row = probs + i * K;
+        const int8_t *t = targets ? targets + i * K : NULL;
+        char *pos = t ? names_where(t, NULL, 0, K, 1, classnames) : strdup("");
+        char *unk = t ? names_where(t, NULL, 0, K, -1, classnames) : strdup("");
+        char *pred = names_where(NULL, row, thresh, K, 0, classnames);
+        snprintf(idx, sizeof idx, "%lld", (long long)i);
+        if (!pos || !unk || !pred) s = ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
+        if (s == CT_OK) s = csv_put(f, item_keys && item_keys[i] ? item_keys[i] : idx, ',');
+        if (s == CT_OK) s = csv_put(f, pos, ',');
+        if (s == CT_OK) s = csv_put(f, unk, ',');
+        if (s == CT_OK) s = csv_put(f, pred, K ? ',' : '\n');
+        free(pos), free(unk), free(pred);
+        for (int k = 0; s == CT_OK && k < K; k++) {
+            char v[32];
+            snprintf(v, sizeof v, "%.6g", (double)row[k]);
+            s = csv_put(f, v, k + 1 < K ? ',' : '\n');
+        }
+    }
+    if (s != CT_OK) {
+        ct_atomic_abort(f);
+        return s;
+    }
+    return ct_atomic_commit(f);
+}

@@ -41,4 +41,14 @@ ct_status ct_predictions_save_csv(const char *path, const char *const *item_keys
                                   const int *labels, const float *probs, int64_t n, int K,
                                   const char *const *classnames);
 
+/* Multi-label outputs of a run: metrics.json ("task": "multi-label", the
+ * headline metrics and per-class AP) and predictions.csv (item, labels,
+ * unknown, predicted (probability >= thresh), then one probability column
+ * per class; class lists ';'-joined; targets NULL: empty label fields). */
+ct_status ct_ml_metrics_save_json(const ct_ml_metrics *m, const char *const *classnames,
+                                  const char *path);
+ct_status ct_ml_predictions_save_csv(const char *path, const char *const *item_keys,
+                                     const int8_t *targets, const float *probs, int64_t n, int K,
+                                     double thresh, const char *const *classnames);
+
 #endif

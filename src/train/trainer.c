@@ -199,11 +199,12 @@ ct_status ct_predict(const ct_method *m, void *state, const ct_features *f, floa
     for (int64_t i0 = 0; i0 < f->n && s == CT_OK; i0 += B) {
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
-        int64_t nb = f->n - i0 < B ? f->n - i0 : B;
-        ct_batch b = {.n = nb, .x = f->x + i0 * f->dim,
+        /* dense rows only for methods that asked for them */
+        bool dense = m->dense_features && f->dense && f->n_tokens > 0;
+        ct_batch b = {.n = f->n - i0 < B ? f->n - i0 : B, .x = f->x + i0 * f->dim,
                       .labels = f->labels ? f->labels + i0 : NULL, .epoch = -1,
-                      .dense = f->dense ? f->dense + i0 * f->n_tokens * f->dim : NULL,
-                      .n_tokens = f->n_tokens};
+                      .dense = dense ? f->dense + i0 * f->n_tokens * f->dim : NULL,
+                      .n_tokens = dense ? f->n_tokens : 0};
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
@@ -284,6 +285,15 @@ static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_
     }
     *st = m->pixels ? ct_predict_images(m, state, task, task->val, sc)
                     : ct_predict(m, state, task->val_feats, sc);
+    const int8_t *tg = m->pixels ? task->val->targets : task->val_feats->targets;
+    if (tg) {
+        ct_ml_metrics mm = {0};
+        if (*st == CT_OK) *st = ct_ml_metrics_compute(sc, false, tg, n, K, 0.5, &mm);
+        double map = mm.map;
+        ct_ml_metrics_free(&mm);
+        free(sc);
+        return *st == CT_OK ? map : 0;
+    }
     int64_t ok = 0;
     for (int64_t i = 0; *st == CT_OK && i < n; i++) {
         int best = 0;
@@ -606,15 +616,16 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
     int *by = malloc((size_t)B * sizeof *by);
+    /* the batch's rows of the per-token features (methods with dense_features) */
+    int64_t T = !m->pixels && m->dense_features && data->dense ? data->n_tokens : 0;
+    float *bd = T > 0 ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
     ct_graph *g = ct_graph_create(0);
-    /* multi-label targets and dense token features travel with the batch */
+    /* multi-label targets travel with the batch */
     int nK = task->n_classes;
     const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
-    int64_t T = !m->pixels && data->dense ? data->n_tokens : 0;
-    float *bd = T ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
-    if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (all_t && !bt) ||
-        (T && !bd)) {
+    if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
+        (all_t && !bt)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -661,11 +672,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                 for (int64_t j = 0; j < nbatch; j++) {
                     int64_t src = base + order[bi * B + j];
                     memcpy(bx + j * dim, data->x + src * dim, dim * sizeof *bx);
+                    if (bd)
+                        memcpy(bd + j * T * (int64_t)dim, data->dense + src * T * (int64_t)dim,
+                               (size_t)T * dim * sizeof *bd);
                     by[j] = data->labels[src];
                     if (bt) memcpy(bt + j * nK, all_t + src * nK, (size_t)nK);
-                    if (bd)
-                        memcpy(bd + j * T * dim, data->dense + src * T * dim,
-                               (size_t)T * dim * sizeof *bd);
                 }
             }
             /* open_clip's cosine_lr over the steps of the whole run */
