@@ -1528,6 +1528,8 @@ typedef struct ct_run_info {
     int n_classes;
     const char *const *classnames;
     double top1;                  /* metrics.json's, NaN when absent */
+    bool multi_label;             /* trained on a multi-label dataset: its scores are
+                                   * per-class sigmoid probabilities, its metrics mAP */
 } ct_run_info;
 
 /* NULL on failure (ct_last_error names the file and field). */
@@ -1565,6 +1567,14 @@ ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char 
  * report.md and confusion.svg written there (created). */
 ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
                                 const char *cache_dir, const char *out_dir, ct_metrics *m);
+/* The same for a multi-label run (ct_run_info.multi_label) on a
+ * multi-label test set (same classes): mAP, VOC07 mAP, CF1 / OF1 at
+ * probability 0.5 and top-3 into *m; metrics.json, predictions.csv (per-class
+ * probabilities) and report.md in out_dir when not NULL. For multi-label runs
+ * ct_saved_run_predict gives per-class sigmoid probabilities (rows do not
+ * sum to 1) and ct_saved_run_evaluate refuses. */
+ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                                   const char *cache_dir, const char *out_dir, ct_ml_metrics *m);
 /* Methods whose learning folds into plain CLIP weights (clip-lora): the
  * adapted model as a Hugging Face folder in out_dir, with the frozen model's
  * tokenizer files and preprocessor_config.json. CT_ERR_UNSUPPORTED for

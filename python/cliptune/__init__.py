@@ -121,7 +121,8 @@ class _RunInfo(ctypes.Structure):
                 ("dir", "method", "model", "bpe", "act", "model_hash", "data", "dataset",
                  "subsample", "hyper_parameters")] + \
                [("shots", ctypes.c_int64), ("seed", ctypes.c_int64), ("max_test", ctypes.c_int64),
-                ("n_classes", ctypes.c_int), ("classnames", _c_str_p), ("top1", ctypes.c_double)]
+                ("n_classes", ctypes.c_int), ("classnames", _c_str_p), ("top1", ctypes.c_double),
+                ("multi_label", ctypes.c_bool)]
 
 
 class _Metrics(ctypes.Structure):

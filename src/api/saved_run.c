@@ -112,6 +112,8 @@ static ct_status read_config(ct_saved_run *r) {
     ri->act = opt_string(c, "act");
     ri->subsample = opt_string(c, "subsample");
     if (!ri->subsample) ri->subsample = "all";
+    const char *task = opt_string(c, "task");
+    ri->multi_label = task && !strcmp(task, "multi-label");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters"), *e;
     if (!cJSON_IsObject(h))
         return ct_set_error(CT_ERR_FORMAT, "%s: no \"hyper_parameters\" object", path);
@@ -313,6 +315,10 @@ static void softmax_rows(float *s, int64_t n, int K) {
     }
 }
 
+static void sigmoid_all(float *s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) s[i] = 1 / (1 + expf(-s[i]));
+}
+
 static void on_features(void *ctx, int64_t done, int64_t total) {
     const ct_saved_run *r = ctx;
     r->progress(r->progress_ctx, "features: test", done, total, NAN, NAN);
@@ -360,7 +366,8 @@ ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char 
     if ((s = scores_of(r, d, cache_dir, probs, NULL)) != CT_OK ||
         (s = check_finite(r, probs, d->n_items, d)) != CT_OK)
         return s;
-    softmax_rows(probs, d->n_items, r->n_classes);
+    if (r->info.multi_label) sigmoid_all(probs, d->n_items * r->n_classes);
+    else softmax_rows(probs, d->n_items, r->n_classes);
     return CT_OK;
 }
 
@@ -384,6 +391,27 @@ ct_status ct_saved_run_predict_files(ct_saved_run *r, const char *const *paths, 
     if (s == CT_OK) s = ct_saved_run_predict(r, &files, NULL, probs);
     free(items);
     return s;
+}
+
+/* An evaluation report's title and configuration table. */
+#define EVAL_KV_N 8
+typedef struct {
+    char shots[32], seed[32], nt[32], title[512];
+    const char *kv[2 * EVAL_KV_N];
+} eval_kv;
+
+static void eval_kv_make(const ct_saved_run *r, const char *spec, const ct_dataset *test,
+                         eval_kv *e) {
+    snprintf(e->shots, sizeof e->shots, "%lld", (long long)r->info.shots);
+    snprintf(e->seed, sizeof e->seed, "%lld", (long long)r->info.seed);
+    snprintf(e->nt, sizeof e->nt, "%lld", (long long)test->n_items);
+    const char *kv[2 * EVAL_KV_N] = {"run", r->dir, "method", r->method->name, "model",
+                                     ct_model_path(r->model), "trained on", r->info.data,
+                                     "shots", e->shots, "seed", e->seed, "evaluated on",
+                                     spec ? spec : test->name, "test images", e->nt};
+    memcpy(e->kv, kv, sizeof kv);
+    snprintf(e->title, sizeof e->title, "%s (%s-shot) evaluated on %s", r->method->name,
+             e->shots, test->name);
 }
 
 /* out_dir: metrics.json, predictions.csv (probabilities), report.md +
@@ -413,25 +441,14 @@ static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_da
     for (int64_t i = 0; i < n; i++) free(keys[i]);
     free(keys);
     if (s != CT_OK) return s;
-    char shots[32], seed[32], nt[32], title[512];
-    snprintf(shots, sizeof shots, "%lld", (long long)r->info.shots);
-    snprintf(seed, sizeof seed, "%lld", (long long)r->info.seed);
-    snprintf(nt, sizeof nt, "%lld", (long long)n);
-    const char *kv[] = {"run", r->dir, "method", r->method->name, "model",
-                        ct_model_path(r->model), "trained on", r->info.data, "shots", shots,
-                        "seed", seed, "evaluated on", spec ? spec : test->name,
-                        "test images", nt};
-    snprintf(title, sizeof title, "%s (%s-shot) evaluated on %s", r->method->name, shots,
-             test->name);
-    return ct_report_run(dir, title, kv, (int)(sizeof kv / sizeof *kv / 2), m, cn, NULL);
+    eval_kv ek;
+    eval_kv_make(r, spec, test, &ek);
+    return ct_report_run(dir, ek.title, ek.kv, EVAL_KV_N, m, cn, NULL);
 }
 
-ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
-                                const char *cache_dir, const char *out_dir, ct_metrics *m) {
-    ct_status s = need_state(r, "saved_run_evaluate");
-    if (s != CT_OK) return s;
-    if (!test || !m) return ct_set_error(CT_ERR_ARG, "saved_run_evaluate: NULL data or metrics");
-    memset(m, 0, sizeof *m);
+/* test has the run's classes, in order, and items. */
+static ct_status same_classes(const ct_saved_run *r, const ct_dataset *test,
+                              const char *data_spec) {
     if (test->n_classes != r->n_classes)
         return ct_set_error(CT_ERR_ARG, "%s has %d classes, the run %s has %d",
                             data_spec ? data_spec : test->name, test->n_classes, r->dir,
@@ -443,6 +460,19 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
                                 r->classnames[k], r->dir);
     if (test->n_items == 0)
         return ct_set_error(CT_ERR_ARG, "%s: no test images", data_spec ? data_spec : test->name);
+    return CT_OK;
+}
+
+ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                                const char *cache_dir, const char *out_dir, ct_metrics *m) {
+    ct_status s = need_state(r, "saved_run_evaluate");
+    if (s != CT_OK) return s;
+    if (!test || !m) return ct_set_error(CT_ERR_ARG, "saved_run_evaluate: NULL data or metrics");
+    memset(m, 0, sizeof *m);
+    if (r->info.multi_label)
+        return ct_set_error(CT_ERR_ARG, "%s is a multi-label run: evaluate it with "
+                            "ct_saved_run_evaluate_ml (mAP)", r->dir);
+    if ((s = same_classes(r, test, data_spec)) != CT_OK) return s;
     int K = r->n_classes;
     float *p = malloc((size_t)test->n_items * (size_t)K * sizeof *p);
     int *labels = NULL;
@@ -455,6 +485,60 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
     if (s == CT_OK && out_dir) s = write_eval(r, data_spec, test, m, p, labels, out_dir);
     if (s != CT_OK) ct_metrics_free(m);
     free(p), free(labels);
+    return s;
+}
+
+ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                                   const char *cache_dir, const char *out_dir, ct_ml_metrics *m) {
+    ct_status s = need_state(r, "saved_run_evaluate_ml");
+    if (s != CT_OK) return s;
+    if (!test || !m)
+        return ct_set_error(CT_ERR_ARG, "saved_run_evaluate_ml: NULL data or metrics");
+    memset(m, 0, sizeof *m);
+    if (!r->info.multi_label || !test->targets)
+        return ct_set_error(CT_ERR_ARG, "%s: multi-label evaluation needs a multi-label run and "
+                            "test set (the run is %s, %s is %s)", r->dir,
+                            r->info.multi_label ? "multi-label" : "single-label",
+                            data_spec ? data_spec : test->name,
+                            test->targets ? "multi-label" : "single-label");
+    if ((s = same_classes(r, test, data_spec)) != CT_OK) return s;
+    int K = r->n_classes;
+    int64_t n = test->n_items;
+    float *p = malloc((size_t)n * (size_t)K * sizeof *p);
+    if (!p) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    s = scores_of(r, test, cache_dir, p, NULL);
+    if (s == CT_OK) s = check_finite(r, p, n, test);
+    /* from the logits, as ct_run computes a run's metrics */
+    if (s == CT_OK)
+        s = ct_ml_metrics_compute(p, false, test->targets, n, K, CT_ML_THRESH_DEFAULT, m);
+    if (s == CT_OK && out_dir) {
+        sigmoid_all(p, n * K);
+        char path[4200];
+        const char *const *cn = (const char *const *)r->classnames;
+        char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
+        if (!keys) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; s == CT_OK && i < n; i++) {
+            char kb[4096];
+            const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
+            if (!k) s = CT_ERR_ARG;
+            else if (!(keys[i] = strdup(k))) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+        }
+        if (s == CT_OK) s = ct_mkdir_p(out_dir);
+        snprintf(path, sizeof path, "%s/metrics.json", out_dir);
+        if (s == CT_OK) s = ct_ml_metrics_save_json(m, cn, path);
+        snprintf(path, sizeof path, "%s/predictions.csv", out_dir);
+        if (s == CT_OK)
+            s = ct_ml_predictions_save_csv(path, (const char *const *)keys, test->targets, p, n,
+                                           K, m->thresh, cn);
+        for (int64_t i = 0; keys && i < n; i++) free(keys[i]);
+        free(keys);
+        eval_kv ek;
+        eval_kv_make(r, data_spec, test, &ek);
+        if (s == CT_OK)
+            s = ct_report_run_ml(out_dir, ek.title, ek.kv, EVAL_KV_N, m, cn, NULL);
+    }
+    if (s != CT_OK) ct_ml_metrics_free(m);
+    free(p);
     return s;
 }
 

@@ -20,7 +20,8 @@ static const char *HELP_EVAL =
     "\n"
     "Re-evaluate a finished run on the test split of SPEC (default: the run's own\n"
     "dataset and model, from DIR/config.json). SPEC must have the run's classes, in\n"
-    "the same order. Prints top-1, top-5, macro-F1 and ECE and writes metrics.json,\n"
+    "the same order. Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
+    "VOC07 mAP, CF1 / OF1 at probability 0.5 and at top-3) and writes metrics.json,\n"
     "predictions.csv, report.md and confusion.svg to DIR/eval-<dataset>/.\n"
     "\n"
     "options:\n"
@@ -43,7 +44,9 @@ static const char *HELP_PREDICT =
     "\n"
     "Classify images with a finished run: prints, per image, the path, the predicted\n"
     "class and the top-K softmax probabilities (default K = min(5, classes)),\n"
-    "tab-separated as `cliptune classify` prints them. A DIR stands for the images\n"
+    "tab-separated as `cliptune classify` prints them; a multi-label run prints the\n"
+    "classes at sigmoid probability >= 0.5 (';'-joined, - for none) and the top-K\n"
+    "per-class probabilities. A DIR stands for the images\n"
     "in it and below it (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif .tiff\n"
     ".webp, sorted by path); --list FILE reads one path per line (- for stdin).\n"
     "\n"
@@ -107,6 +110,49 @@ static void close_run(ct_saved_run *r, const model_args *a) {
 
 static bool splits_subsample_cli(ct_splits *sp, const char *which) {
     return splits_subsample(sp, which, "eval");
+}
+
+/* A multi-label run: mAP and the threshold / top-3 F1s. */
+static int eval_ml(ct_saved_run *r, const char *run, const char *spec, const ct_dataset *test,
+                   const char *cache, const char *dir, bool json, cli_progress *prog) {
+    ct_ml_metrics m = {0};
+    if (ct_saved_run_evaluate_ml(r, test, spec, cache, dir, &m) != CT_OK) {
+        cli_progress_clear(prog);
+        cli_lib_error("eval");
+        return 1;
+    }
+    cli_progress_clear(prog);
+    const ct_run_info *ri = ct_saved_run_info(r);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "run", run);
+        cJSON_AddStringToObject(j, "method", ri->method);
+        cJSON_AddStringToObject(j, "data", spec);
+        cJSON_AddStringToObject(j, "dataset", test->name);
+        cJSON_AddStringToObject(j, "task", "multi-label");
+        cJSON_AddNumberToObject(j, "test_images", (double)m.n);
+        cJSON_AddNumberToObject(j, "map", m.map);
+        cJSON_AddNumberToObject(j, "map_voc07", m.map_voc07);
+        cJSON_AddNumberToObject(j, "cf1", m.cf1);
+        cJSON_AddNumberToObject(j, "of1", m.of1);
+        cJSON_AddNumberToObject(j, "cf1_top3", m.cf13);
+        cJSON_AddNumberToObject(j, "of1_top3", m.of13);
+        cJSON_AddNumberToObject(j, "threshold", m.thresh);
+        cJSON_AddStringToObject(j, "written", dir);
+        char *t = cJSON_Print(j);
+        if (t) puts(t);
+        free(t);
+        cJSON_Delete(j);
+    } else {
+        printf("eval: %s run %s on %s (%lld test images, multi-label)\n", ri->method, run,
+               test->name, (long long)m.n);
+        printf("test: mAP %.2f%%  mAP(VOC07) %.2f%%  CF1 %.2f%%  OF1 %.2f%% (p >= %.2g)  "
+               "CF1 %.2f%%  OF1 %.2f%% (top-%d)\n", 100 * m.map, 100 * m.map_voc07,
+               100 * m.cf1, 100 * m.of1, m.thresh, 100 * m.cf13, 100 * m.of13, m.top_k);
+        printf("written: %s/ (metrics.json, predictions.csv, report.md)\n", dir);
+    }
+    ct_ml_metrics_free(&m);
+    return 0;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -187,6 +233,10 @@ int cmd_eval(int argc, char **argv) {
     for (char *p = name; *p; p++)
         if (*p == '/' || *p == ':' || *p == ' ') *p = '_';
     snprintf(dir, sizeof dir, "%s/eval-%s", run, name);
+    if (ct_saved_run_info(r)->multi_label) {
+        code = eval_ml(r, run, spec, test, cache, dir, json, &prog);
+        goto out;
+    }
     if (ct_saved_run_evaluate(r, test, spec, cache, dir, &m) != CT_OK) {
         cli_progress_clear(&prog);
         cli_lib_error("eval");
@@ -463,6 +513,12 @@ int cmd_predict(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject(), *tk = cJSON_CreateArray();
             cJSON_AddStringToObject(o, "path", imgs.v[i]);
             cJSON_AddStringToObject(o, "label", ri->classnames[order[0]]);
+            if (ri->multi_label) { /* every class at probability >= 0.5 */
+                cJSON *ls = cJSON_AddArrayToObject(o, "labels");
+                for (int k = 0; k < K; k++)
+                    if (pi[k] >= CT_ML_THRESH_DEFAULT)
+                        cJSON_AddItemToArray(ls, cJSON_CreateString(ri->classnames[k]));
+            }
             for (int k = 0; k < top; k++) {
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddStringToObject(e, "label", ri->classnames[order[k]]);
@@ -483,7 +539,16 @@ int cmd_predict(int argc, char **argv) {
             cJSON_AddItemToArray(arr, o);
             continue;
         }
-        printf("%s\t%s", imgs.v[i], ri->classnames[order[0]]);
+        if (ri->multi_label) { /* the labels at probability >= 0.5, ';'-joined */
+            printf("%s\t", imgs.v[i]);
+            int hits = 0;
+            for (int k = 0; k < K; k++)
+                if (pi[k] >= CT_ML_THRESH_DEFAULT)
+                    printf("%s%s", hits++ ? ";" : "", ri->classnames[k]);
+            if (!hits) printf("-");
+        } else {
+            printf("%s\t%s", imgs.v[i], ri->classnames[order[0]]);
+        }
         for (int k = 0; k < top; k++) printf("\t%s=%.4f", ri->classnames[order[k]], pi[order[k]]);
         putchar('\n');
         for (int j = 0; j < explain && why[j] >= 0; j++)

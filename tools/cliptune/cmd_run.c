@@ -20,7 +20,9 @@ static const char *HELP_TRAIN =
     "  --bpe FILE        tokenizer for OpenAI-layout files (bpe_simple_vocab_16e6.txt.gz)\n"
     "  --act A           quick_gelu (default) or gelu, OpenAI layout only\n"
     "  --data SPEC       folder:DIR | coop:SPLIT.json@IMAGES | csv:FILE@ROOT |\n"
-    "                    fashion-mnist[:DIR] | npy:X.npy,Y.npy  (docs/datasets.md)\n"
+    "                    fashion-mnist[:DIR] | npy:X.npy,Y.npy; multi-label: voc:ROOT |\n"
+    "                    coco:ROOT | mlcsv:TRAIN,[VAL,]TEST@ROOT | mljson:FILE@ROOT\n"
+    "                    (docs/datasets.md)\n"
     "  --shots K         training images per class (default 16; 0 = all; zeroshot: 0)\n"
     "  --seed N          few-shot sample and training seed (default 1)\n"
     "  --set KEY=VALUE   override a hyper-parameter (repeatable; see `cliptune methods`)\n"
@@ -33,7 +35,9 @@ static const char *HELP_TRAIN =
     "  --subsample S     all (default), base or novel: the first ceil(n/2) classes or the\n"
     "                    rest, relabelled from 0 (CoOp's base-to-novel protocol; evaluate\n"
     "                    a base-trained run on novel classes with eval --subsample novel)\n"
-    "  --max-test N      evaluate on the first N test images only\n";
+    "  --max-test N      evaluate on the first N test images only\n"
+    "  --partial-labels P  multi-label data: keep each training label known with\n"
+    "                    probability P, else unknown (DualCoOp's partial-label setting)\n";
 
 static const char *HELP_IMPORT =
     "usage: cliptune import --from CHECKPOINT --method NAME --model MODEL --data SPEC\n"

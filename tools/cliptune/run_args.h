@@ -14,6 +14,7 @@ typedef struct {
     bool resume;
     bool force;             /* train / zeroshot: replace a run already in --out */
     int64_t max_test;
+    double partial_labels; /* --partial-labels P (0: every label known) */
     /* protocol only */
     char **methods;
     int n_methods;
