@@ -966,6 +966,28 @@ typedef struct ct_splits {
  *   npy:X.npy,Y.npy[,...] images as float32 in [0, 255] (or int64) shaped
  *                         (N, H, W[, C]) and int64 labels (N); 2, 4 or 6
  *                         files (split 80/10/10; train+test; train+val+test)
+ * Multi-label forms (ct_dataset.targets set; paths relative to the root):
+ *   voc:ROOT              PASCAL VOC 2007/2012: ImageSets/Main/{train,val,
+ *                         test}.txt ids, Annotations/<id>.xml object names
+ *                         (lowercased; <difficult>1 objects skipped, as
+ *                         DualCoOp), JPEGImages/<id>.jpg; classes the sorted
+ *                         <class> of ImageSets/Main/<class>_train.txt (else
+ *                         the sorted object names); no test.txt: val.txt is
+ *                         test and 10% of train is held out as val
+ *   coco:ROOT             annotations/instances_{train,val[,test]}<YEAR>.json,
+ *                         images in ROOT/<split><YEAR>, ROOT/images/<split><YEAR>
+ *                         or ROOT/JPEGImages; classes the categories by id;
+ *                         images without annotations left out (DualCoOp); no
+ *                         test file: val is test, 10% of train held out as val
+ *   mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT]  lines "path,labels", labels
+ *                         ';'-separated class names, "?name" unknown (-1);
+ *                         1 file: 80/10/10, 2: train+test, 3: train/val/test;
+ *                         classes the sorted union of all names; ROOT
+ *                         default: the first file's folder
+ *   mljson:FILE[@ROOT]    {"classes": [...], "train": [{"path", "labels",
+ *                         "unknown"}, ...], "val" (optional), "test"}
+ * voc, mlcsv and mljson read '_' in class names as a space unless a
+ * classnames.txt (ROOT; beside the first CSV; beside FILE) names them.
  * Sources without a val split hold out a fixed, hash-chosen 10% per class
  * (docs/datasets.md). An optional classnames.txt ("wnid name" or one name
  * per line) overrides folder names. Every failure names the file and

@@ -55,9 +55,11 @@ static char *trim(char *s) {
     return s;
 }
 
-/* Split one line (modified in place) into at most 3 fields (a third means
- * "too many"). Returns false with *why set on a quoting error. */
-static bool split_fields(char *line, char **f, int *nf, const char **why) {
+bool ct_csv_is_header(const char *a, const char *b) {
+    return in_words(a, PATH_WORDS, N_PATH_WORDS) && in_words(b, LABEL_WORDS, N_LABEL_WORDS);
+}
+
+bool ct_csv_split_fields(char *line, char **f, int *nf, const char **why) {
     *nf = 0;
     char *p = line;
     for (;;) {
@@ -127,13 +129,12 @@ static ct_status read_csv(const char *path, bool optional, csv_file *f) {
         int nf;
         const char *why;
         if (*trim(p)) {
-            if (!split_fields(p, fields, &nf, &why))
+            if (!ct_csv_split_fields(p, fields, &nf, &why))
                 return ct_set_error(CT_ERR_FORMAT, "%s:%d: %s", path, line, why);
             if (nf != 2)
                 return ct_set_error(CT_ERR_FORMAT, "%s:%d: expected 2 fields \"path,label\", got "
                                     "%s", path, line, nf < 2 ? "1" : "more");
-            bool header = first && in_words(fields[0], PATH_WORDS, N_PATH_WORDS) &&
-                          in_words(fields[1], LABEL_WORDS, N_LABEL_WORDS);
+            bool header = first && ct_csv_is_header(fields[0], fields[1]);
             first = false;
             if (!header) {
                 if (!fields[0][0] || !fields[1][0])

@@ -465,6 +465,35 @@ static ct_status open_npy_spec(const char *spec, const char *rest, ct_splits *ou
     return s;
 }
 
+/* mlcsv:A.csv[,B.csv[,C.csv]][@ROOT] */
+static ct_status open_mlcsv_spec(const char *spec, const char *rest, ct_splits *out) {
+    char *files = NULL, *root = NULL;
+    ct_status s = split_at(spec, rest, &files, &root);
+    if (s != CT_OK) return s;
+    char *paths[4];
+    int n = 0;
+    for (char *p = files;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = 0;
+        if (n == 3 || !*p) {
+            s = ct_set_error(CT_ERR_ARG, "'%s': expected mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT]"
+                             " (1 to 3 non-empty paths separated by commas)", spec);
+            break;
+        }
+        paths[n++] = p;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (s == CT_OK && root && !*root)
+        s = ct_set_error(CT_ERR_ARG, "'%s': empty ROOT after '@'", spec);
+    if (s == CT_OK && !root && !(root = ct_data_dirname(paths[0])))
+        s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
+    if (s == CT_OK) s = ct_data_open_mlcsv(paths, n, root, out);
+    free(files);
+    free(root);
+    return s;
+}
+
 ct_status ct_data_open(const char *spec, ct_splits *out) {
     if (!out) return ct_set_error(CT_ERR_ARG, "ct_data_open: NULL output");
     memset(out, 0, sizeof *out);
@@ -488,6 +517,21 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         if (s == CT_OK && !b && !(b = ct_data_dirname(a)))
             s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
         if (s == CT_OK) s = ct_data_open_csv(a, b, out);
+    } else if (starts(spec, "voc:") || starts(spec, "coco:")) {
+        bool voc = starts(spec, "voc:");
+        const char *dir = spec + (voc ? 4 : 5);
+        if (!*dir)
+            return ct_set_error(CT_ERR_ARG, "'%s': expected %s:ROOT", spec, voc ? "voc" : "coco");
+        s = voc ? ct_data_open_voc(dir, out) : ct_data_open_coco(dir, out);
+    } else if (starts(spec, "mlcsv:")) {
+        s = open_mlcsv_spec(spec, spec + 6, out);
+    } else if (starts(spec, "mljson:")) {
+        s = split_at(spec, spec + 7, &a, &b);
+        if (s == CT_OK && (!*a || (b && !*b)))
+            s = ct_set_error(CT_ERR_ARG, "'%s': expected mljson:FILE or mljson:FILE@ROOT", spec);
+        if (s == CT_OK && !b && !(b = ct_data_dirname(a)))
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
+        if (s == CT_OK) s = ct_data_open_mljson(a, b, out);
     } else if (strcmp(spec, "fashion-mnist") == 0) {
         s = ct_data_open_fashion_mnist("/usr/share/datasets/fashion-mnist", out);
     } else if (starts(spec, "fashion-mnist:")) {
@@ -504,7 +548,9 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
     } else {
         s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
                          "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR], "
-                         "digits[:FILE] or npy:X.npy,Y.npy)", spec);
+                         "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, "
+                         "mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or mljson:FILE[@ROOT])",
+                         spec);
     }
     free(a);
     free(b);
@@ -540,16 +586,18 @@ static bool put_abs(char *out, size_t n, const char *path, size_t len) {
 }
 
 ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
-    static const char *const one[] = {"folder:", "fashion-mnist:", "digits:"};
+    static const char *const one[] = {"folder:", "fashion-mnist:", "digits:", "voc:", "coco:"};
     if (!spec || !out || n == 0) return ct_set_error(CT_ERR_ARG, "ct_data_spec_absolute: NULL");
     out[0] = 0;
     const char *rest = NULL, *seps = "";
     size_t plen = 0;
     for (size_t k = 0; k < sizeof one / sizeof *one && !rest; k++)
         if (starts(spec, one[k])) rest = spec + (plen = strlen(one[k]));
-    if (!rest && (starts(spec, "coop:") || starts(spec, "csv:")))
+    if (!rest && (starts(spec, "coop:") || starts(spec, "csv:") || starts(spec, "mljson:")))
         rest = spec + (plen = (size_t)(strchr(spec, ':') - spec) + 1), seps = "@";
     if (!rest && starts(spec, "npy:")) rest = spec + (plen = 4), seps = ",";
+    /* mlcsv: commas between the files, then the last '@' before ROOT */
+    if (!rest && starts(spec, "mlcsv:")) rest = spec + (plen = 6), seps = ",@";
     if (!rest || !*rest) { /* a named dataset at its default place, or unknown */
         if ((size_t)snprintf(out, n, "%s", spec) >= n) goto too_long;
         return CT_OK;
@@ -561,6 +609,11 @@ ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
         /* coop/csv: the last '@' separates the two paths, as ct_data_open splits */
         const char *sep = *seps == '@' ? (p == rest ? strrchr(p, '@') : NULL)
                           : *seps ? strchr(p, *seps) : NULL;
+        if (seps[0] == ',' && seps[1] == '@') { /* mlcsv */
+            const char *last_at = strrchr(rest, '@');
+            if (last_at && p > last_at) sep = NULL; /* ROOT: may hold commas */
+            else if (last_at && (!sep || sep > last_at)) sep = last_at;
+        }
         size_t len = sep ? (size_t)(sep - p) : strlen(p);
         if (!put_abs(out, n, p, len)) goto too_long;
         if (!sep) break;

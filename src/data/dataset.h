@@ -102,6 +102,56 @@ ct_status ct_dataset_check_nonempty(const ct_dataset *d, const char *src);
 /* CoOp's shots for the validation set: min(k, 4). */
 int ct_fewshot_val_shots(int k);
 
+/* ---- multi-label item lists (multilabel.c) ---- */
+
+/* Items with their target rows (1 present, 0 absent, -1 unknown) over
+ * n_classes, under construction. */
+typedef struct ct_ml_vec {
+    ct_item_vec items;
+    int8_t *targets; /* (items.n, n_classes) */
+    int64_t cap;     /* rows allocated        */
+    int n_classes;
+} ct_ml_vec;
+
+/* Append an item (path copied) with its row of n_classes targets (copied);
+ * its label is the lowest present class, 0 when none is present. */
+ct_status ct_ml_vec_push(ct_ml_vec *v, const char *path, const int8_t *row);
+void ct_ml_vec_free(ct_ml_vec *v);
+/* A multi-label dataset taking over v's items and targets (v is emptied). */
+ct_dataset *ct_ml_dataset_build(const char *name, const char *root, char *const *names,
+                                ct_ml_vec *v);
+/* The splits of a multi-label source from its train, val and test lists
+ * (v[0..2], emptied): has_val false holds out a hash-chosen 10% of train as
+ * val (ct_dataset_holdout), and has_test false also 10% as test (80/10/10);
+ * a val list that is there but empty gives no val split. An empty train is
+ * an error naming src. */
+ct_status ct_ml_splits(const char *name, const char *root, char *const *names, ct_ml_vec v[3],
+                       bool has_val, bool has_test, const char *src, ct_splits *out);
+/* Readable names from identifiers: '_' read as a space. In place. */
+void ct_ml_underscores(char **names, int n);
+
+/* ---- multi-label annotation formats ---- */
+
+/* One PASCAL VOC annotation (Annotations/<id>.xml), checked: the root is
+ * <annotation>; one <size> with integer <width>, <height> >= 1 (and
+ * <depth> >= 0 when given); every <object> has a non-empty <name> (trimmed
+ * and lowercased, as DualCoOp's reader), an optional <difficult> 0 or 1,
+ * and an optional <bndbox> whose xmin <= xmax, ymin <= ymax lie within [0,
+ * width] x [0, height]. Errors name file and line. */
+typedef struct ct_voc_object {
+    char *name;
+    bool difficult;
+    int line;
+} ct_voc_object;
+typedef struct ct_voc_ann {
+    int width, height, depth; /* depth -1 when not given */
+    int n_objects;
+    ct_voc_object *objects;
+} ct_voc_ann;
+ct_status ct_voc_parse_annotation(const char *file, const char *text, size_t size,
+                                  ct_voc_ann *out);
+void ct_voc_ann_free(ct_voc_ann *a);
+
 /* ---- loaders (one per spec form) ---- */
 
 ct_status ct_data_open_folder(const char *dir, ct_splits *out);
@@ -113,5 +163,25 @@ ct_status ct_data_open_fashion_mnist(const char *dir, ct_splits *out);
 ct_status ct_data_open_digits(const char *file, ct_splits *out);
 /* paths: 2 (X, Y), 4 (train, test) or 6 (train, val, test) files. */
 ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out);
+/* Multi-label sources (docs/datasets.md): voc:ROOT, coco:ROOT,
+ * mlcsv:FILES[@ROOT] (1 to 3 CSV files), mljson:FILE[@ROOT]. */
+ct_status ct_data_open_voc(const char *root, ct_splits *out);
+ct_status ct_data_open_coco(const char *root, ct_splits *out);
+/* COCO from given instances files: files[0] train (required), files[1]
+ * val and files[2] test (either may be NULL, not both); images of
+ * files[k] under root/img_dirs[k]; name: the dataset's. */
+ct_status ct_data_open_coco_files(const char *const files[3], const char *const img_dirs[3],
+                                  const char *root, const char *name, ct_splits *out);
+ct_status ct_data_open_mlcsv(char *const *files, int n_files, const char *root, ct_splits *out);
+ct_status ct_data_open_mljson(const char *file, const char *root, ct_splits *out);
+
+/* ---- CSV fields (csv.c), shared with mlcsv ---- */
+
+/* Split one line (modified in place) into at most 3 fields (a third means
+ * "too many"): commas separate, double quotes quote ("" is a quote),
+ * unquoted fields are trimmed. False with *why set on a quoting error. */
+bool ct_csv_split_fields(char *line, char **f, int *nf, const char **why);
+/* True when "a,b" is a header line (path words / label words, any case). */
+bool ct_csv_is_header(const char *a, const char *b);
 
 #endif
