@@ -230,9 +230,9 @@ static ct_tensor *f_ce(ct_graph *g, ct_tensor *const *in, void *ctx) {
 static ct_tensor *f_bce(ct_graph *g, ct_tensor *const *in, void *ctx) {
     return ct_bce_with_logits(g, in[0], ctx);
 }
-static ct_tensor *f_asl(ct_graph *g, ct_tensor *const *in, void *ctx) {
-    /* DualCoOp's defaults: gamma_neg 2, gamma_pos 1, clip 0.05, eps 1e-6 */
-    return ct_asymmetric_loss(g, in[0], ctx, 2.0f, 1.0f, 0.05f, 1e-6f);
+static ct_tensor *f_asl_clip(ct_graph *g, ct_tensor *const *in, void *ctx) {
+    /* DualCoOp's clip 0.05 and eps 1e-6, no focusing */
+    return ct_asymmetric_loss(g, in[0], ctx, 0.0f, 0.0f, 0.05f, 1e-6f);
 }
 static ct_tensor *f_asl_plain(ct_graph *g, ct_tensor *const *in, void *ctx) {
     return ct_asymmetric_loss(g, in[0], ctx, 0.0f, 0.0f, 0.0f, 1e-8f);
@@ -258,8 +258,31 @@ static void test_softmax_losses(void) {
     gradcheck("bce_with_logits", f_bce, &x, 1, tgt);
     int8_t ml[20];
     for (int i = 0; i < 20; i++) ml[i] = (int8_t)((i * 7) % 3 - 1); /* -1 unknown, 0, 1 */
-    gradcheck("asymmetric_loss", f_asl, &x, 1, ml);
+    gradcheck("asymmetric_loss (clip, no focusing)", f_asl_clip, &x, 1, ml);
     gradcheck("asymmetric_loss (no focusing or clip)", f_asl_plain, &x, 1, ml);
+    {
+        /* The focusing weight (1 - pt)^gamma is a constant (AsymmetricLoss
+         * computes it with gradients disabled), so no finite difference of
+         * the loss checks it: with DualCoOp's gammas (neg 2, pos 1) each
+         * element's gradient is the unfocused one (same clip) times it. */
+        double gw[2][20];
+        for (int r = 0; r < 2; r++) {
+            ct_graph *g = ct_graph_create(0);
+            ct_tensor_zero_grad(x);
+            ct_tensor *l = ct_asymmetric_loss(g, x, ml, r ? 2.0f : 0.0f, r ? 1.0f : 0.0f, 0.05f,
+                                              1e-6f);
+            CHECK_OK(l ? ct_backward(g, l) : CT_ERR_ARG);
+            for (int i = 0; i < 20; i++) gw[r][i] = x->grad[i];
+            ct_graph_free(g);
+        }
+        for (int i = 0; i < 20; i++) {
+            double d = x->data[i], sp = 1 / (1 + exp(-d));
+            double q = fmin(1 / (1 + exp(d)) + (double)0.05f, 1);
+            double w = ml[i] < 0 ? 0 : ml[i] ? 1 - sp : (1 - q) * (1 - q);
+            CHECK_NEAR("asymmetric_loss: focused gradient = weight * unfocused", gw[1][i],
+                       w * gw[0][i], 1e-12, 1e-9);
+        }
+    }
     {
         /* without focusing or clip, ASL is the summed two-way cross-entropy:
          * -sum log sigma(+-d) over the known targets */

@@ -72,6 +72,12 @@ static ct_status make_prompt(const ct_task *task, int n_ctx, const char *init, i
     if (st == CT_OK) st = ct_prompt_create(task, &kv, 0, &p);
     ct_kv_free(&kv);
     *out = p;
+    if (st == CT_ERR_ARG) { /* name this method's keys: coop's say n_ctx / ctx_init */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ct_last_error());
+        return ct_set_error(st, "dualcoop: n_ctx_%s=%d %s_init=%s: %s", kind, n_ctx, kind, init,
+                            msg);
+    }
     if (st != CT_OK || *init) return st;
     /* MLCPromptLearner: nn.init.normal_(ctx_vectors_pos / _neg, std=0.02),
      * two independent draws */
@@ -120,6 +126,8 @@ static ct_status dualcoop_create(const ct_task *task, const ct_kv *hp_in, void *
                           "> 0)", lw, agg, outs);
     if (st == CT_OK && cls != 0 && cls != 1)
         st = ct_set_error(CT_ERR_ARG, "dualcoop: cls_token=%d (0 or 1)", cls);
+    if (st == CT_OK && csc != 0 && csc != 1)
+        st = ct_set_error(CT_ERR_ARG, "dualcoop: csc=%d (0 or 1)", csc);
     if (st == CT_OK && (*ipos != 0) != (*ineg != 0))
         st = ct_set_error(CT_ERR_ARG, "dualcoop: pos_init and neg_init go together (the "
                           "official initialises from words only when both are given)");
