@@ -2,9 +2,12 @@
  * on a small random CLIP written as a Hugging Face folder with the real CLIP
  * BPE vocabulary's ids (tests/fixtures/bpe/clip_subset), and the error
  * contract (message "cliptune: error: ...", non-zero exit). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+
+#include <cJSON.h>
 
 #include "cliptune.h"
 #include "harness.h"
@@ -249,9 +252,65 @@ static void test_make_scenes(void) {
     CHECK(run(cmd) == 0 && atoi(out_buf) == 3);
 }
 
+/* Multi-label through the CLI on a small scenes set: train (partial labels)
+ * prints mAP, eval --json gives the run's mAP back, predict prints the
+ * classes at p >= 0.5 and a probability per class, a protocol cell scores
+ * mAP, and --partial-labels on single-label data is an error. */
+static void test_multilabel_cli(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    char cmd[8192], path[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/ml --train 60 --val 20 --test 30", tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method dualcoop --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data voc:%s/ml --shots 0 --partial-labels 0.5 --set "
+             "epochs=2 --set out_scale=1 --out %s/ml_run --cache %s/ml_cache", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "test: mAP "), "%s", out_buf);
+    const char *at = strstr(out_buf, "test: mAP ");
+    double map = at ? atof(at + 10) : -1;
+    snprintf(path, sizeof path, "%s/ml_run/config.json", tmp);
+    char *txt = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(path, &txt, &n));
+    CHECK(txt && strstr(txt, "\"multi-label\"") && strstr(txt, "\"partial_labels\":\t0.5"));
+    free(txt);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " eval --run %s/ml_run --cache %s/ml_cache --json",
+             tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    cJSON *j = cJSON_Parse(out_buf);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "map");
+    CHECK_MSG(cJSON_IsNumber(m) && fabs(100 * m->valuedouble - map) < 0.006,
+              "eval mAP vs train's %.2f%%: %s", map, out_buf);
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " predict --run %s/ml_run %s/ml/JPEGImages/000081.jpg "
+             "--top 10", tmp, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "000081.jpg\t"), "%s",
+              out_buf);
+    int cols = 0;
+    for (const char *p = out_buf; *p && *p != '\n'; p++) cols += *p == '=';
+    CHECK_MSG(cols == 10, "predict --top 10 printed %d probabilities: %s", cols, out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data voc:%s/ml --methods zeroshot --shots 0 --seeds 1 "
+             "--out %s/ml_proto --cache %s/ml_cache", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/ml_proto/results.json", tmp);
+    CHECK_OK(ct_read_file(path, &txt, &n));
+    CHECK(txt && strstr(txt, "\"metric\":\t\"map\"") && strstr(txt, "\"map\":\t0."));
+    free(txt);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method coop --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --partial-labels 0.5 --max-test 10 "
+             "--out %s/ml_bad --cache %s/ml_cache", tmp, tmp);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "cliptune: error:") &&
+                  strstr(out_buf, "multi-label"), "%s", out_buf);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
     RUN(test_make_scenes);
+    RUN(test_multilabel_cli);
     RUN(test_tokenize);
     RUN(test_embed_and_classify);
     RUN(test_protocol_base_to_novel);
