@@ -586,6 +586,18 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
             if ((s = features(cfg, train, v, &L, what, &f)) != CT_OK) break;
             memcpy(faug.x + (size_t)(v - 1) * f.n * f.dim, f.x, (size_t)f.n * f.dim * sizeof(float));
             memcpy(faug.labels + (size_t)(v - 1) * f.n, f.labels, (size_t)f.n * sizeof(int));
+            /* the per-token features of every view, for dense methods (PLOT, DualCoOp) */
+            if (f.dense) {
+                size_t per = (size_t)f.n * (size_t)f.n_tokens * (size_t)f.dim;
+                if (!faug.dense) {
+                    faug.n_tokens = f.n_tokens;
+                    faug.dense = malloc((size_t)views * per * sizeof(float) + 1);
+                }
+                if (!faug.dense || faug.n_tokens != f.n_tokens)
+                    s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+                else
+                    memcpy(faug.dense + (size_t)(v - 1) * per, f.dense, per * sizeof(float));
+            }
             ct_features_free(&f);
         }
         if (s != CT_OK) goto out;
