@@ -1244,6 +1244,10 @@ typedef struct ct_method {
      * (params()'s). NULL: "param.<i>". Runs saved under "param.<i>" still
      * load. */
     int (*param_names)(void *state, const char **out, int cap);
+    /* the method learns from multi-label targets (ct_batch.targets; DualCoOp):
+     * ct_run gives multi-label datasets only to these and to methods that
+     * neither fit nor train (zero-shot), never a single "lowest class" label */
+    bool multi_label;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -10,7 +10,8 @@
  *     predicts per-class sigmoid probabilities, and refuses the
  *     single-label evaluation;
  *   - partial labels: deterministic, about the asked portion known, and
- *     an error on single-label data.
+ *     an error on single-label data;
+ *   - a single-label learner (CoOp) is refused on multi-label data.
  * Skipped (not failed) without Fashion-MNIST. */
 #include <math.h>
 #include <stdio.h>
@@ -97,6 +98,11 @@ static void test_dualcoop_learns(void) {
               "%.4f", half.map, zs.map);
     CHECK(dc.map_voc07 > 0 && dc.cf1 >= 0 && dc.of1_top3 > 0 && dc.val_map > 0);
     g_zs_map = zs.map;
+    /* a method that learns from one label per image is refused, not fed the
+     * lowest present class */
+    ct_run_result bad;
+    CHECK(run("coop", "epochs=1", 0, NULL, &bad) == CT_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(ct_last_error(), "multi-label") != NULL, "%s", ct_last_error());
 
     /* the run's files */
     char path[4300];

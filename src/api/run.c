@@ -538,6 +538,13 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
                          cfg->partial_labels);
         goto out;
     }
+    if (ml && !cfg->method->multi_label && (cfg->method->loss || cfg->method->fit) &&
+        !cfg->import_from) {
+        s = ct_set_error(CT_ERR_UNSUPPORTED, "run: %s learns from one label per image; %s is "
+                         "multi-label: use a multi-label method (dualcoop) or a training-free "
+                         "one (zeroshot)", cfg->method->name, sp->train->name);
+        goto out;
+    }
     if (ml && cfg->novel_test) {
         s = ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation is single-label "
                          "only");

@@ -236,4 +236,5 @@ const ct_method ct_method_dualcoop = {
     .logits = dualcoop_logits,
     .dense_features = true,
     .param_names = dualcoop_param_names,
+    .multi_label = true,
 };
