@@ -135,8 +135,7 @@ class _Metrics(ctypes.Structure):
 
 
 class _MLMetrics(ctypes.Structure):
-    # no function here takes it yet: laid out so that _check_layouts keeps it
-    # in step with cliptune.h beside ct_metrics
+    # Run.evaluate of a multi-label run (ct_saved_run_evaluate_ml)
     _fields_ = [("n_classes", ctypes.c_int), ("n", ctypes.c_int64),
                 ("n_pos_classes", ctypes.c_int)] + \
                [(f, ctypes.c_double) for f in ("map", "map_voc07", "cp", "cr", "cf1", "op",
@@ -210,6 +209,8 @@ def _load():
         "ct_saved_run_predict": (i32, [vp, ds_p, cs, _f32]),
         "ct_saved_run_evaluate": (i32, [vp, ds_p, cs, cs, cs, ctypes.POINTER(_Metrics)]),
         "ct_metrics_free": (None, [ctypes.POINTER(_Metrics)]),
+        "ct_saved_run_evaluate_ml": (i32, [vp, ds_p, cs, cs, cs, ctypes.POINTER(_MLMetrics)]),
+        "ct_ml_metrics_free": (None, [ctypes.POINTER(_MLMetrics)]),
     }
     for fn, (res, args) in sig.items():
         f = getattr(lib, fn)
@@ -742,7 +743,7 @@ class Run:
         info["hyper_parameters"] = _kv_dict(_s(ri.hyper_parameters))
         info.update(shots=ri.shots, seed=ri.seed, max_test=ri.max_test, n_classes=ri.n_classes,
                     classnames=[_s(ri.classnames[k]) for k in range(ri.n_classes)],
-                    top1=_nan_none(ri.top1))
+                    top1=_nan_none(ri.top1), multi_label=bool(ri.multi_label))
         return info
 
     @property
@@ -819,7 +820,10 @@ class Run:
         `cliptune eval`); out_dir: also write metrics.json, predictions.csv,
         report.md and confusion.svg there. Returns a dict: n, top1, top5,
         macro_f1, ece, ece_bins, nll, per_class_acc and per_class_f1 (K,),
-        confusion (K, K) [true][pred]."""
+        confusion (K, K) [true][pred]; for a multi-label run (info
+        ["multi_label"]): n, map, map_voc07, cp, cr, cf1, op, or, of1 (at
+        probability threshold), their top-k versions (cp_topk, ..., top_k)
+        and ap (K,), NaN for classes without a positive."""
         spec = None
         if data is None:
             spec = self.info["data"]
@@ -840,6 +844,8 @@ class Run:
         head = _lib.ct_dataset_head(ctypes.byref(d), int(max_test))
         if not head:
             raise _error()
+        if self.info["multi_label"]:
+            return self._evaluate_ml(head, spec, cache_dir, out_dir)
         m = _Metrics()
         try:
             status = _lib.ct_saved_run_evaluate(self._r, head, _b(spec), _b(cache_dir),
@@ -855,6 +861,29 @@ class Run:
                     "confusion": np.ctypeslib.as_array(m.confusion, (K * K,)).reshape(K, K).copy()}
         finally:
             _lib.ct_metrics_free(ctypes.byref(m))
+            _lib.ct_dataset_free(head)
+
+    def _evaluate_ml(self, head, spec, cache_dir, out_dir):
+        m = _MLMetrics()
+        try:
+            status = _lib.ct_saved_run_evaluate_ml(self._r, head, _b(spec), _b(cache_dir),
+                                                   _b(out_dir), ctypes.byref(m))
+            if status != 0:
+                raise _error()
+            self._raise_callback_error()
+            K = m.n_classes
+            out = {"n": m.n, "map": m.map, "map_voc07": m.map_voc07, "threshold": m.thresh,
+                   "top_k": m.top_k,
+                   "ap": np.ctypeslib.as_array(m.ap, (K,)).copy()}
+            for k in ("cp", "cr", "cf1", "op", "of1"):
+                out[k] = getattr(m, k)
+            out["or"] = m.or_
+            for k, c in (("cp", "cp3"), ("cr", "cr3"), ("cf1", "cf13"), ("op", "op3"),
+                         ("or", "or3"), ("of1", "of13")):
+                out[k + "_topk"] = getattr(m, c)
+            return out
+        finally:
+            _lib.ct_ml_metrics_free(ctypes.byref(m))
             _lib.ct_dataset_free(head)
 
     def _same_data(self, spec):

@@ -271,6 +271,29 @@ except TypeError:
 check(raises(lambda: cliptune.Dataset.from_arrays(arr_x, arr_y, classnames=["a", "b"]),
              "label"), "labels beyond the class names")
 
+# multi-label: a DualCoOp run on a small scenes set, with partial labels, against the CLI
+if os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"):
+    sc = os.path.join(TMP, "scenes")
+    cli("make-scenes", sc, "--train", "40", "--val", "10", "--test", "20")
+    ml_dir = os.path.join(TMP, "run-dualcoop")
+    mres = m.train("dualcoop", "voc:" + sc, ml_dir, shots=0, set={"epochs": 1, "out_scale": 1},
+                   partial_labels=0.5)
+    check(mres["multi_label"] and mres["top1"] is None and 0 < mres["map"] <= 1,
+          "multi-label result %s" % mres)
+    with cliptune.Run(ml_dir, model=m) as run:
+        check(run.info["multi_label"], "multi-label run info")
+        ev = run.evaluate(cache_dir=os.path.join(TMP, "ml-cache"))
+        ref = cli_json("eval", "--run", ml_dir, "--json", "--cache", "none")
+        check(abs(ev["map"] - mres["map"]) < 1e-12 and abs(ev["map"] - ref["map"]) < 1e-12 and
+              ev["ap"].shape == (10,), "multi-label evaluate %s vs the run / CLI %s" %
+              (ev["map"], ref["map"]))
+        img = os.path.join(sc, "JPEGImages", "000051.jpg")
+        pm = run.predict([img])
+        check(pm.shape == (1, 10) and (pm >= 0).all() and (pm <= 1).all() and
+              abs(pm.sum() - 1) > 1e-3, "multi-label predict: per-class sigmoid probabilities")
+    check(raises(lambda: m.train("zeroshot", spec, None, shots=0, partial_labels=0.5),
+                 "multi-label"), "partial labels on single-label data")
+
 # lifetimes: the run keeps a borrowed model alive
 m2 = cliptune.Model(MODEL)
 run = cliptune.Run(os.path.join(TMP, "run-coop"), model=m2)

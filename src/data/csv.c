@@ -117,35 +117,51 @@ static ct_status read_csv(const char *path, bool optional, csv_file *f) {
     if (!(f->rows = malloc((size_t)n_lines * sizeof *f->rows)))
         return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %lld rows", path,
                             (long long)n_lines);
-    char *p = f->text;
-    if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
-    int line = 0;
-    bool first = true;
-    while (*p) {
-        line++;
-        char *e = strchr(p, '\n'), *next = e ? e + 1 : p + strlen(p);
+    ct_csv_rows rows;
+    ct_csv_rows_init(&rows, f->text, size, path, "path,label");
+    char *a, *b;
+    int line, got;
+    while ((got = ct_csv_rows_next(&rows, &a, &b, &line)) > 0) {
+        if (!a[0] || !b[0])
+            return ct_set_error(CT_ERR_FORMAT, "%s:%d: empty %s", path, line,
+                                !a[0] ? "path" : "label");
+        f->rows[f->n++] = (row){a, b, line};
+    }
+    return got < 0 ? CT_ERR_FORMAT : CT_OK;
+}
+
+void ct_csv_rows_init(ct_csv_rows *r, char *text, size_t size, const char *path,
+                      const char *what) {
+    *r = (ct_csv_rows){text, path, what, 0, true};
+    if (size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) r->p += 3;
+}
+
+int ct_csv_rows_next(ct_csv_rows *r, char **a, char **b, int *line) {
+    while (*r->p) {
+        r->line++;
+        char *p = r->p, *e = strchr(p, '\n');
+        r->p = e ? e + 1 : p + strlen(p);
         if (e) *e = 0;
+        if (!*trim(p)) continue;
         char *fields[3];
         int nf;
         const char *why;
-        if (*trim(p)) {
-            if (!ct_csv_split_fields(p, fields, &nf, &why))
-                return ct_set_error(CT_ERR_FORMAT, "%s:%d: %s", path, line, why);
-            if (nf != 2)
-                return ct_set_error(CT_ERR_FORMAT, "%s:%d: expected 2 fields \"path,label\", got "
-                                    "%s", path, line, nf < 2 ? "1" : "more");
-            bool header = first && ct_csv_is_header(fields[0], fields[1]);
-            first = false;
-            if (!header) {
-                if (!fields[0][0] || !fields[1][0])
-                    return ct_set_error(CT_ERR_FORMAT, "%s:%d: empty %s", path, line,
-                                        !fields[0][0] ? "path" : "label");
-                f->rows[f->n++] = (row){fields[0], fields[1], line};
-            }
+        if (!ct_csv_split_fields(p, fields, &nf, &why)) {
+            ct_set_error(CT_ERR_FORMAT, "%s:%d: %s", r->path, r->line, why);
+            return -1;
         }
-        p = next;
+        if (nf != 2) {
+            ct_set_error(CT_ERR_FORMAT, "%s:%d: expected 2 fields \"%s\", got %s", r->path,
+                         r->line, r->what, nf < 2 ? "1" : "more");
+            return -1;
+        }
+        bool header = r->first && ct_csv_is_header(fields[0], fields[1]);
+        r->first = false;
+        if (header) continue;
+        *a = fields[0], *b = fields[1], *line = r->line;
+        return 1;
     }
-    return CT_OK;
+    return 0;
 }
 
 static void free_csv(csv_file *f) {

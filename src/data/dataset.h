@@ -183,5 +183,18 @@ ct_status ct_data_open_mljson(const char *file, const char *root, ct_splits *out
 bool ct_csv_split_fields(char *line, char **f, int *nf, const char **why);
 /* True when "a,b" is a header line (path words / label words, any case). */
 bool ct_csv_is_header(const char *a, const char *b);
+/* The two-field rows of a CSV text (modified in place): a UTF-8 BOM, blank
+ * lines and a first row that is a header are skipped. what names the fields
+ * for errors ("path,label"). ct_csv_rows_next sets the next row's fields
+ * and 1-based line: 1, 0 at the end, -1 with the error set (path:line). */
+typedef struct ct_csv_rows {
+    char *p;
+    const char *path, *what;
+    int line;
+    bool first;
+} ct_csv_rows;
+void ct_csv_rows_init(ct_csv_rows *r, char *text, size_t size, const char *path,
+                      const char *what);
+int ct_csv_rows_next(ct_csv_rows *r, char **a, char **b, int *line);
 
 #endif

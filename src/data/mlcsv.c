@@ -87,37 +87,18 @@ static ct_status read_file(const char *path, mfile *f) {
     f->rows = malloc((size_t)n_lines * sizeof *f->rows);
     f->toks = malloc((size_t)(n_lines + n_semis) * sizeof *f->toks);
     if (!f->rows || !f->toks) return ct_set_error(CT_ERR_NOMEM, "%s: no memory", path);
-    char *p = f->text;
-    if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
-    int line = 0;
-    bool first = true;
-    while (*p) {
-        line++;
-        char *e = strchr(p, '\n'), *next = e ? e + 1 : p + strlen(p);
-        if (e) *e = 0;
-        char *fields[3];
-        int nf;
-        const char *why;
-        if (*trim(p)) {
-            if (!ct_csv_split_fields(p, fields, &nf, &why))
-                return ct_set_error(CT_ERR_FORMAT, "%s:%d: %s", path, line, why);
-            if (nf != 2)
-                return ct_set_error(CT_ERR_FORMAT, "%s:%d: expected 2 fields \"path,labels\", "
-                                    "got %s", path, line, nf < 2 ? "1" : "more");
-            bool header = first && ct_csv_is_header(fields[0], fields[1]);
-            first = false;
-            if (!header) {
-                if (!fields[0][0])
-                    return ct_set_error(CT_ERR_FORMAT, "%s:%d: empty path", path, line);
-                mrow *r = &f->rows[f->n++];
-                r->path = fields[0];
-                r->line = line;
-                if ((s = split_labels(f, fields[1], line, r)) != CT_OK) return s;
-            }
-        }
-        p = next;
+    ct_csv_rows rows;
+    ct_csv_rows_init(&rows, f->text, size, path, "path,labels");
+    char *a, *b;
+    int line, got;
+    while ((got = ct_csv_rows_next(&rows, &a, &b, &line)) > 0) {
+        if (!a[0]) return ct_set_error(CT_ERR_FORMAT, "%s:%d: empty path", path, line);
+        mrow *r = &f->rows[f->n++];
+        r->path = a;
+        r->line = line;
+        if ((s = split_labels(f, b, line, r)) != CT_OK) return s;
     }
-    return CT_OK;
+    return got < 0 ? CT_ERR_FORMAT : CT_OK;
 }
 
 static void free_file(mfile *f) {
