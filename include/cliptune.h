@@ -945,6 +945,11 @@ typedef struct ct_dataset {
      * Each item's label is then its lowest present class (0 when none is
      * present), used only to stratify splits and few-shot draws. */
     int8_t *targets;
+    /* Semantic segmentation datasets (vocseg:): per item the label-map PNG
+     * path (relative to root like item paths; ct_label_map_load reads it),
+     * else NULL. Mask values are class indices, 255 void (ignored); items'
+     * labels are 0 and unused, targets NULL. Every view carries the masks. */
+    char **masks;
 } ct_dataset;
 
 typedef struct ct_splits {
@@ -986,7 +991,16 @@ typedef struct ct_splits {
  *                         default: the first file's folder
  *   mljson:FILE[@ROOT]    {"classes": [...], "train": [{"path", "labels",
  *                         "unknown"}, ...], "val" (optional), "test"}
- * voc, mlcsv and mljson read '_' in class names as a space unless a
+ * Semantic segmentation (ct_dataset.masks set, targets NULL):
+ *   vocseg:ROOT           PASCAL VOC 2012 segmentation (or the scenes set):
+ *                         ImageSets/Segmentation/{train,val,test}.txt ids,
+ *                         JPEGImages/<id>.jpg, SegmentationClass/<id>.png;
+ *                         classes "background" + the voc: class list
+ *                         (ImageSets/Main/<class>_train.txt, else the lines
+ *                         of classnames.txt): class c is mask value c, 255
+ *                         void; no test.txt: val.txt is test and 10% of
+ *                         train is held out as val
+ * voc, vocseg, mlcsv and mljson read '_' in class names as a space unless a
  * classnames.txt (ROOT; beside the first CSV; beside FILE) names them.
  * Sources without a val split hold out a fixed, hash-chosen 10% per class
  * (docs/datasets.md). An optional classnames.txt ("wnid name" or one name
@@ -1007,6 +1021,16 @@ ct_status ct_data_from_arrays(const char *name, const uint8_t *images, int64_t n
                               const char *const *classnames, ct_splits *out);
 void ct_splits_free(ct_splits *s);
 void ct_dataset_free(ct_dataset *d);
+/* A semantic segmentation label map: an 8-bit (or 1/2/4-bit) palette PNG,
+ * whose palette indices are the labels (VOC, the scenes set), or a
+ * greyscale PNG of up to 8 bits, whose raw values are (ADE20K, Pascal
+ * Context). The palette is never applied. *out is a malloc'ed (h, w)
+ * row-major plane of labels (free() it). Refused with the file named: not
+ * a PNG, truncated or corrupt, 16-bit, RGB or RGBA ("an RGB label map:
+ * convert it to palette indices"), grey + alpha, sides above
+ * CT_IMAGE_MAX_SIDE or more than CT_IMAGE_MAX_PIXELS pixels. On failure
+ * *out is NULL and *w = *h = 0. */
+ct_status ct_label_map_load(const char *path, int *w, int *h, uint8_t **out);
 /* True if name ends in an image extension the decoders read and folder
  * datasets pick up (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif
  * .tiff .webp, any case; torchvision's list plus the other PNM kinds). */
@@ -1466,6 +1490,56 @@ ct_status ct_ml_metrics_compute(const float *scores, bool are_probs, const int8_
                                 int64_t n, int K, double thresh, ct_ml_metrics *out);
 /* Free ap and zero *m (NULL ok). */
 void ct_ml_metrics_free(ct_ml_metrics *m);
+/* Semantic segmentation metrics with mmsegmentation's semantics (0.x
+ * mmseg/core/evaluation/metrics.py intersect_and_union and
+ * total_area_to_metrics, mmseg/datasets/custom.py evaluate; MaskCLIP and
+ * DenseCLIP report through it; 1.x IoUMetric is the same), over a pixel
+ * confusion accumulated image by image:
+ *
+ *   pixels whose ground truth is ignore_index are dropped (with their
+ *   prediction); per class c: intersect = pixels with gt = pred = c,
+ *   area_label = gt c, area_pred = pred c, union = area_pred + area_label -
+ *   intersect, summed over images;
+ *   iou[c] = intersect / union (NaN when union = 0: the class is in
+ *   neither); acc[c] = intersect / area_label (NaN when no gt pixel);
+ *   miou, macc = np.nanmean of iou, acc; aacc = sum intersect / sum
+ *   area_label.
+ *
+ * A ground-truth value that is neither ignore_index nor a class (>= K) is
+ * kept as mmseg keeps it: torch.histc leaves it out of area_label and of
+ * every intersect, but its pixel's prediction still counts in area_pred,
+ * hence in a union. The confusion has a row for those pixels. Rates are
+ * fractions (mmseg prints percent, rounded to 2 decimals). */
+#define CT_SEG_IGNORE_DEFAULT 255
+
+typedef struct ct_seg_metrics {
+    int n_classes;
+    int64_t n_pixels;    /* sum area_label: pixels with a class as ground truth */
+    int n_iou_classes;   /* classes with union > 0: miou's set */
+    double miou, macc, aacc;
+    double *iou;         /* K; NaN when union = 0 */
+    double *acc;         /* K; NaN when area_label = 0 */
+    int64_t *area_label; /* K: ground-truth pixels per class */
+    int64_t *area_pred;  /* K: predicted pixels per class (over non-ignored gt) */
+} ct_seg_metrics;
+
+/* Add one image of n_pixels to conf, (K + 1, K) row-major int64 [gt][pred]
+ * (zeroed by the caller before the first image): row K counts the pixels
+ * whose gt is >= K and not ignore_index. pred and gt are label maps (same
+ * layout, e.g. (h, w)); ignore_index: the gt value to drop
+ * (CT_SEG_IGNORE_DEFAULT; outside 0..255: none). Every pred must be < K
+ * (an error naming the first pixel otherwise, conf untouched); 1 <= K <=
+ * 256. */
+ct_status ct_seg_confusion_add(int64_t *conf, int K, const uint8_t *pred, const uint8_t *gt,
+                               int64_t n_pixels, int ignore_index);
+/* The metrics of conf ((K + 1, K), as ct_seg_confusion_add fills it). An
+ * error when a count is negative or no pixel has a class as ground truth
+ * (then nothing is defined); on success miou, macc and aacc are finite. On
+ * failure *out is left zeroed (ct_seg_metrics_free-safe). */
+ct_status ct_seg_metrics_compute(const int64_t *conf, int K, ct_seg_metrics *out);
+/* Free the arrays and zero *m (NULL ok). */
+void ct_seg_metrics_free(ct_seg_metrics *m);
+
 /* A protocol's report: path_md gets a methods x shots table of "mean ± std"
  * in percent (mean and std are fractions, n_methods x n_shots, row-major;
  * NaN mean: missing; std NULL or n_seeds <= 1: the mean alone) and, when

@@ -80,7 +80,8 @@ class _Dataset(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("root", ctypes.c_char_p),
                 ("n_classes", ctypes.c_int), ("classnames", _c_str_p),
                 ("n_items", ctypes.c_int64), ("items", ctypes.POINTER(_Item)),
-                ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8))]
+                ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8)),
+                ("masks", ctypes.POINTER(ctypes.c_char_p))]
 
 
 class _Splits(ctypes.Structure):
@@ -143,6 +144,17 @@ class _MLMetrics(ctypes.Structure):
                                                "or3", "of13")] + \
                [("top_k", ctypes.c_int), ("thresh", ctypes.c_double),
                 ("ap", ctypes.POINTER(ctypes.c_double))]
+
+
+class _SegMetrics(ctypes.Structure):
+    # no function here takes it yet: laid out so that _check_layouts keeps it
+    # in step with cliptune.h
+    _fields_ = [("n_classes", ctypes.c_int), ("n_pixels", ctypes.c_int64),
+                ("n_iou_classes", ctypes.c_int)] + \
+               [(f, ctypes.c_double) for f in ("miou", "macc", "aacc")] + \
+               [("iou", ctypes.POINTER(ctypes.c_double)), ("acc", ctypes.POINTER(ctypes.c_double)),
+                ("area_label", ctypes.POINTER(ctypes.c_int64)),
+                ("area_pred", ctypes.POINTER(ctypes.c_int64))]
 
 
 class _KV(ctypes.Structure):
@@ -226,7 +238,7 @@ def _check_layouts():
     # byte: a library built from another header would otherwise be misread
     for cname, py in (("ct_run_cfg", _RunCfg), ("ct_run_result", _RunResult),
                       ("ct_run_info", _RunInfo), ("ct_metrics", _Metrics),
-                      ("ct_ml_metrics", _MLMetrics),
+                      ("ct_ml_metrics", _MLMetrics), ("ct_seg_metrics", _SegMetrics),
                       ("ct_model_opts", _ModelOpts), ("ct_dataset", _Dataset),
                       ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV)):
         want = _lib.ct_struct_size(cname.encode())

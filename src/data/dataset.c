@@ -174,6 +174,8 @@ void ct_dataset_free(ct_dataset *d) {
     for (int64_t i = 0; i < d->n_items; i++) free(d->items[i].path);
     free(d->items);
     free(d->targets);
+    for (int64_t i = 0; d->masks && i < d->n_items; i++) free(d->masks[i]);
+    free(d->masks);
     ct_strv_free(d->classnames, d->n_classes);
     ct_pixel_store_release(d->pixels);
     free(d->name);
@@ -354,6 +356,39 @@ static ct_status cn_parse(const char *path, char *text, size_t size, cn_line **o
     return CT_OK;
 }
 
+ct_status ct_classnames_read(const char *dir, char ***names, int *n, bool *keyed) {
+    *names = NULL;
+    *n = -1;
+    *keyed = false;
+    char path[PATH_BUF];
+    if (!ct_data_join(path, sizeof path, dir, "classnames.txt"))
+        return ct_set_error(CT_ERR_ARG, "%s: directory name too long", dir);
+    if (!ct_data_is_file(path)) return CT_OK;
+    char *text;
+    size_t size;
+    ct_status s = ct_read_file(path, &text, &size);
+    if (s != CT_OK) return s;
+    cn_line *lines;
+    int count;
+    s = cn_parse(path, text, size, &lines, &count);
+    char **v = s == CT_OK ? calloc(count ? (size_t)count : 1, sizeof *v) : NULL;
+    if (s == CT_OK && !v) s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", path);
+    for (int i = 0; s == CT_OK && i < count; i++)
+        if (!(v[i] = strdup(lines[i].name))) {
+            ct_strv_free(v, i);
+            v = NULL;
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", path);
+        }
+    if (s == CT_OK) {
+        *names = v;
+        *n = count;
+        *keyed = count > 0 && lines[0].key;
+    }
+    free(lines);
+    free(text);
+    return s;
+}
+
 ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *const *keys) {
     char path[PATH_BUF];
     if (!ct_data_join(path, sizeof path, dir, "classnames.txt"))
@@ -523,6 +558,9 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         if (!*dir)
             return ct_set_error(CT_ERR_ARG, "'%s': expected %s:ROOT", spec, voc ? "voc" : "coco");
         s = voc ? ct_data_open_voc(dir, out) : ct_data_open_coco(dir, out);
+    } else if (starts(spec, "vocseg:")) {
+        if (!spec[7]) return ct_set_error(CT_ERR_ARG, "'%s': expected vocseg:ROOT", spec);
+        s = ct_data_open_vocseg(spec + 7, out);
     } else if (starts(spec, "mlcsv:")) {
         s = open_mlcsv_spec(spec, spec + 6, out);
     } else if (starts(spec, "mljson:")) {
@@ -548,7 +586,7 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
     } else {
         s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
                          "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR], "
-                         "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, "
+                         "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, vocseg:ROOT, "
                          "mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or mljson:FILE[@ROOT])",
                          spec);
     }
@@ -586,7 +624,8 @@ static bool put_abs(char *out, size_t n, const char *path, size_t len) {
 }
 
 ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
-    static const char *const one[] = {"folder:", "fashion-mnist:", "digits:", "voc:", "coco:"};
+    static const char *const one[] = {"folder:", "fashion-mnist:", "digits:", "voc:", "coco:",
+                                      "vocseg:"};
     if (!spec || !out || n == 0) return ct_set_error(CT_ERR_ARG, "ct_data_spec_absolute: NULL");
     out[0] = 0;
     const char *rest = NULL, *seps = "";

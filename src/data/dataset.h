@@ -82,6 +82,10 @@ char *ct_data_dirname(const char *path);
  *   - otherwise one name per line, in label order; the count must equal n.
  * names[i] are replaced in place (freed and reallocated). */
 ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *const *keys);
+/* DIR/classnames.txt's names (trimmed non-blank lines; for the "wnid name"
+ * form the names, *keyed true), in file order, malloc'ed (ct_strv_free);
+ * *n = -1 and *names NULL when there is no such file. */
+ct_status ct_classnames_read(const char *dir, char ***names, int *n, bool *keyed);
 
 /* ---- splitting (sampler.c) ---- */
 
@@ -152,6 +156,23 @@ ct_status ct_voc_parse_annotation(const char *file, const char *text, size_t siz
                                   ct_voc_ann *out);
 void ct_voc_ann_free(ct_voc_ann *a);
 
+/* A VOC id list (ImageSets/{Main,Segmentation}/<split>.txt). */
+typedef struct ct_voc_ids {
+    char *path;  /* the list file; NULL when absent */
+    char *text;  /* ids point into it               */
+    char **ids;
+    int *lines;
+    int64_t n;
+} ct_voc_ids;
+/* Read the list at path: one id a line (trimmed; blank lines skipped; an id
+ * with white space inside or '/' is an error naming path:line). A missing
+ * file is not an error: l->path stays NULL. */
+ct_status ct_voc_read_ids(const char *path, ct_voc_ids *l);
+void ct_voc_ids_free(ct_voc_ids *l);
+/* The lowercased <class> of every MAIN_DIR/<class>_train.txt, sorted in byte
+ * order, repeats dropped (ct_strv_free); none found: *n_out 0. */
+ct_status ct_voc_class_lists(const char *main_dir, char ***out, int *n_out);
+
 /* ---- loaders (one per spec form) ---- */
 
 ct_status ct_data_open_folder(const char *dir, ct_splits *out);
@@ -167,6 +188,8 @@ ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out);
  * mlcsv:FILES[@ROOT] (1 to 3 CSV files), mljson:FILE[@ROOT]. */
 ct_status ct_data_open_voc(const char *root, ct_splits *out);
 ct_status ct_data_open_coco(const char *root, ct_splits *out);
+/* Semantic segmentation: vocseg:ROOT (vocseg.c). */
+ct_status ct_data_open_vocseg(const char *root, ct_splits *out);
 /* COCO from given instances files: files[0] train (required), files[1]
  * val and files[2] test (either may be NULL, not both); images of
  * files[k] under root/img_dirs[k]; name: the dataset's. */

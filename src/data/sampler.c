@@ -40,6 +40,20 @@ static ct_dataset *build_view(const ct_dataset *d, const int64_t *pos, int64_t n
     }
     ct_dataset *out = ct_dataset_build(d->name, d->root, n_classes, names, d->pixels, &v);
     ct_item_vec_free(&v);
+    /* segmentation masks follow their items */
+    if (out && d->masks) {
+        if (!(out->masks = calloc((size_t)(n ? n : 1), sizeof *out->masks))) {
+            ct_dataset_free(out);
+            ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the masks", d->name);
+            return NULL;
+        }
+        for (int64_t t = 0; t < n; t++)
+            if (d->masks[pos[t]] && !(out->masks[t] = strdup(d->masks[pos[t]]))) {
+                ct_dataset_free(out);
+                ct_set_error(CT_ERR_NOMEM, "%s: cannot copy a mask path", d->name);
+                return NULL;
+            }
+    }
     /* multi-label targets follow their items (and the kept classes) */
     if (out && d->targets) {
         out->targets = malloc((size_t)(n ? n : 1) * (size_t)n_classes);
@@ -180,6 +194,11 @@ ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which) {
     if (!d || (which != 0 && which != 1)) {
         ct_set_error(CT_ERR_ARG, "ct_dataset_subsample_classes: %s", !d ? "NULL dataset"
                      : "which must be 0 (base) or 1 (novel)");
+        return NULL;
+    }
+    if (d->masks) { /* mask values are class indices: they would need renumbering */
+        ct_set_error(CT_ERR_ARG, "%s: a segmentation dataset has no base/novel class split",
+                     d->name);
         return NULL;
     }
     if (check_labels(d, "subsample classes") != CT_OK) return NULL;
@@ -336,7 +355,10 @@ ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed) {
 ct_dataset *ct_dataset_head(const ct_dataset *d, int64_t n) {
     ct_dataset *h = ct_dataset_fewshot(d, 0, 0); /* k = 0: a full copy, in order */
     if (h && n > 0 && n < h->n_items) {
-        for (int64_t i = n; i < h->n_items; i++) free(h->items[i].path);
+        for (int64_t i = n; i < h->n_items; i++) {
+            free(h->items[i].path);
+            if (h->masks) free(h->masks[i]);
+        }
         h->n_items = n;
     }
     return h;

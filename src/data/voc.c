@@ -171,15 +171,7 @@ ct_status ct_voc_parse_annotation(const char *file, const char *text, size_t siz
 /* The folder                                                                */
 /* ------------------------------------------------------------------------ */
 
-typedef struct id_list {
-    char *path;  /* the list file; NULL when absent */
-    char *text;  /* ids point into it               */
-    char **ids;
-    int *lines;
-    int64_t n;
-} id_list;
-
-static void id_list_free(id_list *l) {
+void ct_voc_ids_free(ct_voc_ids *l) {
     free(l->path);
     free(l->text);
     free(l->ids);
@@ -187,8 +179,7 @@ static void id_list_free(id_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* ImageSets/Main/<split>.txt: one id a line (blank lines skipped). */
-static ct_status read_ids(const char *path, id_list *l) {
+ct_status ct_voc_read_ids(const char *path, ct_voc_ids *l) {
     memset(l, 0, sizeof *l);
     if (!ct_data_is_file(path)) return CT_OK;
     size_t size;
@@ -240,8 +231,7 @@ static int sort_unique(char **v, int n) {
     return u;
 }
 
-/* The lowercased <class> of every ImageSets/Main/<class>_train.txt. */
-static ct_status classes_from_lists(const char *main_dir, char ***out, int *n_out) {
+ct_status ct_voc_class_lists(const char *main_dir, char ***out, int *n_out) {
     *out = NULL;
     *n_out = 0;
     DIR *d = opendir(main_dir);
@@ -290,14 +280,14 @@ static ct_status classes_from_lists(const char *main_dir, char ***out, int *n_ou
 
 typedef struct voc_ctx {
     const char *root;
-    id_list lists[3];
+    ct_voc_ids lists[3];
     ct_voc_ann *anns[3]; /* per split, per id */
     int64_t n_missing;
     char missing[PATH_BUF + 256];
 } voc_ctx;
 
 static ct_status read_annotations(voc_ctx *c, int sp) {
-    id_list *l = &c->lists[sp];
+    ct_voc_ids *l = &c->lists[sp];
     if (!(c->anns[sp] = calloc(l->n ? (size_t)l->n : 1, sizeof *c->anns[sp])))
         return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate %lld annotations", l->path,
                             (long long)l->n);
@@ -409,7 +399,7 @@ ct_status ct_data_open_voc(const char *root, ct_splits *out) {
     for (int sp = 0; sp < 3 && s == CT_OK; sp++) {
         int k = snprintf(path, sizeof path, "%s/%s.txt", main_dir, SPLITS[sp]);
         if (k < 0 || (size_t)k >= sizeof path) s = ct_set_error(CT_ERR_ARG, "%s: too long", root);
-        else s = read_ids(path, &c.lists[sp]);
+        else s = ct_voc_read_ids(path, &c.lists[sp]);
     }
     if (s == CT_OK && !c.lists[0].path)
         s = ct_set_error(CT_ERR_IO, "%s/train.txt: no such file (voc: needs the training ids)",
@@ -423,7 +413,7 @@ ct_status ct_data_open_voc(const char *root, ct_splits *out) {
     if (s == CT_OK && c.n_missing)
         s = ct_set_error(CT_ERR_IO, "%s (%lld image%s missing in all)", c.missing,
                          (long long)c.n_missing, c.n_missing == 1 ? "" : "s");
-    if (s == CT_OK) s = classes_from_lists(main_dir, &ids, &n_classes);
+    if (s == CT_OK) s = ct_voc_class_lists(main_dir, &ids, &n_classes);
     if (s == CT_OK && n_classes == 0) {
         free(ids);
         ids = NULL;
@@ -457,7 +447,7 @@ ct_status ct_data_open_voc(const char *root, ct_splits *out) {
     for (int sp = 0; sp < 3; sp++) {
         for (int64_t i = 0; c.anns[sp] && i < c.lists[sp].n; i++) ct_voc_ann_free(&c.anns[sp][i]);
         free(c.anns[sp]);
-        id_list_free(&c.lists[sp]);
+        ct_voc_ids_free(&c.lists[sp]);
         ct_ml_vec_free(&v[sp]);
     }
     ct_strv_free(ids, n_classes);

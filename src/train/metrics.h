@@ -24,6 +24,7 @@
 #include "cliptune.h"
 
 /* ct_metrics, ct_metrics_compute, ct_ml_metrics, ct_ml_metrics_compute,
+ * ct_seg_metrics, ct_seg_confusion_add, ct_seg_metrics_compute,
  * ct_harmonic_mean, ct_mean_std: cliptune.h */
 
 /* Write m as JSON: headline metrics, "per_class" (one object per class with
@@ -50,5 +51,12 @@ ct_status ct_ml_metrics_save_json(const ct_ml_metrics *m, const char *const *cla
 ct_status ct_ml_predictions_save_csv(const char *path, const char *const *item_keys,
                                      const int8_t *targets, const float *probs, int64_t n, int K,
                                      double thresh, const char *const *classnames);
+
+/* Segmentation outputs: metrics.json ("task": "segmentation", miou, macc,
+ * aacc (fractions), n_pixels, then "per_class": index, name, iou, acc
+ * (NaN as null), pixels (ground truth) and predicted). classnames NULL:
+ * names are indices. Written atomically. */
+ct_status ct_seg_metrics_save_json(const ct_seg_metrics *m, const char *const *classnames,
+                                   const char *path);
 
 #endif
