@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "method_fixture.h"
 #include "methods/maskclip.h"
+#include "methods/method_templates.h"
 #include "train/features.h"
 
 #define ATOL 1e-4
@@ -276,6 +277,20 @@ static void test_errors(void) {
     ct_clip_free(clip);
 }
 
+/* prompt_engineering.py's prompt_templates: the 80 ImageNet ones in order,
+ * then five scene ones */
+static void test_templates(void) {
+    int n = 0, n80 = 0;
+    const char *const *t = ct_templates_builtin(MASKCLIP_TEMPLATES, &n);
+    const char *const *i80 = ct_templates_builtin("imagenet80", &n80);
+    CHECK(t && i80 && n == 85 && n80 == 80);
+    if (!t || n != 85 || !i80) return;
+    for (int i = 0; i < 80; i++) CHECK_MSG(!strcmp(t[i], i80[i]), "template %d: %s", i, t[i]);
+    CHECK(!strcmp(t[80], "there is a {} in the scene."));
+    CHECK(!strcmp(t[84], "this is one {} in the scene."));
+    for (int i = 0; i < n; i++) CHECK_OK(ct_template_check(t[i], "maskclip85"));
+}
+
 /* ---- the shipped model on Fashion-MNIST ---- */
 
 #define FM_TEST 1000
@@ -387,6 +402,7 @@ int main(void) {
     RUN(test_feature_path);
     RUN(test_logits_parity);
     RUN(test_errors);
+    RUN(test_templates);
     RUN(test_shipped_fashion_mnist);
     ct_clip_free(g_clip);
     ct_tokenizer_free(g_tok);
