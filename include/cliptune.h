@@ -805,7 +805,20 @@ typedef struct ct_clip_hooks {
 typedef struct ct_clip_image_out {
     ct_tensor *tokens; /* (B, T, W): last block's output, before ln_post            */
     ct_tensor *dense;  /* (B, T, E): ln_post + projection of every token (if asked) */
+    ct_tensor *keys;   /* (B, T, W): CT_DENSE_VALUE only: the last block's keys     */
 } ct_clip_image_out;
+
+/* Which per-token features out->dense / ct_features.dense hold. */
+typedef enum ct_dense_kind {
+    CT_DENSE_TOKENS = 0, /* ln_post + projection of the last block's output tokens */
+    /* MaskCLIP's value path (Zhou et al., ECCV 2022; the official
+     * mmseg/models/backbones/vit.py TransformerEncoderLayer.forward with
+     * return_qkv): the last block run with every token attending to itself
+     * only, h = ln_1 x, v' = x + out_proj(v_proj h), v'' = v' + mlp(ln_2 v'),
+     * then ln_post + projection; keys = out_proj(k_proj h), as the official
+     * passes q, k and v alike through out_proj (key smoothing reads them) */
+    CT_DENSE_VALUE = 1,
+} ct_dense_kind;
 
 /* pixels (B, 3, S, S) normalised; returns the projected embedding (B, E),
  * not normalised. out (may be NULL) receives token features; dense ones
@@ -813,6 +826,14 @@ typedef struct ct_clip_image_out {
 ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                 const ct_clip_hooks *hooks, bool want_dense,
                                 ct_clip_image_out *out);
+/* ct_clip_encode_image with out->dense (out required) of the given kind:
+ * CT_DENSE_TOKENS as want_dense; CT_DENSE_VALUE MaskCLIP's value-path
+ * features (B, T, E) and out->keys (B, T, W), every token (the class token
+ * at 0; patches 1..grid^2 row-major), hooks and LoRA deltas applied as in
+ * the ordinary pass. The pooled embedding returned is the ordinary one. */
+ct_tensor *ct_clip_encode_image_kind(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                                     const ct_clip_hooks *hooks, ct_dense_kind kind,
+                                     ct_clip_image_out *out);
 /* Token embeddings (n, T, W) for ids (n, T), bounds-checked. */
 ct_tensor *ct_clip_embed_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
                                 int64_t T);
@@ -1115,6 +1136,11 @@ typedef struct ct_features {
     int n_tokens;  /* T when dense features were asked for, else 0             */
     float *dense;  /* (n, T, dim): ln_post + projection of every token, or NULL */
     int8_t *targets; /* (n, K) multi-label targets (ct_dataset.targets), or NULL */
+    /* dense_kind CT_DENSE_VALUE: dense holds MaskCLIP's value-path features
+     * and dense_keys (n, T, key_dim) the last block's keys; else NULL, 0 */
+    ct_dense_kind dense_kind;
+    int key_dim;
+    float *dense_keys;
 } ct_features;
 
 /* Everything a method may use: the frozen model, its tokenizer and
@@ -1272,6 +1298,9 @@ typedef struct ct_method {
      * ct_run gives multi-label datasets only to these and to methods that
      * neither fit nor train (zero-shot), never a single "lowest class" label */
     bool multi_label;
+    /* with dense_features: which per-token features (CT_DENSE_VALUE:
+     * MaskCLIP's value path, with ct_features.dense_keys) */
+    ct_dense_kind dense_kind;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -65,6 +65,7 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
                         .view = view, .seed = cfg->seed, .cache_dir = cfg->cache_dir, .batch = 32,
                         .progress = cfg->progress ? on_features : NULL, .progress_ctx = &fp,
                         .dense = cfg->method->dense_features,
+                        .dense_kind = cfg->method->dense_kind,
                         .raw_pixels = cfg->method->raw_pixels};
     ct_status s = ct_features_get(&r, out);
     if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
@@ -604,6 +605,20 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
                     s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
                 else
                     memcpy(faug.dense + (size_t)(v - 1) * per, f.dense, per * sizeof(float));
+            }
+            /* and their value-path keys (methods with dense_kind value) */
+            if (f.dense_keys && s == CT_OK) {
+                size_t per = (size_t)f.n * (size_t)f.n_tokens * (size_t)f.key_dim;
+                if (!faug.dense_keys) {
+                    faug.key_dim = f.key_dim;
+                    faug.dense_kind = f.dense_kind;
+                    faug.dense_keys = malloc((size_t)views * per * sizeof(float) + 1);
+                }
+                if (!faug.dense_keys || faug.key_dim != f.key_dim)
+                    s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
+                else
+                    memcpy(faug.dense_keys + (size_t)(v - 1) * per, f.dense_keys,
+                           per * sizeof(float));
             }
             ct_features_free(&f);
         }

@@ -346,6 +346,7 @@ static ct_status scores_of(ct_saved_run *r, const ct_dataset *d, const char *cac
     ct_feature_req req = {.clip = b->clip, .pre = &b->pre, .data = d,
                           .seed = (uint64_t)r->info.seed, .cache_dir = cache, .batch = 32,
                           .dense = r->method->dense_features,
+                          .dense_kind = r->method->dense_kind,
                           .raw_pixels = r->method->raw_pixels,
                           .progress = r->progress ? on_features : NULL,
                           .progress_ctx = r};

@@ -165,6 +165,20 @@ static void build_imagenet60(void) {
     }
 }
 
+/* MaskCLIP's prompt_templates (tools/maskclip_utils/prompt_engineering.py):
+ * the 80 in the same order, then these 5. */
+static const char *const k_scene5[] = {
+    "there is a {} in the scene.", "there is the {} in the scene.", "this is a {} in the scene.",
+    "this is the {} in the scene.", "this is one {} in the scene.",
+};
+
+static const char *k_maskclip85[85];
+
+static void build_maskclip85(void) {
+    for (int i = 0; i < COUNT(k_imagenet80); i++) k_maskclip85[i] = k_imagenet80[i];
+    for (int i = 0; i < COUNT(k_scene5); i++) k_maskclip85[COUNT(k_imagenet80) + i] = k_scene5[i];
+}
+
 const char *const *ct_templates_builtin(const char *name, int *n) {
     int count = 0;
     const char *const *list = NULL;
@@ -173,6 +187,11 @@ const char *const *ct_templates_builtin(const char *name, int *n) {
         if (!k_imagenet60[59]) build_imagenet60();
         list = k_imagenet60;
         count = COUNT(k_imagenet60);
+    } else if (name && strcmp(name, "maskclip85") == 0) {
+#pragma omp critical(ct_maskclip85)
+        if (!k_maskclip85[84]) build_maskclip85();
+        list = k_maskclip85;
+        count = COUNT(k_maskclip85);
     } else if (name && strcmp(name, "imagenet80") == 0) {
         list = k_imagenet80;
         count = COUNT(k_imagenet80);

@@ -24,7 +24,8 @@
 #define CT_TEMPLATE_DEFAULT "a photo of a {}."
 
 /* Built-in template lists: "imagenet80", "imagenet60" (PromptSRC's 60 of
- * them) or "imagenet-select". NULL (and
+ * them), "imagenet-select" or "maskclip85" (MaskCLIP's: the 80 and five
+ * "there is a {} in the scene." ones). NULL (and
  * *n = 0) for any other name. The arrays are static: do not free. */
 const char *const *ct_templates_builtin(const char *name, int *n);
 

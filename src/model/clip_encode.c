@@ -38,6 +38,8 @@ typedef struct tower_hook {
     bool vision;
     ct_layer_hook user;
     void *user_ctx;
+    int capture_at;     /* >= 0: keep the input of this block in *captured */
+    ct_tensor *captured;
 } tower_hook;
 
 static ct_status check_deep(ct_graph *g, const ct_deep_prompts *d, int64_t W, int n_layers,
@@ -66,7 +68,7 @@ static ct_status check_deep(ct_graph *g, const ct_deep_prompts *d, int64_t W, in
 }
 
 static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx) {
-    const tower_hook *h = ctx;
+    tower_hook *h = ctx;
     const ct_deep_prompts *d = h->deep;
     if (d && d->depth > 0 && x) {
         bool after_cls = h->vision && d->after_cls;
@@ -90,16 +92,18 @@ static ct_tensor *tower_hook_fn(ct_graph *g, int layer, ct_tensor *x, void *ctx)
             x = replace_rows(g, x, at_end ? T - P : 1, p);
         }
     }
-    return call_hook(g, h->user, h->user_ctx, layer, x);
+    x = call_hook(g, h->user, h->user_ctx, layer, x);
+    if (layer == h->capture_at) h->captured = x;
+    return x;
 }
 
 /* A tower's blocks on x with the caller's hooks: deep prompts and the
  * function hook (also at layer -1, before ln_pre in the vision tower), and
  * LoRA deltas. Vision is bidirectional, text causal. */
 static ct_tensor *run_tower(ct_graph *g, const ct_clip *m, bool vision, ct_tensor *x,
-                            const ct_clip_hooks *hooks) {
+                            const ct_clip_hooks *hooks, ct_tensor **last_in) {
     const ct_clip_config *c = &m->cfg;
-    tower_hook th = {NULL, vision, NULL, hooks ? hooks->ctx : NULL};
+    tower_hook th = {NULL, vision, NULL, hooks ? hooks->ctx : NULL, -1, NULL};
     const ct_lora *lora = NULL;
     if (hooks) {
         th.deep = vision ? hooks->vision_deep : hooks->text_deep;
@@ -109,22 +113,40 @@ static ct_tensor *run_tower(ct_graph *g, const ct_clip *m, bool vision, ct_tenso
     if (check_deep(g, th.deep, vision ? c->vision_width : c->text_width,
                    vision ? c->vision_layers : c->text_layers, vision ? "vision" : "text") != CT_OK)
         return NULL;
-    bool hooked = th.user || (th.deep && th.deep->depth > 0);
+    /* last_in: the input of the last block, through the hook (the stack keeps
+     * what its hook was given alive) */
+    if (last_in) th.capture_at = (vision ? c->vision_layers : c->text_layers) - 1;
+    bool hooked = th.user || (th.deep && th.deep->depth > 0) || last_in;
     x = hooked ? tower_hook_fn(g, -1, x, &th) : x;
-    if (vision)
-        return ct_transformer_forward_lora(
+    if (vision) {
+        x = ct_transformer_forward_lora(
             g, m->vblocks, c->vision_layers,
             ct_layernorm(g, x, m->ln_pre_w, m->ln_pre_b, c->vision_ln_eps), c->vision_heads,
             false, c->vision_act, c->vision_ln_eps, hooked ? tower_hook_fn : NULL, &th, lora);
+        if (last_in) *last_in = th.captured;
+        return x;
+    }
     return ct_transformer_forward_lora(g, m->tblocks, c->text_layers, x, c->text_heads, true,
                                        c->text_act, c->text_ln_eps,
                                        hooked ? tower_hook_fn : NULL, &th, lora);
 }
 
-ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
-                                const ct_clip_hooks *hooks, bool want_dense,
-                                ct_clip_image_out *out) {
+static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                               const ct_clip_hooks *hooks, ct_dense_kind kind, bool want_dense,
+                               ct_clip_image_out *out) {
     if (!ct_op_inputs_ok(g, &pixels, 1)) return NULL;
+    if (kind != CT_DENSE_TOKENS && kind != CT_DENSE_VALUE)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: unknown dense feature kind %d", (int)kind);
+    if (kind == CT_DENSE_VALUE && !out)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: value-path features need an output struct");
+    /* every image tower here is a ViT; MaskCLIP's ResNet path (attention
+     * pooling's q/k/v/c projections as 1x1 convolutions) has no tower to
+     * run on */
+    if (kind == CT_DENSE_VALUE && (m->cfg.vision_layers < 1 || m->cfg.patch_size < 1 ||
+                                   !m->vblocks))
+        return ct_op_fail(g, CT_ERR_ARG, "clip: MaskCLIP's value path needs a ViT image "
+                          "tower (this model has %d vision blocks, patch %d)",
+                          m->cfg.vision_layers, m->cfg.patch_size);
     const ct_clip_config *c = &m->cfg;
     if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] != c->image_size ||
         pixels->shape[3] != c->image_size) {
@@ -136,21 +158,43 @@ ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels
     ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
     ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
     x = ct_add(g, ct_concat(g, parts, 2, 1), m->vpos);
-    x = run_tower(g, m, true, x, hooks);
-    if (!x) return NULL;
+    ct_tensor *last_in = NULL;
+    x = run_tower(g, m, true, x, hooks, kind == CT_DENSE_VALUE ? &last_in : NULL);
+    if (!x || (kind == CT_DENSE_VALUE && !last_in)) return NULL;
     int64_t W = c->vision_width, cls_shape[2] = {B, W};
     ct_tensor *cls = ct_reshape(g, ct_slice(g, x, 1, 0, 1), 2, cls_shape);
     ct_tensor *emb = ct_linear(g, ct_layernorm(g, cls, m->ln_post_w, m->ln_post_b,
                                                c->vision_ln_eps),
                                m->vproj, NULL);
     if (out) {
+        const ct_lora *lora = hooks ? hooks->vision_lora : NULL;
+        int L = c->vision_layers - 1;
         out->tokens = x;
-        out->dense = want_dense ? ct_linear(g, ct_layernorm(g, x, m->ln_post_w, m->ln_post_b,
-                                                            c->vision_ln_eps),
-                                            m->vproj, NULL)
-                                : NULL;
+        out->keys = NULL;
+        out->dense = NULL;
+        if (!want_dense) return emb;
+        ct_tensor *d = x;
+        if (kind == CT_DENSE_VALUE)
+            d = ct_block_value_path(g, &m->vblocks[L], last_in, c->vision_act, c->vision_ln_eps,
+                                    &out->keys, lora ? &lora->layers[L] : NULL, lora, L);
+        out->dense = ct_linear(g, ct_layernorm(g, d, m->ln_post_w, m->ln_post_b,
+                                               c->vision_ln_eps),
+                               m->vproj, NULL);
+        if (!out->dense) return NULL;
     }
     return emb;
+}
+
+ct_tensor *ct_clip_encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                                const ct_clip_hooks *hooks, bool want_dense,
+                                ct_clip_image_out *out) {
+    return encode_image(g, m, pixels, hooks, CT_DENSE_TOKENS, want_dense, out);
+}
+
+ct_tensor *ct_clip_encode_image_kind(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
+                                     const ct_clip_hooks *hooks, ct_dense_kind kind,
+                                     ct_clip_image_out *out) {
+    return encode_image(g, m, pixels, hooks, kind, true, out);
 }
 
 ct_tensor *ct_clip_embed_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
@@ -197,7 +241,7 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
                               "[0, %lld)", (long long)eot_pos[r], (long long)r, (long long)T);
     ct_tensor *pos = T == c->context_length ? m->tpos : ct_slice(g, m->tpos, 0, 0, T);
     ct_tensor *x = ct_add(g, embeds, pos);
-    x = run_tower(g, m, false, x, hooks);
+    x = run_tower(g, m, false, x, hooks, NULL);
     if (!x) return NULL;
     if (x->ndim != 3 || x->shape[0] != n) return ct_op_fail(g, CT_ERR_ARG, "clip: a text hook "
                                                            "changed the batch size");
@@ -254,7 +298,7 @@ ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *
     if (lora && lora->train && lora->dropout > 0)
         return ct_op_fail(g, CT_ERR_ARG, "clip: the shared-prefix encoder cannot apply LoRA "
                           "dropout (use the plain encoder)");
-    tower_hook th = {deep, false, NULL, NULL};
+    tower_hook th = {deep, false, NULL, NULL, -1, NULL};
     ct_tensor **x = ct_graph_alloc(g, (size_t)nb * sizeof *x);
     if (!x) return NULL;
     ct_tensor *pre = ct_add(g, prefix, ct_slice(g, m->tpos, 0, 0, P)); /* (1, P, W) */

@@ -42,6 +42,19 @@ ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, i
     return ct_linear_residual(g, h, b->fc2_w, b->fc2_b, x);
 }
 
+ct_tensor *ct_block_value_path(ct_graph *g, const ct_block *b, ct_tensor *x, ct_activation act,
+                               float ln_eps, ct_tensor **k_out, const ct_block_lora *l,
+                               const ct_lora *cfg, int layer) {
+    ct_tensor *h = ct_layernorm(g, x, b->ln1_w, b->ln1_b, ln_eps);
+    if (k_out) *k_out = proj(g, proj(g, h, b->k_w, b->k_b, l, cfg, layer, 1), b->o_w, b->o_b, l,
+                             cfg, layer, 3);
+    ct_tensor *v = proj(g, h, b->v_w, b->v_b, l, cfg, layer, 2);
+    x = proj_res(g, v, b->o_w, b->o_b, l, cfg, layer, 3, x);
+    h = ct_layernorm(g, x, b->ln2_w, b->ln2_b, ln_eps);
+    h = ct_linear_act(g, h, b->fc1_w, b->fc1_b, act == CT_GELU);
+    return ct_linear_residual(g, h, b->fc2_w, b->fc2_b, x);
+}
+
 ct_tensor *ct_block_forward_ex(ct_graph *g, const ct_block *b, ct_tensor *x, int n_head,
                                bool causal, ct_activation act, float ln_eps, ct_tensor *ek,
                                ct_tensor *ev, ct_tensor **k_out, ct_tensor **v_out,

@@ -38,6 +38,18 @@ ct_tensor *ct_block_forward_lora(ct_graph *g, const ct_block *b, ct_tensor *x, i
                                  bool keys_only, const ct_block_lora *l, const ct_lora *cfg,
                                  int layer);
 
+/* MaskCLIP's last block (the official mmseg/models/backbones/vit.py,
+ * TransformerEncoderLayer.forward with return_qkv, lines 96-104): every
+ * token attends to itself only, so attention reduces to the value:
+ *   h = ln1 x,  v' = x + o(v(h)),  out = v' + fc2(act(fc1(ln2 v')))
+ * and *k_out (may be NULL) receives o(k(h)) (B, T, C): the official splits
+ * the fused in_proj output into q, k, v and passes all three through
+ * out_proj. LoRA deltas l of block `layer` (NULL: none) apply as in
+ * ct_block_forward_lora. */
+ct_tensor *ct_block_value_path(ct_graph *g, const ct_block *b, ct_tensor *x, ct_activation act,
+                               float ln_eps, ct_tensor **k_out, const ct_block_lora *l,
+                               const ct_lora *cfg, int layer);
+
 /* n_layers blocks in order, with the hook (may be NULL) before each. The
  * hook's layer == -1 call is the caller's to make (it knows where the
  * embeddings end). */

@@ -57,6 +57,9 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     h = ct_preprocess_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
     h = ct_hash_u64(h, (uint64_t)r->dense);
+    /* the tokens kind hashes as before, so existing caches stay valid */
+    if (r->dense && r->dense_kind != CT_DENSE_TOKENS)
+        h = ct_hash_u64(h, 0xDE45E000ull + (uint64_t)r->dense_kind);
     if (r->raw_pixels) h = ct_hash_u64(h, 0x9126E15ull);
     if (r->view > 0) h = ct_hash_u64(h, r->seed);
     h = ct_hash_bytes(h, hs, (size_t)d->n_items * sizeof *hs);
@@ -66,7 +69,7 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
 }
 
 static ct_status cache_read(const char *path, const ct_dataset *d, int dim, bool dense,
-                            ct_features *out) {
+                            ct_dense_kind kind, ct_features *out) {
     ct_safetensors *st = ct_safetensors_open(path);
     if (!st) return CT_ERR_IO;
     const ct_st_tensor *x = ct_safetensors_find(st, "x"), *y = ct_safetensors_find(st, "labels");
@@ -92,6 +95,19 @@ static ct_status cache_read(const char *path, const ct_dataset *d, int dim, bool
             out->n_tokens = (int)dn->shape[1];
         }
     }
+    const ct_st_tensor *dk = ct_safetensors_find(st, "dense_keys");
+    if (s == CT_OK && dense && kind == CT_DENSE_VALUE) {
+        if (!dk || dk->dtype != CT_F32 || dk->ndim != 3 || dk->shape[0] != d->n_items ||
+            dk->shape[1] != out->n_tokens || dk->shape[2] < 1 || dk->shape[2] > (1 << 20))
+            s = ct_set_error(CT_ERR_FORMAT, "%s: no value-path keys for this dataset", path);
+        else if (!(out->dense_keys = malloc(dk->nbytes + 1)))
+            s = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+        else {
+            memcpy(out->dense_keys, dk->data, dk->nbytes);
+            out->key_dim = (int)dk->shape[2];
+            out->dense_kind = kind;
+        }
+    }
     if (s == CT_OK) {
         memcpy(out->x, x->data, x->nbytes);
         for (int64_t i = 0; i < d->n_items; i++) {
@@ -108,13 +124,15 @@ static ct_status cache_write(const char *path, const ct_features *f, uint64_t ke
     int64_t *lab = malloc((size_t)(f->n ? f->n : 1) * sizeof *lab);
     if (!lab) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
     for (int64_t i = 0; i < f->n; i++) lab[i] = f->labels[i];
-    int64_t xs[2] = {f->n, f->dim}, ys[1] = {f->n}, ds[3] = {f->n, f->n_tokens, f->dim};
-    ct_st_entry e[3] = {{"x", CT_F32, 2, xs, f->x}, {"labels", CT_I64, 1, ys, lab},
-                        {"dense", CT_F32, 3, ds, f->dense}};
+    int64_t xs[2] = {f->n, f->dim}, ys[1] = {f->n}, ds[3] = {f->n, f->n_tokens, f->dim},
+            ks[3] = {f->n, f->n_tokens, f->key_dim};
+    ct_st_entry e[4] = {{"x", CT_F32, 2, xs, f->x}, {"labels", CT_I64, 1, ys, lab},
+                        {"dense", CT_F32, 3, ds, f->dense},
+                        {"dense_keys", CT_F32, 3, ks, f->dense_keys}};
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%016llx", (unsigned long long)key);
     const char *meta[4] = {"cliptune", "features", "key", keybuf};
-    ct_status s = ct_safetensors_write(path, e, f->dense ? 3 : 2, meta, 2);
+    ct_status s = ct_safetensors_write(path, e, f->dense ? (f->dense_keys ? 4 : 3) : 2, meta, 2);
     free(lab);
     return s;
 }
@@ -157,8 +175,10 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
         ct_graph_set_grad(g, false);
         int64_t shape[4] = {nb, 3, S, S};
         ct_clip_image_out io = {0};
-        ct_tensor *e = ct_clip_encode_image(g, r->clip, ct_graph_wrap(g, px, 4, shape), NULL,
-                                            r->dense, &io);
+        ct_tensor *pxt = ct_graph_wrap(g, px, 4, shape);
+        ct_tensor *e = r->dense ? ct_clip_encode_image_kind(g, r->clip, pxt, NULL, r->dense_kind,
+                                                            &io)
+                                : ct_clip_encode_image(g, r->clip, pxt, NULL, false, &io);
         if (!e) {
             st = ct_graph_status(g);
             break;
@@ -177,6 +197,21 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
             }
             memcpy(out->dense + i0 * T * c->embed_dim, io.dense->data,
                    (size_t)io.dense->numel * sizeof(float));
+            if (io.keys) {
+                int64_t Wk = io.keys->shape[2];
+                if (!out->dense_keys) {
+                    out->key_dim = (int)Wk;
+                    out->dense_kind = r->dense_kind;
+                    out->dense_keys = malloc((size_t)d->n_items * (size_t)T * (size_t)Wk *
+                                                 sizeof(float) + 1);
+                    if (!out->dense_keys) {
+                        st = ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+                        break;
+                    }
+                }
+                memcpy(out->dense_keys + i0 * T * Wk, io.keys->data,
+                       (size_t)io.keys->numel * sizeof(float));
+            }
         }
         if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
     }
@@ -203,6 +238,9 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
     char path[4096] = "";
     uint64_t key = 0;
     int dim = feature_dim(r);
+    if (r->dense && r->dense_kind != CT_DENSE_TOKENS && r->dense_kind != CT_DENSE_VALUE)
+        return ct_set_error(CT_ERR_ARG, "ct_features_get: unknown dense feature kind %d",
+                            (int)r->dense_kind);
     if (r->dense && r->raw_pixels)
         return ct_set_error(CT_ERR_ARG, "ct_features_get: raw pixels have no dense features");
     if (r->cache_dir) {
@@ -213,7 +251,7 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         FILE *f = fopen(path, "rb");
         if (f) {
             fclose(f);
-            if (cache_read(path, r->data, dim, r->dense, out) == CT_OK &&
+            if (cache_read(path, r->data, dim, r->dense, r->dense_kind, out) == CT_OK &&
                 copy_targets(r->data, out) == CT_OK) {
                 if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
                 return CT_OK;
@@ -233,6 +271,7 @@ void ct_features_free(ct_features *f) {
     free(f->x);
     free(f->labels);
     free(f->dense);
+    free(f->dense_keys);
     free(f->targets);
     memset(f, 0, sizeof *f);
 }

@@ -9,7 +9,6 @@
 #define CT_TRAIN_FEATURES_H
 
 #include "cliptune.h"
-#include "cliptune.h"
 
 typedef struct ct_feature_req {
     ct_clip *clip;
@@ -22,6 +21,9 @@ typedef struct ct_feature_req {
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     bool dense;             /* also the dense per-token features (out->dense)   */
+    ct_dense_kind dense_kind; /* which ones (CT_DENSE_VALUE: MaskCLIP's value
+                             * path, and the last block's keys in
+                             * out->dense_keys); part of the cache key        */
     bool raw_pixels;        /* the transformed pixels themselves, flattened
                              * (dim 3*S*S), instead of the image tower's
                              * embedding: model-free baselines (pixel-probe)   */
