@@ -103,6 +103,16 @@ static void test_dualcoop_learns(void) {
     ct_run_result bad;
     CHECK(run("coop", "epochs=1", 0, NULL, &bad) == CT_ERR_UNSUPPORTED);
     CHECK_MSG(strstr(ct_last_error(), "multi-label") != NULL, "%s", ct_last_error());
+    /* the same scenes as a segmentation set: no run path yet, said clearly */
+    char seg[4200];
+    snprintf(seg, sizeof seg, "vocseg:%s", g_scenes);
+    ct_splits ss = {0};
+    CHECK_OK(ct_data_open(seg, &ss));
+    ct_run_cfg sc = ct_run_cfg_default();
+    sc.model = g_model, sc.data = &ss, sc.method = ct_method_find("zeroshot"), sc.shots = 0;
+    CHECK(ct_run(&sc, &bad) == CT_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(ct_last_error(), "segmentation") != NULL, "%s", ct_last_error());
+    ct_splits_free(&ss);
 
     /* the run's files */
     char path[4300];

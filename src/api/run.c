@@ -469,6 +469,10 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (!cfg || !res || !cfg->model || !cfg->data || !cfg->data->train || !cfg->data->test ||
         !cfg->method)
         return ct_set_error(CT_ERR_ARG, "run: NULL model, data, method or result");
+    if (cfg->data->train->masks || cfg->data->test->masks)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s is a segmentation dataset: segmentation "
+                            "runs do not exist yet (its masks load and ct_seg_metrics scores "
+                            "label maps, but no method labels pixels)", cfg->data->train->name);
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);

@@ -450,6 +450,9 @@ static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_da
 /* test has the run's classes, in order, and items. */
 static ct_status same_classes(const ct_saved_run *r, const ct_dataset *test,
                               const char *data_spec) {
+    if (test->masks)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s is a segmentation dataset: evaluating a run "
+                            "on label maps does not exist yet", data_spec ? data_spec : test->name);
     if (test->n_classes != r->n_classes)
         return ct_set_error(CT_ERR_ARG, "%s has %d classes, the run %s has %d",
                             data_spec ? data_spec : test->name, test->n_classes, r->dir,
