@@ -236,6 +236,15 @@ ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_d
     return s;
 }
 
+/* Class scores (d->n_items, K) of d: from its images for methods that score
+ * images (pixel and test-time methods; f then gives only the labels), else
+ * from its cached features f. */
+static ct_status score(const ct_method *m, void *st, const ct_task *task, const ct_dataset *d,
+                       const ct_features *f, float *out) {
+    return ct_method_scores_images(m) ? ct_predict_images(m, st, task, d, out)
+                                      : ct_predict(m, st, f, out);
+}
+
 /* Base-to-novel: a state of the same method for the novel classes, given
  * the learned tensors of the trained one, scored on cfg->novel_test;
  * novel.json records it. */
@@ -292,8 +301,7 @@ static ct_status eval_novel(const ct_run_cfg *cfg, const ct_task *base, ct_kv *h
         s = ct_set_error(CT_ERR_NOMEM, "run: out of memory");
         goto out;
     }
-    s = ct_method_scores_images(m) ? ct_predict_images(m, st, &task, d, sc)
-                                   : ct_predict(m, st, &f, sc);
+    s = score(m, st, &task, d, &f, sc);
     if (s == CT_OK) s = ct_metrics_compute(sc, false, f.labels, f.n, K, 15, &mt);
     if (s != CT_OK) goto out;
     *top1 = mt.top1;
@@ -422,8 +430,7 @@ static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
         float *vs = malloc((size_t)fval->n * (size_t)K * sizeof *vs);
         ct_ml_metrics vm = {0};
         if (vs &&
-            (ct_method_scores_images(me) ? ct_predict_images(me, state, task, val, vs)
-                                         : ct_predict(me, state, fval, vs)) == CT_OK &&
+            score(me, state, task, val, fval, vs) == CT_OK &&
             ct_ml_metrics_compute(vs, false, val->targets, fval->n, K, CT_ML_THRESH_DEFAULT,
                                   &vm) == CT_OK)
             res->val_map = vm.map;
@@ -673,9 +680,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         goto out;
     }
     /* pixel methods score the images themselves (fte still gives the labels) */
-    s = ct_method_scores_images(cfg->method)
-            ? ct_predict_images(cfg->method, state, &task, test, scores)
-            : ct_predict(cfg->method, state, &fte, scores);
+    s = score(cfg->method, state, &task, test, &fte, scores);
     if (s != CT_OK) goto out;
     *res = (ct_run_result){.top1 = NAN, .top5 = NAN, .macro_f1 = NAN, .ece = NAN,
                            .val_top1 = NAN, .novel_top1 = NAN, .multi_label = ml, .map = NAN,
@@ -691,9 +696,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         float *vs = malloc((size_t)fval.n * (size_t)K * sizeof *vs);
         ct_metrics vm = {0};
         if (vs &&
-            (ct_method_scores_images(cfg->method)
-                 ? ct_predict_images(cfg->method, state, &task, val, vs)
-                 : ct_predict(cfg->method, state, &fval, vs)) == CT_OK &&
+            score(cfg->method, state, &task, val, &fval, vs) == CT_OK &&
             ct_metrics_compute(vs, false, fval.labels, fval.n, K, 15, &vm) == CT_OK)
             res->val_top1 = vm.top1;
         ct_metrics_free(&vm);

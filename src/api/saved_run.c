@@ -394,6 +394,27 @@ ct_status ct_saved_run_predict_files(ct_saved_run *r, const char *const *paths, 
     return s;
 }
 
+/* The cache keys of test's items (predictions.csv's first column), malloc'd;
+ * an item whose key does not fit is an error. */
+static ct_status item_keys(const ct_dataset *test, char ***out) {
+    int64_t n = test->n_items;
+    char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
+    if (!keys) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    *out = keys;
+    for (int64_t i = 0; i < n; i++) {
+        char kb[4096];
+        const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
+        if (!k) return CT_ERR_ARG;
+        if (!(keys[i] = strdup(k))) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    }
+    return CT_OK;
+}
+
+static void free_keys(char **keys, int64_t n) {
+    for (int64_t i = 0; keys && i < n; i++) free(keys[i]);
+    free(keys);
+}
+
 /* An evaluation report's title and configuration table. */
 #define EVAL_KV_N 8
 typedef struct {
@@ -428,19 +449,12 @@ static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_da
     int64_t n = test->n_items;
     snprintf(path, sizeof path, "%s/metrics.json", dir);
     if ((s = ct_metrics_save_json(m, cn, path)) != CT_OK) return s;
-    char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
-    if (!keys) return ct_set_error(CT_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; s == CT_OK && i < n; i++) {
-        char kb[4096];
-        const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
-        if (!k) s = CT_ERR_ARG;
-        else if (!(keys[i] = strdup(k))) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
-    }
+    char **keys = NULL;
+    s = item_keys(test, &keys);
     snprintf(path, sizeof path, "%s/predictions.csv", dir);
     if (s == CT_OK)
         s = ct_predictions_save_csv(path, (const char *const *)keys, labels, probs, n, K, cn);
-    for (int64_t i = 0; i < n; i++) free(keys[i]);
-    free(keys);
+    free_keys(keys, n);
     if (s != CT_OK) return s;
     eval_kv ek;
     eval_kv_make(r, spec, test, &ek);
@@ -519,14 +533,8 @@ ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, cons
         sigmoid_all(p, n * K);
         char path[4200];
         const char *const *cn = (const char *const *)r->classnames;
-        char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
-        if (!keys) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
-        for (int64_t i = 0; s == CT_OK && i < n; i++) {
-            char kb[4096];
-            const char *k = ct_dataset_item_key(test, i, kb, sizeof kb);
-            if (!k) s = CT_ERR_ARG;
-            else if (!(keys[i] = strdup(k))) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
-        }
+        char **keys = NULL;
+        s = item_keys(test, &keys);
         if (s == CT_OK) s = ct_mkdir_p(out_dir);
         snprintf(path, sizeof path, "%s/metrics.json", out_dir);
         if (s == CT_OK) s = ct_ml_metrics_save_json(m, cn, path);
@@ -534,8 +542,7 @@ ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, cons
         if (s == CT_OK)
             s = ct_ml_predictions_save_csv(path, (const char *const *)keys, test->targets, p, n,
                                            K, m->thresh, cn);
-        for (int64_t i = 0; keys && i < n; i++) free(keys[i]);
-        free(keys);
+        free_keys(keys, n);
         eval_kv ek;
         eval_kv_make(r, data_spec, test, &ek);
         if (s == CT_OK)

@@ -288,7 +288,8 @@ static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_
     const int8_t *tg = m->pixels ? task->val->targets : task->val_feats->targets;
     if (tg) {
         ct_ml_metrics mm = {0};
-        if (*st == CT_OK) *st = ct_ml_metrics_compute(sc, false, tg, n, K, 0.5, &mm);
+        if (*st == CT_OK)
+            *st = ct_ml_metrics_compute(sc, false, tg, n, K, CT_ML_THRESH_DEFAULT, &mm);
         double map = mm.map;
         ct_ml_metrics_free(&mm);
         free(sc);
