@@ -1301,6 +1301,14 @@ typedef struct ct_method {
     /* with dense_features: which per-token features (CT_DENSE_VALUE:
      * MaskCLIP's value path, with ct_features.dense_keys) */
     ct_dense_kind dense_kind;
+    /* optional, segmentation: class scores of every patch of f's images
+     * into scores (f->n, P, K), P = f->n_tokens - 1 patches (the class
+     * token first, then the g x g grid row-major). The method labels
+     * pixels: ct_run and saved runs give it segmentation datasets, computing
+     * f with the segmentation geometry (ct_seg_preprocess: the whole image
+     * resized to the model's input, so the grid covers it) and upsampling
+     * the scores bilinearly to each label map (ct_seg_upsample_argmax). */
+    ct_status (*predict_patches)(void *state, const ct_features *f, float *scores);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -1569,6 +1577,20 @@ ct_status ct_seg_metrics_compute(const int64_t *conf, int K, ct_seg_metrics *out
 /* Free the arrays and zero *m (NULL ok). */
 void ct_seg_metrics_free(ct_seg_metrics *m);
 
+/* The segmentation geometry of a model's preprocessing: the same
+ * resampling and normalisation, the whole image resized to size x size
+ * (no centre crop), so the patch grid covers every pixel of the label map
+ * (mmseg's whole-image inference at the model's input size). */
+void ct_seg_preprocess(const ct_preprocess_cfg *pre, int size, ct_preprocess_cfg *out);
+/* scores (gh * gw, K), row-major over the grid, class scores contiguous,
+ * resized to (H, W) as torch.nn.functional.interpolate(mode="bilinear",
+ * align_corners=False) does (mmseg's resize), into out (H, W, K). */
+ct_status ct_seg_upsample(const float *scores, int gh, int gw, int K, int H, int W, float *out);
+/* The same, then the arg-max class of every pixel (the first on ties) into
+ * pred (H, W), without holding the (H, W, K) scores. */
+ct_status ct_seg_upsample_argmax(const float *scores, int gh, int gw, int K, int H, int W,
+                                 uint8_t *pred);
+
 /* A protocol's report: path_md gets a methods x shots table of "mean ± std"
  * in percent (mean and std are fractions, n_methods x n_shots, row-major;
  * NaN mean: missing; std NULL or n_seeds <= 1: the mean alone) and, when
@@ -1639,6 +1661,11 @@ typedef struct ct_run_result {
      * 0.5 and at top-3, and val mAP (NaN without val); NaN otherwise */
     bool multi_label;
     double map, map_voc07, cf1, of1, cf1_top3, of1_top3, val_map;
+    /* segmentation datasets (the metrics above are then NaN): mIoU, mean
+     * class accuracy and pixel accuracy over the test label maps as
+     * ct_seg_metrics defines them; NaN otherwise */
+    bool segmentation;
+    double miou, macc, aacc;
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
@@ -1659,6 +1686,8 @@ typedef struct ct_run_info {
     double top1;                  /* metrics.json's, NaN when absent */
     bool multi_label;             /* trained on a multi-label dataset: its scores are
                                    * per-class sigmoid probabilities, its metrics mAP */
+    bool segmentation;            /* trained on a segmentation dataset: it labels
+                                   * pixels (ct_saved_run_evaluate_seg) */
 } ct_run_info;
 
 /* NULL on failure (ct_last_error names the file and field). */
@@ -1704,6 +1733,22 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
  * sum to 1) and ct_saved_run_evaluate refuses. */
 ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
                                    const char *cache_dir, const char *out_dir, ct_ml_metrics *m);
+/* The same for a segmentation run (ct_run_info.segmentation) on a
+ * segmentation test set with the run's classes: mIoU, mAcc, aAcc and the
+ * per-class IoU / accuracy into *m; in out_dir when not NULL metrics.json,
+ * report.md, overlays.png and predictions/ (one palette PNG label map per
+ * test image, named after the image). ct_saved_run_evaluate and
+ * ct_saved_run_predict refuse segmentation runs. */
+ct_status ct_saved_run_evaluate_seg(ct_saved_run *r, const ct_dataset *test,
+                                    const char *data_spec, const char *cache_dir,
+                                    const char *out_dir, ct_seg_metrics *m);
+/* Label the images at paths with a segmentation run: a palette PNG label
+ * map (VOC's colours, the run's class indices) per image in out_dir
+ * (created), named after the image (its base name, extension replaced by
+ * .png; two images with the same base name are refused) and, when class_pixels
+ * is not NULL, each image's predicted pixels per class there (n, K). */
+ct_status ct_saved_run_segment_files(ct_saved_run *r, const char *const *paths, int n,
+                                     const char *out_dir, int64_t *class_pixels);
 /* Methods whose learning folds into plain CLIP weights (clip-lora): the
  * adapted model as a Hugging Face folder in out_dir, with the frozen model's
  * tokenizer files and preprocessor_config.json. CT_ERR_UNSUPPORTED for

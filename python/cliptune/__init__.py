@@ -114,7 +114,9 @@ class _RunResult(ctypes.Structure):
                 ("val_top1", ctypes.c_double), ("novel_top1", ctypes.c_double),
                 ("multi_label", ctypes.c_bool)] + \
                [(k, ctypes.c_double) for k in ("map", "map_voc07", "cf1", "of1", "cf1_top3",
-                                                 "of1_top3", "val_map")]
+                                                 "of1_top3", "val_map")] + \
+               [("segmentation", ctypes.c_bool)] + \
+               [(k, ctypes.c_double) for k in ("miou", "macc", "aacc")]
 
 
 class _RunInfo(ctypes.Structure):
@@ -123,7 +125,7 @@ class _RunInfo(ctypes.Structure):
                  "subsample", "hyper_parameters")] + \
                [("shots", ctypes.c_int64), ("seed", ctypes.c_int64), ("max_test", ctypes.c_int64),
                 ("n_classes", ctypes.c_int), ("classnames", _c_str_p), ("top1", ctypes.c_double),
-                ("multi_label", ctypes.c_bool)]
+                ("multi_label", ctypes.c_bool), ("segmentation", ctypes.c_bool)]
 
 
 class _Metrics(ctypes.Structure):
@@ -222,6 +224,7 @@ def _load():
         "ct_saved_run_evaluate": (i32, [vp, ds_p, cs, cs, cs, ctypes.POINTER(_Metrics)]),
         "ct_metrics_free": (None, [ctypes.POINTER(_Metrics)]),
         "ct_saved_run_evaluate_ml": (i32, [vp, ds_p, cs, cs, cs, ctypes.POINTER(_MLMetrics)]),
+        "ct_saved_run_evaluate_seg": (i32, [vp, ds_p, cs, cs, cs, ctypes.POINTER(_SegMetrics)]),
         "ct_ml_metrics_free": (None, [ctypes.POINTER(_MLMetrics)]),
     }
     for fn, (res, args) in sig.items():
@@ -502,7 +505,8 @@ class Model:
         training labels kept known (DualCoOp's partial-label setting).
         Returns a dict: top1, top5, macro_f1, ece, val_top1 and novel_top1,
         and for multi-label datasets multi_label, map, map_voc07, cf1, of1,
-        cf1_top3, of1_top3 and val_map (None when not measured)."""
+        cf1_top3, of1_top3 and val_map, for segmentation datasets
+        segmentation, miou, macc and aacc (None when not measured)."""
         ds = data if isinstance(data, Dataset) else Dataset.open(data)
         mp = _lib.ct_method_find(_b(method))
         if not mp:
@@ -560,7 +564,8 @@ def _progress_adapter(fn, errors):
 # what a run writes (as the CLI's --force removes it)
 _RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "log.txt", "report.md",
               "confusion.svg", "learned.safetensors", "checkpoint.safetensors",
-              "checkpoint.json", "novel.json", "wise_ft_curve.csv", "wise_ft_curve.json")
+              "checkpoint.json", "novel.json", "wise_ft_curve.csv", "wise_ft_curve.json",
+              "overlays.png")
 
 
 def _prepare_run_dir(d, force):
@@ -572,7 +577,7 @@ def _prepare_run_dir(d, force):
                 pass
         if os.path.isdir(d):
             for e in os.listdir(d):
-                if e.startswith("eval-"):
+                if e.startswith("eval-") or e == "predictions":
                     shutil.rmtree(os.path.join(d, e))
         return
     if os.path.exists(os.path.join(d, "metrics.json")):
@@ -755,7 +760,8 @@ class Run:
         info["hyper_parameters"] = _kv_dict(_s(ri.hyper_parameters))
         info.update(shots=ri.shots, seed=ri.seed, max_test=ri.max_test, n_classes=ri.n_classes,
                     classnames=[_s(ri.classnames[k]) for k in range(ri.n_classes)],
-                    top1=_nan_none(ri.top1), multi_label=bool(ri.multi_label))
+                    top1=_nan_none(ri.top1), multi_label=bool(ri.multi_label),
+                    segmentation=bool(ri.segmentation))
         return info
 
     @property
@@ -835,7 +841,9 @@ class Run:
         confusion (K, K) [true][pred]; for a multi-label run (info
         ["multi_label"]): n, map, map_voc07, cp, cr, cf1, op, or, of1 (at
         probability threshold), their top-k versions (cp_topk, ..., top_k)
-        and ap (K,), NaN for classes without a positive."""
+        and ap (K,), NaN for classes without a positive; for a segmentation
+        run (info["segmentation"]): miou, macc, aacc, n_pixels, iou and acc
+        (K,), NaN for classes absent from both label maps and predictions."""
         spec = None
         if data is None:
             spec = self.info["data"]
@@ -858,6 +866,8 @@ class Run:
             raise _error()
         if self.info["multi_label"]:
             return self._evaluate_ml(head, spec, cache_dir, out_dir)
+        if self.info["segmentation"]:
+            return self._evaluate_seg(head, spec, cache_dir, out_dir)
         m = _Metrics()
         try:
             status = _lib.ct_saved_run_evaluate(self._r, head, _b(spec), _b(cache_dir),
@@ -873,6 +883,22 @@ class Run:
                     "confusion": np.ctypeslib.as_array(m.confusion, (K * K,)).reshape(K, K).copy()}
         finally:
             _lib.ct_metrics_free(ctypes.byref(m))
+            _lib.ct_dataset_free(head)
+
+    def _evaluate_seg(self, head, spec, cache_dir, out_dir):
+        m = _SegMetrics()
+        try:
+            status = _lib.ct_saved_run_evaluate_seg(self._r, head, _b(spec), _b(cache_dir),
+                                                    _b(out_dir), ctypes.byref(m))
+            if status != 0:
+                raise _error()
+            self._raise_callback_error()
+            K = m.n_classes
+            return {"miou": m.miou, "macc": m.macc, "aacc": m.aacc, "n_pixels": m.n_pixels,
+                    "iou": np.ctypeslib.as_array(m.iou, (K,)).copy(),
+                    "acc": np.ctypeslib.as_array(m.acc, (K,)).copy()}
+        finally:
+            _lib.ct_seg_metrics_free(ctypes.byref(m))
             _lib.ct_dataset_free(head)
 
     def _evaluate_ml(self, head, spec, cache_dir, out_dir):

@@ -16,6 +16,7 @@
 #include "report/report.h"
 #include "train/features.h"
 #include "api/official.h"
+#include "api/segment.h"
 
 typedef struct {
     const ct_run_cfg *cfg;
@@ -57,11 +58,20 @@ static void on_features(void *ctx, int64_t done, int64_t total) {
     fp->cfg->progress(fp->cfg->progress_ctx, fp->stage, done, total, NAN, NAN);
 }
 
+/* The features of d (view 0: the evaluation transform; segmentation
+ * datasets: ct_seg_preprocess's whole-image geometry). */
 static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, run_log *L,
                           const char *what, ct_features *out) {
     feat_progress fp = {cfg, ""};
     snprintf(fp.stage, sizeof fp.stage, "features: %s", what);
-    ct_feature_req r = {.clip = ct_model_bundle(cfg->model)->clip, .pre = &ct_model_bundle(cfg->model)->pre, .data = d,
+    ct_preprocess_cfg seg_pre;
+    const ct_preprocess_cfg *pre = &ct_model_bundle(cfg->model)->pre;
+    if (d->masks) {
+        ct_seg_preprocess(pre, ct_clip_get_config(ct_model_bundle(cfg->model)->clip)->image_size,
+                          &seg_pre);
+        pre = &seg_pre;
+    }
+    ct_feature_req r = {.clip = ct_model_bundle(cfg->model)->clip, .pre = pre, .data = d,
                         .view = view, .seed = cfg->seed, .cache_dir = cfg->cache_dir, .batch = 32,
                         .progress = cfg->progress ? on_features : NULL, .progress_ctx = &fp,
                         .dense = cfg->method->dense_features,
@@ -118,7 +128,9 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON_AddNumberToObject(j, "seed", (double)cfg->seed);
     cJSON_AddNumberToObject(j, "max_test", (double)cfg->max_test);
     cJSON_AddStringToObject(j, "subsample", cfg->subsample ? cfg->subsample : "all");
-    cJSON_AddStringToObject(j, "task", cfg->data->train->targets ? "multi-label" : "single-label");
+    cJSON_AddStringToObject(j, "task", cfg->data->train->masks     ? "segmentation"
+                                       : cfg->data->train->targets ? "multi-label"
+                                                                   : "single-label");
     if (cfg->partial_labels > 0 && cfg->partial_labels < 1)
         cJSON_AddNumberToObject(j, "partial_labels", cfg->partial_labels);
     cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
@@ -468,6 +480,49 @@ static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
     return s;
 }
 
+/* Segmentation: label the test images, score them against their label
+ * maps and, with a run directory, write the run's files (predictions/,
+ * overlays.png, metrics.json, report.md). */
+static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *test,
+                         const ct_features *fte, const ct_kv *hp, run_log *L,
+                         ct_run_result *res) {
+    const ct_method *me = cfg->method;
+    int K = cfg->data->train->n_classes;
+    ct_seg_metrics sm = {0};
+    ct_status s = CT_OK;
+    if (cfg->run_dir) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);
+        s = write_config(cfg, hp, path);
+    }
+    if (s == CT_OK) s = ct_seg_evaluate(me, state, test, fte, K, cfg->run_dir, &sm);
+    if (s != CT_OK) return s;
+    *res = (ct_run_result){.top1 = NAN, .top5 = NAN, .macro_f1 = NAN, .ece = NAN,
+                           .val_top1 = NAN, .novel_top1 = NAN, .map = NAN, .map_voc07 = NAN,
+                           .cf1 = NAN, .of1 = NAN, .cf1_top3 = NAN, .of1_top3 = NAN,
+                           .val_map = NAN, .segmentation = true, .miou = sm.miou,
+                           .macc = sm.macc, .aacc = sm.aacc};
+    logline(L, "test: mIoU %.2f%%  mAcc %.2f%%  aAcc %.2f%% (%lld labelled pixels, %d of %d "
+            "classes present)", 100 * sm.miou, 100 * sm.macc, 100 * sm.aacc,
+            (long long)sm.n_pixels, sm.n_iou_classes, K);
+    if (cfg->run_dir) {
+        const char *const *cn = (const char *const *)cfg->data->train->classnames;
+        char path[4200];
+        s = save_learned_and_log(cfg, hp, state, L);
+        report_cfg rc = {0};
+        char title[256];
+        run_title(cfg, title, sizeof title);
+        if (s == CT_OK) s = report_cfg_make(cfg, hp, &rc);
+        if (s == CT_OK) s = ct_report_run_seg(cfg->run_dir, title, rc.kv, rc.n, &sm, cn, L->log);
+        free(rc.kv);
+        /* last: a run directory with metrics.json is a finished run */
+        snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
+        if (s == CT_OK) s = ct_seg_metrics_save_json(&sm, cn, path);
+    }
+    ct_seg_metrics_free(&sm);
+    return s;
+}
+
 ct_run_cfg ct_run_cfg_default(void) {
     return (ct_run_cfg){.shots = 16, .seed = 1, .subsample = "all"};
 }
@@ -476,10 +531,25 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (!cfg || !res || !cfg->model || !cfg->data || !cfg->data->train || !cfg->data->test ||
         !cfg->method)
         return ct_set_error(CT_ERR_ARG, "run: NULL model, data, method or result");
-    if (cfg->data->train->masks || cfg->data->test->masks)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s is a segmentation dataset: segmentation "
-                            "runs do not exist yet (its masks load and ct_seg_metrics scores "
-                            "label maps, but no method labels pixels)", cfg->data->train->name);
+    const bool seg = cfg->data->train->masks || cfg->data->test->masks;
+    if (seg && (!cfg->data->train->masks || !cfg->data->test->masks))
+        return ct_set_error(CT_ERR_ARG, "run: %s: the training split is %s but the test split "
+                            "is not", cfg->data->train->name, cfg->data->train->masks ?
+                            "a segmentation set" : "a classification set");
+    if (seg && !cfg->method->predict_patches)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s labels whole images; %s is a "
+                            "segmentation dataset: use a method that labels pixels (maskclip)",
+                            cfg->method->name, cfg->data->train->name);
+    if (seg && (cfg->method->loss || cfg->method->fit))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s: training on label maps is not "
+                            "supported yet (segmentation runs take training-free methods: "
+                            "maskclip)", cfg->method->name);
+    if (!seg && cfg->method->predict_patches && !cfg->method->logits)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s labels pixels; %s is not a segmentation "
+                            "dataset (vocseg:)", cfg->method->name, cfg->data->train->name);
+    if (seg && (cfg->novel_test || cfg->partial_labels > 0))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation and partial labels "
+                            "are for classification datasets, not %s", cfg->data->train->name);
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
@@ -673,6 +743,10 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     } else if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) {
         goto out;
     }
+    if (seg) {
+        s = run_seg(cfg, state, test, &fte, &hp, &L, res);
+        goto out;
+    }
     int K = sp->train->n_classes;
     scores = malloc((size_t)(fte.n ? fte.n : 1) * (size_t)K * sizeof *scores);
     if (!scores) {
@@ -685,7 +759,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     *res = (ct_run_result){.top1 = NAN, .top5 = NAN, .macro_f1 = NAN, .ece = NAN,
                            .val_top1 = NAN, .novel_top1 = NAN, .multi_label = ml, .map = NAN,
                            .map_voc07 = NAN, .cf1 = NAN, .of1 = NAN, .cf1_top3 = NAN,
-                           .of1_top3 = NAN, .val_map = NAN};
+                           .of1_top3 = NAN, .val_map = NAN, .miou = NAN, .macc = NAN,
+                           .aacc = NAN};
     if (ml) {
         s = run_ml(cfg, &task, state, test, &fte, val, &fval, trains, scores, &hp, &L, res);
         goto out;

@@ -26,6 +26,7 @@
 #include "train/metrics.h"
 #include "api/official.h"
 #include "api/run.h"
+#include "api/segment.h"
 
 struct ct_saved_run {
     ct_run_info info;
@@ -114,6 +115,7 @@ static ct_status read_config(ct_saved_run *r) {
     if (!ri->subsample) ri->subsample = "all";
     const char *task = opt_string(c, "task");
     ri->multi_label = task && !strcmp(task, "multi-label");
+    ri->segmentation = task && !strcmp(task, "segmentation");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters"), *e;
     if (!cJSON_IsObject(h))
         return ct_set_error(CT_ERR_FORMAT, "%s: no \"hyper_parameters\" object", path);
@@ -363,6 +365,10 @@ ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char 
     ct_status s = need_state(r, "saved_run_predict");
     if (s != CT_OK) return s;
     if (!d || !probs) return ct_set_error(CT_ERR_ARG, "saved_run_predict: NULL data or output");
+    if (r->info.segmentation)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s is a segmentation run: it labels pixels "
+                            "(ct_saved_run_evaluate_seg, `cliptune eval`), not whole images",
+                            r->dir);
     if (d->n_items == 0) return CT_OK;
     if ((s = scores_of(r, d, cache_dir, probs, NULL)) != CT_OK ||
         (s = check_finite(r, probs, d->n_items, d)) != CT_OK)
@@ -464,9 +470,12 @@ static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_da
 /* test has the run's classes, in order, and items. */
 static ct_status same_classes(const ct_saved_run *r, const ct_dataset *test,
                               const char *data_spec) {
-    if (test->masks)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "%s is a segmentation dataset: evaluating a run "
-                            "on label maps does not exist yet", data_spec ? data_spec : test->name);
+    if (!test->masks != !r->info.segmentation)
+        return ct_set_error(CT_ERR_ARG, "%s is %s dataset but the run %s %s",
+                            data_spec ? data_spec : test->name,
+                            test->masks ? "a segmentation" : "a classification", r->dir,
+                            r->info.segmentation ? "labels pixels (a segmentation run)"
+                                                 : "labels whole images");
     if (test->n_classes != r->n_classes)
         return ct_set_error(CT_ERR_ARG, "%s has %d classes, the run %s has %d",
                             data_spec ? data_spec : test->name, test->n_classes, r->dir,
@@ -487,9 +496,11 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
     if (s != CT_OK) return s;
     if (!test || !m) return ct_set_error(CT_ERR_ARG, "saved_run_evaluate: NULL data or metrics");
     memset(m, 0, sizeof *m);
-    if (r->info.multi_label)
-        return ct_set_error(CT_ERR_ARG, "%s is a multi-label run: evaluate it with "
-                            "ct_saved_run_evaluate_ml (mAP)", r->dir);
+    if (r->info.multi_label || r->info.segmentation)
+        return ct_set_error(CT_ERR_ARG, "%s is a %s run: evaluate it with %s", r->dir,
+                            r->info.multi_label ? "multi-label" : "segmentation",
+                            r->info.multi_label ? "ct_saved_run_evaluate_ml (mAP)"
+                                                : "ct_saved_run_evaluate_seg (mIoU)");
     if ((s = same_classes(r, test, data_spec)) != CT_OK) return s;
     int K = r->n_classes;
     float *p = malloc((size_t)test->n_items * (size_t)K * sizeof *p);
@@ -550,6 +561,100 @@ ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, cons
     }
     if (s != CT_OK) ct_ml_metrics_free(m);
     free(p);
+    return s;
+}
+
+/* The dense features of d in the segmentation geometry. */
+static ct_status seg_features(ct_saved_run *r, const ct_dataset *d, const char *cache_dir,
+                              ct_features *f) {
+    ct_status s;
+    if (cache_dir && (s = ct_mkdir_p(cache_dir)) != CT_OK) return s;
+    const ct_bundle *b = ct_model_bundle(r->model);
+    ct_preprocess_cfg pre;
+    ct_seg_preprocess(&b->pre, ct_clip_get_config(b->clip)->image_size, &pre);
+    ct_feature_req req = {.clip = b->clip, .pre = &pre, .data = d,
+                          .seed = (uint64_t)r->info.seed, .cache_dir = cache_dir, .batch = 32,
+                          .dense = true, .dense_kind = r->method->dense_kind,
+                          .progress = r->progress ? on_features : NULL, .progress_ctx = r};
+    return ct_features_get(&req, f);
+}
+
+/* a path's base name without its extension */
+static void stem(const char *p, const char **b, size_t *len) {
+    const char *s = strrchr(p, '/');
+    *b = s ? s + 1 : p;
+    const char *dot = strrchr(*b, '.');
+    *len = dot && dot > *b ? (size_t)(dot - *b) : strlen(*b);
+}
+
+static bool same_stem(const char *p, const char *q) {
+    const char *a, *b;
+    size_t la, lb;
+    stem(p, &a, &la);
+    stem(q, &b, &lb);
+    return la == lb && !memcmp(a, b, la);
+}
+
+ct_status ct_saved_run_segment_files(ct_saved_run *r, const char *const *paths, int n,
+                                     const char *out_dir, int64_t *class_pixels) {
+    ct_status s = need_state(r, "saved_run_segment_files");
+    if (s != CT_OK) return s;
+    if (n < 0 || (n > 0 && !paths) || !out_dir)
+        return ct_set_error(CT_ERR_ARG, "saved_run_segment_files: NULL paths or output folder");
+    if (!r->info.segmentation)
+        return ct_set_error(CT_ERR_ARG, "%s is not a segmentation run: it labels whole images "
+                            "(ct_saved_run_predict_files)", r->dir);
+    ct_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    if (!items) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && s == CT_OK; i++) {
+        if (!paths[i]) s = ct_set_error(CT_ERR_ARG, "saved_run_segment_files: path %d NULL", i);
+        items[i].path = (char *)paths[i];
+    }
+    /* one label map per base name: two images named alike would overwrite */
+    for (int i = 0; i < n && s == CT_OK; i++)
+        for (int j = 0; j < i && s == CT_OK; j++)
+            if (same_stem(paths[i], paths[j]))
+                s = ct_set_error(CT_ERR_ARG, "%s and %s would both be labelled as %s/%s.png: "
+                                 "label them in separate calls or folders", paths[j], paths[i],
+                                 out_dir, "<name>");
+    ct_dataset files = {.name = "predict", .root = "", .n_classes = r->n_classes,
+                        .classnames = r->classnames, .n_items = n, .items = items};
+    ct_features f = {0};
+    if (s == CT_OK && n > 0) s = seg_features(r, &files, NULL, &f);
+    if (s == CT_OK) s = ct_mkdir_p(out_dir);
+    if (s == CT_OK && n > 0)
+        s = ct_seg_label(r->method, r->state, &files, &f, r->n_classes, out_dir, class_pixels);
+    ct_features_free(&f);
+    free(items);
+    return s;
+}
+
+ct_status ct_saved_run_evaluate_seg(ct_saved_run *r, const ct_dataset *test,
+                                    const char *data_spec, const char *cache_dir,
+                                    const char *out_dir, ct_seg_metrics *m) {
+    ct_status s = need_state(r, "saved_run_evaluate_seg");
+    if (s != CT_OK) return s;
+    if (!test || !m)
+        return ct_set_error(CT_ERR_ARG, "saved_run_evaluate_seg: NULL data or metrics");
+    memset(m, 0, sizeof *m);
+    if (!r->info.segmentation)
+        return ct_set_error(CT_ERR_ARG, "%s is not a segmentation run", r->dir);
+    if ((s = same_classes(r, test, data_spec)) != CT_OK) return s;
+    ct_features f = {0};
+    if ((s = seg_features(r, test, cache_dir, &f)) != CT_OK) return s;
+    if (out_dir) s = ct_mkdir_p(out_dir);
+    if (s == CT_OK) s = ct_seg_evaluate(r->method, r->state, test, &f, r->n_classes, out_dir, m);
+    ct_features_free(&f);
+    if (s == CT_OK && out_dir) {
+        char path[4200];
+        const char *const *cn = (const char *const *)r->classnames;
+        snprintf(path, sizeof path, "%s/metrics.json", out_dir);
+        s = ct_seg_metrics_save_json(m, cn, path);
+        eval_kv ek;
+        eval_kv_make(r, data_spec, test, &ek);
+        if (s == CT_OK) s = ct_report_run_seg(out_dir, ek.title, ek.kv, EVAL_KV_N, m, cn, NULL);
+    }
+    if (s != CT_OK) ct_seg_metrics_free(m);
     return s;
 }
 

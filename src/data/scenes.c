@@ -23,11 +23,11 @@
 #include <string.h>
 
 #include <jpeglib.h>
-#include <png.h>
 
 #include "base/error.h"
 #include "base/file.h"
 #include "data/dataset.h"
+#include "data/png_write.h"
 
 #define PATH_BUF 4096
 #define FM_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
@@ -123,7 +123,7 @@ static ct_status write_sbuf(const char *path, const sbuf *b) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* JPEG (libjpeg) and palette PNG (libpng) into memory                       */
+/* JPEG (libjpeg) into memory                                              */
 /* ------------------------------------------------------------------------ */
 
 typedef struct jpeg_enc {
@@ -174,83 +174,6 @@ static ct_status write_jpeg(const char *path, const uint8_t *rgb, int w, int h) 
     jpeg_destroy_compress(&e->ci);
     free(e->buf);
     free(e);
-    return s;
-}
-
-typedef struct png_enc {
-    sbuf out;
-    char msg[256];
-} png_enc;
-
-static void png_fail(png_structp png, png_const_charp msg) {
-    png_enc *e = png_get_error_ptr(png);
-    snprintf(e->msg, sizeof e->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void png_quiet(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
-
-static void png_put(png_structp png, png_bytep data, size_t n) {
-    png_enc *e = png_get_io_ptr(png);
-    if (e->out.failed) png_error(png, "out of memory");
-    if (e->out.cap - e->out.n < n) {
-        size_t cap = e->out.cap ? e->out.cap : 4096;
-        while (cap - e->out.n < n) cap *= 2;
-        char *p = realloc(e->out.p, cap);
-        if (!p) png_error(png, "out of memory");
-        e->out.p = p, e->out.cap = cap;
-    }
-    memcpy(e->out.p + e->out.n, data, n);
-    e->out.n += n;
-}
-
-static void png_flush_none(png_structp png) { (void)png; }
-
-/* VOC's colour map (VOCdevkit's labelcolormap / the bitget palette): the
- * bits of index i spread over the high bits of R, G and B. */
-static void voc_palette(png_color pal[256]) {
-    for (int i = 0; i < 256; i++) {
-        int r = 0, g = 0, b = 0, c = i;
-        for (int j = 0; j < 8; j++) {
-            r |= (c & 1) << (7 - j);
-            g |= (c >> 1 & 1) << (7 - j);
-            b |= (c >> 2 & 1) << (7 - j);
-            c >>= 3;
-        }
-        pal[i].red = (png_byte)r, pal[i].green = (png_byte)g, pal[i].blue = (png_byte)b;
-    }
-}
-
-/* idx (h, w) as an 8-bit palette PNG with VOC's colour map, atomically. */
-static ct_status write_png_palette(const char *path, const uint8_t *idx, int w, int h) {
-    png_enc *e = calloc(1, sizeof *e);
-    png_bytep *rows = malloc((size_t)h * sizeof *rows);
-    png_structp png = NULL;
-    png_infop info = NULL;
-    ct_status s = CT_OK;
-    if (e && rows) png = png_create_write_struct(PNG_LIBPNG_VER_STRING, e, png_fail, png_quiet);
-    if (png) info = png_create_info_struct(png);
-    if (!info) {
-        s = ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
-    } else if (setjmp(png_jmpbuf(png))) {
-        s = ct_set_error(CT_ERR_IO, "%s: PNG encoding failed: %s", path, e->msg);
-    } else {
-        png_color pal[256];
-        voc_palette(pal);
-        png_set_write_fn(png, e, png_put, png_flush_none);
-        png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_PALETTE,
-                     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-        png_set_PLTE(png, info, pal, 256);
-        for (int y = 0; y < h; y++) rows[y] = (png_bytep)(idx + (size_t)y * (size_t)w);
-        png_write_info(png, info);
-        png_write_image(png, rows);
-        png_write_end(png, NULL);
-        s = ct_write_file_atomic_nosync(path, e->out.p, e->out.n);
-    }
-    if (png) png_destroy_write_struct(&png, info ? &info : NULL);
-    if (e) sb_free(&e->out);
-    free(e);
-    free(rows);
     return s;
 }
 
@@ -568,7 +491,7 @@ static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rn
         if ((s = out_path(path, R->out, "JPEGImages/%s.jpg", id)) == CT_OK)
             s = write_jpeg(path, R->rgb, S, S);
         if (s == CT_OK && (s = out_path(path, R->out, "SegmentationClass/%s.png", id)) == CT_OK)
-            s = write_png_palette(path, R->label, S, S);
+            s = ct_png_write_palette(path, R->label, S, S);
         xml.n = 0;
         append_xml(&xml, id, &sc, S);
         if (s == CT_OK && (s = out_path(path, R->out, "Annotations/%s.xml", id)) == CT_OK)

@@ -143,3 +143,74 @@ ct_status maskclip_patch_logits(const float *value, const float *keys, int64_t B
     free(work);
     return CT_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* The registered method: training-free segmentation                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    float *text; /* (K, E) unit class embeddings */
+    int K, E;
+    maskclip_cfg cfg;
+} mc_state;
+
+static void mc_destroy(void *st) {
+    mc_state *m = st;
+    if (!m) return;
+    free(m->text);
+    free(m);
+}
+
+static ct_status mc_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+    ct_kv *hp = (ct_kv *)hp_in;
+    const char *templates = NULL;
+    double pd = 0, ks = 0;
+    int cosine = 0;
+    ct_status s = ct_kv_str(hp, "templates", MASKCLIP_TEMPLATES, &templates);
+    if (s == CT_OK) s = ct_kv_double(hp, "pd_thresh", 0, &pd);
+    if (s == CT_OK) s = ct_kv_double(hp, "ks_thresh", 0, &ks);
+    if (s == CT_OK) s = ct_kv_int(hp, "ks_cosine", 0, &cosine);
+    if (s != CT_OK) return s;
+    if (!(pd >= 0 && pd <= 1) || !(ks >= 0 && ks <= 1) || (cosine != 0 && cosine != 1))
+        return ct_set_error(CT_ERR_ARG, "maskclip: pd_thresh=%g ks_thresh=%g ks_cosine=%d "
+                            "(thresholds in [0, 1], 0 off; ks_cosine 0 or 1)", pd, ks, cosine);
+    mc_state *m = calloc(1, sizeof *m);
+    if (!m) return ct_set_error(CT_ERR_NOMEM, "maskclip: out of memory");
+    m->K = task->n_classes;
+    m->E = ct_clip_get_config(task->clip)->embed_dim;
+    m->cfg = (maskclip_cfg){(float)pd, (float)ks, cosine != 0};
+    if (!(m->text = malloc((size_t)m->K * (size_t)m->E * sizeof *m->text)))
+        s = ct_set_error(CT_ERR_NOMEM, "maskclip: out of memory");
+    if (s == CT_OK) s = maskclip_text_embeddings(task, templates, m->text);
+    if (s != CT_OK) {
+        mc_destroy(m);
+        return s;
+    }
+    *out = m;
+    return CT_OK;
+}
+
+static ct_status mc_predict_patches(void *st, const ct_features *f, float *scores) {
+    mc_state *m = st;
+    if (f->dense_kind != CT_DENSE_VALUE || !f->dense || f->dim != m->E)
+        return ct_set_error(CT_ERR_ARG, "maskclip: needs the value-path dense features (dim %d) "
+                            "of the images", m->E);
+    if (m->cfg.ks_thresh > 0 && !f->dense_keys)
+        return ct_set_error(CT_ERR_ARG, "maskclip: key smoothing needs the last block's keys");
+    return maskclip_patch_logits(f->dense, m->cfg.ks_thresh > 0 ? f->dense_keys : NULL, f->n,
+                                 f->n_tokens, f->dim, f->key_dim, 1, m->text, m->K, &m->cfg,
+                                 scores);
+}
+
+const ct_method ct_method_maskclip = {
+    .name = "maskclip",
+    .category = "training-free",
+    .setup = "zero-shot",
+    .paper = "Zhou, Loy, Dai, Extract Free Dense Labels from CLIP (MaskCLIP), ECCV 2022",
+    .defaults = "templates=" MASKCLIP_TEMPLATES " pd_thresh=0 ks_thresh=0 ks_cosine=0",
+    .create = mc_create,
+    .destroy = mc_destroy,
+    .dense_features = true,
+    .dense_kind = CT_DENSE_VALUE,
+    .predict_patches = mc_predict_patches,
+};

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -223,6 +224,62 @@ ct_status ct_report_run_ml(const char *run_dir, const char *title, const char *c
         fputs(" | ", f);
         put_pct(f, m->ap[c], 2);
         fputs(" |\n", f);
+    }
+    put_log_tail(f, log_tail);
+    s = md_commit(&o, md_path);
+    free(md_path);
+    return s;
+}
+
+ct_status ct_report_run_seg(const char *run_dir, const char *title, const char *const *kv,
+                            int n_kv, const ct_seg_metrics *m, const char *const *classnames,
+                            const char *log_tail) {
+    if (!run_dir || !m || !m->iou || !m->acc || m->n_classes < 1 || n_kv < 0 || (n_kv > 0 && !kv))
+        return ct_set_error(CT_ERR_ARG, "ct_report_run_seg: need a run directory, computed "
+                            "metrics and n_kv >= 0 pairs");
+    char *md_path = join(run_dir, "report.md");
+    char *ov_path = join(run_dir, "overlays.png");
+    if (!md_path || !ov_path) {
+        free(md_path), free(ov_path);
+        return CT_ERR_NOMEM;
+    }
+    struct stat st;
+    bool overlays = stat(ov_path, &st) == 0;
+    free(ov_path);
+    md_out o;
+    ct_status s = md_open(&o, md_path);
+    if (s != CT_OK) {
+        free(md_path);
+        return s;
+    }
+    FILE *f = o.f;
+    fputs("# ", f);
+    put_md(f, title ? title : "cliptune run");
+    fputs("\n\n", f);
+    put_config(f, kv, n_kv);
+    fputs("## Results (segmentation)\n\n| metric | value |\n|---|---:|\n| mIoU | ", f);
+    put_pct(f, m->miou, 2);
+    fputs(" |\n| mAcc | ", f);
+    put_pct(f, m->macc, 2);
+    fputs(" |\n| aAcc (pixel accuracy) | ", f);
+    put_pct(f, m->aacc, 2);
+    fprintf(f, " |\n| labelled pixels | %lld |\n| classes (with IoU) | %d (%d) |\n\n",
+            (long long)m->n_pixels, m->n_classes, m->n_iou_classes);
+    if (overlays)
+        fputs("## Overlays\n\nImage, prediction over the image, ground truth (VOC's colours; "
+              "ignored pixels cream), for the first test images.\n\n"
+              "![overlays](overlays.png)\n\n", f);
+    fputs("## Per-class IoU and accuracy\n\n| class | IoU | Acc | pixels (gt) |\n"
+          "|---|---:|---:|---:|\n", f);
+    for (int c = 0; c < m->n_classes; c++) {
+        fputs("| ", f);
+        if (classnames && classnames[c]) put_md(f, classnames[c]);
+        else fprintf(f, "%d", c);
+        fputs(" | ", f);
+        put_pct(f, m->iou[c], 2);
+        fputs(" | ", f);
+        put_pct(f, m->acc[c], 2);
+        fprintf(f, " | %lld |\n", m->area_label ? (long long)m->area_label[c] : 0LL);
     }
     put_log_tail(f, log_tail);
     s = md_commit(&o, md_path);

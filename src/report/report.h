@@ -23,6 +23,13 @@ ct_status ct_report_run_ml(const char *run_dir, const char *title, const char *c
                            int n_kv, const ct_ml_metrics *m, const char *const *classnames,
                            const char *log_tail);
 
+/* report.md of a segmentation run or evaluation in run_dir: its settings,
+ * mIoU / mAcc / aAcc, per-class IoU and accuracy, overlays.png when run_dir
+ * has one, the log tail. */
+ct_status ct_report_run_seg(const char *run_dir, const char *title, const char *const *kv,
+                            int n_kv, const ct_seg_metrics *m, const char *const *classnames,
+                            const char *log_tail);
+
 /* ct_report_protocol: cliptune.h */
 
 #endif

@@ -21,8 +21,10 @@ static const char *HELP_EVAL =
     "Re-evaluate a finished run on the test split of SPEC (default: the run's own\n"
     "dataset and model, from DIR/config.json). SPEC must have the run's classes, in\n"
     "the same order. Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
-    "VOC07 mAP, CF1 / OF1 at probability 0.5 and at top-3) and writes metrics.json,\n"
-    "predictions.csv, report.md and confusion.svg to DIR/eval-<dataset>/.\n"
+    "VOC07 mAP, CF1 / OF1 at probability 0.5 and at top-3; a segmentation run: mIoU,\n"
+    "mAcc and pixel accuracy) and writes metrics.json, predictions.csv, report.md and\n"
+    "confusion.svg (a segmentation run: predictions/ label maps and overlays.png) to\n"
+    "DIR/eval-<dataset>/.\n"
     "\n"
     "options:\n"
     "  --run DIR         run directory (cliptune train / zeroshot / protocol)\n"
@@ -46,7 +48,11 @@ static const char *HELP_PREDICT =
     "class and the top-K softmax probabilities (default K = min(5, classes)),\n"
     "tab-separated as `cliptune classify` prints them; a multi-label run prints the\n"
     "classes at sigmoid probability >= 0.5 (';'-joined, - for none) and the top-K\n"
-    "per-class probabilities. A DIR stands for the images\n"
+    "per-class probabilities. A segmentation run writes a label map per image (palette\n"
+    "PNG, VOC's colours, named after the image) to --out DIR (default RUN/predict) and\n"
+    "prints the path, the label map's path and the top-K classes by their share of the\n"
+    "pixels. A DIR stands\n"
+    "for the images\n"
     "in it and below it (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif .tiff\n"
     ".webp, sorted by path); --list FILE reads one path per line (- for stdin).\n"
     "\n"
@@ -56,6 +62,7 @@ static const char *HELP_PREDICT =
     "                    --bpe and --act); a model whose weights differ from the run's\n"
     "                    is refused\n"
     "  --top K           probabilities to print per image\n"
+    "  --out DIR         segmentation runs: where the label maps go (default RUN/predict)\n"
     "  --json            one JSON array: per image its path, label and top-K\n"
     "                    {\"label\", \"prob\"} (and the explanations)\n"
     "  --explain N       vcd runs: after each image, the N descriptors that score its\n"
@@ -155,6 +162,45 @@ static int eval_ml(ct_saved_run *r, const char *run, const char *spec, const ct_
     return 0;
 }
 
+/* A segmentation run: mIoU, mAcc, aAcc. */
+static int eval_seg(ct_saved_run *r, const char *run, const char *spec, const ct_dataset *test,
+                    const char *cache, const char *dir, bool json, cli_progress *prog) {
+    ct_seg_metrics m = {0};
+    if (ct_saved_run_evaluate_seg(r, test, spec, cache, dir, &m) != CT_OK) {
+        cli_progress_clear(prog);
+        cli_lib_error("eval");
+        return 1;
+    }
+    cli_progress_clear(prog);
+    const ct_run_info *ri = ct_saved_run_info(r);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "run", run);
+        cJSON_AddStringToObject(j, "method", ri->method);
+        cJSON_AddStringToObject(j, "data", spec);
+        cJSON_AddStringToObject(j, "dataset", test->name);
+        cJSON_AddStringToObject(j, "task", "segmentation");
+        cJSON_AddNumberToObject(j, "test_images", (double)test->n_items);
+        cJSON_AddNumberToObject(j, "miou", m.miou);
+        cJSON_AddNumberToObject(j, "macc", m.macc);
+        cJSON_AddNumberToObject(j, "aacc", m.aacc);
+        cJSON_AddNumberToObject(j, "labelled_pixels", (double)m.n_pixels);
+        cJSON_AddStringToObject(j, "written", dir);
+        char *t = cJSON_Print(j);
+        if (t) puts(t);
+        free(t);
+        cJSON_Delete(j);
+    } else {
+        printf("eval: %s run %s on %s (%lld test images, segmentation)\n", ri->method, run,
+               test->name, (long long)test->n_items);
+        printf("test: mIoU %.2f%%  mAcc %.2f%%  aAcc %.2f%% (%lld labelled pixels)\n",
+               100 * m.miou, 100 * m.macc, 100 * m.aacc, (long long)m.n_pixels);
+        printf("written: %s/ (metrics.json, predictions/, overlays.png, report.md)\n", dir);
+    }
+    ct_seg_metrics_free(&m);
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
         fputs(HELP_EVAL, stdout);
@@ -235,6 +281,10 @@ int cmd_eval(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s/eval-%s", run, name);
     if (ct_saved_run_info(r)->multi_label) {
         code = eval_ml(r, run, spec, test, cache, dir, json, &prog);
+        goto out;
+    }
+    if (ct_saved_run_info(r)->segmentation) {
+        code = eval_seg(r, run, spec, test, cache, dir, json, &prog);
         goto out;
     }
     if (ct_saved_run_evaluate(r, test, spec, cache, dir, &m) != CT_OK) {
@@ -425,18 +475,88 @@ static bool add_list(path_list *l, const char *file) {
     return ok;
 }
 
+/* A segmentation run: label maps into out (default RUN/predict), and per
+ * image the classes with the largest share of its pixels. */
+static int predict_seg(ct_saved_run *r, const char *run, const char *out, const path_list *imgs,
+                       int top, bool json, cli_progress *prog) {
+    const ct_run_info *ri = ct_saved_run_info(r);
+    int K = ri->n_classes, n = imgs->n;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out ? out : run);
+    if (!out) strncat(dir, "/predict", sizeof dir - strlen(dir) - 1);
+    int64_t *px = malloc((size_t)n * (size_t)K * sizeof *px);
+    int *order = malloc((size_t)K * sizeof *order);
+    if (!px || !order) {
+        free(px), free(order);
+        return cli_error("predict: out of memory");
+    }
+    if (ct_saved_run_segment_files(r, (const char *const *)imgs->v, n, dir, px) != CT_OK) {
+        cli_progress_clear(prog);
+        free(px), free(order);
+        return cli_lib_error("predict");
+    }
+    cli_progress_clear(prog);
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    for (int i = 0; i < n; i++) {
+        /* the label map: the image's base name with .png */
+        char lm[8200];
+        const char *base = strrchr(imgs->v[i], '/');
+        base = base ? base + 1 : imgs->v[i];
+        const char *dot = strrchr(base, '.');
+        int bl = dot && dot > base ? (int)(dot - base) : (int)strlen(base);
+        snprintf(lm, sizeof lm, "%s/%.*s.png", dir, bl, base);
+        const int64_t *c = px + (size_t)i * (size_t)K;
+        int64_t tot = 0;
+        for (int k = 0; k < K; k++) tot += c[k], order[k] = k;
+        for (int a = 0; a < top; a++) /* partial selection sort: K is small */
+            for (int b = a + 1; b < K; b++)
+                if (c[order[b]] > c[order[a]]) {
+                    int t = order[a];
+                    order[a] = order[b], order[b] = t;
+                }
+        if (json) {
+            cJSON *o = cJSON_CreateObject(), *cl = cJSON_CreateArray();
+            cJSON_AddStringToObject(o, "path", imgs->v[i]);
+            cJSON_AddStringToObject(o, "label_map", lm);
+            for (int a = 0; a < top && c[order[a]] > 0; a++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "label", ri->classnames[order[a]]);
+                cJSON_AddNumberToObject(e, "share", tot ? (double)c[order[a]] / (double)tot : 0);
+                cJSON_AddItemToArray(cl, e);
+            }
+            cJSON_AddItemToObject(o, "classes", cl);
+            cJSON_AddItemToArray(arr, o);
+            continue;
+        }
+        printf("%s\t%s", imgs->v[i], lm);
+        for (int a = 0; a < top && c[order[a]] > 0; a++)
+            printf("\t%s %.1f%%", ri->classnames[order[a]],
+                   tot ? 100.0 * (double)c[order[a]] / (double)tot : 0.0);
+        putchar('\n');
+    }
+    if (json) {
+        char *t = cJSON_Print(arr);
+        if (t) puts(t);
+        free(t);
+        cJSON_Delete(arr);
+    }
+    free(px), free(order);
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
         fputs(HELP_PREDICT, stdout);
         return 0;
     }
     model_args a = {0};
-    const char *run = NULL, *top_arg = NULL, *explain_arg = NULL, *list = NULL;
+    const char *run = NULL, *top_arg = NULL, *explain_arg = NULL, *list = NULL, *out = NULL;
     bool bad = false, json = false;
     path_list imgs = {0};
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--out", &out, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--top", &top_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--explain", &explain_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--list", &list, &bad)) continue;
@@ -478,6 +598,14 @@ int cmd_predict(int argc, char **argv) {
     if (top > K) top = K;
     if (explain && strcmp(ri->method, "vcd")) {
         cli_usage("predict: --explain needs a vcd run; %s is a %s run", run, ri->method);
+        goto out;
+    }
+    if (out && !ri->segmentation) {
+        cli_usage("predict: --out is for segmentation runs; %s labels whole images", run);
+        goto out;
+    }
+    if (ri->segmentation) {
+        code = predict_seg(r, run, out, &imgs, (int)top, json, &prog);
         goto out;
     }
     p = malloc((size_t)n * (size_t)K * sizeof *p);

@@ -175,7 +175,8 @@ static double finished_value(const char *dir, const char *file) {
     size_t n = 0;
     cJSON *m = ct_read_file(path, &text, &n) == CT_OK ? cJSON_ParseWithLength(text, n) : NULL;
     const cJSON *t = m ? cJSON_GetObjectItemCaseSensitive(m, "top1") : NULL;
-    if (m && !t) t = cJSON_GetObjectItemCaseSensitive(m, "map"); /* multi-label runs */
+    if (m && !t) t = cJSON_GetObjectItemCaseSensitive(m, "map");  /* multi-label runs */
+    if (m && !t) t = cJSON_GetObjectItemCaseSensitive(m, "miou"); /* segmentation runs */
     double top1 = cJSON_IsNumber(t) ? t->valuedouble : NAN;
     if (!(top1 >= 0 && top1 <= 1)) top1 = NAN;
     cJSON_Delete(m);
@@ -246,7 +247,7 @@ static cJSON *json_num(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-static bool write_json(const char *path, const run_args *ra, const char *dataset, bool ml,
+static bool write_json(const char *path, const run_args *ra, const char *dataset, const char *metric,
                        char *const *methods, int n_methods, const int *shots, int n_shots,
                        const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells,
                        const double *mean, const double *std, const ct_method *const *ms) {
@@ -254,8 +255,9 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
     cJSON_AddStringToObject(j, "model", ra->model.model);
     cJSON_AddStringToObject(j, "data", ra->data);
     cJSON_AddStringToObject(j, "dataset", dataset);
-    /* each cell's number: top-1 accuracy, or mAP on a multi-label dataset */
-    cJSON_AddStringToObject(j, "metric", ml ? "map" : "top1");
+    /* each cell's number: top-1 accuracy, mAP on a multi-label dataset,
+     * mIoU on a segmentation dataset */
+    cJSON_AddStringToObject(j, "metric", metric);
     cJSON_AddItemToObject(j, "methods",
                           cJSON_CreateStringArray((const char *const *)methods, n_methods));
     cJSON_AddItemToObject(j, "shots", cJSON_CreateIntArray(shots, n_shots));
@@ -268,7 +270,7 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
         cJSON_AddStringToObject(c, "method", methods[cells[i].method]);
         cJSON_AddNumberToObject(c, "shots", cells[i].shots);
         cJSON_AddNumberToObject(c, "seed", (double)cells[i].seed);
-        cJSON_AddItemToObject(c, ml ? "map" : "top1", json_num(cells[i].top1));
+        cJSON_AddItemToObject(c, metric, json_num(cells[i].top1));
         if (ra->base_to_novel) cJSON_AddItemToObject(c, "novel_top1", json_num(cells[i].novel));
         cJSON_AddStringToObject(c, "run_dir", cells[i].dir);
         cJSON_AddItemToArray(cs, c);
@@ -295,7 +297,8 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
 }
 
 /* results.md, accuracy_vs_shots.svg and results.json from the cells. */
-static bool write_results(const char *out, const run_args *ra, const char *dataset, bool ml,
+static bool write_results(const char *out, const run_args *ra, const char *dataset,
+                          const char *metric,
                           const ct_method *const *ms, const int *shots, int n_shots,
                           const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells) {
     int n_methods = ra->n_methods;
@@ -322,7 +325,9 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
     snprintf(svg, sizeof svg, "%s/accuracy_vs_shots.svg", out);
     snprintf(js, sizeof js, "%s/results.json", out);
     snprintf(title, sizeof title, "Few-shot protocol on %s%s", dataset,
-             ml ? " (multi-label: mAP)" : "");
+             !strcmp(metric, "map")    ? " (multi-label: mAP)"
+             : !strcmp(metric, "miou") ? " (segmentation: mIoU)"
+                                       : "");
     bool ok = ct_report_protocol(md, svg, title, (const char *const *)ra->methods, n_methods,
                                  shots, n_shots, mean, std, n_seeds) == CT_OK;
     if (!ok) cli_lib_error("protocol");
@@ -352,7 +357,7 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
         ok = cli_error("protocol: out of memory") == 0;
     }
     free(notes);
-    ok = ok && write_json(js, ra, dataset, ml, ra->methods, n_methods, shots, n_shots, seeds, n_seeds,
+    ok = ok && write_json(js, ra, dataset, metric, ra->methods, n_methods, shots, n_shots, seeds, n_seeds,
                           cells, n_cells, mean, std, ms);
     free(mean), free(std), free(v);
     return ok;
@@ -502,7 +507,8 @@ int cmd_protocol(int argc, char **argv) {
             printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
-        x->top1 = res.multi_label ? res.map : res.top1, x->novel = res.novel_top1;
+        x->top1 = res.segmentation ? res.miou : res.multi_label ? res.map : res.top1;
+        x->novel = res.novel_top1;
         cli_progress_clear(&prog);
         if (ra.base_to_novel)
             printf("[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)\n", c + 1, n_cells, label,
@@ -512,7 +518,8 @@ int cmd_protocol(int argc, char **argv) {
                    now_s() - t0);
         fflush(stdout);
     }
-    if (!write_results(outdir, &ra, dataset, rc.data.train->targets != NULL, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))
+    const char *metric = rc.data.train->masks ? "miou" : rc.data.train->targets ? "map" : "top1";
+    if (!write_results(outdir, &ra, dataset, metric, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))
         goto out;
     printf("results: %s/results.md, %s/results.json\n", outdir, outdir);
     code = 0;

@@ -214,18 +214,50 @@ static bool file_in(const char *dir, const char *name) {
     return access(p, F_OK) == 0;
 }
 
+/* Remove the files of dir, its predictions/ folder (segmentation label
+ * maps) and, with self, dir itself. */
+static bool remove_files(const char *dir, bool self) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/predictions", dir);
+    DIR *sd = opendir(p);
+    if (sd) {
+        closedir(sd);
+        if (!remove_files(p, true)) return false;
+    }
+    if (!self) return true;
+    sd = opendir(dir);
+    struct dirent *f;
+    while (sd && (f = readdir(sd)) != NULL) {
+        if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, f->d_name);
+        unlink(p);
+    }
+    if (sd) closedir(sd);
+    if (rmdir(dir) != 0)
+        return cli_error("--force: cannot remove %s: %s", dir, strerror(errno)) == 0;
+    return true;
+}
+
 /* What a run writes into its directory, eval-* folders included: removed
  * before --force starts the run again, so nothing of the old one remains. */
 static bool remove_run(const char *dir) {
     static const char *const files[] = {
         "config.json", "metrics.json", "predictions.csv", "log.txt", "report.md",
         "confusion.svg", "learned.safetensors", "checkpoint.safetensors", "checkpoint.json",
-        "novel.json", "wise_ft_curve.csv", "wise_ft_curve.json"};
+        "novel.json", "wise_ft_curve.csv", "wise_ft_curve.json", "overlays.png"};
     char p[4400];
     for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[k]);
         if (unlink(p) != 0 && errno != ENOENT)
             return cli_error("--force: cannot remove %s: %s", p, strerror(errno)) == 0;
+    }
+    if (!remove_files(dir, false)) return false;
+    /* the label maps `predict` wrote for a segmentation run */
+    snprintf(p, sizeof p, "%s/predict", dir);
+    DIR *pd = opendir(p);
+    if (pd) {
+        closedir(pd);
+        if (!remove_files(p, true)) return false;
     }
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -233,17 +265,9 @@ static bool remove_run(const char *dir) {
         if (strncmp(e->d_name, "eval-", 5)) continue;
         char sub[4400];
         snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-        DIR *sd = opendir(sub);
-        struct dirent *f;
-        while (sd && (f = readdir(sd)) != NULL) {
-            if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
-            unlink(p);
-        }
-        if (sd) closedir(sd);
-        if (rmdir(sub) != 0) {
+        if (!remove_files(sub, true)) {
             closedir(d);
-            return cli_error("--force: cannot remove %s: %s", sub, strerror(errno)) == 0;
+            return false;
         }
     }
     if (d) closedir(d);
