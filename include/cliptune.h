@@ -1598,6 +1598,13 @@ ct_status ct_seg_upsample_argmax(const float *scores, int gh, int gw, int K, int
 ct_status ct_report_protocol(const char *path_md, const char *svg_path, const char *title,
                              const char *const *methods, int n_methods, const int *shots,
                              int n_shots, const double *mean, const double *std, int n_seeds);
+/* The same for another metric than top-1 accuracy: metric names it in the
+ * table's caption and the plot's axis ("mAP", "mIoU"; NULL: "Top-1
+ * accuracy"). */
+ct_status ct_report_protocol_metric(const char *path_md, const char *svg_path, const char *title,
+                                    const char *metric, const char *const *methods,
+                                    int n_methods, const int *shots, int n_shots,
+                                    const double *mean, const double *std, int n_seeds);
 
 /* ------------------------------------------------------------------------ */
 /* Runs: one experiment end to end, and using it again (src/train)           */

@@ -361,7 +361,29 @@ static void test_saved_run(void) {
     ct_saved_run_free(r);
 }
 
+/* A protocol's table and plot name the metric its cells hold. */
+static void test_protocol_report(void) {
+    char md[2100], svg[2100];
+    snprintf(md, sizeof md, "%s/proto.md", ct_test_tmpdir());
+    snprintf(svg, sizeof svg, "%s/proto.svg", ct_test_tmpdir());
+    const char *methods[1] = {"maskclip"};
+    int shots[1] = {0};
+    double mean[1] = {0.25};
+    CHECK_OK(ct_report_protocol_metric(md, svg, "t", "mIoU", methods, 1, shots, 1, mean, NULL,
+                                       1));
+    char *text = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(md, &text, &n));
+    CHECK_MSG(text && strstr(text, "mIoU (%), one seed.") && strstr(text, "25.0"), "%s",
+              text ? text : "");
+    free(text);
+    CHECK_OK(ct_read_file(svg, &text, &n));
+    CHECK(text && strstr(text, "mIoU (%)"));
+    free(text);
+}
+
 int main(void) {
+    RUN(test_protocol_report);
     RUN(test_upsample_ref);
     RUN(test_upsample_errors);
     RUN(test_geometry);

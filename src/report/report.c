@@ -304,6 +304,17 @@ static const char *svg_link(const char *path_md, const char *svg_path) {
 ct_status ct_report_protocol(const char *path_md, const char *svg_path, const char *title,
                              const char *const *methods, int n_methods, const int *shots,
                              int n_shots, const double *mean, const double *std, int n_seeds) {
+    return ct_report_protocol_metric(path_md, svg_path, title, "Top-1 accuracy", methods,
+                                     n_methods, shots, n_shots, mean, std, n_seeds);
+}
+
+ct_status ct_report_protocol_metric(const char *path_md, const char *svg_path, const char *title,
+                                    const char *metric, const char *const *methods,
+                                    int n_methods, const int *shots, int n_shots,
+                                    const double *mean, const double *std, int n_seeds) {
+    if (!metric || !*metric) metric = "Top-1 accuracy";
+    char axis[128];
+    snprintf(axis, sizeof axis, "%s (%%)", metric);
     if (!path_md || !shots || !mean || n_methods < 1 || n_shots < 1)
         return ct_set_error(CT_ERR_ARG, "ct_report_protocol: %s: need a path, shots, means, "
                             "n_methods >= 1 and n_shots >= 1", path_md ? path_md : "(null)");
@@ -328,7 +339,7 @@ ct_status ct_report_protocol(const char *path_md, const char *svg_path, const ch
             y[i] = 100.0 * mean[i];
             if (e) e[i] = n_seeds > 1 ? 100.0 * std[i] : NAN;
         }
-        s = ct_svg_line_plot(svg_path, title, "shots per class", "top-1 accuracy (%)", x,
+        s = ct_svg_line_plot(svg_path, title, "shots per class", axis, x,
                              n_shots, methods, y, e, n_methods, log2_x);
         free(x);
         free(y);
@@ -344,13 +355,14 @@ ct_status ct_report_protocol(const char *path_md, const char *svg_path, const ch
     put_md(f, title ? title : "Few-shot protocol");
     fputs("\n\n", f);
     bool with_std = std && n_seeds > 1;
+    put_md(f, metric);
     if (with_std)
-        fprintf(f, "Top-1 accuracy (%%), mean " PLUS_MINUS " std over %d seeds (population std, "
+        fprintf(f, " (%%), mean " PLUS_MINUS " std over %d seeds (population std, "
                 "ddof = 0, as CoOp's parse_test_res.py).\n\n", n_seeds);
     else if (n_seeds == 1)
-        fputs("Top-1 accuracy (%), one seed.\n\n", f);
+        fputs(" (%), one seed.\n\n", f);
     else
-        fputs("Top-1 accuracy (%), mean over seeds.\n\n", f);
+        fputs(" (%), mean over seeds.\n\n", f);
 
     fputs("| method |", f);
     for (int j = 0; j < n_shots; j++)

@@ -33,7 +33,8 @@ static const char *HELP =
     "directory under OUT/<dataset>/, and re-running only does the missing cells.\n"
     "Then the multi-label part: the scenes set (`cliptune make-scenes`, written once\n"
     "to OUT/scenes-data in PASCAL VOC's layout) with zero-shot and DualCoOp on every\n"
-    "training scene, scored by mAP on the 500 test scenes.\n"
+    "training scene, scored by mAP on the 500 test scenes; and the segmentation part:\n"
+    "the same scenes' label maps (vocseg:) labelled by MaskCLIP, scored by mIoU.\n"
     "\n"
     "  --full            the whole protocol instead: shots 1,2,4,8,16, seeds 1,2,3,\n"
     "                    full test sets, the methods' own schedules (hours)\n"
@@ -96,6 +97,11 @@ static const demo_method METHODS[] = {
 static const demo_method ML_METHODS[] = {
     {"zeroshot", "", false},
     {"dualcoop", "epochs=20 lr=0.01 out_scale=1 cls_token=1", false},
+};
+
+/* The segmentation part: the same scenes as label maps (vocseg:), mIoU. */
+static const demo_method SEG_METHODS[] = {
+    {"maskclip", "", false},
 };
 
 typedef struct {
@@ -192,25 +198,39 @@ static bool print_table(const char *dir, const char *key, const char *title, FIL
     return true;
 }
 
-/* Multi-label: OUT/scenes-data (generated once, deterministic), then the
- * protocol over every training scene with mAP per cell. */
+/* One part on the scenes set in OUT/scenes-data (generated once,
+ * deterministic): the protocol over every training scene with the part's
+ * methods, its metric per cell. */
+typedef struct {
+    const char *prefix, *key, *title, *metric;
+    const demo_method *methods;
+    size_t n_methods;
+} scenes_part;
+
+static const scenes_part SCENES_PARTS[] = {
+    {"voc", "scenes", "Scenes (multi-label, every training scene)", "mAP", ML_METHODS,
+     sizeof ML_METHODS / sizeof *ML_METHODS},
+    {"vocseg", "scenes-seg", "Scenes (segmentation, label maps)", "mIoU", SEG_METHODS,
+     sizeof SEG_METHODS / sizeof *SEG_METHODS},
+};
+
 static int demo_scenes(const char *out, const char *model, const char *methods, bool full,
-                       FILE *md) {
+                       FILE *md, const scenes_part *part) {
     char data[4200], spec[4300], dir[4200], list[256] = "", set[512] = "";
     snprintf(data, sizeof data, "%s/scenes-data", out);
-    snprintf(spec, sizeof spec, "voc:%s", data);
-    snprintf(dir, sizeof dir, "%s/scenes", out);
-    for (size_t k = 0; k < sizeof ML_METHODS / sizeof *ML_METHODS; k++) {
-        if (!in_list(methods, ML_METHODS[k].name) || !ct_method_find(ML_METHODS[k].name))
-            continue;
+    snprintf(spec, sizeof spec, "%s:%s", part->prefix, data);
+    snprintf(dir, sizeof dir, "%s/%s", out, part->key);
+    for (size_t k = 0; k < part->n_methods; k++) {
+        const demo_method *dm = part->methods + k;
+        if (!in_list(methods, dm->name) || !ct_method_find(dm->name)) continue;
         if (*list) strcat(list, ",");
-        strcat(list, ML_METHODS[k].name);
-        if (full || !*ML_METHODS[k].budget) continue;
+        strcat(list, dm->name);
+        if (full || !*dm->budget) continue;
         char b[256]; /* METHOD.KEY=VALUE for each budget setting */
-        snprintf(b, sizeof b, "%s", ML_METHODS[k].budget);
+        snprintf(b, sizeof b, "%s", dm->budget);
         for (char *sv = NULL, *t = strtok_r(b, " ", &sv); t; t = strtok_r(NULL, " ", &sv)) {
             strcat(set, *set ? " " : "");
-            strcat(strcat(strcat(set, ML_METHODS[k].name), "."), t);
+            strcat(strcat(strcat(set, dm->name), "."), t);
         }
     }
     if (!*list) return 0;
@@ -219,12 +239,12 @@ static int demo_scenes(const char *out, const char *model, const char *methods, 
     if (access(probe, F_OK) != 0) {
         ct_scenes_cfg c = ct_scenes_cfg_default(); /* as tests/test_multilabel.c */
         c.n_train = 1000, c.n_val = 200, c.n_test = 500;
-        printf("\n== Scenes (multi-label): generating %d/%d/%d scenes in %s ==\n", c.n_train,
+        printf("\n== %s: generating %d/%d/%d scenes in %s ==\n", part->title, c.n_train,
                c.n_val, c.n_test, data);
         fflush(stdout);
         if (ct_data_make_scenes(&c, data) != CT_OK) return cli_lib_error("demo");
     } else {
-        printf("\n== Scenes (multi-label) ==\n");
+        printf("\n== %s ==\n", part->title);
     }
     const char *av[64];
     int ac = 0;
@@ -241,8 +261,7 @@ static int demo_scenes(const char *out, const char *model, const char *methods, 
     av[ac] = NULL;
     fflush(stdout);
     if (cmd_protocol(ac, (char **)av) != 0) return 1;
-    return print_table(dir, "scenes", "Scenes (multi-label, every training scene)", md, "mAP")
-               ? 0 : 1;
+    return print_table(dir, part->key, part->title, md, part->metric) ? 0 : 1;
 }
 
 int cmd_demo(int argc, char **argv) {
@@ -374,7 +393,8 @@ int cmd_demo(int argc, char **argv) {
         }
         if (!print_table(dir, data[d].key, data[d].title, md, "top-1")) code = 1;
     }
-    if (code == 0) code = demo_scenes(out, model, methods, full, md);
+    for (size_t k = 0; k < sizeof SCENES_PARTS / sizeof *SCENES_PARTS && code == 0; k++)
+        code = demo_scenes(out, model, methods, full, md, SCENES_PARTS + k);
     fprintf(md, "\nTotal time: %.0f s.\n", now_s() - t0);
     fclose(md);
     if (code == 0 && ct_write_file_atomic(mdpath, mdtext, mdlen) != CT_OK)

@@ -328,8 +328,11 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
              !strcmp(metric, "map")    ? " (multi-label: mAP)"
              : !strcmp(metric, "miou") ? " (segmentation: mIoU)"
                                        : "");
-    bool ok = ct_report_protocol(md, svg, title, (const char *const *)ra->methods, n_methods,
-                                 shots, n_shots, mean, std, n_seeds) == CT_OK;
+    const char *label = !strcmp(metric, "map")    ? "mAP"
+                        : !strcmp(metric, "miou") ? "mIoU"
+                                                  : "Top-1 accuracy";
+    bool ok = ct_report_protocol_metric(md, svg, title, label, (const char *const *)ra->methods,
+                                        n_methods, shots, n_shots, mean, std, n_seeds) == CT_OK;
     if (!ok) cli_lib_error("protocol");
     /* the notes the generic table cannot carry */
     char *notes = NULL;
@@ -346,7 +349,7 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
             if (training_free(ms[m]))
                 fprintf(f, "\n%s is training-free (no fitting step, no loss): it never sees "
                         "the training images, so shots and seed cannot change it. It was run "
-                        "once (`%s/0shot/seed%llu/`) and that top-1 is repeated in every "
+                        "once (`%s/0shot/seed%llu/`) and that number is repeated in every "
                         "shots column, without a spread.\n",
                         ra->methods[m], ra->methods[m], (unsigned long long)seeds[0]);
         if (ra->base_to_novel)
