@@ -307,10 +307,74 @@ static void test_multilabel_cli(void) {
                   strstr(out_buf, "multi-label"), "%s", out_buf);
 }
 
+/* Segmentation through the CLI: train prints mIoU and writes label maps,
+ * eval --json gives it back, predict writes a label map per image into
+ * --out and prints its path, a protocol cell scores mIoU, --force clears
+ * the label maps, and the wrong kind of method is an error. */
+static void test_segmentation_cli(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    char cmd[8192], path[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " make-scenes %s/sg --train 8 --val 2 --test 12", tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method maskclip --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data vocseg:%s/sg --out %s/sg_run --cache %s/sg_cache "
+             "--set templates=dataset", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "test: mIoU "), "%s", out_buf);
+    const char *at = strstr(out_buf, "test: mIoU ");
+    double miou = at ? atof(at + 11) : -1;
+    snprintf(path, sizeof path, "test -f %s/sg_run/overlays.png && test $(ls %s/sg_run/predictions"
+             " | wc -l) -eq 12", tmp, tmp);
+    CHECK_MSG(system(path) == 0, "no overlays.png or not 12 label maps in %s/sg_run", tmp);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " eval --run %s/sg_run --cache %s/sg_cache --json",
+             tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    cJSON *j = cJSON_Parse(out_buf);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "miou");
+    CHECK_MSG(cJSON_IsNumber(m) && fabs(100 * m->valuedouble - miou) < 0.006,
+              "eval mIoU vs train's %.2f%%: %s", miou, out_buf);
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " predict --run %s/sg_run --out %s/sg_labels "
+             "%s/sg/JPEGImages/000011.jpg --top 2", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "sg_labels/000011.png\t"), "%s", out_buf);
+    snprintf(path, sizeof path, "test -f %s/sg_labels/000011.png", tmp);
+    CHECK_MSG(system(path) == 0, "predict wrote no %s/sg_labels/000011.png", tmp);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data vocseg:%s/sg --methods maskclip --shots 0 --seeds 1 "
+             "--set templates=dataset --out %s/sg_proto --cache %s/sg_cache", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    char *txt = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/sg_proto/results.json", tmp);
+    CHECK_OK(ct_read_file(path, &txt, &n));
+    CHECK(txt && strstr(txt, "\"metric\":\t\"miou\"") && strstr(txt, "\"miou\":\t0."));
+    free(txt);
+    snprintf(path, sizeof path, "%s/sg_proto/results.md", tmp);
+    CHECK_OK(ct_read_file(path, &txt, &n));
+    CHECK(txt && strstr(txt, "mIoU (%)"));
+    free(txt);
+    /* --force starts over: the old label maps go too */
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method maskclip --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data vocseg:%s/sg --out %s/sg_run --cache %s/sg_cache "
+             "--set templates=dataset --max-test 3 --force", tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "test $(ls %s/sg_run/predictions | wc -l) -eq 3", tmp);
+    CHECK_MSG(system(path) == 0, "--force left old label maps in %s/sg_run/predictions", tmp);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method zeroshot --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data vocseg:%s/sg --out %s/sg_bad --cache %s/sg_cache",
+             tmp, tmp, tmp);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "cliptune: error:") &&
+                  strstr(out_buf, "labels pixels"), "%s", out_buf);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
     RUN(test_make_scenes);
     RUN(test_multilabel_cli);
+    RUN(test_segmentation_cli);
     RUN(test_tokenize);
     RUN(test_embed_and_classify);
     RUN(test_protocol_base_to_novel);

@@ -293,6 +293,20 @@ if os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
               abs(pm.sum() - 1) > 1e-3, "multi-label predict: per-class sigmoid probabilities")
     check(raises(lambda: m.train("zeroshot", spec, None, shots=0, partial_labels=0.5),
                  "multi-label"), "partial labels on single-label data")
+    # segmentation: MaskCLIP on the same scenes' label maps, against the CLI
+    sg_dir = os.path.join(TMP, "run-maskclip")
+    sres = m.train("maskclip", "vocseg:" + sc, sg_dir, shots=0, set={"templates": "dataset"})
+    check(sres["segmentation"] and sres["top1"] is None and sres["map"] is None and
+          0 < sres["miou"] <= 1, "segmentation result %s" % sres)
+    with cliptune.Run(sg_dir, model=m) as run:
+        check(run.info["segmentation"] and not run.info["multi_label"], "segmentation run info")
+        ev = run.evaluate(cache_dir=os.path.join(TMP, "sg-cache"))
+        ref = cli_json("eval", "--run", sg_dir, "--json", "--cache", "none")
+        check(abs(ev["miou"] - sres["miou"]) < 1e-12 and abs(ev["miou"] - ref["miou"]) < 1e-12
+              and ev["iou"].shape == (11,), "segmentation evaluate %s vs the run / CLI %s" %
+              (ev["miou"], ref["miou"]))
+        check(raises(lambda: run.predict([os.path.join(sc, "JPEGImages", "000051.jpg")]),
+                     "labels pixels"), "predict on a segmentation run")
 
 # lifetimes: the run keeps a borrowed model alive
 m2 = cliptune.Model(MODEL)
