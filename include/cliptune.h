@@ -966,11 +966,18 @@ typedef struct ct_dataset {
      * Each item's label is then its lowest present class (0 when none is
      * present), used only to stratify splits and few-shot draws. */
     int8_t *targets;
-    /* Semantic segmentation datasets (vocseg:): per item the label-map PNG
-     * path (relative to root like item paths; ct_label_map_load reads it),
-     * else NULL. Mask values are class indices, 255 void (ignored); items'
-     * labels are 0 and unused, targets NULL. Every view carries the masks. */
+    /* Semantic segmentation datasets (vocseg:, adeseg:, pcontextseg:,
+     * pcontext60seg:): per item the label-map PNG path (relative to root like
+     * item paths; ct_label_map_load_for reads it as metrics must), else
+     * NULL. Mask values (after reduce_zero_label) are class indices, 255
+     * void (ignored); items' labels are 0 and unused, targets NULL. Every
+     * view carries the masks. */
     char **masks;
+    /* Segmentation label maps whose value 0 is "other" and not a class
+     * (adeseg:, pcontextseg:): mmsegmentation's reduce_zero_label. Read
+     * through ct_label_map_load_for, value 0 becomes 255 (void) and every
+     * other value v becomes v - 1 (255 stays void). Views carry it. */
+    bool reduce_zero_label;
 } ct_dataset;
 
 typedef struct ct_splits {
@@ -1021,6 +1028,21 @@ typedef struct ct_splits {
  *                         of classnames.txt): class c is mask value c, 255
  *                         void; no test.txt: val.txt is test and 10% of
  *                         train is held out as val
+ *   adeseg:ROOT           ADE20K as mmsegmentation's ADE20KDataset reads
+ *                         ADEChallengeData2016: images/{training,validation}/
+ *                         *.jpg (every .jpg below, sorted), annotations/<same
+ *                         path>.png; 150 classes (mmseg's names), map value 0
+ *                         "other" (reduce_zero_label: void, v -> v - 1);
+ *                         validation is test, 10% of training held out as val
+ *   pcontextseg:ROOT      Pascal Context, 59 classes (PascalContextDataset59,
+ *                         reduce_zero_label: 0 background is void), from a
+ *                         VOCdevkit/VOC2010 folder as mmseg's converter writes
+ *                         it: ImageSets/SegmentationContext/{train,val}.txt,
+ *                         JPEGImages/<id>.jpg, SegmentationClassContext/<id>.png
+ *                         (greyscale, 0 background, 1..59 the classes); val
+ *                         is test, 10% of train held out as val
+ *   pcontext60seg:ROOT    the same folder with 60 classes, background class 0
+ *                         (PascalContextDataset; no reduction)
  * voc, vocseg, mlcsv and mljson read '_' in class names as a space unless a
  * classnames.txt (ROOT; beside the first CSV; beside FILE) names them.
  * Sources without a val split hold out a fixed, hash-chosen 10% per class
@@ -1052,6 +1074,15 @@ void ct_dataset_free(ct_dataset *d);
  * CT_IMAGE_MAX_SIDE or more than CT_IMAGE_MAX_PIXELS pixels. On failure
  * *out is NULL and *w = *h = 0. */
 ct_status ct_label_map_load(const char *path, int *w, int *h, uint8_t **out);
+/* Item i's label map as metrics must read it: ct_label_map_load of
+ * d->masks[i] (relative to d->root), d->reduce_zero_label applied, then
+ * checked against the dataset, with the files named: its size must be the
+ * image's (img_w x img_h when both > 0, e.g. from ct_dataset_image;
+ * otherwise item i's image is decoded here to learn it), and every value
+ * must be a class (< d->n_classes) or 255 (void, CT_SEG_IGNORE_DEFAULT).
+ * *out is (h, w) row-major, malloc'ed (free() it); on failure NULL. */
+ct_status ct_label_map_load_for(const ct_dataset *d, int64_t i, int img_w, int img_h, int *w,
+                                int *h, uint8_t **out);
 /* True if name ends in an image extension the decoders read and folder
  * datasets pick up (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif
  * .tiff .webp, any case; torchvision's list plus the other PNM kinds). */

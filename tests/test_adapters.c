@@ -237,11 +237,15 @@ static int val_hits(const ct_method *m, void *st) {
     return hits;
 }
 
+static void logits_of(const ct_method *m, void *st, float *out);
+
 static void test_tip_adapter_parity(void) {
     g_max1 = g_max3 = 0;
     const ct_method *m = ct_method_find("tip-adapter");
     CHECK(m != NULL);
-    void *st = m ? make_state(m, &g_syn.task, "") : NULL;
+    /* the fixture computes the official's constant 100 (clip_logits = 100. *
+     * ...); the default, the model's exp(logit_scale), is checked apart */
+    void *st = m ? make_state(m, &g_syn.task, "clip_scale=100") : NULL;
     if (!st) return;
     CHECK(!m->loss && m->fit);
     CHECK_OK(m->fit(st, &g_syn.task));
@@ -273,7 +277,7 @@ static void test_tip_adapter_f_parity(void) {
     CHECK(m != NULL);
     if (!m) return;
     /* the loss and its gradient at the cache, under the init alpha/beta */
-    void *st = make_state(m, &g_syn.task, "epochs=0 search=0");
+    void *st = make_state(m, &g_syn.task, "epochs=0 search=0 clip_scale=100");
     if (!st) return;
     CHECK_OK(m->fit(st, &g_syn.task));
     ct_tensor *p[4];
@@ -288,7 +292,7 @@ static void test_tip_adapter_f_parity(void) {
     /* fit(): three epochs of one full batch of the augmented rows, then the
      * search with the learned keys */
     char set[128];
-    snprintf(set, sizeof set, "epochs=3 batch_size=64 select=last lr=%.9g", (double)aref_tipf_lr);
+    snprintf(set, sizeof set, "epochs=3 batch_size=64 select=last clip_scale=100 lr=%.9g", (double)aref_tipf_lr);
     st = make_state(m, &g_syn.task, set);
     if (!st) return;
     CHECK_OK(m->fit(st, &g_syn.task));
@@ -302,6 +306,38 @@ static void test_tip_adapter_f_parity(void) {
     printf("    tip-adapter-f: max |delta| %.3g (loss, grad, search: alpha %.4g, beta %.4g, "
            "%d/%d val), %.3g (keys after fit)\n", g_max1, aref_tipf_alpha, aref_tipf_beta,
            aref_tipf_hits, AREF_NV, g_max3);
+}
+
+/* clip_scale's default is the model's exp(logit_scale): the same logits as
+ * that number given explicitly, and other than the official's 100. */
+static void test_tip_clip_scale_default(void) {
+    const ct_method *m = ct_method_find("tip-adapter");
+    CHECK(m != NULL);
+    if (!m) return;
+    char set[64];
+    snprintf(set, sizeof set, "search=0 clip_scale=%.9g", (double)expf(aref_logit_scale));
+    const char *sets[3] = {"search=0", set, "search=0 clip_scale=100"};
+    float lg[3][AREF_N * AREF_K];
+    for (int k = 0; k < 3; k++) {
+        void *st = make_state(m, &g_syn.task, sets[k]);
+        if (!st) return;
+        CHECK_OK(m->fit(st, &g_syn.task));
+        logits_of(m, st, lg[k]);
+        m->destroy(st);
+    }
+    double d01 = 0, d02 = 0;
+    for (int i = 0; i < AREF_N * AREF_K; i++) {
+        d01 = fmax(d01, fabs((double)lg[0][i] - lg[1][i]));
+        d02 = fmax(d02, fabs((double)lg[0][i] - lg[2][i]));
+    }
+    CHECK_MSG(d01 < 1e-5, "clip_scale=model vs exp(logit_scale): max |delta| %g", d01);
+    CHECK_MSG(d02 > 1e-2, "clip_scale=model vs 100: max |delta| only %g", d02);
+    ct_kv hp;
+    make_hp(&hp, m, "clip_scale=hot");
+    void *st = NULL;
+    CHECK(m->create(&g_syn.task, &hp, &st) == CT_ERR_ARG);
+    CHECK_MSG(strstr(ct_last_error(), "clip_scale=hot") != NULL, "error: %s", ct_last_error());
+    ct_kv_free(&hp);
 }
 
 /* ---- checkpoint round trip ---- */
@@ -560,6 +596,7 @@ int main(void) {
     RUN(test_taskres_parity);
     RUN(test_tip_adapter_parity);
     RUN(test_tip_adapter_f_parity);
+    RUN(test_tip_clip_scale_default);
     RUN(test_checkpoint_round_trip);
     RUN(test_errors);
     RUN(test_learns_fashion_mnist);

@@ -109,6 +109,9 @@ static void *make(const ct_task *t, const char *extra, ct_status *st) {
     ct_kv hp = {0};
     CHECK_OK(ct_kv_parse(&hp, m->defaults));
     CHECK_OK(ct_kv_set(&hp, "zs_weights", g_zs));
+    /* the fixture computes the official's constant 100 (test_clip_scale
+     * checks the default, the model's exp(logit_scale)) */
+    CHECK_OK(ct_kv_set(&hp, "clip_scale", "100"));
     CHECK_OK(ct_kv_parse(&hp, extra));
     void *s = NULL;
     *st = m->create(t, &hp, &s);
@@ -484,8 +487,40 @@ static void test_fashion_mnist(void) {
               r2[0].top1);
 }
 
+/* clip_scale's default is the model's exp(logit_scale): the same scores as
+ * that number given, other than 100's. */
+static void test_clip_scale(void) {
+    if (!setup()) return;
+    const ct_method *m = ct_method_find("calip");
+    ct_features f = feats(0, CALREF_N);
+    ct_task t = task();
+    char set[64];
+    float e = expf(ct_clip_find_tensor(g_clip, "logit_scale")->data[0]);
+    snprintf(set, sizeof set, "search=0 clip_scale=%.9g", (double)e);
+    const char *sets[3] = {"search=0 clip_scale=model", set, "search=0"};
+    float sc[3][CALREF_N * CALREF_K];
+    for (int k = 0; k < 3; k++) {
+        ct_status st;
+        void *s = make(&t, sets[k], &st);
+        CHECK_OK(st);
+        if (!s) return;
+        CHECK_OK(ct_predict(m, s, &f, sc[k]));
+        m->destroy(s);
+    }
+    double d01 = 0, d02 = 0;
+    for (int i = 0; i < CALREF_N * CALREF_K; i++) {
+        d01 = fmax(d01, fabs((double)sc[0][i] - sc[1][i]));
+        d02 = fmax(d02, fabs((double)sc[0][i] - sc[2][i]));
+    }
+    CHECK_MSG(fabsf(e - 100) > 1, "the test model's exp(logit_scale) is %g: pick another", e);
+    CHECK_MSG(d01 < 1e-4, "clip_scale=model vs %g: max |delta| %g", e, d01);
+    CHECK_MSG(d02 > 1e-2, "clip_scale=model vs 100: max |delta| only %g", d02);
+    CHECK(strstr(m->defaults, "clip_scale=model") != NULL);
+}
+
 int main(void) {
     RUN(test_dense_parity);
+    RUN(test_clip_scale);
     RUN(test_logits_parity);
     RUN(test_search_parity);
     RUN(test_search_sweep);

@@ -81,7 +81,8 @@ class _Dataset(ctypes.Structure):
                 ("n_classes", ctypes.c_int), ("classnames", _c_str_p),
                 ("n_items", ctypes.c_int64), ("items", ctypes.POINTER(_Item)),
                 ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8)),
-                ("masks", ctypes.POINTER(ctypes.c_char_p))]
+                ("masks", ctypes.POINTER(ctypes.c_char_p)),
+                ("reduce_zero_label", ctypes.c_bool)]
 
 
 class _Splits(ctypes.Structure):

@@ -110,16 +110,6 @@ ct_status ct_seg_upsample_argmax(const float *scores, int gh, int gw, int K, int
 /* Evaluation                                                                */
 /* ------------------------------------------------------------------------ */
 
-static ct_status load_gt(const ct_dataset *d, int64_t i, int *w, int *h, uint8_t **gt) {
-    char path[8192];
-    const char *root = d->root && *d->root ? d->root : NULL;
-    int n = root ? snprintf(path, sizeof path, "%s/%s", root, d->masks[i])
-                 : snprintf(path, sizeof path, "%s", d->masks[i]);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return ct_set_error(CT_ERR_ARG, "%s: label map path too long", d->masks[i]);
-    return ct_label_map_load(path, w, h, gt);
-}
-
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -303,7 +293,9 @@ static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
             uint8_t *gt = NULL, *pred = NULL;
             ct_image img = {0};
             if (out) {
-                s = load_gt(d, i, &w, &h, &gt);
+                /* as metrics must read it: reduce_zero_label, the size checked
+                 * against the image, values in range */
+                s = ct_label_map_load_for(d, i, 0, 0, &w, &h, &gt);
             } else if ((s = ct_dataset_image(d, i, &img)) == CT_OK) {
                 w = img.w, h = img.h;
                 ct_image_free(&img);

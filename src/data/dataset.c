@@ -561,6 +561,16 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
     } else if (starts(spec, "vocseg:")) {
         if (!spec[7]) return ct_set_error(CT_ERR_ARG, "'%s': expected vocseg:ROOT", spec);
         s = ct_data_open_vocseg(spec + 7, out);
+    } else if (starts(spec, "adeseg:")) {
+        if (!spec[7]) return ct_set_error(CT_ERR_ARG, "'%s': expected adeseg:ROOT", spec);
+        s = ct_data_open_adeseg(spec + 7, out);
+    } else if (starts(spec, "pcontextseg:") || starts(spec, "pcontext60seg:")) {
+        bool c60 = starts(spec, "pcontext60seg:");
+        const char *dir = spec + (c60 ? 14 : 12);
+        if (!*dir)
+            return ct_set_error(CT_ERR_ARG, "'%s': expected %s:ROOT", spec,
+                                c60 ? "pcontext60seg" : "pcontextseg");
+        s = ct_data_open_pcontextseg(dir, c60 ? 60 : 59, out);
     } else if (starts(spec, "mlcsv:")) {
         s = open_mlcsv_spec(spec, spec + 6, out);
     } else if (starts(spec, "mljson:")) {
@@ -587,6 +597,7 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
                          "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR], "
                          "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, vocseg:ROOT, "
+                         "adeseg:ROOT, pcontextseg:ROOT, pcontext60seg:ROOT, "
                          "mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or mljson:FILE[@ROOT])",
                          spec);
     }
@@ -625,7 +636,8 @@ static bool put_abs(char *out, size_t n, const char *path, size_t len) {
 
 ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
     static const char *const one[] = {"folder:", "fashion-mnist:", "digits:", "voc:", "coco:",
-                                      "vocseg:"};
+                                      "vocseg:", "adeseg:", "pcontextseg:",
+                                      "pcontext60seg:"};
     if (!spec || !out || n == 0) return ct_set_error(CT_ERR_ARG, "ct_data_spec_absolute: NULL");
     out[0] = 0;
     const char *rest = NULL, *seps = "";

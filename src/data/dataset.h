@@ -188,8 +188,41 @@ ct_status ct_data_open_npy(char *const *paths, int n_paths, ct_splits *out);
  * mlcsv:FILES[@ROOT] (1 to 3 CSV files), mljson:FILE[@ROOT]. */
 ct_status ct_data_open_voc(const char *root, ct_splits *out);
 ct_status ct_data_open_coco(const char *root, ct_splits *out);
-/* Semantic segmentation: vocseg:ROOT (vocseg.c). */
+/* Semantic segmentation: vocseg:ROOT (vocseg.c); adeseg:ROOT,
+ * pcontextseg:ROOT and pcontext60seg:ROOT (segsets.c). */
 ct_status ct_data_open_vocseg(const char *root, ct_splits *out);
+ct_status ct_data_open_adeseg(const char *root, ct_splits *out);
+/* classes 59 (background void: PascalContextDataset59) or 60 */
+ct_status ct_data_open_pcontextseg(const char *root, int classes, ct_splits *out);
+
+/* rgb (h, w, 3) as a baseline JPEG (libjpeg's defaults: 4:2:0, islow DCT,
+ * the scenes set's quality), written atomically to path (scenes.c). */
+ct_status ct_data_write_jpeg(const char *path, const uint8_t *rgb, int w, int h);
+
+/* ---- segmentation item lists (vocseg.c) ---- */
+
+/* 8-bit maps: values 0..254 are classes, 255 is void. */
+#define CT_SEG_MAX_CLASSES 255
+/* Items and their mask paths (relative to the root) under construction. */
+typedef struct ct_seg_vec {
+    ct_item_vec items;
+    char **masks;
+    int64_t cap;
+} ct_seg_vec;
+/* Append an image and its mask (both copied); label 0. */
+ct_status ct_seg_vec_push(ct_seg_vec *v, const char *img, const char *mask);
+void ct_seg_vec_free(ct_seg_vec *v);
+/* The items of an id list: IMG_DIR/<id>.jpg and MASK_DIR/<id>.png (relative
+ * to root), each of which must exist (an error naming the missing file and
+ * the list's line otherwise). */
+ct_status ct_seg_items(const char *root, const ct_voc_ids *l, const char *img_dir,
+                       const char *mask_dir, ct_seg_vec *v);
+/* train / val / test from the lists v[0..2] (emptied), voc:'s rules:
+ * without a test list the val list is test and 10% of train is held out as
+ * val; reduce: the datasets' reduce_zero_label. */
+ct_status ct_seg_splits(const char *name, const char *root, int K, char *const *names,
+                        bool reduce, ct_seg_vec v[3], bool has_val, bool has_test,
+                        ct_splits *out);
 /* COCO from given instances files: files[0] train (required), files[1]
  * val and files[2] test (either may be NULL, not both); images of
  * files[k] under root/img_dirs[k]; name: the dataset's. */

@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "cliptune.h"
+#include "data/dataset.h"
 
 /* A PNG of the largest allowed map compresses to well under this (zlib's
  * worst case is ~0.1% above the raw bytes). */
@@ -141,4 +142,71 @@ ct_status ct_label_map_load(const char *path, int *w, int *h, uint8_t **out) {
         s = decode(path, (const uint8_t *)data, size, w, h, out);
     free(data);
     return s;
+}
+
+/* mmseg's LoadAnnotations / intersect_and_union with reduce_zero_label: 0 ->
+ * 255, then - 1, then 254 -> 255 (so 255 stays void). */
+static void reduce_zero(uint8_t *px, size_t n) {
+    for (size_t j = 0; j < n; j++) px[j] = px[j] == 0 || px[j] == 255 ? 255 : px[j] - 1;
+}
+
+ct_status ct_label_map_load_for(const ct_dataset *d, int64_t i, int img_w, int img_h, int *w,
+                                int *h, uint8_t **out) {
+    if (w) *w = 0;
+    if (h) *h = 0;
+    if (out) *out = NULL;
+    if (!d || !w || !h || !out) return ct_set_error(CT_ERR_ARG, "ct_label_map_load_for: NULL");
+    if (!d->masks)
+        return ct_set_error(CT_ERR_ARG, "%s: not a segmentation dataset (no label maps)",
+                            d->name);
+    if (i < 0 || i >= d->n_items)
+        return ct_set_error(CT_ERR_ARG, "%s: item %lld out of range [0, %lld)", d->name,
+                            (long long)i, (long long)d->n_items);
+    if (d->n_classes < 1 || d->n_classes > 255)
+        return ct_set_error(CT_ERR_ARG, "%s: %d classes do not fit 8-bit label maps", d->name,
+                            d->n_classes);
+    char path[4096], img_path[4096];
+    const char *ip = d->items[i].path ? d->items[i].path : "(in memory)";
+    if (!d->masks[i] || !ct_data_join(path, sizeof path, d->root, d->masks[i]))
+        return ct_set_error(CT_ERR_ARG, "%s: item %lld (%s): no label map, or its path is too "
+                            "long", d->name, (long long)i, ip);
+    if (!d->items[i].path || !ct_data_join(img_path, sizeof img_path, d->root, ip))
+        snprintf(img_path, sizeof img_path, "%s", ip);
+    if (img_w <= 0 || img_h <= 0) {
+        ct_image img;
+        ct_status s = ct_dataset_image(d, i, &img);
+        if (s != CT_OK) return s;
+        img_w = img.w, img_h = img.h;
+        ct_image_free(&img);
+    }
+    uint8_t *px;
+    ct_status s = ct_label_map_load(path, w, h, &px);
+    if (s != CT_OK) return s;
+    if (*w != img_w || *h != img_h) {
+        s = ct_set_error(CT_ERR_FORMAT, "%s: label map of %dx%d pixels, its image %s is %dx%d",
+                         path, *w, *h, img_path, img_w, img_h);
+    } else {
+        size_t n = (size_t)*w * (size_t)*h;
+        if (d->reduce_zero_label) reduce_zero(px, n);
+        for (size_t j = 0; j < n && s == CT_OK; j++) {
+            if (px[j] < d->n_classes || px[j] == 255) continue;
+            size_t x = j % (size_t)*w, y = j / (size_t)*w;
+            if (d->reduce_zero_label)
+                s = ct_set_error(CT_ERR_FORMAT, "%s: pixel (x %zu, y %zu) has value %d: the "
+                                 "maps of %s hold 0 (other: void), 1..%d for its %d classes "
+                                 "and 255 (void)", path, x, y, px[j] + 1, d->name,
+                                 d->n_classes, d->n_classes);
+            else
+                s = ct_set_error(CT_ERR_FORMAT, "%s: pixel (x %zu, y %zu) has value %d: %s has "
+                                 "%d classes (values 0..%d) and 255 (void)", path, x, y, px[j],
+                                 d->name, d->n_classes, d->n_classes - 1);
+        }
+    }
+    if (s != CT_OK) {
+        free(px);
+        *w = *h = 0;
+        return s;
+    }
+    *out = px;
+    return CT_OK;
 }

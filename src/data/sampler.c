@@ -40,7 +40,8 @@ static ct_dataset *build_view(const ct_dataset *d, const int64_t *pos, int64_t n
     }
     ct_dataset *out = ct_dataset_build(d->name, d->root, n_classes, names, d->pixels, &v);
     ct_item_vec_free(&v);
-    /* segmentation masks follow their items */
+    /* segmentation masks follow their items, read as the source reads them */
+    if (out) out->reduce_zero_label = d->reduce_zero_label;
     if (out && d->masks) {
         if (!(out->masks = calloc((size_t)(n ? n : 1), sizeof *out->masks))) {
             ct_dataset_free(out);

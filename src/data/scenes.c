@@ -143,9 +143,7 @@ static void jpeg_fail(j_common_ptr ci) {
 
 static void jpeg_quiet(j_common_ptr ci) { (void)ci; }
 
-/* rgb (h, w, 3) as a baseline JPEG (libjpeg's defaults: 4:2:0, islow DCT)
- * at JPEG_QUALITY, written atomically to path. */
-static ct_status write_jpeg(const char *path, const uint8_t *rgb, int w, int h) {
+ct_status ct_data_write_jpeg(const char *path, const uint8_t *rgb, int w, int h) {
     jpeg_enc *e = calloc(1, sizeof *e);
     if (!e) return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", path);
     ct_status s = CT_OK;
@@ -489,7 +487,7 @@ static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rn
         if (s != CT_OK) break;
         render_scene(p, &sc, S, R->rgb, R->label, R->owner);
         if ((s = out_path(path, R->out, "JPEGImages/%s.jpg", id)) == CT_OK)
-            s = write_jpeg(path, R->rgb, S, S);
+            s = ct_data_write_jpeg(path, R->rgb, S, S);
         if (s == CT_OK && (s = out_path(path, R->out, "SegmentationClass/%s.png", id)) == CT_OK)
             s = ct_png_write_palette(path, R->label, S, S);
         xml.n = 0;

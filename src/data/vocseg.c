@@ -22,19 +22,11 @@
 #include "data/dataset.h"
 
 #define PATH_BUF 4096
-/* 8-bit maps: values 0..254 are classes, 255 is void. */
-#define SEG_MAX_CLASSES 255
+#define SEG_MAX_CLASSES CT_SEG_MAX_CLASSES
 
 static const char *const SPLITS[3] = {"train", "val", "test"};
 
-/* Items and their mask paths under construction. */
-typedef struct seg_vec {
-    ct_item_vec items;
-    char **masks;
-    int64_t cap;
-} seg_vec;
-
-static ct_status seg_push(seg_vec *v, const char *img, const char *mask) {
+ct_status ct_seg_vec_push(ct_seg_vec *v, const char *img, const char *mask) {
     if (v->items.n == v->cap) {
         int64_t cap = v->cap ? v->cap * 2 : 64;
         char **m = realloc(v->masks, (size_t)cap * sizeof *m);
@@ -53,7 +45,7 @@ static ct_status seg_push(seg_vec *v, const char *img, const char *mask) {
     return CT_OK;
 }
 
-static void seg_vec_free(seg_vec *v) {
+void ct_seg_vec_free(ct_seg_vec *v) {
     for (int64_t i = 0; v->masks && i < v->items.n; i++) free(v->masks[i]);
     free(v->masks);
     ct_item_vec_free(&v->items);
@@ -62,7 +54,7 @@ static void seg_vec_free(seg_vec *v) {
 
 /* A segmentation dataset taking over v's items and masks (v is emptied). */
 static ct_dataset *seg_build(const char *name, const char *root, int K, char *const *names,
-                             seg_vec *v) {
+                             bool reduce, ct_seg_vec *v) {
     /* a segmentation dataset keeps non-NULL masks even when it is empty */
     if (!v->masks && !(v->masks = calloc(1, sizeof *v->masks))) {
         ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the masks", name);
@@ -72,30 +64,31 @@ static ct_dataset *seg_build(const char *name, const char *root, int K, char *co
     ct_dataset *d = ct_dataset_build(name, root, K, names, NULL, &v->items);
     if (!d) return NULL; /* v keeps the masks (its items are still there) */
     d->masks = masks;
+    d->reduce_zero_label = reduce;
     memset(v, 0, sizeof *v);
     return d;
 }
 
-/* train / val / test from the lists (v[0..2], emptied), voc:'s rules. */
-static ct_status seg_splits(const char *name, const char *root, int K, char *const *names,
-                            seg_vec v[3], bool has_val, bool has_test, ct_splits *out) {
-    ct_dataset *all = seg_build(name, root, K, names, &v[0]);
+ct_status ct_seg_splits(const char *name, const char *root, int K, char *const *names,
+                        bool reduce, ct_seg_vec v[3], bool has_val, bool has_test,
+                        ct_splits *out) {
+    ct_dataset *all = seg_build(name, root, K, names, reduce, &v[0]);
     if (!all) return CT_ERR_NOMEM;
     ct_status s = CT_OK;
     if (!has_test) { /* val.txt is the test split; val is held out of train */
         s = ct_dataset_holdout(all, 10, 0, &out->train, &out->val, NULL);
-        if (s == CT_OK && !(out->test = seg_build(name, root, K, names, &v[1])))
+        if (s == CT_OK && !(out->test = seg_build(name, root, K, names, reduce, &v[1])))
             s = CT_ERR_NOMEM;
     } else {
         if (has_val) {
             out->train = all;
             all = NULL;
-            if (v[1].items.n && !(out->val = seg_build(name, root, K, names, &v[1])))
+            if (v[1].items.n && !(out->val = seg_build(name, root, K, names, reduce, &v[1])))
                 s = CT_ERR_NOMEM;
         } else {
             s = ct_dataset_holdout(all, 10, 0, &out->train, &out->val, NULL);
         }
-        if (s == CT_OK && !(out->test = seg_build(name, root, K, names, &v[2])))
+        if (s == CT_OK && !(out->test = seg_build(name, root, K, names, reduce, &v[2])))
             s = CT_ERR_NOMEM;
     }
     ct_dataset_free(all);
@@ -185,13 +178,13 @@ static ct_status seg_classes(const char *root, char ***ids_out, char ***names_ou
     return CT_OK;
 }
 
-/* The items of one list: image and mask must exist. */
-static ct_status seg_items(const char *root, const ct_voc_ids *l, seg_vec *v) {
+ct_status ct_seg_items(const char *root, const ct_voc_ids *l, const char *img_dir,
+                       const char *mask_dir, ct_seg_vec *v) {
     char img[PATH_BUF], mask[PATH_BUF], full[PATH_BUF];
     for (int64_t i = 0; i < l->n; i++) {
         const char *id = l->ids[i];
-        int a = snprintf(img, sizeof img, "JPEGImages/%s.jpg", id);
-        int b = snprintf(mask, sizeof mask, "SegmentationClass/%s.png", id);
+        int a = snprintf(img, sizeof img, "%s/%s.jpg", img_dir, id);
+        int b = snprintf(mask, sizeof mask, "%s/%s.png", mask_dir, id);
         if (a < 0 || b < 0 || (size_t)a >= sizeof img || (size_t)b >= sizeof mask ||
             !ct_data_join(full, sizeof full, root, mask))
             return ct_set_error(CT_ERR_FORMAT, "%s:%d: image id too long", l->path, l->lines[i]);
@@ -203,7 +196,7 @@ static ct_status seg_items(const char *root, const ct_voc_ids *l, seg_vec *v) {
         if (!ct_data_is_file(full))
             return ct_set_error(CT_ERR_IO, "%s: image '%s' (%s:%d) does not exist", full, id,
                                 l->path, l->lines[i]);
-        ct_status s = seg_push(v, img, mask);
+        ct_status s = ct_seg_vec_push(v, img, mask);
         if (s != CT_OK) return s;
     }
     return CT_OK;
@@ -213,7 +206,7 @@ ct_status ct_data_open_vocseg(const char *root, ct_splits *out) {
     memset(out, 0, sizeof *out);
     char dir[PATH_BUF], path[PATH_BUF];
     ct_voc_ids lists[3];
-    seg_vec v[3];
+    ct_seg_vec v[3];
     memset(lists, 0, sizeof lists);
     memset(v, 0, sizeof v);
     char **ids = NULL, **names = NULL, *name = NULL;
@@ -240,16 +233,17 @@ ct_status ct_data_open_vocseg(const char *root, ct_splits *out) {
                          "split; without test.txt, val.txt is the test split)", dir);
     if (s == CT_OK && lists[0].n == 0)
         s = ct_set_error(CT_ERR_FORMAT, "%s: no image ids", lists[0].path);
-    for (int sp = 0; sp < 3 && s == CT_OK; sp++) s = seg_items(root, &lists[sp], &v[sp]);
+    for (int sp = 0; sp < 3 && s == CT_OK; sp++)
+        s = ct_seg_items(root, &lists[sp], "JPEGImages", "SegmentationClass", &v[sp]);
     if (s == CT_OK) s = seg_classes(root, &ids, &names, &K);
     if (s == CT_OK && !(name = ct_data_stem(root, NULL)))
         s = ct_set_error(CT_ERR_NOMEM, "%s: no memory", root);
     if (s == CT_OK)
-        s = seg_splits(name, root, K, names, v, lists[1].path != NULL, lists[2].path != NULL,
-                       out);
+        s = ct_seg_splits(name, root, K, names, false, v, lists[1].path != NULL,
+                          lists[2].path != NULL, out);
     for (int sp = 0; sp < 3; sp++) {
         ct_voc_ids_free(&lists[sp]);
-        seg_vec_free(&v[sp]);
+        ct_seg_vec_free(&v[sp]);
     }
     ct_strv_free(ids, K);
     ct_strv_free(names, K);

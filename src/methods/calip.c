@@ -9,7 +9,9 @@
  * global feature (the class token = the pooled embedding), F_s (S, E) the
  * spatial features (the patch tokens 1..T-1 of ln_post + proj, as the
  * official's total_features[:, 1:]; spatial=all adds the class token),
- * W (K, E) the zero-shot classifier with unit rows, c = clip_scale = 100:
+ * W (K, E) the zero-shot classifier with unit rows, c = clip_scale, by
+ * default the model's exp(logit_scale) (the official hard-codes 100., which
+ * is OpenAI CLIP's exp(logit_scale); clip_scale=100 computes that constant):
  *
  *   A      = F_s W^T                                     (S, K)
  *   F_t^a  = softmax_s(A / alpha_s)^T F_s                 (K, E) text updated by the image
@@ -56,8 +58,9 @@ static void calip_destroy(void *st) {
     free(s);
 }
 
-static ct_status read_hp(calip_state *s, ct_kv *hp, double b[3]) {
-    double at, as, cs;
+static ct_status read_hp(calip_state *s, const ct_task *task, ct_kv *hp, double b[3]) {
+    double at, as;
+    float cs = 0;
     const char *tokens;
     ct_status st = CT_OK;
 #define TRY(x) \
@@ -71,16 +74,16 @@ static ct_status read_hp(calip_state *s, ct_kv *hp, double b[3]) {
     TRY(ct_kv_double(hp, "beta2_max", 2, &s->beta2_max));
     TRY(ct_kv_double(hp, "beta3_max", 0.1, &s->beta3_max));
     TRY(ct_kv_int(hp, "steps", 200, &s->steps));
-    TRY(ct_kv_double(hp, "clip_scale", 100, &cs));
+    TRY(ct_kv_clip_scale(hp, "clip_scale", task, "calip", &cs));
     TRY(ct_kv_str(hp, "spatial", "patches", &tokens));
 #undef TRY
     if (st != CT_OK) return st;
     if (!(at > 0) || !(as > 0) || !isfinite(at) || !isfinite(as))
         return ct_set_error(CT_ERR_ARG, "calip: alpha_t=%g and alpha_s=%g must be finite and "
                             "> 0", at, as);
-    if (!isfinite(b[0]) || !isfinite(b[1]) || !isfinite(b[2]) || !isfinite(cs))
-        return ct_set_error(CT_ERR_ARG, "calip: beta1=%g, beta2=%g, beta3=%g and "
-                            "clip_scale=%g must be finite", b[0], b[1], b[2], cs);
+    if (!isfinite(b[0]) || !isfinite(b[1]) || !isfinite(b[2]))
+        return ct_set_error(CT_ERR_ARG, "calip: beta1=%g, beta2=%g and beta3=%g must be finite",
+                            b[0], b[1], b[2]);
     if (s->search != 0 && s->search != 1)
         return ct_set_error(CT_ERR_ARG, "calip: search=%d must be 0 or 1", s->search);
     if (!isfinite(s->beta2_max) || !isfinite(s->beta3_max) || s->steps < 1)
@@ -89,7 +92,7 @@ static ct_status read_hp(calip_state *s, ct_kv *hp, double b[3]) {
     if (!strcmp(tokens, "patches")) s->all_tokens = 0;
     else if (!strcmp(tokens, "all")) s->all_tokens = 1;
     else return ct_set_error(CT_ERR_ARG, "calip: spatial=%s (patches, all)", tokens);
-    s->alpha_t = (float)at, s->alpha_s = (float)as, s->clip_scale = (float)cs;
+    s->alpha_t = (float)at, s->alpha_s = (float)as, s->clip_scale = cs;
     return CT_OK;
 }
 
@@ -101,7 +104,7 @@ static ct_status calip_create(const ct_task *task, const ct_kv *hp_in, void **ou
     double b[3];
     ct_status st = ct_kv_str(hp, "templates", "dataset", &tmpl);
     if (st == CT_OK) st = ct_kv_str(hp, "zs_weights", "", &zs);
-    if (st == CT_OK) st = read_hp(s, hp, b);
+    if (st == CT_OK) st = read_hp(s, task, hp, b);
     if (st == CT_OK) {
         int64_t three = 3;
         s->W = ct_tensor_new2(task->n_classes, ct_clip_get_config(task->clip)->embed_dim, false);
@@ -395,7 +398,7 @@ const ct_method ct_method_calip = {
     .paper = "Guo et al., CALIP: Zero-Shot Enhancement of CLIP with Parameter-free Attention, "
              "AAAI 2023",
     .defaults = "templates=dataset alpha_t=0.5 alpha_s=0.5 beta1=1 beta2=1 beta3=0.05 search=1 "
-                "beta2_max=2 beta3_max=0.1 steps=200 clip_scale=100 spatial=patches",
+                "beta2_max=2 beta3_max=0.1 steps=200 clip_scale=model spatial=patches",
     .create = calip_create,
     .destroy = calip_destroy,
     .params = calip_params,

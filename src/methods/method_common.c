@@ -134,3 +134,29 @@ ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const
     ct_templates_free(owned);
     return s;
 }
+
+ct_status ct_kv_clip_scale(ct_kv *hp, const char *key, const ct_task *task, const char *who,
+                           float *out) {
+    const char *v;
+    ct_status st = ct_kv_str(hp, key, "model", &v);
+    if (st != CT_OK) return st;
+    if (!strcmp(v, "model")) {
+        const ct_tensor *ls = task && task->clip ? ct_clip_find_tensor(task->clip, "logit_scale")
+                                                 : NULL;
+        if (!ls || ls->numel != 1)
+            return ct_set_error(CT_ERR_ARG, "%s: %s=model: the model has no logit_scale (set "
+                                "a number, e.g. %s=100)", who, key, key);
+        float sc = expf(ls->data[0]);
+        if (!isfinite(sc))
+            return ct_set_error(CT_ERR_ARG, "%s: %s=model: the model's exp(logit_scale) is %g",
+                                who, key, (double)sc);
+        *out = sc;
+        return CT_OK;
+    }
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !isfinite(d) || !isfinite((float)d))
+        return ct_set_error(CT_ERR_ARG, "%s: %s=%s (model, or a finite number)", who, key, v);
+    *out = (float)d;
+    return CT_OK;
+}

@@ -30,4 +30,12 @@ ct_status ct_resolve_templates(const ct_task *task, const char *spec, const char
 ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const char *templates,
                                  bool unit, float *out);
 
+/* The temperature a method puts on zero-shot cosine logits, from the
+ * hyper-parameter key (value "model": the model's own exp(logit_scale),
+ * 100 for OpenAI's checkpoints; or a finite number, e.g. 100 for what
+ * official code that hard-codes OpenAI's value computes). who names the
+ * method in errors. */
+ct_status ct_kv_clip_scale(ct_kv *hp, const char *key, const ct_task *task, const char *who,
+                           float *out);
+
 #endif

@@ -7,9 +7,16 @@
  *   logits     = clip_scale f W^T + alpha exp(-beta (1 - f K^T)) V
  *
  * f the L2-normalised image embedding, W the zero-shot classifier (unit
- * rows), clip_scale 100 (the official's constant; exp(logit_scale) of
- * OpenAI's CLIP is 100 too). The cache is built in fit(): the official
- * averages each image's raw features over augment_epoch = 10 random-crop
+ * rows), clip_scale the model's exp(logit_scale) by default. The official
+ * hard-codes 100. (clip_logits = 100. * features @ clip_weights), which is
+ * exp(logit_scale) of OpenAI's CLIP: for those checkpoints the default is
+ * the same number, and for a model with another temperature (the shipped
+ * one's is about 15.9) 100 would sharpen the zero-shot term far beyond its
+ * own calibration and drown the cache term within the (alpha, beta) grid;
+ * clip_scale=100 computes the official's constant.
+ *
+ * The cache is built in fit(): the official averages each image's raw
+ * features over augment_epoch = 10 random-crop
  * passes, then normalises; here the views are the run's augmented views
  * (task->aug_feats, hp aug_views), view v's rows after view v-1's.
  * (alpha, beta) are searched on val as search_hp does: beta over
@@ -70,14 +77,15 @@ static void tip_destroy(void *st) {
     free(s);
 }
 
-static ct_status read_hp(tip_state *s, ct_kv *hp) {
-    double a, b, cs, bsc, asc;
+static ct_status read_hp(tip_state *s, const ct_task *task, ct_kv *hp) {
+    double a, b, bsc, asc;
+    float cs = 0;
     ct_status st = CT_OK;
 #define TRY(x) \
     if (st == CT_OK) st = (x)
     TRY(ct_kv_double(hp, "init_alpha", 1.17, &a));
     TRY(ct_kv_double(hp, "init_beta", 1, &b));
-    TRY(ct_kv_double(hp, "clip_scale", 100, &cs));
+    TRY(ct_kv_clip_scale(hp, "clip_scale", task, s->name, &cs));
     TRY(ct_kv_int(hp, "search", 1, &s->search));
     TRY(ct_kv_double(hp, "beta_scale", 7, &bsc));
     TRY(ct_kv_double(hp, "alpha_scale", 3, &asc));
@@ -85,16 +93,16 @@ static ct_status read_hp(tip_state *s, ct_kv *hp) {
     TRY(ct_kv_int(hp, "alpha_steps", 20, &s->alpha_steps));
 #undef TRY
     if (st != CT_OK) return st;
-    if (!isfinite(a) || !isfinite(b) || !isfinite(cs))
-        return ct_set_error(CT_ERR_ARG, "%s: init_alpha=%g, init_beta=%g and clip_scale=%g "
-                            "must be finite", s->name, a, b, cs);
+    if (!isfinite(a) || !isfinite(b))
+        return ct_set_error(CT_ERR_ARG, "%s: init_alpha=%g and init_beta=%g must be finite",
+                            s->name, a, b);
     if (!isfinite(bsc) || !isfinite(asc) || s->beta_steps < 1 || s->alpha_steps < 1)
         return ct_set_error(CT_ERR_ARG, "%s: beta_scale=%g / alpha_scale=%g must be finite and "
                             "beta_steps=%d / alpha_steps=%d >= 1", s->name, bsc, asc,
                             s->beta_steps, s->alpha_steps);
     if (s->search != 0 && s->search != 1)
         return ct_set_error(CT_ERR_ARG, "%s: search=%d must be 0 or 1", s->name, s->search);
-    s->init_alpha = (float)a, s->init_beta = (float)b, s->clip_scale = (float)cs;
+    s->init_alpha = (float)a, s->init_beta = (float)b, s->clip_scale = cs;
     s->beta_scale = bsc, s->alpha_scale = asc;
     return CT_OK;
 }
@@ -107,7 +115,7 @@ static ct_status tip_create_common(const ct_task *task, ct_kv *hp, bool finetune
     const char *tmpl, *zs;
     ct_status st = ct_kv_str(hp, "templates", "dataset", &tmpl);
     if (st == CT_OK) st = ct_kv_str(hp, "zs_weights", "", &zs);
-    if (st == CT_OK) st = read_hp(s, hp);
+    if (st == CT_OK) st = read_hp(s, task, hp);
     if (st == CT_OK && finetune) {
         double eps = 1e-4;
         st = ct_train_cfg_from_kv(hp, &s->train);
@@ -427,7 +435,7 @@ static ct_status tip_fit(void *st, const ct_task *task) {
 
 #define TIP_DEFAULTS                                                                      \
     "templates=dataset aug_views=10 init_alpha=1.17 init_beta=1 search=1 beta_scale=7 " \
-    "alpha_scale=3 beta_steps=200 alpha_steps=20 clip_scale=100"
+    "alpha_scale=3 beta_steps=200 alpha_steps=20 clip_scale=model"
 
 const ct_method ct_method_tip_adapter = {
     .name = "tip-adapter",
