@@ -168,7 +168,8 @@ void ct_synonyms_free(ct_synonyms *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Append name (raw text) as its lemmatised words "w1 w2"; false: no memory.
+/* Append name (raw text) as its lemmatised words "w1 w2" to the class being
+ * read (the last, K - 1: off[K] counts the names so far); false: no memory.
  * A name with no word is skipped. */
 static bool push_name(ct_synonyms *s, int *cap, const char *raw) {
     char *w = words_of(raw);
@@ -208,7 +209,7 @@ ct_status ct_synonyms_load(const char *path, int K, char *const *classnames, ct_
             snprintf(buf, sizeof buf, "%s", classnames && classnames[k] ? classnames[k] : "");
             for (char *p = buf; *p; p++)
                 if (*p == '_') *p = ' ';
-            out->K = k;
+            out->K = k + 1;
             out->off[k + 1] = out->off[k];
             if (!push_name(out, &cap, buf)) s = ct_set_error(CT_ERR_NOMEM, "synonyms: no memory");
             else if (out->off[k + 1] == out->off[k])
@@ -242,7 +243,7 @@ ct_status ct_synonyms_load(const char *path, int K, char *const *classnames, ct_
                              K);
             break;
         }
-        out->K = k;
+        out->K = k + 1;
         out->off[k + 1] = out->off[k];
         /* {'a','b c'} or a, b c: braces and quotes are separators' decoration */
         for (char *p = buf; *p; p++)
