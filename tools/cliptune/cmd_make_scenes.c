@@ -70,6 +70,8 @@ int cmd_make_scenes(int argc, char **argv) {
            cfg.n_val, cfg.n_test, cfg.canvas, cfg.canvas, (unsigned long long)cfg.seed, out);
     printf("  VOC:  %s (JPEGImages, Annotations, ImageSets, SegmentationClass)\n"
            "  COCO: %s/annotations/instances_{train,val,test}.json\n"
-           "  CSV:  %s/labels_{train,val,test}.csv\n", out, out, out);
+           "  CSV:  %s/labels_{train,val,test}.csv\n"
+           "  captions (train): %s/annotations/captions_train.json, synonyms.txt\n", out, out,
+           out, out);
     return 0;
 }
