@@ -181,6 +181,14 @@ def image_forward(P, pr_g, pr_l, ctx, ctx_d, img_x, img_dense, hp):
     return glob, local, hp["merge"] * glob + (1 - hp["merge"]) * local
 
 
+def carray9(name, t, ctype="double"):
+    """carray with 9 significant digits: inputs and features compared at 1e-4."""
+    flat = t.detach().reshape(-1).tolist()
+    lines = ["    " + ", ".join("%.9g" % float(v) for v in flat[i:i + 8]) + ","
+             for i in range(0, len(flat), 8)]
+    return "static const %s %s[%d] = {\n%s\n};" % (ctype, name, len(flat), "\n".join(lines))
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -224,9 +232,9 @@ def main():
            "static const int8_t tref_targets[TREF_B * CREF_K] = {%s};"
            % ", ".join(str(int(v)) for v in y.reshape(-1)),
            "/* caption features: global (B, E) and per position (B, T, E), zero past EOT */",
-           carray("tref_cap_x", gfeat), carray("tref_cap_dense", dense),
+           carray9("tref_cap_x", gfeat), carray9("tref_cap_dense", dense),
            "#define TREF_BI %d" % BI, "#define TREF_TI %d  /* class token + patches */" % (1 + M),
-           carray("tref_img_x", img_x, "float"), carray("tref_img_dense", img_dense, "float"),
+           carray9("tref_img_x", img_x, "float"), carray9("tref_img_dense", img_dense, "float"),
            ""]
     # the C batch reads float32 caption features: the reference uses them too
     # (positions past EOT are masked: the batch's zero rows there and these
