@@ -466,6 +466,6 @@ int main(void) {
     RUN(test_parity);
     RUN(test_bad_files);
     RUN(test_scenes_captions);
-    if (!getenv("TAI_SKIP_LEARNS")) RUN(test_learns);
+    RUN(test_learns);
     return ct_test_summary();
 }
