@@ -866,6 +866,15 @@ ct_tensor *ct_clip_encode_text_shared(ct_graph *g, const ct_clip *m, ct_tensor *
 /* ids (n, T) -> (n, E). */
 ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids, int64_t n,
                                int64_t T, const ct_clip_hooks *hooks);
+/* ct_clip_encode_text with every position's features too: *tokens
+ * receives ln_final + the text projection of each of the T positions
+ * (n, T, E), not normalised (OpenAI's text tower up to the projection with
+ * no EOT pooling: TaI-DPT's if_sequence=True, a caption's local features);
+ * the return is the pooled embedding (n, E), row EOT of *tokens, equal to
+ * ct_clip_encode_text's. NULL (error set) on failure, *tokens then NULL. */
+ct_tensor *ct_clip_encode_text_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids,
+                                      int64_t n, int64_t T, const ct_clip_hooks *hooks,
+                                      ct_tensor **tokens);
 /* logit_scale.exp() * normalize(img) normalize(txt)^T: (B, K). */
 ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt);
 /* CLIP's pretraining objective for a batch of B matching pairs (img[i] is

@@ -59,6 +59,31 @@ static const struct {
 
 static const char *const SPLIT_NAMES[3] = {"train", "val", "test"};
 
+/* The nouns the train split's captions use for each class (CLASSES order),
+ * the first one the class's own; annotations/synonyms.txt lists them in
+ * TaI-DPT's suppl/synonyms_*.txt form, which is how a caption-trained method
+ * labels the captions. PLURAL: the word is used as "a pair of <word>". */
+#define N_WORDS 3
+static const struct {
+    const char *w[N_WORDS];
+    bool plural;
+} WORDS[N_CLASSES] = {
+    {{"ankle boot", "boot", "bootee"}, false},  {{"bag", "handbag", "purse"}, false},
+    {{"coat", "jacket", "overcoat"}, false},    {{"dress", "gown", "frock"}, false},
+    {{"pullover", "sweater", "jumper"}, false}, {{"sandal", "flip-flop", "slide"}, false},
+    {{"shirt", "blouse", "button-up"}, false},  {{"sneaker", "running shoe", "trainer"}, false},
+    {{"trousers", "pants", "jeans"}, true},     {{"t-shirt", "tee", "top"}, false},
+};
+
+/* Caption templates; %s is the list of items ("a red bag and a boot"). */
+static const char *const CAPTION_TEMPLATES[] = {
+    "a photo of %s.",           "a dark photo with %s.",  "%s on a black background.",
+    "a picture of %s.",         "there is %s in the picture.", "a close-up photo of %s.",
+    "an image showing %s.",     "%s lying in the dark.",
+};
+#define N_CAPTION_TEMPLATES (int)(sizeof CAPTION_TEMPLATES / sizeof CAPTION_TEMPLATES[0])
+#define CAPTIONS_PER_SCENE 2
+
 /* ------------------------------------------------------------------------ */
 /* A growing text buffer; one allocation failure sticks until written.       */
 /* ------------------------------------------------------------------------ */
@@ -377,6 +402,80 @@ static void append_coco_annotations(sbuf *b, int64_t *ann_id, int64_t image_id,
     }
 }
 
+/* A colour word for an item's tint (hue sectors of its RGB; "pale" when
+ * whitened by more than 110/255). */
+static const char *colour_word(const uint8_t c[3], bool *pale) {
+    int mx = c[0] > c[1] ? c[0] : c[1], mn = c[0] < c[1] ? c[0] : c[1];
+    mx = mx > c[2] ? mx : c[2], mn = mn < c[2] ? mn : c[2];
+    *pale = mn > 110;
+    int d = mx - mn;
+    if (d == 0) return "white";
+    double h;
+    if (mx == c[0]) h = 60.0 * (double)(c[1] - c[2]) / d;
+    else if (mx == c[1]) h = 60.0 * (2.0 + (double)(c[2] - c[0]) / d);
+    else h = 60.0 * (4.0 + (double)(c[0] - c[1]) / d);
+    if (h < 0) h += 360;
+    return h < 20    ? "red"
+           : h < 45  ? "orange"
+           : h < 70  ? "yellow"
+           : h < 160 ? "green"
+           : h < 200 ? "cyan"
+           : h < 255 ? "blue"
+           : h < 290 ? "purple"
+           : h < 335 ? "pink"
+                     : "red";
+}
+
+/* CAPTIONS_PER_SCENE COCO caption annotations of scene sc (appended to b
+ * after ",\n" when b is not empty): a template, the items in a random
+ * order, each named by a random one of its class's words, with its colour
+ * half of the time. r: the scene's own caption stream. */
+static void append_captions(sbuf *b, int64_t *cap_id, int64_t image_id, const scene *sc,
+                            ct_rng *r) {
+    for (int c = 0; c < CAPTIONS_PER_SCENE; c++) {
+        int64_t order[3];
+        ct_rng_permutation(r, order, (size_t)sc->n);
+        char list[256];
+        size_t n = 0;
+        for (int i = 0; i < sc->n; i++) {
+            const item *it = &sc->it[order[i]];
+            const char *w = WORDS[it->cls].w[ct_rng_below(r, N_WORDS)];
+            bool pale, col = ct_rng_below(r, 2) == 1;
+            const char *cw = colour_word(it->colour, &pale);
+            char adj[32] = "";
+            if (col) snprintf(adj, sizeof adj, "%s%s ", pale ? "pale " : "", cw);
+            const char *sep = i == 0 ? "" : i + 1 == sc->n ? " and " : ", ";
+            const char *art = WORDS[it->cls].plural           ? "a pair of "
+                              : strchr("aeiou", (adj[0] ? adj : w)[0]) ? "an "
+                                                                      : "a ";
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s%s%s", sep, art, adj, w);
+        }
+        char text[320];
+        snprintf(text, sizeof text, CAPTION_TEMPLATES[ct_rng_below(r, N_CAPTION_TEMPLATES)],
+                 list);
+        text[0] = (char)(text[0] >= 'a' && text[0] <= 'z' ? text[0] - 32 : text[0]);
+        sb_printf(b, "%s{\"image_id\": %lld, \"id\": %lld, \"caption\": \"%s\"}",
+                  b->n ? ",\n" : "", (long long)image_id, (long long)*cap_id, text);
+        (*cap_id)++;
+    }
+}
+
+/* annotations/synonyms.txt: WORDS in TaI-DPT's {'a','b'} form. */
+static ct_status write_synonyms(const char *out) {
+    char path[PATH_BUF];
+    ct_status s = out_path(path, out, "annotations/synonyms.txt");
+    if (s != CT_OK) return s;
+    sbuf b = {0};
+    for (int c = 0; c < N_CLASSES; c++) {
+        sb_printf(&b, "{");
+        for (int j = 0; j < N_WORDS; j++) sb_printf(&b, "%s'%s'", j ? "," : "", WORDS[c].w[j]);
+        sb_printf(&b, "}\n");
+    }
+    s = write_sbuf(path, &b);
+    sb_free(&b);
+    return s;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -475,7 +574,11 @@ static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rn
     const int n[3] = {R->cfg->n_train, R->cfg->n_val, R->cfg->n_test};
     const int S = R->cfg->canvas;
     ct_rng split_rng = ct_rng_split(root, (uint64_t)split + 1);
-    sbuf xml = {0}, images = {0}, anns = {0}, csv = {0}, json = {0};
+    sbuf xml = {0}, images = {0}, anns = {0}, csv = {0}, json = {0}, caps = {0};
+    /* the train split's captions: a stream of their own, so that the
+     * scenes are those of a run without captions */
+    ct_rng cap_rng = ct_rng_split(root, 0x63617074696f6eULL);
+    int64_t cap_id = 1;
     char path[PATH_BUF], id[16];
     ct_status s = CT_OK;
     sb_printf(&csv, "path,labels\n");
@@ -505,6 +608,25 @@ static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rn
                            "\"height\": %d, \"license\": 1}", k ? ",\n" : "", num, id, S, S);
         append_coco_annotations(&anns, &R->ann_id, num, &sc, R->owner, S,
                                 split == 2 ? "t10k" : "train");
+        if (split == 0) {
+            ct_rng r = ct_rng_split(&cap_rng, (uint64_t)k);
+            append_captions(&caps, &cap_id, num, &sc, &r);
+        }
+    }
+    if (s == CT_OK && split == 0) {
+        json.n = 0;
+        sb_printf(&json, "{\"info\": {\"description\": \"cliptune scenes (Fashion-MNIST), "
+                         "train captions\", \"version\": \"1.0\", \"contributor\": \"cliptune "
+                         "make-scenes\", \"seed\": %llu},\n\"licenses\": [{\"id\": 1, \"name\": "
+                         "\"MIT License (Fashion-MNIST)\", \"url\": "
+                         "\"https://opensource.org/licenses/MIT\"}],\n\"images\": [\n",
+                  (unsigned long long)R->cfg->seed);
+        sb_printf(&json, "%.*s%s\"annotations\": [\n", (int)images.n, images.p ? images.p : "",
+                  images.n ? "\n],\n" : "],\n");
+        sb_printf(&json, "%.*s%s}\n", (int)caps.n, caps.p ? caps.p : "", caps.n ? "\n]" : "]");
+        if ((s = out_path(path, R->out, "annotations/captions_train.json")) == CT_OK)
+            s = write_sbuf(path, &json);
+        json.n = 0;
     }
     if (s == CT_OK) {
         sb_printf(&json, "{\"info\": {\"description\": \"cliptune scenes (Fashion-MNIST), %s\", "
@@ -528,6 +650,7 @@ static ct_status make_split(scenes_run *R, int split, const pool *p, const ct_rn
     if (s == CT_OK && (s = out_path(path, R->out, "labels_%s.csv", SPLIT_NAMES[split])) == CT_OK)
         s = write_sbuf(path, &csv);
     sb_free(&xml), sb_free(&images), sb_free(&anns), sb_free(&csv), sb_free(&json);
+    sb_free(&caps);
     return s;
 }
 
@@ -619,6 +742,7 @@ ct_status ct_data_make_scenes(const ct_scenes_cfg *cfg, const char *out_dir) {
         sb_free(&b);
     }
     if (s == CT_OK) s = write_readme(out_dir, cfg, fm_dir, names);
+    if (s == CT_OK) s = write_synonyms(out_dir);
     /* every file above was renamed into place without an fsync: one sync
      * for them all */
     if (s == CT_OK) s = ct_sync_fs(out_dir);

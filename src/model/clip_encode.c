@@ -224,8 +224,12 @@ ct_status ct_clip_eot_positions(const ct_clip *m, const int64_t *ids, int64_t n,
     return CT_OK;
 }
 
-ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
-                                      const int64_t *eot_pos, const ct_clip_hooks *hooks) {
+/* The text tower on embeds; with tokens set, *tokens receives ln_final +
+ * projection of every position (n, T, E) and the pooled rows are read from
+ * it, else only the EOT rows are normalised and projected. */
+static ct_tensor *encode_text(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
+                              const int64_t *eot_pos, const ct_clip_hooks *hooks,
+                              ct_tensor **tokens) {
     if (!ct_op_inputs_ok(g, &embeds, 1)) return NULL;
     const ct_clip_config *c = &m->cfg;
     if (embeds->ndim != 3 || embeds->shape[2] != c->text_width ||
@@ -252,9 +256,23 @@ ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *
     if (!rows) return NULL;
     for (int64_t r = 0; r < n; r++) rows[r] = r * Tx + eot_pos[r];
     int64_t flat[2] = {n * Tx, W};
+    if (tokens) {
+        ct_tensor *all = ct_layernorm(g, ct_reshape(g, x, 2, flat), m->ln_final_w,
+                                      m->ln_final_b, c->text_ln_eps);
+        all = ct_linear(g, all, m->tproj, NULL); /* (n * Tx, E) */
+        if (!all) return NULL;
+        int64_t shape[3] = {n, Tx, c->embed_dim};
+        *tokens = ct_reshape(g, all, 3, shape);
+        return ct_gather_rows(g, all, rows, 1, &n);
+    }
     ct_tensor *pooled = ct_gather_rows(g, ct_reshape(g, x, 2, flat), rows, 1, &n);
     pooled = ct_layernorm(g, pooled, m->ln_final_w, m->ln_final_b, c->text_ln_eps);
     return ct_linear(g, pooled, m->tproj, NULL);
+}
+
+ct_tensor *ct_clip_encode_text_embeds(ct_graph *g, const ct_clip *m, ct_tensor *embeds,
+                                      const int64_t *eot_pos, const ct_clip_hooks *hooks) {
+    return encode_text(g, m, embeds, eot_pos, hooks, NULL);
 }
 
 /* One causal text block on x, its attention also seeing ek/ev (P, W); *k,
@@ -335,6 +353,17 @@ ct_tensor *ct_clip_encode_text(ct_graph *g, const ct_clip *m, const int64_t *ids
     if (!pos) return NULL;
     ct_clip_eot_positions(m, ids, n, T, pos);
     return ct_clip_encode_text_embeds(g, m, ct_clip_embed_tokens(g, m, ids, n, T), pos, hooks);
+}
+
+ct_tensor *ct_clip_encode_text_tokens(ct_graph *g, const ct_clip *m, const int64_t *ids,
+                                      int64_t n, int64_t T, const ct_clip_hooks *hooks,
+                                      ct_tensor **tokens) {
+    if (!tokens) return ct_op_fail(g, CT_ERR_ARG, "clip: encode_text_tokens needs tokens");
+    *tokens = NULL;
+    int64_t *pos = ct_graph_alloc(g, (size_t)(n ? n : 1) * sizeof *pos);
+    if (!pos) return NULL;
+    ct_clip_eot_positions(m, ids, n, T, pos);
+    return encode_text(g, m, ct_clip_embed_tokens(g, m, ids, n, T), pos, hooks, tokens);
 }
 
 ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tensor *txt) {

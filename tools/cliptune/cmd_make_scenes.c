@@ -13,11 +13,13 @@ static const char *HELP =
     "(JPEGImages/, Annotations/, ImageSets/Main and Segmentation, SegmentationClass/\n"
     "palette PNGs) and as COCO instances_{train,val,test}.json in OUT/annotations,\n"
     "plus labels_{train,val,test}.csv (path,labels with ';' between classes),\n"
-    "classnames.txt and README.txt. Each scene is PX x PX RGB (default 56) with\n"
-    "1-3 tinted Fashion-MNIST items in distinct cells of a 2x2 grid; train and val\n"
-    "scenes use Fashion-MNIST's train images (val: the fashion-mnist spec's 10%\n"
-    "holdout), test scenes its t10k images. The same options give byte-identical\n"
-    "files. Every file is written atomically.\n"
+    "classnames.txt and README.txt, and two COCO-format captions per train scene\n"
+    "(annotations/captions_train.json, with the nouns per class in\n"
+    "annotations/synonyms.txt: training text for taidpt). Each scene is PX x PX\n"
+    "RGB (default 56) with 1-3 tinted Fashion-MNIST items in distinct cells of a\n"
+    "2x2 grid; train and val scenes use Fashion-MNIST's train images (val: the\n"
+    "fashion-mnist spec's 10% holdout), test scenes its t10k images. The same\n"
+    "options give byte-identical files. Every file is written atomically.\n"
     "\n"
     "  --train N, --val N, --test N   scenes per split (default 2000, 200, 1000)\n"
     "  --seed S                       default 0\n"
@@ -70,6 +72,8 @@ int cmd_make_scenes(int argc, char **argv) {
            cfg.n_val, cfg.n_test, cfg.canvas, cfg.canvas, (unsigned long long)cfg.seed, out);
     printf("  VOC:  %s (JPEGImages, Annotations, ImageSets, SegmentationClass)\n"
            "  COCO: %s/annotations/instances_{train,val,test}.json\n"
-           "  CSV:  %s/labels_{train,val,test}.csv\n", out, out, out);
+           "  CSV:  %s/labels_{train,val,test}.csv\n"
+           "  captions (train): %s/annotations/captions_train.json, synonyms.txt\n", out, out,
+           out, out);
     return 0;
 }
