@@ -355,17 +355,20 @@ static void test_upt_parity(void) {
 }
 
 static void test_clip_lora_parity(void) {
-    parity_opt("clip-lora", "dropout=0", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f, 1e-2f);
+    /* the fixture uses main.py's constant 100 */
+    parity_opt("clip-lora", "dropout=0 logit_scale=100", "lora", 0.05, CT_OPTIM_ADAMW, 1e-3f,
+               1e-2f);
 }
 
 /* CLIP-LoRA's merge: a second copy of the model with W += s B A gives, as a
- * plain CLIP (text of the template, 100 cos), the method's logits. */
+ * plain CLIP (text of the template, 100 cos with logit_scale=100), the
+ * method's logits. */
 static void test_clip_lora_merge(void) {
     if (!setup()) return;
     const ct_method *m = ct_method_find("clip-lora");
     ct_kv hp = {0};
     CHECK_OK(ct_kv_parse(&hp, m->defaults));
-    CHECK_OK(ct_kv_parse(&hp, "params=qkvo"));
+    CHECK_OK(ct_kv_parse(&hp, "params=qkvo logit_scale=100"));
     ct_task task = task_of();
     void *st = NULL;
     CHECK_OK(m->create(&task, &hp, &st));

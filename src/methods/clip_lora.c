@@ -11,8 +11,10 @@
  *        alpha / r), inverted dropout on the LoRA branch's input in training;
  *   text:  t_k = text tower("a photo of a {name_k}.") with the deltas, every
  *          step (with gradients when the text tower has LoRA);
- *   logits = 100 · cos(image, text_k) (main.py's fixed scale; logit_scale=model
- *          uses the checkpoint's), loss = cross-entropy.
+ *   logits = s · cos(image, text_k), s the checkpoint's exp(logit_scale) by
+ *          default (logit_scale=model: 100 for OpenAI's checkpoints, main.py's
+ *          fixed constant; logit_scale=100 gives the constant on any model),
+ *          loss = cross-entropy.
  * Layers: position=all (every block), bottom / mid / up (the first, middle,
  * last third), half-bottom / half-up, top1 / top2 / top3, as loralib's
  * index lists for 12 layers and in proportion for other depths.
@@ -136,7 +138,7 @@ static ct_status lora_create(const ct_task *task, const ct_kv *hp_in, void **out
     if (st == CT_OK) st = ct_kv_str(hp, "position", "all", &pos);
     if (st == CT_OK) st = ct_kv_str(hp, "params", "qkv", &mats);
     if (st == CT_OK) st = ct_kv_str(hp, "template", "a photo of a {}.", &tmpl);
-    if (st == CT_OK) st = ct_kv_str(hp, "logit_scale", "100", &scale);
+    if (st == CT_OK) st = ct_kv_str(hp, "logit_scale", "model", &scale);
     if (st != CT_OK) return st;
     bool vision = !strcmp(enc, "both") || !strcmp(enc, "vision");
     bool text = !strcmp(enc, "both") || !strcmp(enc, "text");
@@ -258,7 +260,7 @@ const ct_method ct_method_clip_lora = {
              "CVPRW 2024",
     /* run_utils.py defaults and lora.py's optimiser and schedule */
     .defaults = "r=2 alpha=1 dropout=0.25 encoder=both position=all params=qkv "
-                "template=\"a photo of a {}.\" logit_scale=100 optim=adamw lr=2e-4 "
+                "template=\"a photo of a {}.\" logit_scale=model optim=adamw lr=2e-4 "
                 "weight_decay=1e-2 sched=cosine_step warmup_steps=0 min_lr=1e-6 "
                 "iters_per_shot=500 batch_size=32 epochs=1 select=last train_aug=rrc_flip "
                 "aug_scale_min=0.08",
