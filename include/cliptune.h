@@ -1703,6 +1703,7 @@ typedef struct ct_mt_run_result {
     double top1[CT_MT_MAX_TASKS];     /* test top-1 of each task over its own classes */
     double val_top1[CT_MT_MAX_TASKS]; /* the same on val; NaN without val / training   */
     double mean_top1, mean_val_top1;  /* the means over the tasks                      */
+    char task_names[CT_MT_MAX_TASKS][64]; /* each task's dataset name (truncated)     */
 } ct_mt_run_result;
 
 ct_status ct_mt_run(const ct_mt_run_cfg *cfg, ct_mt_run_result *res);

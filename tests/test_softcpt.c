@@ -244,10 +244,10 @@ static void test_learns_multitask(void) {
         ct_mt_run_cfg c = ct_mt_run_cfg_default();
         c.model = model, c.n_tasks = 2, c.data = data, c.data_specs = specs;
         c.method = ct_method_find(methods[r]), c.set = sets[r], c.shots = 4, c.seed = 1;
-        c.run_dir = dirs[r], c.cache_dir = cache, c.max_test = 1000;
+        c.run_dir = dirs[r], c.cache_dir = cache, c.max_test = 500;
         CHECK_OK(ct_mt_run(&c, &res[r]));
     }
-    printf("    shipped model, 4 shots, first 1000 test images per task: zero-shot "
+    printf("    shipped model, 4 shots, first 500 test images per task: zero-shot "
            "fashion-mnist %.2f%% digits %.2f%% mean %.2f%%; SoftCPT %.2f%% %.2f%% mean %.2f%%\n",
            100 * res[0].top1[0], 100 * res[0].top1[1], 100 * res[0].mean_top1,
            100 * res[1].top1[0], 100 * res[1].top1[1], 100 * res[1].mean_top1);

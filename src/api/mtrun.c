@@ -351,6 +351,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
         }
         if (s != CT_OK) break;
         res->top1[t] = mt[t].top1;
+        snprintf(res->task_names[t], sizeof res->task_names[t], "%s", names[t]);
         res->mean_top1 += mt[t].top1 / n;
         mlog(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d classes)",
              names[t], 100 * mt[t].top1, 100 * mt[t].top5, 100 * mt[t].macro_f1,
