@@ -261,6 +261,34 @@ static void test_learns_multitask(void) {
     CHECK_MSG(ev.n_tasks == 2 && ev.top1[0] == res[1].top1[0] && ev.top1[1] == res[1].top1[1],
               "evaluated again: %.4f %.4f vs %.4f %.4f", ev.top1[0], ev.top1[1], res[1].top1[0],
               res[1].top1[1]);
+    /* resuming the finished run trains nothing more and gives the same numbers */
+    ct_mt_run_result again = {0};
+    ct_mt_run_cfg rc = ct_mt_run_cfg_default();
+    rc.model = model, rc.n_tasks = 2, rc.data = data, rc.data_specs = specs;
+    rc.method = ct_method_find("softcpt"), rc.set = sets[1], rc.shots = 4, rc.seed = 1;
+    rc.run_dir = dirs[1], rc.cache_dir = cache, rc.max_test = 500, rc.resume = true;
+    CHECK_OK(ct_mt_run(&rc, &again));
+    CHECK_MSG(again.mean_top1 == res[1].mean_top1, "resumed: %.4f vs %.4f", again.mean_top1,
+              res[1].mean_top1);
+    /* malformed records are errors naming config.json */
+    const char *bad[] = {"{\"multi_task\": true, \"method\": \"softcpt\"}",
+                         "{\"multi_task\": true, \"method\": \"nope\", \"model\": \"m\", "
+                         "\"shots\": 1, \"seed\": 1, \"max_test\": 0, \"tasks\": [{}], "
+                         "\"hyper_parameters\": {}}",
+                         "{\"multi_task\": true, \"method\": \"softcpt\", \"model\": \"m\", "
+                         "\"shots\": 1, \"seed\": 1, \"max_test\": 0, \"tasks\": [{\"data\": "
+                         "\"digits\", \"classnames\": [\"a\"]}], \"hyper_parameters\": {}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char bd[4300], path[4400];
+        snprintf(bd, sizeof bd, "%s/mt_bad%zu", ct_test_tmpdir(), i);
+        mkdir(bd, 0777);
+        snprintf(path, sizeof path, "%s/config.json", bd);
+        FILE *f = fopen(path, "w");
+        if (f) fputs(bad[i], f), fclose(f);
+        ct_status s = ct_mt_evaluate(bd, model, NULL, NULL, &ev);
+        CHECK_MSG(s != CT_OK && strstr(ct_last_error(), "config.json"), "bad config %zu: %s", i,
+                  ct_last_error());
+    }
     /* a single-task method that trains is refused */
     ct_mt_run_cfg c = ct_mt_run_cfg_default();
     c.model = model, c.n_tasks = 2, c.data = data, c.method = ct_method_find("coop");
