@@ -30,7 +30,10 @@ static ct_status create(const ct_task *task, const char *hp_text, void **state) 
     ct_kv hp = {0};
     ct_status s = m ? ct_kv_parse(&hp, hp_text) : CT_ERR_ARG;
     if (s == CT_OK) s = m->create(task, &hp, state);
-    if (s == CT_OK) s = ct_kv_check_used(&hp, "softcpt");
+    if (s == CT_OK && (s = ct_kv_check_used(&hp, "softcpt")) != CT_OK) {
+        m->destroy(*state);
+        *state = NULL;
+    }
     ct_kv_free(&hp);
     return s;
 }

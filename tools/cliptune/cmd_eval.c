@@ -172,12 +172,23 @@ static int eval_multitask(const char *run, const model_args *a, const char *data
     ct_model_free(m);
     if (s != CT_OK) return cli_lib_error("eval");
     if (json) {
-        printf("{\"multi_task\": true, \"mean_top1\": %.6f, \"tasks\": [", r.mean_top1);
-        for (int t = 0; t < r.n_tasks; t++) {
-            printf("%s{\"task\": \"%s\", \"top1\": %.6f}", t ? ", " : "", r.task_names[t],
-                   r.top1[t]);
+        cJSON *j = cJSON_CreateObject(), *ts = j ? cJSON_AddArrayToObject(j, "tasks") : NULL;
+        for (int t = 0; ts && t < r.n_tasks; t++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "task", r.task_names[t]);
+            cJSON_AddNumberToObject(o, "top1", r.top1[t]);
+            cJSON_AddItemToArray(ts, o);
         }
-        printf("]}\n");
+        if (j) cJSON_AddBoolToObject(j, "multi_task", true);
+        if (j) cJSON_AddNumberToObject(j, "mean_top1", r.mean_top1);
+        char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+        if (!text) {
+            cJSON_Delete(j);
+            return cli_error("eval: out of memory");
+        }
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
     } else {
         for (int t = 0; t < r.n_tasks; t++) {
             printf("task %-20s top-1 %6.2f%%\n", r.task_names[t], 100 * r.top1[t]);

@@ -10,6 +10,9 @@
 static const char *HELP_TRAIN =
     "usage: cliptune train --method NAME --model MODEL --data SPEC [options]\n"
     "       cliptune zeroshot --model MODEL --data SPEC [options]\n"
+    "       cliptune train --method softcpt --model MODEL --data A --data B [options]\n"
+    "       (several --data, train or zeroshot: one multi-task run; metrics.json has\n"
+    "       each task's top-1 among its own classes and the mean)\n"
     "\n"
     "Adapt (train) or apply (zeroshot) a method and evaluate it on the test split.\n"
     "Writes config.json, metrics.json, predictions.csv, log.txt, report.md,\n"
@@ -72,11 +75,11 @@ static bool g_import;
 /* Two or more --data: one multi-task run over them (ct_mt_run). */
 static int run_multitask(const run_args *ra, cli_progress *prog) {
     if (ra->import_from || strcmp(ra->subsample, "all") || ra->partial_labels > 0)
-        return cli_usage("train: a multi-task run (several --data) takes no --from, "
-                         "--subsample or --partial-labels");
+        return cli_usage("a multi-task run (several --data) takes no --from, --subsample or "
+                         "--partial-labels");
     const ct_method *m = ct_method_find(ra->method);
     if (!m) return cli_usage("train: unknown method %s (see cliptune methods)", ra->method);
-    ct_model *model = model_load(&ra->model, true, "train");
+    ct_model *model = model_load(&ra->model, true, ra->method);
     if (!model) return 1;
     ct_splits sp[CT_MT_MAX_TASKS] = {{0}};
     const ct_splits *spp[CT_MT_MAX_TASKS];
