@@ -402,6 +402,13 @@ ct_status ct_mt_run(const ct_mt_run_cfg *cfg, ct_mt_run_result *res) {
     ct_status s = ct_kv_parse(&J.hp, cfg->method->defaults);
     if (s == CT_OK) s = ct_kv_parse(&J.hp, cfg->set);
     if (s == CT_OK && cfg->cache_dir) s = ct_mkdir_p(cfg->cache_dir);
+    /* what killed runs left half-written (temp files of dead processes) */
+    const char *dirs[2] = {cfg->cache_dir, cfg->run_dir};
+    for (int k = 0; s == CT_OK && k < 2; k++) {
+        int gone = dirs[k] ? ct_clean_stale_temps(dirs[k]) : 0;
+        if (gone) mlog(&L, "removed %d temp file%s that killed runs left in %s", gone,
+                       gone > 1 ? "s" : "", dirs[k]);
+    }
     if (s == CT_OK) s = mt_execute(&J, true, cfg->resume, NULL, cfg->run_dir, &L, res);
     ct_kv_free(&J.hp);
     free(L.text);
