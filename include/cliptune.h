@@ -1215,6 +1215,15 @@ typedef struct ct_task {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     const char *run_dir;
+    /* Multi-task runs (ct_mt_run): the classes are the tasks' class lists
+     * one after another; task t is named task_names[t] (its dataset's name)
+     * and owns classes task_offsets[t] .. task_offsets[t + 1] - 1
+     * (task_offsets[n_tasks] = n_classes). n_tasks 0: a single task (a
+     * multi-task method then treats all classes as one task named
+     * dataset_name). */
+    int n_tasks;
+    char *const *task_names;
+    const int *task_offsets;
 } ct_task;
 
 /* A mini-batch: features (frozen-feature methods) or preprocessed images
@@ -1240,6 +1249,9 @@ typedef struct ct_batch {
                           * when the features carry them (ct_train, ct_predict);
                           * else NULL */
     int n_tokens;        /* T when dense is set, else 0 */
+    const int *tasks;    /* (n) multi-task training (ct_task.n_tasks > 0): each
+                          * item's task, the one owning its label (ct_train
+                          * sets it); else NULL */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1349,6 +1361,11 @@ typedef struct ct_method {
      * resized to the model's input, so the grid covers it) and upsampling
      * the scores bilinearly to each label map (ct_seg_upsample_argmax). */
     ct_status (*predict_patches)(void *state, const ct_features *f, float *scores);
+    /* the method learns several tasks jointly (SoftCPT): it reads
+     * ct_task.n_tasks / task_names / task_offsets and ct_batch.tasks, and
+     * ct_mt_run trains only these (it scores training-free methods without
+     * a fit step too, as baselines) */
+    bool multi_task;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -1716,6 +1733,65 @@ typedef struct ct_run_result {
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
+
+/* Multi-task runs (docs/training.md, "Multi-task runs"): several
+ * single-label datasets ("tasks") learned jointly by one multi-task method
+ * (ct_method.multi_task: softcpt), each keeping its own classes. Each
+ * task's training set is its k-shot draw (val min(k, 4) per class, as
+ * ct_run); the trainer iterates the union of them, batches mixing the
+ * tasks at random as the official data manager does, and hands the method
+ * each item's task. Each task is tested over its own classes (top-1 of the
+ * argmax among them); the result is per task and the mean over tasks. The
+ * run directory holds config.json (the tasks' data specs and class names,
+ * "multi_task": true), metrics.json, report.md, log.txt and
+ * learned.safetensors; ct_mt_evaluate reproduces its metrics. Training-free
+ * methods without a fit step (zeroshot) run too, scored the same way: the
+ * baseline. */
+#define CT_MT_MAX_TASKS 16
+typedef struct ct_mt_run_cfg {
+    ct_model *model;
+    int n_tasks;                    /* 1 .. CT_MT_MAX_TASKS                     */
+    const ct_splits *const *data;   /* (n_tasks) each task's splits              */
+    const char *const *data_specs;  /* (n_tasks) recorded in config.json (made
+                                     * absolute); NULL entries: ""            */
+    const ct_method *method;
+    const char *set;                /* "k=v ..." overrides of the defaults       */
+    int shots;                      /* k per class of every task; 0: all         */
+    uint64_t seed;
+    const char *run_dir;            /* created if missing; NULL: nothing written  */
+    const char *cache_dir;          /* feature cache; NULL: none                 */
+    bool resume;                    /* continue a checkpointed run               */
+    int64_t max_test;               /* per task: its first max_test test items (0: all) */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
+                     double lr);
+    void *progress_ctx;
+} ct_mt_run_cfg;
+
+/* shots 16, seed 1, everything else zero / NULL */
+ct_mt_run_cfg ct_mt_run_cfg_default(void);
+
+typedef struct ct_mt_run_result {
+    int n_tasks;
+    double top1[CT_MT_MAX_TASKS];     /* test top-1 of each task over its own classes */
+    double val_top1[CT_MT_MAX_TASKS]; /* the same on val; NaN without val / training   */
+    double mean_top1, mean_val_top1;  /* the means over the tasks                      */
+    char task_names[CT_MT_MAX_TASKS][64]; /* each task's dataset name (truncated)     */
+} ct_mt_run_result;
+
+ct_status ct_mt_run(const ct_mt_run_cfg *cfg, ct_mt_run_result *res);
+/* Whether dir/config.json records a multi-task run (false when it records
+ * a single-task run or cannot be read). */
+bool ct_run_is_multitask(const char *dir);
+/* A finished multi-task run evaluated again: the method rebuilt from
+ * config.json's hyper-parameters and the learned tensors, scored on the
+ * test splits of the recorded data specs (the recorded max_test). model:
+ * NULL loads the recorded one; either way a model whose content hash
+ * differs from the recorded one is refused. out_dir (created) receives
+ * metrics.json and report.md when not NULL. */
+ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache_dir,
+                         const char *out_dir, ct_mt_run_result *res);
 
 /* A finished run directory, opened to predict or evaluate with it again.
  * Opening reads config.json only; the model is loaded (or checked) by

@@ -120,6 +120,27 @@ class _RunResult(ctypes.Structure):
                [(k, ctypes.c_double) for k in ("miou", "macc", "aacc")]
 
 
+_MT_MAX_TASKS = 16  # CT_MT_MAX_TASKS
+
+
+class _MTRunCfg(ctypes.Structure):
+    _fields_ = [("model", ctypes.c_void_p), ("n_tasks", ctypes.c_int),
+                ("data", ctypes.POINTER(ctypes.POINTER(_Splits))), ("data_specs", _c_str_p),
+                ("method", ctypes.c_void_p), ("set", ctypes.c_char_p), ("shots", ctypes.c_int),
+                ("seed", ctypes.c_uint64), ("run_dir", ctypes.c_char_p),
+                ("cache_dir", ctypes.c_char_p), ("resume", ctypes.c_bool),
+                ("max_test", ctypes.c_int64),
+                ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
+                ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p)]
+
+
+class _MTRunResult(ctypes.Structure):
+    _fields_ = [("n_tasks", ctypes.c_int), ("top1", ctypes.c_double * _MT_MAX_TASKS),
+                ("val_top1", ctypes.c_double * _MT_MAX_TASKS), ("mean_top1", ctypes.c_double),
+                ("mean_val_top1", ctypes.c_double),
+                ("task_names", (ctypes.c_char * 64) * _MT_MAX_TASKS)]
+
+
 class _RunInfo(ctypes.Structure):
     _fields_ = [(k, ctypes.c_char_p) for k in
                 ("dir", "method", "model", "bpe", "act", "model_hash", "data", "dataset",
@@ -213,6 +234,9 @@ def _load():
         "ct_kv_append": (i32, [ctypes.POINTER(ctypes.c_void_p), cs]),
         "ct_run_cfg_default": (_RunCfg, []),
         "ct_run": (i32, [ctypes.POINTER(_RunCfg), ctypes.POINTER(_RunResult)]),
+        "ct_mt_run_cfg_default": (_MTRunCfg, []),
+        "ct_mt_run": (i32, [ctypes.POINTER(_MTRunCfg), ctypes.POINTER(_MTRunResult)]),
+        "ct_mt_evaluate": (i32, [cs, vp, cs, cs, ctypes.POINTER(_MTRunResult)]),
         "ct_saved_run_open": (vp, [cs]),
         "ct_saved_run_free": (None, [vp]),
         "ct_saved_run_info": (ctypes.POINTER(_RunInfo), [vp]),
@@ -244,7 +268,8 @@ def _check_layouts():
                       ("ct_run_info", _RunInfo), ("ct_metrics", _Metrics),
                       ("ct_ml_metrics", _MLMetrics), ("ct_seg_metrics", _SegMetrics),
                       ("ct_model_opts", _ModelOpts), ("ct_dataset", _Dataset),
-                      ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV)):
+                      ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV),
+                      ("ct_mt_run_cfg", _MTRunCfg), ("ct_mt_run_result", _MTRunResult)):
         want = _lib.ct_struct_size(cname.encode())
         if want != ctypes.sizeof(py):
             raise ImportError("cliptune: %s is %d bytes in %s but %d in this binding: the "
@@ -551,6 +576,68 @@ class Model:
         if errors:
             raise errors[0]
         return {k: _nan_none(getattr(res, k)) for k, _ in _RunResult._fields_}
+
+    def train_multitask(self, method, datas, run_dir=None, shots=16, seed=1, set=None,
+                        cache_dir=None, max_test=0, resume=False, force=False, log=None):
+        """A multi-task run (ct_mt_run, `cliptune train` with several --data):
+        method (softcpt, or zeroshot as the baseline) learns the datasets
+        datas (Dataset objects or data specs) jointly, each keeping its own
+        classes. Returns a dict: tasks (names), top1 and val_top1 (per task),
+        mean_top1, mean_val_top1."""
+        dss = [d if isinstance(d, Dataset) else Dataset.open(d) for d in datas]
+        if not 1 <= len(dss) <= _MT_MAX_TASKS:
+            raise Error("train_multitask: 1 .. %d datasets" % _MT_MAX_TASKS)
+        mp = _lib.ct_method_find(_b(method))
+        if not mp:
+            raise Error("unknown method \"%s\" (cliptune.methods() lists them)" % method)
+        if run_dir is not None and not resume:
+            _prepare_run_dir(os.fspath(run_dir), force)
+        n = len(dss)
+        sp = (ctypes.POINTER(_Splits) * n)(*[ctypes.pointer(d._splits) for d in dss])
+        specs = (ctypes.c_char_p * n)(*[_b(d.spec) for d in dss])
+        cfg = _lib.ct_mt_run_cfg_default()
+        cfg.model, cfg.n_tasks, cfg.data, cfg.method = self._m, n, sp, mp
+        cfg.data_specs = ctypes.cast(specs, _c_str_p)
+        set_text = _kv_text(set)
+        cfg.set = set_text
+        cfg.shots, cfg.seed = int(shots), int(seed)
+        cfg.run_dir, cfg.cache_dir = _b(run_dir), _b(cache_dir)
+        cfg.resume, cfg.max_test = bool(resume), int(max_test)
+        errors, log_cb = [], None
+        if log is not None:
+            def log_cb(ctx, line):
+                try:
+                    log(line.decode(errors="replace"))
+                except BaseException as e:  # noqa: B902 - re-raised after the call
+                    errors.append(e)
+            log_cb = _LOG_FN(log_cb)
+            cfg.log = log_cb
+        res = _MTRunResult()
+        status = _lib.ct_mt_run(ctypes.byref(cfg), ctypes.byref(res))
+        del set_text, log_cb, sp, specs
+        if status != 0:
+            raise _error()
+        if errors:
+            raise errors[0]
+        return _mt_result(res)
+
+
+def _mt_result(res):
+    n = res.n_tasks
+    return {"tasks": [res.task_names[t].value.decode(errors="replace") for t in range(n)],
+            "top1": [res.top1[t] for t in range(n)],
+            "val_top1": [_nan_none(res.val_top1[t]) for t in range(n)],
+            "mean_top1": res.mean_top1, "mean_val_top1": _nan_none(res.mean_val_top1)}
+
+
+def evaluate_multitask(run_dir, model=None, cache_dir=None, out_dir=None):
+    """A saved multi-task run evaluated again on its recorded tasks
+    (ct_mt_evaluate, `cliptune eval`): model None loads the recorded one.
+    out_dir: metrics.json and report.md there. Returns train_multitask's dict."""
+    res = _MTRunResult()
+    _check(_lib.ct_mt_evaluate(_b(os.fspath(run_dir)), model._m if model is not None else None,
+                               _b(cache_dir), _b(out_dir), ctypes.byref(res)))
+    return _mt_result(res)
 
 
 def _progress_adapter(fn, errors):

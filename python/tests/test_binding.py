@@ -308,6 +308,19 @@ if os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
         check(raises(lambda: run.predict([os.path.join(sc, "JPEGImages", "000051.jpg")]),
                      "labels pixels"), "predict on a segmentation run")
 
+# multi-task: SoftCPT over Fashion-MNIST + digits (one epoch), against the CLI's eval
+if os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") and \
+        os.path.exists("/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"):
+    mt_dir = os.path.join(TMP, "run-softcpt")
+    mt = m.train_multitask("softcpt", ["fashion-mnist", "digits"], mt_dir, shots=1,
+                           set={"epochs": 1, "aug_views": 0}, max_test=40)
+    check(mt["tasks"] == ["fashion-mnist", "digits"] and len(mt["top1"]) == 2 and
+          abs(mt["mean_top1"] - sum(mt["top1"]) / 2) < 1e-12, "multi-task result %s" % mt)
+    ev = cliptune.evaluate_multitask(mt_dir, model=m)
+    ref = cli_json("eval", "--run", mt_dir, "--json", "--cache", "none")
+    check(ev["top1"] == mt["top1"] and abs(ref["mean_top1"] - mt["mean_top1"]) < 1e-6,
+          "multi-task evaluate %s / CLI %s vs the run %s" % (ev, ref, mt))
+
 # lifetimes: the run keeps a borrowed model alive
 m2 = cliptune.Model(MODEL)
 run = cliptune.Run(os.path.join(TMP, "run-coop"), model=m2)

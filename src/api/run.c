@@ -92,36 +92,41 @@ static ct_status labels_only(const ct_dataset *d, ct_features *out) {
     return CT_OK;
 }
 
+void ct_run_config_model(cJSON *j, const ct_model *model) {
+    /* absolute paths: eval / predict read them again from anywhere; the
+     * model's content hash tells whether the model there is still the one */
+    char model_abs[4096], mh[17];
+    const char *mp = ct_model_path(model) ? ct_model_path(model) : "";
+    if (*mp && mp[0] != '/' && realpath(mp, model_abs)) mp = model_abs;
+    cJSON_AddStringToObject(j, "model", mp);
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(model)->clip));
+    cJSON_AddStringToObject(j, "model_hash", mh);
+    /* how it was loaded: reloading the path alone could give another model */
+    if (ct_model_bpe(model))
+        cJSON_AddStringToObject(j, "bpe", ct_model_bpe(model));
+    else
+        cJSON_AddNullToObject(j, "bpe");
+    cJSON_AddStringToObject(j, "act", ct_model_act(model));
+    char th[17], ph[17];
+    ct_model_part_hashes(model, th, ph);
+    cJSON_AddStringToObject(j, "tokenizer_hash", th);
+    cJSON_AddStringToObject(j, "preprocess_hash", ph);
+}
+
 static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char *path) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
     cJSON_AddStringToObject(j, "dataset", cfg->data->train->name);
-    /* absolute paths: eval / predict read them again from anywhere; the
-     * model's content hash tells whether the model there is still the one */
-    char model_abs[4096], data_abs[8192], mh[17];
-    const char *mp = ct_model_path(cfg->model) ? ct_model_path(cfg->model) : "";
-    if (*mp && mp[0] != '/' && realpath(mp, model_abs)) mp = model_abs;
+    char data_abs[8192];
     const char *ds = cfg->data_spec ? cfg->data_spec : "";
     if (*ds && ct_data_spec_absolute(ds, data_abs, sizeof data_abs) == CT_OK) ds = data_abs;
-    cJSON_AddStringToObject(j, "model", mp);
-    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_clip_hash(ct_model_bundle(cfg->model)->clip));
-    cJSON_AddStringToObject(j, "model_hash", mh);
-    /* how it was loaded: reloading the path alone could give another model */
-    if (ct_model_bpe(cfg->model))
-        cJSON_AddStringToObject(j, "bpe", ct_model_bpe(cfg->model));
-    else
-        cJSON_AddNullToObject(j, "bpe");
-    cJSON_AddStringToObject(j, "act", ct_model_act(cfg->model));
-    char th[17], ph[17];
-    ct_model_part_hashes(cfg->model, th, ph);
-    cJSON_AddStringToObject(j, "tokenizer_hash", th);
+    ct_run_config_model(j, cfg->model);
     if (cfg->import_from) {
         char imp[4096];
         const char *ip = cfg->import_from;
         if (ip[0] != '/' && realpath(ip, imp)) ip = imp;
         cJSON_AddStringToObject(j, "imported_from", ip);
     }
-    cJSON_AddStringToObject(j, "preprocess_hash", ph);
     cJSON_AddStringToObject(j, "data", ds);
     cJSON_AddStringToObject(j, "method", cfg->method->name);
     cJSON_AddNumberToObject(j, "shots", cfg->shots);

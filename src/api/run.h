@@ -18,4 +18,10 @@ ct_status ct_run_save_learned_meta(const ct_method *m, void *state, const char *
                                    const char *const *meta, int n_meta);
 ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_dir);
 
+/* config.json's record of the frozen model (shared by ct_run and ct_mt_run):
+ * model (absolute path), model_hash, bpe, act, tokenizer_hash and
+ * preprocess_hash. */
+struct cJSON;
+void ct_run_config_model(struct cJSON *j, const ct_model *model);
+
 #endif

@@ -95,6 +95,10 @@ static ct_status read_config(ct_saved_run *r) {
     snprintf(path, sizeof path, "%s/config.json", r->dir);
     if (!(r->config = ct_json_load(path))) return CT_ERR_FORMAT;
     const cJSON *c = r->config;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "multi_task")))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: a multi-task run: ct_mt_evaluate (cliptune "
+                            "eval) evaluates it; predict, export and the other saved-run "
+                            "calls handle single-task runs only", path);
     ct_run_info *ri = &r->info;
     ct_status s;
     if ((s = ct_json_get_string(c, "method", &ri->method, path)) != CT_OK ||

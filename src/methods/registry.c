@@ -33,6 +33,7 @@ extern const ct_method ct_method_clip_lora;
 extern const ct_method ct_method_promptsrc;
 extern const ct_method ct_method_upt;
 extern const ct_method ct_method_dpt;
+extern const ct_method ct_method_softcpt;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -65,6 +66,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_promptsrc,
     &ct_method_upt,
     &ct_method_dpt,
+    &ct_method_softcpt,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

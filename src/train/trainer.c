@@ -272,6 +272,13 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     return s;
 }
 
+/* The task owning class k in a multi-task run (ct_task.task_offsets). */
+static int task_of_class(const ct_task *task, int k) {
+    int t = 0;
+    while (t + 1 < task->n_tasks && k >= task->task_offsets[t + 1]) t++;
+    return t;
+}
+
 /* The selection metric on val: top-1 accuracy (single-label) or mAP
  * (multi-label), from its cached features, or its images for a pixel
  * method. */
@@ -297,10 +304,15 @@ static double accuracy(const ct_method *m, void *state, const ct_task *task, ct_
     }
     int64_t ok = 0;
     for (int64_t i = 0; *st == CT_OK && i < n; i++) {
-        int best = 0;
-        for (int k = 1; k < K; k++)
+        int y = m->pixels ? task->val->items[i].label : task->val_feats->labels[i];
+        /* multi-task: the argmax over the item's own task's classes */
+        int t = task->n_tasks > 0 ? task_of_class(task, y) : 0;
+        int k0 = task->n_tasks > 0 ? task->task_offsets[t] : 0;
+        int k1 = task->n_tasks > 0 ? task->task_offsets[t + 1] : K;
+        int best = k0;
+        for (int k = k0 + 1; k < k1; k++)
             if (sc[i * K + k] > sc[i * K + best]) best = k;
-        ok += best == (m->pixels ? task->val->items[i].label : task->val_feats->labels[i]);
+        ok += best == y;
     }
     free(sc);
     return n ? (double)ok / (double)n : 0;
@@ -617,6 +629,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
     int *by = malloc((size_t)B * sizeof *by);
+    /* multi-task runs: each item's task travels with the batch */
+    int *bk = task->n_tasks > 0 ? malloc((size_t)B * sizeof *bk) : NULL;
     /* the batch's rows of the per-token features (methods with dense_features) */
     int64_t T = !m->pixels && m->dense_features && data->dense ? data->n_tokens : 0;
     float *bd = T > 0 ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
@@ -626,7 +640,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
     if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
-        (all_t && !bt)) {
+        (all_t && !bt) || (task->n_tasks > 0 && !bk)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -658,7 +672,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL, bt, bd, (int)T};
+                          ep, NULL, bt, bd, (int)T, NULL};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
@@ -680,6 +694,8 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                     if (bt) memcpy(bt + j * nK, all_t + src * nK, (size_t)nK);
                 }
             }
+            for (int64_t j = 0; bk && j < nbatch; j++) bk[j] = task_of_class(task, by[j]);
+            b.tasks = bk;
             /* open_clip's cosine_lr over the steps of the whole run */
             int64_t steps = cfg->iters > 0 ? cfg->iters : (int64_t)cfg->epochs * nb;
             int64_t warm = cfg->warmup_fraction > 0
@@ -749,7 +765,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best), free(bt), free(bd);
+    free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk);
 out:
     free(bz);
     ct_features_free(&fz);

@@ -201,6 +201,50 @@ static int eval_seg(ct_saved_run *r, const char *run, const char *spec, const ct
     return 0;
 }
 
+/* A multi-task run (ct_mt_run): every recorded task's test split again,
+ * per-task top-1 and the mean; DIR/eval-multitask/. */
+static int eval_multitask(const char *run, const model_args *a, const char *data,
+                          const char *max_arg, const char *subsample, const char *cache,
+                          bool json) {
+    if (data || max_arg || (subsample && strcmp(subsample, "all")))
+        return cli_usage("eval: %s is a multi-task run: it is evaluated on its recorded tasks "
+                         "(no --data, --max-test or --subsample)", run);
+    ct_model *m = NULL;
+    if (a->model && !(m = model_load(a, true, "eval"))) return 1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/eval-multitask", run);
+    ct_mt_run_result r;
+    ct_status s = ct_mt_evaluate(run, m, cache && strcmp(cache, "none") ? cache : NULL, dir, &r);
+    ct_model_free(m);
+    if (s != CT_OK) return cli_lib_error("eval");
+    if (json) {
+        cJSON *j = cJSON_CreateObject(), *ts = j ? cJSON_AddArrayToObject(j, "tasks") : NULL;
+        for (int t = 0; ts && t < r.n_tasks; t++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "task", r.task_names[t]);
+            cJSON_AddNumberToObject(o, "top1", r.top1[t]);
+            cJSON_AddItemToArray(ts, o);
+        }
+        if (j) cJSON_AddBoolToObject(j, "multi_task", true);
+        if (j) cJSON_AddNumberToObject(j, "mean_top1", r.mean_top1);
+        char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+        if (!text) {
+            cJSON_Delete(j);
+            return cli_error("eval: out of memory");
+        }
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
+    } else {
+        for (int t = 0; t < r.n_tasks; t++) {
+            printf("task %-20s top-1 %6.2f%%\n", r.task_names[t], 100 * r.top1[t]);
+        }
+        printf("mean top-1 over %d tasks: %.2f%%\n", r.n_tasks, 100 * r.mean_top1);
+        printf("written: %s/ (metrics.json, report.md)\n", dir);
+    }
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
         fputs(HELP_EVAL, stdout);
@@ -230,6 +274,8 @@ int cmd_eval(int argc, char **argv) {
     if (subsample && strcmp(subsample, "all") && strcmp(subsample, "base") &&
         strcmp(subsample, "novel"))
         return cli_usage("eval: --subsample %s: expected all, base or novel", subsample);
+    if (ct_run_is_multitask(run)) return eval_multitask(run, &a, data, max_arg, subsample,
+                                                        cache, json);
     ct_saved_run *info_run = ct_saved_run_open(run);
     if (!info_run) return cli_lib_error("eval");
     const ct_run_info *ri = ct_saved_run_info(info_run);

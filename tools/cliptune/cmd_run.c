@@ -10,6 +10,9 @@
 static const char *HELP_TRAIN =
     "usage: cliptune train --method NAME --model MODEL --data SPEC [options]\n"
     "       cliptune zeroshot --model MODEL --data SPEC [options]\n"
+    "       cliptune train --method softcpt --model MODEL --data A --data B [options]\n"
+    "       (several --data, train or zeroshot: one multi-task run; metrics.json has\n"
+    "       each task's top-1 among its own classes and the mean)\n"
     "\n"
     "Adapt (train) or apply (zeroshot) a method and evaluate it on the test split.\n"
     "Writes config.json, metrics.json, predictions.csv, log.txt, report.md,\n"
@@ -24,7 +27,10 @@ static const char *HELP_TRAIN =
     "                    fashion-mnist[:DIR] | npy:X.npy,Y.npy; multi-label: voc:ROOT |\n"
     "                    coco:ROOT | mlcsv:TRAIN,[VAL,]TEST@ROOT | mljson:FILE@ROOT;\n"
     "                    segmentation (methods that label pixels: maskclip): vocseg:ROOT\n"
-    "                    (docs/datasets.md)\n"
+    "                    | adeseg:ROOT | pcontextseg:ROOT (docs/datasets.md). train:\n"
+    "                    --data twice or more is one multi-task run over those datasets\n"
+    "                    (a multi-task method such as softcpt, or zeroshot;\n"
+    "                    docs/training.md \"Multi-task runs\")\n"
     "  --shots K         training images per class (default 16; 0 = all; zeroshot: 0)\n"
     "  --seed N          few-shot sample and training seed (default 1)\n"
     "  --set KEY=VALUE   override a hyper-parameter (repeatable; see `cliptune methods`)\n"
@@ -69,6 +75,60 @@ static void print_line(void *ctx, const char *line) {
 
 static bool g_import;
 
+/* Two or more --data: one multi-task run over them (ct_mt_run). */
+static int run_multitask(const run_args *ra, cli_progress *prog) {
+    if (ra->import_from || strcmp(ra->subsample, "all") || ra->partial_labels > 0)
+        return cli_usage("a multi-task run (several --data) takes no --from, --subsample or "
+                         "--partial-labels");
+    const ct_method *m = ct_method_find(ra->method);
+    if (!m) return cli_usage("train: unknown method %s (see cliptune methods)", ra->method);
+    ct_model *model = model_load(&ra->model, true, ra->method);
+    if (!model) return 1;
+    ct_splits sp[CT_MT_MAX_TASKS] = {{0}};
+    const ct_splits *spp[CT_MT_MAX_TASKS];
+    int code = 1;
+    char dir[4096], names[1024] = "";
+    for (int t = 0; t < ra->n_datas; t++) {
+        if (ct_data_open(ra->datas[t], &sp[t]) != CT_OK) {
+            cli_lib_error("train");
+            goto out;
+        }
+        spp[t] = &sp[t];
+        size_t n = strlen(names);
+        snprintf(names + n, sizeof names - n, "%s%s", t ? "+" : "", sp[t].train->name);
+    }
+    if (ra->out) {
+        snprintf(dir, sizeof dir, "%s", ra->out);
+    } else {
+        char name[1400];
+        snprintf(name, sizeof name, "%s-%s-%dshot-seed%llu", ra->method, names, ra->shots,
+                 (unsigned long long)ra->seed);
+        for (char *p = name; *p; p++)
+            if (*p == ':' || *p == ' ' || *p == '/') *p = '_';
+        snprintf(dir, sizeof dir, "runs/%s", name);
+    }
+    if (!run_dir_ready(ra, dir)) goto out;
+    ct_mt_run_cfg c = ct_mt_run_cfg_default();
+    c.model = model, c.n_tasks = ra->n_datas, c.data = spp, c.data_specs = ra->datas;
+    c.method = m, c.set = ra->set, c.shots = ra->shots, c.seed = ra->seed, c.run_dir = dir;
+    c.cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL;
+    c.resume = ra->resume, c.max_test = ra->max_test;
+    c.log = print_line, c.log_ctx = prog, c.progress = cli_progress_cb, c.progress_ctx = prog;
+    ct_mt_run_result r;
+    if (ct_mt_run(&c, &r) != CT_OK) {
+        cli_error("%s", ct_last_error());
+        goto out;
+    }
+    char line[4200];
+    snprintf(line, sizeof line, "run directory: %s", dir);
+    print_line(prog, line);
+    code = 0;
+out:
+    for (int t = 0; t < ra->n_datas; t++) ct_splits_free(&sp[t]);
+    ct_model_free(model);
+    return code;
+}
+
 static int run_cmd(int argc, char **argv, const char *fixed_method) {
     if (cli_help_requested(argc, argv)) {
         fputs(g_import ? HELP_IMPORT : HELP_TRAIN, stdout);
@@ -77,6 +137,13 @@ static int run_cmd(int argc, char **argv, const char *fixed_method) {
     const char *cmd = fixed_method ? "zeroshot" : g_import ? "import" : "train";
     run_args ra;
     if (!run_args_parse(argc, argv, cmd, fixed_method, &ra)) return 1;
+    if (ra.n_datas > 1) {
+        cli_progress prog;
+        cli_progress_init(&prog);
+        int code = run_multitask(&ra, &prog);
+        run_args_free(&ra);
+        return code;
+    }
     run_ctx rc;
     if (!run_ctx_open(&ra, cmd, &rc)) {
         run_args_free(&ra);

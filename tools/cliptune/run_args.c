@@ -42,7 +42,23 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
     ra->set = calloc(1, 1);
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &ra->model, &bad)) continue;
-        if (cli_opt(argc, argv, &i, "--data", &ra->data, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--data", &v, &bad)) {
+            if (bad) break;
+            if (ra->data && strcmp(cmd, "train") && strcmp(cmd, "zeroshot")) {
+                cli_usage("%s: --data given twice (several only for a multi-task train or "
+                          "zeroshot)", cmd);
+                bad = true;
+                break;
+            }
+            if (ra->n_datas == CT_MT_MAX_TASKS) {
+                cli_usage("%s: more than %d --data", cmd, CT_MT_MAX_TASKS);
+                bad = true;
+                break;
+            }
+            if (!ra->data) ra->data = v;
+            ra->datas[ra->n_datas++] = v;
+            continue;
+        }
         if (cli_opt(argc, argv, &i, "--out", &ra->out, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--cache", &ra->cache, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--subsample", &ra->subsample, &bad)) {
@@ -274,6 +290,21 @@ static bool remove_run(const char *dir) {
     return true;
 }
 
+bool run_dir_ready(const run_args *ra, const char *dir) {
+    /* train / zeroshot never silently replace a run (protocol skips finished
+     * cells and resumes the others itself) */
+    if (ra->force && !remove_run(dir)) return false;
+    if (!ra->force && !ra->resume) {
+        if (file_in(dir, "metrics.json"))
+            return cli_error("%s holds a finished run (metrics.json): give another --out, or "
+                             "--force to replace it", dir) == 0;
+        if (file_in(dir, "checkpoint.safetensors"))
+            return cli_error("%s holds an interrupted run (checkpoint.safetensors): --resume "
+                             "continues it, --force starts over", dir) == 0;
+    }
+    return true;
+}
+
 int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint64_t seed,
             const char *out, void (*log)(void *, const char *), void *log_ctx,
             ct_run_result *res) {
@@ -300,17 +331,7 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .partial_labels = ra->partial_labels,
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
-    /* train / zeroshot never silently replace a run (protocol skips finished
-     * cells and resumes the others itself) */
-    if (!ra->n_methods && ra->force && !remove_run(dir)) return 1;
-    if (!ra->n_methods && !ra->force && !ra->resume) {
-        if (file_in(dir, "metrics.json"))
-            return cli_error("%s holds a finished run (metrics.json): give another --out, or "
-                             "--force to replace it", dir);
-        if (file_in(dir, "checkpoint.safetensors"))
-            return cli_error("%s holds an interrupted run (checkpoint.safetensors): --resume "
-                             "continues it, --force starts over", dir);
-    }
+    if (!ra->n_methods && !run_dir_ready(ra, dir)) return 1;
     ct_run_result r;
     if (ct_run(&cfg, &r) != CT_OK) return cli_error("%s", ct_last_error());
     if (log) {

@@ -24,6 +24,9 @@ typedef struct {
     bool base_to_novel;     /* train on base classes, test on base and novel */
     /* import only: the official checkpoint whose tensors replace training */
     const char *import_from;
+    /* train: every --data given, in order; two or more make a multi-task run */
+    const char *datas[CT_MT_MAX_TASKS];
+    int n_datas;
 } run_args;
 
 /* fixed_method: zeroshot's; protocol passes "protocol" as cmd and accepts
@@ -47,6 +50,10 @@ void run_ctx_close(run_ctx *rc);
  * config.json records them so; as typed before) against one typed now. */
 bool cli_same_model(const char *recorded, const char *typed);
 bool cli_same_data(const char *recorded, const char *typed);
+
+/* --force / --resume against what dir holds (a finished or interrupted run
+ * is refused without them; --force removes it); prints the error. */
+bool run_dir_ready(const run_args *ra, const char *dir);
 
 /* One experiment; prints the error and returns 1 on failure. */
 /* log_ctx, when not NULL, is a cli_progress (progress.h) that also gets the
