@@ -1569,6 +1569,100 @@ ct_status ct_seg_metrics_compute(const int64_t *conf, int K, ct_seg_metrics *out
 /* Free the arrays and zero *m (NULL ok). */
 void ct_seg_metrics_free(ct_seg_metrics *m);
 
+/* ------------------------------------------------------------------------ */
+/* Hierarchy: a taxonomy over a single-label dataset (src/data/taxonomy.c)   */
+/* ------------------------------------------------------------------------ */
+
+/* A class taxonomy: a tree whose leaves are exactly a dataset's classes.
+ *
+ * File format (UTF-8 text, docs/training.md "Hierarchy runs"): one edge
+ * per line, "parent<TAB>child" (one TAB; spaces around each name are
+ * trimmed, so names may hold inner spaces: "ankle boot"); '#' starts a
+ * comment line; blank lines are skipped; CRLF is accepted. Nodes are named
+ * by their text; a leaf (a node with no child) must be one of the
+ * dataset's class names (exact, case-sensitive) and every class must be a
+ * leaf. The root is the one node that is nobody's child; when several are,
+ * a root named "root" is implied above them. Errors name file:line: an
+ * unknown leaf, a class missing from the tree, a class used as an internal
+ * node, a node with two parents, a duplicate edge, a cycle, an empty or
+ * over-long name, a line without exactly one TAB.
+ *
+ * Nodes are numbered 0 .. n_nodes-1 in depth-first preorder from the root
+ * (children in the order their edges appear), the root excluded: the order
+ * of ProTeCt's param_names (loader/treelibs.py Tree node ids less one). */
+#define CT_TAXONOMY_MAX_NODES 65536
+#define CT_TAXONOMY_MAX_NAME 512
+
+typedef struct ct_taxonomy {
+    char *path;        /* the file read ("(text)" for ct_taxonomy_parse)          */
+    char *root;        /* the root's name                                        */
+    int n_nodes;       /* N: every node but the root                             */
+    int n_classes;     /* K: leaves, = the dataset's classes                     */
+    char **names;      /* (N) node names                                         */
+    int *parent;       /* (N) parent node, -1: a child of the root               */
+    int *depth;        /* (N) 1 for a child of the root                          */
+    int *leaf_class;   /* (N) the class of a leaf, -1 for an internal node       */
+    int *class_node;   /* (K) the leaf node of class k                           */
+    int n_internal;    /* internal nodes, the root included (ProTeCt's intnl_nodes) */
+    int *internal;     /* (n_internal) internal[0] = -1 (root), then internal nodes in preorder */
+} ct_taxonomy;
+
+/* Read a taxonomy file over classes (the dataset's class names, K of them,
+ * in label order). NULL-safe outputs: *out is NULL on failure. */
+ct_status ct_taxonomy_load(const char *path, const char *const *classnames, int n_classes,
+                           ct_taxonomy **out);
+/* The same from text in memory (len bytes; name for messages). */
+ct_status ct_taxonomy_parse(const char *text, size_t len, const char *name,
+                            const char *const *classnames, int n_classes, ct_taxonomy **out);
+void ct_taxonomy_free(ct_taxonomy *t);
+/* 1 when node a is node n or one of its ancestors (a = -1: the root). */
+bool ct_taxonomy_is_ancestor(const ct_taxonomy *t, int a, int n);
+
+/* Tree cuts as ProTeCt makes them (models/treecut_generator.py): every
+ * internal node but the root is kept with probability 1 - rate (the root
+ * always), a node counts as kept when it and all its ancestors are, and
+ * the cut is the set of nodes whose strict ancestors are all kept and which
+ * are leaves or not kept themselves. cut (N bytes) gets 1 for its nodes. */
+void ct_taxonomy_sample_cut(const ct_taxonomy *t, float rate, ct_rng *rng, uint8_t *cut);
+/* How many distinct cuts the tree has (saturating at INT32_MAX). */
+int64_t ct_taxonomy_count_cuts(const ct_taxonomy *t);
+/* The evaluation cuts (sample_treecuts.py --multi, test.py --ntree): with
+ * more than n_tree distinct cuts, n_tree / 5 distinct ones sampled at each
+ * rate of 0.9, 0.7, 0.5, 0.3, 0.1 (in that order; none sampled twice) from
+ * ct_rng(seed); with n_tree or fewer, every cut once (ProTeCt's sampler
+ * would never finish). cuts: (n_tree, N) bytes; *n_out: how many were made.
+ * A rate that finds no new cut in 10000 draws stops early. */
+ct_status ct_taxonomy_eval_cuts(const ct_taxonomy *t, int n_tree, uint64_t seed, uint8_t *cuts,
+                                int *n_out);
+/* Node scores (n, N) from class scores (n, K) for methods whose scores
+ * cannot be asked for other names: softmax of each row, a leaf's
+ * probability, an internal node the sum of its leaves'. */
+ct_status ct_taxonomy_node_scores_from_leaves(const ct_taxonomy *t, const float *scores,
+                                              int64_t n, float *node_scores);
+
+/* ProTeCt's metrics (engine.py eval_one_epoch, metrics.py hierConsistency,
+ * test.py) from node scores (n, N) (each node's logit as a class: argmax
+ * only, so logits or probabilities) and leaf labels:
+ *   leaf_acc  argmax over the leaves (class order) is the label;
+ *   hca       hierarchical consistency: the leaf is right and, at every
+ *             internal node on the label's path (root included), the
+ *             argmax over its children is the child on the path;
+ *   mta       mean over the evaluation cuts (ct_taxonomy_eval_cuts(t,
+ *             n_tree, seed)) of the accuracy over a cut's nodes, the target
+ *             being the cut node above (or at) the label.
+ * Fractions in [0, 1]; node_acc (n_internal, may be NULL): accuracy at each
+ * internal node over the items below it (NaN when none). */
+typedef struct ct_hier_metrics {
+    int64_t n;
+    int n_cuts;
+    double leaf_acc, hca, mta;
+} ct_hier_metrics;
+#define CT_HIER_NTREE_DEFAULT 25
+#define CT_HIER_CUT_SEED_DEFAULT 100
+ct_status ct_hier_metrics_compute(const ct_taxonomy *t, const float *node_scores,
+                                  const int *labels, int64_t n, int n_tree, uint64_t seed,
+                                  ct_hier_metrics *out, double *node_acc);
+
 /* A protocol's report: path_md gets a methods x shots table of "mean ± std"
  * in percent (mean and std are fractions, n_methods x n_shots, row-major;
  * NaN mean: missing; std NULL or n_seeds <= 1: the mean alone) and, when
