@@ -1175,6 +1175,10 @@ typedef struct ct_task {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     const char *run_dir;
+    /* the class taxonomy of a hierarchy run (ct_run_cfg.taxonomy; its leaves
+     * are classnames, in order), borrowed: it outlives the state; NULL for
+     * a flat run. Methods with .taxonomy train with it (ProTeCt). */
+    const struct ct_taxonomy *taxonomy;
 } ct_task;
 
 /* A mini-batch: features (frozen-feature methods) or preprocessed images
@@ -1301,6 +1305,11 @@ typedef struct ct_method {
     /* with dense_features: which per-token features (CT_DENSE_VALUE:
      * MaskCLIP's value path, with ct_features.dense_keys) */
     ct_dense_kind dense_kind;
+    /* the method trains with the task's class taxonomy (ct_task.taxonomy):
+     * ct_run refuses to train it without one (ProTeCt). A state created
+     * without one scores the task's classes as flat (that is how a run's
+     * node scores and base-to-novel states are made). */
+    bool taxonomy;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -1435,6 +1444,14 @@ typedef struct ct_metrics {
      * macro_f1, as in sklearn); 0 for a class never predicted. */
     double *per_class_f1;
     int64_t *confusion; /* K*K, row-major [true][pred] */
+    /* hierarchy runs: ProTeCt's metrics (ct_hier_metrics), filled by ct_run
+     * and ct_saved_run_evaluate when the run has a taxonomy and written to
+     * metrics.json ("hierarchy") and the report; ct_metrics_compute leaves
+     * hierarchy false and these zero */
+    bool hierarchy;
+    double leaf_acc, hca, mta;
+    int n_cuts;
+    const char *node_scores_from; /* "prompts" or "class probabilities" (static) */
 } ct_metrics;
 
 /* Metrics of scores (n, K), row-major: logits (softmax is taken in double) or
@@ -1615,6 +1632,10 @@ ct_status ct_taxonomy_load(const char *path, const char *const *classnames, int 
 ct_status ct_taxonomy_parse(const char *text, size_t len, const char *name,
                             const char *const *classnames, int n_classes, ct_taxonomy **out);
 void ct_taxonomy_free(ct_taxonomy *t);
+/* Write t in the file format (edges in node order; the root named), to a
+ * temp file renamed into path; names that cannot be written as a line are
+ * an error. What a run directory keeps as taxonomy.txt. */
+ct_status ct_taxonomy_save(const ct_taxonomy *t, const char *path);
 /* 1 when node a is node n or one of its ancestors (a = -1: the root). */
 bool ct_taxonomy_is_ancestor(const ct_taxonomy *t, int a, int n);
 
@@ -1719,6 +1740,20 @@ typedef struct ct_run_cfg {
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
                      double lr);
     void *progress_ctx;
+    /* Hierarchy runs (single-label datasets): the class taxonomy, a file
+     * (ct_taxonomy_load against the training split's classes; config.json
+     * records its absolute path so `eval` reads it again) or a loaded one
+     * (borrowed; its leaves must be the dataset's classes; taxonomy_path,
+     * when also given, is only recorded). Both NULL: a flat run. The test
+     * split is then also scored on the tree's nodes: by naming every node
+     * to a state of the method made for the node names (the learned tensors
+     * moved over, as base-to-novel does) where the method allows it, else
+     * from the class probabilities (an internal node: the sum over its
+     * leaves); ProTeCt's leaf accuracy, HCA and MTA go to ct_run_result,
+     * metrics.json, the report and the log. Methods with .taxonomy train
+     * with it (ct_task.taxonomy). */
+    const char *taxonomy_path;
+    const ct_taxonomy *taxonomy;
 } ct_run_cfg;
 
 /* shots 16, seed 1, subsample "all", everything else zero / NULL */
@@ -1733,6 +1768,14 @@ typedef struct ct_run_result {
      * 0.5 and at top-3, and val mAP (NaN without val); NaN otherwise */
     bool multi_label;
     double map, map_voc07, cf1, of1, cf1_top3, of1_top3, val_map;
+    /* hierarchy runs (ct_run_cfg.taxonomy*): ProTeCt's metrics on the test
+     * split (ct_hier_metrics), over n_cuts tree cuts; node_scores_from:
+     * "prompts" (the method scored the node names) or "class probabilities"
+     * (summed over leaves). NaN / 0 / NULL otherwise. */
+    bool hierarchy;
+    double leaf_acc, hca, mta;
+    int n_cuts;
+    const char *node_scores_from;
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
@@ -1753,6 +1796,8 @@ typedef struct ct_run_info {
     double top1;                  /* metrics.json's, NaN when absent */
     bool multi_label;             /* trained on a multi-label dataset: its scores are
                                    * per-class sigmoid probabilities, its metrics mAP */
+    const char *taxonomy;         /* a hierarchy run's taxonomy file (DIR/taxonomy.txt,
+                                   * or ct_saved_run_set_taxonomy's), NULL: flat */
 } ct_run_info;
 
 /* NULL on failure (ct_last_error names the file and field). */
@@ -1764,6 +1809,13 @@ const ct_run_info *ct_saved_run_info(const ct_saved_run *r);
  * class-agnostic learned tensors (CoOp's unified context) load. Before
  * attach. */
 ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, int n);
+/* Evaluate with this class taxonomy (the file format of ct_taxonomy_load,
+ * over the run's classes) instead of the one the run recorded; NULL: none
+ * (flat). Before attach. ct_saved_run_evaluate then adds ProTeCt's metrics
+ * (ct_metrics.hierarchy ...), as ct_run computed them for the run. A run
+ * rebuilt for other classes (ct_saved_run_set_classes) drops its recorded
+ * taxonomy. */
+ct_status ct_saved_run_set_taxonomy(ct_saved_run *r, const char *path);
 /* Attach the frozen model: model (borrowed; it must outlive r) or, when
  * NULL, the one config.json records, loaded with the recorded tokenizer and
  * activation. A model whose content hash differs from the recorded one is
