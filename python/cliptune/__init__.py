@@ -561,6 +561,7 @@ class Model:
         out = {k: _nan_none(getattr(res, k)) for k, _ in _RunResult._fields_
                if k != "node_scores_from"}
         out["node_scores_from"] = _s(res.node_scores_from)
+        out["hierarchy"], out["n_cuts"] = bool(res.hierarchy), int(res.n_cuts)
         return out
 
 
