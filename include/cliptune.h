@@ -1224,6 +1224,10 @@ typedef struct ct_task {
     int n_tasks;
     char *const *task_names;
     const int *task_offsets;
+    /* the class taxonomy of a hierarchy run (ct_run_cfg.taxonomy; its leaves
+     * are classnames, in order), borrowed: it outlives the state; NULL for
+     * a flat run. Methods with .taxonomy train with it (ProTeCt). */
+    const struct ct_taxonomy *taxonomy;
 } ct_task;
 
 /* A mini-batch: features (frozen-feature methods) or preprocessed images
@@ -1366,6 +1370,11 @@ typedef struct ct_method {
      * ct_mt_run trains only these (it scores training-free methods without
      * a fit step too, as baselines) */
     bool multi_task;
+    /* the method trains with the task's class taxonomy (ct_task.taxonomy):
+     * ct_run refuses to train it without one (ProTeCt). A state created
+     * without one scores the task's classes as flat (that is how a run's
+     * node scores and base-to-novel states are made). */
+    bool taxonomy;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
@@ -1500,6 +1509,14 @@ typedef struct ct_metrics {
      * macro_f1, as in sklearn); 0 for a class never predicted. */
     double *per_class_f1;
     int64_t *confusion; /* K*K, row-major [true][pred] */
+    /* hierarchy runs: ProTeCt's metrics (ct_hier_metrics), filled by ct_run
+     * and ct_saved_run_evaluate when the run has a taxonomy and written to
+     * metrics.json ("hierarchy") and the report; ct_metrics_compute leaves
+     * hierarchy false and these zero */
+    bool hierarchy;
+    double leaf_acc, hca, mta;
+    int n_cuts;
+    const char *node_scores_from; /* "prompts" or "class probabilities" (static) */
 } ct_metrics;
 
 /* Metrics of scores (n, K), row-major: logits (softmax is taken in double) or
@@ -1647,6 +1664,103 @@ ct_status ct_seg_upsample(const float *scores, int gh, int gw, int K, int H, int
  * pred (H, W), without holding the (H, W, K) scores. */
 ct_status ct_seg_upsample_argmax(const float *scores, int gh, int gw, int K, int H, int W,
                                  uint8_t *pred);
+/* ------------------------------------------------------------------------ */
+/* Hierarchy: a taxonomy over a single-label dataset (src/data/taxonomy.c)   */
+/* ------------------------------------------------------------------------ */
+
+/* A class taxonomy: a tree whose leaves are exactly a dataset's classes.
+ *
+ * File format (UTF-8 text, docs/training.md "Hierarchy runs"): one edge
+ * per line, "parent<TAB>child" (one TAB; spaces around each name are
+ * trimmed, so names may hold inner spaces: "ankle boot"); '#' starts a
+ * comment line; blank lines are skipped; CRLF is accepted. Nodes are named
+ * by their text; a leaf (a node with no child) must be one of the
+ * dataset's class names (exact, case-sensitive) and every class must be a
+ * leaf. The root is the one node that is nobody's child; when several are,
+ * a root named "root" is implied above them. Errors name file:line: an
+ * unknown leaf, a class missing from the tree, a class used as an internal
+ * node, a node with two parents, a duplicate edge, a cycle, an empty or
+ * over-long name, a line without exactly one TAB.
+ *
+ * Nodes are numbered 0 .. n_nodes-1 in depth-first preorder from the root
+ * (children in the order their edges appear), the root excluded: the order
+ * of ProTeCt's param_names (loader/treelibs.py Tree node ids less one). */
+#define CT_TAXONOMY_MAX_NODES 65536
+#define CT_TAXONOMY_MAX_NAME 512
+
+typedef struct ct_taxonomy {
+    char *path;        /* the file read ("(text)" for ct_taxonomy_parse)          */
+    char *root;        /* the root's name                                        */
+    int n_nodes;       /* N: every node but the root                             */
+    int n_classes;     /* K: leaves, = the dataset's classes                     */
+    char **names;      /* (N) node names                                         */
+    int *parent;       /* (N) parent node, -1: a child of the root               */
+    int *depth;        /* (N) 1 for a child of the root                          */
+    int *leaf_class;   /* (N) the class of a leaf, -1 for an internal node       */
+    int *class_node;   /* (K) the leaf node of class k                           */
+    int n_internal;    /* internal nodes, the root included (ProTeCt's intnl_nodes) */
+    int *internal;     /* (n_internal) internal[0] = -1 (root), then internal nodes in preorder */
+} ct_taxonomy;
+
+/* Read a taxonomy file over classes (the dataset's class names, K of them,
+ * in label order). NULL-safe outputs: *out is NULL on failure. */
+ct_status ct_taxonomy_load(const char *path, const char *const *classnames, int n_classes,
+                           ct_taxonomy **out);
+/* The same from text in memory (len bytes; name for messages). */
+ct_status ct_taxonomy_parse(const char *text, size_t len, const char *name,
+                            const char *const *classnames, int n_classes, ct_taxonomy **out);
+void ct_taxonomy_free(ct_taxonomy *t);
+/* Write t in the file format (edges in node order; the root named), to a
+ * temp file renamed into path; names that cannot be written as a line are
+ * an error. What a run directory keeps as taxonomy.txt. */
+ct_status ct_taxonomy_save(const ct_taxonomy *t, const char *path);
+/* 1 when node a is node n or one of its ancestors (a = -1: the root). */
+bool ct_taxonomy_is_ancestor(const ct_taxonomy *t, int a, int n);
+
+/* Tree cuts as ProTeCt makes them (models/treecut_generator.py): every
+ * internal node but the root is kept with probability 1 - rate (the root
+ * always), a node counts as kept when it and all its ancestors are, and
+ * the cut is the set of nodes whose strict ancestors are all kept and which
+ * are leaves or not kept themselves. cut (N bytes) gets 1 for its nodes. */
+void ct_taxonomy_sample_cut(const ct_taxonomy *t, float rate, ct_rng *rng, uint8_t *cut);
+/* How many distinct cuts the tree has (saturating at INT32_MAX). */
+int64_t ct_taxonomy_count_cuts(const ct_taxonomy *t);
+/* The evaluation cuts (sample_treecuts.py --multi, test.py --ntree): with
+ * more than n_tree distinct cuts, n_tree / 5 distinct ones sampled at each
+ * rate of 0.9, 0.7, 0.5, 0.3, 0.1 (in that order; none sampled twice) from
+ * ct_rng(seed); with n_tree or fewer, every cut once (ProTeCt's sampler
+ * would never finish). cuts: (n_tree, N) bytes; *n_out: how many were made.
+ * A rate that finds no new cut in 10000 draws stops early. */
+ct_status ct_taxonomy_eval_cuts(const ct_taxonomy *t, int n_tree, uint64_t seed, uint8_t *cuts,
+                                int *n_out);
+/* Node scores (n, N) from class scores (n, K) for methods whose scores
+ * cannot be asked for other names: softmax of each row, a leaf's
+ * probability, an internal node the sum of its leaves'. */
+ct_status ct_taxonomy_node_scores_from_leaves(const ct_taxonomy *t, const float *scores,
+                                              int64_t n, float *node_scores);
+
+/* ProTeCt's metrics (engine.py eval_one_epoch, metrics.py hierConsistency,
+ * test.py) from node scores (n, N) (each node's logit as a class: argmax
+ * only, so logits or probabilities) and leaf labels:
+ *   leaf_acc  argmax over the leaves (class order) is the label;
+ *   hca       hierarchical consistency: the leaf is right and, at every
+ *             internal node on the label's path (root included), the
+ *             argmax over its children is the child on the path;
+ *   mta       mean over the evaluation cuts (ct_taxonomy_eval_cuts(t,
+ *             n_tree, seed)) of the accuracy over a cut's nodes, the target
+ *             being the cut node above (or at) the label.
+ * Fractions in [0, 1]; node_acc (n_internal, may be NULL): accuracy at each
+ * internal node over the items below it (NaN when none). */
+typedef struct ct_hier_metrics {
+    int64_t n;
+    int n_cuts;
+    double leaf_acc, hca, mta;
+} ct_hier_metrics;
+#define CT_HIER_NTREE_DEFAULT 25
+#define CT_HIER_CUT_SEED_DEFAULT 100
+ct_status ct_hier_metrics_compute(const ct_taxonomy *t, const float *node_scores,
+                                  const int *labels, int64_t n, int n_tree, uint64_t seed,
+                                  ct_hier_metrics *out, double *node_acc);
 
 /* A protocol's report: path_md gets a methods x shots table of "mean ± std"
  * in percent (mean and std are fractions, n_methods x n_shots, row-major;
@@ -1711,6 +1825,20 @@ typedef struct ct_run_cfg {
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total, double loss,
                      double lr);
     void *progress_ctx;
+    /* Hierarchy runs (single-label datasets): the class taxonomy, a file
+     * (ct_taxonomy_load against the training split's classes; config.json
+     * records its absolute path so `eval` reads it again) or a loaded one
+     * (borrowed; its leaves must be the dataset's classes; taxonomy_path,
+     * when also given, is only recorded). Both NULL: a flat run. The test
+     * split is then also scored on the tree's nodes: by naming every node
+     * to a state of the method made for the node names (the learned tensors
+     * moved over, as base-to-novel does) where the method allows it, else
+     * from the class probabilities (an internal node: the sum over its
+     * leaves); ProTeCt's leaf accuracy, HCA and MTA go to ct_run_result,
+     * metrics.json, the report and the log. Methods with .taxonomy train
+     * with it (ct_task.taxonomy). */
+    const char *taxonomy_path;
+    const ct_taxonomy *taxonomy;
 } ct_run_cfg;
 
 /* shots 16, seed 1, subsample "all", everything else zero / NULL */
@@ -1730,6 +1858,14 @@ typedef struct ct_run_result {
      * ct_seg_metrics defines them; NaN otherwise */
     bool segmentation;
     double miou, macc, aacc;
+    /* hierarchy runs (ct_run_cfg.taxonomy*): ProTeCt's metrics on the test
+     * split (ct_hier_metrics), over n_cuts tree cuts; node_scores_from:
+     * "prompts" (the method scored the node names) or "class probabilities"
+     * (summed over leaves). NaN / 0 / NULL otherwise. */
+    bool hierarchy;
+    double leaf_acc, hca, mta;
+    int n_cuts;
+    const char *node_scores_from;
 } ct_run_result;
 
 ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
@@ -1811,6 +1947,8 @@ typedef struct ct_run_info {
                                    * per-class sigmoid probabilities, its metrics mAP */
     bool segmentation;            /* trained on a segmentation dataset: it labels
                                    * pixels (ct_saved_run_evaluate_seg) */
+    const char *taxonomy;         /* a hierarchy run's taxonomy file (DIR/taxonomy.txt,
+                                   * or ct_saved_run_set_taxonomy's), NULL: flat */
 } ct_run_info;
 
 /* NULL on failure (ct_last_error names the file and field). */
@@ -1822,6 +1960,13 @@ const ct_run_info *ct_saved_run_info(const ct_saved_run *r);
  * class-agnostic learned tensors (CoOp's unified context) load. Before
  * attach. */
 ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, int n);
+/* Evaluate with this class taxonomy (the file format of ct_taxonomy_load,
+ * over the run's classes) instead of the one the run recorded; NULL: none
+ * (flat). Before attach. ct_saved_run_evaluate then adds ProTeCt's metrics
+ * (ct_metrics.hierarchy ...), as ct_run computed them for the run. A run
+ * rebuilt for other classes (ct_saved_run_set_classes) drops its recorded
+ * taxonomy. */
+ct_status ct_saved_run_set_taxonomy(ct_saved_run *r, const char *path);
 /* Attach the frozen model: model (borrowed; it must outlive r) or, when
  * NULL, the one config.json records, loaded with the recorded tokenizer and
  * activation. A model whose content hash differs from the recorded one is

@@ -106,7 +106,8 @@ class _RunCfg(ctypes.Structure):
                 ("subsample", ctypes.c_char_p), ("novel_test", ctypes.POINTER(_Dataset)),
                 ("import_from", ctypes.c_char_p), ("partial_labels", ctypes.c_double),
                 ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p),
-                ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p)]
+                ("progress", _PROGRESS_FN), ("progress_ctx", ctypes.c_void_p),
+                ("taxonomy_path", ctypes.c_char_p), ("taxonomy", ctypes.c_void_p)]
 
 
 class _RunResult(ctypes.Structure):
@@ -117,7 +118,10 @@ class _RunResult(ctypes.Structure):
                [(k, ctypes.c_double) for k in ("map", "map_voc07", "cf1", "of1", "cf1_top3",
                                                  "of1_top3", "val_map")] + \
                [("segmentation", ctypes.c_bool)] + \
-               [(k, ctypes.c_double) for k in ("miou", "macc", "aacc")]
+               [(k, ctypes.c_double) for k in ("miou", "macc", "aacc")] + \
+               [("hierarchy", ctypes.c_bool), ("leaf_acc", ctypes.c_double),
+                ("hca", ctypes.c_double), ("mta", ctypes.c_double), ("n_cuts", ctypes.c_int),
+                ("node_scores_from", ctypes.c_char_p)]
 
 
 _MT_MAX_TASKS = 16  # CT_MT_MAX_TASKS
@@ -147,7 +151,8 @@ class _RunInfo(ctypes.Structure):
                  "subsample", "hyper_parameters")] + \
                [("shots", ctypes.c_int64), ("seed", ctypes.c_int64), ("max_test", ctypes.c_int64),
                 ("n_classes", ctypes.c_int), ("classnames", _c_str_p), ("top1", ctypes.c_double),
-                ("multi_label", ctypes.c_bool), ("segmentation", ctypes.c_bool)]
+                ("multi_label", ctypes.c_bool), ("segmentation", ctypes.c_bool),
+                ("taxonomy", ctypes.c_char_p)]
 
 
 class _Metrics(ctypes.Structure):
@@ -156,7 +161,10 @@ class _Metrics(ctypes.Structure):
                 ("ece", ctypes.c_double), ("ece_bins", ctypes.c_int), ("nll", ctypes.c_double),
                 ("per_class_acc", ctypes.POINTER(ctypes.c_double)),
                 ("per_class_f1", ctypes.POINTER(ctypes.c_double)),
-                ("confusion", ctypes.POINTER(ctypes.c_int64))]
+                ("confusion", ctypes.POINTER(ctypes.c_int64)),
+                ("hierarchy", ctypes.c_bool), ("leaf_acc", ctypes.c_double),
+                ("hca", ctypes.c_double), ("mta", ctypes.c_double), ("n_cuts", ctypes.c_int),
+                ("node_scores_from", ctypes.c_char_p)]
 
 
 class _MLMetrics(ctypes.Structure):
@@ -515,7 +523,7 @@ class Model:
 
     def train(self, method, data, run_dir=None, shots=16, seed=1, set=None, cache_dir=None,
               max_test=0, resume=False, force=False, log=None, progress=None,
-              import_from=None, partial_labels=None):
+              import_from=None, partial_labels=None, taxonomy=None):
         """Adapt (or, for "zeroshot" with shots=0, apply) a method and test it,
         as `cliptune train`: writes config.json, metrics.json, predictions.csv,
         log.txt, report.md and learned.safetensors to run_dir (None: nothing
@@ -529,10 +537,14 @@ class Model:
         safetensors) whose learned tensors replace training, as `cliptune
         import`. partial_labels: for a multi-label dataset, the portion of
         training labels kept known (DualCoOp's partial-label setting).
+        taxonomy: a class taxonomy file over the dataset's classes (a
+        hierarchy run, `--taxonomy`; docs/training.md).
         Returns a dict: top1, top5, macro_f1, ece, val_top1 and novel_top1,
         and for multi-label datasets multi_label, map, map_voc07, cf1, of1,
         cf1_top3, of1_top3 and val_map, for segmentation datasets
-        segmentation, miou, macc and aacc (None when not measured)."""
+        segmentation, miou, macc and aacc, for hierarchy runs hierarchy,
+        leaf_acc, hca, mta, n_cuts and node_scores_from (None when not
+        measured)."""
         ds = data if isinstance(data, Dataset) else Dataset.open(data)
         mp = _lib.ct_method_find(_b(method))
         if not mp:
@@ -555,6 +567,8 @@ class Model:
         import_path = _b(os.fspath(import_from)) if import_from is not None else None
         cfg.import_from = import_path
         cfg.partial_labels = float(partial_labels) if partial_labels is not None else 0.0
+        tax_path = _b(os.fspath(taxonomy)) if taxonomy is not None else None
+        cfg.taxonomy_path = tax_path
         errors = []
         log_cb = progress_cb = None
         if log is not None:
@@ -575,7 +589,11 @@ class Model:
             raise _error()
         if errors:
             raise errors[0]
-        return {k: _nan_none(getattr(res, k)) for k, _ in _RunResult._fields_}
+        out = {k: _nan_none(getattr(res, k)) for k, _ in _RunResult._fields_
+               if k != "node_scores_from"}
+        out["node_scores_from"] = _s(res.node_scores_from)
+        out["hierarchy"], out["n_cuts"] = bool(res.hierarchy), int(res.n_cuts)
+        return out
 
     def train_multitask(self, method, datas, run_dir=None, shots=16, seed=1, set=None,
                         cache_dir=None, max_test=0, resume=False, force=False, log=None):
@@ -849,7 +867,7 @@ class Run:
         info.update(shots=ri.shots, seed=ri.seed, max_test=ri.max_test, n_classes=ri.n_classes,
                     classnames=[_s(ri.classnames[k]) for k in range(ri.n_classes)],
                     top1=_nan_none(ri.top1), multi_label=bool(ri.multi_label),
-                    segmentation=bool(ri.segmentation))
+                    segmentation=bool(ri.segmentation), taxonomy=_s(ri.taxonomy))
         return info
 
     @property
@@ -964,11 +982,16 @@ class Run:
                 raise _error()
             self._raise_callback_error()
             K = m.n_classes
-            return {"n": m.n, "top1": m.top1, "top5": m.top5, "macro_f1": m.macro_f1,
-                    "ece": m.ece, "ece_bins": m.ece_bins, "nll": m.nll,
-                    "per_class_acc": np.ctypeslib.as_array(m.per_class_acc, (K,)).copy(),
-                    "per_class_f1": np.ctypeslib.as_array(m.per_class_f1, (K,)).copy(),
-                    "confusion": np.ctypeslib.as_array(m.confusion, (K * K,)).reshape(K, K).copy()}
+            out = {"n": m.n, "top1": m.top1, "top5": m.top5, "macro_f1": m.macro_f1,
+                   "ece": m.ece, "ece_bins": m.ece_bins, "nll": m.nll,
+                   "per_class_acc": np.ctypeslib.as_array(m.per_class_acc, (K,)).copy(),
+                   "per_class_f1": np.ctypeslib.as_array(m.per_class_f1, (K,)).copy(),
+                   "confusion": np.ctypeslib.as_array(m.confusion, (K * K,)).reshape(K, K).copy()}
+            if m.hierarchy:
+                # a hierarchy run (info["taxonomy"]): ProTeCt's metrics
+                out.update(leaf_acc=m.leaf_acc, hca=m.hca, mta=m.mta, n_cuts=m.n_cuts,
+                           node_scores_from=_s(m.node_scores_from))
+            return out
         finally:
             _lib.ct_metrics_free(ctypes.byref(m))
             _lib.ct_dataset_free(head)

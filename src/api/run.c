@@ -136,6 +136,14 @@ static ct_status write_config(const ct_run_cfg *cfg, const ct_kv *hp, const char
     cJSON_AddStringToObject(j, "task", cfg->data->train->masks     ? "segmentation"
                                        : cfg->data->train->targets ? "multi-label"
                                                                    : "single-label");
+    /* a hierarchy run keeps its taxonomy in the run directory */
+    if (cfg->taxonomy || cfg->taxonomy_path) {
+        cJSON_AddStringToObject(j, "taxonomy", "taxonomy.txt");
+        char tabs[4096];
+        const char *tp = cfg->taxonomy_path;
+        if (tp && tp[0] != '/' && realpath(tp, tabs)) tp = tabs;
+        if (tp) cJSON_AddStringToObject(j, "taxonomy_source", tp);
+    }
     if (cfg->partial_labels > 0 && cfg->partial_labels < 1)
         cJSON_AddNumberToObject(j, "partial_labels", cfg->partial_labels);
     cJSON *h = cJSON_AddObjectToObject(j, "hyper_parameters");
@@ -506,7 +514,8 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
                            .val_top1 = NAN, .novel_top1 = NAN, .map = NAN, .map_voc07 = NAN,
                            .cf1 = NAN, .of1 = NAN, .cf1_top3 = NAN, .of1_top3 = NAN,
                            .val_map = NAN, .segmentation = true, .miou = sm.miou,
-                           .macc = sm.macc, .aacc = sm.aacc};
+                           .macc = sm.macc, .aacc = sm.aacc, .leaf_acc = NAN, .hca = NAN,
+                           .mta = NAN};
     logline(L, "test: mIoU %.2f%%  mAcc %.2f%%  aAcc %.2f%% (%lld labelled pixels, %d of %d "
             "classes present)", 100 * sm.miou, 100 * sm.macc, 100 * sm.aacc,
             (long long)sm.n_pixels, sm.n_iou_classes, K);
@@ -526,6 +535,27 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
     }
     ct_seg_metrics_free(&sm);
     return s;
+}
+
+/* A hierarchy run's metrics (run_hier.c) into m and res, its log line and
+ * run_dir/taxonomy.txt. */
+static ct_status run_hier_metrics(const ct_run_cfg *cfg, const ct_task *task, ct_kv *hp,
+                                  void *state, const ct_taxonomy *tax, const ct_features *fte,
+                                  const float *scores, ct_metrics *m, run_log *L,
+                                  ct_run_result *res) {
+    const ct_method *me = cfg->method;
+    ct_status s = ct_run_hierarchy(me, state, task, hp, tax, me->pixels ? NULL : fte, scores,
+                                   fte->labels, fte->n, m);
+    if (s != CT_OK) return s;
+    res->hierarchy = true, res->leaf_acc = m->leaf_acc, res->hca = m->hca, res->mta = m->mta;
+    res->n_cuts = m->n_cuts, res->node_scores_from = m->node_scores_from;
+    logline(L, "hierarchy (%d nodes, %d cuts, nodes scored from %s): leaf %.2f%%  HCA %.2f%%  "
+            "MTA %.2f%%", tax->n_nodes, m->n_cuts, m->node_scores_from, 100 * m->leaf_acc,
+            100 * m->hca, 100 * m->mta);
+    if (!cfg->run_dir) return CT_OK;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/taxonomy.txt", cfg->run_dir);
+    return ct_taxonomy_save(tax, path);
 }
 
 ct_run_cfg ct_run_cfg_default(void) {
@@ -552,9 +582,11 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (!seg && cfg->method->predict_patches && !cfg->method->logits)
         return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s labels pixels; %s is not a segmentation "
                             "dataset (vocseg:)", cfg->method->name, cfg->data->train->name);
-    if (seg && (cfg->novel_test || cfg->partial_labels > 0))
-        return ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation and partial labels "
-                            "are for classification datasets, not %s", cfg->data->train->name);
+    if (seg && (cfg->novel_test || cfg->partial_labels > 0 || cfg->taxonomy ||
+                cfg->taxonomy_path))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation, partial labels "
+                            "and taxonomies are for classification datasets, not %s",
+                            cfg->data->train->name);
     run_log L = {cfg, NULL, 0, 0};
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
@@ -589,6 +621,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     void *state = NULL;
     float *scores = NULL;
     ct_metrics m = {0};
+    const ct_taxonomy *tax = NULL;
+    ct_taxonomy *owned_tax = NULL;
     char path[4096];
     /* Dassl: k shots per class from train, min(k, 4) from val */
     train = cfg->shots > 0 ? ct_dataset_fewshot(sp->train, cfg->shots, cfg->seed)
@@ -632,6 +666,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
                          "one (zeroshot)", cfg->method->name, sp->train->name);
         goto out;
     }
+    if ((s = ct_run_taxonomy(cfg, ml, &tax, &owned_tax)) != CT_OK) goto out;
     if (ml && cfg->novel_test) {
         s = ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation is single-label "
                          "only");
@@ -732,6 +767,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         .cache_dir = cfg->cache_dir, .seed = cfg->seed};
     task.progress = cfg->progress, task.progress_ctx = cfg->progress_ctx;
     task.log = trainer_log, task.log_ctx = &L, task.run_dir = cfg->run_dir;
+    task.taxonomy = tax;
     if ((s = cfg->method->create(&task, &hp, &state)) != CT_OK) goto out;
     if ((s = ct_kv_check_used(&hp, cfg->method->name)) != CT_OK) goto out;
     if (cfg->run_dir && (s = ct_mkdir_p(cfg->run_dir)) != CT_OK) goto out;
@@ -765,7 +801,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
                            .val_top1 = NAN, .novel_top1 = NAN, .multi_label = ml, .map = NAN,
                            .map_voc07 = NAN, .cf1 = NAN, .of1 = NAN, .cf1_top3 = NAN,
                            .of1_top3 = NAN, .val_map = NAN, .miou = NAN, .macc = NAN,
-                           .aacc = NAN};
+                           .aacc = NAN, .leaf_acc = NAN, .hca = NAN, .mta = NAN};
     if (ml) {
         s = run_ml(cfg, &task, state, test, &fte, val, &fval, trains, scores, &hp, &L, res);
         goto out;
@@ -784,6 +820,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     logline(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
             100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
+    if (tax && (s = run_hier_metrics(cfg, &task, &hp, state, tax, &fte, scores, &m, &L, res)) != CT_OK)
+        goto out;
     if (cfg->novel_test &&
         (s = eval_novel(cfg, &task, &hp, state, &L, &res->novel_top1)) != CT_OK)
         goto out;
@@ -824,6 +862,7 @@ out:
     ct_features_free(&faug), ct_features_free(&funl);
     ct_dataset_free(train), ct_dataset_free(val), ct_dataset_free(test);
     ct_dataset_free(pool);
+    ct_taxonomy_free(owned_tax);
     ct_kv_free(&hp);
     free(L.log);
     return s;

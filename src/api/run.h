@@ -23,5 +23,19 @@ ct_status ct_run_load_learned(const ct_method *m, void *state, const char *run_d
  * preprocess_hash. */
 struct cJSON;
 void ct_run_config_model(struct cJSON *j, const ct_model *model);
+/* Hierarchy runs (run_hier.c). The run's taxonomy: cfg->taxonomy (checked
+ * against the training classes), or cfg->taxonomy_path loaded into *owned
+ * (the caller frees it), or none (*tax NULL; an error for methods with
+ * .taxonomy unless they import). */
+ct_status ct_run_taxonomy(const ct_run_cfg *cfg, bool ml, const ct_taxonomy **tax,
+                          ct_taxonomy **owned);
+/* ProTeCt's metrics of n items into out's hierarchy fields: node scores from
+ * a state of m made for tax's node names holding trained's learned tensors
+ * (task and hp as trained was created with; f the items' features; methods
+ * whose learned tensors do not depend on the classes and that neither fit
+ * nor score images), else from leaf_scores (n, K logits) summed per node. */
+ct_status ct_run_hierarchy(const ct_method *m, void *trained, const ct_task *task, ct_kv *hp,
+                           const ct_taxonomy *tax, const ct_features *f, const float *leaf_scores,
+                           const int *labels, int64_t n, ct_metrics *out);
 
 #endif

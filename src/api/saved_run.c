@@ -46,6 +46,9 @@ struct ct_saved_run {
     void *state;
     void (*progress)(void *, const char *, int64_t, int64_t, double, double);
     void *progress_ctx;
+    /* a hierarchy run: its taxonomy file and, once attached, the tree */
+    char *tax_path;
+    ct_taxonomy *tax;
 };
 
 static void free_names(ct_saved_run *r) {
@@ -62,6 +65,8 @@ void ct_saved_run_free(ct_saved_run *r) {
     ct_kv_free(&r->hp);
     cJSON_Delete(r->config);
     free(r->dir), free(r->hp_text), free(r->dname);
+    ct_taxonomy_free(r->tax);
+    free(r->tax_path);
     free(r);
 }
 
@@ -120,6 +125,16 @@ static ct_status read_config(ct_saved_run *r) {
     const char *task = opt_string(c, "task");
     ri->multi_label = task && !strcmp(task, "multi-label");
     ri->segmentation = task && !strcmp(task, "segmentation");
+    const char *tx = opt_string(c, "taxonomy");
+    if (tx) {
+        size_t n = strlen(r->dir) + strlen(tx) + 2;
+        if (!(r->tax_path = malloc(n))) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+        if (tx[0] == '/')
+            snprintf(r->tax_path, n, "%s", tx);
+        else
+            snprintf(r->tax_path, n, "%s/%s", r->dir, tx);
+        ri->taxonomy = r->tax_path;
+    }
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters"), *e;
     if (!cJSON_IsObject(h))
         return ct_set_error(CT_ERR_FORMAT, "%s: no \"hyper_parameters\" object", path);
@@ -198,6 +213,9 @@ ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, in
     if (r->state)
         return ct_set_error(CT_ERR_STATE, "saved_run_set_classes: the run is attached already");
     free_names(r);
+    /* the recorded tree is over the run's classes, not these */
+    free(r->tax_path);
+    r->tax_path = NULL, r->info.taxonomy = NULL;
     if (!(r->classnames = calloc((size_t)n, sizeof *r->classnames)))
         return ct_set_error(CT_ERR_NOMEM, "saved_run_set_classes: out of memory");
     r->n_classes = n;
@@ -206,6 +224,17 @@ ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, in
             return ct_set_error(names[k] ? CT_ERR_NOMEM : CT_ERR_ARG,
                                 "saved_run_set_classes: class %d", k);
     sync_info(r);
+    return CT_OK;
+}
+
+ct_status ct_saved_run_set_taxonomy(ct_saved_run *r, const char *path) {
+    if (!r) return ct_set_error(CT_ERR_ARG, "saved_run_set_taxonomy: NULL run");
+    if (r->state)
+        return ct_set_error(CT_ERR_STATE, "saved_run_set_taxonomy: the run is attached already");
+    char *p = path ? strdup(path) : NULL;
+    if (path && !p) return ct_set_error(CT_ERR_NOMEM, "saved_run_set_taxonomy: out of memory");
+    free(r->tax_path);
+    r->tax_path = p, r->info.taxonomy = p;
     return CT_OK;
 }
 
@@ -273,9 +302,15 @@ ct_status ct_saved_run_attach(ct_saved_run *r, ct_model *model) {
                         .classnames = r->classnames, .train = &r->none,
                         .train_feats = &r->no_feats, .seed = (uint64_t)ri->seed,
                         .progress = r->progress, .progress_ctx = r->progress_ctx};
+    ct_status s;
+    if (r->tax_path && !r->tax &&
+        (s = ct_taxonomy_load(r->tax_path, (const char *const *)r->classnames, r->n_classes,
+                              &r->tax)) != CT_OK)
+        return s;
+    r->task.taxonomy = r->tax;
     /* config.json holds the trainer's keys too; only create() reads here,
      * so unread keys are expected and not checked */
-    ct_status s = r->method->create(&r->task, &r->hp, &r->state);
+    s = r->method->create(&r->task, &r->hp, &r->state);
     if (s != CT_OK) {
         r->state = NULL;
         return s;
@@ -333,7 +368,7 @@ static void on_features(void *ctx, int64_t done, int64_t total) {
 /* Logits (d->n_items, K) of d's images; with labels, the items' labels too
  * (malloc'ed). */
 static ct_status scores_of(ct_saved_run *r, const ct_dataset *d, const char *cache,
-                           float *scores, int **labels) {
+                           float *scores, int **labels, ct_features *keep) {
     ct_status s;
     if (cache && (s = ct_mkdir_p(cache)) != CT_OK) return s;
     /* pixel methods with frozen_features take the frozen tower's embeddings
@@ -360,6 +395,10 @@ static ct_status scores_of(ct_saved_run *r, const ct_dataset *d, const char *cac
     if ((s = ct_features_get(&req, &f)) != CT_OK) return s;
     s = ct_predict(r->method, r->state, &f, scores);
     if (s == CT_OK && labels) *labels = f.labels, f.labels = NULL;
+    if (s == CT_OK && keep) {
+        *keep = f; /* the caller frees them */
+        return s;
+    }
     ct_features_free(&f);
     return s;
 }
@@ -374,7 +413,7 @@ ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char 
                             "(ct_saved_run_evaluate_seg, `cliptune eval`), not whole images",
                             r->dir);
     if (d->n_items == 0) return CT_OK;
-    if ((s = scores_of(r, d, cache_dir, probs, NULL)) != CT_OK ||
+    if ((s = scores_of(r, d, cache_dir, probs, NULL, NULL)) != CT_OK ||
         (s = check_finite(r, probs, d->n_items, d)) != CT_OK)
         return s;
     if (r->info.multi_label) sigmoid_all(probs, d->n_items * r->n_classes);
@@ -510,10 +549,16 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
     float *p = malloc((size_t)test->n_items * (size_t)K * sizeof *p);
     int *labels = NULL;
     if (!p) return ct_set_error(CT_ERR_NOMEM, "out of memory");
-    s = scores_of(r, test, cache_dir, p, &labels);
+    ct_features f = {0};
+    s = scores_of(r, test, cache_dir, p, &labels, r->tax ? &f : NULL);
     if (s == CT_OK) s = check_finite(r, p, test->n_items, test);
     /* from the logits, as ct_run computes a run's metrics: the same numbers */
     if (s == CT_OK) s = ct_metrics_compute(p, false, labels, test->n_items, K, 0, m);
+    /* a hierarchy run: its node scores and ProTeCt's metrics, as ct_run's */
+    if (s == CT_OK && r->tax)
+        s = ct_run_hierarchy(r->method, r->state, &r->task, &r->hp, r->tax,
+                             f.x ? &f : NULL, p, labels, test->n_items, m);
+    ct_features_free(&f);
     if (s == CT_OK) softmax_rows(p, test->n_items, K);
     if (s == CT_OK && out_dir) s = write_eval(r, data_spec, test, m, p, labels, out_dir);
     if (s != CT_OK) ct_metrics_free(m);
@@ -539,7 +584,7 @@ ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, cons
     int64_t n = test->n_items;
     float *p = malloc((size_t)n * (size_t)K * sizeof *p);
     if (!p) return ct_set_error(CT_ERR_NOMEM, "out of memory");
-    s = scores_of(r, test, cache_dir, p, NULL);
+    s = scores_of(r, test, cache_dir, p, NULL, NULL);
     if (s == CT_OK) s = check_finite(r, p, n, test);
     /* from the logits, as ct_run computes a run's metrics */
     if (s == CT_OK)

@@ -23,6 +23,7 @@ extern const ct_method ct_method_plot;
 extern const ct_method ct_method_dualcoop;
 extern const ct_method ct_method_maskclip;
 extern const ct_method ct_method_taidpt;
+extern const ct_method ct_method_protect;
 extern const ct_method ct_method_tpt;
 extern const ct_method ct_method_wise_ft;
 extern const ct_method ct_method_vp;
@@ -55,6 +56,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_dualcoop,
     &ct_method_taidpt,
     &ct_method_maskclip,
+    &ct_method_protect,
     &ct_method_calip,
     &ct_method_tpt,
     &ct_method_wise_ft,

@@ -158,6 +158,17 @@ ct_status ct_report_run(const char *run_dir, const char *title, const char *cons
     put_pct(f, m->ece, 2);
     fprintf(f, " |\n| NLL | %.4f |\n| samples | %lld |\n| classes | %d |\n\n", m->nll,
             (long long)m->n, K);
+    if (m->hierarchy) {
+        /* ProTeCt's metrics (docs/training.md, "Hierarchy runs") */
+        fputs("## Hierarchy\n\n| metric | value |\n|---|---:|\n| leaf accuracy | ", f);
+        put_pct(f, m->leaf_acc, 2);
+        fputs(" |\n| hierarchical consistency (HCA) | ", f);
+        put_pct(f, m->hca, 2);
+        fprintf(f, " |\n| mean tree-cut accuracy (MTA, %d cuts) | ", m->n_cuts);
+        put_pct(f, m->mta, 2);
+        fprintf(f, " |\n\nInternal nodes scored from %s.\n\n",
+                m->node_scores_from ? m->node_scores_from : "?");
+    }
 
     fputs("## Per-class accuracy\n\n| class | accuracy | F1 | samples |\n|---|---:|---:|---:|\n",
           f);

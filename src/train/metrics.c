@@ -514,6 +514,14 @@ ct_status ct_metrics_save_json(const ct_metrics *m, const char *const *classname
         ok = ok && add(conf, NULL, r);
         for (int j = 0; ok && j < K; j++) ok = add(r, NULL, cJSON_CreateNumber((double)row[j]));
     }
+    if (ok && m->hierarchy) {
+        cJSON *h = cJSON_CreateObject();
+        ok = add(root, "hierarchy", h) && add(h, "leaf_acc", json_num(m->leaf_acc)) &&
+             add(h, "hca", json_num(m->hca)) && add(h, "mta", json_num(m->mta)) &&
+             add(h, "n_cuts", cJSON_CreateNumber(m->n_cuts)) &&
+             add(h, "node_scores_from",
+                 cJSON_CreateString(m->node_scores_from ? m->node_scores_from : ""));
+    }
     if (!ok) {
         cJSON_Delete(root);
         return ct_set_error(CT_ERR_NOMEM, "%s: cannot build the metrics JSON", path);

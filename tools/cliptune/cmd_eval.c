@@ -38,6 +38,8 @@ static const char *HELP_EVAL =
     "  --subsample S     all, base or novel classes (default: the run's); a run trained\n"
     "                    on base evaluated on novel prints base / novel / HM (CoOp's\n"
     "                    base-to-novel protocol; needs class-agnostic learned tensors)\n"
+    "  --taxonomy FILE   score against this class taxonomy (leaf accuracy, HCA, MTA)\n"
+    "                    instead of the one a hierarchy run keeps (DIR/taxonomy.txt)\n"
     "  --json            print the result as one JSON object\n";
 
 static const char *HELP_PREDICT =
@@ -74,7 +76,8 @@ static const char *HELP_PREDICT =
 /* Opens DIR and attaches the model: the recorded one, or --model / --bpe /
  * --act where given (defaulting to what the run recorded). */
 static ct_saved_run *open_run(const char *dir, const model_args *a, const char *const *classes,
-                              int n_classes, cli_progress *prog, const char *cmd) {
+                              int n_classes, cli_progress *prog, const char *cmd,
+                              const char *taxonomy) {
     ct_saved_run *r = ct_saved_run_open(dir);
     if (!r) {
         cli_lib_error(cmd);
@@ -83,6 +86,7 @@ static ct_saved_run *open_run(const char *dir, const model_args *a, const char *
     const ct_run_info *ri = ct_saved_run_info(r);
     ct_model *m = NULL;
     if (classes && ct_saved_run_set_classes(r, classes, n_classes) != CT_OK) goto fail;
+    if (taxonomy && ct_saved_run_set_taxonomy(r, taxonomy) != CT_OK) goto fail;
     if (prog) ct_saved_run_set_progress(r, cli_progress_cb, prog);
     if (a->model || a->bpe || a->act) {
         model_args b = *a;
@@ -252,12 +256,13 @@ int cmd_eval(int argc, char **argv) {
     }
     model_args a = {0};
     const char *run = NULL, *data = NULL, *cache = ".cliptune-cache", *max_arg = NULL;
-    const char *subsample = NULL;
+    const char *subsample = NULL, *taxonomy = NULL;
     bool bad = false, json = false;
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--subsample", &subsample, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--taxonomy", &taxonomy, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--data", &data, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--cache", &cache, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--max-test", &max_arg, &bad)) continue;
@@ -314,7 +319,7 @@ int cmd_eval(int argc, char **argv) {
     cli_progress prog;
     cli_progress_init(&prog);
     if (!(r = open_run(run, &a, cross ? (const char *const *)sp.train->classnames : NULL,
-                       sp.train->n_classes, &prog, "eval")))
+                       sp.train->n_classes, &prog, "eval", taxonomy)))
         goto out;
     if (!(test = ct_dataset_head(sp.test, max_test))) {
         cli_lib_error("eval");
@@ -352,6 +357,14 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "top5", m.top5);
         cJSON_AddNumberToObject(j, "macro_f1", m.macro_f1);
         cJSON_AddNumberToObject(j, "ece", m.ece);
+        if (m.hierarchy) {
+            cJSON *h = cJSON_AddObjectToObject(j, "hierarchy");
+            cJSON_AddNumberToObject(h, "leaf_acc", m.leaf_acc);
+            cJSON_AddNumberToObject(h, "hca", m.hca);
+            cJSON_AddNumberToObject(h, "mta", m.mta);
+            cJSON_AddNumberToObject(h, "n_cuts", m.n_cuts);
+            cJSON_AddStringToObject(h, "node_scores_from", m.node_scores_from);
+        }
         if (b2n && isfinite(base_top1)) {
             cJSON_AddNumberToObject(j, "base_top1", base_top1);
             cJSON_AddNumberToObject(j, "harmonic_mean", ct_harmonic_mean(base_top1, m.top1));
@@ -366,6 +379,10 @@ int cmd_eval(int argc, char **argv) {
                (long long)m.n);
         printf("test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%\n", 100 * m.top1,
                100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
+        if (m.hierarchy)
+            printf("hierarchy (%d cuts, nodes scored from %s): leaf %.2f%%  HCA %.2f%%  "
+                   "MTA %.2f%%\n", m.n_cuts, m.node_scores_from, 100 * m.leaf_acc, 100 * m.hca,
+                   100 * m.mta);
         /* CoOp's base-to-novel summary: base from the run, novel here */
         if (b2n && isfinite(base_top1))
             printf("base-to-novel: base %.2f%%  novel %.2f%%  HM %.2f%%\n", 100 * base_top1,
@@ -429,7 +446,7 @@ int cmd_export(int argc, char **argv) {
     if (!run || !out) return cli_usage("export: --run and --out are required (see --help)");
     if (format && strcmp(format, "hf") && strcmp(format, "official"))
         return cli_usage("export: --format %s: expected hf or official", format);
-    ct_saved_run *r = open_run(run, &a, NULL, 0, NULL, "export");
+    ct_saved_run *r = open_run(run, &a, NULL, 0, NULL, "export", NULL);
     if (!r) return 1;
     const char *method = ct_saved_run_info(r)->method;
     if (!format) format = !strcmp(method, "clip-lora") ? "hf" : "official";
@@ -634,7 +651,7 @@ int cmd_predict(int argc, char **argv) {
     int code = 1, n = imgs.n;
     cli_progress prog;
     cli_progress_init(&prog);
-    ct_saved_run *r = open_run(run, &a, NULL, 0, &prog, "predict");
+    ct_saved_run *r = open_run(run, &a, NULL, 0, &prog, "predict", NULL);
     float *p = NULL, *why_sc = NULL;
     int *order = NULL, *why = NULL;
     cJSON *arr = json ? cJSON_CreateArray() : NULL;

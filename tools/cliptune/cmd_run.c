@@ -45,7 +45,11 @@ static const char *HELP_TRAIN =
     "                    a base-trained run on novel classes with eval --subsample novel)\n"
     "  --max-test N      evaluate on the first N test images only\n"
     "  --partial-labels P  multi-label data: keep each training label known with\n"
-    "                    probability P, else unknown (DualCoOp's partial-label setting)\n";
+    "                    probability P, else unknown (DualCoOp's partial-label setting)\n"
+    "  --taxonomy FILE   a hierarchy run: FILE's tree over the classes (parent<TAB>child\n"
+    "                    lines; data/taxonomies/fashion-mnist.txt); adds leaf accuracy,\n"
+    "                    HCA and MTA (ProTeCt's metrics) and is kept with the run for\n"
+    "                    eval; the protect method trains with it\n";
 
 static const char *HELP_IMPORT =
     "usage: cliptune import --from CHECKPOINT --method NAME --model MODEL --data SPEC\n"

@@ -99,6 +99,7 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
             ra->seed = (uint64_t)x;
             continue;
         }
+        if (cli_opt(argc, argv, &i, "--taxonomy", &ra->taxonomy, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--partial-labels", &v, &bad)) {
             if (!bad && !cli_parse_double(v, "--partial-labels", 1e-9, 1, &ra->partial_labels))
                 bad = true;
@@ -328,7 +329,7 @@ int run_one(const run_args *ra, run_ctx *rc, const char *method, int shots, uint
         .cache_dir = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL,
         .resume = ra->resume, .max_test = ra->max_test, .subsample = ra->subsample,
         .novel_test = rc->novel_test, .import_from = ra->import_from,
-        .partial_labels = ra->partial_labels,
+        .partial_labels = ra->partial_labels, .taxonomy_path = ra->taxonomy,
         .log = log, .log_ctx = log_ctx,
         .progress = log_ctx ? cli_progress_cb : NULL, .progress_ctx = log_ctx};
     if (!ra->n_methods && !run_dir_ready(ra, dir)) return 1;

@@ -15,6 +15,7 @@ typedef struct {
     bool force;             /* train / zeroshot: replace a run already in --out */
     int64_t max_test;
     double partial_labels; /* --partial-labels P (0: every label known) */
+    const char *taxonomy;   /* --taxonomy FILE: a hierarchy run (NULL: flat) */
     /* protocol only */
     char **methods;
     int n_methods;
