@@ -90,8 +90,8 @@ void attention_forward(ct_real *out, ct_real *att, ct_real *scratch, const ct_re
         ct_real *Kt = scratch + (size_t)omp_get_thread_num() * pt, *Vp = Kt + d.hs * d.ldL;
         const ct_real *qh = q + b * Tq * C + h * d.hs;
         ct_real *A = att ? att + bh * Tq * L : Vp + L * d.ldh, *oh = out + b * Tq * C + h * d.hs;
-        pack_keys_t(Kt, ek + h * d.hs, k + b * Tk * C + h * d.hs, P, Tk, C, d);
-        pack_keys(Vp, ev + h * d.hs, v + b * Tk * C + h * d.hs, P, Tk, C, d);
+        pack_keys_t(Kt, ek ? ek + h * d.hs : NULL, k + b * Tk * C + h * d.hs, P, Tk, C, d);
+        pack_keys(Vp, ev ? ev + h * d.hs : NULL, v + b * Tk * C + h * d.hs, P, Tk, C, d);
         small_gemm((int)Tq, (int)L, (int)d.hs, scale, qh, (int)C, Kt, (int)d.ldL, 0, A, (int)L);
         for (int64_t i = 0; i < Tq; i++) {
             ct_real *row = A + i * L, mx = -INFINITY, s = 0;
@@ -145,7 +145,7 @@ void attention_backward(ct_real *dq, ct_real *dk, ct_real *dv, ct_real *dek, ct_
         }
         if (!need_ds) continue;
         // dA (Tq, L) = dO V_full^T, then dS = A * (dA - rowsum(dA * A)) in place
-        pack_keys_t(Vt, ev + h * hs, v + b * Tk * C + h * hs, P, Tk, C, d);
+        pack_keys_t(Vt, ev ? ev + h * hs : NULL, v + b * Tk * C + h * hs, P, Tk, C, d);
         small_gemm((int)Tq, (int)L, (int)hs, 1, dOh, (int)C, Vt, (int)d.ldL, 0, dA, (int)L);
         for (int64_t i = 0; i < Tq; i++) {
             const ct_real *a = A + i * L;
@@ -157,7 +157,7 @@ void attention_backward(ct_real *dq, ct_real *dk, ct_real *dv, ct_real *dek, ct_
         }
         if (dq) {
             // dQ (Tq, hs) += scale dS K_full
-            pack_keys(Kp, ek + h * hs, k + b * Tk * C + h * hs, P, Tk, C, d);
+            pack_keys(Kp, ek ? ek + h * hs : NULL, k + b * Tk * C + h * hs, P, Tk, C, d);
             small_gemm((int)Tq, (int)hs, (int)L, scale, dA, (int)L, Kp, (int)d.ldh, 1,
                        dq + b * Tq * C + h * hs, (int)C);
         }
