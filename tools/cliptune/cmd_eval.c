@@ -19,8 +19,12 @@ static const char *HELP_EVAL =
     "usage: cliptune eval --run DIR [--data SPEC] [--model MODEL] [options]\n"
     "\n"
     "Re-evaluate a finished run on the test split of SPEC (default: the run's own\n"
-    "dataset and model, from DIR/config.json). SPEC must have the run's classes, in\n"
-    "the same order. Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
+    "dataset and model, from DIR/config.json). SPEC may have other classes: when each\n"
+    "is one of the run's (ImageNet-A/-R's 200 for an ImageNet run) the run's scores\n"
+    "are restricted to them, for every method; other class names are re-encoded by\n"
+    "methods whose learned tensors are class-agnostic (CoOp's unified context,\n"
+    "CoCoOp, MaPLe, ...; cross-dataset transfer), and refused with a clear error for\n"
+    "per-class ones (linear probe, class-specific CoOp, Tip-Adapter's cache). Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
     "VOC07 mAP, CF1 / OF1 at probability 0.5 and at top-3; a segmentation run: mIoU,\n"
     "mAcc and pixel accuracy) and writes metrics.json, predictions.csv, report.md and\n"
     "confusion.svg (a segmentation run: predictions/ label maps and overlays.png) to\n"
@@ -263,12 +267,16 @@ int cmd_eval(int argc, char **argv) {
      * method is rebuilt for the new class names; only class-agnostic learned
      * tensors (e.g. CoOp's unified context) can load, others fail by size. */
     bool cross = strcmp(subsample, ri_subsample) != 0;
+    /* another dataset: its classes a subset of the run's (scored by
+     * restricting the logits) or others (re-encoded, as base-to-novel) */
+    int relation = ct_saved_run_class_relation(info_run, sp.test);
+    if (!ri->multi_label && !ri->segmentation && relation == 2) cross = true;
     ct_saved_run_free(info_run);
     info_run = NULL;
     cli_progress prog;
     cli_progress_init(&prog);
-    if (!(r = open_run(run, &a, cross ? (const char *const *)sp.train->classnames : NULL,
-                       sp.train->n_classes, &prog, "eval")))
+    if (!(r = open_run(run, &a, cross ? (const char *const *)sp.test->classnames : NULL,
+                       sp.test->n_classes, &prog, "eval")))
         goto out;
     if (!(test = ct_dataset_head(sp.test, max_test))) {
         cli_lib_error("eval");
@@ -306,6 +314,8 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "top5", m.top5);
         cJSON_AddNumberToObject(j, "macro_f1", m.macro_f1);
         cJSON_AddNumberToObject(j, "ece", m.ece);
+        cJSON_AddStringToObject(j, "classes", relation == 0 ? "same" : relation == 1 ? "subset"
+                                                                                 : "other");
         if (b2n && isfinite(base_top1)) {
             cJSON_AddNumberToObject(j, "base_top1", base_top1);
             cJSON_AddNumberToObject(j, "harmonic_mean", ct_harmonic_mean(base_top1, m.top1));
@@ -318,6 +328,12 @@ int cmd_eval(int argc, char **argv) {
     } else {
         printf("eval: %s run %s on %s (%lld test images)\n", ri->method, run, test->name,
                (long long)m.n);
+        if (relation == 1)
+            printf("classes: %d of the run's %d (its scores restricted to them)\n",
+                   test->n_classes, ri->n_classes);
+        else if (relation == 2 && !b2n)
+            printf("classes: %d others than the run's (the method rebuilt for their names)\n",
+                   test->n_classes);
         printf("test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%\n", 100 * m.top1,
                100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
         /* CoOp's base-to-novel summary: base from the run, novel here */
