@@ -1052,6 +1052,18 @@ typedef struct ct_splits {
  *                         is test, 10% of train held out as val
  *   pcontext60seg:ROOT    the same folder with 60 classes, background class 0
  *                         (PascalContextDataset; no reduction)
+ * CoOp's folders as downloaded (docs/datasets.md, "CoOp's benchmark datasets";
+ * ROOT holds classnames.txt, ImageNet's "wnid name" lines, for the first five):
+ *   imagenet:ROOT         images/train/<wnid>/ (train), images/val/<wnid>/ (test),
+ *                         no val; classes the train folders in byte order
+ *   imagenetv2:ROOT       imagenetv2-matched-frequency-format-val/<i>/: folder i
+ *                         is class i of classnames.txt (not string order)
+ *   imagenet-sketch:ROOT  images/<wnid>/
+ *   imagenet-a:ROOT       imagenet-a/<wnid>/ (200 of ImageNet's classes)
+ *   imagenet-r:ROOT       imagenet-r/<wnid>/ (200 of ImageNet's classes)
+ *                         (the four variants are test sets: train = test, as CoOp)
+ *   fgvc-aircraft:ROOT    variants.txt (the classes), images_variant_{train,val,
+ *                         test}.txt ("<id> <variant>" lines), images/<id>.jpg
  * voc, vocseg, mlcsv and mljson read '_' in class names as a space unless a
  * classnames.txt (ROOT; beside the first CSV; beside FILE) names them.
  * Sources without a val split hold out a fixed, hash-chosen 10% per class

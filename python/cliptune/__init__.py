@@ -217,6 +217,7 @@ def _load():
         "ct_saved_run_free": (None, [vp]),
         "ct_saved_run_info": (ctypes.POINTER(_RunInfo), [vp]),
         "ct_saved_run_set_classes": (i32, [vp, _c_str_p, i32]),
+        "ct_saved_run_class_relation": (i32, [vp, ds_p]),
         "ct_saved_run_attach": (i32, [vp, vp]),
         "ct_saved_run_model": (vp, [vp]),
         "ct_saved_run_set_progress": (None, [vp, _PROGRESS_FN, vp]),
@@ -713,8 +714,12 @@ class Run:
     model: a cliptune.Model to use (borrowed; kept alive by the run); None
     loads the one config.json records with its recorded tokenizer and
     activation. A model whose content hash differs from the run's is
-    refused. classes: score other class names than the run's (base-to-novel;
-    only class-agnostic learned tensors load). progress(stage, done, total,
+    refused. classes: score other class names than the run's (base-to-novel,
+    cross-dataset transfer; only class-agnostic learned tensors load: a
+    method with per-class ones raises). A dataset whose classes are each one
+    of the run's (ImageNet-A/-R for an ImageNet run) needs no classes:
+    evaluate restricts the run's logits to them (class_relation tells which
+    case applies). progress(stage, done, total,
     loss, lr): for methods that score images slowly."""
 
     def __init__(self, run_dir, model=None, classes=None, progress=None):
@@ -775,6 +780,18 @@ class Run:
     @property
     def classnames(self):
         return list(self.info["classnames"])
+
+    def class_relation(self, data, split="test"):
+        """How a dataset's classes (a Dataset or a spec) stand to the run's, by
+        name: "same" (in order), "subset" (each one of the run's: evaluate
+        restricts the logits to them) or "other" (open the run with
+        classes=... to re-encode them)."""
+        ds = data if isinstance(data, Dataset) else Dataset.open(os.fspath(data))
+        d = ds._split(split)
+        if d is None:
+            raise Error("%s has no %s split" % (ds.name, split))
+        r = _lib.ct_saved_run_class_relation(self._r, ctypes.byref(d))
+        return {0: "same", 1: "subset", 2: "other"}.get(r, "unknown")
 
     @property
     def method(self):
