@@ -655,7 +655,8 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
                          "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, vocseg:ROOT, "
                          "adeseg:ROOT, pcontextseg:ROOT, pcontext60seg:ROOT, imagenet:ROOT, "
                          "imagenetv2:ROOT, imagenet-sketch:ROOT, imagenet-a:ROOT, imagenet-r:ROOT, "
-                         "fgvc-aircraft:ROOT, mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or mljson:FILE[@ROOT])",
+                         "fgvc-aircraft:ROOT, mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or "
+                         "mljson:FILE[@ROOT])",
                          spec);
     }
     free(a);

@@ -407,7 +407,8 @@ static bool xd_take_args(int *argc, char **argv, xd_targets *t) {
             char **sp = realloc(t->specs, (size_t)(t->n + 1) * sizeof *sp);
             if (!sp) return cli_error("protocol: out of memory") == 0;
             t->specs = sp;
-            if (!(t->specs[t->n] = strndup(p, len))) return cli_error("protocol: out of memory") == 0;
+            if (!(t->specs[t->n] = strndup(p, len)))
+                return cli_error("protocol: out of memory") == 0;
             t->n++;
             if (!comma) break;
             p = comma + 1;
@@ -597,7 +598,8 @@ static bool xd_write(const char *out, const run_args *ra, const ct_method *const
                 int nv = 0;
                 bool na = false;
                 for (int c = 0; c < n_cells; c++)
-                    if (cells[c].method == m && (training_free(ms[m]) || cells[c].shots == shots[k])) {
+                    if (cells[c].method == m &&
+                        (training_free(ms[m]) || cells[c].shots == shots[k])) {
                         double x = i < 0 ? cells[c].top1 : t->top1[(size_t)c * t->n + i];
                         if (isnan(x)) na = true;
                         else v[nv++] = x;
