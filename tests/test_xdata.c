@@ -466,6 +466,21 @@ static void test_transfer(void) {
     CHECK(ct_saved_run_attach(r, NULL) == CT_ERR_UNSUPPORTED);
     CHECK_ERR_HAS("per class");
     ct_saved_run_free(r);
+    /* Tip-Adapter's cache: its labels are the run's classes, whatever the
+     * shapes (refused too); -A by restricted logits works */
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " train --method tip-adapter --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data imagenet:%s/imagenet --shots 2 --out %s/tip "
+             "--cache %s/xd_cache", root, tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/tip", tmp);
+    r = ct_saved_run_open(path);
+    CHECK_OK(ct_saved_run_set_classes(r, ten, 10));
+    CHECK(ct_saved_run_attach(r, NULL) == CT_ERR_UNSUPPORTED);
+    CHECK_ERR_HAS("labelled with the run's classes");
+    ct_saved_run_free(r);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " eval --run %s/tip --data imagenet-r:%s/"
+             "imagenet-rendition --cache %s/xd_cache", tmp, root, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "classes: 5 of the run's 10"), "%s", out_buf);
     ct_splits_free(&a);
 }
 

@@ -215,6 +215,14 @@ ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, in
 static ct_status check_class_agnostic(ct_saved_run *r) {
     const ct_method *m = r->method;
     if (!m->params) return CT_OK;
+    /* learned tensors sized by the training set are a cache of labelled
+     * training features (Tip-Adapter): its labels are the run's classes,
+     * whatever the shapes say */
+    if (m->learned_shapes_from_file)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "the %s run %s cannot score other classes than "
+                            "its own: its learned tensors are per class (a cache of training "
+                            "features labelled with the run's classes); evaluate it on its own "
+                            "classes or a subset of them", m->name, r->dir);
     char **names = malloc((size_t)(r->n_classes + 1) * sizeof *names);
     if (!names) return ct_set_error(CT_ERR_NOMEM, "out of memory");
     memcpy(names, r->classnames, (size_t)r->n_classes * sizeof *names);
