@@ -1788,6 +1788,13 @@ ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char 
  * them by restricting the run's logits to them, for every method; 2 others
  * (give them to ct_saved_run_set_classes before attach); -1 NULL. */
 int ct_saved_run_class_relation(const ct_saved_run *r, const ct_dataset *test);
+/* Score the run on another dataset as that dataset: methods that key on the
+ * dataset's name (the per-dataset prompt template of zero-shot CLIP,
+ * Tip-Adapter's and CLIP-Adapter's zero-shot classifier) use this name's,
+ * as CoOp's evaluation on another dataset uses the target's (cross-dataset
+ * transfer, with ct_saved_run_set_classes). Default: the training dataset's
+ * name, as config.json records it. Before attach. */
+ct_status ct_saved_run_set_dataset_name(ct_saved_run *r, const char *name);
 /* Evaluate on test: its classes are the run's, in order, or each one of the
  * run's by name (relation 1 above: the run's logits restricted to test's
  * classes, in test's order, as CoOp scores ImageNet-A/-R with an ImageNet

@@ -398,8 +398,28 @@ static void test_transfer(void) {
     }
     const cJSON *av = row ? cJSON_GetObjectItemCaseSensitive(row, "average") : NULL;
     CHECK(cJSON_IsNumber(av) && fabs(av->valuedouble - avg) < 1e-9);
-    /* zero-shot learns nothing: its V2 number is that of a fresh eval below */
     cJSON_Delete(j);
+    /* zero-shot on another dataset is zero-shot CLIP there, with the
+     * target's prompt template (FGVCAircraft's "a type of aircraft"), as
+     * CoOp's cross-dataset evaluation: the number a zero-shot run on it gets */
+    char zcmd[8192];
+    snprintf(zcmd, sizeof zcmd, CT_CLI_PATH " zeroshot --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fgvc-aircraft:%s/fgvc_aircraft --out %s/zs_fgvc "
+             "--cache %s/xd_cache", root, tmp, tmp);
+    CHECK_MSG(run(zcmd) == 0, "%s", out_buf);
+    double want = NAN, got = NAN;
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, k ? "%s/xd/zeroshot/0shot/seed1/target5-FGVCAircraft/"
+                 "target.json" : "%s/zs_fgvc/metrics.json", tmp);
+        char *t = slurp(path);
+        cJSON *x = t ? cJSON_Parse(t) : NULL;
+        const cJSON *val = x ? cJSON_GetObjectItemCaseSensitive(x, "top1") : NULL;
+        if (cJSON_IsNumber(val)) *(k ? &got : &want) = val->valuedouble;
+        cJSON_Delete(x);
+        free(t);
+    }
+    CHECK_MSG(want == got, "zero-shot on FGVCAircraft: %g in the protocol, %g as a run", got,
+              want);
 
     /* resumed: every cell and every target read back */
     CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "skipped: done") && !strstr(out_buf, "(0."),
@@ -484,9 +504,19 @@ static void test_transfer(void) {
     ct_splits_free(&a);
 }
 
-int main(void) {
-    ct_test_run("imagenet_family", test_imagenet_family);
-    ct_test_run("fgvc_aircraft", test_fgvc_aircraft);
-    ct_test_run("transfer", test_transfer);
+/* Arguments name the tests to run (e.g. the loaders alone under valgrind);
+ * none: all. */
+int main(int argc, char **argv) {
+    static const struct {
+        const char *name;
+        ct_test_fn fn;
+    } tests[] = {{"imagenet_family", test_imagenet_family},
+                 {"fgvc_aircraft", test_fgvc_aircraft},
+                 {"transfer", test_transfer}};
+    for (size_t t = 0; t < sizeof tests / sizeof *tests; t++) {
+        bool want = argc < 2;
+        for (int i = 1; i < argc; i++) want = want || !strcmp(argv[i], tests[t].name);
+        if (want) ct_test_run(tests[t].name, tests[t].fn);
+    }
     return ct_test_summary();
 }

@@ -218,6 +218,7 @@ def _load():
         "ct_saved_run_info": (ctypes.POINTER(_RunInfo), [vp]),
         "ct_saved_run_set_classes": (i32, [vp, _c_str_p, i32]),
         "ct_saved_run_class_relation": (i32, [vp, ds_p]),
+        "ct_saved_run_set_dataset_name": (i32, [vp, cs]),
         "ct_saved_run_attach": (i32, [vp, vp]),
         "ct_saved_run_model": (vp, [vp]),
         "ct_saved_run_set_progress": (None, [vp, _PROGRESS_FN, vp]),
@@ -719,10 +720,12 @@ class Run:
     method with per-class ones raises). A dataset whose classes are each one
     of the run's (ImageNet-A/-R for an ImageNet run) needs no classes:
     evaluate restricts the run's logits to them (class_relation tells which
-    case applies). progress(stage, done, total,
+    case applies). dataset_name: score as that dataset (its prompt template,
+    as CoOp's cross-dataset evaluation; default the training one's).
+    progress(stage, done, total,
     loss, lr): for methods that score images slowly."""
 
-    def __init__(self, run_dir, model=None, classes=None, progress=None):
+    def __init__(self, run_dir, model=None, classes=None, progress=None, dataset_name=None):
         p = _lib.ct_saved_run_open(_b(run_dir))
         if not p:
             raise _error()
@@ -733,6 +736,8 @@ class Run:
         if classes is not None:
             carr, n = _strings(classes)
             _check(_lib.ct_saved_run_set_classes(p, carr, n))
+        if dataset_name is not None:
+            _check(_lib.ct_saved_run_set_dataset_name(p, _b(dataset_name)))
         if progress is not None:
             self._progress_cb = _PROGRESS_FN(_progress_adapter(progress, self._errors))
             _lib.ct_saved_run_set_progress(p, self._progress_cb, None)

@@ -248,7 +248,8 @@ with cliptune.Run(os.path.join(TMP, "run-linear-probe"), model=m) as run:
 check(raises(lambda: cliptune.Run(os.path.join(TMP, "run-linear-probe"), model=m,
                                   classes=["cyan", "magenta", "yellow"]), "per class"),
       "per-class tensors refused for other classes")
-with cliptune.Run(os.path.join(TMP, "run-coop"), model=m, classes=["cyan", "magenta"]) as run:
+with cliptune.Run(os.path.join(TMP, "run-coop"), model=m, classes=["cyan", "magenta"],
+                  dataset_name="OxfordPets") as run:
     check(run.predict(probe).shape == (len(probe), 2), "coop re-encodes other classes")
 # the CoOp run exported in the official layout and imported back: the same run
 ctx_file = os.path.join(TMP, "coop_ctx.safetensors")

@@ -47,6 +47,7 @@ struct ct_saved_run {
     void (*progress)(void *, const char *, int64_t, int64_t, double, double);
     void *progress_ctx;
     bool classes_set; /* ct_saved_run_set_classes: other classes than the run's */
+    char *target_name; /* ct_saved_run_set_dataset_name, or NULL */
 };
 
 static void free_names(ct_saved_run *r) {
@@ -62,7 +63,7 @@ void ct_saved_run_free(ct_saved_run *r) {
     free_names(r);
     ct_kv_free(&r->hp);
     cJSON_Delete(r->config);
-    free(r->dir), free(r->hp_text), free(r->dname);
+    free(r->dir), free(r->hp_text), free(r->dname), free(r->target_name);
     free(r);
 }
 
@@ -207,6 +208,18 @@ ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, in
     return CT_OK;
 }
 
+ct_status ct_saved_run_set_dataset_name(ct_saved_run *r, const char *name) {
+    if (!r || !name) return ct_set_error(CT_ERR_ARG, "saved_run_set_dataset_name: NULL");
+    if (r->state)
+        return ct_set_error(CT_ERR_STATE, "saved_run_set_dataset_name: the run is attached "
+                            "already");
+    char *copy = strdup(name);
+    if (!copy) return ct_set_error(CT_ERR_NOMEM, "saved_run_set_dataset_name: out of memory");
+    free(r->target_name);
+    r->target_name = copy;
+    return CT_OK;
+}
+
 /* Other classes than the run's (ct_saved_run_set_classes): the learned
  * tensors must not be sized by the number of classes (a linear head,
  * class-specific contexts, a cache of labels), even when the counts happen
@@ -258,6 +271,7 @@ static ct_status check_class_agnostic(ct_saved_run *r) {
  * (CoOp's per-dataset prompt template), so it must be the training one even
  * when testing elsewhere. Runs that predate its record open their data. */
 static char *trained_name(const ct_saved_run *r) {
+    if (r->target_name) return strdup(r->target_name);
     if (r->info.dataset) return strdup(r->info.dataset);
     ct_splits sp;
     if (ct_data_open(r->info.data, &sp) == CT_OK) {

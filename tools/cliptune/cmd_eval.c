@@ -78,8 +78,9 @@ static const char *HELP_PREDICT =
 
 /* Opens DIR and attaches the model: the recorded one, or --model / --bpe /
  * --act where given (defaulting to what the run recorded). */
-static ct_saved_run *open_run(const char *dir, const model_args *a, const char *const *classes,
-                              int n_classes, cli_progress *prog, const char *cmd) {
+static ct_saved_run *open_run_as(const char *dir, const model_args *a,
+                                 const char *const *classes, int n_classes,
+                                 const char *dataset_name, cli_progress *prog, const char *cmd) {
     ct_saved_run *r = ct_saved_run_open(dir);
     if (!r) {
         cli_lib_error(cmd);
@@ -88,6 +89,7 @@ static ct_saved_run *open_run(const char *dir, const model_args *a, const char *
     const ct_run_info *ri = ct_saved_run_info(r);
     ct_model *m = NULL;
     if (classes && ct_saved_run_set_classes(r, classes, n_classes) != CT_OK) goto fail;
+    if (dataset_name && ct_saved_run_set_dataset_name(r, dataset_name) != CT_OK) goto fail;
     if (prog) ct_saved_run_set_progress(r, cli_progress_cb, prog);
     if (a->model || a->bpe || a->act) {
         model_args b = *a;
@@ -107,6 +109,11 @@ fail:
     ct_saved_run_free(r);
     ct_model_free(m);
     return NULL;
+}
+
+static ct_saved_run *open_run(const char *dir, const model_args *a, const char *const *classes,
+                              int n_classes, cli_progress *prog, const char *cmd) {
+    return open_run_as(dir, a, classes, n_classes, NULL, prog, cmd);
 }
 
 /* The model open_run loaded for --model (NULL when the run loaded its own). */
@@ -250,7 +257,8 @@ int cmd_eval(int argc, char **argv) {
     ct_dataset *test = NULL;
     ct_metrics m = {0};
     char *ri_subsample = strdup(ri->subsample);
-    if (!spec_copy || !ri_subsample) {
+    char *ri_dataset = strdup(ri->dataset ? ri->dataset : "");
+    if (!spec_copy || !ri_subsample || !ri_dataset) {
         cli_error("eval: out of memory");
         goto out;
     }
@@ -276,8 +284,12 @@ int cmd_eval(int argc, char **argv) {
     info_run = NULL;
     cli_progress prog;
     cli_progress_init(&prog);
-    if (!(r = open_run(run, &a, cross ? (const char *const *)sp.test->classnames : NULL,
-                       sp.test->n_classes, &prog, "eval")))
+    /* other classes of another dataset: scored as that dataset (its prompt
+     * template), as CoOp evaluates cross-dataset transfer */
+    const char *as = cross && relation == 2 && strcmp(sp.test->name, ri_dataset)
+                         ? sp.test->name : NULL;
+    if (!(r = open_run_as(run, &a, cross ? (const char *const *)sp.test->classnames : NULL,
+                          sp.test->n_classes, as, &prog, "eval")))
         goto out;
     if (!(test = ct_dataset_head(sp.test, max_test))) {
         cli_lib_error("eval");
@@ -351,6 +363,7 @@ out:
     ct_saved_run_free(info_run);
     ct_splits_free(&sp);
     free(ri_subsample);
+    free(ri_dataset);
     free(spec_copy);
     return code;
 }

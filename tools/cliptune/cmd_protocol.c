@@ -485,8 +485,10 @@ static bool xd_eval(const cell *x, xd_targets *t, int i, const run_args *ra, run
     ct_saved_run *r = ct_saved_run_open(x->dir);
     if (!r) return cli_lib_error("protocol") == 0;
     ct_status s = CT_OK;
-    if (ct_saved_run_class_relation(r, test) == 2)
+    if (ct_saved_run_class_relation(r, test) == 2) { /* as the target, its template too */
         s = ct_saved_run_set_classes(r, (const char *const *)test->classnames, test->n_classes);
+        if (s == CT_OK) s = ct_saved_run_set_dataset_name(r, test->name);
+    }
     if (s == CT_OK) s = ct_saved_run_attach(r, rc->model);
     ct_metrics m = {0};
     const char *cache = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL;
