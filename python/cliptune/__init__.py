@@ -855,7 +855,9 @@ class Run:
         return out
 
     def evaluate(self, data=None, split="test", max_test=None, cache_dir=None, out_dir=None):
-        """Metrics on a test set with the run's classes, in order: data a
+        """Metrics on a test set with the run's classes, in order, or a subset
+        of them by name (ImageNet-A/-R for an ImageNet run: the run's logits
+        restricted to the set's classes, K its count): data a
         Dataset or a spec (None: the run's own spec); max_test: the first N
         items (None: the run's setting on its own data, all on other data, as
         `cliptune eval`); out_dir: also write metrics.json, predictions.csv,
