@@ -1052,6 +1052,18 @@ typedef struct ct_splits {
  *                         is test, 10% of train held out as val
  *   pcontext60seg:ROOT    the same folder with 60 classes, background class 0
  *                         (PascalContextDataset; no reduction)
+ * CoOp's folders as downloaded (docs/datasets.md, "CoOp's benchmark datasets";
+ * ROOT holds classnames.txt, ImageNet's "wnid name" lines, for the first five):
+ *   imagenet:ROOT         images/train/<wnid>/ (train), images/val/<wnid>/ (test),
+ *                         no val; classes the train folders in byte order
+ *   imagenetv2:ROOT       imagenetv2-matched-frequency-format-val/<i>/: folder i
+ *                         is class i of classnames.txt (not string order)
+ *   imagenet-sketch:ROOT  images/<wnid>/
+ *   imagenet-a:ROOT       imagenet-a/<wnid>/ (200 of ImageNet's classes)
+ *   imagenet-r:ROOT       imagenet-r/<wnid>/ (200 of ImageNet's classes)
+ *                         (the four variants are test sets: train = test, as CoOp)
+ *   fgvc-aircraft:ROOT    variants.txt (the classes), images_variant_{train,val,
+ *                         test}.txt ("<id> <variant>" lines), images/<id>.jpg
  * voc, vocseg, mlcsv and mljson read '_' in class names as a space unless a
  * classnames.txt (ROOT; beside the first CSV; beside FILE) names them.
  * Sources without a val split hold out a fixed, hash-chosen 10% per class
@@ -1956,9 +1968,12 @@ ct_saved_run *ct_saved_run_open(const char *dir);
 void ct_saved_run_free(ct_saved_run *r);
 const ct_run_info *ct_saved_run_info(const ct_saved_run *r);
 /* Score other classes than the run's (base-to-novel: a run trained on base
- * classes scored on novel ones): the method is rebuilt for these names; only
- * class-agnostic learned tensors (CoOp's unified context) load. Before
- * attach. */
+ * classes scored on novel ones; cross-dataset transfer): the method is
+ * rebuilt for these names; only class-agnostic learned tensors (CoOp's
+ * unified context, CoCoOp's meta-net, MaPLe's prompts) load. Attach then
+ * refuses (CT_ERR_UNSUPPORTED, naming the tensor) a method whose learned
+ * tensors are per class (a linear probe, class-specific CoOp, Tip-Adapter's
+ * cache), even when the class counts agree. Before attach. */
 ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, int n);
 /* Evaluate with this class taxonomy (the file format of ct_taxonomy_load,
  * over the run's classes) instead of the one the run recorded; NULL: none
@@ -1988,9 +2003,25 @@ ct_status ct_saved_run_predict_files(ct_saved_run *r, const char *const *paths, 
  * feature cache (NULL: none). */
 ct_status ct_saved_run_predict(ct_saved_run *r, const ct_dataset *d, const char *cache_dir,
                                float *probs);
-/* Evaluate on test (its classes must be the run's, in order): metrics into
- * *m and, when out_dir is not NULL, metrics.json, predictions.csv,
- * report.md and confusion.svg written there (created). */
+/* How test's classes stand to the run's (by name): 0 the same, in order;
+ * 1 each is exactly one of the run's (a subset, e.g. ImageNet-A/-R's 200 of
+ * an ImageNet run's 1000, or another order): ct_saved_run_evaluate scores
+ * them by restricting the run's logits to them, for every method; 2 others
+ * (give them to ct_saved_run_set_classes before attach); -1 NULL. */
+int ct_saved_run_class_relation(const ct_saved_run *r, const ct_dataset *test);
+/* Score the run on another dataset as that dataset: methods that key on the
+ * dataset's name (the per-dataset prompt template of zero-shot CLIP,
+ * Tip-Adapter's and CLIP-Adapter's zero-shot classifier) use this name's,
+ * as CoOp's evaluation on another dataset uses the target's (cross-dataset
+ * transfer, with ct_saved_run_set_classes). Default: the training dataset's
+ * name, as config.json records it. Before attach. */
+ct_status ct_saved_run_set_dataset_name(ct_saved_run *r, const char *name);
+/* Evaluate on test: its classes are the run's, in order, or each one of the
+ * run's by name (relation 1 above: the run's logits restricted to test's
+ * classes, in test's order, as CoOp scores ImageNet-A/-R with an ImageNet
+ * model). Metrics into *m and, when out_dir is not NULL, metrics.json,
+ * predictions.csv, report.md and confusion.svg (test's classes) written
+ * there (created). */
 ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
                                 const char *cache_dir, const char *out_dir, ct_metrics *m);
 /* The same for a multi-label run (ct_run_info.multi_label) on a

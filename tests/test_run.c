@@ -428,14 +428,21 @@ static void test_eval(void) {
         CHECK_MSG(same_file(path, path2), "%s: eval predictions differ from the run's", dirs[r]);
         CHECK(exists(dirs[r], "eval-shapes/report.md"));
     }
-    /* a dataset with other classes is refused */
+    /* a dataset with two of the run's classes: scored by restricting the
+     * logits to them; with other class names: refused for the linear probe,
+     * whose learned tensors are per class */
     char other[4200];
     snprintf(other, sizeof other, "%s/two", ct_test_tmpdir());
     make_dataset(other, 2);
     snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --data folder:%s --cache none", lp_dir,
              other);
+    CHECK_MSG(run(c) == 0 && strstr(out_buf, "classes: 2 of the run's 3"), "%s", out_buf);
+    snprintf(c, sizeof c, "printf 'cyan\\nmagenta\\n' > %s/classnames.txt", other);
+    CHECK(system(c) == 0);
+    snprintf(c, sizeof c, CT_CLI_PATH " eval --run %s --data folder:%s --cache none", lp_dir,
+             other);
     CHECK_MSG(run(c) == 1 && strstr(out_buf, "cliptune: error: eval:") &&
-                  strstr(out_buf, "2 classes"),
+                  strstr(out_buf, "per class"),
               "%s", out_buf);
     /* a run made with relative paths is evaluated from another directory:
      * config.json records them absolute (and the model's hash) */

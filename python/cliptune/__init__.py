@@ -249,6 +249,8 @@ def _load():
         "ct_saved_run_free": (None, [vp]),
         "ct_saved_run_info": (ctypes.POINTER(_RunInfo), [vp]),
         "ct_saved_run_set_classes": (i32, [vp, _c_str_p, i32]),
+        "ct_saved_run_class_relation": (i32, [vp, ds_p]),
+        "ct_saved_run_set_dataset_name": (i32, [vp, cs]),
         "ct_saved_run_attach": (i32, [vp, vp]),
         "ct_saved_run_model": (vp, [vp]),
         "ct_saved_run_set_progress": (None, [vp, _PROGRESS_FN, vp]),
@@ -818,11 +820,17 @@ class Run:
     model: a cliptune.Model to use (borrowed; kept alive by the run); None
     loads the one config.json records with its recorded tokenizer and
     activation. A model whose content hash differs from the run's is
-    refused. classes: score other class names than the run's (base-to-novel;
-    only class-agnostic learned tensors load). progress(stage, done, total,
+    refused. classes: score other class names than the run's (base-to-novel,
+    cross-dataset transfer; only class-agnostic learned tensors load: a
+    method with per-class ones raises). A dataset whose classes are each one
+    of the run's (ImageNet-A/-R for an ImageNet run) needs no classes:
+    evaluate restricts the run's logits to them (class_relation tells which
+    case applies). dataset_name: score as that dataset (its prompt template,
+    as CoOp's cross-dataset evaluation; default the training one's).
+    progress(stage, done, total,
     loss, lr): for methods that score images slowly."""
 
-    def __init__(self, run_dir, model=None, classes=None, progress=None):
+    def __init__(self, run_dir, model=None, classes=None, progress=None, dataset_name=None):
         p = _lib.ct_saved_run_open(_b(run_dir))
         if not p:
             raise _error()
@@ -833,6 +841,8 @@ class Run:
         if classes is not None:
             carr, n = _strings(classes)
             _check(_lib.ct_saved_run_set_classes(p, carr, n))
+        if dataset_name is not None:
+            _check(_lib.ct_saved_run_set_dataset_name(p, _b(dataset_name)))
         if progress is not None:
             self._progress_cb = _PROGRESS_FN(_progress_adapter(progress, self._errors))
             _lib.ct_saved_run_set_progress(p, self._progress_cb, None)
@@ -880,6 +890,18 @@ class Run:
     @property
     def classnames(self):
         return list(self.info["classnames"])
+
+    def class_relation(self, data, split="test"):
+        """How a dataset's classes (a Dataset or a spec) stand to the run's, by
+        name: "same" (in order), "subset" (each one of the run's: evaluate
+        restricts the logits to them) or "other" (open the run with
+        classes=... to re-encode them)."""
+        ds = data if isinstance(data, Dataset) else Dataset.open(os.fspath(data))
+        d = ds._split(split)
+        if d is None:
+            raise Error("%s has no %s split" % (ds.name, split))
+        r = _lib.ct_saved_run_class_relation(self._r, ctypes.byref(d))
+        return {0: "same", 1: "subset", 2: "other"}.get(r, "unknown")
 
     @property
     def method(self):
@@ -938,7 +960,9 @@ class Run:
         return out
 
     def evaluate(self, data=None, split="test", max_test=None, cache_dir=None, out_dir=None):
-        """Metrics on a test set with the run's classes, in order: data a
+        """Metrics on a test set with the run's classes, in order, or a subset
+        of them by name (ImageNet-A/-R for an ImageNet run: the run's logits
+        restricted to the set's classes, K its count): data a
         Dataset or a spec (None: the run's own spec); max_test: the first N
         items (None: the run's setting on its own data, all on other data, as
         `cliptune eval`); out_dir: also write metrics.json, predictions.csv,

@@ -229,6 +229,28 @@ except ZeroDivisionError:
 res = m.train("coop", spec, os.path.join(TMP, "run-coop"), shots=K_SHOTS, set="epochs=2",
               force=True)
 check(res["top1"] == results["coop"]["top1"], "force=True retrains the same run")
+# other class sets: a subset of the run's classes is scored by restricting
+# its logits; other names need classes=..., refused for per-class tensors
+import shutil
+sub = os.path.join(TMP, "colours-sub")
+for c in ("red", "blue"):
+    shutil.copytree(os.path.join(folder, c), os.path.join(sub, c))
+with cliptune.Run(os.path.join(TMP, "run-linear-probe"), model=m) as run:
+    check(run.class_relation(spec) == "same" and run.class_relation("folder:" + sub) == "subset",
+          "class_relation")
+    full = run.predict_dataset("folder:" + sub)
+    sds = cliptune.Dataset.open("folder:" + sub)
+    ev = run.evaluate(sds)
+    cols = [run.classnames.index(c) for c in sds.classnames]
+    want = np.mean(full[:, cols].argmax(1) == sds.labels("test"))
+    check(abs(ev["top1"] - want) < 1e-12 and ev["confusion"].shape == (2, 2),
+          "subset evaluate %s vs restricted predict %s" % (ev["top1"], want))
+check(raises(lambda: cliptune.Run(os.path.join(TMP, "run-linear-probe"), model=m,
+                                  classes=["cyan", "magenta", "yellow"]), "per class"),
+      "per-class tensors refused for other classes")
+with cliptune.Run(os.path.join(TMP, "run-coop"), model=m, classes=["cyan", "magenta"],
+                  dataset_name="OxfordPets") as run:
+    check(run.predict(probe).shape == (len(probe), 2), "coop re-encodes other classes")
 # the CoOp run exported in the official layout and imported back: the same run
 ctx_file = os.path.join(TMP, "coop_ctx.safetensors")
 cli("export", "--run", os.path.join(TMP, "run-coop"), "--out", ctx_file)

@@ -49,6 +49,8 @@ struct ct_saved_run {
     /* a hierarchy run: its taxonomy file and, once attached, the tree */
     char *tax_path;
     ct_taxonomy *tax;
+    bool classes_set; /* ct_saved_run_set_classes: other classes than the run's */
+    char *target_name; /* ct_saved_run_set_dataset_name, or NULL */
 };
 
 static void free_names(ct_saved_run *r) {
@@ -64,7 +66,7 @@ void ct_saved_run_free(ct_saved_run *r) {
     free_names(r);
     ct_kv_free(&r->hp);
     cJSON_Delete(r->config);
-    free(r->dir), free(r->hp_text), free(r->dname);
+    free(r->dir), free(r->hp_text), free(r->dname), free(r->target_name);
     ct_taxonomy_free(r->tax);
     free(r->tax_path);
     free(r);
@@ -224,6 +226,7 @@ ct_status ct_saved_run_set_classes(ct_saved_run *r, const char *const *names, in
             return ct_set_error(names[k] ? CT_ERR_NOMEM : CT_ERR_ARG,
                                 "saved_run_set_classes: class %d", k);
     sync_info(r);
+    r->classes_set = true;
     return CT_OK;
 }
 
@@ -238,10 +241,70 @@ ct_status ct_saved_run_set_taxonomy(ct_saved_run *r, const char *path) {
     return CT_OK;
 }
 
+ct_status ct_saved_run_set_dataset_name(ct_saved_run *r, const char *name) {
+    if (!r || !name) return ct_set_error(CT_ERR_ARG, "saved_run_set_dataset_name: NULL");
+    if (r->state)
+        return ct_set_error(CT_ERR_STATE, "saved_run_set_dataset_name: the run is attached "
+                            "already");
+    char *copy = strdup(name);
+    if (!copy) return ct_set_error(CT_ERR_NOMEM, "saved_run_set_dataset_name: out of memory");
+    free(r->target_name);
+    r->target_name = copy;
+    return CT_OK;
+}
+
+/* Other classes than the run's (ct_saved_run_set_classes): the learned
+ * tensors must not be sized by the number of classes (a linear head,
+ * class-specific contexts, a cache of labels), even when the counts happen
+ * to agree. As ct_run's base-to-novel check: states for K and K + 1
+ * classes must have learned tensors of the same shapes. */
+static ct_status check_class_agnostic(ct_saved_run *r) {
+    const ct_method *m = r->method;
+    if (!m->params) return CT_OK;
+    /* learned tensors sized by the training set are a cache of labelled
+     * training features (Tip-Adapter): its labels are the run's classes,
+     * whatever the shapes say */
+    if (m->learned_shapes_from_file)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "the %s run %s cannot score other classes than "
+                            "its own: its learned tensors are per class (a cache of training "
+                            "features labelled with the run's classes); evaluate it on its own "
+                            "classes or a subset of them", m->name, r->dir);
+    char **names = malloc((size_t)(r->n_classes + 1) * sizeof *names);
+    if (!names) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    memcpy(names, r->classnames, (size_t)r->n_classes * sizeof *names);
+    names[r->n_classes] = "object";
+    ct_task t = r->task;
+    t.n_classes = r->n_classes + 1, t.classnames = names;
+    r->none.n_classes = t.n_classes, r->none.classnames = names;
+    void *probe = NULL;
+    ct_status s = m->create(&t, &r->hp, &probe);
+    r->none.n_classes = r->n_classes, r->none.classnames = r->classnames;
+    free(names);
+    if (s != CT_OK) return s;
+    ct_tensor *a[256], *b[256];
+    int na = m->params(r->state, a, 256), nb = m->params(probe, b, 256), bad = -1;
+    for (int i = 0; bad < 0 && i < na && i < nb; i++)
+        if (!ct_tensor_same_shape(a[i], b[i])) bad = i;
+    if (na != nb && bad < 0) bad = na < nb ? na : nb;
+    m->destroy(probe);
+    if (bad < 0) return CT_OK;
+    const char *names_[256];
+    int nn = m->param_names ? m->param_names(r->state, names_, 256) : 0;
+    char pn[64];
+    snprintf(pn, sizeof pn, "param.%d", bad);
+    return ct_set_error(CT_ERR_UNSUPPORTED, "the %s run %s cannot score other classes than its "
+                        "own: its learned tensors are per class (%s grows with the number of "
+                        "classes), so they mean nothing for other class names; evaluate it on "
+                        "its own classes or a subset of them, or use a method whose learned "
+                        "tensors are class-agnostic (coop with csc=false, cocoop, maple, ...)",
+                        m->name, r->dir, bad < nn ? names_[bad] : pn);
+}
+
 /* The name of the dataset the run was trained on: methods may key on it
  * (CoOp's per-dataset prompt template), so it must be the training one even
  * when testing elsewhere. Runs that predate its record open their data. */
 static char *trained_name(const ct_saved_run *r) {
+    if (r->target_name) return strdup(r->target_name);
     if (r->info.dataset) return strdup(r->info.dataset);
     ct_splits sp;
     if (ct_data_open(r->info.data, &sp) == CT_OK) {
@@ -312,6 +375,11 @@ ct_status ct_saved_run_attach(ct_saved_run *r, ct_model *model) {
      * so unread keys are expected and not checked */
     s = r->method->create(&r->task, &r->hp, &r->state);
     if (s != CT_OK) {
+        r->state = NULL;
+        return s;
+    }
+    if (r->classes_set && (s = check_class_agnostic(r)) != CT_OK) {
+        r->method->destroy(r->state);
         r->state = NULL;
         return s;
     }
@@ -493,8 +561,9 @@ static ct_status write_eval(const ct_saved_run *r, const char *spec, const ct_da
     char path[4200];
     ct_status s = ct_mkdir_p(dir);
     if (s != CT_OK) return s;
-    const char *const *cn = (const char *const *)r->classnames;
-    int K = r->n_classes;
+    /* the test set's classes: the run's, or the subset scored */
+    const char *const *cn = (const char *const *)test->classnames;
+    int K = test->n_classes;
     int64_t n = test->n_items;
     snprintf(path, sizeof path, "%s/metrics.json", dir);
     if ((s = ct_metrics_save_json(m, cn, path)) != CT_OK) return s;
@@ -533,6 +602,54 @@ static ct_status same_classes(const ct_saved_run *r, const ct_dataset *test,
     return CT_OK;
 }
 
+/* Where each of test's classes is among the run's, by name (*map malloc'ed,
+ * test->n_classes entries). A class the run does not have, or has twice, is
+ * an error saying how to score other classes. */
+static ct_status class_map(const ct_saved_run *r, const ct_dataset *test, const char *data_spec,
+                           int **map) {
+    const char *what = data_spec ? data_spec : test->name;
+    int Kt = test->n_classes;
+    int *mp = malloc((size_t)(Kt > 0 ? Kt : 1) * sizeof *mp);
+    if (!mp) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < Kt; c++) {
+        mp[c] = -1;
+        for (int k = 0; k < r->n_classes; k++) {
+            if (strcmp(test->classnames[c], r->classnames[k])) continue;
+            if (mp[c] >= 0) {
+                free(mp);
+                return ct_set_error(CT_ERR_ARG, "class \"%s\" of %s is classes %d and %d of the "
+                                    "run %s: which one to score is ambiguous",
+                                    test->classnames[c], what, mp[c], k, r->dir);
+            }
+            mp[c] = k;
+        }
+        if (mp[c] < 0) {
+            free(mp);
+            return ct_set_error(CT_ERR_ARG, "class %d of %s (\"%s\") is not one of the %d classes "
+                                "of the run %s: to score other classes, give them to "
+                                "ct_saved_run_set_classes before attaching (`cliptune eval` does "
+                                "it), which methods with class-agnostic learned tensors allow",
+                                c, what, test->classnames[c], r->n_classes, r->dir);
+        }
+    }
+    *map = mp;
+    return CT_OK;
+}
+
+int ct_saved_run_class_relation(const ct_saved_run *r, const ct_dataset *test) {
+    if (!r || !test || !test->classnames) return -1;
+    int K = r->n_classes, Kt = test->n_classes;
+    bool same = K == Kt;
+    for (int k = 0; same && k < K; k++) same = !strcmp(r->classnames[k], test->classnames[k]);
+    if (same) return 0;
+    for (int c = 0; c < Kt; c++) {
+        int hits = 0;
+        for (int k = 0; k < K; k++) hits += !strcmp(r->classnames[k], test->classnames[c]);
+        if (hits != 1) return 2;
+    }
+    return 1;
+}
+
 ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const char *data_spec,
                                 const char *cache_dir, const char *out_dir, ct_metrics *m) {
     ct_status s = need_state(r, "saved_run_evaluate");
@@ -544,14 +661,42 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
                             r->info.multi_label ? "multi-label" : "segmentation",
                             r->info.multi_label ? "ct_saved_run_evaluate_ml (mAP)"
                                                 : "ct_saved_run_evaluate_seg (mIoU)");
-    if ((s = same_classes(r, test, data_spec)) != CT_OK) return s;
-    int K = r->n_classes;
-    float *p = malloc((size_t)test->n_items * (size_t)K * sizeof *p);
+    /* a test set with other classes: each must be one of the run's (by
+     * name), and the run's scores are restricted to them, as CoOp scores
+     * ImageNet-A/-R's 200 classes with an ImageNet model */
+    int *map = NULL;
+    if (ct_saved_run_class_relation(r, test) == 0 || test->masks)
+        s = same_classes(r, test, data_spec);
+    else if ((s = class_map(r, test, data_spec, &map)) == CT_OK && test->n_items == 0)
+        s = ct_set_error(CT_ERR_ARG, "%s: no test images", data_spec ? data_spec : test->name);
+    if (s != CT_OK) {
+        free(map);
+        return s;
+    }
+    int Kr = r->n_classes, K = map ? test->n_classes : Kr;
+    float *p = malloc((size_t)test->n_items * (size_t)Kr * sizeof *p);
     int *labels = NULL;
-    if (!p) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    if (!p) {
+        free(map);
+        return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    }
+    if (map && r->tax) {
+        free(map), free(p);
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s is a hierarchy run: its taxonomy is over the "
+                            "run's classes, so it is evaluated on those classes only, not on "
+                            "the subset in %s", r->dir, data_spec ? data_spec : test->name);
+    }
     ct_features f = {0};
     s = scores_of(r, test, cache_dir, p, &labels, r->tax ? &f : NULL);
     if (s == CT_OK) s = check_finite(r, p, test->n_items, test);
+    if (s == CT_OK && map) { /* the run's scores of the test classes only */
+        float *q = malloc((size_t)test->n_items * (size_t)K * sizeof *q);
+        if (!q) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; q && i < test->n_items; i++)
+            for (int c = 0; c < K; c++) q[i * K + c] = p[i * Kr + map[c]];
+        if (q) free(p), p = q;
+    }
+    free(map);
     /* from the logits, as ct_run computes a run's metrics: the same numbers */
     if (s == CT_OK) s = ct_metrics_compute(p, false, labels, test->n_items, K, 0, m);
     /* a hierarchy run: its node scores and ProTeCt's metrics, as ct_run's */

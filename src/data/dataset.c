@@ -389,6 +389,49 @@ ct_status ct_classnames_read(const char *dir, char ***names, int *n, bool *keyed
     return s;
 }
 
+ct_status ct_classnames_read_wnids(const char *path, const char *what, char ***wnids,
+                                   char ***names, int *n) {
+    *wnids = *names = NULL;
+    *n = 0;
+    if (!ct_data_is_file(path))
+        return ct_set_error(CT_ERR_IO, "%s: missing: %s needs ImageNet's class names, one "
+                            "\"wnid name\" line per class as CoOp ships it (copy "
+                            "imagenet/classnames.txt there)", path, what);
+    char *text;
+    size_t size;
+    ct_status s = ct_read_file(path, &text, &size);
+    if (s != CT_OK) return s;
+    cn_line *lines = NULL;
+    int count = 0;
+    s = cn_parse(path, text, size, &lines, &count);
+    if (s == CT_OK && count == 0) s = ct_set_error(CT_ERR_FORMAT, "%s: no class names", path);
+    if (s == CT_OK && !lines[0].key)
+        s = ct_set_error(CT_ERR_FORMAT, "%s:%d: expected \"wnid name\" lines (e.g. "
+                         "\"n01440764 tench\"), got '%s'", path, lines[0].line, lines[0].name);
+    char **k = s == CT_OK ? calloc((size_t)count, sizeof *k) : NULL;
+    char **v = s == CT_OK ? calloc((size_t)count, sizeof *v) : NULL;
+    if (s == CT_OK && (!k || !v)) s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", path);
+    for (int i = 0; s == CT_OK && i < count; i++)
+        if (!(k[i] = strdup(lines[i].key)) || !(v[i] = strdup(lines[i].name)))
+            s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", path);
+    if (s == CT_OK) { /* a repeated wnid: which name would a folder get? */
+        qsort(lines, (size_t)count, sizeof *lines, cmp_key);
+        for (int i = 1; s == CT_OK && i < count; i++)
+            if (strcmp(lines[i - 1].key, lines[i].key) == 0)
+                s = ct_set_error(CT_ERR_FORMAT, "%s:%d: wnid '%s' repeats line %d", path,
+                                 lines[i].line, lines[i].key, lines[i - 1].line);
+    }
+    if (s == CT_OK) {
+        *wnids = k, *names = v, *n = count;
+    } else {
+        if (k) ct_strv_free(k, count);
+        if (v) ct_strv_free(v, count);
+    }
+    free(lines);
+    free(text);
+    return s;
+}
+
 ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *const *keys) {
     char path[PATH_BUF];
     if (!ct_data_join(path, sizeof path, dir, "classnames.txt"))
@@ -580,6 +623,19 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         if (s == CT_OK && !b && !(b = ct_data_dirname(a)))
             s = ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate", spec);
         if (s == CT_OK) s = ct_data_open_mljson(a, b, out);
+    } else if (starts(spec, "imagenet:") || starts(spec, "imagenetv2:") ||
+               starts(spec, "imagenet-sketch:") || starts(spec, "imagenet-a:") ||
+               starts(spec, "imagenet-r:")) {
+        static const char *const form[] = {"imagenet:", "imagenetv2:", "imagenet-sketch:",
+                                           "imagenet-a:", "imagenet-r:"};
+        int w = 0;
+        while (!starts(spec, form[w])) w++;
+        const char *dir = spec + strlen(form[w]);
+        if (!*dir) return ct_set_error(CT_ERR_ARG, "'%s': expected %sROOT", spec, form[w]);
+        s = ct_data_open_imagenet(dir, CT_IMAGENET + w, out);
+    } else if (starts(spec, "fgvc-aircraft:")) {
+        if (!spec[14]) return ct_set_error(CT_ERR_ARG, "'%s': expected fgvc-aircraft:ROOT", spec);
+        s = ct_data_open_fgvc_aircraft(spec + 14, out);
     } else if (strcmp(spec, "fashion-mnist") == 0) {
         s = ct_data_open_fashion_mnist("/usr/share/datasets/fashion-mnist", out);
     } else if (starts(spec, "fashion-mnist:")) {
@@ -597,8 +653,10 @@ ct_status ct_data_open(const char *spec, ct_splits *out) {
         s = ct_set_error(CT_ERR_ARG, "unknown dataset spec '%s' (expected folder:DIR, "
                          "coop:SPLIT.json@IMAGES, csv:FILE[@ROOT], fashion-mnist[:DIR], "
                          "digits[:FILE], npy:X.npy,Y.npy, voc:ROOT, coco:ROOT, vocseg:ROOT, "
-                         "adeseg:ROOT, pcontextseg:ROOT, pcontext60seg:ROOT, "
-                         "mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or mljson:FILE[@ROOT])",
+                         "adeseg:ROOT, pcontextseg:ROOT, pcontext60seg:ROOT, imagenet:ROOT, "
+                         "imagenetv2:ROOT, imagenet-sketch:ROOT, imagenet-a:ROOT, imagenet-r:ROOT, "
+                         "fgvc-aircraft:ROOT, mlcsv:TRAIN.csv[,VAL.csv],TEST.csv[@ROOT] or "
+                         "mljson:FILE[@ROOT])",
                          spec);
     }
     free(a);
@@ -637,7 +695,9 @@ static bool put_abs(char *out, size_t n, const char *path, size_t len) {
 ct_status ct_data_spec_absolute(const char *spec, char *out, size_t n) {
     static const char *const one[] = {"folder:", "fashion-mnist:", "digits:", "voc:", "coco:",
                                       "vocseg:", "adeseg:", "pcontextseg:",
-                                      "pcontext60seg:"};
+                                      "pcontext60seg:", "imagenet:", "imagenetv2:",
+                                      "imagenet-sketch:", "imagenet-a:", "imagenet-r:",
+                                      "fgvc-aircraft:"};
     if (!spec || !out || n == 0) return ct_set_error(CT_ERR_ARG, "ct_data_spec_absolute: NULL");
     out[0] = 0;
     const char *rest = NULL, *seps = "";

@@ -87,6 +87,13 @@ ct_status ct_classnames_apply(const char *dir, int n, char **names, const char *
  * *n = -1 and *names NULL when there is no such file. */
 ct_status ct_classnames_read(const char *dir, char ***names, int *n, bool *keyed);
 
+/* The "wnid name" lines of the classnames.txt at path (CoOp's ImageNet
+ * file) in file order, wnids and names malloc'ed (ct_strv_free): a missing
+ * file (what: the spec it is for, named in the message), lines of another
+ * form and a repeated wnid are errors naming path (and line). */
+ct_status ct_classnames_read_wnids(const char *path, const char *what, char ***wnids,
+                                   char ***names, int *n);
+
 /* ---- splitting (sampler.c) ---- */
 
 /* Per-class holdout by a fixed hash of each item (its path, or its index for
@@ -194,6 +201,24 @@ ct_status ct_data_open_vocseg(const char *root, ct_splits *out);
 ct_status ct_data_open_adeseg(const char *root, ct_splits *out);
 /* classes 59 (background void: PascalContextDataset59) or 60 */
 ct_status ct_data_open_pcontextseg(const char *root, int classes, ct_splits *out);
+
+/* CoOp's ImageNet family and FGVC-Aircraft as they sit on disk
+ * (imagenet.c, fgvc_aircraft.c; docs/datasets.md): which = one of the
+ * CT_IMAGENET_* forms, ROOT CoOp's dataset folder. */
+enum { CT_IMAGENET, CT_IMAGENET_V2, CT_IMAGENET_SKETCH, CT_IMAGENET_A, CT_IMAGENET_R };
+ct_status ct_data_open_imagenet(const char *root, int which, ct_splits *out);
+ct_status ct_data_open_fgvc_aircraft(const char *root, ct_splits *out);
+/* One FGVC-Aircraft list (images_variant_<split>.txt: "<image id> <variant>"
+ * lines, the variant the rest of the line) parsed against the variants
+ * (variants.txt's lines, in order): items "images/<id>.jpg" with the
+ * variant's index as label, pushed to items. text is modified. Errors name
+ * file:line (a variant not in variants.txt, an id with '/' or none). */
+ct_status ct_fgvc_parse_list(const char *file, char *text, size_t size,
+                             char *const *variants, int n_variants, ct_item_vec *items);
+/* variants.txt's trimmed non-blank lines (ct_strv_free); an empty file or a
+ * repeated variant is an error naming file:line. text is modified. */
+ct_status ct_fgvc_parse_variants(const char *file, char *text, size_t size, char ***out,
+                                 int *n);
 
 /* rgb (h, w, 3) as a baseline JPEG (libjpeg's defaults: 4:2:0, islow DCT,
  * the scenes set's quality), written atomically to path (scenes.c). */

@@ -19,8 +19,13 @@ static const char *HELP_EVAL =
     "usage: cliptune eval --run DIR [--data SPEC] [--model MODEL] [options]\n"
     "\n"
     "Re-evaluate a finished run on the test split of SPEC (default: the run's own\n"
-    "dataset and model, from DIR/config.json). SPEC must have the run's classes, in\n"
-    "the same order. Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
+    "dataset and model, from DIR/config.json). SPEC may have other classes: when each\n"
+    "is one of the run's (ImageNet-A/-R's 200 for an ImageNet run) the run's scores\n"
+    "are restricted to them, for every method; other class names are re-encoded by\n"
+    "methods whose learned tensors are class-agnostic (CoOp's unified context,\n"
+    "CoCoOp, MaPLe, ...; cross-dataset transfer), and refused with a clear error for\n"
+    "per-class ones (linear probe, class-specific CoOp, Tip-Adapter's cache).\n"
+    "Prints top-1, top-5, macro-F1 and ECE (a multi-label run: mAP,\n"
     "VOC07 mAP, CF1 / OF1 at probability 0.5 and at top-3; a segmentation run: mIoU,\n"
     "mAcc and pixel accuracy) and writes metrics.json, predictions.csv, report.md and\n"
     "confusion.svg (a segmentation run: predictions/ label maps and overlays.png) to\n"
@@ -75,9 +80,10 @@ static const char *HELP_PREDICT =
 
 /* Opens DIR and attaches the model: the recorded one, or --model / --bpe /
  * --act where given (defaulting to what the run recorded). */
-static ct_saved_run *open_run(const char *dir, const model_args *a, const char *const *classes,
-                              int n_classes, cli_progress *prog, const char *cmd,
-                              const char *taxonomy) {
+static ct_saved_run *open_run_as(const char *dir, const model_args *a,
+                                 const char *const *classes, int n_classes,
+                                 const char *dataset_name, cli_progress *prog, const char *cmd,
+                                 const char *taxonomy) {
     ct_saved_run *r = ct_saved_run_open(dir);
     if (!r) {
         cli_lib_error(cmd);
@@ -87,6 +93,7 @@ static ct_saved_run *open_run(const char *dir, const model_args *a, const char *
     ct_model *m = NULL;
     if (classes && ct_saved_run_set_classes(r, classes, n_classes) != CT_OK) goto fail;
     if (taxonomy && ct_saved_run_set_taxonomy(r, taxonomy) != CT_OK) goto fail;
+    if (dataset_name && ct_saved_run_set_dataset_name(r, dataset_name) != CT_OK) goto fail;
     if (prog) ct_saved_run_set_progress(r, cli_progress_cb, prog);
     if (a->model || a->bpe || a->act) {
         model_args b = *a;
@@ -106,6 +113,12 @@ fail:
     ct_saved_run_free(r);
     ct_model_free(m);
     return NULL;
+}
+
+static ct_saved_run *open_run(const char *dir, const model_args *a, const char *const *classes,
+                              int n_classes, cli_progress *prog, const char *cmd,
+                              const char *taxonomy) {
+    return open_run_as(dir, a, classes, n_classes, NULL, prog, cmd, taxonomy);
 }
 
 /* The model open_run loaded for --model (NULL when the run loaded its own). */
@@ -296,7 +309,8 @@ int cmd_eval(int argc, char **argv) {
     ct_dataset *test = NULL;
     ct_metrics m = {0};
     char *ri_subsample = strdup(ri->subsample);
-    if (!spec_copy || !ri_subsample) {
+    char *ri_dataset = strdup(ri->dataset ? ri->dataset : "");
+    if (!spec_copy || !ri_subsample || !ri_dataset) {
         cli_error("eval: out of memory");
         goto out;
     }
@@ -314,12 +328,20 @@ int cmd_eval(int argc, char **argv) {
      * method is rebuilt for the new class names; only class-agnostic learned
      * tensors (e.g. CoOp's unified context) can load, others fail by size. */
     bool cross = strcmp(subsample, ri_subsample) != 0;
+    /* another dataset: its classes a subset of the run's (scored by
+     * restricting the logits) or others (re-encoded, as base-to-novel) */
+    int relation = ct_saved_run_class_relation(info_run, sp.test);
+    if (!ri->multi_label && !ri->segmentation && relation == 2) cross = true;
     ct_saved_run_free(info_run);
     info_run = NULL;
     cli_progress prog;
     cli_progress_init(&prog);
-    if (!(r = open_run(run, &a, cross ? (const char *const *)sp.train->classnames : NULL,
-                       sp.train->n_classes, &prog, "eval", taxonomy)))
+    /* other classes of another dataset: scored as that dataset (its prompt
+     * template), as CoOp evaluates cross-dataset transfer */
+    const char *as = cross && relation == 2 && strcmp(sp.test->name, ri_dataset)
+                         ? sp.test->name : NULL;
+    if (!(r = open_run_as(run, &a, cross ? (const char *const *)sp.test->classnames : NULL,
+                          sp.test->n_classes, as, &prog, "eval", taxonomy)))
         goto out;
     if (!(test = ct_dataset_head(sp.test, max_test))) {
         cli_lib_error("eval");
@@ -365,6 +387,8 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(h, "n_cuts", m.n_cuts);
             cJSON_AddStringToObject(h, "node_scores_from", m.node_scores_from);
         }
+        cJSON_AddStringToObject(j, "classes", relation == 0 ? "same" : relation == 1 ? "subset"
+                                                                                 : "other");
         if (b2n && isfinite(base_top1)) {
             cJSON_AddNumberToObject(j, "base_top1", base_top1);
             cJSON_AddNumberToObject(j, "harmonic_mean", ct_harmonic_mean(base_top1, m.top1));
@@ -377,6 +401,12 @@ int cmd_eval(int argc, char **argv) {
     } else {
         printf("eval: %s run %s on %s (%lld test images)\n", ri->method, run, test->name,
                (long long)m.n);
+        if (relation == 1)
+            printf("classes: %d of the run's %d (its scores restricted to them)\n",
+                   test->n_classes, ri->n_classes);
+        else if (relation == 2 && !b2n)
+            printf("classes: %d others than the run's (the method rebuilt for their names)\n",
+                   test->n_classes);
         printf("test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%\n", 100 * m.top1,
                100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
         if (m.hierarchy)
@@ -397,6 +427,7 @@ out:
     ct_saved_run_free(info_run);
     ct_splits_free(&sp);
     free(ri_subsample);
+    free(ri_dataset);
     free(spec_copy);
     return code;
 }

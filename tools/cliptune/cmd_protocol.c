@@ -44,7 +44,18 @@ static const char *HELP =
     "  --base-to-novel      CoOp/CoCoOp/MaPLe's base-to-novel protocol: train on the first\n"
     "                       ceil(n/2) classes, test on them (base) and on the rest\n"
     "                       (novel) with the same learned tensors; results.md adds\n"
-    "                       base / novel / harmonic mean per method and shots\n";
+    "                       base / novel / harmonic mean per method and shots\n"
+    "  --targets LIST       cross-dataset transfer and domain generalisation (CoOp,\n"
+    "                       CoCoOp, MaPLe): every trained run is also evaluated on the\n"
+    "                       test split of each comma-separated target dataset (e.g.\n"
+    "                       imagenetv2:DIR,imagenet-sketch:DIR,imagenet-a:DIR,\n"
+    "                       imagenet-r:DIR); results.md adds the papers' table: source\n"
+    "                       top-1, per-target top-1 and their average. A target whose\n"
+    "                       classes are among the source's (ImageNet-A/-R) is scored by\n"
+    "                       restricting the logits; other classes are re-encoded by\n"
+    "                       prompt methods, and n/a for per-class learned tensors.\n"
+    "                       Results in CELL/target<i>-<dataset>/, read back on re-runs\n"
+    "  --target SPEC        one target (repeatable; for specs that hold commas)\n";
 
 static const int DEFAULT_SHOTS[] = {1, 2, 4, 8, 16};
 static const uint64_t DEFAULT_SEEDS[] = {1, 2, 3};
@@ -366,13 +377,298 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
     return ok;
 }
 
+/* ---- cross-dataset transfer / domain generalisation (--targets) ---- */
+
+typedef struct {
+    char **specs;      /* target data specs                        */
+    int n;
+    ct_splits *data;   /* n opened targets                         */
+    ct_dataset **test; /* n test splits (--max-test applied)       */
+    double *top1;      /* (n_cells, n): NaN where not applicable   */
+    char **why;        /* (n_cells, n): why not applicable, or NULL */
+} xd_targets;
+
+/* Removes --targets LIST / --target SPEC from argv (run_args does not know
+ * them) into t->specs. False (error printed) on a bad list. */
+static bool xd_take_args(int *argc, char **argv, xd_targets *t) {
+    int w = 1;
+    for (int i = 1; i < *argc; i++) {
+        bool list = !strcmp(argv[i], "--targets"), one = !strcmp(argv[i], "--target");
+        if (!list && !one) {
+            argv[w++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= *argc) return cli_usage("protocol: %s needs a value", argv[i]) == 0;
+        const char *v = argv[++i];
+        for (const char *p = v;;) {
+            const char *comma = list ? strchr(p, ',') : NULL;
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            if (len == 0) return cli_usage("protocol: %s %s: an empty target", argv[i - 1], v) == 0;
+            char **sp = realloc(t->specs, (size_t)(t->n + 1) * sizeof *sp);
+            if (!sp) return cli_error("protocol: out of memory") == 0;
+            t->specs = sp;
+            if (!(t->specs[t->n] = strndup(p, len)))
+                return cli_error("protocol: out of memory") == 0;
+            t->n++;
+            if (!comma) break;
+            p = comma + 1;
+        }
+    }
+    argv[w] = NULL;
+    *argc = w;
+    return true;
+}
+
+static void xd_free(xd_targets *t, int n_cells) {
+    for (int i = 0; i < t->n; i++) {
+        free(t->specs[i]);
+        if (t->data) ct_splits_free(&t->data[i]);
+        if (t->test) ct_dataset_free(t->test[i]);
+    }
+    for (int i = 0; t->why && i < n_cells * t->n; i++) free(t->why[i]);
+    free(t->specs), free(t->data), free(t->test), free(t->top1), free(t->why);
+    memset(t, 0, sizeof *t);
+}
+
+/* A target's file-name-safe dataset name. */
+static void xd_dirname(char *buf, size_t n, const char *cell_dir, int i, const char *name) {
+    snprintf(buf, n, "%s/target%d-%s", cell_dir, i + 1, name);
+    for (char *p = buf + strlen(cell_dir) + 1; *p; p++)
+        if (*p == '/' || *p == ':' || *p == ' ') *p = '_';
+}
+
+/* Was this target evaluated for this spec already? (target.json records
+ * it; report.md is the last file written) */
+static bool xd_done(const char *dir, const char *spec) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/target.json", dir);
+    char *text = NULL;
+    size_t n = 0;
+    bool same = false;
+    if (ct_read_file(path, &text, &n) == CT_OK) {
+        cJSON *j = cJSON_ParseWithLength(text, n);
+        const cJSON *d = j ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
+        same = cJSON_IsString(d) && cli_same_data(d->valuestring, spec);
+        cJSON_Delete(j);
+    }
+    free(text);
+    ct_clear_error();
+    return same;
+}
+
+/* Cell x's run evaluated on target i: top-1, or NaN with *why set when the
+ * method cannot score the target's classes. False on other errors. */
+static bool xd_eval(const cell *x, xd_targets *t, int i, const run_args *ra, run_ctx *rc,
+                    double *top1, char **why) {
+    *top1 = NAN, *why = NULL;
+    const ct_dataset *test = t->test[i];
+    char dir[4400], abs_spec[4096];
+    xd_dirname(dir, sizeof dir, x->dir, i, test->name);
+    if (xd_done(dir, t->specs[i])) {
+        *top1 = finished_value(dir, "metrics.json");
+        if (!isnan(*top1)) return true;
+        char path[4500];
+        snprintf(path, sizeof path, "%s/target.json", dir);
+        char *text = NULL;
+        size_t n = 0;
+        if (ct_read_file(path, &text, &n) == CT_OK) { /* an n/a recorded before */
+            cJSON *j = cJSON_ParseWithLength(text, n);
+            const cJSON *w = j ? cJSON_GetObjectItemCaseSensitive(j, "not_applicable") : NULL;
+            if (cJSON_IsString(w)) *why = strdup(w->valuestring);
+            cJSON_Delete(j);
+        }
+        free(text);
+        ct_clear_error();
+        if (*why) return true;
+    }
+    if (!rc->model && !(rc->model = model_load(&ra->model, true, "protocol"))) return false;
+    ct_saved_run *r = ct_saved_run_open(x->dir);
+    if (!r) return cli_lib_error("protocol") == 0;
+    ct_status s = CT_OK;
+    if (ct_saved_run_class_relation(r, test) == 2) { /* as the target, its template too */
+        s = ct_saved_run_set_classes(r, (const char *const *)test->classnames, test->n_classes);
+        if (s == CT_OK) s = ct_saved_run_set_dataset_name(r, test->name);
+    }
+    if (s == CT_OK) s = ct_saved_run_attach(r, rc->model);
+    ct_metrics m = {0};
+    const char *cache = ra->cache && strcmp(ra->cache, "none") ? ra->cache : NULL;
+    if (s == CT_OK) s = ct_saved_run_evaluate(r, test, t->specs[i], cache, dir, &m);
+    ct_saved_run_free(r);
+    if (s == CT_ERR_UNSUPPORTED) { /* per-class learned tensors: n/a, said why */
+        if (!(*why = strdup(ct_last_error()))) return cli_error("protocol: out of memory") == 0;
+        ct_clear_error();
+    } else if (s != CT_OK) {
+        return cli_lib_error("protocol") == 0;
+    } else {
+        *top1 = m.top1;
+    }
+    ct_metrics_free(&m);
+    /* what was evaluated, written last: a re-run reads it back */
+    if (ct_mkdir_p(dir) != CT_OK) return cli_lib_error("protocol") == 0;
+    cJSON *j = cJSON_CreateObject();
+    if (ct_data_spec_absolute(t->specs[i], abs_spec, sizeof abs_spec) != CT_OK)
+        snprintf(abs_spec, sizeof abs_spec, "%s", t->specs[i]);
+    cJSON_AddStringToObject(j, "data", abs_spec);
+    cJSON_AddStringToObject(j, "dataset", test->name);
+    if (*why) cJSON_AddStringToObject(j, "not_applicable", *why);
+    else cJSON_AddNumberToObject(j, "top1", *top1);
+    char path[4500];
+    snprintf(path, sizeof path, "%s/target.json", dir);
+    bool ok = cli_json_save(path, j, "protocol");
+    cJSON_Delete(j);
+    return ok;
+}
+
+/* Is every target an ImageNet variant and the source ImageNet? Then the
+ * table is CoOp's domain generalisation one. */
+static bool xd_is_dg(const char *source, const xd_targets *t) {
+    if (strncmp(source, "imagenet:", 9)) return false;
+    static const char *const v[] = {"imagenetv2:", "imagenet-sketch:", "imagenet-a:",
+                                    "imagenet-r:"};
+    for (int i = 0; i < t->n; i++) {
+        bool hit = false;
+        for (int k = 0; k < 4; k++) hit = hit || !strncmp(t->specs[i], v[k], strlen(v[k]));
+        if (!hit) return false;
+    }
+    return true;
+}
+
+/* results.md's transfer table and results.json's "targets" / "transfer":
+ * per method and shots the source top-1 and each target's (mean ± std over
+ * seeds) and the average over the targets (of the means; n/a when a
+ * target is). */
+static bool xd_write(const char *out, const run_args *ra, const ct_method *const *ms,
+                     const int *shots, int n_shots, const cell *cells, int n_cells,
+                     const xd_targets *t) {
+    bool dg = xd_is_dg(ra->data, t);
+    int n_seeds_max = n_cells + 1;
+    double *v = malloc((size_t)n_seeds_max * sizeof *v);
+    char *md = NULL;
+    size_t mn = 0;
+    FILE *f = v ? open_memstream(&md, &mn) : NULL;
+    if (!f) {
+        free(v);
+        return cli_error("protocol: out of memory") == 0;
+    }
+    char jpath[4200];
+    snprintf(jpath, sizeof jpath, "%s/results.json", out);
+    char *jt = NULL;
+    size_t jn = 0;
+    cJSON *j = ct_read_file(jpath, &jt, &jn) == CT_OK ? cJSON_ParseWithLength(jt, jn) : NULL;
+    free(jt);
+    if (!j) {
+        fclose(f), free(md), free(v);
+        return cli_error("protocol: cannot read back %s", jpath) == 0;
+    }
+    cJSON_AddStringToObject(j, "transfer_kind", dg ? "domain-generalisation" : "cross-dataset");
+    cJSON *jt_ = cJSON_AddArrayToObject(j, "targets");
+    for (int i = 0; i < t->n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "data", t->specs[i]);
+        cJSON_AddStringToObject(e, "dataset", t->test[i]->name);
+        cJSON_AddNumberToObject(e, "classes", t->test[i]->n_classes);
+        cJSON_AddNumberToObject(e, "test_images", (double)t->test[i]->n_items);
+        cJSON_AddItemToArray(jt_, e);
+    }
+    /* per cell: its targets' top-1 (null where n/a) */
+    cJSON *jc = cJSON_GetObjectItemCaseSensitive(j, "cells");
+    for (int c = 0; c < n_cells && cJSON_IsArray(jc); c++) {
+        cJSON *e = cJSON_GetArrayItem(jc, c), *a = cJSON_CreateArray();
+        for (int i = 0; i < t->n; i++)
+            cJSON_AddItemToArray(a, json_num(t->top1[(size_t)c * t->n + i]));
+        cJSON_AddItemToObject(e, "targets_top1", a);
+    }
+    fprintf(f, "\n## %s\n\nTrained on %s; each run evaluated on the test split of every "
+            "target (top-1, mean ± std over seeds). Average: the mean of the targets' "
+            "means, as the %s tables report it.\n\n| method | shots | source |", dg ?
+            "Domain generalisation" : "Cross-dataset transfer", ra->data, dg ?
+            "CoOp / CoCoOp / MaPLe domain generalisation" : "CoCoOp / MaPLe cross-dataset");
+    for (int i = 0; i < t->n; i++) fprintf(f, " %s |", t->test[i]->name);
+    fprintf(f, " average |\n|---|---:|---:|");
+    for (int i = 0; i <= t->n; i++) fprintf(f, "---:|");
+    fprintf(f, "\n");
+    cJSON *js = cJSON_AddArrayToObject(j, "transfer");
+    bool any_na = false;
+    for (int m = 0; m < ra->n_methods; m++)
+        for (int k = 0; k < n_shots; k++) {
+            cJSON *row = cJSON_CreateObject(), *tm = cJSON_CreateArray();
+            cJSON_AddStringToObject(row, "method", ra->methods[m]);
+            cJSON_AddNumberToObject(row, "shots", shots[k]);
+            double mean, sd, avg = 0;
+            bool avg_ok = true;
+            for (int i = -1; i < t->n; i++) {
+                int nv = 0;
+                bool na = false;
+                for (int c = 0; c < n_cells; c++)
+                    if (cells[c].method == m &&
+                        (training_free(ms[m]) || cells[c].shots == shots[k])) {
+                        double x = i < 0 ? cells[c].top1 : t->top1[(size_t)c * t->n + i];
+                        if (isnan(x)) na = true;
+                        else v[nv++] = x;
+                    }
+                if (na || nv == 0) {
+                    fprintf(f, " n/a |");
+                    if (i >= 0) cJSON_AddItemToArray(tm, cJSON_CreateNull()), avg_ok = false;
+                    any_na = any_na || i >= 0;
+                    continue;
+                }
+                ct_mean_std(v, nv, &mean, &sd);
+                if (nv < 2) sd = 0;
+                if (i < 0) {
+                    fprintf(f, "| %s | %d | %.2f ± %.2f |", ra->methods[m], shots[k], 100 * mean,
+                            100 * sd);
+                    cJSON_AddNumberToObject(row, "source", mean);
+                } else {
+                    fprintf(f, " %.2f ± %.2f |", 100 * mean, 100 * sd);
+                    cJSON_AddItemToArray(tm, cJSON_CreateNumber(mean));
+                    avg += mean / t->n;
+                }
+            }
+            if (avg_ok) fprintf(f, " %.2f |\n", 100 * avg);
+            else fprintf(f, " n/a |\n");
+            cJSON_AddItemToObject(row, "targets", tm);
+            cJSON_AddItemToObject(row, "average", json_num(avg_ok ? avg : NAN));
+            cJSON_AddItemToArray(js, row);
+        }
+    if (any_na) {
+        fprintf(f, "\nn/a: the method cannot score that target's classes:\n\n");
+        for (int c = 0; c < n_cells; c++)
+            for (int i = 0; i < t->n; i++) {
+                const char *w = t->why[(size_t)c * t->n + i];
+                bool first = true; /* one line per method and target */
+                for (int d = 0; d < c && first; d++)
+                    first = !(cells[d].method == cells[c].method && t->why[(size_t)d * t->n + i]);
+                if (w && first) fprintf(f, "- %s on %s: %s\n", ra->methods[cells[c].method],
+                                        t->test[i]->name, w);
+            }
+    }
+    fprintf(f, "\nEach target's evaluation is in `<method>/<K>shot/seed<N>/target<i>-<dataset>/` "
+            "(metrics, predictions, report).\n");
+    fclose(f);
+    char mdp[4200];
+    snprintf(mdp, sizeof mdp, "%s/results.md", out);
+    bool ok = md && append_file(mdp, md) && cli_json_save(jpath, j, "protocol");
+    cJSON_Delete(j);
+    free(md), free(v);
+    return ok;
+}
+
 int cmd_protocol(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
         fputs(HELP, stdout);
         return 0;
     }
+    xd_targets xt = {0};
+    int n_cells = 0;
+    if (!xd_take_args(&argc, argv, &xt)) {
+        xd_free(&xt, 0);
+        return 1;
+    }
     run_args ra;
-    if (!run_args_parse(argc, argv, "protocol", NULL, &ra)) return 1;
+    if (!run_args_parse(argc, argv, "protocol", NULL, &ra)) {
+        xd_free(&xt, 0);
+        return 1;
+    }
     int code = 1;
     run_ctx rc;
     memset(&rc, 0, sizeof rc);
@@ -416,6 +712,38 @@ int cmd_protocol(int argc, char **argv) {
         cli_lib_error("protocol");
         goto out;
     }
+    if (xt.n) {
+        if (ra.base_to_novel || (ra.subsample && strcmp(ra.subsample, "all"))) {
+            cli_error("protocol: --targets trains on all the source's classes; drop "
+                      "--base-to-novel / --subsample");
+            goto out;
+        }
+        if (rc.data.train->targets || rc.data.train->masks) {
+            cli_error("protocol: --targets is for single-label classification sources");
+            goto out;
+        }
+        xt.data = calloc((size_t)xt.n, sizeof *xt.data);
+        xt.test = calloc((size_t)xt.n, sizeof *xt.test);
+        if (!xt.data || !xt.test) {
+            cli_error("protocol: out of memory");
+            goto out;
+        }
+        for (int i = 0; i < xt.n; i++) {
+            if (ct_data_open(xt.specs[i], &xt.data[i]) != CT_OK) {
+                cli_lib_error("protocol");
+                goto out;
+            }
+            if (xt.data[i].test->targets || xt.data[i].test->masks) {
+                cli_error("protocol: target %s is not a single-label classification dataset",
+                          xt.specs[i]);
+                goto out;
+            }
+            if (!(xt.test[i] = ct_dataset_head(xt.data[i].test, ra.max_test))) {
+                cli_lib_error("protocol");
+                goto out;
+            }
+        }
+    }
     if (ra.base_to_novel) {
         if (ra.subsample && strcmp(ra.subsample, "all")) {
             cli_error("protocol: --base-to-novel chooses the classes; drop --subsample");
@@ -444,7 +772,6 @@ int cmd_protocol(int argc, char **argv) {
 
     ms = calloc((size_t)ra.n_methods, sizeof *ms);
     sets = calloc((size_t)ra.n_methods, sizeof *sets);
-    int n_cells = 0;
     for (int m = 0; ms && sets && m < ra.n_methods; m++) {
         ms[m] = ct_method_find(ra.methods[m]);
         if (!(sets[m] = method_set(ra.set, ra.methods[m], ra.methods, ra.n_methods))) goto out;
@@ -521,12 +848,38 @@ int cmd_protocol(int argc, char **argv) {
                    now_s() - t0);
         fflush(stdout);
     }
+    /* --targets: every cell's run on every target (read back when done) */
+    if (xt.n) {
+        xt.top1 = calloc((size_t)n_cells * (size_t)xt.n, sizeof *xt.top1);
+        xt.why = calloc((size_t)n_cells * (size_t)xt.n, sizeof *xt.why);
+        if (!xt.top1 || !xt.why) {
+            cli_error("protocol: out of memory");
+            goto out;
+        }
+        for (c = 0; c < n_cells; c++)
+            for (int i = 0; i < xt.n; i++) {
+                size_t at = (size_t)c * (size_t)xt.n + (size_t)i;
+                if (!xd_eval(&cells[c], &xt, i, &ra, &rc, &xt.top1[at], &xt.why[at])) {
+                    printf("target %s, run %s: failed\n", xt.specs[i], cells[c].dir);
+                    goto out;
+                }
+                if (xt.why[at])
+                    printf("  %s -> %s: n/a (per-class learned tensors)\n", cells[c].dir,
+                           xt.test[i]->name);
+                else
+                    printf("  %s -> %s: %.1f%%\n", cells[c].dir, xt.test[i]->name,
+                           100 * xt.top1[at]);
+                fflush(stdout);
+            }
+    }
     const char *metric = rc.data.train->masks ? "miou" : rc.data.train->targets ? "map" : "top1";
     if (!write_results(outdir, &ra, dataset, metric, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))
         goto out;
+    if (xt.n && !xd_write(outdir, &ra, ms, shots, n_shots, cells, n_cells, &xt)) goto out;
     printf("results: %s/results.md, %s/results.json\n", outdir, outdir);
     code = 0;
 out:
+    xd_free(&xt, n_cells);
     for (int m = 0; sets && m < ra.n_methods; m++) free(sets[m]);
     free(sets);
     free(ms);
