@@ -461,8 +461,10 @@ static void test_multitask_cli(void) {
     const cJSON *cell = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "cells"), 1);
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cell, "tasks");
     const cJSON *mean = cJSON_GetObjectItemCaseSensitive(cell, "mean_top1");
-    double t0 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 0), "top1"));
-    double t1 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 1), "top1"));
+    double t0 = cJSON_GetNumberValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 0), "top1"));
+    double t1 = cJSON_GetNumberValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 1), "top1"));
     CHECK_MSG(cJSON_GetArraySize(ts) == 2 && cJSON_IsNumber(mean) &&
                   fabs(mean->valuedouble - (t0 + t1) / 2) < 1e-9,
               "mean %g tasks %g %g", cJSON_GetNumberValue(mean), t0, t1);

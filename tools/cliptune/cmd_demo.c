@@ -188,8 +188,10 @@ static bool print_table(const char *dir, const char *key, const char *title, FIL
                     const cJSON *cm = cJSON_GetObjectItemCaseSensitive(c, "method");
                     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c, "shots");
                     const cJSON *mean = cJSON_GetObjectItemCaseSensitive(c, "mean");
-                    if (cJSON_IsString(cm) && !strcmp(cm->valuestring, name) && cJSON_IsNumber(cs) &&
-                        cs->valueint == cJSON_GetArrayItem(shots, k)->valueint && cJSON_IsNumber(mean))
+                    if (cJSON_IsString(cm) && !strcmp(cm->valuestring, name) &&
+                        cJSON_IsNumber(cs) &&
+                        cs->valueint == cJSON_GetArrayItem(shots, k)->valueint &&
+                        cJSON_IsNumber(mean))
                         v = mean->valuedouble;
                 }
                 if (isnan(v)) printf(" %12s", "-");

@@ -210,7 +210,8 @@ static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) 
         ct_kv h = {0};
         bool ok = true;
         for (const cJSON *e = hj->child; ok && e; e = e->next)
-            ok = (cJSON_IsString(e) && e->string && ct_kv_set(&h, e->string, e->valuestring) == CT_OK) ||
+            ok = (cJSON_IsString(e) && e->string &&
+                  ct_kv_set(&h, e->string, e->valuestring) == CT_OK) ||
                  cli_error("protocol: %s/config.json: hyper_parameters malformed", dir) == 0;
         ok = ok && compare_settings(dir, mo->valuestring, data, n, (int64_t)mx->valuedouble,
                                     false, &h, ra, hp);
@@ -402,7 +403,8 @@ static bool append_table(const char *out, const char *md, const char *title, con
     return ok;
 }
 
-static bool write_json(const char *path, const run_args *ra, const char *dataset, const char *metric,
+static bool write_json(const char *path, const run_args *ra, const char *dataset,
+                       const char *metric,
                        char *const *methods, int n_methods, const int *shots, int n_shots,
                        const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells,
                        const double *mean, const double *std, const ct_method *const *ms,
@@ -486,7 +488,8 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
 
 /* results.md, accuracy_vs_shots.svg and results.json from the cells (with
  * --taxonomy also the HCA and MTA tables, hca_vs_shots.svg and
- * mta_vs_shots.svg, and leaf_acc in results.json; multi-task: a table per task, task<T>_vs_shots.svg). */
+ * mta_vs_shots.svg, and leaf_acc in results.json; multi-task: a table per
+ * task, task<T>_vs_shots.svg). */
 static bool write_results(const char *out, const run_args *ra, const char *dataset,
                           const char *metric, char names[][64],
                           const ct_method *const *ms, const int *shots, int n_shots,
