@@ -1940,6 +1940,25 @@ bool ct_run_is_multitask(const char *dir);
  * metrics.json and report.md when not NULL. */
 ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache_dir,
                          const char *out_dir, ct_mt_run_result *res);
+/* A finished multi-task run's predictions for n image files of one of its
+ * tasks (the images are that task's: a multi-task method scores every
+ * task's classes, and the task's own columns are the ones its test split
+ * was scored on). task: the task's dataset name as config.json records it
+ * (ct_mt_run_result.task_names) or its index ("0", "1", ...); an unknown
+ * one is an error listing the tasks. model: NULL loads the recorded one;
+ * either way a model whose content hash differs is refused. out gets the
+ * softmax over the task's classes (in the task's class order) and their
+ * names; free it with ct_mt_prediction_free. */
+typedef struct ct_mt_prediction {
+    int n, n_classes;  /* images; the task's classes                 */
+    float *probs;      /* (n, n_classes)                              */
+    char **classnames; /* (n_classes) the task's class names          */
+    int task;          /* the task's index in the run                 */
+    char task_name[64];
+} ct_mt_prediction;
+ct_status ct_mt_predict_files(const char *run_dir, ct_model *model, const char *task,
+                              const char *const *paths, int n, ct_mt_prediction *out);
+void ct_mt_prediction_free(ct_mt_prediction *p);
 
 /* A finished run directory, opened to predict or evaluate with it again.
  * Opening reads config.json only; the model is loaded (or checked) by

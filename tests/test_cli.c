@@ -370,6 +370,157 @@ static void test_segmentation_cli(void) {
                   strstr(out_buf, "labels pixels"), "%s", out_buf);
 }
 
+/* protocol --taxonomy: every cell carries ProTeCt's metrics (results.json
+ * leaf_acc / hca / mta, results.md HCA and MTA tables); a finished cell run
+ * without the tree is refused. */
+static void test_protocol_hierarchy(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0) {
+        ct_test_skip("Fashion-MNIST not installed");
+        return;
+    }
+    char cmd[8192], path[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --taxonomy " CT_SOURCE_DIR
+             "/data/taxonomies/fashion-mnist.txt --methods zeroshot,protect --shots 2 "
+             "--seeds 1,2 --max-test 100 --out %s/ph --cache %s/ph_cache --set "
+             "protect.epochs=1 --set protect.aug_views=0 --set protect.n_ctx=4", tmp, tmp);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(path, sizeof path, "%s/ph/results.md", tmp);
+    char *md = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(path, &md, &n));
+    CHECK_MSG(md && strstr(md, "## Hierarchical consistency accuracy") &&
+                  strstr(md, "## Mean tree-cut accuracy") && strstr(md, "HCA (%), mean ± std") &&
+                  strstr(md, "](hca_vs_shots.svg)") && strstr(md, "| protect |"),
+              "%s", md ? md : "");
+    free(md);
+    snprintf(path, sizeof path, "%s/ph/results.json", tmp);
+    cJSON *j = NULL;
+    CHECK_OK(ct_read_file(path, &md, &n));
+    if (md) j = cJSON_Parse(md);
+    free(md);
+    const cJSON *cells = cJSON_GetObjectItemCaseSensitive(j, "cells"), *c;
+    int seen = 0;
+    cJSON_ArrayForEach(c, cells) {
+        const char *keys[4] = {"top1", "leaf_acc", "hca", "mta"};
+        double v[4];
+        for (int k = 0; k < 4; k++) {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(c, keys[k]);
+            v[k] = cJSON_IsNumber(x) ? x->valuedouble : -1;
+        }
+        /* leaf accuracy is top-1; HCA never exceeds it */
+        CHECK_MSG(v[0] > 0 && fabs(v[1] - v[0]) < 1e-9 && v[2] >= 0 && v[2] <= v[1] &&
+                      v[3] > 0 && v[3] <= 1,
+                  "top1 %g leaf %g hca %g mta %g", v[0], v[1], v[2], v[3]);
+        seen++;
+    }
+    CHECK(seen == 3);
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
+    const cJSON *hca = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sum, 1), "hca");
+    CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(hca, "mean")) &&
+          cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(hca, "std")));
+    cJSON_Delete(j);
+    /* read back on a re-run; the same cells without --taxonomy are refused */
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "skipped: done"), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --methods zeroshot --shots 2 "
+             "--seeds 1 --max-test 100 --out %s/ph --cache %s/ph_cache", tmp, tmp);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "--taxonomy: a tree there, none now"), "%s",
+              out_buf);
+}
+
+/* Multi-task runs in protocol (several --data: mean and per-task top-1
+ * tables) and predict --task (a task's own classes). */
+static void test_multitask_cli(void) {
+    if (system("test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") != 0 ||
+        system("test -f /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz") != 0) {
+        ct_test_skip("Fashion-MNIST or digits not installed");
+        return;
+    }
+    char cmd[8192], path[4200];
+    const char *tmp = ct_test_tmpdir();
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --data digits --methods "
+             "zeroshot,softcpt --shots 2 --seeds 1 --max-test 60 --out %s/pm --cache "
+             "%s/pm_cache --set softcpt.epochs=2 --set softcpt.aug_views=0", tmp, tmp);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "on fashion-mnist+digits"), "%s", out_buf);
+    snprintf(path, sizeof path, "%s/pm/results.md", tmp);
+    char *md = NULL;
+    size_t n = 0;
+    CHECK_OK(ct_read_file(path, &md, &n));
+    CHECK_MSG(md && strstr(md, "Mean top-1 accuracy over the tasks") &&
+                  strstr(md, "## Task fashion-mnist") && strstr(md, "## Task digits") &&
+                  strstr(md, "| softcpt |"),
+              "%s", md ? md : "");
+    free(md);
+    snprintf(path, sizeof path, "%s/pm/results.json", tmp);
+    CHECK_OK(ct_read_file(path, &md, &n));
+    cJSON *j = md ? cJSON_Parse(md) : NULL;
+    free(md);
+    const cJSON *cell = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "cells"), 1);
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cell, "tasks");
+    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(cell, "mean_top1");
+    double t0 = cJSON_GetNumberValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 0), "top1"));
+    double t1 = cJSON_GetNumberValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, 1), "top1"));
+    CHECK_MSG(cJSON_GetArraySize(ts) == 2 && cJSON_IsNumber(mean) &&
+                  fabs(mean->valuedouble - (t0 + t1) / 2) < 1e-9,
+              "mean %g tasks %g %g", cJSON_GetNumberValue(mean), t0, t1);
+    cJSON_Delete(j);
+    CHECK_MSG(run(cmd) == 0 && strstr(out_buf, "skipped: done"), "%s", out_buf);
+    /* single-task learners are refused before any work */
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " protocol --model " CT_SOURCE_DIR
+             "/models/cliptune-small --data fashion-mnist --data digits --methods coop "
+             "--out %s/pm_bad", tmp);
+    CHECK_MSG(run(cmd) == 2 && strstr(out_buf, "coop is not a multi-task method"), "%s",
+              out_buf);
+    /* predict: a task's own classes, by name or index; the same numbers */
+    snprintf(path, sizeof path, "%s/pm_imgs", tmp);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", path);
+    CHECK(system(cmd) == 0);
+    for (int i = 0; i < 2; i++) {
+        char f[4300];
+        snprintf(f, sizeof f, "%s/x%d.pgm", path, i);
+        FILE *o = fopen(f, "wb");
+        CHECK(o != NULL);
+        if (!o) return;
+        fprintf(o, "P5\n28 28\n255\n");
+        for (int k = 0; k < 28 * 28; k++) fputc((k * (7 + i) + i * 31) & 255, o);
+        fclose(o);
+    }
+    char a[1 << 14];
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " predict --run %s/pm/softcpt/2shot/seed1 --task "
+             "digits --top 10 --json %s", tmp, path);
+    CHECK_MSG(run(cmd) == 0, "%s", out_buf);
+    snprintf(a, sizeof a, "%s", out_buf);
+    j = cJSON_Parse(a);
+    CHECK_MSG(cJSON_GetArraySize(j) == 2, "%s", a);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) {
+        const cJSON *top = cJSON_GetObjectItemCaseSensitive(it, "top"), *e;
+        double sum = 0;
+        int n_top = 0;
+        cJSON_ArrayForEach(e, top) {
+            const char *l = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "label"));
+            CHECK_MSG(l && strlen(l) == 1 && l[0] >= '0' && l[0] <= '9', "%s", l ? l : "");
+            sum += cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "prob"));
+            n_top++;
+        }
+        CHECK_MSG(n_top == 10 && fabs(sum - 1) < 1e-4, "%d classes, sum %g", n_top, sum);
+    }
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " predict --run %s/pm/softcpt/2shot/seed1 --task 1 "
+             "--top 10 --json %s", tmp, path);
+    CHECK_MSG(run(cmd) == 0 && !strcmp(out_buf, a), "%s", out_buf);
+    snprintf(cmd, sizeof cmd, CT_CLI_PATH " predict --run %s/pm/softcpt/2shot/seed1 %s", tmp,
+             path);
+    CHECK_MSG(run(cmd) == 1 && strstr(out_buf, "is a multi-task run") &&
+                  strstr(out_buf, "fashion-mnist, digits"),
+              "%s", out_buf);
+}
+
 int main(void) {
     RUN(test_help_and_errors);
     RUN(test_make_scenes);
@@ -379,5 +530,7 @@ int main(void) {
     RUN(test_embed_and_classify);
     RUN(test_protocol_base_to_novel);
     RUN(test_export_clip_lora);
+    RUN(test_protocol_hierarchy);
+    RUN(test_multitask_cli);
     return ct_test_summary();
 }

@@ -145,6 +145,12 @@ class _MTRunResult(ctypes.Structure):
                 ("task_names", (ctypes.c_char * 64) * _MT_MAX_TASKS)]
 
 
+class _MTPrediction(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int), ("n_classes", ctypes.c_int),
+                ("probs", ctypes.POINTER(ctypes.c_float)), ("classnames", _c_str_p),
+                ("task", ctypes.c_int), ("task_name", ctypes.c_char * 64)]
+
+
 class _RunInfo(ctypes.Structure):
     _fields_ = [(k, ctypes.c_char_p) for k in
                 ("dir", "method", "model", "bpe", "act", "model_hash", "data", "dataset",
@@ -245,6 +251,8 @@ def _load():
         "ct_mt_run_cfg_default": (_MTRunCfg, []),
         "ct_mt_run": (i32, [ctypes.POINTER(_MTRunCfg), ctypes.POINTER(_MTRunResult)]),
         "ct_mt_evaluate": (i32, [cs, vp, cs, cs, ctypes.POINTER(_MTRunResult)]),
+        "ct_mt_predict_files": (i32, [cs, vp, cs, _c_str_p, i32, ctypes.POINTER(_MTPrediction)]),
+        "ct_mt_prediction_free": (None, [ctypes.POINTER(_MTPrediction)]),
         "ct_saved_run_open": (vp, [cs]),
         "ct_saved_run_free": (None, [vp]),
         "ct_saved_run_info": (ctypes.POINTER(_RunInfo), [vp]),
@@ -279,7 +287,8 @@ def _check_layouts():
                       ("ct_ml_metrics", _MLMetrics), ("ct_seg_metrics", _SegMetrics),
                       ("ct_model_opts", _ModelOpts), ("ct_dataset", _Dataset),
                       ("ct_splits", _Splits), ("ct_item", _Item), ("ct_kv", _KV),
-                      ("ct_mt_run_cfg", _MTRunCfg), ("ct_mt_run_result", _MTRunResult)):
+                      ("ct_mt_run_cfg", _MTRunCfg), ("ct_mt_run_result", _MTRunResult),
+                      ("ct_mt_prediction", _MTPrediction)):
         want = _lib.ct_struct_size(cname.encode())
         if want != ctypes.sizeof(py):
             raise ImportError("cliptune: %s is %d bytes in %s but %d in this binding: the "
@@ -648,6 +657,26 @@ def _mt_result(res):
             "top1": [res.top1[t] for t in range(n)],
             "val_top1": [_nan_none(res.val_top1[t]) for t in range(n)],
             "mean_top1": res.mean_top1, "mean_val_top1": _nan_none(res.mean_val_top1)}
+
+
+def predict_multitask(run_dir, task, paths, model=None):
+    """A saved multi-task run's predictions for image files of one of its
+    tasks (ct_mt_predict_files, `cliptune predict --task`): task is the
+    task's dataset name or index. Returns (classnames, probs): the task's
+    class names and the (n, K_task) float32 softmax over them."""
+    arr, n = _strings(paths)
+    p = _MTPrediction()
+    _check(_lib.ct_mt_predict_files(_b(os.fspath(run_dir)),
+                                    model._m if model is not None else None, _b(str(task)),
+                                    arr, n, ctypes.byref(p)))
+    try:
+        K = p.n_classes
+        names = [p.classnames[k].decode() for k in range(K)]
+        probs = np.ctypeslib.as_array(p.probs, shape=(n, K)).copy() if n else \
+            np.empty((0, K), np.float32)
+    finally:
+        _lib.ct_mt_prediction_free(ctypes.byref(p))
+    return names, probs
 
 
 def evaluate_multitask(run_dir, model=None, cache_dir=None, out_dir=None):

@@ -342,6 +342,13 @@ if os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
     ref = cli_json("eval", "--run", mt_dir, "--json", "--cache", "none")
     check(ev["top1"] == mt["top1"] and abs(ref["mean_top1"] - mt["mean_top1"]) < 1e-6,
           "multi-task evaluate %s / CLI %s vs the run %s" % (ev, ref, mt))
+    names, pm = cliptune.predict_multitask(mt_dir, "digits", probe[:2], model=m)
+    ref = cli_json("predict", "--run", mt_dir, "--task", "1", "--json", "--top", "10",
+                   *probe[:2])
+    check(names == [str(d) for d in range(10)] and pm.shape == (2, 10) and
+          all(abs(pm[i, names.index(e["label"])] - e["prob"]) < 1e-6
+              for i in range(2) for e in ref[i]["top"]),
+          "predict_multitask vs `cliptune predict --task`")
 
 # lifetimes: the run keeps a borrowed model alive
 m2 = cliptune.Model(MODEL)

@@ -433,6 +433,74 @@ static const char *opt_str(const cJSON *c, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* What ct_mt_evaluate and ct_mt_predict_files read of a multi-task run's
+ * config.json (c, parsed from path): the method and its hyper-parameters,
+ * shots, seed and max_test into J, and the tasks array (1 .. CT_MT_MAX_TASKS
+ * objects, each with "data" and "classnames") into *tasks. */
+static ct_status mt_read_config(const cJSON *c, const char *path, mt_job *J,
+                                const cJSON **tasks) {
+    const char *method = NULL;
+    int64_t shots = 0, seed = 0, max_test = 0;
+    ct_status s = CT_OK;
+    *tasks = cJSON_GetObjectItemCaseSensitive(c, "tasks");
+    const cJSON *hp = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters");
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "multi_task")))
+        s = ct_set_error(CT_ERR_FORMAT, "%s: not a multi-task run (no \"multi_task\": true)", path);
+    if (s == CT_OK) s = ct_json_get_string(c, "method", &method, path);
+    if (s == CT_OK) s = ct_json_get_int(c, "shots", &shots, path);
+    if (s == CT_OK) s = ct_json_get_int(c, "seed", &seed, path);
+    if (s == CT_OK) s = ct_json_get_int(c, "max_test", &max_test, path);
+    if (s == CT_OK && (!cJSON_IsArray(*tasks) || cJSON_GetArraySize(*tasks) < 1 ||
+                       cJSON_GetArraySize(*tasks) > CT_MT_MAX_TASKS || !cJSON_IsObject(hp)))
+        s = ct_set_error(CT_ERR_FORMAT, "%s: \"tasks\" (1 .. %d) or \"hyper_parameters\" "
+                         "missing or malformed", path, CT_MT_MAX_TASKS);
+    if (s == CT_OK && shots < 0) s = ct_set_error(CT_ERR_FORMAT, "%s: shots %lld", path,
+                                                  (long long)shots);
+    if (s == CT_OK && !(J->method = ct_method_find(method)))
+        s = ct_set_error(CT_ERR_FORMAT, "%s: unknown method \"%s\"", path, method);
+    for (const cJSON *h = hp ? hp->child : NULL; s == CT_OK && h; h = h->next) {
+        if (!cJSON_IsString(h) || !h->string)
+            s = ct_set_error(CT_ERR_FORMAT, "%s: hyper_parameters.%s is not a string", path,
+                             h->string ? h->string : "?");
+        else
+            s = ct_kv_set(&J->hp, h->string, h->valuestring);
+    }
+    for (int t = 0; s == CT_OK && t < cJSON_GetArraySize(*tasks); t++) {
+        const cJSON *o = cJSON_GetArrayItem(*tasks, t);
+        const char *d = opt_str(o, "data");
+        if (!d || !*d || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "classnames")))
+            s = ct_set_error(CT_ERR_FORMAT, "%s: tasks[%d]: \"data\" or \"classnames\" missing",
+                             path, t);
+    }
+    J->n = s == CT_OK ? cJSON_GetArraySize(*tasks) : 0;
+    J->shots = (int)shots, J->seed = (uint64_t)seed, J->max_test = max_test;
+    return s;
+}
+
+/* The run's model: model when given, else the recorded one loaded into
+ * *own; either way its content hash must be the recorded one. */
+static ct_status mt_model(const cJSON *c, const char *path, const char *run_dir,
+                          ct_model *model, ct_model **own, ct_model **out) {
+    const char *mpath = NULL;
+    ct_status s = ct_json_get_string(c, "model", &mpath, path);
+    if (s == CT_OK && !model) {
+        ct_model_opts o = {.bpe = opt_str(c, "bpe"), .act = opt_str(c, "act"),
+                           .need_tokenizer = true};
+        if (!(model = *own = ct_model_load_ex(mpath, &o))) s = CT_ERR_FORMAT;
+    }
+    if (s == CT_OK) {
+        char mh[17];
+        const char *rh = opt_str(c, "model_hash");
+        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_model_hash(model));
+        if (rh && strcmp(mh, rh))
+            s = ct_set_error(CT_ERR_ARG, "the model %s (hash %s) is not the one the run %s was "
+                             "trained with (%s, hash %s)", ct_model_path(model), mh, run_dir,
+                             mpath, rh);
+    }
+    *out = model;
+    return s;
+}
+
 ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache_dir,
                          const char *out_dir, ct_mt_run_result *res) {
     if (!run_dir || !res) return ct_set_error(CT_ERR_ARG, "mt_evaluate: NULL run or result");
@@ -446,44 +514,13 @@ ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache
     const ct_splits *spp[CT_MT_MAX_TASKS];
     const char *specs[CT_MT_MAX_TASKS];
     ct_model *own = NULL;
-    const char *method = NULL, *mpath = NULL;
-    int64_t shots = 0, seed = 0, max_test = 0;
-    ct_status s = CT_OK;
-    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(c, "tasks");
-    const cJSON *hp = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters");
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "multi_task")))
-        s = ct_set_error(CT_ERR_FORMAT, "%s: not a multi-task run (no \"multi_task\": true)", path);
-    if (s == CT_OK) s = ct_json_get_string(c, "method", &method, path);
-    if (s == CT_OK) s = ct_json_get_string(c, "model", &mpath, path);
-    if (s == CT_OK) s = ct_json_get_int(c, "shots", &shots, path);
-    if (s == CT_OK) s = ct_json_get_int(c, "seed", &seed, path);
-    if (s == CT_OK) s = ct_json_get_int(c, "max_test", &max_test, path);
-    if (s == CT_OK && (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1 ||
-                       cJSON_GetArraySize(tasks) > CT_MT_MAX_TASKS || !cJSON_IsObject(hp)))
-        s = ct_set_error(CT_ERR_FORMAT, "%s: \"tasks\" (1 .. %d) or \"hyper_parameters\" "
-                         "missing or malformed", path, CT_MT_MAX_TASKS);
-    if (s == CT_OK && shots < 0) s = ct_set_error(CT_ERR_FORMAT, "%s: shots %lld", path,
-                                                  (long long)shots);
-    if (s == CT_OK && !(J.method = ct_method_find(method)))
-        s = ct_set_error(CT_ERR_FORMAT, "%s: unknown method \"%s\"", path, method);
-    for (const cJSON *h = hp ? hp->child : NULL; s == CT_OK && h; h = h->next) {
-        if (!cJSON_IsString(h) || !h->string)
-            s = ct_set_error(CT_ERR_FORMAT, "%s: hyper_parameters.%s is not a string", path,
-                             h->string ? h->string : "?");
-        else
-            s = ct_kv_set(&J.hp, h->string, h->valuestring);
-    }
-    J.n = s == CT_OK ? cJSON_GetArraySize(tasks) : 0;
+    const cJSON *tasks = NULL;
+    ct_status s = mt_read_config(c, path, &J, &tasks);
     /* each task's data, its class names checked against the recorded ones */
     for (int t = 0; t < J.n && s == CT_OK; t++) {
         const cJSON *o = cJSON_GetArrayItem(tasks, t);
         const cJSON *cn = cJSON_GetObjectItemCaseSensitive(o, "classnames");
         specs[t] = opt_str(o, "data");
-        if (!specs[t] || !*specs[t] || !cJSON_IsArray(cn)) {
-            s = ct_set_error(CT_ERR_FORMAT, "%s: tasks[%d]: \"data\" or \"classnames\" missing",
-                             path, t);
-            break;
-        }
         if ((s = ct_data_open(specs[t], &sp[t])) != CT_OK) break;
         spp[t] = &sp[t];
         const ct_dataset *d = sp[t].train;
@@ -496,23 +533,9 @@ ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache
             s = ct_set_error(CT_ERR_FORMAT, "%s: tasks[%d]: the classes of %s are not the ones "
                              "the run recorded", path, t, specs[t]);
     }
-    if (s == CT_OK && !model) {
-        ct_model_opts o = {.bpe = opt_str(c, "bpe"), .act = opt_str(c, "act"),
-                           .need_tokenizer = true};
-        if (!(model = own = ct_model_load_ex(mpath, &o))) s = CT_ERR_FORMAT;
-    }
-    if (s == CT_OK) {
-        char mh[17];
-        const char *rh = opt_str(c, "model_hash");
-        snprintf(mh, sizeof mh, "%016llx", (unsigned long long)ct_model_hash(model));
-        if (rh && strcmp(mh, rh))
-            s = ct_set_error(CT_ERR_ARG, "the model %s (hash %s) is not the one the run %s was "
-                             "trained with (%s, hash %s)", ct_model_path(model), mh, run_dir,
-                             mpath, rh);
-    }
+    if (s == CT_OK) s = mt_model(c, path, run_dir, model, &own, &model);
     if (s == CT_OK) {
         J.model = model, J.data = spp, J.specs = specs;
-        J.shots = (int)shots, J.seed = (uint64_t)seed, J.max_test = max_test;
         if (cache_dir) s = ct_mkdir_p(cache_dir);
         if (s == CT_OK) s = mt_execute(&J, false, false, run_dir, out_dir, &L, res);
     }
@@ -520,6 +543,133 @@ ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache
     ct_model_free(own);
     ct_kv_free(&J.hp);
     free(L.text);
+    cJSON_Delete(c);
+    return s;
+}
+
+void ct_mt_prediction_free(ct_mt_prediction *p) {
+    if (!p) return;
+    for (int k = 0; p->classnames && k < p->n_classes; k++) free(p->classnames[k]);
+    free(p->classnames);
+    free(p->probs);
+    memset(p, 0, sizeof *p);
+}
+
+ct_status ct_mt_predict_files(const char *run_dir, ct_model *model, const char *task,
+                              const char *const *paths, int n, ct_mt_prediction *out) {
+    if (!run_dir || !out || n < 0 || (n > 0 && !paths))
+        return ct_set_error(CT_ERR_ARG, "mt_predict_files: NULL run, paths or output");
+    memset(out, 0, sizeof *out);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    cJSON *c = ct_json_load(path);
+    if (!c) return CT_ERR_FORMAT;
+    mt_job J = {0};
+    ct_model *own = NULL;
+    const cJSON *tasks = NULL;
+    char *names[CT_MT_MAX_TASKS] = {0}, **cn = NULL;
+    int off[CT_MT_MAX_TASKS + 1] = {0}, which = -1;
+    void *state = NULL;
+    float *scores = NULL;
+    ct_item *items = NULL;
+    ct_features f = {0};
+    ct_status s = mt_read_config(c, path, &J, &tasks);
+    /* the tasks' class lists laid one after another, as the run trained */
+    for (int t = 0; t < J.n && s == CT_OK; t++) {
+        const cJSON *o = cJSON_GetArrayItem(tasks, t);
+        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "dataset");
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "classnames");
+        names[t] = (char *)(cJSON_IsString(ds) ? ds->valuestring : opt_str(o, "data"));
+        off[t + 1] = off[t] + cJSON_GetArraySize(cl);
+        if (cJSON_GetArraySize(cl) < 1 || off[t + 1] > 1000000)
+            s = ct_set_error(CT_ERR_FORMAT, "%s: tasks[%d]: %d classnames", path, t,
+                             cJSON_GetArraySize(cl));
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", t);
+        if (task && (!strcmp(task, names[t]) || !strcmp(task, idx)) && which < 0) which = t;
+    }
+    if (s == CT_OK && which < 0) {
+        char list[1024] = "";
+        for (int t = 0; t < J.n; t++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", t ? ", " : "", names[t]);
+        }
+        s = ct_set_error(CT_ERR_ARG, "%s is a multi-task run: %s%s%s is not one of its tasks "
+                         "(%s; or their index from 0)", run_dir, task ? "\"" : "",
+                         task ? task : "no task given", task ? "\"" : "", list);
+    }
+    int K = J.n ? off[J.n] : 0;
+    if (s == CT_OK && !(cn = calloc((size_t)K, sizeof *cn)))
+        s = ct_set_error(CT_ERR_NOMEM, "mt_predict_files: out of memory");
+    for (int t = 0; t < J.n && s == CT_OK; t++) {
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tasks, t),
+                                                           "classnames");
+        for (int k = 0; k < off[t + 1] - off[t] && s == CT_OK; k++) {
+            const cJSON *e = cJSON_GetArrayItem(cl, k);
+            if (!cJSON_IsString(e))
+                s = ct_set_error(CT_ERR_FORMAT, "%s: tasks[%d].classnames[%d] is not a string",
+                                 path, t, k);
+            else
+                cn[off[t] + k] = e->valuestring;
+        }
+    }
+    if (s == CT_OK) s = mt_model(c, path, run_dir, model, &own, &model);
+    const ct_method *m = J.method;
+    if (s == CT_OK && (m->pixels || ct_method_scores_images(m)))
+        s = ct_set_error(CT_ERR_UNSUPPORTED, "%s: %s does not score cached features", run_dir,
+                         m->name);
+    int Kt = which >= 0 ? off[which + 1] - off[which] : 0;
+    if (s == CT_OK && !(items = calloc((size_t)(n ? n : 1), sizeof *items)))
+        s = ct_set_error(CT_ERR_NOMEM, "mt_predict_files: out of memory");
+    for (int i = 0; i < n && s == CT_OK; i++) {
+        if (!paths[i]) s = ct_set_error(CT_ERR_ARG, "mt_predict_files: path %d NULL", i);
+        else items[i].path = (char *)paths[i];
+    }
+    if (s == CT_OK && n > 0) {
+        ct_dataset files = {.name = "predict", .root = "", .n_classes = Kt,
+                            .classnames = cn + off[which], .n_items = n, .items = items};
+        J.model = model;
+        mt_log L = {0};
+        s = features(&J, &files, 0, "images", &L, &f);
+        free(L.text);
+    }
+    const ct_bundle *bu = s == CT_OK ? ct_model_bundle(model) : NULL;
+    ct_task tk = {0};
+    if (bu)
+        tk = (ct_task){.clip = bu->clip, .tok = bu->tok, .pre = &bu->pre,
+                       .dataset_name = "multi-task", .n_classes = K, .classnames = cn,
+                       .seed = J.seed, .n_tasks = J.n, .task_names = names, .task_offsets = off};
+    if (s == CT_OK) s = m->create(&tk, &J.hp, &state);
+    if (s == CT_OK && m->loss) s = ct_run_load_learned(m, state, run_dir);
+    if (s == CT_OK && !(scores = malloc((size_t)(n ? n : 1) * (size_t)K * sizeof *scores)))
+        s = ct_set_error(CT_ERR_NOMEM, "mt_predict_files: out of memory");
+    if (s == CT_OK && n > 0) s = ct_predict(m, state, &f, scores);
+    if (s == CT_OK) {
+        out->n = n, out->n_classes = Kt, out->task = which;
+        snprintf(out->task_name, sizeof out->task_name, "%s", names[which]);
+        out->probs = malloc((size_t)(n ? n : 1) * (size_t)Kt * sizeof *out->probs);
+        out->classnames = calloc((size_t)Kt, sizeof *out->classnames);
+        if (!out->probs || !out->classnames)
+            s = ct_set_error(CT_ERR_NOMEM, "mt_predict_files: out of memory");
+        for (int k = 0; k < Kt && s == CT_OK; k++)
+            if (!(out->classnames[k] = strdup(cn[off[which] + k])))
+                s = ct_set_error(CT_ERR_NOMEM, "mt_predict_files: out of memory");
+        /* the softmax over the task's own columns (in double) */
+        for (int i = 0; i < n && s == CT_OK; i++) {
+            const float *row = scores + (size_t)i * (size_t)K + off[which];
+            double mx = -INFINITY, sum = 0;
+            for (int k = 0; k < Kt; k++) mx = row[k] > mx ? row[k] : mx;
+            for (int k = 0; k < Kt; k++) sum += exp((double)row[k] - mx);
+            for (int k = 0; k < Kt; k++)
+                out->probs[(size_t)i * Kt + k] = (float)(exp((double)row[k] - mx) / sum);
+        }
+        if (s != CT_OK) ct_mt_prediction_free(out);
+    }
+    if (state) m->destroy(state);
+    ct_features_free(&f);
+    free(items), free(scores), free(cn);
+    ct_model_free(own);
+    ct_kv_free(&J.hp);
     cJSON_Delete(c);
     return s;
 }

@@ -20,6 +20,7 @@ size_t ct_struct_size(const char *name) {
         {"ct_clip_config", sizeof(ct_clip_config)}, {"ct_ml_metrics", sizeof(ct_ml_metrics)},
         {"ct_seg_metrics", sizeof(ct_seg_metrics)}, {"ct_mt_run_cfg", sizeof(ct_mt_run_cfg)},
         {"ct_mt_run_result", sizeof(ct_mt_run_result)},
+        {"ct_mt_prediction", sizeof(ct_mt_prediction)},
     };
     for (size_t i = 0; name && i < sizeof SIZES / sizeof *SIZES; i++)
         if (!strcmp(SIZES[i].name, name)) return SIZES[i].size;

@@ -35,7 +35,11 @@ static const char *HELP =
     "to OUT/scenes-data in PASCAL VOC's layout) with zero-shot and DualCoOp on every\n"
     "training scene and TaI-DPT on the training scenes' captions only, scored by\n"
     "mAP on the 500 test scenes; and the segmentation part: the same scenes' label\n"
-    "maps (vocseg:) labelled by MaskCLIP, scored by mIoU.\n"
+    "maps (vocseg:) labelled by MaskCLIP, scored by mIoU. Then the hierarchy part:\n"
+    "Fashion-MNIST with data/taxonomies/fashion-mnist.txt, zero-shot, CoOp and ProTeCt\n"
+    "at 16 shots, scored by top-1, HCA and MTA; and the multi-task part: Fashion-MNIST\n"
+    "and digits learned jointly, zero-shot and SoftCPT at 4 shots, per-task and mean\n"
+    "top-1.\n"
     "\n"
     "  --full            the whole protocol instead: shots 1,2,4,8,16, seeds 1,2,3,\n"
     "                    full test sets, the methods' own schedules (hours)\n"
@@ -108,6 +112,24 @@ static const demo_method SEG_METHODS[] = {
     {"maskclip", "", false},
 };
 
+/* The hierarchy part: Fashion-MNIST with its taxonomy (docs/training.md,
+ * "Hierarchy runs"), ProTeCt's metrics. CoOp and ProTeCt with the short
+ * schedule of tests/test_protect.c's learns check (the official 200 epochs
+ * of batch 128 do not fit the budget). */
+#define HIER_BUDGET "epochs=5 batch_size=32 aug_views=0 lr=0.02 n_ctx=4"
+static const demo_method HIER_METHODS[] = {
+    {"zeroshot", "", false},
+    {"coop", HIER_BUDGET, false},
+    {"protect", HIER_BUDGET, false},
+};
+
+/* The multi-task part: Fashion-MNIST + digits in one run (docs/training.md,
+ * "Multi-task runs"), SoftCPT with the schedule of tests/test_softcpt.c. */
+static const demo_method MT_METHODS[] = {
+    {"zeroshot", "", false},
+    {"softcpt", "epochs=20 lr=0.01 aug_views=0", false},
+};
+
 typedef struct {
     const char *key;   /* dataset name in OUT/ and the table                      */
     const char *title;
@@ -141,8 +163,9 @@ static bool in_list(const char *list, const char *name) {
 }
 
 /* Print results.json's summary as a methods x shots table. */
+/* (show false: demo.md only; the caller printed its own summary) */
 static bool print_table(const char *dir, const char *key, const char *title, FILE *md,
-                        const char *metric) {
+                        const char *metric, bool show) {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.json", dir);
     cJSON *j = cli_json_load(path, "demo");
@@ -151,27 +174,31 @@ static bool print_table(const char *dir, const char *key, const char *title, FIL
     const cJSON *methods = cJSON_GetObjectItemCaseSensitive(j, "methods");
     const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
     int ns = cJSON_GetArraySize(shots), nm = cJSON_GetArraySize(methods);
-    printf("\n%s — %s %% on the test subset\n%-16s", title, metric, "method");
-    for (int k = 0; k < ns; k++) printf(" %7d-shot", cJSON_GetArrayItem(shots, k)->valueint);
-    printf("\n");
-    const cJSON *c;
-    for (int m = 0; m < nm; m++) {
-        const char *name = cJSON_GetArrayItem(methods, m)->valuestring;
-        printf("%-16s", name);
-        for (int k = 0; k < ns; k++) {
-            double v = NAN;
-            cJSON_ArrayForEach(c, sum) {
-                const cJSON *cm = cJSON_GetObjectItemCaseSensitive(c, "method");
-                const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c, "shots");
-                const cJSON *mean = cJSON_GetObjectItemCaseSensitive(c, "mean");
-                if (cJSON_IsString(cm) && !strcmp(cm->valuestring, name) && cJSON_IsNumber(cs) &&
-                    cs->valueint == cJSON_GetArrayItem(shots, k)->valueint && cJSON_IsNumber(mean))
-                    v = mean->valuedouble;
-            }
-            if (isnan(v)) printf(" %12s", "-");
-            else printf(" %12.1f", 100 * v);
-        }
+    if (show) { /* the console table */
+        printf("\n%s — %s %% on the test subset\n%-16s", title, metric, "method");
+        for (int k = 0; k < ns; k++) printf(" %7d-shot", cJSON_GetArrayItem(shots, k)->valueint);
         printf("\n");
+        const cJSON *c;
+        for (int m = 0; m < nm; m++) {
+            const char *name = cJSON_GetArrayItem(methods, m)->valuestring;
+            printf("%-16s", name);
+            for (int k = 0; k < ns; k++) {
+                double v = NAN;
+                cJSON_ArrayForEach(c, sum) {
+                    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(c, "method");
+                    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c, "shots");
+                    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(c, "mean");
+                    if (cJSON_IsString(cm) && !strcmp(cm->valuestring, name) &&
+                        cJSON_IsNumber(cs) &&
+                        cs->valueint == cJSON_GetArrayItem(shots, k)->valueint &&
+                        cJSON_IsNumber(mean))
+                        v = mean->valuedouble;
+                }
+                if (isnan(v)) printf(" %12s", "-");
+                else printf(" %12.1f", 100 * v);
+            }
+            printf("\n");
+        }
     }
     fflush(stdout);
     cJSON_Delete(j);
@@ -187,16 +214,27 @@ static bool print_table(const char *dir, const char *key, const char *title, FIL
         const char *nl = strchr(body, '\n');
         body = nl ? nl + 1 : body + n;
     }
-    /* the plot is beside results.md: make its link relative to demo.md */
+    /* the plots are beside results.md (accuracy_vs_shots.svg, and
+     * hca_vs_shots.svg ... for the extra tables): links relative to demo.md */
+    const char *tail = "_vs_shots.svg)";
     for (const char *p = body; *p;) {
-        const char *hit = strstr(p, "](accuracy_vs_shots.svg)");
-        if (!hit) {
-            fputs(p, md);
-            break;
+        /* results.md's own sections (HCA, MTA, per task) one level down */
+        if ((p == body || p[-1] == '\n') && !strncmp(p, "## ", 3)) fputc('#', md);
+        const char *nl = strchr(p, '\n');
+        const char *line_end = nl ? nl + 1 : p + strlen(p);
+        const char *hit = strstr(p, tail);
+        if (!hit || hit >= line_end) { /* line by line */
+            fwrite(p, 1, (size_t)(line_end - p), md);
+            p = line_end;
+            continue;
         }
-        fwrite(p, 1, (size_t)(hit - p), md);
-        fprintf(md, "](%s/accuracy_vs_shots.svg)", key);
-        p = hit + strlen("](accuracy_vs_shots.svg)");
+        const char *at = hit; /* the link target's start: after "](" */
+        while (at > p && at[-1] != '(' && at[-1] != '/') at--;
+        bool link = at > p + 1 && at[-1] == '(' && at[-2] == ']';
+        fwrite(p, 1, (size_t)(at - p), md);
+        if (link) fprintf(md, "%s/", key);
+        fwrite(at, 1, (size_t)(hit - at) + strlen(tail), md);
+        p = hit + strlen(tail);
     }
     free(text);
     return true;
@@ -272,7 +310,114 @@ static int demo_scenes(const char *out, const char *model, const char *methods, 
     av[ac] = NULL;
     fflush(stdout);
     if (cmd_protocol(ac, (char **)av) != 0) return 1;
-    return print_table(dir, part->key, part->title, md, part->metric) ? 0 : 1;
+    return print_table(dir, part->key, part->title, md, part->metric, true) ? 0 : 1;
+}
+
+/* A part over Fashion-MNIST / digits with one shots count and seed 1: the
+ * hierarchy part (a taxonomy) and the multi-task part (several datasets).
+ * Prints its methods' main number and, per method, ProTeCt's metrics or
+ * each task's top-1 from results.json. */
+typedef struct {
+    const char *key, *title;
+    int n_data;             /* 1, or 2 (Fashion-MNIST + digits): multi-task  */
+    const char *taxonomy;   /* source-relative; NULL: none                    */
+    const char *shots;
+    const demo_method *methods;
+    size_t n_methods;
+} task_part;
+
+static const task_part TASK_PARTS[] = {
+    {"fashion-mnist-hier", "Fashion-MNIST hierarchy (taxonomy: clothing / footwear / bags)", 1,
+     "data/taxonomies/fashion-mnist.txt", "16", HIER_METHODS,
+     sizeof HIER_METHODS / sizeof *HIER_METHODS},
+    {"multitask", "Fashion-MNIST + digits (multi-task, one run over both)", 2, NULL, "4",
+     MT_METHODS, sizeof MT_METHODS / sizeof *MT_METHODS},
+};
+
+/* The per-method line of a part: results.json's summary at its one shots
+ * count, the hierarchy metrics or each task's top-1 (percent). */
+static bool print_part_summary(const char *dir, const task_part *part) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    cJSON *j = cli_json_load(path, "demo");
+    if (!j) return false;
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary"), *c;
+    const cJSON *first = cJSON_GetArrayItem(sum, 0);
+    const cJSON *ts0 = cJSON_GetObjectItemCaseSensitive(first, "tasks"), *t;
+    printf("\n%s, %s-shot, seed 1 (%%)\n%-16s", part->title, part->shots, "method");
+    if (part->taxonomy) {
+        printf(" %8s %8s %8s\n", "top-1", "HCA", "MTA");
+    } else {
+        cJSON_ArrayForEach(t, ts0)
+            printf(" %14.14s", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "task")));
+        printf(" %8s\n", "mean");
+    }
+    cJSON_ArrayForEach(c, sum) {
+        printf("%-16s", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "method")));
+        double mean = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "mean"));
+        if (part->taxonomy) {
+            const char *keys[2] = {"hca", "mta"};
+            printf(" %8.1f", 100 * mean);
+            for (int k = 0; k < 2; k++) {
+                const cJSON *o = cJSON_GetObjectItemCaseSensitive(c, keys[k]);
+                printf(" %8.1f",
+                       100 * cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "mean")));
+            }
+        } else {
+            cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(c, "tasks"))
+                printf(" %14.1f",
+                       100 * cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "mean")));
+            printf(" %8.1f", 100 * mean);
+        }
+        printf("\n");
+    }
+    fflush(stdout);
+    cJSON_Delete(j);
+    return true;
+}
+
+static int demo_task_part(const char *out, const char *model, const char *methods, bool full,
+                          const demo_data *data, const char *max_test, FILE *md,
+                          const task_part *part) {
+    char dir[4200], list[256] = "", set[1024] = "", tax[4096];
+    snprintf(dir, sizeof dir, "%s/%s", out, part->key);
+    for (size_t k = 0; k < part->n_methods; k++) {
+        const demo_method *dm = part->methods + k;
+        if (!in_list(methods, dm->name) || !ct_method_find(dm->name)) continue;
+        if (*list) strcat(list, ",");
+        strcat(list, dm->name);
+        if (full || !*dm->budget) continue;
+        char b[256]; /* METHOD.KEY=VALUE for each budget setting */
+        snprintf(b, sizeof b, "%s", dm->budget);
+        for (char *sv = NULL, *t = strtok_r(b, " ", &sv); t; t = strtok_r(NULL, " ", &sv)) {
+            strcat(set, *set ? " " : "");
+            strcat(strcat(strcat(set, dm->name), "."), t);
+        }
+    }
+    if (!*list) return 0;
+    printf("\n== %s ==\n", part->title);
+    const char *av[96];
+    int ac = 0;
+    av[ac++] = "protocol";
+    av[ac++] = "--model", av[ac++] = model;
+    for (int d = 0; d < part->n_data; d++) av[ac++] = "--data", av[ac++] = data[d].spec;
+    if (part->taxonomy)
+        av[ac++] = "--taxonomy", av[ac++] = resolve(part->taxonomy, tax, sizeof tax);
+    av[ac++] = "--methods", av[ac++] = list;
+    av[ac++] = "--shots", av[ac++] = full ? "1,2,4,8,16" : part->shots;
+    av[ac++] = "--seeds", av[ac++] = full ? "1,2,3" : "1";
+    av[ac++] = "--out", av[ac++] = dir;
+    if (max_test) av[ac++] = "--max-test", av[ac++] = max_test;
+    int ns = 0;
+    for (char *sv = NULL, *t = strtok_r(set, " ", &sv); t && ns < 32; t = strtok_r(NULL, " ", &sv))
+        av[ac++] = "--set", av[ac++] = t, ns++;
+    av[ac] = NULL;
+    fflush(stdout);
+    if (cmd_protocol(ac, (char **)av) != 0) return 1;
+    if (!full && !print_part_summary(dir, part)) return 1;
+    /* the console got the part's own summary; --full's several shots: the table */
+    return print_table(dir, part->key, part->title, md,
+                       part->n_data > 1 ? "mean top-1" : "top-1", full) ? 0 : 1;
 }
 
 int cmd_demo(int argc, char **argv) {
@@ -307,6 +452,14 @@ int cmd_demo(int argc, char **argv) {
         for (size_t k = 0; k < sizeof ML_METHODS / sizeof *ML_METHODS; k++)
             known = known ||
                     (strlen(ML_METHODS[k].name) == len && !strncmp(p, ML_METHODS[k].name, len));
+        const demo_method *more[3] = {SEG_METHODS, HIER_METHODS, MT_METHODS};
+        size_t n_more[3] = {sizeof SEG_METHODS / sizeof *SEG_METHODS,
+                            sizeof HIER_METHODS / sizeof *HIER_METHODS,
+                            sizeof MT_METHODS / sizeof *MT_METHODS};
+        for (int g = 0; g < 3; g++)
+            for (size_t k = 0; k < n_more[g]; k++)
+                known = known || (strlen(more[g][k].name) == len &&
+                                  !strncmp(p, more[g][k].name, len));
         if (!known) return cli_error("demo: --methods: '%.*s' is not a demo method", (int)len, p);
         p = e ? e + 1 : p + len;
     }
@@ -344,7 +497,8 @@ int cmd_demo(int argc, char **argv) {
     size_t mdlen = 0;
     FILE *md = open_memstream(&mdtext, &mdlen);
     if (!md) return cli_error("demo: out of memory");
-    fprintf(md, "# cliptune demo: %s transferred to Fashion-MNIST, digits and scenes\n\n"
+    fprintf(md, "# cliptune demo: %s transferred to Fashion-MNIST, digits and scenes, with "
+                "a taxonomy and as two tasks at once\n\n"
                 "Model `%s`; %s. Produced by `cliptune demo%s`.\n",
             model, model,
             full ? "shots 1,2,4,8,16, seeds 1,2,3, full test sets, the methods' own schedules"
@@ -375,6 +529,7 @@ int cmd_demo(int argc, char **argv) {
             snprintf(desc[k], sizeof desc[k], "%s.%s=%s", k ? "vcd" : "cupl",
                      k ? "descriptors" : "descriptions", resolve(rel, buf, sizeof buf));
         }
+        if (!*list) continue; /* --methods names none of this part's */
         snprintf(dir, sizeof dir, "%s/%s", out, data[d].key);
         snprintf(mt_s, sizeof mt_s, "%lld", mt);
         const char *av[160];
@@ -402,10 +557,15 @@ int cmd_demo(int argc, char **argv) {
             code = 1;
             break;
         }
-        if (!print_table(dir, data[d].key, data[d].title, md, "top-1")) code = 1;
+        if (!print_table(dir, data[d].key, data[d].title, md, "top-1", true)) code = 1;
     }
     for (size_t k = 0; k < sizeof SCENES_PARTS / sizeof *SCENES_PARTS && code == 0; k++)
         code = demo_scenes(out, model, methods, full, md, SCENES_PARTS + k);
+    char mt_arg[32];
+    snprintf(mt_arg, sizeof mt_arg, "%lld", mt);
+    for (size_t k = 0; k < sizeof TASK_PARTS / sizeof *TASK_PARTS && code == 0; k++)
+        code = demo_task_part(out, model, methods, full, data, mt > 0 ? mt_arg : NULL, md,
+                              TASK_PARTS + k);
     fprintf(md, "\nTotal time: %.0f s.\n", now_s() - t0);
     fclose(md);
     if (code == 0 && ct_write_file_atomic(mdpath, mdtext, mdlen) != CT_OK)

@@ -50,6 +50,7 @@ static const char *HELP_EVAL =
 static const char *HELP_PREDICT =
     "usage: cliptune predict --run DIR [--model MODEL] [--top K] [--explain N] [--json]\n"
     "                        [--list FILE] IMG|DIR...\n"
+    "       cliptune predict --run MULTITASK_RUN --task NAME [options] IMG|DIR...\n"
     "\n"
     "Classify images with a finished run: prints, per image, the path, the predicted\n"
     "class and the top-K softmax probabilities (default K = min(5, classes)),\n"
@@ -58,7 +59,8 @@ static const char *HELP_PREDICT =
     "per-class probabilities. A segmentation run writes a label map per image (palette\n"
     "PNG, VOC's colours, named after the image) to --out DIR (default RUN/predict) and\n"
     "prints the path, the label map's path and the top-K classes by their share of the\n"
-    "pixels. A DIR stands\n"
+    "pixels. A multi-task run (several --data) classifies the images among one task's\n"
+    "own classes: --task names it (its dataset name, or its index from 0). A DIR stands\n"
     "for the images\n"
     "in it and below it (.jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .pnm .tif .tiff\n"
     ".webp, sorted by path); --list FILE reads one path per line (- for stdin).\n"
@@ -68,6 +70,7 @@ static const char *HELP_PREDICT =
     "  --model MODEL     the frozen model (default: the run's, loaded with its recorded\n"
     "                    --bpe and --act); a model whose weights differ from the run's\n"
     "                    is refused\n"
+    "  --task NAME       multi-task runs: the images' task (fashion-mnist, digits, ...)\n"
     "  --top K           probabilities to print per image\n"
     "  --out DIR         segmentation runs: where the label maps go (default RUN/predict)\n"
     "  --json            one JSON array: per image its path, label and top-K\n"
@@ -645,12 +648,14 @@ int cmd_predict(int argc, char **argv) {
     }
     model_args a = {0};
     const char *run = NULL, *top_arg = NULL, *explain_arg = NULL, *list = NULL, *out = NULL;
+    const char *task = NULL;
     bool bad = false, json = false;
     path_list imgs = {0};
     for (int i = 1; i < argc && !bad; i++) {
         if (model_args_parse(argc, argv, &i, &a, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--run", &run, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--out", &out, &bad)) continue;
+        if (cli_opt(argc, argv, &i, "--task", &task, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--top", &top_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--explain", &explain_arg, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--list", &list, &bad)) continue;
@@ -680,29 +685,56 @@ int cmd_predict(int argc, char **argv) {
         return 1;
     }
     int code = 1, n = imgs.n;
+    bool mt = ct_run_is_multitask(run);
+    if (mt && (explain || out)) {
+        paths_free(&imgs);
+        return cli_usage("predict: %s is a multi-task run: no --explain or --out", run);
+    }
+    if (!mt && task) {
+        paths_free(&imgs);
+        return cli_usage("predict: --task is for multi-task runs; %s is a single-task run", run);
+    }
     cli_progress prog;
     cli_progress_init(&prog);
-    ct_saved_run *r = open_run(run, &a, NULL, 0, &prog, "predict", NULL);
+    ct_saved_run *r = NULL;
+    ct_model *mt_model = NULL;
+    ct_mt_prediction mp = {0};
     float *p = NULL, *why_sc = NULL;
     int *order = NULL, *why = NULL;
     cJSON *arr = json ? cJSON_CreateArray() : NULL;
-    if (!r) goto out;
-    const ct_run_info *ri = ct_saved_run_info(r);
-    int K = ri->n_classes;
+    int K = 0;
+    bool multi_label = false;
+    const char *const *classnames = NULL;
+    const ct_run_info *ri = NULL;
+    if (mt) {
+        /* the run's recorded model unless --model names one (its hash is checked) */
+        if (a.model && !(mt_model = model_load(&a, true, "predict"))) goto out;
+        if (ct_mt_predict_files(run, mt_model, task, (const char *const *)imgs.v, n, &mp) !=
+            CT_OK) {
+            cli_lib_error("predict");
+            goto out;
+        }
+        K = mp.n_classes, classnames = (const char *const *)mp.classnames;
+    } else {
+        if (!(r = open_run(run, &a, NULL, 0, &prog, "predict", NULL))) goto out;
+        ri = ct_saved_run_info(r);
+        K = ri->n_classes, classnames = ri->classnames, multi_label = ri->multi_label;
+    }
     if (top > K) top = K;
-    if (explain && strcmp(ri->method, "vcd")) {
+    if (explain && strcmp(ri->method, "vcd")) { /* not multi-task: refused above */
         cli_usage("predict: --explain needs a vcd run; %s is a %s run", run, ri->method);
         goto out;
     }
-    if (out && !ri->segmentation) {
+    if (out && !ri->segmentation) { /* not multi-task: refused above */
         cli_usage("predict: --out is for segmentation runs; %s labels whole images", run);
         goto out;
     }
-    if (ri->segmentation) {
+    if (ri && ri->segmentation) {
         code = predict_seg(r, run, out, &imgs, (int)top, json, &prog);
         goto out;
     }
-    p = malloc((size_t)n * (size_t)K * sizeof *p);
+    p = mt ? mp.probs : malloc((size_t)n * (size_t)K * sizeof *p);
+    if (mt) mp.probs = NULL; /* p owns them now */
     order = malloc((size_t)K * sizeof *order);
     why = malloc((size_t)(explain ? explain : 1) * sizeof *why);
     why_sc = malloc((size_t)(explain ? explain : 1) * sizeof *why_sc);
@@ -710,7 +742,7 @@ int cmd_predict(int argc, char **argv) {
         cli_error("predict: out of memory");
         goto out;
     }
-    if (ct_saved_run_predict_files(r, (const char *const *)imgs.v, n, p) != CT_OK) {
+    if (!mt && ct_saved_run_predict_files(r, (const char *const *)imgs.v, n, p) != CT_OK) {
         cli_progress_clear(&prog);
         cli_lib_error("predict");
         goto out;
@@ -734,16 +766,16 @@ int cmd_predict(int argc, char **argv) {
         if (json) {
             cJSON *o = cJSON_CreateObject(), *tk = cJSON_CreateArray();
             cJSON_AddStringToObject(o, "path", imgs.v[i]);
-            cJSON_AddStringToObject(o, "label", ri->classnames[order[0]]);
-            if (ri->multi_label) { /* every class at probability >= 0.5 */
+            cJSON_AddStringToObject(o, "label", classnames[order[0]]);
+            if (multi_label) { /* every class at probability >= 0.5 */
                 cJSON *ls = cJSON_AddArrayToObject(o, "labels");
                 for (int k = 0; k < K; k++)
                     if (pi[k] >= CT_ML_THRESH_DEFAULT)
-                        cJSON_AddItemToArray(ls, cJSON_CreateString(ri->classnames[k]));
+                        cJSON_AddItemToArray(ls, cJSON_CreateString(classnames[k]));
             }
             for (int k = 0; k < top; k++) {
                 cJSON *e = cJSON_CreateObject();
-                cJSON_AddStringToObject(e, "label", ri->classnames[order[k]]);
+                cJSON_AddStringToObject(e, "label", classnames[order[k]]);
                 cJSON_AddNumberToObject(e, "prob", pi[order[k]]);
                 cJSON_AddItemToArray(tk, e);
             }
@@ -761,20 +793,20 @@ int cmd_predict(int argc, char **argv) {
             cJSON_AddItemToArray(arr, o);
             continue;
         }
-        if (ri->multi_label) { /* the labels at probability >= 0.5, ';'-joined */
+        if (multi_label) { /* the labels at probability >= 0.5, ';'-joined */
             printf("%s\t", imgs.v[i]);
             int hits = 0;
             for (int k = 0; k < K; k++)
                 if (pi[k] >= CT_ML_THRESH_DEFAULT)
-                    printf("%s%s", hits++ ? ";" : "", ri->classnames[k]);
+                    printf("%s%s", hits++ ? ";" : "", classnames[k]);
             if (!hits) printf("-");
         } else {
-            printf("%s\t%s", imgs.v[i], ri->classnames[order[0]]);
+            printf("%s\t%s", imgs.v[i], classnames[order[0]]);
         }
-        for (int k = 0; k < top; k++) printf("\t%s=%.4f", ri->classnames[order[k]], pi[order[k]]);
+        for (int k = 0; k < top; k++) printf("\t%s=%.4f", classnames[order[k]], pi[order[k]]);
         putchar('\n');
         for (int j = 0; j < explain && why[j] >= 0; j++)
-            printf("  because\t%s\t%s\t%.4f\n", ri->classnames[order[0]],
+            printf("  because\t%s\t%s\t%.4f\n", classnames[order[0]],
                    ct_saved_run_descriptor(r, order[0], why[j]), why_sc[j]);
     }
     if (json) {
@@ -786,7 +818,9 @@ int cmd_predict(int argc, char **argv) {
 out:
     cJSON_Delete(arr);
     free(p), free(order), free(why), free(why_sc);
-    close_run(r, &a);
+    if (r) close_run(r, &a);
+    ct_mt_prediction_free(&mp);
+    ct_model_free(mt_model);
     paths_free(&imgs);
     return code;
 }

@@ -18,6 +18,7 @@
 
 static const char *HELP =
     "usage: cliptune protocol --model MODEL --data SPEC --methods M1,M2,... [options]\n"
+    "       cliptune protocol --model MODEL --data A --data B --methods zeroshot,softcpt\n"
     "\n"
     "The few-shot protocol: every method at every shot count and seed, each cell a\n"
     "run directory OUT/<method>/<K>shot/seed<N>/ (as `cliptune train` writes), then\n"
@@ -31,7 +32,10 @@ static const char *HELP =
     "options:\n"
     "  --model MODEL        HF CLIP folder or OpenAI-layout .safetensors (--bpe, --act\n"
     "                       as for `cliptune train`)\n"
-    "  --data SPEC          dataset (docs/datasets.md)\n"
+    "  --data SPEC          dataset (docs/datasets.md); given twice or more, every cell\n"
+    "                       is one multi-task run over them (multi-task methods such as\n"
+    "                       softcpt, and zeroshot): results.md has the mean top-1 over\n"
+    "                       the tasks and a table per task\n"
     "  --methods LIST       comma-separated methods (see `cliptune methods`)\n"
     "  --shots LIST         shots per class (default 1,2,4,8,16)\n"
     "  --seeds LIST         seeds (default 1,2,3)\n"
@@ -55,7 +59,10 @@ static const char *HELP =
     "                       restricting the logits; other classes are re-encoded by\n"
     "                       prompt methods, and n/a for per-class learned tensors.\n"
     "                       Results in CELL/target<i>-<dataset>/, read back on re-runs\n"
-    "  --target SPEC        one target (repeatable; for specs that hold commas)\n";
+    "  --target SPEC        one target (repeatable; for specs that hold commas)\n"
+    "  --taxonomy FILE      hierarchy runs (as `cliptune train --taxonomy`): every cell\n"
+    "                       is scored on the tree too; results.json has leaf_acc, hca\n"
+    "                       and mta per cell, results.md HCA and MTA tables\n";
 
 static const int DEFAULT_SHOTS[] = {1, 2, 4, 8, 16};
 static const uint64_t DEFAULT_SEEDS[] = {1, 2, 3};
@@ -67,6 +74,8 @@ typedef struct {
     char dir[4096];
     double top1;
     double novel;    /* base-to-novel: top-1 on the novel classes (else NaN) */
+    double leaf, hca, mta;             /* --taxonomy: ProTeCt's metrics (else NaN) */
+    double task_top1[CT_MT_MAX_TASKS]; /* multi-task: each task's top-1 (top1: the mean) */
     bool skipped;
 } cell;
 
@@ -129,70 +138,142 @@ static bool resolved_hp(const ct_method *m, const char *set, ct_kv *hp) {
     return false;
 }
 
-/* Does config.json in a finished cell describe the run this protocol would
- * make? A cell left by a protocol with other settings must not be mixed into
- * this table silently. Returns false (error printed) on a mismatch. */
-static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) {
-    ct_saved_run *run = ct_saved_run_open(dir);
-    if (!run) return cli_lib_error("protocol") == 0;
-    const ct_run_info *ri = ct_saved_run_info(run);
-    ct_kv h = {0};
-    bool ok = ct_kv_parse(&h, ri->hyper_parameters) == CT_OK || cli_lib_error("protocol") == 0;
+/* The first difference between what a finished cell recorded (model, data
+ * specs, max_test, hyper-parameters h, whether it had a taxonomy) and what
+ * this protocol would run; false (error printed) on one. */
+static bool compare_settings(const char *dir, const char *model, const char *const *data,
+                             int n_data, int64_t max_test, bool taxonomy, const ct_kv *h,
+                             const run_args *ra, const ct_kv *hp) {
     const char *what = NULL;
     char was[512] = "", now[512] = "";
-    if (!ok) {
-    } else if (!cli_same_model(ri->model, ra->model.model)) {
-        what = "--model", snprintf(was, sizeof was, "%s", ri->model);
+    if (!cli_same_model(model, ra->model.model)) {
+        what = "--model", snprintf(was, sizeof was, "%s", model);
         snprintf(now, sizeof now, "%s", ra->model.model);
-    } else if (!cli_same_data(ri->data, ra->data)) {
-        what = "--data", snprintf(was, sizeof was, "%s", ri->data);
-        snprintf(now, sizeof now, "%s", ra->data);
-    } else if (ri->max_test != ra->max_test) {
-        what = "--max-test", snprintf(was, sizeof was, "%lld", (long long)ri->max_test);
+    } else if (n_data != ra->n_datas) {
+        what = "the number of --data", snprintf(was, sizeof was, "%d", n_data);
+        snprintf(now, sizeof now, "%d", ra->n_datas);
+    } else if (max_test != ra->max_test) {
+        what = "--max-test", snprintf(was, sizeof was, "%lld", (long long)max_test);
         snprintf(now, sizeof now, "%lld", (long long)ra->max_test);
-    } else if (h.n != hp->n) {
-        what = "the hyper-parameters", snprintf(was, sizeof was, "%d keys", h.n);
+    } else if (taxonomy != (ra->taxonomy != NULL)) {
+        what = "--taxonomy", snprintf(was, sizeof was, "%s", taxonomy ? "a tree" : "none");
+        snprintf(now, sizeof now, "%s", ra->taxonomy ? ra->taxonomy : "none");
+    } else if (h->n != hp->n) {
+        what = "the hyper-parameters", snprintf(was, sizeof was, "%d keys", h->n);
         snprintf(now, sizeof now, "%d keys", hp->n);
     }
-    for (int i = 0; ok && !what && i < hp->n; i++) {
+    for (int t = 0; !what && t < n_data; t++)
+        if (!data[t] || !cli_same_data(data[t], ra->datas[t])) {
+            what = "--data", snprintf(was, sizeof was, "%s", data[t] ? data[t] : "(none)");
+            snprintf(now, sizeof now, "%s", ra->datas[t]);
+        }
+    for (int i = 0; !what && i < hp->n; i++) {
         const char *v = NULL;
-        for (int j = 0; j < h.n; j++)
-            if (!strcmp(h.keys[j], hp->keys[i])) v = h.vals[j];
+        for (int j = 0; j < h->n; j++)
+            if (!strcmp(h->keys[j], hp->keys[i])) v = h->vals[j];
         if (v && !strcmp(v, hp->vals[i])) continue;
         what = hp->keys[i];
         snprintf(was, sizeof was, "%s", v ? v : "(unset)");
         snprintf(now, sizeof now, "%s", hp->vals[i]);
     }
     if (what)
-        ok = cli_error("protocol: %s was run with other settings (%s: %s there, %s now); "
-                       "delete it or choose another --out", dir, what, was, now) == 0;
+        return cli_error("protocol: %s was run with other settings (%s: %s there, %s now); "
+                         "delete it or choose another --out", dir, what, was, now) == 0;
+    return true;
+}
+
+/* DIR/file parsed (NULL, error cleared, when missing or not JSON). */
+static cJSON *load_json(const char *dir, const char *file) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (access(path, F_OK) != 0) return NULL;
+    char *text = NULL;
+    size_t n = 0;
+    cJSON *j = ct_read_file(path, &text, &n) == CT_OK ? cJSON_ParseWithLength(text, n) : NULL;
+    free(text);
+    ct_clear_error();
+    return j;
+}
+
+/* Does config.json in a finished cell describe the run this protocol would
+ * make? A cell left by a protocol with other settings must not be mixed into
+ * this table silently. Returns false (error printed) on a mismatch. */
+static bool same_settings(const char *dir, const run_args *ra, const ct_kv *hp) {
+    if (ra->n_datas > 1) { /* a multi-task cell: config.json as ct_mt_run writes it */
+        cJSON *c = load_json(dir, "config.json");
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(c, "tasks");
+        const cJSON *hj = cJSON_GetObjectItemCaseSensitive(c, "hyper_parameters");
+        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(c, "model");
+        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(c, "max_test");
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "multi_task")) ||
+            !cJSON_IsArray(ts) || cJSON_GetArraySize(ts) > CT_MT_MAX_TASKS ||
+            !cJSON_IsObject(hj) || !cJSON_IsString(mo) || !cJSON_IsNumber(mx)) {
+            cJSON_Delete(c);
+            return cli_error("protocol: %s/config.json: not a multi-task run's (delete the "
+                             "cell or choose another --out)", dir) == 0;
+        }
+        const char *data[CT_MT_MAX_TASKS] = {0};
+        int n = cJSON_GetArraySize(ts);
+        for (int t = 0; t < n; t++) {
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ts, t), "data");
+            data[t] = cJSON_IsString(d) ? d->valuestring : NULL;
+        }
+        ct_kv h = {0};
+        bool ok = true;
+        for (const cJSON *e = hj->child; ok && e; e = e->next)
+            ok = (cJSON_IsString(e) && e->string &&
+                  ct_kv_set(&h, e->string, e->valuestring) == CT_OK) ||
+                 cli_error("protocol: %s/config.json: hyper_parameters malformed", dir) == 0;
+        ok = ok && compare_settings(dir, mo->valuestring, data, n, (int64_t)mx->valuedouble,
+                                    false, &h, ra, hp);
+        ct_kv_free(&h);
+        cJSON_Delete(c);
+        return ok;
+    }
+    ct_saved_run *run = ct_saved_run_open(dir);
+    if (!run) return cli_lib_error("protocol") == 0;
+    const ct_run_info *ri = ct_saved_run_info(run);
+    ct_kv h = {0};
+    bool ok = ct_kv_parse(&h, ri->hyper_parameters) == CT_OK || cli_lib_error("protocol") == 0;
+    const char *data[1] = {ri->data};
+    ok = ok && compare_settings(dir, ri->model, data, 1, ri->max_test, ri->taxonomy != NULL, &h,
+                                ra, hp);
     ct_kv_free(&h);
     ct_saved_run_free(run);
     return ok;
 }
 
-/* Top-1 of a finished cell, or NaN when it has to be run. metrics.json is
- * the sign of a finished run, and report.md is the last file ct_run writes,
- * so a run killed while writing its directory is redone. */
+static double num_in(const cJSON *o, const char *key) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key);
+    double v = cJSON_IsNumber(t) ? t->valuedouble : NAN;
+    return v >= 0 && v <= 1 ? v : NAN;
+}
+
 /* A top-1 in [0, 1] read from DIR/file ("metrics.json" of a finished run:
- * one with report.md too; "novel.json" of a base-to-novel cell), NaN if none. */
-static double finished_value(const char *dir, const char *file) {
+ * one with report.md too, the last file ct_run writes, so that a run killed
+ * while writing its directory is redone; "novel.json" of a base-to-novel
+ * cell), NaN if none. A finished cell's other numbers go to x when given:
+ * the hierarchy metrics, a multi-task cell's per-task top-1 (its value being
+ * the mean). */
+static double finished_value(const char *dir, const char *file, cell *x, int n_tasks) {
     char path[4200];
     snprintf(path, sizeof path, "%s/report.md", dir);
     if (access(path, F_OK) != 0) return NAN;
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    if (access(path, F_OK) != 0) return NAN;
-    char *text = NULL;
-    size_t n = 0;
-    cJSON *m = ct_read_file(path, &text, &n) == CT_OK ? cJSON_ParseWithLength(text, n) : NULL;
-    const cJSON *t = m ? cJSON_GetObjectItemCaseSensitive(m, "top1") : NULL;
-    if (m && !t) t = cJSON_GetObjectItemCaseSensitive(m, "map");  /* multi-label runs */
-    if (m && !t) t = cJSON_GetObjectItemCaseSensitive(m, "miou"); /* segmentation runs */
-    double top1 = cJSON_IsNumber(t) ? t->valuedouble : NAN;
-    if (!(top1 >= 0 && top1 <= 1)) top1 = NAN;
+    cJSON *m = load_json(dir, file);
+    double top1 = num_in(m, "top1");
+    if (isnan(top1)) top1 = num_in(m, "map");       /* multi-label runs */
+    if (isnan(top1)) top1 = num_in(m, "miou");      /* segmentation runs */
+    if (isnan(top1)) top1 = num_in(m, "mean_top1"); /* multi-task runs */
+    if (x) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(m, "hierarchy");
+        x->leaf = num_in(h, "leaf_acc"), x->hca = num_in(h, "hca"), x->mta = num_in(h, "mta");
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(m, "tasks");
+        for (int t = 0; t < n_tasks; t++) {
+            x->task_top1[t] = num_in(cJSON_GetArrayItem(ts, t), "top1");
+            if (isnan(x->task_top1[t])) top1 = NAN; /* incomplete: run it again */
+        }
+    }
     cJSON_Delete(m);
-    free(text);
-    ct_clear_error();
     return top1;
 }
 
@@ -258,16 +339,101 @@ static cJSON *json_num(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-static bool write_json(const char *path, const run_args *ra, const char *dataset, const char *metric,
+/* The numbers a protocol tabulates besides each cell's main one (top1):
+ * the hierarchy metrics (--taxonomy) or each task's top-1 (multi-task). */
+enum { V_MAIN = -4, V_LEAF = -3, V_HCA = -2, V_MTA = -1 }; /* >= 0: task index */
+
+static double cell_value(const cell *c, int what) {
+    switch (what) {
+    case V_MAIN: return c->top1;
+    case V_LEAF: return c->leaf;
+    case V_HCA: return c->hca;
+    case V_MTA: return c->mta;
+    default: return c->task_top1[what];
+    }
+}
+
+/* One number's table: per method and shots, mean and std over the seeds
+ * (a training-free method's one run: std NaN, shown without a ±). */
+typedef struct {
+    const char *key;   /* results.json's name ("hca", a task's name) */
+    const char *label; /* results.md's caption ("HCA", "Top-1 on digits") */
+    const char *stem;  /* the plot: OUT/<stem>_vs_shots.svg */
+    int what;
+    double *mean, *std;
+} table;
+
+static bool summarize(const run_args *ra, const ct_method *const *ms, const int *shots,
+                      int n_shots, const cell *cells, int n_cells, table *t) {
+    size_t nt = (size_t)ra->n_methods * (size_t)n_shots;
+    t->mean = malloc(nt * sizeof *t->mean), t->std = malloc(nt * sizeof *t->std);
+    double *v = malloc((size_t)(n_cells ? n_cells : 1) * sizeof *v);
+    if (!t->mean || !t->std || !v) {
+        free(v);
+        return cli_error("protocol: out of memory") == 0;
+    }
+    for (int m = 0; m < ra->n_methods; m++)
+        for (int k = 0; k < n_shots; k++) {
+            int nv = 0;
+            for (int c = 0; c < n_cells; c++)
+                if (cells[c].method == m && (training_free(ms[m]) || cells[c].shots == shots[k]))
+                    v[nv++] = cell_value(&cells[c], t->what);
+            size_t at = (size_t)m * (size_t)n_shots + (size_t)k;
+            ct_mean_std(v, nv, &t->mean[at], &t->std[at]);
+            if (training_free(ms[m])) t->std[at] = NAN;
+        }
+    free(v);
+    return true;
+}
+
+/* results.md gets another metric's table (ct_report_protocol_metric's,
+ * its title one level down) and OUT/<stem>_vs_shots.svg its plot. */
+static bool append_table(const char *out, const char *md, const char *title, const table *t,
+                         const run_args *ra, const int *shots, int n_shots, int n_seeds) {
+    char tmp[4200], svg[4200];
+    snprintf(tmp, sizeof tmp, "%s/.%s-table.md", out, t->stem);
+    snprintf(svg, sizeof svg, "%s/%s_vs_shots.svg", out, t->stem);
+    if (ct_report_protocol_metric(tmp, svg, title, t->label, (const char *const *)ra->methods,
+                                  ra->n_methods, shots, n_shots, t->mean, t->std,
+                                  n_seeds) != CT_OK)
+        return cli_lib_error("protocol") == 0;
+    char *text = NULL;
+    size_t n = 0;
+    bool ok = ct_read_file(tmp, &text, &n) == CT_OK || cli_lib_error("protocol") == 0;
+    unlink(tmp);
+    char *sect = ok ? malloc(n + 3) : NULL;
+    if (sect) {
+        sect[0] = '\n', sect[1] = '#';
+        memcpy(sect + 2, text, n);
+        sect[n + 2] = 0;
+        ok = append_file(md, sect);
+    } else if (ok) {
+        ok = cli_error("protocol: out of memory") == 0;
+    }
+    free(sect), free(text);
+    return ok;
+}
+
+static bool write_json(const char *path, const run_args *ra, const char *dataset,
+                       const char *metric,
                        char *const *methods, int n_methods, const int *shots, int n_shots,
                        const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells,
-                       const double *mean, const double *std, const ct_method *const *ms) {
+                       const double *mean, const double *std, const ct_method *const *ms,
+                       const table *extra, int n_extra) {
+    bool mt = ra->n_datas > 1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", ra->model.model);
-    cJSON_AddStringToObject(j, "data", ra->data);
+    if (mt) {
+        cJSON_AddItemToObject(j, "data", cJSON_CreateStringArray(ra->datas, ra->n_datas));
+        cJSON_AddBoolToObject(j, "multi_task", true);
+    } else {
+        cJSON_AddStringToObject(j, "data", ra->data);
+    }
     cJSON_AddStringToObject(j, "dataset", dataset);
+    if (ra->taxonomy) cJSON_AddStringToObject(j, "taxonomy", ra->taxonomy);
     /* each cell's number: top-1 accuracy, mAP on a multi-label dataset,
-     * mIoU on a segmentation dataset */
+     * mIoU on a segmentation dataset, the mean top-1 over the tasks of a
+     * multi-task protocol */
     cJSON_AddStringToObject(j, "metric", metric);
     cJSON_AddItemToObject(j, "methods",
                           cJSON_CreateStringArray((const char *const *)methods, n_methods));
@@ -283,6 +449,19 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
         cJSON_AddNumberToObject(c, "seed", (double)cells[i].seed);
         cJSON_AddItemToObject(c, metric, json_num(cells[i].top1));
         if (ra->base_to_novel) cJSON_AddItemToObject(c, "novel_top1", json_num(cells[i].novel));
+        /* the hierarchy metrics beside top1; a multi-task cell's per task */
+        cJSON *ts = mt ? cJSON_AddArrayToObject(c, "tasks") : NULL;
+        for (int e = 0; e < n_extra; e++) {
+            double v = cell_value(&cells[i], extra[e].what);
+            if (!mt) {
+                cJSON_AddItemToObject(c, extra[e].key, json_num(v));
+                continue;
+            }
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "task", extra[e].key);
+            cJSON_AddItemToObject(o, "top1", json_num(v));
+            cJSON_AddItemToArray(ts, o);
+        }
         cJSON_AddStringToObject(c, "run_dir", cells[i].dir);
         cJSON_AddItemToArray(cs, c);
     }
@@ -300,6 +479,17 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
             cJSON_AddItemToObject(c, "std", json_num(once ? 0.0 : std[at]));
             cJSON_AddNumberToObject(c, "runs", once ? 1 : n_seeds);
             cJSON_AddBoolToObject(c, "training_free", once);
+            cJSON *ts = mt ? cJSON_AddArrayToObject(c, "tasks") : NULL;
+            for (int e = 0; e < n_extra; e++) {
+                cJSON *o = cJSON_CreateObject();
+                if (mt) cJSON_AddStringToObject(o, "task", extra[e].key);
+                cJSON_AddItemToObject(o, "mean", json_num(extra[e].mean[at]));
+                cJSON_AddItemToObject(o, "std", json_num(once ? 0.0 : extra[e].std[at]));
+                if (mt)
+                    cJSON_AddItemToArray(ts, o);
+                else
+                    cJSON_AddItemToObject(c, extra[e].key, o);
+            }
             cJSON_AddItemToArray(sum, c);
         }
     bool ok = cli_json_save(path, j, "protocol");
@@ -307,44 +497,64 @@ static bool write_json(const char *path, const run_args *ra, const char *dataset
     return ok;
 }
 
-/* results.md, accuracy_vs_shots.svg and results.json from the cells. */
+/* results.md, accuracy_vs_shots.svg and results.json from the cells (with
+ * --taxonomy also the HCA and MTA tables, hca_vs_shots.svg and
+ * mta_vs_shots.svg, and leaf_acc in results.json; multi-task: a table per
+ * task, task<T>_vs_shots.svg). */
 static bool write_results(const char *out, const run_args *ra, const char *dataset,
-                          const char *metric,
+                          const char *metric, char names[][64],
                           const ct_method *const *ms, const int *shots, int n_shots,
                           const uint64_t *seeds, int n_seeds, const cell *cells, int n_cells) {
     int n_methods = ra->n_methods;
-    size_t nt = (size_t)n_methods * (size_t)n_shots;
-    double *mean = malloc(nt * sizeof *mean), *std = malloc(nt * sizeof *std);
-    double *v = malloc((size_t)n_seeds * sizeof *v);
-    if (!mean || !std || !v) {
-        free(mean), free(std), free(v);
-        return cli_error("protocol: out of memory") == 0;
+    bool mt = ra->n_datas > 1;
+    table main_t = {.what = V_MAIN}, extra[CT_MT_MAX_TASKS + 3];
+    int n_extra = 0;
+    char labels[CT_MT_MAX_TASKS][96], stems[CT_MT_MAX_TASKS][24];
+    if (ra->taxonomy) {
+        extra[n_extra++] = (table){.key = "leaf_acc", .label = "Leaf accuracy", .stem = "leaf",
+                                   .what = V_LEAF};
+        extra[n_extra++] = (table){.key = "hca", .label = "HCA", .stem = "hca", .what = V_HCA};
+        extra[n_extra++] = (table){.key = "mta", .label = "MTA", .stem = "mta", .what = V_MTA};
     }
-    for (int m = 0; m < n_methods; m++)
-        for (int k = 0; k < n_shots; k++) {
-            int nv = 0;
-            for (int c = 0; c < n_cells; c++)
-                if (cells[c].method == m && (training_free(ms[m]) || cells[c].shots == shots[k]))
-                    v[nv++] = cells[c].top1;
-            size_t at = (size_t)m * (size_t)n_shots + (size_t)k;
-            ct_mean_std(v, nv, &mean[at], &std[at]);
-            /* one run: the table shows its number without a ± */
-            if (training_free(ms[m])) std[at] = NAN;
-        }
+    for (int t = 0; mt && t < ra->n_datas; t++) {
+        snprintf(labels[t], sizeof labels[t], "Top-1 accuracy on %s", names[t]);
+        snprintf(stems[t], sizeof stems[t], "task%d", t);
+        extra[n_extra++] = (table){.key = names[t], .label = labels[t], .stem = stems[t],
+                                   .what = t};
+    }
+    bool ok = summarize(ra, ms, shots, n_shots, cells, n_cells, &main_t);
+    for (int e = 0; ok && e < n_extra; e++)
+        ok = summarize(ra, ms, shots, n_shots, cells, n_cells, &extra[e]);
     char md[4200], svg[4200], js[4200], title[512];
     snprintf(md, sizeof md, "%s/results.md", out);
     snprintf(svg, sizeof svg, "%s/accuracy_vs_shots.svg", out);
     snprintf(js, sizeof js, "%s/results.json", out);
     snprintf(title, sizeof title, "Few-shot protocol on %s%s", dataset,
-             !strcmp(metric, "map")    ? " (multi-label: mAP)"
-             : !strcmp(metric, "miou") ? " (segmentation: mIoU)"
-                                       : "");
-    const char *label = !strcmp(metric, "map")    ? "mAP"
-                        : !strcmp(metric, "miou") ? "mIoU"
-                                                  : "Top-1 accuracy";
-    bool ok = ct_report_protocol_metric(md, svg, title, label, (const char *const *)ra->methods,
-                                        n_methods, shots, n_shots, mean, std, n_seeds) == CT_OK;
-    if (!ok) cli_lib_error("protocol");
+             !strcmp(metric, "map")         ? " (multi-label: mAP)"
+             : !strcmp(metric, "miou")      ? " (segmentation: mIoU)"
+             : !strcmp(metric, "mean_top1") ? " (multi-task: mean top-1 over the tasks)"
+                                            : "");
+    const char *label = !strcmp(metric, "map")         ? "mAP"
+                        : !strcmp(metric, "miou")      ? "mIoU"
+                        : !strcmp(metric, "mean_top1") ? "Mean top-1 accuracy over the tasks"
+                                                       : "Top-1 accuracy";
+    if (ok && ct_report_protocol_metric(md, svg, title, label, (const char *const *)ra->methods,
+                                        n_methods, shots, n_shots, main_t.mean, main_t.std,
+                                        n_seeds) != CT_OK)
+        ok = cli_lib_error("protocol") == 0;
+    for (int e = 0; ok && e < n_extra; e++) {
+        /* leaf accuracy is results.json's only: it is the top-1 table's number */
+        if (extra[e].what == V_LEAF) continue;
+        char sub[600];
+        if (mt)
+            snprintf(sub, sizeof sub, "Task %s", extra[e].key);
+        else
+            snprintf(sub, sizeof sub, "%s (hierarchy: %s)",
+                     extra[e].what == V_HCA ? "Hierarchical consistency accuracy"
+                                            : "Mean tree-cut accuracy",
+                     ra->taxonomy);
+        ok = append_table(out, md, sub, &extra[e], ra, shots, n_shots, n_seeds);
+    }
     /* the notes the generic table cannot carry */
     char *notes = NULL;
     size_t nn = 0;
@@ -356,6 +566,15 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
         fprintf(f, ". Each cell is a run directory `<method>/<K>shot/seed<N>/` beside this "
                 "file (config, metrics, predictions, report); per-run numbers are in "
                 "`results.json`.\n");
+        if (ra->taxonomy)
+            fprintf(f, "\nHierarchy (ProTeCt's metrics, docs/training.md \"Hierarchy runs\"): "
+                    "leaf accuracy is the top-1 over the tree's leaves, HCA counts an image "
+                    "right only when every decision on its label's path is, MTA is the mean "
+                    "accuracy over the evaluation tree cuts.\n");
+        if (mt)
+            fprintf(f, "\nMulti-task: every cell is one run over all the tasks; each task is "
+                    "scored among its own classes, and the first table is the mean of the "
+                    "tasks' top-1.\n");
         for (int m = 0; m < n_methods; m++)
             if (training_free(ms[m]))
                 fprintf(f, "\n%s is training-free (no fitting step, no loss): it never sees "
@@ -371,9 +590,10 @@ static bool write_results(const char *out, const run_args *ra, const char *datas
         ok = cli_error("protocol: out of memory") == 0;
     }
     free(notes);
-    ok = ok && write_json(js, ra, dataset, metric, ra->methods, n_methods, shots, n_shots, seeds, n_seeds,
-                          cells, n_cells, mean, std, ms);
-    free(mean), free(std), free(v);
+    ok = ok && write_json(js, ra, dataset, metric, ra->methods, n_methods, shots, n_shots, seeds,
+                          n_seeds, cells, n_cells, main_t.mean, main_t.std, ms, extra, n_extra);
+    free(main_t.mean), free(main_t.std);
+    for (int e = 0; e < n_extra; e++) free(extra[e].mean), free(extra[e].std);
     return ok;
 }
 
@@ -465,7 +685,7 @@ static bool xd_eval(const cell *x, xd_targets *t, int i, const run_args *ra, run
     char dir[4400], abs_spec[4096];
     xd_dirname(dir, sizeof dir, x->dir, i, test->name);
     if (xd_done(dir, t->specs[i])) {
-        *top1 = finished_value(dir, "metrics.json");
+        *top1 = finished_value(dir, "metrics.json", NULL, 0);
         if (!isnan(*top1)) return true;
         char path[4500];
         snprintf(path, sizeof path, "%s/target.json", dir);
@@ -672,6 +892,11 @@ int cmd_protocol(int argc, char **argv) {
     int code = 1;
     run_ctx rc;
     memset(&rc, 0, sizeof rc);
+    /* multi-task (several --data): every task's splits; sp[0] is rc.data */
+    ct_splits sp[CT_MT_MAX_TASKS];
+    memset(sp, 0, sizeof sp);
+    char names[CT_MT_MAX_TASKS][64];
+    bool mt = ra.n_datas > 1;
     cell *cells = NULL;
     char **sets = NULL;
     const ct_method **ms = NULL;
@@ -708,14 +933,29 @@ int cmd_protocol(int argc, char **argv) {
     /* The data first: the default output directory is named after it. The
      * model is loaded only when a cell has to run, so that a finished
      * protocol re-reads its table in a moment. */
+    if (mt && (ra.base_to_novel || ra.taxonomy || ra.partial_labels > 0 ||
+               strcmp(ra.subsample, "all"))) {
+        cli_usage("protocol: a multi-task protocol (several --data) takes no --base-to-novel, "
+                  "--taxonomy, --partial-labels or --subsample");
+        goto out;
+    }
+    for (int m = 0; mt && m < ra.n_methods; m++) {
+        const ct_method *me = ct_method_find(ra.methods[m]);
+        if (!training_free(me) && !me->multi_task) {
+            cli_usage("protocol: %s is not a multi-task method (several --data: multi-task "
+                      "methods such as softcpt, and training-free ones such as zeroshot)",
+                      me->name);
+            goto out;
+        }
+    }
     if (ct_data_open(ra.data, &rc.data) != CT_OK) {
         cli_lib_error("protocol");
         goto out;
     }
     if (xt.n) {
-        if (ra.base_to_novel || (ra.subsample && strcmp(ra.subsample, "all"))) {
-            cli_error("protocol: --targets trains on all the source's classes; drop "
-                      "--base-to-novel / --subsample");
+        if (ra.base_to_novel || (ra.subsample && strcmp(ra.subsample, "all")) || mt) {
+            cli_error("protocol: --targets trains on all of one source's classes; drop "
+                      "--base-to-novel / --subsample / the second --data");
             goto out;
         }
         if (rc.data.train->targets || rc.data.train->masks) {
@@ -744,6 +984,17 @@ int cmd_protocol(int argc, char **argv) {
             }
         }
     }
+    char dname[1024] = "";
+    for (int t = 0; t < ra.n_datas; t++) {
+        if (t && ct_data_open(ra.datas[t], &sp[t]) != CT_OK) {
+            cli_lib_error("protocol");
+            goto out;
+        }
+        const ct_splits *st = t ? &sp[t] : &rc.data;
+        snprintf(names[t], sizeof names[t], "%s", st->train->name);
+        size_t dl = strlen(dname);
+        snprintf(dname + dl, sizeof dname - dl, "%s%s", t ? "+" : "", st->train->name);
+    }
     if (ra.base_to_novel) {
         if (ra.subsample && strcmp(ra.subsample, "all")) {
             cli_error("protocol: --base-to-novel chooses the classes; drop --subsample");
@@ -758,7 +1009,7 @@ int cmd_protocol(int argc, char **argv) {
         }
         ra.subsample = "base";
     }
-    const char *dataset = rc.data.train->name;
+    const char *dataset = mt ? dname : rc.data.train->name;
     char outdir[4096];
     if (ra.out) {
         snprintf(outdir, sizeof outdir, "%s", ra.out);
@@ -811,8 +1062,8 @@ int cmd_protocol(int argc, char **argv) {
                      (unsigned long long)x->seed);
         /* one whole line per cell, after it: an error from the cell comes
          * first, on stderr, and the line then says which cell failed */
-        x->top1 = finished_value(x->dir, "metrics.json");
-        x->novel = ra.base_to_novel ? finished_value(x->dir, "novel.json") : NAN;
+        x->top1 = finished_value(x->dir, "metrics.json", x, mt ? ra.n_datas : 0);
+        x->novel = ra.base_to_novel ? finished_value(x->dir, "novel.json", NULL, 0) : NAN;
         if (!isnan(x->top1) && ra.base_to_novel && isnan(x->novel)) x->top1 = NAN;
         if (!isnan(x->top1)) {
             ct_kv hp;
@@ -831,14 +1082,35 @@ int cmd_protocol(int argc, char **argv) {
         ct_run_result res;
         run_args cell_args = ra;
         cell_args.set = sets[x->method];
-        if ((!rc.model && !(rc.model = model_load(&ra.model, true, "protocol"))) ||
-            run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, &prog, &res) != 0) {
+        bool ran = (rc.model || (rc.model = model_load(&ra.model, true, "protocol")));
+        if (ran && mt) {
+            const ct_splits *spp[CT_MT_MAX_TASKS];
+            for (int t = 0; t < ra.n_datas; t++) spp[t] = t ? &sp[t] : &rc.data;
+            ct_mt_run_cfg mc = ct_mt_run_cfg_default();
+            mc.model = rc.model, mc.n_tasks = ra.n_datas, mc.data = spp;
+            mc.data_specs = ra.datas, mc.method = m, mc.set = sets[x->method];
+            mc.shots = x->shots, mc.seed = x->seed, mc.run_dir = x->dir;
+            mc.cache_dir = ra.cache && strcmp(ra.cache, "none") ? ra.cache : NULL;
+            mc.resume = ra.resume, mc.max_test = ra.max_test;
+            mc.progress = cli_progress_cb, mc.progress_ctx = &prog;
+            ct_mt_run_result mr;
+            ran = ct_mt_run(&mc, &mr) == CT_OK || cli_error("%s", ct_last_error()) == 0;
+            res = (ct_run_result){.top1 = ran ? mr.mean_top1 : NAN, .novel_top1 = NAN};
+            for (int t = 0; ran && t < ra.n_datas; t++) x->task_top1[t] = mr.top1[t];
+        } else if (ran) {
+            ran = run_one(&cell_args, &rc, m->name, x->shots, x->seed, x->dir, NULL, &prog,
+                          &res) == 0;
+        }
+        if (!ran) {
             cli_progress_clear(&prog);
             printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
         x->top1 = res.segmentation ? res.miou : res.multi_label ? res.map : res.top1;
         x->novel = res.novel_top1;
+        x->leaf = res.hierarchy ? res.leaf_acc : NAN;
+        x->hca = res.hierarchy ? res.hca : NAN;
+        x->mta = res.hierarchy ? res.mta : NAN;
         cli_progress_clear(&prog);
         if (ra.base_to_novel)
             printf("[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)\n", c + 1, n_cells, label,
@@ -872,8 +1144,12 @@ int cmd_protocol(int argc, char **argv) {
                 fflush(stdout);
             }
     }
-    const char *metric = rc.data.train->masks ? "miou" : rc.data.train->targets ? "map" : "top1";
-    if (!write_results(outdir, &ra, dataset, metric, ms, shots, n_shots, seeds, n_seeds, cells, n_cells))
+    const char *metric = mt                     ? "mean_top1"
+                         : rc.data.train->masks   ? "miou"
+                         : rc.data.train->targets ? "map"
+                                                  : "top1";
+    if (!write_results(outdir, &ra, dataset, metric, names, ms, shots, n_shots, seeds, n_seeds,
+                       cells, n_cells))
         goto out;
     if (xt.n && !xd_write(outdir, &ra, ms, shots, n_shots, cells, n_cells, &xt)) goto out;
     printf("results: %s/results.md, %s/results.json\n", outdir, outdir);
@@ -884,6 +1160,7 @@ out:
     free(sets);
     free(ms);
     free(cells);
+    for (int t = 1; t < CT_MT_MAX_TASKS; t++) ct_splits_free(&sp[t]);
     run_ctx_close(&rc);
     run_args_free(&ra);
     return code;

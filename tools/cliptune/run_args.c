@@ -44,9 +44,9 @@ bool run_args_parse(int argc, char **argv, const char *cmd, const char *fixed_me
         if (model_args_parse(argc, argv, &i, &ra->model, &bad)) continue;
         if (cli_opt(argc, argv, &i, "--data", &v, &bad)) {
             if (bad) break;
-            if (ra->data && strcmp(cmd, "train") && strcmp(cmd, "zeroshot")) {
-                cli_usage("%s: --data given twice (several only for a multi-task train or "
-                          "zeroshot)", cmd);
+            if (ra->data && strcmp(cmd, "train") && strcmp(cmd, "zeroshot") && !protocol) {
+                cli_usage("%s: --data given twice (several only for a multi-task train, "
+                          "zeroshot or protocol)", cmd);
                 bad = true;
                 break;
             }
