@@ -987,6 +987,11 @@ typedef struct ct_dataset {
      * through ct_label_map_load_for, value 0 becomes 255 (void) and every
      * other value v becomes v - 1 (255 stays void). Views carry it. */
     bool reduce_zero_label;
+    /* Merged datasets (ct_dataset_merge): item i is item items[i].index of
+     * source item_source[i] (items[i].path NULL); decoding, keys and views
+     * go through the source. NULL for every other dataset. */
+    struct ct_data_sources *sources;
+    int *item_source;
 } ct_dataset;
 
 typedef struct ct_splits {
@@ -1126,6 +1131,15 @@ ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed);
  * deterministic in (d, portion, seed). portion >= 1 keeps every label. An
  * error for a single-label dataset or portion <= 0. */
 ct_dataset *ct_dataset_partial_labels(const ct_dataset *d, double portion, uint64_t seed);
+/* One single-label dataset over several (multi-task runs of pixel methods,
+ * ct_mt_run): parts[t]'s classes follow parts[t-1]'s (part t owns classes
+ * off[t] .. off[t + 1] - 1, off[t] the sum of the earlier parts' class
+ * counts), its items follow in order with labels shifted by off[t], and each
+ * item decodes (ct_dataset_image) to the very image of its part. The parts
+ * are copied (their pixel stores shared); views of the result (few-shot,
+ * head) stay merged. name NULL: the parts' names joined by '+'. An error for
+ * multi-label or segmentation parts. */
+ct_dataset *ct_dataset_merge(const ct_dataset *const *parts, int n, const char *name);
 /* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);

@@ -82,7 +82,8 @@ class _Dataset(ctypes.Structure):
                 ("n_items", ctypes.c_int64), ("items", ctypes.POINTER(_Item)),
                 ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8)),
                 ("masks", ctypes.POINTER(ctypes.c_char_p)),
-                ("reduce_zero_label", ctypes.c_bool)]
+                ("reduce_zero_label", ctypes.c_bool), ("sources", ctypes.c_void_p),
+                ("item_source", ctypes.POINTER(ctypes.c_int))]
 
 
 class _Splits(ctypes.Structure):
