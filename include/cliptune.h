@@ -1886,7 +1886,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
 
 /* Multi-task runs (docs/training.md, "Multi-task runs"): several
  * single-label datasets ("tasks") learned jointly by one multi-task method
- * (ct_method.multi_task: softcpt), each keeping its own classes. Each
+ * (ct_method.multi_task: softcpt, mvlpt), each keeping its own classes. Each
  * task's training set is its k-shot draw (val min(k, 4) per class, as
  * ct_run); the trainer iterates the union of them, batches mixing the
  * tasks at random as the official data manager does, and hands the method
@@ -1896,7 +1896,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
  * "multi_task": true), metrics.json, report.md, log.txt and
  * learned.safetensors; ct_mt_evaluate reproduces its metrics. Training-free
  * methods without a fit step (zeroshot) run too, scored the same way: the
- * baseline. */
+ * baseline. Pixel methods (mvlpt) train on the tasks' images merged into one
+ * dataset (ct_dataset_merge). */
 #define CT_MT_MAX_TASKS 16
 typedef struct ct_mt_run_cfg {
     ct_model *model;

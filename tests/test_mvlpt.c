@@ -263,7 +263,11 @@ static double seconds(const struct timespec *a) {
 
 #define SHOTS 4
 #define MAX_TEST 200
-#define MT_SET "epochs=8 lr=0.01"
+/* a short schedule; no augmentation (digits are 8x8: Dassl's random
+ * resized crop down to 8% of that leaves nothing to learn from in a few
+ * epochs) */
+#define MT_SET "epochs=10 lr=0.01 train_aug=none"
+#define TARGET_SET "epochs=3 warmup_epochs=0 lr=0.005 train_aug=none"
 
 static void test_learns_multitask(void) {
     if (!have_fmnist() || !setup()) return;
@@ -279,7 +283,7 @@ static void test_learns_multitask(void) {
     char cache[4200], dirs[2][4200];
     snprintf(cache, sizeof cache, "%s/mvlpt_cache", ct_test_tmpdir());
     const char *methods[2] = {"zeroshot", "mvlpt"};
-    const char *sets[2] = {"", getenv("MT_SET") ? getenv("MT_SET") : MT_SET};
+    const char *sets[2] = {"", MT_SET};
     ct_mt_run_result res[2] = {{0}};
     for (int r = 0; r < 2; r++) {
         snprintf(dirs[r], sizeof dirs[r], "%s/mvlpt_mt_%s", ct_test_tmpdir(), methods[r]);
@@ -338,35 +342,39 @@ static void test_learns_multitask(void) {
     ct_kv_free(&h1), ct_kv_free(&h2);
 
     /* a short target run on digits from the source prompts, and one from
-     * scratch (reported; one epoch is a smoke test, not the paper's result) */
+     * scratch (reported: digits is one of the source tasks here, so this
+     * shows the initialisation at work, not the paper's transfer result) */
     double t1[2] = {0};
     for (int r = 0; r < 2; r++) {
-        char dir[4300];
+        char dir[4300], tset[4600];
         snprintf(dir, sizeof dir, "%s/mvlpt_target_%d", ct_test_tmpdir(), r);
+        snprintf(tset, sizeof tset, "%s %s", TARGET_SET, r ? "" : set);
         ct_run_cfg rc = {0};
         rc.model = model, rc.data = &dg, rc.data_spec = "digits", rc.method = m;
-        rc.set = r ? "epochs=2 lr=0.01" : set, rc.shots = SHOTS, rc.seed = 1;
-        char tset[4500];
-        if (!r) snprintf(tset, sizeof tset, "%s epochs=2 lr=0.01", set), rc.set = tset;
+        rc.set = tset, rc.shots = SHOTS, rc.seed = 1;
         rc.run_dir = dir, rc.max_test = MAX_TEST, rc.cache_dir = cache;
         ct_run_result rr = {0};
         CHECK_OK(ct_run(&rc, &rr));
         t1[r] = rr.top1;
     }
-    printf("    target digits, %d shots, 2 epochs: from the MVLPT source run %.2f%%, from "
-           "scratch %.2f%% (zero-shot %.2f%%)\n", SHOTS, 100 * t1[0], 100 * t1[1],
+    printf("    target digits, %d shots, %s: from the MVLPT source run %.2f%%, from scratch "
+           "%.2f%% (zero-shot %.2f%%)\n", SHOTS, TARGET_SET, 100 * t1[0], 100 * t1[1],
            100 * res[0].top1[1]);
     ct_model_free(model);
     ct_splits_free(&fm), ct_splits_free(&dg);
 }
 
+/* test_mvlpt: the quick checks; test_mvlpt learns: the training runs (a
+ * ctest entry of their own, test_mvlpt_learns) */
 int main(int argc, char **argv) {
-    RUN(test_merged_dataset);
-    RUN(test_hyper_parameters);
-    RUN(test_parity_all_classes);
-    RUN(test_parity_label_pertask);
-    if (argc < 2 || strcmp(argv[1], "quick")) RUN(test_learns_multitask);
-    if (argc >= 2 && !strcmp(argv[1], "learns")) return ct_test_summary();
+    if (argc >= 2 && !strcmp(argv[1], "learns")) {
+        RUN(test_learns_multitask);
+    } else {
+        RUN(test_merged_dataset);
+        RUN(test_hyper_parameters);
+        RUN(test_parity_all_classes);
+        RUN(test_parity_label_pertask);
+    }
     ct_bundle_free(&g_b);
     if (g_ref) ct_safetensors_close(g_ref);
     return ct_test_summary();

@@ -599,7 +599,7 @@ class Model:
     def train_multitask(self, method, datas, run_dir=None, shots=16, seed=1, set=None,
                         cache_dir=None, max_test=0, resume=False, force=False, log=None):
         """A multi-task run (ct_mt_run, `cliptune train` with several --data):
-        method (softcpt, or zeroshot as the baseline) learns the datasets
+        method (softcpt, mvlpt, or zeroshot as the baseline) learns the datasets
         datas (Dataset objects or data specs) jointly, each keeping its own
         classes. Returns a dict: tasks (names), top1 and val_top1 (per task),
         mean_top1, mean_val_top1."""
