@@ -17,6 +17,7 @@
 #include "api/run.h"
 #include "cliptune.h"
 #include "data/dataset.h"
+#include "data/png_write.h"
 #include "harness.h"
 #include "model/bundle.h"
 
@@ -107,6 +108,40 @@ static void test_merged_dataset(void) {
         CHECK(same_image(v, i, src, v->items[i].index));
     }
     ct_dataset_free(v);
+    /* a file-backed part (a folder of PNGs, relative paths under its root)
+     * mixes with in-memory ones */
+    char root[4200], dir[4300], file[4400];
+    snprintf(root, sizeof root, "%s/mvlpt_folder", ct_test_tmpdir());
+    mkdir(root, 0777);
+    uint8_t rgb[12 * 10 * 3];
+    for (int c = 0; c < 2; c++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, c ? "tulip" : "rose");
+        mkdir(dir, 0777);
+        for (int k = 0; k < 2; k++) {
+            for (size_t j = 0; j < sizeof rgb; j++) rgb[j] = (uint8_t)(j * 7 + 50 * c + 13 * k);
+            snprintf(file, sizeof file, "%s/%d.png", dir, k);
+            CHECK_OK(ct_png_write_rgb(file, rgb, 12, 10));
+        }
+    }
+    char spec[4300];
+    snprintf(spec, sizeof spec, "folder:%s", root);
+    ct_splits fo = {0};
+    CHECK_OK(ct_data_open(spec, &fo));
+    CHECK(fo.train && fo.train->n_items >= 2);
+    if (fo.train && fo.train->n_items) {
+        const ct_dataset *mix[2] = {b, fo.train};
+        ct_dataset *mf = ct_dataset_merge(mix, 2, "mixed");
+        CHECK_MSG(mf, "%s", ct_last_error());
+        for (int64_t i = 0; mf && i < fo.train->n_items; i++) {
+            int64_t j = b->n_items + i;
+            CHECK(mf->items[j].label == fo.train->items[i].label + b->n_classes);
+            CHECK_MSG(same_image(mf, j, fo.train, i), "merged file item %lld differs",
+                      (long long)i);
+        }
+        CHECK(mf && !strcmp(mf->name, "mixed"));
+        ct_dataset_free(mf);
+    }
+    ct_splits_free(&fo);
     /* multi-label parts are refused */
     ct_dataset *ml = ct_dataset_head(a, 0);
     ml->targets = calloc((size_t)ml->n_items * (size_t)ml->n_classes, 1);
