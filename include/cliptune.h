@@ -987,6 +987,11 @@ typedef struct ct_dataset {
      * through ct_label_map_load_for, value 0 becomes 255 (void) and every
      * other value v becomes v - 1 (255 stays void). Views carry it. */
     bool reduce_zero_label;
+    /* Merged datasets (ct_dataset_merge): item i is item items[i].index of
+     * source item_source[i] (items[i].path NULL); decoding, keys and views
+     * go through the source. NULL for every other dataset. */
+    struct ct_data_sources *sources;
+    int *item_source;
 } ct_dataset;
 
 typedef struct ct_splits {
@@ -1138,6 +1143,15 @@ ct_dataset *ct_dataset_sample(const ct_dataset *d, int64_t n, uint64_t seed);
  * deterministic in (d, portion, seed). portion >= 1 keeps every label. An
  * error for a single-label dataset or portion <= 0. */
 ct_dataset *ct_dataset_partial_labels(const ct_dataset *d, double portion, uint64_t seed);
+/* One single-label dataset over several (multi-task runs of pixel methods,
+ * ct_mt_run): parts[t]'s classes follow parts[t-1]'s (part t owns classes
+ * off[t] .. off[t + 1] - 1, off[t] the sum of the earlier parts' class
+ * counts), its items follow in order with labels shifted by off[t], and each
+ * item decodes (ct_dataset_image) to the very image of its part. The parts
+ * are copied (their pixel stores shared); views of the result (few-shot,
+ * head) stay merged. name NULL: the parts' names joined by '+'. An error for
+ * multi-label or segmentation parts. */
+ct_dataset *ct_dataset_merge(const ct_dataset *const *parts, int n, const char *name);
 /* Base-to-novel: classes sorted by label, the first ceil(n/2) are base;
  * which = 0 keeps base, 1 keeps novel; labels renumbered from 0. */
 ct_dataset *ct_dataset_subsample_classes(const ct_dataset *d, int which);
@@ -1884,7 +1898,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
 
 /* Multi-task runs (docs/training.md, "Multi-task runs"): several
  * single-label datasets ("tasks") learned jointly by one multi-task method
- * (ct_method.multi_task: softcpt), each keeping its own classes. Each
+ * (ct_method.multi_task: softcpt, mvlpt), each keeping its own classes. Each
  * task's training set is its k-shot draw (val min(k, 4) per class, as
  * ct_run); the trainer iterates the union of them, batches mixing the
  * tasks at random as the official data manager does, and hands the method
@@ -1894,7 +1908,8 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res);
  * "multi_task": true), metrics.json, report.md, log.txt and
  * learned.safetensors; ct_mt_evaluate reproduces its metrics. Training-free
  * methods without a fit step (zeroshot) run too, scored the same way: the
- * baseline. */
+ * baseline. Pixel methods (mvlpt) train on the tasks' images merged into one
+ * dataset (ct_dataset_merge). */
 #define CT_MT_MAX_TASKS 16
 typedef struct ct_mt_run_cfg {
     ct_model *model;

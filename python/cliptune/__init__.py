@@ -82,7 +82,8 @@ class _Dataset(ctypes.Structure):
                 ("n_items", ctypes.c_int64), ("items", ctypes.POINTER(_Item)),
                 ("pixels", ctypes.c_void_p), ("targets", ctypes.POINTER(ctypes.c_int8)),
                 ("masks", ctypes.POINTER(ctypes.c_char_p)),
-                ("reduce_zero_label", ctypes.c_bool)]
+                ("reduce_zero_label", ctypes.c_bool), ("sources", ctypes.c_void_p),
+                ("item_source", ctypes.POINTER(ctypes.c_int))]
 
 
 class _Splits(ctypes.Structure):
@@ -609,7 +610,7 @@ class Model:
     def train_multitask(self, method, datas, run_dir=None, shots=16, seed=1, set=None,
                         cache_dir=None, max_test=0, resume=False, force=False, log=None):
         """A multi-task run (ct_mt_run, `cliptune train` with several --data):
-        method (softcpt, or zeroshot as the baseline) learns the datasets
+        method (softcpt, mvlpt, or zeroshot as the baseline) learns the datasets
         datas (Dataset objects or data specs) jointly, each keeping its own
         classes. Returns a dict: tasks (names), top1 and val_top1 (per task),
         mean_top1, mean_val_top1."""

@@ -6,7 +6,15 @@
  * data manager (datasets/general10.py merge_tasks + Dassl's RandomSampler
  * over the merged train_x), so that batches mix the tasks. The generic
  * trainer hands the method each item's task (ct_batch.tasks). Each task is
- * scored over its own classes. */
+ * scored over its own classes.
+ *
+ * Methods that train on pixels (m->pixels: MVLPT) get the same merge on
+ * images: one dataset over the tasks' few-shot items (ct_dataset_merge,
+ * labels shifted by off[t], each item decoding to its task's image), which
+ * the trainer's pixel path batches like any training set; the tasks' test
+ * sets are merged likewise and scored in one pass, task by task (MVLPT's
+ * MVLPTCOOPDataManager and its test(), which evaluates each task over its
+ * own classes). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -224,10 +232,11 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
     bool trains = m->loss != NULL;
     if (!m->multi_task && (trains || m->fit))
         return ct_set_error(CT_ERR_UNSUPPORTED, "mt_run: %s is not a multi-task method (one "
-                            "that learns several tasks jointly: softcpt); training-free ones "
+                            "that learns several tasks jointly: softcpt, mvlpt); training-free ones "
                             "(zeroshot) are scored as baselines", m->name);
-    if (m->pixels || ct_method_scores_images(m) || m->wants_unlabelled || m->dense_features ||
-        m->multi_label)
+    bool px = m->pixels && !m->predict_images && !m->frozen_features;
+    if ((!px && (m->pixels || ct_method_scores_images(m))) || m->wants_unlabelled ||
+        m->dense_features || m->multi_label)
         return ct_set_error(CT_ERR_UNSUPPORTED, "mt_run: %s needs more than cached image "
                             "features", m->name);
     for (int t = 0; t < J->n; t++) {
@@ -241,6 +250,9 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
     int views = 0;
     ct_train_cfg tc;
     ct_status s = ct_kv_int(&J->hp, "aug_views", 0, &views);
+    if (s == CT_OK && px && views)
+        s = ct_set_error(CT_ERR_ARG, "mt_run: aug_views=%d: %s draws its augmentations on the "
+                         "fly", views, m->name);
     if (s == CT_OK && (views < 0 || views > 1000))
         s = ct_set_error(CT_ERR_ARG, "mt_run: aug_views=%d (0 .. 1000)", views);
     if (s == CT_OK) s = ct_train_cfg_from_kv(&J->hp, &tc);
@@ -255,6 +267,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
     ct_dataset *tr[CT_MT_MAX_TASKS] = {0}, *va[CT_MT_MAX_TASKS] = {0}, *te[CT_MT_MAX_TASKS] = {0};
     ct_features fte[CT_MT_MAX_TASKS] = {0}, fva[CT_MT_MAX_TASKS] = {0};
     ct_features ftr = {0}, fval = {0}, faug = {0};
+    ct_dataset *mtr = NULL, *mva = NULL, *mte = NULL; /* pixel methods: the merged sets */
     ct_metrics mt[CT_MT_MAX_TASKS] = {0};
     void *state = NULL;
     float *scores = NULL;
@@ -282,7 +295,22 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
              off[t], off[t + 1] - 1, (long long)(tr[t] ? tr[t]->n_items : 0),
              (long long)(va[t] ? va[t]->n_items : 0), (long long)te[t]->n_items);
     bool any_val = false;
-    for (int t = 0; t < n && s == CT_OK && train && trains; t++) {
+    if (px && s == CT_OK) {
+        bool all_val = true;
+        for (int t = 0; t < n; t++) all_val = all_val && va[t];
+        if (train && trains && !(mtr = ct_dataset_merge((const ct_dataset *const *)tr, n, NULL)))
+            s = CT_ERR_NOMEM;
+        if (s == CT_OK && train && trains && all_val &&
+            !(mva = ct_dataset_merge((const ct_dataset *const *)va, n, NULL)))
+            s = CT_ERR_NOMEM;
+        if (s == CT_OK && !(mte = ct_dataset_merge((const ct_dataset *const *)te, n, NULL)))
+            s = CT_ERR_NOMEM;
+        any_val = mva != NULL;
+        if (s == CT_OK && train && trains)
+            mlog(L, "merged images: %lld train, %lld val, %lld test", (long long)mtr->n_items,
+                 (long long)(mva ? mva->n_items : 0), (long long)mte->n_items);
+    }
+    for (int t = 0; t < n && s == CT_OK && train && trains && !px; t++) {
         ct_features f = {0};
         if ((s = features(J, tr[t], 0, "train", L, &f)) == CT_OK) s = append_rows(&ftr, &f, off[t]);
         ct_features_free(&f);
@@ -303,13 +331,13 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
             ct_features_free(&f);
         }
     }
-    for (int t = 0; t < n && s == CT_OK; t++) s = features(J, te[t], 0, "test", L, &fte[t]);
+    for (int t = 0; t < n && s == CT_OK && !px; t++) s = features(J, te[t], 0, "test", L, &fte[t]);
     if (s != CT_OK) goto out;
     const ct_bundle *bu = ct_model_bundle(J->model);
     ct_task task = {.clip = bu->clip, .tok = bu->tok, .pre = &bu->pre,
                     .dataset_name = "multi-task", .n_classes = K, .classnames = cn,
-                    .train_feats = trains && train ? &ftr : NULL,
-                    .val_feats = any_val ? &fval : NULL,
+                    .train_feats = trains && train && !px ? &ftr : NULL,
+                    .val_feats = any_val && !px ? &fval : NULL, .train = mtr, .val = mva,
                     .aug_feats = views > 0 && trains ? &faug : NULL, .cache_dir = J->cache_dir,
                     .seed = J->seed, .n_tasks = n, .task_names = names, .task_offsets = off};
     task.progress = J->progress, task.progress_ctx = J->progress_ctx;
@@ -330,7 +358,34 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
     *res = (ct_mt_run_result){.n_tasks = n, .mean_top1 = 0, .mean_val_top1 = NAN};
     double vsum = 0;
     int vn = 0;
-    for (int t = 0; t < n && s == CT_OK; t++) {
+    if (px) { /* every task's test images in one pass, then task by task */
+        if (!(scores = malloc((size_t)(mte->n_items ? mte->n_items : 1) * (size_t)K *
+                              sizeof *scores)))
+            s = ct_set_error(CT_ERR_NOMEM, "mt_run: out of memory");
+        if (s == CT_OK) s = ct_predict_images(m, state, &task, mte, scores);
+        int64_t i0 = 0;
+        for (int t = 0; t < n && s == CT_OK; t++) {
+            int64_t nt = te[t]->n_items;
+            int *lab = malloc((size_t)(nt ? nt : 1) * sizeof *lab);
+            if (!lab) {
+                s = ct_set_error(CT_ERR_NOMEM, "mt_run: out of memory");
+                break;
+            }
+            for (int64_t i = 0; i < nt; i++) lab[i] = mte->items[i0 + i].label - off[t];
+            s = task_metrics(scores + i0 * K, nt, K, off[t], off[t + 1] - off[t], lab, &mt[t]);
+            free(lab);
+            i0 += nt;
+            if (s != CT_OK) break;
+            res->val_top1[t] = NAN;
+            res->top1[t] = mt[t].top1;
+            snprintf(res->task_names[t], sizeof res->task_names[t], "%s", names[t]);
+            res->mean_top1 += mt[t].top1 / n;
+            mlog(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d "
+                 "classes)", names[t], 100 * mt[t].top1, 100 * mt[t].top5, 100 * mt[t].macro_f1,
+                 (long long)mt[t].n, mt[t].n_classes);
+        }
+    }
+    for (int t = 0; t < n && s == CT_OK && !px; t++) {
         res->val_top1[t] = NAN;
         const ct_features *sets[2] = {&fte[t], va[t] && trains ? &fva[t] : NULL};
         for (int k = 0; k < 2 && s == CT_OK; k++) {
@@ -380,6 +435,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
 out:
     if (state) m->destroy(state);
     free(scores), free(cn);
+    ct_dataset_free(mtr), ct_dataset_free(mva), ct_dataset_free(mte);
     for (int t = 0; t < n; t++) {
         ct_dataset_free(tr[t]), ct_dataset_free(va[t]), ct_dataset_free(te[t]);
         ct_features_free(&fte[t]), ct_features_free(&fva[t]);

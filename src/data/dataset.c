@@ -169,8 +169,89 @@ ct_dataset *ct_dataset_build(const char *name, const char *root, int n_classes,
     return d;
 }
 
+struct ct_data_sources *ct_data_sources_retain(struct ct_data_sources *s) {
+    if (s) atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+void ct_data_sources_release(struct ct_data_sources *s) {
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
+    for (int t = 0; t < s->n; t++) ct_dataset_free(s->parts[t]);
+    free(s->parts);
+    free(s);
+}
+
+ct_dataset *ct_dataset_merge(const ct_dataset *const *parts, int n, const char *name) {
+    if (!parts || n < 1) {
+        ct_set_error(CT_ERR_ARG, "ct_dataset_merge: no parts");
+        return NULL;
+    }
+    int64_t items = 0;
+    int K = 0;
+    size_t nlen = 1;
+    for (int t = 0; t < n; t++) {
+        const ct_dataset *p = parts[t];
+        if (!p) {
+            ct_set_error(CT_ERR_ARG, "ct_dataset_merge: part %d is NULL", t);
+            return NULL;
+        }
+        if (p->targets || p->masks) {
+            ct_set_error(CT_ERR_UNSUPPORTED, "ct_dataset_merge: part %d (%s) is not single-label "
+                         "classification", t, p->name);
+            return NULL;
+        }
+        if (p->n_classes > CT_DATA_MAX_CLASSES - K) {
+            ct_set_error(CT_ERR_ARG, "ct_dataset_merge: too many classes");
+            return NULL;
+        }
+        K += p->n_classes, items += p->n_items, nlen += strlen(p->name) + 1;
+    }
+    struct ct_data_sources *src = calloc(1, sizeof *src);
+    char **cn = calloc((size_t)(K ? K : 1), sizeof *cn);
+    char *joined = malloc(nlen);
+    int *which = malloc((size_t)(items ? items : 1) * sizeof *which);
+    ct_item_vec v = {0};
+    ct_dataset *out = NULL;
+    ct_status s = src && cn && joined && which ? CT_OK
+                                              : ct_set_error(CT_ERR_NOMEM, "ct_dataset_merge: "
+                                                             "out of memory");
+    if (s == CT_OK && !(src->parts = calloc((size_t)n, sizeof *src->parts)))
+        s = ct_set_error(CT_ERR_NOMEM, "ct_dataset_merge: out of memory");
+    if (s == CT_OK) {
+        atomic_init(&src->refs, 1);
+        src->n = n;
+        joined[0] = 0;
+    }
+    for (int t = 0, off = 0; t < n && s == CT_OK; off += parts[t]->n_classes, t++) {
+        const ct_dataset *p = parts[t];
+        if (t) strcat(joined, "+");
+        strcat(joined, p->name);
+        if (!(src->parts[t] = ct_dataset_head(p, 0))) {
+            s = CT_ERR_NOMEM;
+            break;
+        }
+        for (int k = 0; k < p->n_classes; k++) cn[off + k] = p->classnames[k];
+        for (int64_t i = 0; i < p->n_items && s == CT_OK; i++) {
+            which[v.n] = t;
+            s = ct_item_vec_push(&v, NULL, i, p->items[i].label + off);
+        }
+    }
+    if (s == CT_OK)
+        out = ct_dataset_build(name ? name : joined, "", K, cn, NULL, &v);
+    if (out) {
+        out->sources = src, out->item_source = which;
+        src = NULL, which = NULL;
+    }
+    ct_item_vec_free(&v);
+    ct_data_sources_release(src);
+    free(which), free(cn), free(joined);
+    return out;
+}
+
 void ct_dataset_free(ct_dataset *d) {
     if (!d) return;
+    ct_data_sources_release(d->sources);
+    free(d->item_source);
     for (int64_t i = 0; i < d->n_items; i++) free(d->items[i].path);
     free(d->items);
     free(d->targets);
@@ -238,6 +319,13 @@ ct_status ct_dataset_image(const ct_dataset *d, int64_t i, struct ct_image *out)
         return ct_set_error(CT_ERR_ARG, "%s: item %lld out of range [0, %lld)", d->name,
                             (long long)i, (long long)d->n_items);
     const ct_item *it = &d->items[i];
+    if (d->sources) {
+        int t = d->item_source[i];
+        if (t < 0 || t >= d->sources->n)
+            return ct_set_error(CT_ERR_ARG, "%s: item %lld: part %d out of range", d->name,
+                                (long long)i, t);
+        return ct_dataset_image(d->sources->parts[t], it->index, out);
+    }
     if (it->path) {
         char path[PATH_BUF];
         if (!ct_data_join(path, sizeof path, d->root, it->path))
@@ -265,6 +353,15 @@ const char *ct_dataset_item_key(const ct_dataset *d, int64_t i, char *buf, size_
         return NULL;
     }
     const ct_item *it = &d->items[i];
+    if (d->sources) { /* a merged item is its part's item */
+        int t = d->item_source[i];
+        if (t < 0 || t >= d->sources->n) {
+            ct_set_error(CT_ERR_ARG, "%s: item %lld: part %d out of range", d->name, (long long)i,
+                         t);
+            return NULL;
+        }
+        return ct_dataset_item_key(d->sources->parts[t], it->index, buf, n);
+    }
     /* In-memory rows are named after their store, not the dataset: train
      * and test of one source share a dataset name but not a store. */
     int k = it->path ? snprintf(buf, n, "%s", it->path)

@@ -38,6 +38,17 @@ static inline size_t ct_pixel_store_stride(const ct_pixel_store *p) {
     return (size_t)p->h * (size_t)p->w * (size_t)p->c;
 }
 
+/* ---- the parts of merged datasets (ct_dataset_merge) ---- */
+
+/* Copies of the parts, shared by a merged dataset and its views. */
+struct ct_data_sources {
+    atomic_int refs;
+    int n;
+    ct_dataset **parts;
+};
+struct ct_data_sources *ct_data_sources_retain(struct ct_data_sources *s);
+void ct_data_sources_release(struct ct_data_sources *s);
+
 /* ---- item lists under construction ---- */
 
 typedef struct ct_item_vec {

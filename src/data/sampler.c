@@ -40,6 +40,16 @@ static ct_dataset *build_view(const ct_dataset *d, const int64_t *pos, int64_t n
     }
     ct_dataset *out = ct_dataset_build(d->name, d->root, n_classes, names, d->pixels, &v);
     ct_item_vec_free(&v);
+    /* merged datasets: items keep their part */
+    if (out && d->sources) {
+        if (!(out->item_source = malloc((size_t)(n ? n : 1) * sizeof *out->item_source))) {
+            ct_dataset_free(out);
+            ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the item parts", d->name);
+            return NULL;
+        }
+        for (int64_t t = 0; t < n; t++) out->item_source[t] = d->item_source[pos[t]];
+        out->sources = ct_data_sources_retain(d->sources);
+    }
     /* segmentation masks follow their items, read as the source reads them */
     if (out) out->reduce_zero_label = d->reduce_zero_label;
     if (out && d->masks) {

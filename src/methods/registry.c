@@ -35,6 +35,7 @@ extern const ct_method ct_method_promptsrc;
 extern const ct_method ct_method_upt;
 extern const ct_method ct_method_dpt;
 extern const ct_method ct_method_softcpt;
+extern const ct_method ct_method_mvlpt;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -69,6 +70,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_upt,
     &ct_method_dpt,
     &ct_method_softcpt,
+    &ct_method_mvlpt,
 };
 
 int ct_method_count(void) { return (int)(sizeof METHODS / sizeof *METHODS); }

@@ -54,6 +54,7 @@
 #include "base/hash.h"
 #include "methods/method_image.h"
 #include "methods/method_prompt.h"
+#include "methods/upt.h"
 
 #define UPT_D 128
 #define UPT_MAX_LAYERS 64
@@ -71,7 +72,7 @@ typedef struct {
     int n_own;
 } upt_state;
 
-static void upt_destroy(void *st) {
+void ct_upt_destroy(void *st) {
     upt_state *s = st;
     if (!s) return;
     ct_prompt_destroy(s->text);
@@ -86,7 +87,7 @@ static ct_tensor *param(upt_state *s, int64_t r, int64_t c, const char *name, co
     return t;
 }
 
-static ct_status upt_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+ct_status ct_upt_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     const char *attn, *pos;
     ct_status st = ct_kv_str(hp, "block_attention", "token", &attn);
@@ -168,7 +169,7 @@ static ct_status upt_create(const ct_task *task, const ct_kv *hp_in, void **out)
         ct_param_linear_init(s->blk.fc2_w, s->blk.fc2_b, seed, "upt.block.c_proj");
     }
     if (st != CT_OK) {
-        upt_destroy(s);
+        ct_upt_destroy(s);
         return st;
     }
     *out = s;
@@ -176,7 +177,7 @@ static ct_status upt_create(const ct_task *task, const ct_kv *hp_in, void **out)
 }
 
 /* c, v, the four linears, then the block. */
-static int upt_params(void *st, ct_tensor **out, int cap) {
+int ct_upt_params(void *st, ct_tensor **out, int cap) {
     upt_state *s = st;
     int n = 0;
     if (n < cap) out[n++] = ct_prompt_ctx(s->text);
@@ -184,7 +185,7 @@ static int upt_params(void *st, ct_tensor **out, int cap) {
     return n;
 }
 
-static int upt_param_names(void *st, const char **out, int cap) {
+int ct_upt_param_names(void *st, const char **out, int cap) {
     upt_state *s = st;
     int n = 0;
     if (n < cap) out[n++] = "ctx";
@@ -209,7 +210,7 @@ static ct_status prompts(upt_state *s, ct_graph *g, ct_tensor **ct, ct_tensor **
     return *ct && v ? CT_OK : (ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG);
 }
 
-static ct_tensor *upt_logits(void *st, ct_graph *g, const ct_batch *b) {
+ct_tensor *ct_upt_logits(void *st, ct_graph *g, const ct_batch *b) {
     upt_state *s = st;
     ct_tensor *c = NULL, **vl = ct_graph_alloc(g, (size_t)s->L * sizeof *vl);
     if (!vl || prompts(s, g, &c, vl) != CT_OK) return NULL;
@@ -223,7 +224,7 @@ static ct_tensor *upt_logits(void *st, ct_graph *g, const ct_batch *b) {
 }
 
 static ct_tensor *upt_loss(void *st, ct_graph *g, const ct_batch *b) {
-    return ct_batch_ce(g, upt_logits(st, g, b), b);
+    return ct_batch_ce(g, ct_upt_logits(st, g, b), b);
 }
 
 const ct_method ct_method_upt = {
@@ -237,11 +238,11 @@ const ct_method ct_method_upt = {
                 "block_attention=token optim=sgd lr=0.002 momentum=0.9 weight_decay=5e-4 "
                 "sched=cosine warmup_epochs=1 warmup_type=constant warmup_lr=1e-5 epochs=200 "
                 "batch_size=32 select=best_val train_aug=rrc_flip aug_scale_min=0.08",
-    .create = upt_create,
-    .destroy = upt_destroy,
-    .params = upt_params,
-    .param_names = upt_param_names,
+    .create = ct_upt_create,
+    .destroy = ct_upt_destroy,
+    .params = ct_upt_params,
+    .param_names = ct_upt_param_names,
     .loss = upt_loss,
-    .logits = upt_logits,
+    .logits = ct_upt_logits,
     .pixels = true,
 };

@@ -229,6 +229,8 @@ static ct_status frozen_of(const ct_task *task, const ct_dataset *d, ct_features
     return ct_features_get(&req, out);
 }
 
+static int task_of_class(const ct_task *task, int k);
+
 ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task,
                             const ct_dataset *d, float *scores) {
     if (m->predict_images) return m->predict_images(state, task, d, scores);
@@ -242,6 +244,9 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
     ct_status s = px && g ? CT_OK : ct_set_error(CT_ERR_NOMEM, "%s: out of memory", m->name);
     ct_pixel_src src = {d, task->pre, S, NULL, 0, m->name, NULL};
     ct_features fz = {0};
+    /* multi-task runs: each item's task from its (shifted) label, as the
+     * official test loaders carry it */
+    int tk[PIXEL_EVAL_BATCH];
     if (s == CT_OK && m->frozen_features) s = frozen_of(task, d, &fz);
     for (int64_t i0 = 0; i0 < d->n_items && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
         int64_t nb = d->n_items - i0 < PIXEL_EVAL_BATCH ? d->n_items - i0 : PIXEL_EVAL_BATCH;
@@ -250,6 +255,10 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
         ct_graph_set_grad(g, false);
         ct_batch b = {.n = nb, .pixels = px, .epoch = -1,
                       .frozen = fz.x ? fz.x + i0 * fz.dim : NULL};
+        if (task->n_tasks > 0) {
+            for (int64_t j = 0; j < nb; j++) tk[j] = task_of_class(task, d->items[i0 + j].label);
+            b.tasks = tk;
+        }
         ct_tensor *lg = m->logits(state, g, &b);
         if (!lg) {
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;

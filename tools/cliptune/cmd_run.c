@@ -29,7 +29,7 @@ static const char *HELP_TRAIN =
     "                    segmentation (methods that label pixels: maskclip): vocseg:ROOT\n"
     "                    | adeseg:ROOT | pcontextseg:ROOT (docs/datasets.md). train:\n"
     "                    --data twice or more is one multi-task run over those datasets\n"
-    "                    (a multi-task method such as softcpt, or zeroshot;\n"
+    "                    (a multi-task method: softcpt, mvlpt; or zeroshot;\n"
     "                    docs/training.md \"Multi-task runs\")\n"
     "  --shots K         training images per class (default 16; 0 = all; zeroshot: 0)\n"
     "  --seed N          few-shot sample and training seed (default 1)\n"
