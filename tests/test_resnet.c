@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "api/model.h"
 #include "cliptune.h"
@@ -304,6 +305,154 @@ static void test_refusals(void) {
     }
 }
 
+/* ---- every registered method on a tiny random ResNet CLIP ---- */
+
+/* methods that put tokens into the vision transformer (or LoRA on its
+ * attention) with their defaults: refused by name on a ResNet */
+static const char *const NEEDS_VIT[] = {"vpt-deep", "ivlp", "maple", "clip-lora", "promptsrc",
+                                        "upt", "dpt"};
+
+static bool needs_vit(const char *name) {
+    for (size_t i = 0; i < sizeof NEEDS_VIT / sizeof *NEEDS_VIT; i++)
+        if (!strcmp(NEEDS_VIT[i], name)) return true;
+    return false;
+}
+
+static bool fm_installed(void) {
+    struct stat st;
+    return stat("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &st) == 0;
+}
+
+/* {"name": ["a photo of a name.", "a name."], ...} for the class names */
+static void write_texts(const char *path, const ct_dataset *d) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("{", f);
+    for (int k = 0; k < d->n_classes; k++)
+        fprintf(f, "%s\"%s\": [\"a photo of a %s.\", \"a %s.\"]", k ? ", " : "",
+                d->classnames[k], d->classnames[k], d->classnames[k]);
+    fputs("}\n", f);
+    fclose(f);
+}
+
+static double main_metric(const ct_run_result *r) {
+    return r->segmentation ? r->miou : r->multi_label ? r->map : r->top1;
+}
+
+static void test_every_method(void) {
+    if (!fm_installed()) {
+        ct_test_skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    /* layers (1, 1, 1, 1), width 8 (features 256, 4 heads), 64 px (2x2 grid);
+     * a small text tower over the real vocabulary size */
+    ct_clip_config c = rn_config(1, 1, 1, 1, 8, 64);
+    c.embed_dim = 32, c.text_width = 64, c.text_layers = 1, c.text_heads = 1, c.text_mlp = 128;
+    ct_bundle b = {0};
+    b.clip = ct_clip_create(&c, 7);
+    char v[4096], mg[4096];
+    snprintf(v, sizeof v, "%s/vocab.json", ct_test_clip_bpe());
+    snprintf(mg, sizeof mg, "%s/merges.txt", ct_test_clip_bpe());
+    b.tok = ct_tokenizer_load_hf(v, mg);
+    ct_preprocess_cfg_openai(&b.pre, c.image_size);
+    CHECK_MSG(b.clip && b.tok, "model: %s", ct_last_error());
+    /* data: Fashion-MNIST; the scenes (multi-label VOC / COCO captions,
+     * segmentation) for the methods of those tasks */
+    char scenes[4200], voc[4300], coco[4300], seg[4300], cache[4200], texts[4300], caps[4400];
+    snprintf(scenes, sizeof scenes, "%s/rn_scenes", ct_test_tmpdir());
+    snprintf(cache, sizeof cache, "%s/rn_cache", ct_test_tmpdir());
+    mkdir(cache, 0777);
+    ct_scenes_cfg sc = ct_scenes_cfg_default();
+    sc.n_train = 24, sc.n_val = 4, sc.n_test = 12, sc.seed = 4;
+    CHECK_OK(ct_data_make_scenes(&sc, scenes));
+    snprintf(voc, sizeof voc, "voc:%s", scenes);
+    snprintf(coco, sizeof coco, "coco:%s", scenes);
+    snprintf(seg, sizeof seg, "vocseg:%s", scenes);
+    snprintf(caps, sizeof caps, "%s/annotations/captions_train.json", scenes);
+    ct_splits fm = {0}, ml = {0}, cc = {0}, sg = {0};
+    ct_splits full = {0};
+    CHECK_OK(ct_data_open("fashion-mnist", &full));
+    /* 100 training images (UPL reads them all as unlabelled), 20 val */
+    fm.train = full.train ? ct_dataset_head(full.train, 100) : NULL;
+    fm.val = full.val ? ct_dataset_head(full.val, 20) : NULL;
+    fm.test = full.test;
+    CHECK_OK(ct_data_open(voc, &ml));
+    CHECK_OK(ct_data_open(coco, &cc));
+    CHECK_OK(ct_data_open(seg, &sg));
+    if (!b.clip || !b.tok || !fm.train || !ml.train || !cc.train || !sg.train) goto done;
+    snprintf(texts, sizeof texts, "%s/rn_texts.json", ct_test_tmpdir());
+    write_texts(texts, fm.train);
+    int ran = 0, refused = 0;
+    for (int i = 0; i < ct_method_count(); i++) {
+        const ct_method *m = ct_method_at(i);
+        const ct_splits *sp = &fm;
+        const char *spec = "fashion-mnist";
+        if (m->predict_patches) sp = &sg, spec = seg;
+        else if (!strcmp(m->name, "taidpt")) sp = &cc, spec = coco;
+        else if (m->multi_label) sp = &ml, spec = voc;
+        /* short: one epoch, few TPT views, the class texts for CuPL / VCD */
+        char set[4600] = "";
+        if (strstr(m->defaults, "epochs=")) strcat(set, "epochs=1 ");
+        if (!strcmp(m->name, "tpt")) strcat(set, "n_views=8 ");
+        if (!strcmp(m->name, "calip")) strcat(set, "steps=4 ");
+        if (!strcmp(m->name, "cupl")) snprintf(set, sizeof set, "descriptions=%s", texts);
+        if (!strcmp(m->name, "vcd")) snprintf(set, sizeof set, "descriptors=%s", texts);
+        if (!strcmp(m->name, "taidpt")) snprintf(set, sizeof set, "epochs=1 captions=%s", caps);
+        char dir[4300];
+        snprintf(dir, sizeof dir, "%s/rn_%s", ct_test_tmpdir(), m->name);
+        ct_run_cfg rc = ct_run_cfg_default();
+        rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = sp, rc.data_spec = spec;
+        rc.method = m, rc.set = set, rc.shots = m->multi_label || m->predict_patches ? 0 : 1;
+        rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 12;
+        ct_run_result res;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ct_status s = ct_run(&rc, &res);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (getenv("RN_TIMES"))
+            printf("    %-14s %.2f s\n", m->name,
+                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+        ct_model_free(rc.model);
+        if (needs_vit(m->name)) {
+            CHECK_MSG(s == CT_ERR_UNSUPPORTED && strstr(ct_last_error(), "needs a ViT image tower"),
+                      "%s: expected a refusal, got status %d: %s", m->name, (int)s,
+                      s == CT_OK ? "(ran)" : ct_last_error());
+            refused++;
+            continue;
+        }
+        CHECK_MSG(s == CT_OK, "%s on a ResNet: %s", m->name, ct_last_error());
+        if (s != CT_OK) continue;
+        double r = main_metric(&res);
+        CHECK_MSG(isfinite(r) && r >= 0 && r <= 1, "%s: metric %g", m->name, r);
+        ran++;
+    }
+    printf("    %d methods ran on the ResNet, %d refused (need a ViT tower)\n", ran, refused);
+    CHECK(ran + refused == ct_method_count());
+    /* the text-only forms of the refused families work */
+    const char *alt[3][2] = {{"clip-lora", "encoder=text iters_per_shot=2"},
+                             {"ivlp", "vision_depth=0 text_depth=1 epochs=1"},
+                             {"promptsrc", "vision_depth=0 text_depth=1 epochs=1"}};
+    for (int k = 0; k < 3; k++) {
+        char dir[4300];
+        snprintf(dir, sizeof dir, "%s/rn_alt_%s", ct_test_tmpdir(), alt[k][0]);
+        ct_run_cfg rc = ct_run_cfg_default();
+        rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = &fm, rc.data_spec = "fashion-mnist";
+        rc.method = ct_method_find(alt[k][0]), rc.set = alt[k][1], rc.shots = 1;
+        rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 12;
+        ct_run_result res;
+        ct_status s = ct_run(&rc, &res);
+        ct_model_free(rc.model);
+        CHECK_MSG(s == CT_OK && isfinite(res.top1), "%s %s on a ResNet: %s", alt[k][0], alt[k][1],
+                  s == CT_OK ? "" : ct_last_error());
+    }
+done:
+    ct_dataset_free(fm.train), ct_dataset_free(fm.val);
+    ct_splits_free(&full), ct_splits_free(&ml), ct_splits_free(&cc), ct_splits_free(&sg);
+    ct_tokenizer_free(b.tok);
+    ct_clip_free(b.clip);
+}
+
 int main(void) {
     ct_set_num_threads(2);
     RUN(test_config);
@@ -312,6 +461,7 @@ int main(void) {
     RUN(test_vision_copy);
     RUN(test_create);
     RUN(test_refusals);
+    RUN(test_every_method);
     ct_safetensors_close(g_ref);
     return ct_test_summary();
 }
