@@ -731,20 +731,25 @@ typedef struct ct_clip_load_opts {
 typedef struct ct_clip ct_clip;
 
 /* Load a checkpoint: a directory is read as a Hugging Face CLIP folder, a
- * file as OpenAI-named safetensors. F32/F16/BF16 weights are widened to
+ * file as OpenAI-named safetensors (a ViT or a ModifiedResNet image tower,
+ * RN50 / RN101 / RN50x4 / x16 / x64, told apart and sized from the tensor
+ * names and shapes as OpenAI's build_model does; batch norm's
+ * num_batches_tracked buffers are ignored). F32/F16/BF16 weights are widened to
  * float. Missing, unexpected or misshaped tensors are errors naming the
  * tensor. opts may be NULL (QuickGELU, head width 64). All weights are
  * frozen (requires_grad false); set requires_grad on the ones to train. */
 ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts);
 /* A randomly initialised model of the given architecture (LayerNorm 1/0,
- * other weights N(0, 0.02), logit_scale ln(1/0.07)): for benchmarks, tests
- * and pretraining from scratch. */
+ * other weights N(0, 0.02), logit_scale ln(1/0.07); a ResNet tower's
+ * batch norms weight 1, bias 0, running mean 0, var 1, its convolutions
+ * He-normal): for benchmarks, tests and pretraining from scratch. */
 ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed);
 void ct_clip_free(ct_clip *m);
 /* Write m as a Hugging Face CLIP folder (config.json, preprocessor_config.json
  * with OpenAI's normalisation, model.safetensors in F32), creating dir if
  * needed; each file is written atomically. Tokenizer files are the
- * caller's to add. */
+ * caller's to add. CT_ERR_UNSUPPORTED for a ResNet tower (Hugging Face's
+ * CLIPModel has no such layout). */
 ct_status ct_clip_save_hf(const ct_clip *m, const char *dir);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
 /* CT_OK when m's image tower is a ViT; otherwise CT_ERR_UNSUPPORTED with
@@ -769,6 +774,7 @@ ct_precision ct_clip_get_precision(const ct_clip *m);
  * weight and the precision. Feature caches key on it; a run records it and
  * refuses to be reloaded onto another model. */
 uint64_t ct_clip_hash(const ct_clip *m);
+/* Weights (batch norm running statistics, buffers, not counted). */
 int64_t ct_clip_num_params(const ct_clip *m);
 /* Every weight, by canonical name (OpenAI's names; q/k/v of a block as
  * "...attn.q_proj.weight" etc.). */
@@ -814,13 +820,24 @@ typedef struct ct_clip_hooks {
     const ct_lora *vision_lora, *text_lora;
 } ct_clip_hooks;
 
+/* With a ModifiedResNet tower (ct_clip_config.vision_resnet_layers) T is
+ * grid^2 + 1 (the mean of the final feature map's vectors at 0, then the
+ * grid row-major, as AttentionPool2d orders them) and W = 32 vision_width:
+ * tokens is the attention pooling's input (positional embedding added),
+ * dense and keys as ct_dense_kind says. Vision hooks, deep prompts and LoRA
+ * need a ViT tower (an error otherwise). */
 typedef struct ct_clip_image_out {
     ct_tensor *tokens; /* (B, T, W): last block's output, before ln_post            */
     ct_tensor *dense;  /* (B, T, E): ln_post + projection of every token (if asked) */
     ct_tensor *keys;   /* (B, T, W): CT_DENSE_VALUE only: the last block's keys     */
 } ct_clip_image_out;
 
-/* Which per-token features out->dense / ct_features.dense hold. */
+/* Which per-token features out->dense / ct_features.dense hold. ResNet
+ * towers: CT_DENSE_TOKENS is the attention pooling with every token as a
+ * query (PLOT's and CALIP's AttentionPool2d; token 0 is the pooled
+ * embedding); CT_DENSE_VALUE is MaskCLIP's ResNet path (maskclip_head.py):
+ * c_proj(v_proj(x)) of each token without the positional embedding, keys
+ * k_proj(x). */
 typedef enum ct_dense_kind {
     CT_DENSE_TOKENS = 0, /* ln_post + projection of the last block's output tokens */
     /* MaskCLIP's value path (Zhou et al., ECCV 2022; the official

@@ -539,7 +539,9 @@ const ct_clip_config *ct_clip_get_config(const ct_clip *m) { return &m->cfg; }
 
 int64_t ct_clip_num_params(const ct_clip *m) {
     int64_t n = 0;
-    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i]->numel;
+    /* batch norm's running statistics are buffers, not parameters */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strstr(m->names[i], ".running_")) n += m->tensors[i]->numel;
     return n;
 }
 

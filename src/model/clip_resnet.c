@@ -35,16 +35,26 @@ static ct_tensor *bn(ct_graph *g, ct_tensor *x, const ct_rn_bn *b) {
     return ct_batchnorm_frozen(g, x, b->mean->data, b->var->data, b->w, b->b, RN_BN_EPS);
 }
 
+/* relu(bn(conv(x))) (relu skipped when !relu). Without a tape only the
+ * result outlives the call (ct_graph_keep): inference holds a few feature
+ * maps at a time, not every intermediate of the tower. */
+static ct_tensor *conv_bn(ct_graph *g, ct_tensor *x, ct_tensor *w, const ct_rn_bn *b, int stride,
+                          int pad, bool relu) {
+    ct_graph_mark mk = ct_graph_get_mark(g);
+    ct_tensor *y = bn(g, ct_conv2d(g, x, w, NULL, stride, pad), b);
+    return ct_graph_keep(g, &mk, relu ? ct_relu(g, y) : y);
+}
+
 static ct_tensor *bottleneck(ct_graph *g, const ct_rn_block *b, ct_tensor *x) {
-    ct_tensor *o = ct_relu(g, bn(g, ct_conv2d(g, x, b->conv1, NULL, 1, 0), &b->bn1));
-    o = ct_relu(g, bn(g, ct_conv2d(g, o, b->conv2, NULL, 1, 1), &b->bn2));
+    ct_tensor *o = conv_bn(g, x, b->conv1, &b->bn1, 1, 0, true);
+    o = conv_bn(g, o, b->conv2, &b->bn2, 1, 1, true);
     if (b->stride > 1) o = ct_avg_pool2d(g, o, b->stride, b->stride);
-    o = bn(g, ct_conv2d(g, o, b->conv3, NULL, 1, 0), &b->bn3);
+    o = conv_bn(g, o, b->conv3, &b->bn3, 1, 0, false);
     ct_tensor *id = x;
     if (b->ds_conv) {
         /* nn.AvgPool2d(1) is the identity */
         ct_tensor *p = b->stride > 1 ? ct_avg_pool2d(g, x, b->stride, b->stride) : x;
-        id = bn(g, ct_conv2d(g, p, b->ds_conv, NULL, 1, 0), &b->ds_bn);
+        id = conv_bn(g, p, b->ds_conv, &b->ds_bn, 1, 0, false);
     }
     return ct_relu(g, ct_add(g, o, id));
 }
@@ -70,9 +80,9 @@ ct_tensor *ct_clip_rn_encode(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
         return ct_op_fail(g, CT_ERR_UNSUPPORTED, "clip: vision hooks, deep prompts and LoRA "
                           "need a ViT image tower (this model's is a ModifiedResNet)");
     ct_tensor *x = pixels;
-    for (int i = 0; i < 3; i++)
-        x = ct_relu(g, bn(g, ct_conv2d(g, x, rn->conv[i], NULL, i == 0 ? 2 : 1, 1), &rn->bn[i]));
-    x = ct_avg_pool2d(g, x, 2, 2);
+    ct_graph_mark stem = ct_graph_get_mark(g);
+    for (int i = 0; i < 3; i++) x = conv_bn(g, x, rn->conv[i], &rn->bn[i], i == 0 ? 2 : 1, 1, true);
+    x = ct_graph_keep(g, &stem, ct_avg_pool2d(g, x, 2, 2));
     for (int k = 0; k < rn->n_blocks && x; k++) {
         /* without a tape, keep one block's activations at a time */
         ct_graph_mark mk = ct_graph_get_mark(g);
