@@ -297,7 +297,31 @@ static void test_refusals(void) {
     snprintf(dir, sizeof dir, "%s/rn_hf", ct_test_tmpdir());
     CHECK(ct_clip_save_hf(m, dir) == CT_ERR_UNSUPPORTED);
     ct_clip_free(m);
-    /* a truncated tower is a named error */
+    /* broken towers are errors naming the tensor: one missing, one misshaped */
+    ct_safetensors *st = ct_safetensors_open(FX "/rn_openai.safetensors");
+    CHECK(st != NULL);
+    for (int variant = 0; st && variant < 2; variant++) {
+        const char *victim = "visual.layer2.0.downsample.1.running_var";
+        int n = ct_safetensors_count(st), k = 0;
+        ct_st_entry *e = calloc((size_t)n, sizeof *e);
+        int64_t bad_shape[1] = {3};
+        for (int i = 0; i < n; i++) {
+            const ct_st_tensor *t = ct_safetensors_at(st, i);
+            bool hit = !strcmp(t->name, victim);
+            if (hit && variant == 0) continue;
+            e[k++] = (ct_st_entry){t->name, t->dtype, hit ? 1 : t->ndim,
+                                   hit ? bad_shape : t->shape, t->data};
+        }
+        char path[4300];
+        snprintf(path, sizeof path, "%s/rn_broken%d.safetensors", ct_test_tmpdir(), variant);
+        CHECK_OK(ct_safetensors_write(path, e, k, NULL, 0));
+        ct_clip *b = ct_clip_load(path, NULL);
+        CHECK_MSG(!b && strstr(ct_last_error(), victim), "broken %d: %s", variant,
+                  b ? "loaded" : ct_last_error());
+        ct_clip_free(b);
+        free(e);
+    }
+    ct_safetensors_close(st);
     ct_clip *v = ct_clip_load(TINY_DIR, NULL);
     if (v) {
         CHECK_OK(ct_clip_need_vit(v, "x"));
