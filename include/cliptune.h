@@ -847,6 +847,12 @@ typedef enum ct_dense_kind {
      * then ln_post + projection; keys = out_proj(k_proj h), as the official
      * passes q, k and v alike through out_proj (key smoothing reads them) */
     CT_DENSE_VALUE = 1,
+    /* ResNet towers: the attention pool's value and output projections of
+     * every token once the positional embedding is added, c_proj(v_proj(x +
+     * pos)), the mean token at 0 (DualCoOp's AttentionConv, sunxm2357/
+     * DualCoOp clip/model.py). A ViT has no attention pool: there it is
+     * CT_DENSE_TOKENS. */
+    CT_DENSE_POOL_VALUE = 2,
 } ct_dense_kind;
 
 /* pixels (B, 3, S, S) normalised; returns the projected embedding (B, E),

@@ -3,10 +3,10 @@
  *   - parity with tools/ref/gen_resnet_ref.py (an independent float64
  *     PyTorch re-implementation of openai/CLIP clip/model.py's
  *     ModifiedResNet, PLOT/CALIP's all-query attention pooling and MaskCLIP's
- *     ResNet value path) on tests/fixtures/resnet/rn_openai.safetensors
+ *     ResNet value path, DualCoOp's AttentionConv) on tests/fixtures/resnet/rn_openai.safetensors
  *     (F32, with num_batches_tracked buffers) and rn_openai_f16.safetensors:
- *     the shapes build_model infers, image embeddings, both dense kinds and
- *     the keys, logits against two texts, gradients of two scalar functions
+ *     the shapes build_model infers, image embeddings, the three dense kinds
+ *     and the keys, logits against two texts, gradients of two scalar functions
  *     w.r.t. the pixels and four weights (a conv, two batch norms, q_proj);
  *   - a private vision copy (WiSE-FT's) of the tower computes the same,
  *     trains every weight but batch norm's running statistics;
@@ -178,6 +178,13 @@ static void parity(const char *file, const char *tag, bool grads, double atol, d
             compare_ref(tag, "grad_pixels_value", pix->grad, (size_t)pix->numel, atol, rtol);
         }
     }
+    /* DualCoOp's AttentionConv: c_proj(v_proj(x + pos)) of every token */
+    ct_graph_reset(g);
+    ct_clip_image_out pv = {0};
+    emb = ct_clip_encode_image_kind(g, m, pix, NULL, CT_DENSE_POOL_VALUE, &pv);
+    CHECK_MSG(emb && pv.dense && !pv.keys, "pool value: %s", ct_last_error());
+    if (emb && pv.dense)
+        compare_ref(tag, "dense_pool_value", pv.dense->data, (size_t)pv.dense->numel, atol, rtol);
     ct_graph_free(g);
     ct_tensor_free(pix);
 done:

@@ -135,7 +135,8 @@ static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                const ct_clip_hooks *hooks, ct_dense_kind kind, bool want_dense,
                                ct_clip_image_out *out) {
     if (!ct_op_inputs_ok(g, &pixels, 1)) return NULL;
-    if (kind != CT_DENSE_TOKENS && kind != CT_DENSE_VALUE)
+    if (kind == CT_DENSE_POOL_VALUE && !ct_clip_is_resnet(m)) kind = CT_DENSE_TOKENS;
+    if (kind != CT_DENSE_TOKENS && kind != CT_DENSE_VALUE && kind != CT_DENSE_POOL_VALUE)
         return ct_op_fail(g, CT_ERR_ARG, "clip: unknown dense feature kind %d", (int)kind);
     if (kind == CT_DENSE_VALUE && !out)
         return ct_op_fail(g, CT_ERR_ARG, "clip: value-path features need an output struct");

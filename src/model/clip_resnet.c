@@ -22,7 +22,10 @@
  *   CT_DENSE_VALUE: MaskCLIP's ResNet path (chongzhou96/MaskCLIP mmseg/
  *     models/decode_heads/maskclip_head.py, attn_pooling off, its default):
  *     c_proj(v_proj(x)) of each feature vector, without the positional
- *     embedding, and keys k_proj(x) for key smoothing. */
+ *     embedding, and keys k_proj(x) for key smoothing;
+ *   CT_DENSE_POOL_VALUE: c_proj(v_proj(x + pos)) of every token, the
+ *     positional embedding added (DualCoOp's AttentionConv, sunxm2357/
+ *     DualCoOp clip/model.py, the local features of its RN101 path). */
 #include <string.h>
 
 #include "autograd/graph.h"
@@ -114,6 +117,8 @@ ct_tensor *ct_clip_rn_encode(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
         if (!want_dense) return emb;
         if (kind == CT_DENSE_TOKENS) {
             out->dense = a;
+        } else if (kind == CT_DENSE_POOL_VALUE) {
+            out->dense = ct_linear(g, ct_linear(g, tok, rn->v_w, rn->v_b), rn->c_w, rn->c_b);
         } else {
             out->dense = ct_linear(g, ct_linear(g, raw, rn->v_w, rn->v_b), rn->c_w, rn->c_b);
             out->keys = ct_linear(g, raw, rn->k_w, rn->k_b);

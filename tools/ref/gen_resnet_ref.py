@@ -28,6 +28,9 @@ torch.nn.functional, in float64):
     and c_proj as 1x1 convolutions on the feature map (no positional
     embedding), keys k_proj as a 1x1 convolution; the mean token (position 0
     here) through the same projections.
+  - dense "pool value" features: DualCoOp's AttentionConv (sunxm2357/DualCoOp
+    clip/model.py, its RN path's local features): the mean token prepended,
+    + positional_embedding, then F.linear with v_proj and with c_proj.
   - the text tower and logits as gen_clip_ref.py (its functions are reused).
 
 Outputs: image embeddings, both dense kinds, the keys, the logits against
@@ -232,6 +235,15 @@ def reference(P, c, heads, inputs):
     L2 = (val * inputs["R3"].double()).sum() + (key * inputs["R4"].double()).sum()
     L2.backward()
     out["dense_value"], out["dense_keys"], out["grad_pixels_value"] = val, key, px.grad
+    # (2b) DualCoOp's AttentionConv: c_proj(v_proj(x + pos)), every token
+    with torch.no_grad():
+        f = resnet_features(P, c, inputs["pixels"].double())
+        x = f.flatten(start_dim=2).permute(2, 0, 1)
+        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+        x = x + P["visual.attnpool.positional_embedding"][:, None, :]
+        x = F.linear(x, P["visual.attnpool.v_proj.weight"], P["visual.attnpool.v_proj.bias"])
+        x = F.linear(x, P["visual.attnpool.c_proj.weight"], P["visual.attnpool.c_proj.bias"])
+        out["dense_pool_value"] = x.permute(1, 0, 2)
     # (3) logits against two texts
     ids = inputs["ids"]
     eot = ids.argmax(dim=-1)
