@@ -228,7 +228,8 @@ static void test_vision_copy(void) {
         CHECK_CLOSE_F("copy vs source", b->data, a->data, 32, 0, 0);
         CHECK_OK(ct_backward(g, ct_sum_all(g, ct_mul(g, b, b))));
         double norm = 0;
-        for (int64_t i = 0; i < vc.flat->numel; i++) norm += (double)vc.flat->grad[i] * vc.flat->grad[i];
+        for (int64_t i = 0; i < vc.flat->numel; i++)
+            norm += (double)vc.flat->grad[i] * vc.flat->grad[i];
         CHECK_MSG(norm > 0 && isfinite(norm), "copy gradient norm %g", norm);
         for (int i = 0; i < ct_clip_num_tensors(m); i++)
             CHECK(ct_clip_tensor_at(m, i, NULL)->grad == NULL);
@@ -468,7 +469,8 @@ static void test_every_method(void) {
         char dir[4300];
         snprintf(dir, sizeof dir, "%s/rn_alt_%s", ct_test_tmpdir(), alt[k][0]);
         ct_run_cfg rc = ct_run_cfg_default();
-        rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = &fm, rc.data_spec = "fashion-mnist";
+        rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = &fm;
+        rc.data_spec = "fashion-mnist";
         rc.method = ct_method_find(alt[k][0]), rc.set = alt[k][1], rc.shots = 1;
         rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 12;
         ct_run_result res;

@@ -433,12 +433,13 @@ ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts) {
 
 ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
     bool rn = cfg && cfg->vision_resnet_layers[0] > 0;
-    /* a ResNet: patch_size 32 (its stride), width even, 32 w / heads whole */
-    if (!cfg || (rn ? cfg->vision_layers != 0 || cfg->patch_size != 32 ||
-                          cfg->vision_width < 2 || cfg->vision_width % 2 ||
-                          (32 * cfg->vision_width) % (cfg->vision_heads ? cfg->vision_heads : 1)
-                    : cfg->vision_layers < 1 || cfg->vision_width % (cfg->vision_heads ? cfg->vision_heads : 1)) ||
-        cfg->text_layers < 1 || cfg->patch_size < 1 ||
+    int vh = cfg && cfg->vision_heads > 0 ? cfg->vision_heads : 1;
+    /* a ResNet: patch_size 32 (its stride), width even, heads dividing 32 w */
+    bool vision_bad = !cfg || (rn ? cfg->vision_layers != 0 || cfg->patch_size != 32 ||
+                                        cfg->vision_width < 2 || cfg->vision_width % 2 ||
+                                        (32 * cfg->vision_width) % vh
+                                  : cfg->vision_layers < 1 || cfg->vision_width % vh);
+    if (vision_bad || cfg->text_layers < 1 || cfg->patch_size < 1 ||
         cfg->image_size < cfg->patch_size ||
         cfg->image_size % cfg->patch_size || cfg->vision_heads < 1 || cfg->text_heads < 1 ||
         cfg->text_width % cfg->text_heads ||
