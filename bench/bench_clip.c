@@ -1,10 +1,10 @@
 /* CLIP encoder throughput with random weights in the real architectures
- * (ViT-B/32 and ViT-B/16 image towers at batch 32; the text tower at 77
- * tokens, batch 100), inference mode (no tape), next to the raw sgemm rate
- * measured in the same run.
- *     bench_clip [--quick]            all three, a table
+ * (ViT-B/32, ViT-B/16 and RN50 image towers at batch 32; the text tower at
+ * 77 tokens, batch 100), inference mode (no tape), next to the raw sgemm
+ * rate measured in the same run.
+ *     bench_clip [--quick]            all four, a table
  *     bench_clip --path               the code path the CPU picked
- *     bench_clip b32|b16|text [REPS] [bf16]
+ *     bench_clip b32|b16|text|rn50 [REPS] [bf16]
  *                                     one workload, one machine-readable line
  *                                     (bench/peers.sh: items/s of each timed
  *                                     repetition and the peak RSS); bf16: with
@@ -31,6 +31,16 @@ static ct_clip_config vit_b(int patch) {
     return c;
 }
 
+/* OpenAI's RN50: ModifiedResNet (3, 4, 6, 3), width 64, 224 px, embed 1024 */
+static ct_clip_config rn50(void) {
+    ct_clip_config c = vit_b(32);
+    c.vision_resnet_layers[0] = 3, c.vision_resnet_layers[1] = 4;
+    c.vision_resnet_layers[2] = 6, c.vision_resnet_layers[3] = 3;
+    c.vision_width = 64, c.vision_heads = 32, c.vision_layers = 0, c.vision_mlp = 0;
+    c.embed_dim = 1024;
+    return c;
+}
+
 static double gemm_rate(void) {
     int M = 1600, N = 768, K = 768;
     float *a = calloc((size_t)M * K, 4), *b = calloc((size_t)N * K, 4), *c = calloc((size_t)M * N, 4);
@@ -47,12 +57,12 @@ static double gemm_rate(void) {
 
 int main(int argc, char **argv) {
     int reps = argc > 1 && !strcmp(argv[1], "--quick") ? 1 : 3, only = -1;
-    const char *keys[3] = {"b32", "b16", "text"};
+    const char *keys[4] = {"b32", "b16", "text", "rn50"};
     if (argc > 1 && !strcmp(argv[1], "--path")) {
         printf("%s\n", ct_cpu_path());
         return 0;
     }
-    for (int w = 0; w < 3 && argc > 1; w++)
+    for (int w = 0; w < 4 && argc > 1; w++)
         if (!strcmp(argv[1], keys[w])) only = w;
     bool bf16 = false;
     if (only >= 0) {
@@ -66,8 +76,8 @@ int main(int argc, char **argv) {
     }
     ct_graph *g = ct_graph_create(0);
     ct_graph_set_grad(g, false);
-    for (int which = only >= 0 ? only : 0; which < (only >= 0 ? only + 1 : 3); which++) {
-        ct_clip_config cfg = vit_b(which == 1 ? 16 : 32);
+    for (int which = only >= 0 ? only : 0; which < (only >= 0 ? only + 1 : 4); which++) {
+        ct_clip_config cfg = which == 3 ? rn50() : vit_b(which == 1 ? 16 : 32);
         ct_clip *m = ct_clip_create(&cfg, 1);
         if (!m) {
             fprintf(stderr, "create failed: %s\n", ct_last_error());
@@ -84,7 +94,7 @@ int main(int argc, char **argv) {
             ct_graph_set_grad(g, false);
             double t0 = bench_now();
             ct_tensor *out;
-            if (which < 2) {
+            if (which != 2) {
                 int64_t s[4] = {B, 3, 224, 224};
                 ct_tensor *px = ct_graph_tensor(g, 4, s);
                 out = ct_clip_encode_image(g, m, px, NULL, false, NULL);
@@ -104,7 +114,8 @@ int main(int argc, char **argv) {
             }
             if (r >= 0) t[r] = bench_now() - t0;
         }
-        const char *names[3] = {"ViT-B/32 image", "ViT-B/16 image", "text (77 tokens)"};
+        const char *names[4] = {"ViT-B/32 image", "ViT-B/16 image", "text (77 tokens)",
+                                "RN50 image"};
         if (only >= 0) {
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);

@@ -1,7 +1,7 @@
 // CLIP encoder inference in ONNX Runtime (onnxruntime-node, CPU execution
 // provider, fp32), the peer of bench_clip's one-workload mode, on the graphs
 // bench/clip_torch.py --export writes (the same random weights and inputs).
-//     node bench/clip_ort.mjs DIR b32|b16|text [REPS]
+//     node bench/clip_ort.mjs DIR b32|b16|text|rn50 [REPS]
 // prints one line: items/s of each timed repetition (one untimed warm-up
 // first) and the process's peak RSS. Threads: CLIPTUNE_THREADS or 2,
 // sequential execution, all graph optimisations on.

@@ -3,14 +3,16 @@
 bench_clip's one-workload mode: OpenAI's clip/model.py architecture
 (ResidualAttentionBlock with nn.MultiheadAttention, QuickGELU, pre-LN, class
 token + positional embeddings, ln_post + proj; the text tower causal with
-argmax-EOT pooling) at ViT-B/32 and ViT-B/16 shape, random weights, eval
-mode, torch.no_grad(), 2 threads (CLIPTUNE_THREADS or 2).
+argmax-EOT pooling) at ViT-B/32 and ViT-B/16 shape, and the ModifiedResNet
+RN50 image tower (three-conv stem, avg-pool anti-aliased bottlenecks, batch
+norm, attention pooling), random weights, eval mode, torch.no_grad(), 2
+threads (CLIPTUNE_THREADS or 2).
 
-    /usr/bin/python3 bench/clip_torch.py b32|b16|text [REPS]
+    /usr/bin/python3 bench/clip_torch.py b32|b16|text|rn50 [REPS]
         one line: items/s of each timed repetition (one untimed warm-up
         first) and the process's peak RSS
     /usr/bin/python3 bench/clip_torch.py --export DIR
-        writes DIR/b32.onnx, b16.onnx, text.onnx (opset 14, dynamic batch)
+        writes DIR/b32.onnx, b16.onnx, text.onnx, rn50.onnx (opset 14, dynamic batch)
         for bench/clip_ort.mjs (ONNX Runtime runs the same graph)
 """
 import os
@@ -21,7 +23,7 @@ import time
 import torch
 import torch.nn as nn
 
-BATCH = {"b32": 32, "b16": 32, "text": 100}
+BATCH = {"b32": 32, "b16": 32, "text": 100, "rn50": 32}
 
 
 class QuickGELU(nn.Module):
@@ -79,6 +81,51 @@ class Text(nn.Module):
         return x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ self.text_projection
 
 
+def conv_bn(cin, cout, k):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> [AvgPool(stride)] -> 1x1 (4x), every conv stride 1; the
+    shortcut AvgPool(stride) -> 1x1 -> BN where the shape changes."""
+
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.a, self.b, self.c = conv_bn(cin, planes, 1), conv_bn(planes, planes, 3), conv_bn(planes, 4 * planes, 1)
+        self.pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.short = None
+        if stride > 1 or cin != 4 * planes:
+            self.short = nn.Sequential(nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+                                       conv_bn(cin, 4 * planes, 1))
+
+    def forward(self, x):
+        y = self.c(self.pool(torch.relu(self.b(torch.relu(self.a(x))))))
+        return torch.relu(y + (x if self.short is None else self.short(x)))
+
+
+class ResNetCLIP(nn.Module):
+    def __init__(self, layers=(3, 4, 6, 3), w=64, out=1024, size=224):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, w // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(),
+                                  conv_bn(w // 2, w // 2, 3), nn.ReLU(), conv_bn(w // 2, w, 3), nn.ReLU(),
+                                  nn.AvgPool2d(2))
+        blocks, cin = [], w
+        for i, n in enumerate(layers):
+            for j in range(n):
+                blocks.append(Bottleneck(cin, w << i, 2 if i > 0 and j == 0 else 1))
+                cin = 4 * (w << i)
+        self.blocks = nn.Sequential(*blocks)
+        self.pos = nn.Parameter(torch.randn((size // 32) ** 2 + 1, cin) * cin ** -0.5)
+        self.attn = nn.MultiheadAttention(cin, cin // 64)
+        self.c_proj = nn.Linear(cin, out)
+
+    def forward(self, x):  # (nn.MultiheadAttention's out_proj before c_proj: one extra
+        # C x C product per image for the single query, negligible)
+        x = self.blocks(self.stem(x)).flatten(2).permute(2, 0, 1)  # (HW, B, C)
+        x = torch.cat([x.mean(0, keepdim=True), x]) + self.pos[:, None, :]
+        return self.c_proj(self.attn(x[:1], x, x, need_weights=False)[0][0])
+
+
 def build(workload):
     torch.manual_seed(0)
     if workload == "text":
@@ -89,7 +136,7 @@ def build(workload):
             ids[i, 1:12] = torch.arange(321, 332) + i
             ids[i, 12] = 49407
         return m.eval(), ids
-    m = Vision(32 if workload == "b32" else 16)
+    m = ResNetCLIP() if workload == "rn50" else Vision(32 if workload == "b32" else 16)
     return m.eval(), torch.randn(BATCH[workload], 3, 224, 224)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cliptune's CLIP encoders next to PyTorch (Debian's python3-torch) and ONNX
 # Runtime (onnxruntime-node from npm, CPU, fp32) on the same machine:
-# ViT-B/32 and ViT-B/16 image towers (batch 32) and the text tower (77
+# ViT-B/32, ViT-B/16 and RN50 image towers (batch 32) and the text tower (77
 # tokens, batch 100), random weights in OpenAI's architecture, 2 threads,
 # inference. The engines run interleaved, one process per (engine, workload)
 # so each reports its own peak RSS, for ROUNDS rounds (default 3) of REPS
@@ -39,7 +39,7 @@ if [ ! -d "$cache/node_modules/onnxruntime-node" ] && command -v npm > /dev/null
         echo "(npm install onnxruntime-node failed: ONNX Runtime skipped)"
 fi
 if [ -d "$cache/node_modules/onnxruntime-node" ] && [ "$have_torch" = 1 ]; then
-    if [ ! -f "$cache/onnx/text.onnx" ]; then
+    if [ ! -f "$cache/onnx/text.onnx" ] || [ ! -f "$cache/onnx/rn50.onnx" ]; then
         /usr/bin/python3 bench/clip_torch.py --export "$cache/onnx" 2> /dev/null
     fi
     have_ort=1
@@ -58,7 +58,7 @@ if [ -n "${OPENBLAS_CORETYPE:-}${OPENBLAS_L2_SIZE:-}" ]; then envs+=("unset"); f
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for round in $(seq "$rounds"); do
-    for w in b32 b16 text; do
+    for w in b32 b16 text rn50; do
         for e in "${envs[@]}"; do
             pre=()
             if [ "$e" = unset ]; then pre=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE); fi
@@ -91,13 +91,13 @@ for line in open(sys.argv[1]):
     r["rates"] += [float(x) for x in f["per_s"].split(",")]
     r["rss"].append(float(f["rss_mb"]))
 names = {"b32": "ViT-B/32 image, img/s", "b16": "ViT-B/16 image, img/s",
-         "text": "text 77 tokens, prompts/s"}
+         "text": "text 77 tokens, prompts/s", "rn50": "RN50 image, img/s"}
 for env in sorted({k[0] for k in rows}):
     print("\nOPENBLAS_* %s:" % env.replace("_", " "))
     print("| workload | engine | min | median | max | cliptune / engine (medians) | peak RSS MB "
           "| cliptune-bf16 / engine |")
     print("|---|---|---|---|---|---|---|---|")
-    for w in ("b32", "b16", "text"):
+    for w in ("b32", "b16", "text", "rn50"):
         ours = rows.get((env, w, "cliptune"))
         bf = rows.get(("as_set", w, "cliptune-bf16"))
         for eng in ("cliptune", "cliptune-bf16", "cliptune+blas", "pytorch", "onnxruntime"):

@@ -710,6 +710,14 @@ typedef struct ct_clip_config {
     float vision_ln_eps, text_ln_eps;
     ct_eot_rule eot_rule;
     int64_t eot_id;
+    /* A ModifiedResNet image tower (OpenAI's RN50 family, clip/model.py)
+     * when vision_resnet_layers[0] > 0: the bottleneck counts of layer1..4
+     * (RN50: 3, 4, 6, 3). Then vision_width is the stem width (64 for RN50;
+     * features are vision_width * 32 wide), vision_heads the attention
+     * pooling's heads (vision_width * 32 / 64), patch_size 32 (the tower's
+     * total stride: image_size / 32 spatial tokens a side), vision_layers
+     * and vision_mlp 0, batch norm eps 1e-5. All 0: a ViT. */
+    int vision_resnet_layers[4];
 } ct_clip_config;
 
 typedef struct ct_clip_load_opts {
@@ -723,22 +731,31 @@ typedef struct ct_clip_load_opts {
 typedef struct ct_clip ct_clip;
 
 /* Load a checkpoint: a directory is read as a Hugging Face CLIP folder, a
- * file as OpenAI-named safetensors. F32/F16/BF16 weights are widened to
+ * file as OpenAI-named safetensors (a ViT or a ModifiedResNet image tower,
+ * RN50 / RN101 / RN50x4 / x16 / x64, told apart and sized from the tensor
+ * names and shapes as OpenAI's build_model does; batch norm's
+ * num_batches_tracked buffers are ignored). F32/F16/BF16 weights are widened to
  * float. Missing, unexpected or misshaped tensors are errors naming the
  * tensor. opts may be NULL (QuickGELU, head width 64). All weights are
  * frozen (requires_grad false); set requires_grad on the ones to train. */
 ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts);
 /* A randomly initialised model of the given architecture (LayerNorm 1/0,
- * other weights N(0, 0.02), logit_scale ln(1/0.07)): for benchmarks, tests
- * and pretraining from scratch. */
+ * other weights N(0, 0.02), logit_scale ln(1/0.07); a ResNet tower's
+ * batch norms weight 1, bias 0, running mean 0, var 1, its convolutions
+ * He-normal): for benchmarks, tests and pretraining from scratch. */
 ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed);
 void ct_clip_free(ct_clip *m);
 /* Write m as a Hugging Face CLIP folder (config.json, preprocessor_config.json
  * with OpenAI's normalisation, model.safetensors in F32), creating dir if
  * needed; each file is written atomically. Tokenizer files are the
- * caller's to add. */
+ * caller's to add. CT_ERR_UNSUPPORTED for a ResNet tower (Hugging Face's
+ * CLIPModel has no such layout). */
 ct_status ct_clip_save_hf(const ct_clip *m, const char *dir);
 const ct_clip_config *ct_clip_get_config(const ct_clip *m);
+/* CT_OK when m's image tower is a ViT; otherwise CT_ERR_UNSUPPORTED with
+ * "<who> needs a ViT image tower (this model's is a ModifiedResNet, layers
+ * ...)": for methods that insert tokens into the vision transformer. */
+ct_status ct_clip_need_vit(const ct_clip *m, const char *who);
 /* The precision of inference (no tape): CT_PRECISION_BF16 rounds the
  * weights of every transformer block and both projections once to bf16 and
  * runs their GEMMs on AVX512_BF16 (activations rounded to bf16 as they
@@ -757,6 +774,7 @@ ct_precision ct_clip_get_precision(const ct_clip *m);
  * weight and the precision. Feature caches key on it; a run records it and
  * refuses to be reloaded onto another model. */
 uint64_t ct_clip_hash(const ct_clip *m);
+/* Weights (batch norm running statistics, buffers, not counted). */
 int64_t ct_clip_num_params(const ct_clip *m);
 /* Every weight, by canonical name (OpenAI's names; q/k/v of a block as
  * "...attn.q_proj.weight" etc.). */
@@ -802,13 +820,24 @@ typedef struct ct_clip_hooks {
     const ct_lora *vision_lora, *text_lora;
 } ct_clip_hooks;
 
+/* With a ModifiedResNet tower (ct_clip_config.vision_resnet_layers) T is
+ * grid^2 + 1 (the mean of the final feature map's vectors at 0, then the
+ * grid row-major, as AttentionPool2d orders them) and W = 32 vision_width:
+ * tokens is the attention pooling's input (positional embedding added),
+ * dense and keys as ct_dense_kind says. Vision hooks, deep prompts and LoRA
+ * need a ViT tower (an error otherwise). */
 typedef struct ct_clip_image_out {
     ct_tensor *tokens; /* (B, T, W): last block's output, before ln_post            */
     ct_tensor *dense;  /* (B, T, E): ln_post + projection of every token (if asked) */
     ct_tensor *keys;   /* (B, T, W): CT_DENSE_VALUE only: the last block's keys     */
 } ct_clip_image_out;
 
-/* Which per-token features out->dense / ct_features.dense hold. */
+/* Which per-token features out->dense / ct_features.dense hold. ResNet
+ * towers: CT_DENSE_TOKENS is the attention pooling with every token as a
+ * query (PLOT's and CALIP's AttentionPool2d; token 0 is the pooled
+ * embedding); CT_DENSE_VALUE is MaskCLIP's ResNet path (maskclip_head.py):
+ * c_proj(v_proj(x)) of each token without the positional embedding, keys
+ * k_proj(x). */
 typedef enum ct_dense_kind {
     CT_DENSE_TOKENS = 0, /* ln_post + projection of the last block's output tokens */
     /* MaskCLIP's value path (Zhou et al., ECCV 2022; the official
@@ -818,6 +847,12 @@ typedef enum ct_dense_kind {
      * then ln_post + projection; keys = out_proj(k_proj h), as the official
      * passes q, k and v alike through out_proj (key smoothing reads them) */
     CT_DENSE_VALUE = 1,
+    /* ResNet towers: the attention pool's value and output projections of
+     * every token once the positional embedding is added, c_proj(v_proj(x +
+     * pos)), the mean token at 0 (DualCoOp's AttentionConv, sunxm2357/
+     * DualCoOp clip/model.py). A ViT has no attention pool: there it is
+     * CT_DENSE_TOKENS. */
+    CT_DENSE_POOL_VALUE = 2,
 } ct_dense_kind;
 
 /* pixels (B, 3, S, S) normalised; returns the projected embedding (B, E),

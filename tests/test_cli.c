@@ -65,6 +65,11 @@ static void test_help_and_errors(void) {
           strstr(out_buf, "cliptune: error: info: /nonexistent/model"));
     CHECK(run(CT_CLI_PATH " info " CT_SOURCE_DIR "/tests/fixtures/clip/b_hf") == 0 &&
           strstr(out_buf, "24x24") && strstr(out_buf, "gelu"));
+    /* a ModifiedResNet tower (tests/fixtures/resnet, gen_resnet_ref.py) */
+    CHECK_MSG(run(CT_CLI_PATH " info " CT_SOURCE_DIR "/tests/fixtures/resnet/rn_openai.safetensors")
+                  == 0 && strstr(out_buf, "ModifiedResNet, 64x64 input, layers (2, 1, 1, 1), "
+                                          "width 4 (features 128), attention pooling 2 heads"),
+              "info on a ResNet: %s", out_buf);
 }
 
 static void test_tokenize(void) {

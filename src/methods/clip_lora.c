@@ -157,6 +157,11 @@ static ct_status lora_create(const ct_task *task, const ct_kv *hp_in, void **out
             return ct_set_error(CT_ERR_ARG, "clip-lora: logit_scale=%s (a number, or model)",
                                 scale);
     }
+    /* the official's apply_lora wraps the vision transformer's attention
+     * layers; a ResNet tower has none (encoder=text still applies) */
+    if (vision && ct_clip_need_vit(task->clip, "clip-lora with encoder=vision or both (use "
+                                   "encoder=text on this model)") != CT_OK)
+        return CT_ERR_UNSUPPORTED;
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     lora_state *s = calloc(1, sizeof *s);
     if (!s) return ct_set_error(CT_ERR_NOMEM, "clip-lora: out of memory");

@@ -155,6 +155,7 @@ static ct_status dpt_create(const ct_task *task, const ct_kv *hp_in, void **out)
     if (st == CT_OK) st = ct_kv_double(hp, "alpha", 0.3, &alpha);
     if (st == CT_OK) st = ct_kv_str(hp, "template", "a photo of a {}.", &tmpl);
     if (st != CT_OK) return st;
+    if (ct_clip_need_vit(task->clip, "dpt") != CT_OK) return CT_ERR_UNSUPPORTED;
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     int L = c->vision_layers;
     if (n_cav < 0 || n_cav > L || n_cav > DPT_MAX_LAYERS)

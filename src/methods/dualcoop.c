@@ -27,8 +27,11 @@
  * (ct_asymmetric_loss: gamma_neg 2, gamma_pos 1, clip 0.05, eps 1e-6).
  * Single-label datasets are multi-label ones with one positive per image.
  *
- * Departures: ViT towers (patch tokens; the official supports the RN
- * backbones' conv-projected attention pool only); the official selects the
+ * Towers: on a ModifiedResNet the regions are the official RN path's
+ * c_proj(v_proj(x + pos)) of every position (CT_DENSE_POOL_VALUE; the
+ * official includes the mean token: cls_token=1); ViT towers, which the
+ * official does not support, use the patch tokens after ln_post and the
+ * projection. Departures: the official selects the
  * epoch with the best mAP on its "val" split, which is the test split: here
  * select=last by default and best_val selects on the real val split only.
  * Learned tensor names: "prompt_learner.ctx_pos" / "prompt_learner.ctx_neg",
@@ -235,6 +238,9 @@ const ct_method ct_method_dualcoop = {
     .loss = dualcoop_loss,
     .logits = dualcoop_logits,
     .dense_features = true,
+    /* ViT: the patch tokens after ln_post and the projection; ResNet: the
+     * official RN path's c_proj(v_proj(x + pos)) of every position */
+    .dense_kind = CT_DENSE_POOL_VALUE,
     .param_names = dualcoop_param_names,
     .multi_label = true,
 };

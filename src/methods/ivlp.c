@@ -80,6 +80,11 @@ ct_status ct_ivlp_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     if (dt < 0 || dv < 0 || (dt == 0 && dv == 0) || (dv > 0 && (nv < 1 || nv > 1024)))
         return ct_set_error(CT_ERR_ARG, "ivlp: text_depth=%d vision_depth=%d n_ctx_vision=%d "
                             "(depths >= 0, not both 0; 1 .. 1024 vision tokens)", dt, dv, nv);
+    /* vision prompts are tokens of the vision transformer (text-only deep
+     * prompts, vision_depth=0, work on any tower) */
+    if (dv > 0 && ct_clip_need_vit(task->clip, "deep vision prompts (ivlp / vpt-deep / "
+                                   "promptsrc, vision_depth > 0)") != CT_OK)
+        return CT_ERR_UNSUPPORTED;
     ivlp_state *s = calloc(1, sizeof *s);
     if (!s) return ct_set_error(CT_ERR_NOMEM, "ivlp: out of memory");
     s->clip = task->clip, s->K = task->n_classes, s->E = c->embed_dim, s->S = c->image_size;

@@ -67,6 +67,7 @@ static ct_status maple_create(const ct_task *task, const ct_kv *hp_in, void **ou
     int depth;
     ct_status st = ct_kv_int(hp, "depth", 9, &depth);
     if (st != CT_OK) return st;
+    if (ct_clip_need_vit(task->clip, "maple") != CT_OK) return CT_ERR_UNSUPPORTED;
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     if (depth < 1) return ct_set_error(CT_ERR_ARG, "maple: depth=%d (at least 1)", depth);
     maple_state *s = calloc(1, sizeof *s);

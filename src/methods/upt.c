@@ -95,6 +95,7 @@ ct_status ct_upt_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     if (st != CT_OK) return st;
     if (strcmp(attn, "token") && strcmp(attn, "joint"))
         return ct_set_error(CT_ERR_ARG, "upt: block_attention=%s (token, joint)", attn);
+    if (ct_clip_need_vit(task->clip, "upt") != CT_OK) return CT_ERR_UNSUPPORTED;
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     if (c->vision_layers > UPT_MAX_LAYERS)
         return ct_set_error(CT_ERR_UNSUPPORTED, "upt: %d vision layers", c->vision_layers);

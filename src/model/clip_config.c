@@ -150,12 +150,83 @@ static int count_layers(const ct_safetensors *st, const char *fmt) {
     }
 }
 
+/* The text tower's part of an OpenAI-layout state dict (both towers). */
+static ct_status config_text(const ct_safetensors *st, const char *path,
+                             const ct_clip_load_opts *opts, int hw, ct_clip_config *cfg) {
+    ct_status s = CT_OK;
+    const ct_st_tensor *tpos = need(st, path, "positional_embedding", 2, &s);
+    const ct_st_tensor *tok = need(st, path, "token_embedding.weight", 2, &s);
+    const ct_st_tensor *lnf = need(st, path, "ln_final.weight", 1, &s);
+    const ct_st_tensor *tproj = need(st, path, "text_projection", 2, &s);
+    const ct_st_tensor *tfc = need(st, path, "transformer.resblocks.0.mlp.c_fc.weight", 2, &s);
+    if (s != CT_OK) return s;
+    cfg->embed_dim = (int)tproj->shape[1];
+    cfg->context_length = (int)tpos->shape[0];
+    cfg->vocab_size = (int)tok->shape[0];
+    cfg->text_width = (int)lnf->shape[0];
+    cfg->text_heads = cfg->text_width / hw;
+    cfg->text_layers = count_layers(st, "transformer.resblocks.%d.attn.in_proj_weight");
+    cfg->text_mlp = (int)tfc->shape[0];
+    cfg->text_act = opts ? opts->openai_act : CT_QUICK_GELU;
+    cfg->text_ln_eps = 1e-5f;
+    cfg->eot_rule = CT_EOT_ARGMAX;
+    cfg->eot_id = cfg->vocab_size - 1;
+    if (cfg->text_heads < 1 || cfg->text_width % hw)
+        return ct_set_error(CT_ERR_FORMAT, "%s: text width %d is not a multiple of the head "
+                            "width %d", path, cfg->text_width, hw);
+    if (cfg->text_layers < 1)
+        return ct_set_error(CT_ERR_FORMAT, "%s: no text transformer blocks found", path);
+    return CT_OK;
+}
+
+/* A ModifiedResNet image tower, as build_model infers it: the bottleneck
+ * counts from the visual.layer{1..4}.{i} keys, the width from
+ * layer1.0.conv1, the input size from the attention pooling's positional
+ * embedding (grid^2 + 1 rows, 32 pixels per grid cell), heads width*32/64
+ * (ModifiedResNet's vision_heads; open_clip: width*32 / head_width). */
+static ct_status config_resnet(const ct_safetensors *st, const char *path,
+                               const ct_clip_load_opts *opts, ct_clip_config *cfg) {
+    ct_status s = CT_OK;
+    const ct_st_tensor *c1 = need(st, path, "visual.layer1.0.conv1.weight", 4, &s);
+    const ct_st_tensor *pos = need(st, path, "visual.attnpool.positional_embedding", 2, &s);
+    if (s != CT_OK) return s;
+    memset(cfg, 0, sizeof *cfg);
+    int hw = opts && opts->openai_head_width > 0 ? opts->openai_head_width : 64;
+    cfg->format = CT_CLIP_OPENAI;
+    for (int b = 0; b < 4; b++) {
+        char fmt[64];
+        snprintf(fmt, sizeof fmt, "visual.layer%d.%%d.conv1.weight", b + 1);
+        cfg->vision_resnet_layers[b] = count_layers(st, fmt);
+        if (cfg->vision_resnet_layers[b] < 1)
+            return ct_set_error(CT_ERR_FORMAT, "%s: missing tensor visual.layer%d.0.conv1.weight "
+                                "(a ModifiedResNet has four stages)", path, b + 1);
+    }
+    if (c1->shape[0] < 2 || c1->shape[0] > (1 << 16))
+        return ct_set_error(CT_ERR_FORMAT, "%s: visual.layer1.0.conv1.weight has %lld output "
+                            "channels", path, (long long)c1->shape[0]);
+    cfg->vision_width = (int)c1->shape[0];
+    int64_t ntok = pos->shape[0] - 1, grid = 0;
+    while ((grid + 1) * (grid + 1) <= ntok) grid++;
+    if (grid < 1 || grid * grid != ntok || grid > 4096)
+        return ct_set_error(CT_ERR_FORMAT, "%s: visual.attnpool.positional_embedding has %lld "
+                            "rows, not a square grid + 1", path, (long long)pos->shape[0]);
+    cfg->image_size = (int)grid * 32;
+    cfg->patch_size = 32;
+    int C = cfg->vision_width * 32;
+    if (C % hw)
+        return ct_set_error(CT_ERR_FORMAT, "%s: ResNet feature width %d is not a multiple of the "
+                            "head width %d", path, C, hw);
+    cfg->vision_heads = C / hw;
+    cfg->vision_act = opts ? opts->openai_act : CT_QUICK_GELU;
+    cfg->vision_ln_eps = 1e-5f;
+    return config_text(st, path, opts, hw, cfg);
+}
+
 ct_status ct_clip_config_from_openai(const ct_safetensors *st, const char *path,
                                      const ct_clip_load_opts *opts, ct_clip_config *cfg) {
     ct_status s = CT_OK;
     if (ct_safetensors_find(st, "visual.layer1.0.conv1.weight"))
-        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: a ModifiedResNet image tower (RN50 family) "
-                            "is not supported yet", path);
+        return config_resnet(st, path, opts, cfg);
     const ct_st_tensor *conv = need(st, path, "visual.conv1.weight", 4, &s);
     const ct_st_tensor *vpos = need(st, path, "visual.positional_embedding", 2, &s);
     const ct_st_tensor *tpos = need(st, path, "positional_embedding", 2, &s);

@@ -135,18 +135,11 @@ static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                const ct_clip_hooks *hooks, ct_dense_kind kind, bool want_dense,
                                ct_clip_image_out *out) {
     if (!ct_op_inputs_ok(g, &pixels, 1)) return NULL;
-    if (kind != CT_DENSE_TOKENS && kind != CT_DENSE_VALUE)
+    if (kind == CT_DENSE_POOL_VALUE && !ct_clip_is_resnet(m)) kind = CT_DENSE_TOKENS;
+    if (kind != CT_DENSE_TOKENS && kind != CT_DENSE_VALUE && kind != CT_DENSE_POOL_VALUE)
         return ct_op_fail(g, CT_ERR_ARG, "clip: unknown dense feature kind %d", (int)kind);
     if (kind == CT_DENSE_VALUE && !out)
         return ct_op_fail(g, CT_ERR_ARG, "clip: value-path features need an output struct");
-    /* every image tower here is a ViT; MaskCLIP's ResNet path (attention
-     * pooling's q/k/v/c projections as 1x1 convolutions) has no tower to
-     * run on */
-    if (kind == CT_DENSE_VALUE && (m->cfg.vision_layers < 1 || m->cfg.patch_size < 1 ||
-                                   !m->vblocks))
-        return ct_op_fail(g, CT_ERR_ARG, "clip: MaskCLIP's value path needs a ViT image "
-                          "tower (this model has %d vision blocks, patch %d)",
-                          m->cfg.vision_layers, m->cfg.patch_size);
     const ct_clip_config *c = &m->cfg;
     if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] != c->image_size ||
         pixels->shape[3] != c->image_size) {
@@ -154,6 +147,8 @@ static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
         return ct_op_fail(g, CT_ERR_ARG, "clip: pixels %s must be (B, 3, %d, %d)",
                           ct_shape_str(pixels, s, sizeof s), c->image_size, c->image_size);
     }
+    if (ct_clip_is_resnet(m))
+        return ct_clip_rn_encode(g, m, pixels, hooks, kind, want_dense, out);
     int64_t B = pixels->shape[0];
     ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
     ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
@@ -370,4 +365,13 @@ ct_tensor *ct_clip_logits(ct_graph *g, const ct_clip *m, ct_tensor *img, ct_tens
     ct_tensor *sim = ct_matmul(g, ct_l2_normalize(g, img, 1e-12f), ct_l2_normalize(g, txt, 1e-12f),
                                false, true);
     return ct_mul(g, sim, ct_exp(g, m->logit_scale));
+}
+
+ct_status ct_clip_need_vit(const ct_clip *m, const char *who) {
+    if (!m) return ct_set_error(CT_ERR_ARG, "%s: no model", who ? who : "clip");
+    if (!ct_clip_is_resnet(m)) return CT_OK;
+    const int *l = m->cfg.vision_resnet_layers;
+    return ct_set_error(CT_ERR_UNSUPPORTED, "%s needs a ViT image tower (this model's is a "
+                        "ModifiedResNet, layers (%d, %d, %d, %d), width %d)", who ? who : "this",
+                        l[0], l[1], l[2], l[3], m->cfg.vision_width);
 }

@@ -1,6 +1,7 @@
 /* Loading CLIP checkpoints. One central table maps every weight to its name
  * in each layout (Hugging Face, OpenAI / open_clip); the loader checks each
  * tensor's presence, dtype and shape and reports unknown tensors by name. */
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,14 +116,131 @@ static void block_specs(spec_list *l, ct_block *blocks, int layers, int W, int m
         }
 }
 
+static void bn_specs(spec_list *l, ct_rn_bn *bn, const char *prefix, int64_t C) {
+    char n[160];
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    add(l, &bn->w, n, n, SRC_COPY, 1, C, 0, 0, 0);
+    snprintf(n, sizeof n, "%s.bias", prefix);
+    add(l, &bn->b, n, n, SRC_COPY, 1, C, 0, 0, 0);
+    snprintf(n, sizeof n, "%s.running_mean", prefix);
+    add(l, &bn->mean, n, n, SRC_COPY, 1, C, 0, 0, 0);
+    snprintf(n, sizeof n, "%s.running_var", prefix);
+    add(l, &bn->var, n, n, SRC_COPY, 1, C, 0, 0, 0);
+}
+
+/* OpenAI's ModifiedResNet (clip/model.py), names as its state dict has
+ * them (OpenAI and open_clip alike); m->rn.blocks allocated by the caller. */
+static void resnet_specs(spec_list *l, ct_clip *m) {
+    const ct_clip_config *c = &m->cfg;
+    ct_rn *rn = &m->rn;
+    int64_t w = c->vision_width, C = 32 * w, grid = c->image_size / 32;
+    int64_t stem_out[3] = {w / 2, w / 2, w}, stem_in[3] = {3, w / 2, w / 2};
+    char n[160];
+    for (int i = 0; i < 3; i++) {
+        snprintf(n, sizeof n, "visual.conv%d.weight", i + 1);
+        add(l, &rn->conv[i], n, n, SRC_COPY, 4, stem_out[i], stem_in[i], 3, 3);
+        snprintf(n, sizeof n, "visual.bn%d", i + 1);
+        bn_specs(l, &rn->bn[i], n, stem_out[i]);
+    }
+    int64_t inplanes = w;
+    int k = 0;
+    for (int li = 0; li < 4; li++) {
+        int64_t planes = w << li;
+        for (int j = 0; j < c->vision_resnet_layers[li]; j++, k++) {
+            ct_rn_block *b = &rn->blocks[k];
+            b->stride = li > 0 && j == 0 ? 2 : 1;
+            char pre[96];
+            snprintf(pre, sizeof pre, "visual.layer%d.%d", li + 1, j);
+            snprintf(n, sizeof n, "%s.conv1.weight", pre);
+            add(l, &b->conv1, n, n, SRC_COPY, 4, planes, inplanes, 1, 1);
+            snprintf(n, sizeof n, "%s.bn1", pre);
+            bn_specs(l, &b->bn1, n, planes);
+            snprintf(n, sizeof n, "%s.conv2.weight", pre);
+            add(l, &b->conv2, n, n, SRC_COPY, 4, planes, planes, 3, 3);
+            snprintf(n, sizeof n, "%s.bn2", pre);
+            bn_specs(l, &b->bn2, n, planes);
+            snprintf(n, sizeof n, "%s.conv3.weight", pre);
+            add(l, &b->conv3, n, n, SRC_COPY, 4, 4 * planes, planes, 1, 1);
+            snprintf(n, sizeof n, "%s.bn3", pre);
+            bn_specs(l, &b->bn3, n, 4 * planes);
+            if (b->stride > 1 || inplanes != 4 * planes) {
+                snprintf(n, sizeof n, "%s.downsample.0.weight", pre);
+                add(l, &b->ds_conv, n, n, SRC_COPY, 4, 4 * planes, inplanes, 1, 1);
+                snprintf(n, sizeof n, "%s.downsample.1", pre);
+                bn_specs(l, &b->ds_bn, n, 4 * planes);
+            }
+            inplanes = 4 * planes;
+        }
+    }
+    add(l, &rn->pos, "visual.attnpool.positional_embedding",
+        "visual.attnpool.positional_embedding", SRC_COPY, 2, grid * grid + 1, C, 0, 0);
+    struct { ct_tensor **w, **b; const char *name; int64_t out; } pr[4] = {
+        {&rn->q_w, &rn->q_b, "q_proj", C}, {&rn->k_w, &rn->k_b, "k_proj", C},
+        {&rn->v_w, &rn->v_b, "v_proj", C}, {&rn->c_w, &rn->c_b, "c_proj", c->embed_dim}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(n, sizeof n, "visual.attnpool.%s.weight", pr[i].name);
+        add(l, pr[i].w, n, n, SRC_COPY, 2, pr[i].out, C, 0, 0);
+        snprintf(n, sizeof n, "visual.attnpool.%s.bias", pr[i].name);
+        add(l, pr[i].b, n, n, SRC_COPY, 1, pr[i].out, 0, 0, 0);
+    }
+}
+
+int ct_clip_rn_fields(ct_rn *rn, ct_tensor ***out) {
+    int n = 0;
+#define PUT(p) do { if (out) out[n] = &(p); n++; } while (0)
+#define PUT_BN(bn) do { PUT((bn).w); PUT((bn).b); PUT((bn).mean); PUT((bn).var); } while (0)
+    for (int i = 0; i < 3; i++) {
+        PUT(rn->conv[i]);
+        PUT_BN(rn->bn[i]);
+    }
+    for (int k = 0; k < rn->n_blocks; k++) {
+        ct_rn_block *b = &rn->blocks[k];
+        PUT(b->conv1);
+        PUT(b->conv2);
+        PUT(b->conv3);
+        PUT(b->ds_conv);
+        PUT_BN(b->bn1);
+        PUT_BN(b->bn2);
+        PUT_BN(b->bn3);
+        PUT_BN(b->ds_bn);
+    }
+    PUT(rn->pos);
+    ct_tensor **pw[8] = {&rn->q_w, &rn->q_b, &rn->k_w, &rn->k_b,
+                         &rn->v_w, &rn->v_b, &rn->c_w, &rn->c_b};
+    for (int i = 0; i < 8; i++) PUT(*pw[i]);
+#undef PUT_BN
+#undef PUT
+    return n;
+}
+
+/* rn.blocks for m->cfg (a ResNet), zeroed. */
+static ct_status alloc_resnet(ct_clip *m) {
+    int n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (m->cfg.vision_resnet_layers[i] < 1 || m->cfg.vision_resnet_layers[i] > 256)
+            return ct_set_error(CT_ERR_FORMAT, "ResNet stage %d has %d blocks", i + 1,
+                                m->cfg.vision_resnet_layers[i]);
+        n += m->cfg.vision_resnet_layers[i];
+    }
+    m->rn.blocks = calloc((size_t)n, sizeof *m->rn.blocks);
+    if (!m->rn.blocks) return ct_set_error(CT_ERR_NOMEM, "out of memory");
+    m->rn.n_blocks = n;
+    return CT_OK;
+}
+
 /* The central table: every weight with its name in the checkpoint's layout. */
 static void all_specs(spec_list *l, ct_clip *m) {
     const ct_clip_config *c = &m->cfg;
     bool hf = c->format == CT_CLIP_HF;
+    bool rn = ct_clip_is_resnet(m);
     int64_t Wv = c->vision_width, Wt = c->text_width, E = c->embed_dim, p = c->patch_size;
     int64_t grid = c->image_size / c->patch_size;
 #define TOP(field, ours, hfname, oainame, kind, nd, a, b, cc, d) \
     add(l, &m->field, ours, hf ? hfname : oainame, hf ? SRC_COPY : kind, nd, a, b, cc, d)
+    if (rn) {
+        resnet_specs(l, m);
+        goto text;
+    }
     TOP(patch_w, "visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight",
         "visual.conv1.weight", SRC_COPY, 4, Wv, 3, p, p);
     TOP(class_emb, "visual.class_embedding", "vision_model.embeddings.class_embedding",
@@ -139,6 +257,7 @@ static void all_specs(spec_list *l, ct_clip *m) {
         "visual.ln_post.bias", SRC_COPY, 1, Wv, 0, 0, 0);
     TOP(vproj, "visual.proj", "visual_projection.weight", "visual.proj", SRC_TRANSPOSE, 2, E, Wv,
         0, 0);
+text:
     TOP(tok_emb, "token_embedding.weight", "text_model.embeddings.token_embedding.weight",
         "token_embedding.weight", SRC_COPY, 2, c->vocab_size, Wt, 0, 0);
     TOP(tpos, "positional_embedding", "text_model.embeddings.position_embedding.weight",
@@ -152,8 +271,9 @@ static void all_specs(spec_list *l, ct_clip *m) {
     TOP(logit_scale, "logit_scale", "logit_scale", "logit_scale", SRC_SCALAR, 1, 1, 0, 0, 0);
 #undef TOP
     if (!l->oom) l->v[l->n - 1].kind = SRC_SCALAR; /* 0-d (or 1 value) in both layouts */
-    block_specs(l, m->vblocks, c->vision_layers, (int)Wv, c->vision_mlp, hf,
-                "vision_model.encoder.layers.", "visual.transformer.resblocks.");
+    if (!rn)
+        block_specs(l, m->vblocks, c->vision_layers, (int)Wv, c->vision_mlp, hf,
+                    "vision_model.encoder.layers.", "visual.transformer.resblocks.");
     block_specs(l, m->tblocks, c->text_layers, (int)Wt, c->text_mlp, hf,
                 "text_model.encoder.layers.", "transformer.resblocks.");
 }
@@ -228,6 +348,7 @@ void ct_clip_free(ct_clip *m) {
     }
     free(m->vblocks);
     free(m->tblocks);
+    free(m->rn.blocks);
     free(m);
 }
 
@@ -255,6 +376,10 @@ static ct_status load_weights(ct_clip *m, const ct_safetensors *st, const char *
         for (int k = 0; !used && k < l.n; k++) used = !strcmp(l.v[k].src, name);
         for (size_t k = 0; !used && k < sizeof IGNORED / sizeof *IGNORED; k++)
             used = !strcmp(IGNORED[k], name);
+        /* batch norm's step counter (a torch buffer, unused in eval mode) */
+        size_t len = strlen(name);
+        if (!used && ct_clip_is_resnet(m) && len > 20)
+            used = !strcmp(name + len - 20, ".num_batches_tracked");
         if (!used)
             s = ct_set_error(CT_ERR_FORMAT, "%s: unexpected tensor %s (not part of a %s CLIP "
                              "with this architecture)", path, name,
@@ -289,9 +414,13 @@ ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts) {
         if (s == CT_OK) s = ct_clip_config_from_openai(st, file, opts, &m->cfg);
     }
     if (s == CT_OK) {
-        m->vblocks = calloc((size_t)m->cfg.vision_layers, sizeof *m->vblocks);
+        m->vblocks = calloc((size_t)m->cfg.vision_layers + 1, sizeof *m->vblocks);
         m->tblocks = calloc((size_t)m->cfg.text_layers, sizeof *m->tblocks);
         if (!m->vblocks || !m->tblocks) s = ct_set_error(CT_ERR_NOMEM, "out of memory");
+    }
+    if (s == CT_OK && ct_clip_is_resnet(m)) {
+        s = alloc_resnet(m);
+        if (s != CT_OK) s = ct_set_error(s, "%s: %s", file, ct_last_error());
     }
     if (s == CT_OK) s = load_weights(m, st, file);
     ct_safetensors_close(st);
@@ -303,9 +432,17 @@ ct_clip *ct_clip_load(const char *path, const ct_clip_load_opts *opts) {
 }
 
 ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
-    if (!cfg || cfg->vision_layers < 1 || cfg->text_layers < 1 || cfg->patch_size < 1 ||
+    bool rn = cfg && cfg->vision_resnet_layers[0] > 0;
+    int vh = cfg && cfg->vision_heads > 0 ? cfg->vision_heads : 1;
+    /* a ResNet: patch_size 32 (its stride), width even, heads dividing 32 w */
+    bool vision_bad = !cfg || (rn ? cfg->vision_layers != 0 || cfg->patch_size != 32 ||
+                                        cfg->vision_width < 2 || cfg->vision_width % 2 ||
+                                        (32 * cfg->vision_width) % vh
+                                  : cfg->vision_layers < 1 || cfg->vision_width % vh);
+    if (vision_bad || cfg->text_layers < 1 || cfg->patch_size < 1 ||
+        cfg->image_size < cfg->patch_size ||
         cfg->image_size % cfg->patch_size || cfg->vision_heads < 1 || cfg->text_heads < 1 ||
-        cfg->vision_width % cfg->vision_heads || cfg->text_width % cfg->text_heads ||
+        cfg->text_width % cfg->text_heads ||
         cfg->embed_dim < 1 || cfg->vocab_size < 1 || cfg->context_length < 1) {
         ct_set_error(CT_ERR_ARG, "ct_clip_create: inconsistent configuration");
         return NULL;
@@ -313,11 +450,24 @@ ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
     ct_clip *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->cfg = *cfg;
-    m->vblocks = calloc((size_t)cfg->vision_layers, sizeof *m->vblocks);
+    m->vblocks = calloc((size_t)cfg->vision_layers + 1, sizeof *m->vblocks);
     m->tblocks = calloc((size_t)cfg->text_layers, sizeof *m->tblocks);
     spec_list l = {0};
+    ct_status s = rn && m->vblocks && m->tblocks ? alloc_resnet(m) : CT_OK;
+    if (s != CT_OK) {
+        ct_set_error(CT_ERR_ARG, "ct_clip_create: %s", ct_last_error());
+        ct_clip_free(m);
+        return NULL;
+    }
     if (m->vblocks && m->tblocks) all_specs(&l, m);
-    ct_status s = (!m->vblocks || !m->tblocks || l.oom) ? CT_ERR_NOMEM : CT_OK;
+    s = (!m->vblocks || !m->tblocks || l.oom) ? CT_ERR_NOMEM : CT_OK;
+    if (s == CT_OK && l.n > CT_CLIP_MAX_TENSORS) {
+        free(l.v);
+        ct_set_error(CT_ERR_UNSUPPORTED, "ct_clip_create: %d tensors exceed the limit %d", l.n,
+                     CT_CLIP_MAX_TENSORS);
+        ct_clip_free(m);
+        return NULL;
+    }
     ct_rng rng;
     ct_rng_init(&rng, seed);
     for (int i = 0; s == CT_OK && i < l.n; i++) {
@@ -333,9 +483,18 @@ ct_clip *ct_clip_create(const ct_clip_config *cfg, uint64_t seed) {
         /* LayerNorm weights 1, biases and norms' biases 0, the rest N(0, 0.02) */
         const char *nm = l.v[i].ours;
         size_t len = strlen(nm);
-        bool is_ln = strstr(nm, "ln_") != NULL;
-        if (is_ln && len > 7 && !strcmp(nm + len - 7, ".weight"))
+        bool is_ln = strstr(nm, "ln_") != NULL || strstr(nm, ".bn") != NULL ||
+                     strstr(nm, "downsample.1.") != NULL;
+        bool ends_var = len > 12 && !strcmp(nm + len - 12, ".running_var");
+        bool ends_mean = len > 13 && !strcmp(nm + len - 13, ".running_mean");
+        if ((is_ln && len > 7 && !strcmp(nm + len - 7, ".weight")) || ends_var)
             for (int64_t k = 0; k < t->numel; k++) t->data[k] = 1;
+        else if (ends_mean)
+            for (int64_t k = 0; k < t->numel; k++) t->data[k] = 0;
+        else if (t->ndim == 4 && rn) /* ResNet convolutions: He-normal, fan-in */
+            ct_rng_fill_normal(&rng, t->data, (size_t)t->numel, 0,
+                               (float)sqrt(2.0 / (double)(t->shape[1] * t->shape[2] *
+                                                          t->shape[3])));
         else if (!strcmp(nm, "logit_scale"))
             t->data[0] = (ct_real)2.6592600345611572; /* ln(1 / 0.07) */
         else if (!(len > 5 && !strcmp(nm + len - 5, ".bias")))
@@ -381,7 +540,9 @@ const ct_clip_config *ct_clip_get_config(const ct_clip *m) { return &m->cfg; }
 
 int64_t ct_clip_num_params(const ct_clip *m) {
     int64_t n = 0;
-    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i]->numel;
+    /* batch norm's running statistics are buffers, not parameters */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strstr(m->names[i], ".running_")) n += m->tensors[i]->numel;
     return n;
 }
 
@@ -494,7 +655,11 @@ ct_status ct_clip_set_precision(ct_clip *m, ct_precision p) {
 ct_precision ct_clip_get_precision(const ct_clip *m) { return m->precision; }
 
 uint64_t ct_clip_hash(const ct_clip *m) {
-    uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m), sizeof(ct_clip_config));
+    /* the fields before the ResNet stage counts hash as before they existed */
+    uint64_t h = ct_hash_bytes(CT_HASH_INIT, ct_clip_get_config(m),
+                               offsetof(ct_clip_config, vision_resnet_layers));
+    if (ct_clip_is_resnet(m))
+        h = ct_hash_bytes(h, m->cfg.vision_resnet_layers, sizeof m->cfg.vision_resnet_layers);
     for (int i = 0; i < ct_clip_num_tensors(m); i++) {
         const char *name;
         const ct_tensor *t = ct_clip_tensor_at(m, i, &name);

@@ -49,6 +49,9 @@ static ct_status save_json(const char *path, cJSON *root) {
 }
 
 ct_status ct_clip_save_hf(const ct_clip *m, const char *dir) {
+    if (ct_clip_is_resnet(m))
+        return ct_set_error(CT_ERR_UNSUPPORTED, "%s: a ModifiedResNet image tower has no Hugging "
+                            "Face CLIP layout (transformers' CLIPModel is ViT-only)", dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return ct_set_error(CT_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     const ct_clip_config *c = &m->cfg;

@@ -7,7 +7,14 @@
 #include "base/error.h"
 #include "model/clip.h"
 
-static bool is_vision(const char *name) { return !strncmp(name, "visual.", 7); }
+/* A vision weight: batch norm's running statistics are buffers, not
+ * weights (nothing trains them; the copy reads the source's). */
+static bool is_vision(const char *name) {
+    size_t n = strlen(name);
+    if (n > 13 && !strcmp(name + n - 13, ".running_mean")) return false;
+    if (n > 12 && !strcmp(name + n - 12, ".running_var")) return false;
+    return !strncmp(name, "visual.", 7);
+}
 
 /* The copy's tensor for the source's tensor t (t itself when not vision). */
 static ct_tensor *remap(const ct_clip *src, const ct_vision_copy *c, ct_tensor *t) {
@@ -31,10 +38,11 @@ ct_status ct_vision_copy_create(const ct_clip *src, bool trainable, ct_vision_co
     out->flat = ct_tensor_new(1, &n, trainable);
     out->views = calloc((size_t)nw, sizeof *out->views);
     out->clip = malloc(sizeof *out->clip);
-    ct_block *vb = malloc((size_t)c->vision_layers * sizeof *vb);
+    ct_block *vb = malloc(((size_t)c->vision_layers + 1) * sizeof *vb);
     ct_block *tb = malloc((size_t)c->text_layers * sizeof *tb);
-    if (!out->flat || !out->views || !out->clip || !vb || !tb) {
-        free(vb), free(tb), free(out->clip);
+    ct_rn_block *rb = malloc(((size_t)src->rn.n_blocks + 1) * sizeof *rb);
+    if (!out->flat || !out->views || !out->clip || !vb || !tb || !rb) {
+        free(vb), free(tb), free(rb), free(out->clip);
         out->clip = NULL;
         ct_vision_copy_free(out);
         return ct_set_error(CT_ERR_NOMEM, "vision copy: out of memory (%lld weights)",
@@ -64,6 +72,19 @@ ct_status ct_vision_copy_create(const ct_clip *src, bool trainable, ct_vision_co
     m->n_tensors = 0;
     memcpy(tb, src->tblocks, (size_t)c->text_layers * sizeof *tb);
     m->tblocks = tb, m->vblocks = vb;
+    if (src->rn.n_blocks) memcpy(rb, src->rn.blocks, (size_t)src->rn.n_blocks * sizeof *rb);
+    m->rn.blocks = rb;
+    if (ct_clip_is_resnet(src)) {
+        int nf = ct_clip_rn_fields(&m->rn, NULL);
+        ct_tensor ***f = malloc((size_t)nf * sizeof *f);
+        if (!f) {
+            ct_vision_copy_free(out);
+            return ct_set_error(CT_ERR_NOMEM, "vision copy: out of memory");
+        }
+        ct_clip_rn_fields(&m->rn, f);
+        for (int i = 0; i < nf; i++) *f[i] = remap(src, out, *f[i]);
+        free(f);
+    }
     ct_tensor **fields[] = {&m->patch_w, &m->class_emb, &m->vpos, &m->ln_pre_w, &m->ln_pre_b,
                             &m->ln_post_w, &m->ln_post_b, &m->vproj};
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)

@@ -238,7 +238,8 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
     char path[4096] = "";
     uint64_t key = 0;
     int dim = feature_dim(r);
-    if (r->dense && r->dense_kind != CT_DENSE_TOKENS && r->dense_kind != CT_DENSE_VALUE)
+    if (r->dense && r->dense_kind != CT_DENSE_TOKENS && r->dense_kind != CT_DENSE_VALUE &&
+        r->dense_kind != CT_DENSE_POOL_VALUE)
         return ct_set_error(CT_ERR_ARG, "ct_features_get: unknown dense feature kind %d",
                             (int)r->dense_kind);
     if (r->dense && r->raw_pixels)

@@ -40,9 +40,17 @@ int cmd_info(int argc, char **argv) {
     int grid = c->image_size / c->patch_size;
     printf("model:      %s\n", model);
     printf("layout:     %s\n", c->format == CT_CLIP_HF ? "Hugging Face folder" : "OpenAI / open_clip");
-    printf("vision:     ViT, %dx%d input, patch %d (%d tokens), width %d, %d layers, %d heads, "
-           "MLP %d, %s\n", c->image_size, c->image_size, c->patch_size, grid * grid + 1,
-           c->vision_width, c->vision_layers, c->vision_heads, c->vision_mlp, act_name(c->vision_act));
+    const int *rl = c->vision_resnet_layers;
+    if (rl[0] > 0)
+        printf("vision:     ModifiedResNet, %dx%d input, layers (%d, %d, %d, %d), width %d "
+               "(features %d), attention pooling %d heads over %dx%d (%d tokens)\n",
+               c->image_size, c->image_size, rl[0], rl[1], rl[2], rl[3], c->vision_width,
+               32 * c->vision_width, c->vision_heads, grid, grid, grid * grid + 1);
+    else
+        printf("vision:     ViT, %dx%d input, patch %d (%d tokens), width %d, %d layers, %d "
+               "heads, MLP %d, %s\n", c->image_size, c->image_size, c->patch_size,
+               grid * grid + 1, c->vision_width, c->vision_layers, c->vision_heads,
+               c->vision_mlp, act_name(c->vision_act));
     printf("text:       context %d, vocab %d, width %d, %d layers, %d heads, MLP %d, %s\n",
            c->context_length, c->vocab_size, c->text_width, c->text_layers, c->text_heads,
            c->text_mlp, act_name(c->text_act));
