@@ -342,7 +342,7 @@ static void test_refusals(void) {
 /* methods that put tokens into the vision transformer (or LoRA on its
  * attention) with their defaults: refused by name on a ResNet */
 static const char *const NEEDS_VIT[] = {"vpt-deep", "ivlp", "maple", "clip-lora", "promptsrc",
-                                        "upt", "dpt"};
+                                        "upt", "dpt", "mvlpt"};
 
 static bool needs_vit(const char *name) {
     for (size_t i = 0; i < sizeof NEEDS_VIT / sizeof *NEEDS_VIT; i++)
@@ -437,6 +437,8 @@ static void test_every_method(void) {
         rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = sp, rc.data_spec = spec;
         rc.method = m, rc.set = set, rc.shots = m->multi_label || m->predict_patches ? 0 : 1;
         rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 12;
+        /* ProTeCt trains on the class taxonomy */
+        if (m->taxonomy) rc.taxonomy_path = CT_SOURCE_DIR "/data/taxonomies/fashion-mnist.txt";
         ct_run_result res;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -70,6 +70,7 @@ static ct_status mvlpt_create(const ct_task *task, const ct_kv *hp_in, void **ou
         return ct_set_error(CT_ERR_ARG, "mvlpt: label_pertask=%d (0 or 1)", pertask);
     if (task->n_tasks < 0 || task->n_tasks > CT_MT_MAX_TASKS)
         return ct_set_error(CT_ERR_ARG, "mvlpt: %d tasks", task->n_tasks);
+    if (ct_clip_need_vit(task->clip, "mvlpt") != CT_OK) return CT_ERR_UNSUPPORTED;
     mvlpt_state *s = calloc(1, sizeof *s);
     if (!s) return ct_set_error(CT_ERR_NOMEM, "mvlpt: out of memory");
     s->K = task->n_classes, s->n_tasks = task->n_tasks, s->pertask = pertask;
