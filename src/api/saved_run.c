@@ -616,10 +616,11 @@ static ct_status class_map(const ct_saved_run *r, const ct_dataset *test, const 
         for (int k = 0; k < r->n_classes; k++) {
             if (strcmp(test->classnames[c], r->classnames[k])) continue;
             if (mp[c] >= 0) {
+                int first = mp[c];
                 free(mp);
                 return ct_set_error(CT_ERR_ARG, "class \"%s\" of %s is classes %d and %d of the "
                                     "run %s: which one to score is ambiguous",
-                                    test->classnames[c], what, mp[c], k, r->dir);
+                                    test->classnames[c], what, first, k, r->dir);
             }
             mp[c] = k;
         }
