@@ -40,6 +40,7 @@ static ct_status create(const ct_task *task, const char *extra, void **state) {
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, m->defaults);
     if (s == CT_OK && extra) s = ct_kv_parse(&hp, extra);
+    *state = NULL;
     if (s == CT_OK) s = m->create(task, &hp, state);
     /* the trainer and ct_run read the others */
     ct_train_cfg tc;
@@ -50,6 +51,10 @@ static ct_status create(const ct_task *task, const char *extra, void **state) {
     if (s == CT_OK) s = ct_kv_str(&hp, "views", "", &vs);
     if (s == CT_OK) s = ct_kv_check_used(&hp, "protect");
     ct_kv_free(&hp);
+    if (s != CT_OK && *state) { /* created, then a key nobody read */
+        m->destroy(*state);
+        *state = NULL;
+    }
     return s;
 }
 
