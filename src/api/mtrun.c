@@ -29,35 +29,6 @@
 #include "base/json.h"
 #include "train/features.h"
 
-typedef struct {
-    void (*log)(void *ctx, const char *line);
-    void *log_ctx;
-    char *text;
-    size_t len, cap;
-} mt_log;
-
-static void mlog(mt_log *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mlog(mt_log *L, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    size_t n = strlen(line);
-    if (L->len + n + 2 > L->cap) {
-        size_t cap = (L->cap + n + 2) * 2;
-        char *p = realloc(L->text, cap);
-        if (!p) return;
-        L->text = p, L->cap = cap;
-    }
-    memcpy(L->text + L->len, line, n);
-    L->len += n;
-    L->text[L->len++] = '\n';
-    L->text[L->len] = 0;
-    if (L->log) L->log(L->log_ctx, line);
-}
-
-static void mlog_cb(void *ctx, const char *line) { mlog(ctx, "%s", line); }
 
 /* What one run (training, or a saved run evaluated again) works on. */
 typedef struct {
@@ -87,7 +58,7 @@ static void on_features(void *ctx, int64_t done, int64_t total) {
 }
 
 static ct_status features(const mt_job *J, const ct_dataset *d, int view, const char *what,
-                          mt_log *L, ct_features *out) {
+                          ct_run_log *L, ct_features *out) {
     feat_progress fp = {J, ""};
     snprintf(fp.stage, sizeof fp.stage, "features: %s %s", d->name, what);
     ct_feature_req r = {.clip = ct_model_bundle(J->model)->clip,
@@ -95,7 +66,7 @@ static ct_status features(const mt_job *J, const ct_dataset *d, int view, const 
                         .seed = J->seed, .cache_dir = J->cache_dir, .batch = 32,
                         .progress = J->progress ? on_features : NULL, .progress_ctx = &fp};
     ct_status s = ct_features_get(&r, out);
-    if (s == CT_OK) mlog(L, "features: %s %s, %lld images", d->name, what, (long long)d->n_items);
+    if (s == CT_OK) ct_run_logf(L, "features: %s %s, %lld images", d->name, what, (long long)d->n_items);
     return s;
 }
 
@@ -225,7 +196,7 @@ static ct_status write_config(const char *dir, const mt_job *J) {
  * task's test split; writes the run files into out_dir when not NULL
  * (config.json, learned.safetensors and log.txt only when training). */
 static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *learned_dir,
-                            const char *out_dir, mt_log *L, ct_mt_run_result *res) {
+                            const char *out_dir, ct_run_log *L, ct_mt_run_result *res) {
     const ct_method *m = J->method;
     if (J->n < 1 || J->n > CT_MT_MAX_TASKS)
         return ct_set_error(CT_ERR_ARG, "mt_run: %d tasks (1 .. %d)", J->n, CT_MT_MAX_TASKS);
@@ -289,9 +260,9 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
             s = ct_set_error(CT_ERR_NOMEM, "mt_run: out of memory");
     }
     if (s == CT_OK)
-        mlog(L, "%s on %d tasks, %d classes in all, %d-shot", m->name, n, K, J->shots);
+        ct_run_logf(L, "%s on %d tasks, %d classes in all, %d-shot", m->name, n, K, J->shots);
     for (int t = 0; t < n && s == CT_OK; t++)
-        mlog(L, "task %d: %s, classes %d .. %d, %lld train, %lld val, %lld test", t, names[t],
+        ct_run_logf(L, "task %d: %s, classes %d .. %d, %lld train, %lld val, %lld test", t, names[t],
              off[t], off[t + 1] - 1, (long long)(tr[t] ? tr[t]->n_items : 0),
              (long long)(va[t] ? va[t]->n_items : 0), (long long)te[t]->n_items);
     bool any_val = false;
@@ -307,7 +278,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
             s = CT_ERR_NOMEM;
         any_val = mva != NULL;
         if (s == CT_OK && train && trains)
-            mlog(L, "merged images: %lld train, %lld val, %lld test", (long long)mtr->n_items,
+            ct_run_logf(L, "merged images: %lld train, %lld val, %lld test", (long long)mtr->n_items,
                  (long long)(mva ? mva->n_items : 0), (long long)mte->n_items);
     }
     for (int t = 0; t < n && s == CT_OK && train && trains && !px; t++) {
@@ -341,7 +312,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
                     .aug_feats = views > 0 && trains ? &faug : NULL, .cache_dir = J->cache_dir,
                     .seed = J->seed, .n_tasks = n, .task_names = names, .task_offsets = off};
     task.progress = J->progress, task.progress_ctx = J->progress_ctx;
-    task.log = mlog_cb, task.log_ctx = L, task.run_dir = out_dir;
+    task.log = ct_run_log_line, task.log_ctx = L, task.run_dir = out_dir;
     if ((s = m->create(&task, &J->hp, &state)) != CT_OK) goto out;
     if ((s = ct_kv_check_used(&J->hp, m->name)) != CT_OK) goto out;
     if (out_dir && (s = ct_mkdir_p(out_dir)) != CT_OK) goto out;
@@ -349,7 +320,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
         tc.seed = J->seed;
         tc.run_dir = trains ? out_dir : NULL;
         tc.resume = resume;
-        tc.log = mlog_cb, tc.log_ctx = L;
+        tc.log = ct_run_log_line, tc.log_ctx = L;
         tc.progress = J->progress, tc.progress_ctx = J->progress_ctx;
         if (trains && (s = ct_train(m, state, &task, &tc, &J->hp)) != CT_OK) goto out;
     } else if (trains && (s = ct_run_load_learned(m, state, learned_dir)) != CT_OK) {
@@ -380,7 +351,7 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
             res->top1[t] = mt[t].top1;
             snprintf(res->task_names[t], sizeof res->task_names[t], "%s", names[t]);
             res->mean_top1 += mt[t].top1 / n;
-            mlog(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d "
+            ct_run_logf(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d "
                  "classes)", names[t], 100 * mt[t].top1, 100 * mt[t].top5, 100 * mt[t].macro_f1,
                  (long long)mt[t].n, mt[t].n_classes);
         }
@@ -408,13 +379,13 @@ static ct_status mt_execute(mt_job *J, bool train, bool resume, const char *lear
         res->top1[t] = mt[t].top1;
         snprintf(res->task_names[t], sizeof res->task_names[t], "%s", names[t]);
         res->mean_top1 += mt[t].top1 / n;
-        mlog(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d classes)",
+        ct_run_logf(L, "test %s: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  (%lld images, %d classes)",
              names[t], 100 * mt[t].top1, 100 * mt[t].top5, 100 * mt[t].macro_f1,
              (long long)mt[t].n, mt[t].n_classes);
     }
     if (s != CT_OK) goto out;
     if (vn == n) res->mean_val_top1 = vsum / n;
-    mlog(L, "test mean top-1 over %d tasks: %.2f%%", n, 100 * res->mean_top1);
+    ct_run_logf(L, "test mean top-1 over %d tasks: %.2f%%", n, 100 * res->mean_top1);
     if (out_dir) {
         char path[4200], mh[17], *hptext = NULL;
         if (train) {
@@ -454,7 +425,7 @@ ct_status ct_mt_run(const ct_mt_run_cfg *cfg, ct_mt_run_result *res) {
                 .specs = cfg->data_specs, .method = cfg->method, .shots = cfg->shots,
                 .seed = cfg->seed, .max_test = cfg->max_test, .cache_dir = cfg->cache_dir,
                 .progress = cfg->progress, .progress_ctx = cfg->progress_ctx};
-    mt_log L = {cfg->log, cfg->log_ctx, NULL, 0, 0};
+    ct_run_log L = {cfg->log, cfg->log_ctx, NULL, 0, 0};
     ct_status s = ct_kv_parse(&J.hp, cfg->method->defaults);
     if (s == CT_OK) s = ct_kv_parse(&J.hp, cfg->set);
     if (s == CT_OK && cfg->cache_dir) s = ct_mkdir_p(cfg->cache_dir);
@@ -462,7 +433,7 @@ ct_status ct_mt_run(const ct_mt_run_cfg *cfg, ct_mt_run_result *res) {
     const char *dirs[2] = {cfg->cache_dir, cfg->run_dir};
     for (int k = 0; s == CT_OK && k < 2; k++) {
         int gone = dirs[k] ? ct_clean_stale_temps(dirs[k]) : 0;
-        if (gone) mlog(&L, "removed %d temp file%s that killed runs left in %s", gone,
+        if (gone) ct_run_logf(&L, "removed %d temp file%s that killed runs left in %s", gone,
                        gone > 1 ? "s" : "", dirs[k]);
     }
     if (s == CT_OK) s = mt_execute(&J, true, cfg->resume, NULL, cfg->run_dir, &L, res);
@@ -565,7 +536,7 @@ ct_status ct_mt_evaluate(const char *run_dir, ct_model *model, const char *cache
     cJSON *c = ct_json_load(path);
     if (!c) return CT_ERR_FORMAT;
     mt_job J = {.cache_dir = cache_dir};
-    mt_log L = {0};
+    ct_run_log L = {0};
     ct_splits sp[CT_MT_MAX_TASKS] = {0};
     const ct_splits *spp[CT_MT_MAX_TASKS];
     const char *specs[CT_MT_MAX_TASKS];
@@ -685,7 +656,7 @@ ct_status ct_mt_predict_files(const char *run_dir, ct_model *model, const char *
         ct_dataset files = {.name = "predict", .root = "", .n_classes = Kt,
                             .classnames = cn + off[which], .n_items = n, .items = items};
         J.model = model;
-        mt_log L = {0};
+        ct_run_log L = {0};
         s = features(&J, &files, 0, "images", &L, &f);
         free(L.text);
     }

@@ -18,14 +18,7 @@
 #include "api/official.h"
 #include "api/segment.h"
 
-typedef struct {
-    const ct_run_cfg *cfg;
-    char *log;       /* whole log text, appended */
-    size_t len, cap;
-} run_log;
-
-static void logline(run_log *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logline(run_log *L, const char *fmt, ...) {
+void ct_run_logf(ct_run_log *L, const char *fmt, ...) {
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -34,18 +27,18 @@ static void logline(run_log *L, const char *fmt, ...) {
     size_t n = strlen(line);
     if (L->len + n + 2 > L->cap) {
         size_t cap = (L->cap + n + 2) * 2;
-        char *p = realloc(L->log, cap);
+        char *p = realloc(L->text, cap);
         if (!p) return;
-        L->log = p, L->cap = cap;
+        L->text = p, L->cap = cap;
     }
-    memcpy(L->log + L->len, line, n);
+    memcpy(L->text + L->len, line, n);
     L->len += n;
-    L->log[L->len++] = '\n';
-    L->log[L->len] = 0;
-    if (L->cfg->log) L->cfg->log(L->cfg->log_ctx, line);
+    L->text[L->len++] = '\n';
+    L->text[L->len] = 0;
+    if (L->log) L->log(L->log_ctx, line);
 }
 
-static void trainer_log(void *ctx, const char *line) { logline(ctx, "%s", line); }
+void ct_run_log_line(void *ctx, const char *line) { ct_run_logf(ctx, "%s", line); }
 
 
 typedef struct {
@@ -60,7 +53,7 @@ static void on_features(void *ctx, int64_t done, int64_t total) {
 
 /* The features of d (view 0: the evaluation transform; segmentation
  * datasets: ct_seg_preprocess's whole-image geometry). */
-static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, run_log *L,
+static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, ct_run_log *L,
                           const char *what, ct_features *out) {
     feat_progress fp = {cfg, ""};
     snprintf(fp.stage, sizeof fp.stage, "features: %s", what);
@@ -78,7 +71,7 @@ static ct_status features(const ct_run_cfg *cfg, const ct_dataset *d, int view, 
                         .dense_kind = cfg->method->dense_kind,
                         .raw_pixels = cfg->method->raw_pixels};
     ct_status s = ct_features_get(&r, out);
-    if (s == CT_OK) logline(L, "features: %s, %lld images", what, (long long)d->n_items);
+    if (s == CT_OK) ct_run_logf(L, "features: %s, %lld images", what, (long long)d->n_items);
     return s;
 }
 
@@ -274,7 +267,7 @@ static ct_status score(const ct_method *m, void *st, const ct_task *task, const 
  * the learned tensors of the trained one, scored on cfg->novel_test;
  * novel.json records it. */
 static ct_status eval_novel(const ct_run_cfg *cfg, const ct_task *base, ct_kv *hp, void *trained,
-                            run_log *L, double *top1) {
+                            ct_run_log *L, double *top1) {
     const ct_method *m = cfg->method;
     const ct_dataset *d = cfg->novel_test;
     ct_features f = {0};
@@ -330,7 +323,7 @@ static ct_status eval_novel(const ct_run_cfg *cfg, const ct_task *base, ct_kv *h
     if (s == CT_OK) s = ct_metrics_compute(sc, false, f.labels, f.n, K, 15, &mt);
     if (s != CT_OK) goto out;
     *top1 = mt.top1;
-    logline(L, "novel test (%d classes, %lld images): top-1 %.2f%%  top-5 %.2f%%", K,
+    ct_run_logf(L, "novel test (%d classes, %lld images): top-1 %.2f%%  top-5 %.2f%%", K,
             (long long)f.n, 100 * mt.top1, 100 * mt.top5);
     if (cfg->run_dir) {
         cJSON *j = cJSON_CreateObject();
@@ -387,7 +380,7 @@ static void free_keys(char **keys, int64_t n) {
 /* learned.safetensors (the tensors carry what they mean: method,
  * hyper-parameters and the frozen model they were trained on) and log.txt */
 static ct_status save_learned_and_log(const ct_run_cfg *cfg, const ct_kv *hp, void *state,
-                                      const run_log *L) {
+                                      const ct_run_log *L) {
     char *hptext = NULL, mh[17], path[4200];
     ct_status s = ct_kv_to_text(hp, &hptext);
     snprintf(mh, sizeof mh, "%016llx",
@@ -398,7 +391,7 @@ static ct_status save_learned_and_log(const ct_run_cfg *cfg, const ct_kv *hp, vo
     free(hptext);
     if (s != CT_OK) return s;
     snprintf(path, sizeof path, "%s/log.txt", cfg->run_dir);
-    return ct_write_file_atomic(path, L->log ? L->log : "", L->len);
+    return ct_write_file_atomic(path, L->text ? L->text : "", L->len);
 }
 
 /* The report's configuration table: (key, value) pairs pointing into cfg,
@@ -442,7 +435,7 @@ static void run_title(const ct_run_cfg *cfg, char *buf, size_t n) {
 static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
                         const ct_dataset *test, const ct_features *fte, const ct_dataset *val,
                         const ct_features *fval, bool trains, float *scores, const ct_kv *hp,
-                        run_log *L, ct_run_result *res) {
+                        ct_run_log *L, ct_run_result *res) {
     const ct_method *me = cfg->method;
     int K = task->n_classes;
     ct_ml_metrics mm = {0};
@@ -462,7 +455,7 @@ static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
         ct_ml_metrics_free(&vm);
         free(vs);
     }
-    logline(L, "test: mAP %.2f%%  mAP(VOC07) %.2f%%  CF1 %.2f%%  OF1 %.2f%% (p >= %.2g)  "
+    ct_run_logf(L, "test: mAP %.2f%%  mAP(VOC07) %.2f%%  CF1 %.2f%%  OF1 %.2f%% (p >= %.2g)  "
             "CF1 %.2f%%  OF1 %.2f%% (top-%d)", 100 * mm.map, 100 * mm.map_voc07, 100 * mm.cf1,
             100 * mm.of1, mm.thresh, 100 * mm.cf13, 100 * mm.of13, mm.top_k);
     if (cfg->run_dir) {
@@ -483,7 +476,7 @@ static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
         char title[256];
         run_title(cfg, title, sizeof title);
         if (s == CT_OK) s = report_cfg_make(cfg, hp, &rc);
-        if (s == CT_OK) s = ct_report_run_ml(cfg->run_dir, title, rc.kv, rc.n, &mm, cn, L->log);
+        if (s == CT_OK) s = ct_report_run_ml(cfg->run_dir, title, rc.kv, rc.n, &mm, cn, L->text);
         free(rc.kv);
         /* last: a run directory with metrics.json is a finished run */
         snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
@@ -497,7 +490,7 @@ static ct_status run_ml(const ct_run_cfg *cfg, const ct_task *task, void *state,
  * maps and, with a run directory, write the run's files (predictions/,
  * overlays.png, metrics.json, report.md). */
 static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *test,
-                         const ct_features *fte, const ct_kv *hp, run_log *L,
+                         const ct_features *fte, const ct_kv *hp, ct_run_log *L,
                          ct_run_result *res) {
     const ct_method *me = cfg->method;
     int K = cfg->data->train->n_classes;
@@ -516,7 +509,7 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
                            .val_map = NAN, .segmentation = true, .miou = sm.miou,
                            .macc = sm.macc, .aacc = sm.aacc, .leaf_acc = NAN, .hca = NAN,
                            .mta = NAN};
-    logline(L, "test: mIoU %.2f%%  mAcc %.2f%%  aAcc %.2f%% (%lld labelled pixels, %d of %d "
+    ct_run_logf(L, "test: mIoU %.2f%%  mAcc %.2f%%  aAcc %.2f%% (%lld labelled pixels, %d of %d "
             "classes present)", 100 * sm.miou, 100 * sm.macc, 100 * sm.aacc,
             (long long)sm.n_pixels, sm.n_iou_classes, K);
     if (cfg->run_dir) {
@@ -527,7 +520,7 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
         char title[256];
         run_title(cfg, title, sizeof title);
         if (s == CT_OK) s = report_cfg_make(cfg, hp, &rc);
-        if (s == CT_OK) s = ct_report_run_seg(cfg->run_dir, title, rc.kv, rc.n, &sm, cn, L->log);
+        if (s == CT_OK) s = ct_report_run_seg(cfg->run_dir, title, rc.kv, rc.n, &sm, cn, L->text);
         free(rc.kv);
         /* last: a run directory with metrics.json is a finished run */
         snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
@@ -541,7 +534,7 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
  * run_dir/taxonomy.txt. */
 static ct_status run_hier_metrics(const ct_run_cfg *cfg, const ct_task *task, ct_kv *hp,
                                   void *state, const ct_taxonomy *tax, const ct_features *fte,
-                                  const float *scores, ct_metrics *m, run_log *L,
+                                  const float *scores, ct_metrics *m, ct_run_log *L,
                                   ct_run_result *res) {
     const ct_method *me = cfg->method;
     ct_status s = ct_run_hierarchy(me, state, task, hp, tax, me->pixels ? NULL : fte, scores,
@@ -549,7 +542,7 @@ static ct_status run_hier_metrics(const ct_run_cfg *cfg, const ct_task *task, ct
     if (s != CT_OK) return s;
     res->hierarchy = true, res->leaf_acc = m->leaf_acc, res->hca = m->hca, res->mta = m->mta;
     res->n_cuts = m->n_cuts, res->node_scores_from = m->node_scores_from;
-    logline(L, "hierarchy (%d nodes, %d cuts, nodes scored from %s): leaf %.2f%%  HCA %.2f%%  "
+    ct_run_logf(L, "hierarchy (%d nodes, %d cuts, nodes scored from %s): leaf %.2f%%  HCA %.2f%%  "
             "MTA %.2f%%", tax->n_nodes, m->n_cuts, m->node_scores_from, 100 * m->leaf_acc,
             100 * m->hca, 100 * m->mta);
     if (!cfg->run_dir) return CT_OK;
@@ -587,7 +580,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         return ct_set_error(CT_ERR_UNSUPPORTED, "run: base-to-novel evaluation, partial labels "
                             "and taxonomies are for classification datasets, not %s",
                             cfg->data->train->name);
-    run_log L = {cfg, NULL, 0, 0};
+    ct_run_log L = {cfg->log, cfg->log_ctx, NULL, 0, 0};
     ct_kv hp = {0};
     ct_status s = ct_kv_parse(&hp, cfg->method->defaults);
     if (s == CT_OK) s = ct_kv_parse(&hp, cfg->set);
@@ -677,10 +670,10 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     for (int k = 0; k < 2; k++) {
         int gone = dirs[k] ? ct_clean_stale_temps(dirs[k]) : 0;
         if (gone)
-            logline(&L, "removed %d temp file%s that killed runs left in %s", gone,
+            ct_run_logf(&L, "removed %d temp file%s that killed runs left in %s", gone,
                     gone > 1 ? "s" : "", dirs[k]);
     }
-    logline(&L, "%s on %s: %d classes, %lld train (%d-shot), %lld val, %lld test", cfg->method->name,
+    ct_run_logf(&L, "%s on %s: %d classes, %lld train (%d-shot), %lld val, %lld test", cfg->method->name,
             sp->train->name, sp->train->n_classes, (long long)train->n_items, cfg->shots,
             (long long)(val ? val->n_items : 0), (long long)test->n_items);
     /* training-free methods without a fit step never look at train/val */
@@ -766,7 +759,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         .unlabelled = unlabelled ? pool : NULL, .unlabelled_feats = unlabelled ? &unl : NULL,
         .cache_dir = cfg->cache_dir, .seed = cfg->seed};
     task.progress = cfg->progress, task.progress_ctx = cfg->progress_ctx;
-    task.log = trainer_log, task.log_ctx = &L, task.run_dir = cfg->run_dir;
+    task.log = ct_run_log_line, task.log_ctx = &L, task.run_dir = cfg->run_dir;
     task.taxonomy = tax;
     if ((s = cfg->method->create(&task, &hp, &state)) != CT_OK) goto out;
     if ((s = ct_kv_check_used(&hp, cfg->method->name)) != CT_OK) goto out;
@@ -774,12 +767,12 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     tc.seed = cfg->seed;
     tc.run_dir = cfg->method->loss ? cfg->run_dir : NULL;
     tc.resume = cfg->resume;
-    tc.log = trainer_log, tc.log_ctx = &L;
+    tc.log = ct_run_log_line, tc.log_ctx = &L;
     tc.progress = cfg->progress, tc.progress_ctx = cfg->progress_ctx;
     if (cfg->import_from) {
         int n = 0;
         if ((s = ct_official_import(cfg->method, state, cfg->import_from, &n)) != CT_OK) goto out;
-        logline(&L, "imported %d learned tensor%s from %s (no training)", n, n == 1 ? "" : "s",
+        ct_run_logf(&L, "imported %d learned tensor%s from %s (no training)", n, n == 1 ? "" : "s",
                 cfg->import_from);
     } else if ((s = ct_train(cfg->method, state, &task, &tc, &hp)) != CT_OK) {
         goto out;
@@ -818,7 +811,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         ct_metrics_free(&vm);
         free(vs);
     }
-    logline(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
+    ct_run_logf(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
             100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
     if (tax && (s = run_hier_metrics(cfg, &task, &hp, state, tax, &fte, scores, &m, &L, res)) != CT_OK)
         goto out;
@@ -848,7 +841,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         char title[256];
         run_title(cfg, title, sizeof title);
         s = report_cfg_make(cfg, &hp, &rc);
-        if (s == CT_OK) s = ct_report_run(cfg->run_dir, title, rc.kv, rc.n, &m, cn, L.log);
+        if (s == CT_OK) s = ct_report_run(cfg->run_dir, title, rc.kv, rc.n, &m, cn, L.text);
         free(rc.kv);
         /* last: a run directory with metrics.json is a finished run */
         snprintf(path, sizeof path, "%s/metrics.json", cfg->run_dir);
@@ -864,6 +857,6 @@ out:
     ct_dataset_free(pool);
     ct_taxonomy_free(owned_tax);
     ct_kv_free(&hp);
-    free(L.log);
+    free(L.text);
     return s;
 }

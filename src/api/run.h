@@ -10,6 +10,19 @@
 
 /* ct_run_cfg, ct_run_result, ct_run: cliptune.h */
 
+/* A run's log: every line kept (log.txt, the report's tail) and handed to
+ * the caller's callback (NULL: none) as it comes. */
+typedef struct ct_run_log {
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+    char *text; /* the lines so far, '\n'-terminated, malloc'ed */
+    size_t len, cap;
+} ct_run_log;
+
+void ct_run_logf(ct_run_log *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A trainer / task log callback appending to ctx (a ct_run_log). */
+void ct_run_log_line(void *ctx, const char *line);
+
 /* The method's learned tensors (params()) as run_dir/learned.safetensors,
  * and back into a freshly created state of the same method and task. */
 ct_status ct_run_save_learned(const ct_method *m, void *state, const char *run_dir);

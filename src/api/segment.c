@@ -319,10 +319,8 @@ static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
             }
             if (s == CT_OK && out && out_dir && n_ov < CT_SEG_OVERLAYS) {
                 overlay *o = ov + n_ov;
+                /* (ct_label_map_load_for checked the map's size against it) */
                 s = ct_dataset_image(d, i, &o->img);
-                if (s == CT_OK && (o->img.w != w || o->img.h != h))
-                    s = ct_set_error(CT_ERR_FORMAT, "%s: label map %s is %dx%d, its image %dx%d",
-                                     d->name, d->masks[i], w, h, o->img.w, o->img.h);
                 if (s == CT_OK) {
                     o->pred = pred, o->gt = gt, o->w = w, o->h = h;
                     pred = gt = NULL;
