@@ -16,27 +16,39 @@
 #include "harness.h"
 #include "model/bundle.h"
 #include "api/run.h"
+#include "methods/protect.h"
 
 #define MODEL CT_SOURCE_DIR "/models/cliptune-small"
 #define REF CT_SOURCE_DIR "/tests/fixtures/methods/image_prompts_ref.safetensors"
+#define REF_PM CT_SOURCE_DIR "/tests/fixtures/methods/protect_maple_ref.safetensors"
 #define NB 3
 
 static char *NAMES[3] = {"shirt", "ankle_boot", "bag"};
 static const int LABELS[NB] = {0, 2, 1};
 
 static ct_bundle g_b;
-static ct_safetensors *g_ref;
+static ct_safetensors *g_ref, *g_ref_pm;
+/* the task's taxonomy and the method's fixed tree cut (ProTeCt), when set */
+static const ct_taxonomy *g_tax;
+static const uint8_t *g_cut;
 
 static bool setup(void) {
     if (g_b.clip) return true;
     CHECK_OK(ct_bundle_load(MODEL, NULL, NULL, true, &g_b));
     g_ref = ct_safetensors_open(REF);
     CHECK_MSG(g_ref, "%s", ct_last_error());
-    return g_b.clip && g_ref;
+    g_ref_pm = ct_safetensors_open(REF_PM);
+    CHECK_MSG(g_ref_pm, "%s", ct_last_error());
+    return g_b.clip && g_ref && g_ref_pm;
+}
+
+static const ct_st_tensor *find_ref(const char *name) {
+    const ct_st_tensor *t = ct_safetensors_find(g_ref, name);
+    return t ? t : ct_safetensors_find(g_ref_pm, name);
 }
 
 static float *ref(const char *name, size_t n) {
-    const ct_st_tensor *t = ct_safetensors_find(g_ref, name);
+    const ct_st_tensor *t = find_ref(name);
     CHECK_MSG(t, "reference %s missing", name);
     if (!t) return NULL;
     float *v = malloc(n * sizeof *v);
@@ -50,7 +62,7 @@ static void compare(const char *what, const float *got, size_t n, const char *re
     char sname[160];
     snprintf(sname, sizeof sname, "%s.stride", refname);
     size_t stride = 1;
-    const ct_st_tensor *st = ct_safetensors_find(g_ref, sname);
+    const ct_st_tensor *st = find_ref(sname);
     if (st) {
         float v;
         CHECK_OK(ct_st_to_real(st, &v, 1));
@@ -99,7 +111,7 @@ static bool open_fashion_mnist(ct_splits *sp) {
 
 static ct_task task_of(void) {
     ct_task t = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre, .dataset_name = "parity",
-                 .n_classes = 3, .classnames = NAMES, .seed = 1};
+                 .n_classes = 3, .classnames = NAMES, .seed = 1, .taxonomy = g_tax};
     return t;
 }
 
@@ -117,6 +129,7 @@ static void parity_opt(const char *method, const char *set, const char *tag, dou
     ct_task task = task_of();
     void *st = NULL;
     CHECK_OK(m->create(&task, &hp, &st));
+    if (st && g_cut) ct_protect_fix_cut(st, g_cut);
     ct_train_cfg tc;
     CHECK_OK(ct_train_cfg_from_kv(&hp, &tc)); /* the trainer's keys */
     CHECK_OK(ct_kv_check_used(&hp, method));
@@ -189,6 +202,60 @@ static void test_ivlp_parity(void) {
            5e-4f);
 }
 static void test_maple_parity(void) { parity("maple", "depth=2", "maple", 0.05, 0.01f, 5e-4f); }
+
+/* ProTeCt on MaPLe (tools/ref/gen_protect_maple_ref.py): the tree-cut and
+ * node losses through MaPLe's prompts at depth 2, on the reference's cut a;
+ * then cut b (the leaves) gives the reference's second loss. */
+static void test_protect_maple_parity(void) {
+    if (!setup()) return;
+    static const char tax_text[] = "root\tclothes\nclothes\tshirt\nroot\tgear\n"
+                                   "gear\tankle_boot\ngear\tbag\n";
+    ct_taxonomy *tax = NULL;
+    CHECK_OK(ct_taxonomy_parse(tax_text, strlen(tax_text), "pm", (const char *const *)NAMES, 3,
+                               &tax));
+    uint8_t cut[2][5];
+    float *a = ref("pm.cut_a", 5), *b = ref("pm.cut_b", 5);
+    if (!tax || !a || !b) {
+        ct_taxonomy_free(tax), free(a), free(b);
+        return;
+    }
+    const char *order[5] = {"clothes", "shirt", "gear", "ankle_boot", "bag"};
+    for (int i = 0; i < 5; i++) {
+        CHECK(tax->n_nodes == 5 && !strcmp(tax->names[i], order[i]));
+        cut[0][i] = a[i] != 0, cut[1][i] = b[i] != 0;
+    }
+    free(a), free(b);
+    g_tax = tax, g_cut = cut[0];
+    parity("protect-maple", "depth=2", "pm", 0.05, 0.01f, 5e-4f);
+    /* cut b's loss, from the same formula values */
+    const ct_method *m = ct_method_find("protect-maple");
+    ct_kv hp = {0};
+    CHECK_OK(ct_kv_parse(&hp, m->defaults));
+    CHECK_OK(ct_kv_parse(&hp, "depth=2"));
+    ct_task task = task_of();
+    void *st = NULL;
+    CHECK_OK(m->create(&task, &hp, &st));
+    if (st) {
+        ct_tensor *p[16];
+        int np = m->params(st, p, 16);
+        for (int k = 0; k < np; k++) set_formula(p[k], k, 0.05);
+        ct_protect_fix_cut(st, cut[1]);
+        int S = ct_clip_get_config(g_b.clip)->image_size;
+        float *px = pixels(S);
+        ct_batch bt = {.n = NB, .labels = LABELS, .pixels = px};
+        ct_graph *g = ct_graph_create(0);
+        ct_tensor *loss = m->loss(st, g, &bt);
+        CHECK_MSG(loss, "%s", ct_last_error());
+        if (loss) compare("protect-maple loss on cut b", loss->data, 1, "pm.loss_b");
+        ct_graph_free(g);
+        free(px);
+        m->destroy(st);
+    }
+    ct_kv_free(&hp);
+    g_tax = NULL, g_cut = NULL;
+    ct_taxonomy_free(tax);
+}
+
 static void test_promptsrc_parity(void) {
     parity("promptsrc", "n_ctx=2 n_ctx_vision=2 text_depth=3 vision_depth=3", "src", 0.05, 0.01f,
            5e-4f);
@@ -245,6 +312,7 @@ static void test_dpt_parity(void) {
     ct_task task = task_of();
     void *st = NULL;
     CHECK_OK(m->create(&task, &hp, &st));
+    if (st && g_cut) ct_protect_fix_cut(st, g_cut);
     ct_train_cfg tc;
     CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
     CHECK_OK(ct_kv_check_used(&hp, "dpt"));
@@ -756,6 +824,7 @@ int main(int argc, char **argv) {
         ct_test_run("vpt_deep_parity", test_vpt_deep_parity);
         ct_test_run("ivlp_parity", test_ivlp_parity);
         ct_test_run("maple_parity", test_maple_parity);
+        ct_test_run("protect_maple_parity", test_protect_maple_parity);
         ct_test_run("clip_lora_parity", test_clip_lora_parity);
         ct_test_run("upt_parity", test_upt_parity);
         ct_test_run("promptsrc_parity", test_promptsrc_parity);
@@ -769,5 +838,6 @@ int main(int argc, char **argv) {
     }
     ct_bundle_free(&g_b);
     ct_safetensors_close(g_ref);
+    ct_safetensors_close(g_ref_pm);
     return ct_test_summary();
 }

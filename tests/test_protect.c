@@ -233,6 +233,21 @@ static void test_hyper_parameters(void) {
 /* The hierarchy run: ProTeCt against zero-shot and CoOp on Fashion-MNIST
  * with the shipped model and data/taxonomies/fashion-mnist.txt. */
 #define LEARN_SET "epochs=5 batch_size=32 aug_views=0 lr=0.02 n_ctx=4"
+#define MAPLE_TEST 500
+#define MAPLE_LEARN_SET "epochs=10 batch_size=8 lr=0.02"
+/* One 16-shot hierarchy run on Fashion-MNIST's first max_test test images. */
+static ct_status hier_run(ct_model *model, ct_splits *sp, const char *cache, const char *method,
+                          const char *set, int64_t max_test, ct_run_result *res) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/hier_%s", ct_test_tmpdir(), method);
+    ct_run_cfg rc = ct_run_cfg_default();
+    rc.model = model, rc.data = sp, rc.data_spec = "fashion-mnist";
+    rc.method = ct_method_find(method), rc.set = set, rc.shots = 16, rc.seed = 1;
+    rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = max_test;
+    rc.taxonomy_path = CT_SOURCE_DIR "/data/taxonomies/fashion-mnist.txt";
+    return ct_run(&rc, res);
+}
+
 static void test_learns_fashion_mnist(void) {
     if (!file_exists(SHIPPED_DIR "/model.safetensors")) {
         ct_test_skip("models/cliptune-small is not here");
@@ -253,16 +268,7 @@ static void test_learns_fashion_mnist(void) {
     const char *methods[3] = {"zeroshot", "coop", "protect"};
     const char *sets[3] = {"", LEARN_SET, LEARN_SET};
     ct_run_result res[3];
-    for (int r = 0; r < 3; r++) {
-        char dir[4200];
-        snprintf(dir, sizeof dir, "%s/hier_%s", ct_test_tmpdir(), methods[r]);
-        ct_run_cfg rc = ct_run_cfg_default();
-        rc.model = model, rc.data = &sp, rc.data_spec = "fashion-mnist";
-        rc.method = ct_method_find(methods[r]), rc.set = sets[r], rc.shots = 16, rc.seed = 1;
-        rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 2000;
-        rc.taxonomy_path = CT_SOURCE_DIR "/data/taxonomies/fashion-mnist.txt";
-        CHECK_OK(ct_run(&rc, &res[r]));
-    }
+    for (int r = 0; r < 3; r++) CHECK_OK(hier_run(model, &sp, cache, methods[r], sets[r], 2000, &res[r]));
     for (int r = 0; r < 3; r++)
         printf("    %-9s top-1 %.2f%%  leaf %.2f%%  HCA %.2f%%  MTA %.2f%% (%d cuts)\n", methods[r],
                100 * res[r].top1, 100 * res[r].leaf_acc, 100 * res[r].hca, 100 * res[r].mta,
@@ -323,7 +329,69 @@ static void test_learns_fashion_mnist(void) {
     ct_splits_free(&sp);
 }
 
-int main(void) {
+/* ProTeCt on MaPLe against zero-shot and MaPLe trained the same way, on the
+ * pixel path; node scores come from MaPLe's prompts for the node names
+ * through the prompted image tower, in the run and in a saved run's eval. */
+static void test_learns_maple(void) {
+    if (!file_exists(SHIPPED_DIR "/model.safetensors") ||
+        !file_exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
+        ct_test_skip("the shipped model or Fashion-MNIST is not here");
+        return;
+    }
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s/fm_cache_model", ct_test_tmpdir());
+    mkdir(cache, 0777);
+    ct_model *model = ct_model_load(SHIPPED_DIR, NULL, false);
+    CHECK_MSG(model, "%s", ct_last_error());
+    ct_splits sp = {0};
+    CHECK_OK(ct_data_open("fashion-mnist", &sp));
+    if (!model || !sp.test) return;
+    const char *methods[3] = {"zeroshot", "maple", "protect-maple"};
+    const char *sets[3] = {"", MAPLE_LEARN_SET, MAPLE_LEARN_SET};
+    ct_run_result res[3];
+    for (int r = 0; r < 3; r++)
+        CHECK_OK(hier_run(model, &sp, cache, methods[r], sets[r], MAPLE_TEST, &res[r]));
+    for (int r = 0; r < 3; r++)
+        printf("    %-13s top-1 %.2f%%  HCA %.2f%%  MTA %.2f%% (node scores from %s)\n",
+               methods[r], 100 * res[r].top1, 100 * res[r].hca, 100 * res[r].mta,
+               res[r].node_scores_from ? res[r].node_scores_from : "?");
+    for (int r = 0; r < 3; r++)
+        CHECK(res[r].node_scores_from && !strcmp(res[r].node_scores_from, "prompts"));
+    CHECK_MSG(res[2].hca > res[0].hca + 0.05 && res[2].mta > res[0].mta + 0.05,
+              "ProTeCt-MaPLe HCA %.4f MTA %.4f vs zero-shot %.4f %.4f", res[2].hca, res[2].mta,
+              res[0].hca, res[0].mta);
+    CHECK_MSG(res[2].hca > res[1].hca && res[2].mta > res[1].mta,
+              "ProTeCt-MaPLe HCA %.4f MTA %.4f vs MaPLe %.4f %.4f", res[2].hca, res[2].mta,
+              res[1].hca, res[1].mta);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/hier_protect-maple", ct_test_tmpdir());
+    ct_saved_run *sr = ct_saved_run_open(dir);
+    CHECK_MSG(sr, "%s", ct_last_error());
+    ct_dataset *head = ct_dataset_head(sp.test, MAPLE_TEST);
+    if (sr && head) {
+        CHECK_OK(ct_saved_run_attach(sr, model));
+        ct_metrics m = {0};
+        char out[4300];
+        snprintf(out, sizeof out, "%s/eval", dir);
+        CHECK_OK(ct_saved_run_evaluate(sr, head, "fashion-mnist", cache, out, &m));
+        CHECK_MSG(m.hierarchy && fabs(m.hca - res[2].hca) < 1e-6 &&
+                  fabs(m.mta - res[2].mta) < 1e-6 && m.node_scores_from &&
+                  !strcmp(m.node_scores_from, "prompts"),
+                  "eval: HCA %g MTA %g vs the run's %g %g", m.hca, m.mta, res[2].hca, res[2].mta);
+        ct_metrics_free(&m);
+    }
+    ct_dataset_free(head);
+    ct_saved_run_free(sr);
+    ct_model_free(model);
+    ct_splits_free(&sp);
+}
+
+/* Two ctest entries: the MaPLe runs ("learns-maple") apart from the rest. */
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "learns-maple")) {
+        RUN(test_learns_maple);
+        return ct_test_summary();
+    }
     RUN(test_hyper_parameters);
     RUN(test_parity);
     RUN(test_sgd_steps);

@@ -533,12 +533,13 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
 /* A hierarchy run's metrics (run_hier.c) into m and res, its log line and
  * run_dir/taxonomy.txt. */
 static ct_status run_hier_metrics(const ct_run_cfg *cfg, const ct_task *task, ct_kv *hp,
-                                  void *state, const ct_taxonomy *tax, const ct_features *fte,
+                                  void *state, const ct_taxonomy *tax, const ct_dataset *test,
+                                  const ct_features *fte,
                                   const float *scores, ct_metrics *m, ct_run_log *L,
                                   ct_run_result *res) {
     const ct_method *me = cfg->method;
-    ct_status s = ct_run_hierarchy(me, state, task, hp, tax, me->pixels ? NULL : fte, scores,
-                                   fte->labels, fte->n, m);
+    ct_status s = ct_run_hierarchy(me, state, task, hp, tax, me->pixels ? NULL : fte, test,
+                                   scores, fte->labels, fte->n, m);
     if (s != CT_OK) return s;
     res->hierarchy = true, res->leaf_acc = m->leaf_acc, res->hca = m->hca, res->mta = m->mta;
     res->n_cuts = m->n_cuts, res->node_scores_from = m->node_scores_from;
@@ -813,7 +814,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     ct_run_logf(&L, "test: top-1 %.2f%%  top-5 %.2f%%  macro-F1 %.2f%%  ECE %.2f%%", 100 * m.top1,
             100 * m.top5, 100 * m.macro_f1, 100 * m.ece);
-    if (tax && (s = run_hier_metrics(cfg, &task, &hp, state, tax, &fte, scores, &m, &L, res)) != CT_OK)
+    if (tax && (s = run_hier_metrics(cfg, &task, &hp, state, tax, test, &fte, scores, &m, &L, res)) != CT_OK)
         goto out;
     if (cfg->novel_test &&
         (s = eval_novel(cfg, &task, &hp, state, &L, &res->novel_top1)) != CT_OK)

@@ -44,11 +44,13 @@ ct_status ct_run_taxonomy(const ct_run_cfg *cfg, bool ml, const ct_taxonomy **ta
                           ct_taxonomy **owned);
 /* ProTeCt's metrics of n items into out's hierarchy fields: node scores from
  * a state of m made for tax's node names holding trained's learned tensors
- * (task and hp as trained was created with; f the items' features; methods
- * whose learned tensors do not depend on the classes and that neither fit
- * nor score images), else from leaf_scores (n, K logits) summed per node. */
+ * (task and hp as trained was created with; methods whose learned tensors
+ * do not depend on the classes and that do not fit), scoring f (the items'
+ * features) or, for methods that score images, images (the items
+ * themselves); else from leaf_scores (n, K logits) summed per node. */
 ct_status ct_run_hierarchy(const ct_method *m, void *trained, const ct_task *task, ct_kv *hp,
-                           const ct_taxonomy *tax, const ct_features *f, const float *leaf_scores,
-                           const int *labels, int64_t n, ct_metrics *out);
+                           const ct_taxonomy *tax, const ct_features *f,
+                           const ct_dataset *images, const float *leaf_scores, const int *labels,
+                           int64_t n, ct_metrics *out);
 
 #endif

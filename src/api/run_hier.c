@@ -78,7 +78,7 @@ ct_status ct_taxonomy_save(const ct_taxonomy *t, const char *path) {
  * they do not depend on the classes (as the run's base-to-novel check). */
 static void *node_state(const ct_method *m, void *trained, const ct_task *task, ct_kv *hp,
                         const ct_taxonomy *tax) {
-    if (m->fit || m->multi_label || ct_method_scores_images(m)) return NULL;
+    if (m->fit || m->multi_label) return NULL;
     ct_task nt = *task;
     nt.n_classes = tax->n_nodes, nt.classnames = tax->names, nt.taxonomy = NULL;
     void *st = NULL, *probe = NULL;
@@ -113,15 +113,18 @@ static void *node_state(const ct_method *m, void *trained, const ct_task *task, 
 }
 
 ct_status ct_run_hierarchy(const ct_method *m, void *trained, const ct_task *task, ct_kv *hp,
-                           const ct_taxonomy *tax, const ct_features *f, const float *leaf_scores,
-                           const int *labels, int64_t n, ct_metrics *out) {
+                           const ct_taxonomy *tax, const ct_features *f,
+                           const ct_dataset *images, const float *leaf_scores, const int *labels,
+                           int64_t n, ct_metrics *out) {
     int N = tax->n_nodes;
     float *ns = malloc((size_t)(n ? n : 1) * (size_t)N * sizeof *ns);
     if (!ns) return ct_set_error(CT_ERR_NOMEM, "run: out of memory");
-    void *st = f ? node_state(m, trained, task, hp, tax) : NULL;
+    bool by_image = ct_method_scores_images(m);
+    bool can = by_image ? images && images->n_items == n : f != NULL;
+    void *st = can ? node_state(m, trained, task, hp, tax) : NULL;
     ct_status s;
     if (st) {
-        s = ct_predict(m, st, f, ns);
+        s = by_image ? ct_predict_images(m, st, task, images, ns) : ct_predict(m, st, f, ns);
         m->destroy(st);
         out->node_scores_from = "prompts";
     } else {

@@ -703,7 +703,7 @@ ct_status ct_saved_run_evaluate(ct_saved_run *r, const ct_dataset *test, const c
     /* a hierarchy run: its node scores and ProTeCt's metrics, as ct_run's */
     if (s == CT_OK && r->tax)
         s = ct_run_hierarchy(r->method, r->state, &r->task, &r->hp, r->tax,
-                             f.x ? &f : NULL, p, labels, test->n_items, m);
+                             f.x ? &f : NULL, test, p, labels, test->n_items, m);
     ct_features_free(&f);
     if (s == CT_OK) softmax_rows(p, test->n_items, K);
     if (s == CT_OK && out_dir) s = write_eval(r, data_spec, test, m, p, labels, out_dir);

@@ -37,6 +37,7 @@
 
 #include "base/error.h"
 #include "methods/method_image.h"
+#include "methods/maple.h"
 #include "methods/method_prompt.h"
 
 #define MAPLE_MAX_DEPTH 64
@@ -52,7 +53,7 @@ typedef struct {
     char names[3 + 3 * MAPLE_MAX_DEPTH][64]; /* param_names' strings      */
 } maple_state;
 
-static void maple_destroy(void *st) {
+void ct_maple_destroy(void *st) {
     maple_state *s = st;
     if (!s) return;
     ct_prompt_destroy(s->text);
@@ -62,7 +63,7 @@ static void maple_destroy(void *st) {
     free(s);
 }
 
-static ct_status maple_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+ct_status ct_maple_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     int depth;
     ct_status st = ct_kv_int(hp, "depth", 9, &depth);
@@ -105,7 +106,7 @@ static ct_status maple_create(const ct_task *task, const ct_kv *hp_in, void **ou
         }
     }
     if (st != CT_OK) {
-        maple_destroy(s);
+        ct_maple_destroy(s);
         return st;
     }
     s->tdp = (ct_deep_prompts){s->J, s->tdeep, false, false};
@@ -114,7 +115,7 @@ static ct_status maple_create(const ct_task *task, const ct_kv *hp_in, void **ou
 }
 
 /* The context, proj, then per deeper layer its text prompt and coupling. */
-static int maple_params(void *st, ct_tensor **out, int cap) {
+int ct_maple_params(void *st, ct_tensor **out, int cap) {
     maple_state *s = st;
     ct_tensor *p[3 + 3 * MAPLE_MAX_DEPTH];
     int n = 0;
@@ -126,7 +127,7 @@ static int maple_params(void *st, ct_tensor **out, int cap) {
 }
 
 /* maple_params' tensors by their keys in maple.py's saved state dict. */
-static int maple_param_names(void *st, const char **out, int cap) {
+int ct_maple_param_names(void *st, const char **out, int cap) {
     maple_state *s = st;
     int n = 0;
     snprintf(s->names[n++], sizeof s->names[0], "prompt_learner.ctx");
@@ -145,7 +146,7 @@ static int maple_param_names(void *st, const char **out, int cap) {
     return n;
 }
 
-static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
+ct_tensor *ct_maple_image_features(void *st, ct_graph *g, const ct_batch *b) {
     maple_state *s = st;
     ct_tensor **v = ct_graph_alloc(g, (size_t)s->J * sizeof *v);
     if (!v) return NULL;
@@ -157,11 +158,19 @@ static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
     ct_deep_prompts vdp = {s->J, v, false, false};
     ct_clip_hooks hooks = {0};
     hooks.vision_deep = &vdp;
-    ct_tensor *img = ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "maple"),
-                                          &hooks, false, NULL);
-    ct_tensor *txt = ct_l2_normalize(g, ct_prompt_text_features_deep(s->text, g, &s->tdp),
-                                     1e-12f);
-    return ct_image_text_scores(g, s->clip, img, txt);
+    return ct_clip_encode_image(g, s->clip, ct_batch_pixels(g, s->S, b, "maple"), &hooks, false,
+                                NULL);
+}
+
+ct_tensor *ct_maple_text_features(void *st, ct_graph *g) {
+    maple_state *s = st;
+    return ct_l2_normalize(g, ct_prompt_text_features_deep(s->text, g, &s->tdp), 1e-12f);
+}
+
+static ct_tensor *maple_logits(void *st, ct_graph *g, const ct_batch *b) {
+    maple_state *s = st;
+    ct_tensor *img = ct_maple_image_features(st, g, b);
+    return ct_image_text_scores(g, s->clip, img, ct_maple_text_features(st, g));
 }
 
 static ct_tensor *maple_loss(void *st, ct_graph *g, const ct_batch *b) {
@@ -178,10 +187,10 @@ const ct_method ct_method_maple = {
                 "lr=0.0035 momentum=0.9 weight_decay=5e-4 sched=cosine warmup_epochs=1 "
                 "warmup_type=constant warmup_lr=1e-5 epochs=5 batch_size=4 select=last "
                 "train_aug=rrc_flip aug_scale_min=0.08",
-    .create = maple_create,
-    .destroy = maple_destroy,
-    .params = maple_params,
-    .param_names = maple_param_names,
+    .create = ct_maple_create,
+    .destroy = ct_maple_destroy,
+    .params = ct_maple_params,
+    .param_names = ct_maple_param_names,
     .loss = maple_loss,
     .logits = maple_logits,
     .pixels = true,

@@ -25,17 +25,31 @@
  * context is class-agnostic), which is what ProTeCt's model(image, text)
  * does at every node and cut.
  *
- * Learned tensor name: "ctx" (the prompt learner's, as coop.c). */
+ * ProTeCt on MaPLe ("protect-maple"; models/maple.py and
+ * configs/<dataset>/few_shot/16_shot/MaPLe+ProTeCt.yml): the node names are
+ * MaPLe's classes ("a photo of a {node}." with its first n_ctx tokens and
+ * the deep prompts learned, maple.c), images through MaPLe's prompted image
+ * tower on the trainer's pixel path. engine.py calls model(image[idx],
+ * text) once per label set; the image features do not depend on the text,
+ * so they are computed once per batch here and shared by the cut's and
+ * every node's logits (the same numbers).
+ *
+ * Learned tensor names: "ctx" (the prompt learner's, as coop.c); on MaPLe,
+ * maple.c's (maple.py's state-dict keys). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "methods/maple.h"
+#include "methods/method_image.h"
 #include "methods/method_prompt.h"
 #include "methods/protect.h"
 
 typedef struct {
     ct_prompt *p;           /* CoOp's prompt learner over the N node names     */
+    void *mp;               /* or MaPLe's (protect-maple)                       */
+    const ct_clip *clip;
     const ct_taxonomy *tax; /* the task's, or flat                              */
     ct_taxonomy *flat;      /* owned: the classes under a root, when no taxonomy */
     int N, K, NI, E;
@@ -62,6 +76,7 @@ static void protect_destroy(void *st) {
     protect_state *s = st;
     if (!s) return;
     ct_prompt_destroy(s->p);
+    ct_maple_destroy(s->mp);
     ct_taxonomy_free(s->flat);
     free(s->leaf_ids), free(s->slot), free(s->child_pos), free(s->child_off), free(s->child_ids);
     free(s->cut), free(s->txt), free(s->txt_ctx);
@@ -94,7 +109,7 @@ static ct_status flat_taxonomy(const ct_task *task, ct_taxonomy **out) {
     return CT_OK;
 }
 
-static ct_status protect_create(const ct_task *task, const ct_kv *hp, void **state) {
+static ct_status create_on(const ct_task *task, const ct_kv *hp, bool maple, void **state) {
     ct_kv *kv = (ct_kv *)hp;
     double lambda = 0.5, rate = 0.1;
     ct_status st = ct_kv_double(kv, "lambda", 0.5, &lambda);
@@ -108,7 +123,7 @@ static ct_status protect_create(const ct_task *task, const ct_kv *hp, void **sta
     if (task->n_classes < 1) return ct_set_error(CT_ERR_ARG, "protect: the task has no classes");
     protect_state *s = calloc(1, sizeof *s);
     if (!s) return ct_set_error(CT_ERR_NOMEM, "protect: out of memory");
-    s->lambda = (float)lambda, s->rate = (float)rate;
+    s->lambda = (float)lambda, s->rate = (float)rate, s->clip = task->clip;
     s->E = ct_clip_get_config(task->clip)->embed_dim;
     const ct_taxonomy *t = task->taxonomy;
     if (t) {
@@ -159,28 +174,53 @@ static ct_status protect_create(const ct_task *task, const ct_kv *hp, void **sta
     ct_task nt = *task;
     nt.n_classes = N, nt.classnames = t->names;
     void *p = NULL;
-    if ((st = ct_prompt_create(&nt, hp, 0, &p)) != CT_OK) {
+    st = maple ? ct_maple_create(&nt, hp, &p) : ct_prompt_create(&nt, hp, 0, &p);
+    if (st != CT_OK) {
         protect_destroy(s);
         return st;
     }
-    s->p = p;
+    if (maple)
+        s->mp = p;
+    else
+        s->p = p;
     *state = s;
     return CT_OK;
 }
 
+static ct_status protect_create(const ct_task *task, const ct_kv *hp, void **state) {
+    return create_on(task, hp, false, state);
+}
+
+static ct_status protect_maple_create(const ct_task *task, const ct_kv *hp, void **state) {
+    return create_on(task, hp, true, state);
+}
+
 static int protect_params(void *st, ct_tensor **out, int cap) {
-    return ct_prompt_params(((protect_state *)st)->p, out, cap);
+    protect_state *s = st;
+    return s->mp ? ct_maple_params(s->mp, out, cap) : ct_prompt_params(s->p, out, cap);
 }
 
 static int protect_param_names(void *st, const char **out, int cap) {
-    return ct_prompt_param_names(((protect_state *)st)->p, out, cap);
+    protect_state *s = st;
+    return s->mp ? ct_maple_param_names(s->mp, out, cap) : ct_prompt_param_names(s->p, out, cap);
+}
+
+/* Every node's normalised text features (N, E). */
+static ct_tensor *node_text(protect_state *s, ct_graph *g) {
+    return s->mp ? ct_maple_text_features(s->mp, g) : ct_prompt_text_features(s->p, g);
 }
 
 /* CE over the rows of b listed in rows[0..m) against the nodes ids[0..c)
- * with targets tgt[0..m) (indices into ids). */
-static ct_tensor *ce_over(protect_state *s, ct_graph *g, const ct_batch *b, ct_tensor *txt,
-                          const int64_t *rows, int64_t m, const int64_t *ids, int64_t c,
-                          const int64_t *tgt) {
+ * with targets tgt[0..m) (indices into ids); img: the batch's image
+ * embeddings on MaPLe (NULL: b's features). */
+static ct_tensor *ce_over(protect_state *s, ct_graph *g, const ct_batch *b, ct_tensor *img,
+                          ct_tensor *txt, const int64_t *rows, int64_t m, const int64_t *ids,
+                          int64_t c, const int64_t *tgt) {
+    if (img) {
+        ct_tensor *x = rows ? ct_gather_rows(g, img, rows, 1, &m) : img;
+        ct_tensor *sc = ct_image_text_scores(g, s->clip, x, ct_gather_rows(g, txt, ids, 1, &c));
+        return ct_cross_entropy(g, sc, tgt, 0.0f);
+    }
     int E = (int)txt->shape[1];
     ct_batch sub = *b;
     if (rows) {
@@ -198,12 +238,14 @@ static ct_tensor *protect_loss(void *st, ct_graph *g, const ct_batch *b) {
     const ct_taxonomy *t = s->tax;
     int N = s->N, NI = s->NI;
     int64_t n = b->n;
-    ct_tensor *txt = ct_prompt_text_features(s->p, g); /* (N, E) */
+    ct_tensor *img = s->mp ? ct_maple_image_features(s->mp, g, b) : NULL;
+    ct_tensor *txt = node_text(s, g); /* (N, E) */
+    if (!txt || (s->mp && !img)) return NULL;
     uint8_t *cut = ct_graph_alloc(g, (size_t)N);
     int64_t *ids = ct_graph_alloc(g, (size_t)N * sizeof *ids);
     int64_t *col = ct_graph_alloc(g, (size_t)N * sizeof *col);
     int64_t *tgt = ct_graph_alloc(g, (size_t)(n ? n : 1) * sizeof *tgt);
-    if (!txt || !cut || !ids || !col || !tgt) return NULL;
+    if (!cut || !ids || !col || !tgt) return NULL;
     /* DTL: the batch's tree cut and each label's node in it */
     if (s->fixed) {
         memcpy(cut, s->cut, (size_t)N);
@@ -226,7 +268,7 @@ static ct_tensor *protect_loss(void *st, ct_graph *g, const ct_batch *b) {
         }
         tgt[r] = col[a];
     }
-    ct_tensor *loss = ce_over(s, g, b, txt, NULL, n, ids, c, tgt);
+    ct_tensor *loss = ce_over(s, g, b, img, txt, NULL, n, ids, c, tgt);
     if (s->lambda == 0 || !loss) return loss;
     /* NCL: at every internal node with items below it, CE over its children */
     int64_t *cnt = ct_graph_alloc(g, (size_t)NI * sizeof *cnt);
@@ -252,7 +294,7 @@ static ct_tensor *protect_loss(void *st, ct_graph *g, const ct_batch *b) {
             if (ch < 0) continue;
             rows[m] = r, lab[m] = s->child_pos[ch], m++;
         }
-        ct_tensor *l = ce_over(s, g, b, txt, rows, m, s->child_ids + s->child_off[j],
+        ct_tensor *l = ce_over(s, g, b, img, txt, rows, m, s->child_ids + s->child_off[j],
                                s->child_off[j + 1] - s->child_off[j], lab);
         ncl = ncl ? ct_add(g, ncl, l) : l;
         used++;
@@ -263,6 +305,11 @@ static ct_tensor *protect_loss(void *st, ct_graph *g, const ct_batch *b) {
 static ct_tensor *protect_logits(void *st, ct_graph *g, const ct_batch *b) {
     protect_state *s = st;
     int64_t K = s->K;
+    if (s->mp) {
+        ct_tensor *img = ct_maple_image_features(s->mp, g, b);
+        ct_tensor *txt = ct_maple_text_features(s->mp, g);
+        return ct_image_text_scores(g, s->clip, img, ct_gather_rows(g, txt, s->leaf_ids, 1, &K));
+    }
     bool grad = ct_graph_set_grad(g, false);
     ct_graph_set_grad(g, grad);
     if (grad) {
@@ -316,4 +363,28 @@ const ct_method ct_method_protect = {
     .logits = protect_logits,
     .param_names = protect_param_names,
     .taxonomy = true,
+};
+
+const ct_method ct_method_protect_maple = {
+    .name = "protect-maple",
+    .category = "multimodal prompt learning",
+    .setup = "few-shot",
+    .paper = "Wu et al., ProTeCt: Prompt Tuning for Taxonomic Open Set Classification, CVPR 2024",
+    /* configs/<dataset>/few_shot/16_shot/MaPLe+ProTeCt.yml: MaPLe's prompts
+     * (n_ctx 2 from "a photo of a", prompt_depth 3), SGD lr 0.02 without
+     * momentum or weight decay, cosine, one constant warmup epoch at 1e-3,
+     * batch 8, 200 epochs, the last model, lambda 0.5, dropout_rate 0.1;
+     * the "clip" transform (resize + centre crop: no augmentation) */
+    .defaults = "n_ctx=2 ctx_init=a_photo_of_a depth=3 shared_prefix=1 prec=fp16 optim=sgd "
+                "lr=0.02 momentum=0 weight_decay=0 sched=cosine warmup_epochs=1 "
+                "warmup_type=constant warmup_lr=0.001 batch_size=8 epochs=200 select=last "
+                "train_aug=none lambda=0.5 dropout_rate=0.1",
+    .create = protect_maple_create,
+    .destroy = protect_destroy,
+    .params = protect_params,
+    .loss = protect_loss,
+    .logits = protect_logits,
+    .param_names = protect_param_names,
+    .taxonomy = true,
+    .pixels = true,
 };

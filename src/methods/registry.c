@@ -24,6 +24,7 @@ extern const ct_method ct_method_dualcoop;
 extern const ct_method ct_method_maskclip;
 extern const ct_method ct_method_taidpt;
 extern const ct_method ct_method_protect;
+extern const ct_method ct_method_protect_maple;
 extern const ct_method ct_method_tpt;
 extern const ct_method ct_method_wise_ft;
 extern const ct_method ct_method_vp;
@@ -65,6 +66,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_vpt_deep,
     &ct_method_ivlp,
     &ct_method_maple,
+    &ct_method_protect_maple,
     &ct_method_clip_lora,
     &ct_method_promptsrc,
     &ct_method_upt,

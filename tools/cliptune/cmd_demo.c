@@ -36,8 +36,8 @@ static const char *HELP =
     "training scene and TaI-DPT on the training scenes' captions only, scored by\n"
     "mAP on the 500 test scenes; and the segmentation part: the same scenes' label\n"
     "maps (vocseg:) labelled by MaskCLIP, scored by mIoU. Then the hierarchy part:\n"
-    "Fashion-MNIST with data/taxonomies/fashion-mnist.txt, zero-shot, CoOp and ProTeCt\n"
-    "at 16 shots, scored by top-1, HCA and MTA; and the multi-task part: Fashion-MNIST\n"
+    "Fashion-MNIST with data/taxonomies/fashion-mnist.txt, zero-shot, CoOp, ProTeCt,\n"
+    "MaPLe and ProTeCt on MaPLe at 16 shots, scored by top-1, HCA and MTA; and the multi-task part: Fashion-MNIST\n"
     "and digits learned jointly, zero-shot and SoftCPT at 4 shots, per-task and mean\n"
     "top-1.\n"
     "\n"
@@ -117,10 +117,14 @@ static const demo_method SEG_METHODS[] = {
  * schedule of tests/test_protect.c's learns check (the official 200 epochs
  * of batch 128 do not fit the budget). */
 #define HIER_BUDGET "epochs=5 batch_size=32 aug_views=0 lr=0.02 n_ctx=4"
+/* ProTeCt on MaPLe and MaPLe, as tests/test_protect.c learns-maple */
+#define HIER_MAPLE_BUDGET "epochs=10 batch_size=8 lr=0.02"
 static const demo_method HIER_METHODS[] = {
     {"zeroshot", "", false},
     {"coop", HIER_BUDGET, false},
     {"protect", HIER_BUDGET, false},
+    {"maple", HIER_MAPLE_BUDGET, false},
+    {"protect-maple", HIER_MAPLE_BUDGET, false},
 };
 
 /* The multi-task part: Fashion-MNIST + digits in one run (docs/training.md,
