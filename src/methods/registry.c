@@ -5,6 +5,7 @@
 
 extern const ct_method ct_method_zeroshot;
 extern const ct_method ct_method_linear_probe;
+extern const ct_method ct_method_lp_plusplus;
 extern const ct_method ct_method_pixel_probe;
 extern const ct_method ct_method_coop;
 extern const ct_method ct_method_cocoop;
@@ -41,6 +42,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
     &ct_method_linear_probe,
     &ct_method_pixel_probe,
+    &ct_method_lp_plusplus,
     &ct_method_coop,
     &ct_method_cocoop,
     &ct_method_clip_adapter,
