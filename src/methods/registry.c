@@ -17,6 +17,7 @@ extern const ct_method ct_method_cupl;
 extern const ct_method ct_method_vcd;
 extern const ct_method ct_method_kgcoop;
 extern const ct_method ct_method_prograd;
+extern const ct_method ct_method_subpt;
 extern const ct_method ct_method_lasp;
 extern const ct_method ct_method_upl;
 extern const ct_method ct_method_calip;
@@ -53,6 +54,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_vcd,
     &ct_method_kgcoop,
     &ct_method_prograd,
+    &ct_method_subpt,
     &ct_method_lasp,
     &ct_method_upl,
     &ct_method_plot,

@@ -64,6 +64,8 @@ static const demo_method METHODS[] = {
     {"zeroshot", "", true},
     {"pixel-probe", "", true},
     {"linear-probe", "", true},
+    /* LP++: 300 full-batch epochs on the cached features (well under a second) */
+    {"lp++", "", true},
     /* views=cycle: one fresh augmented view per epoch, as the official codes
      * (the trainer's default shows every view every epoch: 10x the steps) */
     {"coop", "views=cycle", true},
