@@ -173,9 +173,9 @@ static void test_hyper_parameters(void) {
 }
 
 /* The shipped model, 16 shots, the first 1000 test images; a short schedule
- * on clean features: 10 early epochs recorded, then 20 projected ones onto
- * 10 directions. */
-#define LEARN_SET "epochs=20 early_epochs=10 dim=10 aug_views=0 warmup_epochs=0 lr=0.01"
+ * on clean features: 5 early epochs recorded, then 10 projected ones onto
+ * the 4 directions they span (20 + 10 epochs, 10 directions: 55.5%). */
+#define LEARN_SET "epochs=10 early_epochs=5 dim=10 aug_views=0 warmup_epochs=0 lr=0.01"
 
 static void test_learns_fashion_mnist(void) {
     const char *methods[2] = {"zeroshot", "subpt"}, *sets[2] = {"", LEARN_SET};

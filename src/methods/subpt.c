@@ -352,7 +352,10 @@ static ct_status subpt_fit(void *st, const ct_task *task) {
     c.stop_after = t, c.select_best_val = false, c.run_dir = NULL, c.resume = false;
     c.progress = task->progress, c.progress_ctx = task->progress_ctx;
     s->n_rec = 0;
-    ct_status r = ct_train(&subpt_early, s, task, &c, NULL);
+    /* one early epoch gives one snapshot, which centred is zero: its
+     * displacement from the initial context is the direction then */
+    ct_status r = !s->gradient && t < 2 ? record(s, s->ctx0, D) : CT_OK;
+    if (r == CT_OK) r = ct_train(&subpt_early, s, task, &c, NULL);
     int rank = 0;
     long long rows = (long long)s->n_rec;
     if (r == CT_OK && s->n_rec == 0) r = ct_set_error(CT_ERR_STATE, "subpt: nothing recorded");
