@@ -158,6 +158,64 @@ static void test_parity(void) {
     ct_graph_free(g);
 }
 
+/* fit on the tiny fixture for both readings: U has orthonormal rows, the
+ * context is back at its initial value, and the projection is idempotent. */
+static void test_fit(void) {
+    if (!load_fixture()) return;
+    enum { N = 10 };
+    static float x[N * SREF_E];
+    static int y[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = i % CREF_K;
+        for (int j = 0; j < SREF_E; j++) x[i * SREF_E + j] = sref_img[(i % SREF_B) * SREF_E + j] +
+                                                             0.1f * (float)((i * 7 + j) % 5);
+    }
+    ct_features f = {.n = N, .dim = SREF_E, .x = x, .labels = y};
+    ct_task task = make_task();
+    task.train_feats = &f;
+    const ct_method *m = ct_method_find("subpt");
+    for (int v = 0; v < 2; v++) {
+        void *st = NULL;
+        CHECK_OK(create(&task, v ? "n_ctx=4 dim=3 epochs=3 early_epochs=2 batch_size=4 basis=gradient"
+                                 : "n_ctx=4 dim=3 epochs=3 early_epochs=3 batch_size=4",
+                        &st));
+        if (!st) continue;
+        ct_tensor *p[2];
+        m->params(st, p, 2);
+        float *c0 = malloc((size_t)p[0]->numel * sizeof *c0);
+        memcpy(c0, p[0]->data, (size_t)p[0]->numel * sizeof *c0);
+        CHECK_OK(m->fit(st, &task));
+        CHECK_MSG(!memcmp(c0, p[0]->data, (size_t)p[0]->numel * sizeof *c0),
+                  "basis %d: the context is not back at its initial value", v);
+        int64_t D = p[0]->numel;
+        int rows = 0;
+        for (int a = 0; a < 3; a++) {
+            double na = 0;
+            for (int64_t j = 0; j < D; j++) na += (double)p[1]->data[a * D + j] * p[1]->data[a * D + j];
+            if (na == 0) continue;
+            rows++;
+            CHECK_MSG(fabs(na - 1) < 1e-4, "basis %d: row %d has norm^2 %g", v, a, na);
+            for (int b = 0; b < a; b++) {
+                double d = 0;
+                for (int64_t j = 0; j < D; j++) d += (double)p[1]->data[a * D + j] * p[1]->data[b * D + j];
+                CHECK_MSG(fabs(d) < 1e-4, "basis %d: rows %d, %d not orthogonal (%g)", v, a, b, d);
+            }
+        }
+        /* pca: 3 centred snapshots span 2; gradient: 2 epochs x 2 steps, 3 kept */
+        CHECK_MSG(rows == (v ? 3 : 2), "basis %d: %d directions", v, rows);
+        for (int64_t j = 0; j < D; j++) p[0]->grad[j] = (float)((j * 13) % 7) - 3;
+        CHECK_OK(m->before_step(st, NULL, NULL));
+        float *g1 = malloc((size_t)D * sizeof *g1);
+        memcpy(g1, p[0]->grad, (size_t)D * sizeof *g1);
+        CHECK_OK(m->before_step(st, NULL, NULL));
+        double mx = 0;
+        for (int64_t j = 0; j < D; j++) mx = fmax(mx, fabs((double)g1[j] - p[0]->grad[j]));
+        CHECK_MSG(mx < 1e-5, "basis %d: projecting twice moves the gradient by %g", v, mx);
+        free(c0), free(g1);
+        m->destroy(st);
+    }
+}
+
 static void test_hyper_parameters(void) {
     if (!load_fixture()) return;
     ct_task task = make_task();
@@ -191,6 +249,7 @@ static void test_learns_fashion_mnist(void) {
 int main(void) {
     RUN(test_basis);
     RUN(test_parity);
+    RUN(test_fit);
     RUN(test_hyper_parameters);
     RUN(test_learns_fashion_mnist);
     ct_clip_free(g_clip);

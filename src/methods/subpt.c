@@ -206,6 +206,12 @@ static ct_tensor *subpt_logits(void *st, ct_graph *g, const ct_batch *b) {
 
 /* one recorded row (D) */
 static ct_status record(subpt_state *s, const float *v, int64_t D) {
+    /* basis=gradient keeps one row per step; the basis works on the rows'
+     * (T, T) Gram matrix */
+    if (s->n_rec == 2048)
+        return ct_set_error(CT_ERR_ARG, "subpt: basis=gradient records one row per step and the "
+                            "early epochs have more than 2048 steps: lower early_epochs or raise "
+                            "batch_size");
     if (s->n_rec == s->cap_rec) {
         int64_t cap = s->cap_rec ? 2 * s->cap_rec : 64;
         double *r = realloc(s->rec, (size_t)cap * (size_t)D * sizeof *r);
