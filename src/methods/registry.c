@@ -5,6 +5,7 @@
 
 extern const ct_method ct_method_zeroshot;
 extern const ct_method ct_method_linear_probe;
+extern const ct_method ct_method_lp_plusplus;
 extern const ct_method ct_method_pixel_probe;
 extern const ct_method ct_method_coop;
 extern const ct_method ct_method_cocoop;
@@ -16,6 +17,7 @@ extern const ct_method ct_method_cupl;
 extern const ct_method ct_method_vcd;
 extern const ct_method ct_method_kgcoop;
 extern const ct_method ct_method_prograd;
+extern const ct_method ct_method_subpt;
 extern const ct_method ct_method_lasp;
 extern const ct_method ct_method_upl;
 extern const ct_method ct_method_calip;
@@ -42,6 +44,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
     &ct_method_linear_probe,
     &ct_method_pixel_probe,
+    &ct_method_lp_plusplus,
     &ct_method_coop,
     &ct_method_cocoop,
     &ct_method_clip_adapter,
@@ -52,6 +55,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_vcd,
     &ct_method_kgcoop,
     &ct_method_prograd,
+    &ct_method_subpt,
     &ct_method_lasp,
     &ct_method_upl,
     &ct_method_plot,

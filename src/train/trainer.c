@@ -620,7 +620,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                          ? task->train_feats->n : 0;
     int64_t n_views = n_view > 0 ? data->n / n_view : 1;
     int64_t n = m->pixels ? task->train->n_items : n_view > 0 ? n_view : data->n;
-    int64_t B = cfg->batch_size;
+    /* a batch larger than the set is the whole set (full-batch methods such
+     * as LP++ ask for batch_size=65536): buffers of n rows, not B */
+    int64_t B = cfg->batch_size < n ? cfg->batch_size : n > 0 ? n : 1;
     size_t per = (size_t)3 * S * S, dim = m->pixels ? per : (size_t)data->dim;
     /* Dassl drops the last incomplete batch when there is a full one */
     int64_t nb = n >= B ? n / B : 1;

@@ -64,12 +64,17 @@ static const demo_method METHODS[] = {
     {"zeroshot", "", true},
     {"pixel-probe", "", true},
     {"linear-probe", "", true},
+    /* LP++: 300 full-batch epochs on the cached features (well under a second) */
+    {"lp++", "", true},
     /* views=cycle: one fresh augmented view per epoch, as the official codes
      * (the trainer's default shows every view every epoch: 10x the steps) */
     {"coop", "views=cycle", true},
     {"cocoop", "epochs=4 views=cycle", true},
     {"kgcoop", "views=cycle", true},
     {"prograd", "views=cycle", true},
+    /* SubPT: 10 recorded early epochs, then 20 projected ones (its defaults at
+     * 16 shots: 50 + 50) */
+    {"subpt", "views=cycle epochs=20 early_epochs=10", true},
     {"lasp", "views=cycle", true},
     /* a seeded 10,000 of the 60,000 training images as the unlabelled pool */
     {"upl", "unlabelled=10000", true},
