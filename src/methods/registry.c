@@ -37,6 +37,7 @@ extern const ct_method ct_method_dpt;
 extern const ct_method ct_method_softcpt;
 extern const ct_method ct_method_mvlpt;
 extern const ct_method ct_method_vt_clip;
+extern const ct_method ct_method_cpl;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -44,6 +45,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_pixel_probe,
     &ct_method_coop,
     &ct_method_cocoop,
+    &ct_method_cpl,
     &ct_method_clip_adapter,
     &ct_method_tip_adapter,
     &ct_method_tip_adapter_f,
