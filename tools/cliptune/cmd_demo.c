@@ -68,6 +68,7 @@ static const demo_method METHODS[] = {
      * (the trainer's default shows every view every epoch: 10x the steps) */
     {"coop", "views=cycle", true},
     {"cocoop", "epochs=4 views=cycle", true},
+    {"cpl", "epochs=4 views=cycle", true},
     {"kgcoop", "views=cycle", true},
     {"prograd", "views=cycle", true},
     {"lasp", "views=cycle", true},
@@ -77,6 +78,7 @@ static const demo_method METHODS[] = {
     {"tip-adapter", "", true},
     {"tip-adapter-f", "", true},
     {"taskres", "", true},
+    {"vt-clip", "", true},
     {"calip", "", true},
     {"cupl", "", true},
     {"vcd", "", true},
