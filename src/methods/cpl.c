@@ -221,7 +221,8 @@ static void solve(const cpl_state *s, float ls, const float *x, int c, unsigned 
         mask[e] = 1;
         src[e] = nx[e];
         double lp = 0, ln = 0, nn = 0;
-        for (int k = 0; k < E; k++) lp += src[k] * tp[k], ln += src[k] * tn[k], nn += src[k] * src[k];
+        for (int k = 0; k < E; k++)
+            lp += src[k] * tp[k], ln += src[k] * tn[k], nn += src[k] * src[k];
         nn = sqrt(nn);
         if (ls * ln / nn > ls * lp / nn) break;
     }
@@ -250,6 +251,11 @@ static ct_tensor *cpl_loss(void *st, ct_graph *g, const ct_batch *b) {
     memset(set, 0, (size_t)K * sizeof *set);
     for (int64_t i = 0; i < n; i++) {
         int c = b->labels[i];
+        if (c < 0 || c >= K) {
+            ct_set_error(CT_ERR_ARG, "cpl: label %d of batch item %lld is not a class (0 .. %lld)",
+                         c, (long long)i, (long long)K - 1);
+            return NULL;
+        }
         y[i] = c;
         if (!set[c]) {
             solve(s, ls, b->x + i * E, c, masks + (size_t)c * E, src, done);

@@ -68,7 +68,9 @@ static const demo_method METHODS[] = {
      * (the trainer's default shows every view every epoch: 10x the steps) */
     {"coop", "views=cycle", true},
     {"cocoop", "epochs=4 views=cycle", true},
-    {"cpl", "epochs=4 views=cycle", true},
+    /* CoCoOp's cost (n images x K prompts per step, and per scored image):
+     * two epochs at the full rate (the default first epoch is warmup at 1e-5) */
+    {"cpl", "epochs=2 warmup_epochs=0 views=cycle", true},
     {"kgcoop", "views=cycle", true},
     {"prograd", "views=cycle", true},
     {"lasp", "views=cycle", true},
