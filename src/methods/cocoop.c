@@ -37,6 +37,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
+#include "methods/cocoop.h"
 #include "methods/method_prompt.h"
 
 #define EVAL_CHUNK 16
@@ -57,7 +58,7 @@ typedef struct {
     ct_graph *eg;        /* evaluation graph */
 } cocoop_state;
 
-static void cocoop_destroy(void *st) {
+void ct_cocoop_destroy(void *st) {
     cocoop_state *s = st;
     if (!s) return;
     ct_tensor_free(s->ctx), ct_tensor_free(s->w1), ct_tensor_free(s->b1);
@@ -161,7 +162,7 @@ static ct_status init_params(cocoop_state *s, const ct_task *task, const char *w
     return st;
 }
 
-static ct_status cocoop_create(const ct_task *task, const ct_kv *hp_in, void **out) {
+ct_status ct_cocoop_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
     int n_ctx, div, shared;
     const char *init, *prec;
@@ -230,14 +231,14 @@ static ct_status cocoop_create(const ct_task *task, const ct_kv *hp_in, void **o
     if (st == CT_OK) st = init_params(s, task, words, Lc);
     free(words), free(prefix);
     if (st != CT_OK) {
-        cocoop_destroy(s);
+        ct_cocoop_destroy(s);
         return st;
     }
     *out = s;
     return CT_OK;
 }
 
-static int cocoop_params(void *st, ct_tensor **out, int cap) {
+int ct_cocoop_params(void *st, ct_tensor **out, int cap) {
     cocoop_state *s = st;
     ct_tensor *p[5] = {s->ctx, s->w1, s->b1, s->w2, s->b2};
     int n = cap < 5 ? cap : 5;
@@ -246,7 +247,7 @@ static int cocoop_params(void *st, ct_tensor **out, int cap) {
 }
 
 /* cocoop.py's PromptLearner: ctx and meta_net = Sequential(linear1, relu, linear2) */
-static int cocoop_param_names(void *st, const char **out, int cap) {
+int ct_cocoop_param_names(void *st, const char **out, int cap) {
     (void)st;
     static const char *const names[5] = {"ctx", "meta_net.linear1.weight",
                                          "meta_net.linear1.bias", "meta_net.linear2.weight",
@@ -293,11 +294,11 @@ static ct_tensor *encode_plain(cocoop_state *s, ct_graph *g, ct_tensor **parts, 
                                       NULL);
 }
 
-/* Logits (n, K) of n image features x (n, E), each against its own prompts. */
-static ct_tensor *forward(cocoop_state *s, ct_graph *g, const float *x, int64_t n) {
-    int64_t K = s->K, ishape[2] = {n, s->E}, wshape[1] = {s->W};
-    int64_t t3[3] = {n, K, s->E}, i3[3] = {n, 1, s->E}, o2[2] = {n, K};
-    ct_tensor *img = ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)x, 2, ishape), 1e-12f);
+/* Normalised text features (n, K, E) of each image's own prompts, img (n, E)
+ * the normalised image features. */
+ct_tensor *ct_cocoop_text(void *st, ct_graph *g, ct_tensor *img) {
+    cocoop_state *s = st;
+    int64_t n = img ? img->shape[0] : 0, K = s->K, wshape[1] = {s->W}, t3[3] = {n, K, s->E};
     ct_tensor *pi = ct_linear(g, ct_relu(g, ct_linear(g, img, s->w1, s->b1)), s->w2, s->b2);
     ct_tensor **parts = ct_graph_alloc(g, (size_t)(n + 1) * sizeof *parts);
     if (!parts || !pi) return NULL;
@@ -311,7 +312,16 @@ static ct_tensor *forward(cocoop_state *s, ct_graph *g, const float *x, int64_t 
     } else {
         txt = encode_plain(s, g, parts, n);
     }
-    txt = ct_reshape(g, ct_l2_normalize(g, txt, 1e-12f), 3, t3);
+    return ct_reshape(g, ct_l2_normalize(g, txt, 1e-12f), 3, t3);
+}
+
+ct_tensor *ct_cocoop_logit_scale(void *st) { return ((cocoop_state *)st)->logit_scale; }
+
+/* Logits (n, K) of n image features x (n, E), each against its own prompts. */
+static ct_tensor *forward(cocoop_state *s, ct_graph *g, const float *x, int64_t n) {
+    int64_t K = s->K, ishape[2] = {n, s->E}, i3[3] = {n, 1, s->E}, o2[2] = {n, K};
+    ct_tensor *img = ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)x, 2, ishape), 1e-12f);
+    ct_tensor *txt = ct_cocoop_text(s, g, img);
     ct_tensor *lg = ct_matmul(g, ct_reshape(g, img, 3, i3), txt, false, true); /* (n, 1, K) */
     return ct_mul(g, ct_reshape(g, lg, 2, o2), ct_exp(g, s->logit_scale));
 }
@@ -324,7 +334,7 @@ static ct_tensor *cocoop_loss(void *st, ct_graph *g, const ct_batch *b) {
     return ct_cross_entropy(g, forward(s, g, b->x, b->n), labels, 0.0f);
 }
 
-static ct_tensor *cocoop_logits(void *st, ct_graph *g, const ct_batch *b) {
+ct_tensor *ct_cocoop_logits(void *st, ct_graph *g, const ct_batch *b) {
     cocoop_state *s = st;
     bool grad = ct_graph_set_grad(g, false);
     ct_graph_set_grad(g, grad);
@@ -363,10 +373,10 @@ const ct_method ct_method_cocoop = {
                 "momentum=0.9 weight_decay=5e-4 sched=cosine warmup_epochs=1 "
                 "warmup_type=constant warmup_lr=1e-5 batch_size=1 epochs=10 select=last "
                 "aug_views=10 views=cycle",
-    .create = cocoop_create,
-    .destroy = cocoop_destroy,
-    .params = cocoop_params,
-    .param_names = cocoop_param_names,
+    .create = ct_cocoop_create,
+    .destroy = ct_cocoop_destroy,
+    .params = ct_cocoop_params,
+    .param_names = ct_cocoop_param_names,
     .loss = cocoop_loss,
-    .logits = cocoop_logits,
+    .logits = ct_cocoop_logits,
 };

@@ -39,6 +39,8 @@ extern const ct_method ct_method_upt;
 extern const ct_method ct_method_dpt;
 extern const ct_method ct_method_softcpt;
 extern const ct_method ct_method_mvlpt;
+extern const ct_method ct_method_vt_clip;
+extern const ct_method ct_method_cpl;
 
 static const ct_method *const METHODS[] = {
     &ct_method_zeroshot,
@@ -47,10 +49,12 @@ static const ct_method *const METHODS[] = {
     &ct_method_lp_plusplus,
     &ct_method_coop,
     &ct_method_cocoop,
+    &ct_method_cpl,
     &ct_method_clip_adapter,
     &ct_method_tip_adapter,
     &ct_method_tip_adapter_f,
     &ct_method_taskres,
+    &ct_method_vt_clip,
     &ct_method_cupl,
     &ct_method_vcd,
     &ct_method_kgcoop,

@@ -70,6 +70,9 @@ static const demo_method METHODS[] = {
      * (the trainer's default shows every view every epoch: 10x the steps) */
     {"coop", "views=cycle", true},
     {"cocoop", "epochs=4 views=cycle", true},
+    /* CoCoOp's cost (n images x K prompts per step, and per scored image):
+     * two epochs at the full rate (the default first epoch is warmup at 1e-5) */
+    {"cpl", "epochs=2 warmup_epochs=0 views=cycle", true},
     {"kgcoop", "views=cycle", true},
     {"prograd", "views=cycle", true},
     /* SubPT: 10 recorded early epochs, then 20 projected ones (its defaults at
@@ -82,6 +85,7 @@ static const demo_method METHODS[] = {
     {"tip-adapter", "", true},
     {"tip-adapter-f", "", true},
     {"taskres", "", true},
+    {"vt-clip", "", true},
     {"calip", "", true},
     {"cupl", "", true},
     {"vcd", "", true},
