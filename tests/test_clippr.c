@@ -333,22 +333,25 @@ static void test_round_trip(void) {
     m->destroy(a), m->destroy(b), m->destroy(c);
 }
 
-/* The shipped model on Fashion-MNIST, a seeded 5000 of the training images
- * as the unlabelled pool, the first 2000 test images: CLIPPR with its
- * defaults beats zero-shot without a label (zero-shot puts most images in
- * few classes; the prior spreads them). */
+/* The shipped model on Fashion-MNIST, a seeded 3000 of the training images
+ * as the unlabelled pool, the first 2000 test images: CLIPPR beats
+ * zero-shot without a label (zero-shot puts most images in few classes; the
+ * prior spreads them). epochs=200 gives the pool of 3000 (6 steps of 512 an
+ * epoch) the ~1200 steps the defaults give 10,000 images; with the default
+ * 60 epochs a pool this small leaves the MLP short of zero-shot. */
 static void test_fashion_mnist(void) {
     if (!file_exists(SHIPPED_DIR "/model.safetensors")) {
         ct_test_skip("the shipped model is missing");
         return;
     }
-    const char *methods[2] = {"zeroshot", "clippr"}, *sets[2] = {"", "unlabelled=5000"};
+    const char *methods[2] = {"zeroshot", "clippr"};
+    const char *sets[2] = {"", "unlabelled=3000 epochs=200 checkpoint_every=50"};
     ct_run_result res[2] = {{0}};
     if (!fashion_mnist_runs_on(SHIPPED_DIR, NULL, methods, sets, 2, 2000, "clippr", res, NULL))
         return;
     printf("    Fashion-MNIST, shipped model, first 2000 test images: zero-shot %.2f%%, CLIPPR "
-           "(5000 unlabelled, no label) %.2f%%\n", 100 * res[0].top1, 100 * res[1].top1);
-    CHECK_MSG(res[1].top1 > res[0].top1 + 0.005, "CLIPPR %.4f vs zero-shot %.4f", res[1].top1,
+           "(3000 unlabelled, no label) %.2f%%\n", 100 * res[0].top1, 100 * res[1].top1);
+    CHECK_MSG(res[1].top1 > res[0].top1 + 0.01, "CLIPPR %.4f vs zero-shot %.4f", res[1].top1,
               res[0].top1);
 }
 
