@@ -274,6 +274,9 @@ static void test_official_keys(void) {
                 "meta_net.linear2.bias"));
     expect("lasp", "bias=1", "prompt_learner.ctx", LIST("prompt_learner.w"));
     expect("clip-adapter", NULL, "fc.0.weight", LIST("fc.2.weight"));
+    expect("clippr", NULL, "classifier.0.weight",
+           LIST("classifier.0.bias", "classifier.3.weight", "classifier.3.bias",
+                "classifier.6.weight"));
     expect("taskres", NULL, "text_feature_residuals", NULL);
     expect("tip-adapter", NULL, "cache_keys", LIST("cache_labels", "alpha", "beta"));
     expect("tip-adapter-f", NULL, "adapter.weight", LIST("cache_labels", "alpha", "beta"));

@@ -20,6 +20,7 @@ extern const ct_method ct_method_prograd;
 extern const ct_method ct_method_subpt;
 extern const ct_method ct_method_lasp;
 extern const ct_method ct_method_upl;
+extern const ct_method ct_method_clippr;
 extern const ct_method ct_method_calip;
 extern const ct_method ct_method_plot;
 extern const ct_method ct_method_dualcoop;
@@ -62,6 +63,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_subpt,
     &ct_method_lasp,
     &ct_method_upl,
+    &ct_method_clippr,
     &ct_method_plot,
     &ct_method_dualcoop,
     &ct_method_taidpt,
