@@ -13,7 +13,8 @@
  *     scores;
  *   - on the shipped model (models/cliptune-small), name-only on
  *     Fashion-MNIST: SuS-X beats zero-shot without a training label, and a
- *     rerun reproduces it.
+ *     rerun reproduces it; pool=SPEC takes the pool from another data spec
+ *     (a run key; refused by methods that read no unlabelled images).
  * The synthetic task injects the zero-shot classifier with zs_weights=. */
 #include <math.h>
 #include <stdlib.h>
@@ -293,6 +294,36 @@ static void test_learns_fashion_mnist(void) {
     CHECK_MSG(res[1].top1 > res[0].top1 + 0.01, "sus-x %.4f vs zero-shot %.4f", res[1].top1,
               res[0].top1);
     CHECK_MSG(res[1].top1 == res[2].top1, "rerun %.4f, not %.4f", res[2].top1, res[1].top1);
+    /* pool=SPEC: another dataset's training split as the pool (here the
+     * same files opened again: a seeded 300 of them); methods that read no
+     * unlabelled images refuse it */
+    for (int r = 0; r < 2; r++) {
+        char dir[4300];
+        snprintf(dir, sizeof dir, "%s/fm_pool_%d", ct_test_tmpdir(), r);
+        ct_run_cfg rc = ct_run_cfg_default();
+        rc.model = ct_model_borrow(&bundle, SMALL_DIR), rc.data = &sp;
+        rc.data_spec = "fashion-mnist", rc.method = ct_method_find(r ? "tip-adapter" : "sus-x");
+        rc.set = r ? "pool=fashion-mnist" : "pool=fashion-mnist unlabelled=300";
+        rc.shots = 16, rc.seed = 1;
+        rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 100;
+        ct_run_result rr = {0};
+        ct_status s = ct_run(&rc, &rr);
+        ct_model_free(rc.model);
+        if (r) {
+            CHECK_MSG(s == CT_ERR_ARG && strstr(ct_last_error(), "pool=fashion-mnist"), "%s",
+                      ct_last_error());
+            continue;
+        }
+        CHECK_OK(s);
+        char path[4400], *log = NULL;
+        size_t nlog = 0;
+        snprintf(path, sizeof path, "%s/log.txt", dir);
+        CHECK_OK(ct_read_file(path, &log, &nlog));
+        CHECK_MSG(log && strstr(log, "features: unlabelled (part of the train split of pool "
+                                     "fashion-mnist), 300 images"), "%s", log ? log : "");
+        CHECK(log && strstr(log, "from a pool of 300 unlabelled images"));
+        free(log);
+    }
     ct_bundle_free(&bundle);
     ct_splits_free(&sp);
 }
