@@ -442,7 +442,8 @@ static ct_status search_hp(sus_state *s, const ct_features *val, const float *lo
         if (hits[q] > best) {
             best = hits[q];
             s->alpha->data[0] = (float)al[q / ((int64_t)nb * ng)];
-            s->beta->data[0] = (float)ct_cache_grid((int)(q / ng % nb), GRID_LO[B], s->scale[B], nb);
+            int bi = (int)(q / ng % nb);
+            s->beta->data[0] = (float)ct_cache_grid(bi, GRID_LO[B], s->scale[B], nb);
             s->gamma->data[0] = (float)gl[q % ng];
         }
 out:
