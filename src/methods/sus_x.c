@@ -14,7 +14,8 @@
  *   and keeps the top num_images; an image returned for two classes sits
  *   in both folders, and here in both classes' rows). The pool is the
  *   task's unlabelled features (ct_run: the whole training split, or
- *   unlabelled=N of it; never test images). No generative model or LAION
+ *   unlabelled=N of it, or pool=SPEC's training split; labels dropped,
+ *   never test images). No generative model or LAION
  *   index is available here, so SuS-SD and LAION itself are not done. The
  *   support keys are the images' normalised embeddings: encode_sus_lc.py
  *   averages augment_epoch=10 passes of CLIP's deterministic `preprocess`,
