@@ -591,7 +591,14 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (s == CT_OK) s = ct_kv_int(&hp, "unlabelled", 0, &unl_max);
     if (s == CT_OK && (unl_max < 0 || (unl_max > 0 && !cfg->method->wants_unlabelled)))
         s = ct_set_error(CT_ERR_ARG, "run: unlabelled=%d: a count >= 0 (0: the whole training "
-                         "split) for methods that read unlabelled images (upl)", unl_max);
+                         "split) for methods that read unlabelled images (upl, sus-x)", unl_max);
+    /* pool=SPEC: the unlabelled images are another dataset's training split
+     * (its labels dropped) instead of this one's */
+    const char *pool_spec = "";
+    if (s == CT_OK) s = ct_kv_str(&hp, "pool", "", &pool_spec);
+    if (s == CT_OK && *pool_spec && !cfg->method->wants_unlabelled)
+        s = ct_set_error(CT_ERR_ARG, "run: pool=%s: an unlabelled image pool is for methods "
+                         "that read unlabelled images (upl, sus-x)", pool_spec);
     if (s == CT_OK && (views < 0 || views > 1000))
         s = ct_set_error(CT_ERR_ARG, "run: aug_views=%d (0 .. 1000)", views);
     ct_train_cfg tc;
@@ -611,6 +618,7 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     }
     const ct_splits *sp = cfg->data;
     ct_dataset *train = NULL, *val = NULL, *test = NULL, *pool = NULL;
+    ct_splits pool_sp = {0};
     ct_features ftr = {0}, fval = {0}, fte = {0}, faug = {0}, funl = {0};
     void *state = NULL;
     float *scores = NULL;
@@ -742,14 +750,28 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     /* the whole training split, unlabelled: the method sees its features
      * without the labels ct_features_get loads */
     bool unlabelled = trains && cfg->method->wants_unlabelled;
-    if (unlabelled && !(pool = ct_dataset_sample(sp->train, unl_max, cfg->seed))) {
+    const ct_dataset *pool_src = sp->train;
+    if (unlabelled && *pool_spec) {
+        if ((s = ct_data_open(pool_spec, &pool_sp)) != CT_OK) goto out;
+        if (!pool_sp.train || pool_sp.train->masks) {
+            s = ct_set_error(CT_ERR_ARG, "run: pool=%s has no training split of whole images",
+                             pool_spec);
+            goto out;
+        }
+        pool_src = pool_sp.train;
+    }
+    if (unlabelled && !(pool = ct_dataset_sample(pool_src, unl_max, cfg->seed))) {
         s = CT_ERR_NOMEM;
         goto out;
     }
-    if (unlabelled &&
-        (s = features(cfg, pool, 0, &L, unl_max > 0 ? "unlabelled (part of the train split)"
-                                                    : "unlabelled (train split)", &funl)) != CT_OK)
-        goto out;
+    if (unlabelled) {
+        char what[4200];
+        snprintf(what, sizeof what, "unlabelled (%s%s%s)",
+                 unl_max > 0 && unl_max < pool_src->n_items ? "part of the train split"
+                                                            : "train split",
+                 *pool_spec ? " of pool " : "", pool_spec);
+        if ((s = features(cfg, pool, 0, &L, what, &funl)) != CT_OK) goto out;
+    }
     ct_features unl = funl;
     unl.labels = NULL;
     ct_task task = {
@@ -856,6 +878,7 @@ out:
     ct_features_free(&faug), ct_features_free(&funl);
     ct_dataset_free(train), ct_dataset_free(val), ct_dataset_free(test);
     ct_dataset_free(pool);
+    ct_splits_free(&pool_sp);
     ct_taxonomy_free(owned_tax);
     ct_kv_free(&hp);
     free(L.text);

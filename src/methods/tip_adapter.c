@@ -51,6 +51,7 @@
 
 #include "base/blas.h"
 #include "base/error.h"
+#include "methods/method_cache.h"
 #include "methods/method_common.h"
 
 typedef struct {
@@ -181,48 +182,16 @@ static int tip_param_names(void *st, const char **out, int cap) {
 /* V = one-hot(labels), rebuilt whenever labels changed (fit, or a run's
  * learned tensors loaded over them). */
 static ct_status ensure_values(tip_state *s) {
-    int64_t N = s->labels->numel, C = s->V->shape[1];
-    if (N == 0) return ct_set_error(CT_ERR_STATE, "%s: the cache is empty (no training "
-                                    "features, nothing loaded)", s->name);
-    if (s->V->shape[0] != N) {
-        /* the cache was resized by loading a run: size V to it */
-        int64_t nv = N;
-        ct_tensor *V = ct_tensor_new2(N, C, false);
-        float *vl = malloc((size_t)nv * sizeof *vl);
-        if (!V || !vl) {
-            ct_tensor_free(V), free(vl);
-            return ct_set_error(CT_ERR_NOMEM, "%s: out of memory", s->name);
-        }
-        for (int64_t j = 0; j < N; j++) vl[j] = -1;
-        ct_tensor_free(s->V), free(s->v_labels);
-        s->V = V, s->v_labels = vl;
-    }
-    if (!memcmp(s->v_labels, s->labels->data, (size_t)N * sizeof(float))) return CT_OK;
-    for (int64_t j = 0; j < N; j++) {
-        float l = s->labels->data[j];
-        if (!(l >= 0 && l < (float)C && l == floorf(l)))
-            return ct_set_error(CT_ERR_FORMAT, "%s: cache label %lld is %g, not a class in "
-                                "[0, %lld)", s->name, (long long)j, (double)l, (long long)C);
-    }
-    memset(s->V->data, 0, (size_t)s->V->numel * sizeof(float));
-    for (int64_t j = 0; j < N; j++) s->V->data[j * C + (int64_t)s->labels->data[j]] = 1;
-    memcpy(s->v_labels, s->labels->data, (size_t)N * sizeof(float));
-    return CT_OK;
+    return ct_cache_values(s->name, s->labels, &s->V, &s->v_labels);
 }
 
 static ct_tensor *tip_forward(tip_state *s, ct_graph *g, const ct_batch *b, float alpha,
                               float beta) {
     if (ensure_values(s) != CT_OK) return NULL;
-    int64_t shape[2] = {b->n, s->W->shape[1]}, one = 1;
+    int64_t shape[2] = {b->n, s->W->shape[1]};
     ct_tensor *f = ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)b->x, 2, shape), 1e-12f);
     ct_tensor *zs = ct_scale(g, ct_matmul(g, f, s->W, false, true), s->clip_scale);
-    ct_tensor *aff = ct_matmul(g, f, s->keys, false, true); /* (B, N) */
-    ct_tensor *nb = ct_graph_tensor(g, 1, &one);
-    if (!nb) return NULL;
-    nb->data[0] = -beta;
-    /* exp(-beta (1 - aff)) */
-    ct_tensor *e = ct_exp(g, ct_add(g, ct_scale(g, aff, beta), nb));
-    ct_tensor *cache = ct_matmul(g, e, s->V, false, false); /* (B, C) */
+    ct_tensor *cache = ct_cache_logits(g, f, s->keys, s->V, beta);
     return ct_add(g, zs, ct_scale(g, cache, alpha));
 }
 
@@ -281,8 +250,9 @@ static ct_status build_cache(tip_state *s, const ct_task *task) {
 
 /* ---- the (alpha, beta) search on val ---- */
 
+/* search_hp's lists, same evaluation order */
 static double grid_value(int i, double scale, int steps) {
-    return i * (scale - 0.1) / steps + 0.1; /* search_hp's lists, same evaluation order */
+    return ct_cache_grid(i, 0.1, scale, steps);
 }
 
 static ct_status search_hp(tip_state *s, const ct_features *val) {
@@ -307,13 +277,7 @@ static ct_status search_hp(tip_state *s, const ct_features *val) {
     double b0 = grid_value(0, s->beta_scale, nb), db = (s->beta_scale - 0.1) / nb;
     for (int64_t i0 = 0; i0 < n; i0 += R) {
         int r = (int)(n - i0 < R ? n - i0 : R);
-        for (int i = 0; i < r; i++) {
-            const float *x = val->x + (i0 + i) * E;
-            double ss = 0;
-            for (int d = 0; d < E; d++) ss += (double)x[d] * x[d];
-            float inv = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
-            for (int d = 0; d < E; d++) fv[(int64_t)i * E + d] = x[d] * inv;
-        }
+        ct_unit_rows(fv, val->x + i0 * E, r, E);
         ct_gemm(false, true, r, (int)N, E, 1, fv, E, s->keys->data, E, 0, aff, (int)N);
         ct_gemm(false, true, r, (int)C, E, s->clip_scale, fv, E, s->W->data, E, 0, z, (int)C);
         /* rows in parallel, each thread counting into its own grid (integer
@@ -329,14 +293,7 @@ static ct_status search_hp(tip_state *s, const ct_features *val) {
             for (int i = 0; i < r; i++) {
                 if (!cl || !h) continue;
                 const float *a = aff + (int64_t)i * N, *zi = z + (int64_t)i * C;
-                memset(cl, 0, (size_t)C * (size_t)nb * sizeof *cl);
-                for (int64_t j = 0; j < N; j++) {
-                    /* the grid is arithmetic in beta, so exp(beta_b x) is geometric
-                     * in b: two exp() per key instead of one per grid row */
-                    double x = (double)a[j] - 1, e = exp(b0 * x), q = exp(db * x);
-                    double *p = cl + (int64_t)lab[j] * nb;
-                    for (int b = 0; b < nb; b++) p[b] += e, e *= q;
-                }
+                ct_cache_class_sums(cl, a, lab, N, (int)C, b0, db, nb);
                 int y = val->labels[i0 + i];
                 for (int b = 0; b < nb; b++)
                     for (int ai = 0; ai < na; ai++) {

@@ -87,6 +87,8 @@ static const demo_method METHODS[] = {
     {"clip-adapter", "", true},
     {"tip-adapter", "", true},
     {"tip-adapter-f", "", true},
+    /* name-only: the support set from a seeded 2,000 unlabelled training images */
+    {"sus-x", "unlabelled=2000", true},
     {"taskres", "", true},
     {"vt-clip", "", true},
     {"calip", "", true},
