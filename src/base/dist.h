@@ -49,6 +49,10 @@ ct_status ct_dist_sum_f32(float *v, size_t n);
 /* *v becomes true on every rank iff it is true on every rank. */
 ct_status ct_dist_all(bool *v);
 
+/* Every rank waits here for the others (shared-work mode only): after rank
+ * 0 wrote files that the others read next. */
+ct_status ct_dist_barrier(void);
+
 /* CT_ERR_STATE ("what differs between ranks") unless h is the same on every
  * rank: a check that replicated state did not diverge. */
 ct_status ct_dist_same_u64(uint64_t h, const char *what);

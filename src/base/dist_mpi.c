@@ -73,6 +73,7 @@ static void init(void) {
         int n = procs < all ? procs : procs / (local_size > 0 ? local_size : 1);
         ct_set_num_threads(n > 0 ? n : 1);
     }
+    if (g_size > 1) ct_file_set_shared(true);
     if (g_size > 1 && g_rank > 0) ct_file_set_discard(true);
 }
 
@@ -131,7 +132,10 @@ ct_status ct_dist_queue_end(void) {
     if (!g_queue) return ct_set_error(CT_ERR_STATE, "ct_dist_queue_end: no queue is open");
     g_queue = false;
     if (g_state == 2) {
-        MPI_Win_free(&g_win); /* collective: every rank has drained the queue */
+        /* every rank has drained the queue, and rank 0 has written what it
+         * writes (the protocol's tables) before the others go on */
+        MPI_Barrier(MPI_COMM_WORLD);
+        MPI_Win_free(&g_win);
         if (g_size > 1 && g_rank > 0) ct_file_set_discard(true);
     }
     return CT_OK;
@@ -208,5 +212,10 @@ ct_status ct_dist_same_u64(uint64_t h, const char *what) {
     if (mn != mx)
         return ct_set_error(CT_ERR_STATE, "%s differs between the ranks (rank %d of %d)", what,
                             g_rank, g_size);
+    return CT_OK;
+}
+
+ct_status ct_dist_barrier(void) {
+    if (ct_dist_parallel()) MPI_Barrier(MPI_COMM_WORLD);
     return CT_OK;
 }

@@ -52,3 +52,5 @@ ct_status ct_dist_same_u64(uint64_t h, const char *what) {
     (void)h, (void)what;
     return CT_OK;
 }
+
+ct_status ct_dist_barrier(void) { return CT_OK; }

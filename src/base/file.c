@@ -171,6 +171,12 @@ static atomic_bool g_discard;
 
 void ct_file_set_discard(bool on) { atomic_store(&g_discard, on); }
 
+/* Several processes, maybe on several hosts, write into the same folders:
+ * a temp file's pid says nothing about whether its writer lives. */
+static atomic_bool g_shared;
+
+void ct_file_set_shared(bool on) { atomic_store(&g_shared, on); }
+
 ct_status ct_atomic_create(const char *path, ct_atomic_file **out) {
     if (!out) return ct_set_error(CT_ERR_ARG, "ct_atomic_create: NULL output");
     *out = NULL;
@@ -414,7 +420,7 @@ static long temp_owner(const char *name) {
 int ct_clean_stale_temps(const char *dir) {
     /* a rank that writes nothing leaves the cleaning to the one that does
      * (another host's pids are not this one's) */
-    if (atomic_load(&g_discard)) return 0;
+    if (atomic_load(&g_discard) || atomic_load(&g_shared)) return 0;
     DIR *d = opendir(dir);
     if (!d) return 0;
     int removed = 0;

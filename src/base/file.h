@@ -52,5 +52,9 @@ int ct_clean_stale_temps(const char *dir);
  * removes nothing: the ranks other than 0 of a data-parallel job
  * (base/dist.h) compute what rank 0 writes. Off by default. */
 void ct_file_set_discard(bool on);
+/* While on, ct_clean_stale_temps removes nothing: the processes of a
+ * distributed job (several hosts, one file system) write into the same
+ * folders, and another host's writer is not a pid here. */
+void ct_file_set_shared(bool on);
 
 #endif

@@ -1166,7 +1166,7 @@ int cmd_protocol(int argc, char **argv) {
      * open, keeps the library single-rank) evaluates the targets and
      * writes the tables */
     if (n_ranks > 1 && !merge_cells(cells, n_cells)) goto out;
-    if (rank > 0) {
+    if (rank > 0) { /* (queue_end returns once rank 0 has written the tables) */
         if (ct_dist_queue_end() != CT_OK) {
             cli_lib_error("protocol");
             goto out;
