@@ -254,7 +254,8 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
      * exchange their rows */
     int64_t lo = 0, hi = d->n_items;
     bool shared = ct_dist_parallel();
-    if (shared) ct_dist_range(d->n_items, PIXEL_EVAL_BATCH, ct_dist_rank(), ct_dist_size(), &lo, &hi);
+    if (shared)
+        ct_dist_range(d->n_items, PIXEL_EVAL_BATCH, ct_dist_rank(), ct_dist_size(), &lo, &hi);
     for (int64_t i0 = lo; i0 < hi && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
         int64_t nb = hi - i0 < PIXEL_EVAL_BATCH ? hi - i0 : PIXEL_EVAL_BATCH;
         if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;

@@ -1087,8 +1087,11 @@ int cmd_protocol(int argc, char **argv) {
         cli_lib_error("protocol");
         goto out;
     }
+    /* the cell lines: rank 0's on stdout, the other ranks' (whose stdout
+     * main.c silences) on stderr */
     char on_rank[32] = "";
     if (n_ranks > 1) snprintf(on_rank, sizeof on_rank, " [rank %d]", rank);
+    FILE *cf = rank > 0 ? stderr : stdout;
     for (int64_t q; (q = ct_dist_queue_next()) >= 0;) {
         c = (int)q;
         cell *x = &cells[c];
@@ -1111,13 +1114,13 @@ int cmd_protocol(int argc, char **argv) {
             bool same = resolved_hp(m, sets[x->method], &hp) && same_settings(x->dir, &ra, &hp);
             ct_kv_free(&hp);
             if (!same) {
-                printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+                fprintf(cf, "[%d/%d] %s: failed\n", c + 1, n_cells, label);
                 goto out;
             }
             x->skipped = true;
-            printf("[%d/%d] %s: %.1f%% (skipped: done)%s\n", c + 1, n_cells, label, 100 * x->top1,
-                   on_rank);
-            fflush(stdout);
+            fprintf(cf, "[%d/%d] %s: %.1f%% (skipped: done)%s\n", c + 1, n_cells, label,
+                    100 * x->top1, on_rank);
+            fflush(cf);
             continue;
         }
         double t0 = now_s();
@@ -1145,7 +1148,7 @@ int cmd_protocol(int argc, char **argv) {
         }
         if (!ran) {
             cli_progress_clear(&prog);
-            printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+            fprintf(cf, "[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
         x->top1 = res.segmentation ? res.miou : res.multi_label ? res.map : res.top1;
@@ -1155,12 +1158,12 @@ int cmd_protocol(int argc, char **argv) {
         x->mta = res.hierarchy ? res.mta : NAN;
         cli_progress_clear(&prog);
         if (ra.base_to_novel)
-            printf("[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)%s\n", c + 1, n_cells, label,
-                   100 * x->top1, 100 * x->novel, now_s() - t0, on_rank);
+            fprintf(cf, "[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)%s\n", c + 1, n_cells,
+                    label, 100 * x->top1, 100 * x->novel, now_s() - t0, on_rank);
         else
-            printf("[%d/%d] %s: %.1f%% (%.1f s)%s\n", c + 1, n_cells, label, 100 * x->top1,
-                   now_s() - t0, on_rank);
-        fflush(stdout);
+            fprintf(cf, "[%d/%d] %s: %.1f%% (%.1f s)%s\n", c + 1, n_cells, label, 100 * x->top1,
+                    now_s() - t0, on_rank);
+        fflush(cf);
     }
     /* each rank's cells to every rank; then rank 0 alone (the queue, still
      * open, keeps the library single-rank) evaluates the targets and

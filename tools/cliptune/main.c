@@ -70,10 +70,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) {
             /* mpirun -n N (a CT_MPI build): every rank runs the command;
-             * rank 0 prints, except where each rank reports its own work
-             * (the protocol's cells); errors come from every rank */
-            if (ct_dist_size() > 1 && ct_dist_rank() > 0 && strcmp(argv[1], "protocol") &&
-                !freopen("/dev/null", "w", stdout))
+             * rank 0 prints the output, the other ranks only their errors,
+             * progress and protocol cells (stderr) */
+            if (ct_dist_size() > 1 && ct_dist_rank() > 0 && !freopen("/dev/null", "w", stdout))
                 cli_error("cannot silence rank %d's output", ct_dist_rank());
             int rc = COMMANDS[i].run(argc - 1, argv + 1);
             rc = rc && cli_usage_failed ? 2 : rc;
