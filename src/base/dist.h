@@ -29,8 +29,9 @@ bool ct_dist_parallel(void);
  * the larger blocks. A pure function, so every rank knows every share. */
 static inline void ct_dist_range(int64_t n, int64_t align, int r, int size, int64_t *lo,
                                  int64_t *hi) {
-    int64_t blocks = align > 0 ? (n + align - 1) / align : n, a = align > 0 ? align : 1;
-    int64_t b0 = blocks * r / size, b1 = blocks * (r + 1) / size;
+    int64_t a = align > 0 ? align : 1, blocks = (n + a - 1) / a;
+    int64_t base = blocks / size, extra = blocks % size;
+    int64_t b0 = r * base + (r < extra ? r : extra), b1 = b0 + base + (r < extra);
     *lo = b0 * a < n ? b0 * a : n;
     *hi = b1 * a < n ? b1 * a : n;
 }
