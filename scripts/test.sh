@@ -46,11 +46,11 @@ if ! "$(pwd)/scripts/setup.sh" --mpi; then
     mpi=1
 elif ! cmake -S . -B build-mpi "${opts[@]}" -DCT_MPI=ON > build-mpi/configure.log 2>&1; then
     cat build-mpi/configure.log; mpi=1
-elif ! cmake --build build-mpi -j "$jobs" --target cliptune > build-mpi/build.log 2>&1; then
+elif ! cmake --build build-mpi -j "$jobs" --target cliptune test_dist > build-mpi/build.log 2>&1; then
     grep -E -B2 -A6 'error|warning' build-mpi/build.log | head -100; mpi=1
 else
     echo "MPI variant (build-mpi): the 2-rank checks"
-    ctest --test-dir build-mpi -R '^test_mpi$' --output-on-failure -j 1 || mpi=1
+    ctest --test-dir build-mpi -R '^test_(dist|mpi)$' --output-on-failure -j 1 || mpi=1
 fi
 [ "$mpi" = 0 ] || echo "scripts/test.sh: the MPI variant's checks failed (above)"
 echo "release suite (build):"

@@ -2,7 +2,8 @@
 # The MPI variant's checks with 2 ranks (ctest's test_mpi in a -DCT_MPI=ON
 # build; scripts/test.sh runs it after the release suite):
 #   1. feature cache: `mpirun -n 2` writes the same cache files, byte for
-#      byte, as one process, and the same results;
+#      byte, as one process (embeddings, and PLOT's per-token features), and
+#      the same results;
 #   2. protocol grid: the cells over a work queue give the single-process
 #      results.json numbers; a re-run reads every cell back (resumable);
 #   3. data-parallel training (VP, a pixel-path method): the learned tensors
@@ -37,7 +38,19 @@ for f in "$tmp"/cache1/*; do
 done
 [ "$(ls "$tmp/cache2" | wc -l)" = "$n1" ] || fail "feature cache: other files with 2 ranks"
 cmp -s "$tmp/lp1/metrics.json" "$tmp/lp2/metrics.json" || fail "linear-probe: metrics differ"
-echo "1. feature cache: $n1 files byte-identical, metrics identical"
+# per-token (dense) features too (PLOT); its 20-image sets are one batch, so
+# rank 1 has nothing to encode there
+pl=(--method plot --model "$model" --data fashion-mnist --shots 2 --max-test 100 --set epochs=1)
+"$cli" train "${pl[@]}" --out "$tmp/pl1" --cache "$tmp/dense1" > "$tmp/pl1.log" 2>&1 ||
+    fail "plot, 1 process (see $tmp/pl1.log)"
+mpi "$cli" train "${pl[@]}" --out "$tmp/pl2" --cache "$tmp/dense2" > "$tmp/pl2.log" 2>&1 ||
+    fail "plot, 2 ranks (see $tmp/pl2.log)"
+nd=$(ls "$tmp/dense1" | wc -l)
+for f in "$tmp"/dense1/*; do
+    cmp -s "$f" "$tmp/dense2/$(basename "$f")" || fail "dense feature cache: $(basename "$f") differs"
+done
+cmp -s "$tmp/pl1/metrics.json" "$tmp/pl2/metrics.json" || fail "plot: metrics differ"
+echo "1. feature cache: $n1 + $nd (dense) files byte-identical, metrics identical"
 
 # 2. a protocol grid over the work queue, then read back
 pa=(--model "$model" --data fashion-mnist --methods zeroshot,linear-probe,coop --shots 1,2
