@@ -87,6 +87,36 @@ int ct_get_num_threads(void);
 const char *ct_cpu_path(void);
 
 /* ------------------------------------------------------------------------ */
+/* Distributed runs                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* A library built with -DCT_MPI=ON (Open MPI) and started by an MPI launcher
+ * (mpirun -n N, srun) runs as N ranks: the feature cache shards the images
+ * over the ranks, training of the pixel-path methods shards every batch
+ * (gradients summed in rank order), and rank 0 alone writes files. In the
+ * default build, or a process no launcher started, there is one rank
+ * (rank 0 of 1) and these calls cost nothing. docs/distributed.md. */
+int ct_dist_rank(void);
+int ct_dist_size(void);
+/* A dynamic work queue over independent jobs 0 .. n_jobs-1 (protocol
+ * cells): every rank calls begin (collective), then next until it returns
+ * -1, then end (collective). Each job goes to whichever rank asks first, so
+ * a slow job does not idle the others. Between begin and end the library
+ * runs single-rank: a job is one rank's alone, and each rank writes its own
+ * jobs' files. */
+ct_status ct_dist_queue_begin(int64_t n_jobs);
+int64_t ct_dist_queue_next(void);
+ct_status ct_dist_queue_end(void);
+/* v summed element-wise over the ranks, the result on every rank
+ * (collective): for results each rank set for its own jobs, zero elsewhere. */
+ct_status ct_dist_merge(double *v, int64_t n);
+/* The end of a distributed program: failed != 0 ends every rank of the job
+ * at once (MPI_Abort with that code; call it after printing the error, so
+ * that a failing rank never leaves the others waiting), else the ranks shut
+ * down together (MPI_Finalize). Nothing with one rank. */
+void ct_dist_finish(int failed);
+
+/* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */
 /* ------------------------------------------------------------------------ */
 

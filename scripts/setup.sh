@@ -9,6 +9,10 @@ pkgs=(gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev z
 if [ "${1:-}" = "--fuzz" ]; then
     pkgs+=(clang libomp-dev)
 fi
+# scripts/test.sh's MPI variant (-DCT_MPI=ON, docs/distributed.md): Open MPI
+if [ "${1:-}" = "--mpi" ]; then
+    pkgs=(libopenmpi-dev openmpi-bin)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

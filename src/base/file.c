@@ -151,6 +151,7 @@ ct_status ct_read_file(const char *path, char **out, size_t *size) {
 
 struct ct_atomic_file {
     int fd;
+    bool discard; /* ct_file_set_discard was on: nothing is written */
     char *path;
     char *tmp;
     /* A small buffer so that many small writes (headers, per-row output) do
@@ -162,6 +163,19 @@ struct ct_atomic_file {
 /* Distinguishes temp files of concurrent writers in one process (the pid
  * separates processes). */
 static atomic_ulong g_tmp_counter;
+
+/* Set by the distributed layer (base/dist.h) on the ranks other than 0 of
+ * a data-parallel job: they compute what rank 0 computes, and rank 0 alone
+ * writes it. */
+static atomic_bool g_discard;
+
+void ct_file_set_discard(bool on) { atomic_store(&g_discard, on); }
+
+/* Several processes, maybe on several hosts, write into the same folders:
+ * a temp file's pid says nothing about whether its writer lives. */
+static atomic_bool g_shared;
+
+void ct_file_set_shared(bool on) { atomic_store(&g_shared, on); }
 
 ct_status ct_atomic_create(const char *path, ct_atomic_file **out) {
     if (!out) return ct_set_error(CT_ERR_ARG, "ct_atomic_create: NULL output");
@@ -179,6 +193,12 @@ ct_status ct_atomic_create(const char *path, ct_atomic_file **out) {
         return ct_set_error(CT_ERR_NOMEM, "%s: cannot allocate the atomic writer", path);
     }
     memcpy(p, path, plen + 1);
+    if (atomic_load(&g_discard)) {
+        snprintf(t, tlen, "%s", path);
+        *f = (ct_atomic_file){.fd = -1, .discard = true, .path = p, .tmp = t};
+        *out = f;
+        return CT_OK;
+    }
     unsigned long n = atomic_fetch_add(&g_tmp_counter, 1);
     snprintf(t, tlen, "%s.tmp.%ld.%lu", path, (long)getpid(), n);
     /* Same directory as the target, so the final rename cannot cross
@@ -194,6 +214,7 @@ ct_status ct_atomic_create(const char *path, ct_atomic_file **out) {
         return s;
     }
     f->fd = fd;
+    f->discard = false;
     f->path = p;
     f->tmp = t;
     f->fill = 0;
@@ -237,6 +258,7 @@ ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n) {
     if (!f) return ct_set_error(CT_ERR_ARG, "ct_atomic_write: NULL writer");
     if (n == 0) return CT_OK;
     if (!data) return ct_set_error(CT_ERR_ARG, "%s: ct_atomic_write: NULL data", f->path);
+    if (f->discard) return CT_OK;
     if (f->fd < 0) return ct_set_error(CT_ERR_STATE, "%s: writer already failed", f->path);
     const uint8_t *p = data;
     if (n < sizeof f->buf - f->fill) {
@@ -265,7 +287,7 @@ ct_status ct_atomic_write(ct_atomic_file *f, const void *data, size_t n) {
 void ct_atomic_abort(ct_atomic_file *f) {
     if (!f) return;
     if (f->fd >= 0) close(f->fd);
-    unlink(f->tmp);
+    if (!f->discard) unlink(f->tmp);
     atomic_free(f);
 }
 
@@ -292,6 +314,10 @@ static void sync_parent_dir(const char *path) {
 
 static ct_status commit(ct_atomic_file *f, bool durable) {
     if (!f) return ct_set_error(CT_ERR_ARG, "ct_atomic_commit: NULL writer");
+    if (f->discard) {
+        atomic_free(f);
+        return CT_OK;
+    }
     if (f->fd < 0) {
         ct_status s = ct_set_error(CT_ERR_IO, "%s: not committed: an earlier write to %s "
                                    "failed", f->path, f->tmp);
@@ -392,6 +418,9 @@ static long temp_owner(const char *name) {
 }
 
 int ct_clean_stale_temps(const char *dir) {
+    /* a rank that writes nothing leaves the cleaning to the one that does
+     * (another host's pids are not this one's) */
+    if (atomic_load(&g_discard) || atomic_load(&g_shared)) return 0;
     DIR *d = opendir(dir);
     if (!d) return 0;
     int removed = 0;

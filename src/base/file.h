@@ -47,4 +47,14 @@ ct_status ct_copy_file(const char *src, const char *dst);
  * when dir cannot be read). */
 int ct_clean_stale_temps(const char *dir);
 
+/* While on, the atomic writers (ct_atomic_*, ct_write_file_atomic*,
+ * ct_copy_file) succeed without writing anything and ct_clean_stale_temps
+ * removes nothing: the ranks other than 0 of a data-parallel job
+ * (base/dist.h) compute what rank 0 writes. Off by default. */
+void ct_file_set_discard(bool on);
+/* While on, ct_clean_stale_temps removes nothing: the processes of a
+ * distributed job (several hosts, one file system) write into the same
+ * folders, and another host's writer is not a pid here. */
+void ct_file_set_shared(bool on);
+
 #endif

@@ -24,6 +24,7 @@
 
 #include <jpeglib.h>
 
+#include "base/dist.h"
 #include "base/error.h"
 #include "base/file.h"
 #include "data/dataset.h"
@@ -746,6 +747,8 @@ ct_status ct_data_make_scenes(const ct_scenes_cfg *cfg, const char *out_dir) {
     /* every file above was renamed into place without an fsync: one sync
      * for them all */
     if (s == CT_OK) s = ct_sync_fs(out_dir);
+    /* several ranks: rank 0 wrote the set; the others read it only after */
+    if (s == CT_OK) s = ct_dist_barrier();
 
     for (int sp = 0; sp < 3; sp++) pool_free(&pools[sp]), free(R.present[sp]);
     free(R.rgb), free(R.label), free(R.owner);

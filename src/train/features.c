@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dist.h"
 #include "base/error.h"
 #include "base/hash.h"
 #include "data/pixels.h"
@@ -50,9 +51,15 @@ static ct_status cache_key(const ct_feature_req *r, uint64_t *key) {
     if (!hs) return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
     ct_first_error fe;
     ct_first_error_init(&fe);
+    /* with several ranks each hashes its share of the files, then all
+     * exchange the hashes */
+    int64_t lo = 0, hi = d->n_items;
+    if (ct_dist_parallel())
+        ct_dist_range(d->n_items, 1, ct_dist_rank(), ct_dist_size(), &lo, &hi);
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < d->n_items; i++) ct_first_error_note(&fe, i, item_hash(d, i, &hs[i]));
+    for (int64_t i = lo; i < hi; i++) ct_first_error_note(&fe, i, item_hash(d, i, &hs[i]));
     ct_status st = ct_first_error_raise(&fe);
+    if (st == CT_OK) st = ct_dist_allgather_rows(hs, d->n_items, 1, sizeof *hs);
     uint64_t h = ct_hash_u64(ct_clip_hash(r->clip), 0xFEA7);
     h = ct_preprocess_hash(h, r->pre);
     h = ct_hash_u64(h, (uint64_t)r->view);
@@ -143,6 +150,34 @@ static int feature_dim(const ct_feature_req *r) {
     return r->raw_pixels ? 3 * c->image_size * c->image_size : c->embed_dim;
 }
 
+/* Every rank's share of the rows to every rank: the embeddings and (dense
+ * requests) the per-token features and keys, whose sizes rank 0 (never
+ * without a share) announces to ranks that had nothing to encode. */
+static ct_status gather_shares(const ct_feature_req *r, ct_features *out, int B) {
+    int64_t n = r->data->n_items;
+    ct_status st = ct_dist_allgather_rows(out->x, n, B, (size_t)out->dim * sizeof(float));
+    if (st != CT_OK || !r->dense || n == 0) return st;
+    double sz[2] = {0, 0};
+    if (ct_dist_rank() == 0) sz[0] = out->n_tokens, sz[1] = out->dense_keys ? out->key_dim : 0;
+    if ((st = ct_dist_merge(sz, 2)) != CT_OK) return st;
+    int64_t T = (int64_t)sz[0], Wk = (int64_t)sz[1];
+    size_t row = (size_t)T * (size_t)out->dim, krow = (size_t)T * (size_t)Wk;
+    if (!out->dense) {
+        out->n_tokens = (int)T;
+        if (!(out->dense = malloc((size_t)n * row * sizeof(float) + 1)))
+            return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    }
+    if (Wk > 0 && !out->dense_keys) {
+        out->key_dim = (int)Wk, out->dense_kind = r->dense_kind;
+        if (!(out->dense_keys = malloc((size_t)n * krow * sizeof(float) + 1)))
+            return ct_set_error(CT_ERR_NOMEM, "features: out of memory");
+    }
+    st = ct_dist_allgather_rows(out->dense, n, B, row * sizeof(float));
+    if (st == CT_OK && Wk > 0)
+        st = ct_dist_allgather_rows(out->dense_keys, n, B, krow * sizeof(float));
+    return st;
+}
+
 static ct_status compute(const ct_feature_req *r, ct_features *out) {
     const ct_dataset *d = r->data;
     const ct_clip_config *c = ct_clip_get_config(r->clip);
@@ -163,12 +198,18 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
     ct_augment_cfg aug;
     ct_augment_cfg_coop(&aug, S);
     ct_pixel_src src = {d, r->pre, S, r->view > 0 ? &aug : NULL, r->seed, "features", NULL};
-    for (int64_t i0 = 0; i0 < d->n_items && st == CT_OK; i0 += B) {
-        int64_t nb = d->n_items - i0 < B ? d->n_items - i0 : B;
+    /* several ranks: each encodes its share, whole batches of B from the
+     * same offsets as one process, so every row has the same bits; then
+     * the ranks exchange their rows */
+    int64_t lo = 0, hi = d->n_items;
+    bool shared = ct_dist_parallel();
+    if (shared) ct_dist_range(d->n_items, B, ct_dist_rank(), ct_dist_size(), &lo, &hi);
+    for (int64_t i0 = lo; i0 < hi && st == CT_OK; i0 += B) {
+        int64_t nb = hi - i0 < B ? hi - i0 : B;
         if ((st = ct_pixels_range(&src, i0, nb, (uint64_t)r->view, px)) != CT_OK) break;
         if (r->raw_pixels) {
             memcpy(out->x + i0 * dim, px, (size_t)nb * per * sizeof(float));
-            if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
+            if (r->progress) r->progress(r->progress_ctx, i0 + nb - lo, hi - lo);
             continue;
         }
         ct_graph_reset(g);
@@ -213,10 +254,11 @@ static ct_status compute(const ct_feature_req *r, ct_features *out) {
                        (size_t)io.keys->numel * sizeof(float));
             }
         }
-        if (r->progress) r->progress(r->progress_ctx, i0 + nb, d->n_items);
+        if (r->progress) r->progress(r->progress_ctx, i0 + nb - lo, hi - lo);
     }
     ct_graph_free(g);
     free(px);
+    if (st == CT_OK && shared) st = gather_shares(r, out, B);
     return st;
 }
 
@@ -250,18 +292,29 @@ ct_status ct_features_get(const ct_feature_req *r, ct_features *out) {
         snprintf(path, sizeof path, "%s/features-%016llx.safetensors", r->cache_dir,
                  (unsigned long long)key);
         FILE *f = fopen(path, "rb");
+        bool hit = false;
         if (f) {
             fclose(f);
-            if (cache_read(path, r->data, dim, r->dense, r->dense_kind, out) == CT_OK &&
-                copy_targets(r->data, out) == CT_OK) {
-                if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
-                return CT_OK;
-            }
-            ct_features_free(out); /* unreadable entry: recompute and replace */
+            hit = cache_read(path, r->data, dim, r->dense, r->dense_kind, out) == CT_OK &&
+                  copy_targets(r->data, out) == CT_OK;
         }
+        /* several ranks compute together, so they agree first: the entry is
+         * used only where every rank could read it */
+        if ((s = ct_dist_all(&hit)) != CT_OK) {
+            ct_features_free(out);
+            return s;
+        }
+        if (hit) {
+            if (r->progress) r->progress(r->progress_ctx, out->n, out->n);
+            return CT_OK;
+        }
+        ct_features_free(out); /* missing or unreadable entry: compute and replace */
+        ct_clear_error();
     }
     ct_status s = compute(r, out);
-    if (s == CT_OK && r->cache_dir) s = cache_write(path, out, key);
+    /* one writer: rank 0 (the others hold the same rows) */
+    if (s == CT_OK && r->cache_dir && (!ct_dist_parallel() || ct_dist_rank() == 0))
+        s = cache_write(path, out, key);
     if (s == CT_OK) s = copy_targets(r->data, out);
     if (s != CT_OK) ct_features_free(out);
     return s;

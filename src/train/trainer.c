@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 
+#include "base/dist.h"
 #include "base/safetensors.h"
 #include "base/error.h"
 #include "base/hash.h"
@@ -248,8 +249,15 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
      * official test loaders carry it */
     int tk[PIXEL_EVAL_BATCH];
     if (s == CT_OK && m->frozen_features) s = frozen_of(task, d, &fz);
-    for (int64_t i0 = 0; i0 < d->n_items && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
-        int64_t nb = d->n_items - i0 < PIXEL_EVAL_BATCH ? d->n_items - i0 : PIXEL_EVAL_BATCH;
+    /* several ranks holding the same learned tensors: each scores its share
+     * (whole batches from the same offsets as one process), then all
+     * exchange their rows */
+    int64_t lo = 0, hi = d->n_items;
+    bool shared = ct_dist_parallel();
+    if (shared)
+        ct_dist_range(d->n_items, PIXEL_EVAL_BATCH, ct_dist_rank(), ct_dist_size(), &lo, &hi);
+    for (int64_t i0 = lo; i0 < hi && s == CT_OK; i0 += PIXEL_EVAL_BATCH) {
+        int64_t nb = hi - i0 < PIXEL_EVAL_BATCH ? hi - i0 : PIXEL_EVAL_BATCH;
         if ((s = ct_pixels_range(&src, i0, nb, 0, px)) != CT_OK) break;
         ct_graph_reset(g);
         ct_graph_set_grad(g, false);
@@ -264,7 +272,7 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
             s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
             break;
         }
-        if (lg->ndim != 2 || lg->shape[0] != nb) {
+        if (lg->ndim != 2 || lg->shape[0] != nb || (shared && lg->shape[1] != task->n_classes)) {
             s = ct_set_error(CT_ERR_STATE, "%s: logits of the wrong shape", m->name);
             break;
         }
@@ -272,9 +280,12 @@ ct_status ct_predict_images(const ct_method *m, void *state, const ct_task *task
         if (task->progress) {
             char stage[160];
             snprintf(stage, sizeof stage, "%s: %s", m->name, d->name ? d->name : "images");
-            task->progress(task->progress_ctx, stage, i0 + nb, d->n_items, NAN, NAN);
+            task->progress(task->progress_ctx, stage, i0 + nb - lo, hi - lo, NAN, NAN);
         }
     }
+    if (s == CT_OK && shared)
+        s = ct_dist_allgather_rows(scores, d->n_items, PIXEL_EVAL_BATCH,
+                                   (size_t)task->n_classes * sizeof *scores);
     ct_graph_free(g);
     free(px);
     ct_features_free(&fz);
@@ -520,6 +531,44 @@ static ct_status load_ckpt(const ct_train_cfg *cfg, const ct_method *m, ct_tenso
     return s;
 }
 
+/* ---- data-parallel steps (several ranks, pixel-path methods) ---- */
+
+/* Each rank's loss is the mean over its slice of n_loc of the batch's
+ * n_batch images: its gradients weighted by n_loc / n_batch and summed over
+ * the ranks in rank order are the whole batch's mean-loss gradients (up to
+ * float summation order), the same on every rank, so every rank takes the
+ * same optimiser step. The loss travels in the same buffer. buf holds the
+ * trainable tensors' numels + 1 floats. */
+static ct_status dp_reduce(ct_tensor *const *tp, int nt, float *buf, float *loss, int64_t n_loc,
+                           int64_t n_batch) {
+    float w = (float)n_loc / (float)n_batch;
+    size_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        size_t k = (size_t)tp[i]->numel;
+        if (!tp[i]->grad && !(tp[i]->grad = calloc(k ? k : 1, sizeof *tp[i]->grad)))
+            return ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
+        for (size_t j = 0; j < k; j++) buf[off + j] = w * tp[i]->grad[j];
+        off += k;
+    }
+    buf[off] = n_loc > 0 ? w * *loss : 0;
+    ct_status s = ct_dist_sum_f32(buf, off + 1);
+    off = 0;
+    for (int i = 0; s == CT_OK && i < nt; i++) {
+        memcpy(tp[i]->grad, buf + off, (size_t)tp[i]->numel * sizeof *buf);
+        off += (size_t)tp[i]->numel;
+    }
+    *loss = buf[off];
+    return s;
+}
+
+/* The learned tensors' bits, which must be the same on every rank. */
+static uint64_t params_hash(ct_tensor *const *p, int np) {
+    uint64_t h = CT_HASH_INIT;
+    for (int i = 0; i < np; i++)
+        h = ct_hash_bytes(h, p[i]->data, (size_t)p[i]->numel * sizeof *p[i]->data);
+    return h;
+}
+
 /* ---- the loop ---- */
 
 static void logf_(const ct_train_cfg *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -589,6 +638,14 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                                 m->name, train_p[0]->name ? train_p[0]->name : "unnamed");
     }
     for (int i = 0; i < nt; i++) grp[i] = group_of(cfg, train_p[i]->name);
+    /* several ranks: pixel-path methods split each batch over them; others
+     * (cheap steps on cached features) run the same steps on every rank */
+    const bool dp = m->pixels && ct_dist_parallel();
+    if (dp && m->before_step)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "trainer: %s edits the gradients of the whole "
+                            "batch (before_step): train it with one rank", m->name);
+    size_t n_train = 1;
+    for (int i = 0; i < nt; i++) n_train += (size_t)train_p[i]->numel;
     ct_optim *opt = ct_optim_create(&cfg->optim, train_p, nt);
     if (!opt) return ct_last_error()[0] ? CT_ERR_ARG : CT_ERR_NOMEM;
     int start = 0, best_epoch = -1;
@@ -646,11 +703,13 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t T = !m->pixels && m->dense_features && data->dense ? data->n_tokens : 0;
     float *bd = T > 0 ? malloc((size_t)B * (size_t)T * dim * sizeof *bd) : NULL;
     ct_graph *g = ct_graph_create(0);
+    float *gbuf = dp ? malloc(n_train * sizeof *gbuf) : NULL;
     /* multi-label targets travel with the batch */
     int nK = task->n_classes;
     const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
     if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
+        (dp && !gbuf) ||
         (all_t && !bt) || (task->n_tasks > 0 && !bk)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
@@ -684,8 +743,13 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
                           ep, NULL, bt, bd, (int)T, NULL};
+            /* data-parallel: this rank's slice [lo, hi) of the batch */
+            const int64_t n_all = nbatch;
+            int64_t lo = 0, hi = nbatch;
+            if (dp) ct_dist_range(nbatch, 1, ct_dist_rank(), ct_dist_size(), &lo, &hi);
             if (m->pixels) {
-                const int64_t *idx = order + bi * B;
+                const int64_t *idx = order + bi * B + lo;
+                nbatch = hi - lo, b.n = nbatch;
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
                 for (int64_t j = 0; bt && j < nbatch; j++)
                     memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
@@ -725,15 +789,21 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             }
             ct_graph_reset(g);
             ct_optim_zero_grad(opt);
-            ct_tensor *loss = m->loss(state, g, &b);
-            if (!loss || (s = ct_backward(g, loss)) != CT_OK) {
-                if (s == CT_OK) s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
-                break;
+            float lv = 0;
+            if (nbatch > 0) { /* (a rank's slice of a batch smaller than the ranks: empty) */
+                ct_tensor *loss = m->loss(state, g, &b);
+                if (!loss || (s = ct_backward(g, loss)) != CT_OK) {
+                    if (s == CT_OK)
+                        s = ct_graph_status(g) != CT_OK ? ct_graph_status(g) : CT_ERR_ARG;
+                    break;
+                }
+                lv = loss->data[0];
             }
-            loss_sum += loss->data[0];
+            if (dp && (s = dp_reduce(train_p, nt, gbuf, &lv, hi - lo, n_all)) != CT_OK) break;
+            loss_sum += lv;
             if (cfg->progress)
                 cfg->progress(cfg->progress_ctx, "train", (int64_t)(ep - start) * nb + bi + 1,
-                              (int64_t)(end - start) * nb, loss->data[0], lr);
+                              (int64_t)(end - start) * nb, lv, lr);
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
             if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
             s = ct_optim_step_each(opt, lrs, false);
@@ -774,7 +844,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         logf_(cfg, "selected epoch %d (val %s %.2f%%)", best_epoch + 1, val_name, 100 * best_acc);
     }
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
+    /* replicated training must leave every rank the same tensors */
+    if (s == CT_OK && ct_dist_parallel()) s = ct_dist_same_u64(params_hash(p, np), "trainer: "
+                                                               "the learned tensors");
 done:
+    free(gbuf);
     ct_graph_free(g);
     free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk);
 out:

@@ -10,6 +10,8 @@
 
 static void vprint_error(const char *fmt, va_list ap) {
     fputs("cliptune: error: ", stderr);
+    /* mpirun -n N: which rank failed (its message ends the job) */
+    if (ct_dist_size() > 1) fprintf(stderr, "rank %d of %d: ", ct_dist_rank(), ct_dist_size());
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }

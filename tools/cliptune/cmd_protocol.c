@@ -77,12 +77,40 @@ typedef struct {
     double leaf, hca, mta;             /* --taxonomy: ProTeCt's metrics (else NaN) */
     double task_top1[CT_MT_MAX_TASKS]; /* multi-task: each task's top-1 (top1: the mean) */
     bool skipped;
+    bool handled;    /* this rank ran or read it (several ranks: merge_cells) */
 } cell;
 
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Several ranks: the numbers of each rank's cells to every rank (each
+ * cell is one rank's; the others contribute zeros). */
+enum { CELL_VALUES = 6 + CT_MT_MAX_TASKS };
+static bool merge_cells(cell *cells, int n_cells) {
+    double *v = calloc((size_t)(n_cells ? n_cells : 1) * CELL_VALUES, sizeof *v);
+    if (!v) return cli_error("protocol: out of memory") == 0;
+    for (int c = 0; c < n_cells; c++) {
+        const cell *x = &cells[c];
+        double *o = v + (size_t)c * CELL_VALUES;
+        if (!x->handled) continue;
+        o[0] = x->top1, o[1] = x->novel, o[2] = x->leaf, o[3] = x->hca, o[4] = x->mta;
+        o[5] = x->skipped;
+        for (int t = 0; t < CT_MT_MAX_TASKS; t++) o[6 + t] = x->task_top1[t];
+    }
+    bool ok = ct_dist_merge(v, (int64_t)n_cells * CELL_VALUES) == CT_OK ||
+              cli_lib_error("protocol") == 0;
+    for (int c = 0; ok && c < n_cells; c++) {
+        cell *x = &cells[c];
+        const double *o = v + (size_t)c * CELL_VALUES;
+        x->top1 = o[0], x->novel = o[1], x->leaf = o[2], x->hca = o[3], x->mta = o[4];
+        x->skipped = o[5] != 0;
+        for (int t = 0; t < CT_MT_MAX_TASKS; t++) x->task_top1[t] = o[6 + t];
+    }
+    free(v);
+    return ok;
 }
 
 /* Nothing to fit and no loss: the training split is never looked at (ct_run
@@ -1047,11 +1075,27 @@ int cmd_protocol(int argc, char **argv) {
     /* a progress bar per stage of each cell (features, training) on a TTY */
     cli_progress prog;
     cli_progress_init(&prog);
-    printf("protocol: %d methods x %d shots x %d seeds on %s -> %s (%d runs)\n", ra.n_methods,
-           n_shots, n_seeds, dataset, outdir, n_cells);
+    /* mpirun -n N: the ranks take cells from a work queue, each cell one
+     * rank's run; one rank alone: the cells in order */
+    const int rank = ct_dist_rank(), n_ranks = ct_dist_size();
+    if (rank == 0)
+        printf("protocol: %d methods x %d shots x %d seeds on %s -> %s (%d runs%s)\n",
+               ra.n_methods, n_shots, n_seeds, dataset, outdir, n_cells,
+               n_ranks > 1 ? ", over the ranks" : "");
     fflush(stdout);
-    for (c = 0; c < n_cells; c++) {
+    if (ct_dist_queue_begin(n_cells) != CT_OK) {
+        cli_lib_error("protocol");
+        goto out;
+    }
+    /* the cell lines: rank 0's on stdout, the other ranks' (whose stdout
+     * main.c silences) on stderr */
+    char on_rank[32] = "";
+    if (n_ranks > 1) snprintf(on_rank, sizeof on_rank, " [rank %d]", rank);
+    FILE *cf = rank > 0 ? stderr : stdout;
+    for (int64_t q; (q = ct_dist_queue_next()) >= 0;) {
+        c = (int)q;
         cell *x = &cells[c];
+        x->handled = true;
         const ct_method *m = ms[x->method];
         char label[256];
         if (training_free(m))
@@ -1070,12 +1114,13 @@ int cmd_protocol(int argc, char **argv) {
             bool same = resolved_hp(m, sets[x->method], &hp) && same_settings(x->dir, &ra, &hp);
             ct_kv_free(&hp);
             if (!same) {
-                printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+                fprintf(cf, "[%d/%d] %s: failed\n", c + 1, n_cells, label);
                 goto out;
             }
             x->skipped = true;
-            printf("[%d/%d] %s: %.1f%% (skipped: done)\n", c + 1, n_cells, label, 100 * x->top1);
-            fflush(stdout);
+            fprintf(cf, "[%d/%d] %s: %.1f%% (skipped: done)%s\n", c + 1, n_cells, label,
+                    100 * x->top1, on_rank);
+            fflush(cf);
             continue;
         }
         double t0 = now_s();
@@ -1103,7 +1148,7 @@ int cmd_protocol(int argc, char **argv) {
         }
         if (!ran) {
             cli_progress_clear(&prog);
-            printf("[%d/%d] %s: failed\n", c + 1, n_cells, label);
+            fprintf(cf, "[%d/%d] %s: failed\n", c + 1, n_cells, label);
             goto out;
         }
         x->top1 = res.segmentation ? res.miou : res.multi_label ? res.map : res.top1;
@@ -1113,12 +1158,24 @@ int cmd_protocol(int argc, char **argv) {
         x->mta = res.hierarchy ? res.mta : NAN;
         cli_progress_clear(&prog);
         if (ra.base_to_novel)
-            printf("[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)\n", c + 1, n_cells, label,
-                   100 * x->top1, 100 * x->novel, now_s() - t0);
+            fprintf(cf, "[%d/%d] %s: base %.1f%%, novel %.1f%% (%.1f s)%s\n", c + 1, n_cells,
+                    label, 100 * x->top1, 100 * x->novel, now_s() - t0, on_rank);
         else
-            printf("[%d/%d] %s: %.1f%% (%.1f s)\n", c + 1, n_cells, label, 100 * x->top1,
-                   now_s() - t0);
-        fflush(stdout);
+            fprintf(cf, "[%d/%d] %s: %.1f%% (%.1f s)%s\n", c + 1, n_cells, label, 100 * x->top1,
+                    now_s() - t0, on_rank);
+        fflush(cf);
+    }
+    /* each rank's cells to every rank; then rank 0 alone (the queue, still
+     * open, keeps the library single-rank) evaluates the targets and
+     * writes the tables */
+    if (n_ranks > 1 && !merge_cells(cells, n_cells)) goto out;
+    if (rank > 0) { /* (queue_end returns once rank 0 has written the tables) */
+        if (ct_dist_queue_end() != CT_OK) {
+            cli_lib_error("protocol");
+            goto out;
+        }
+        code = 0;
+        goto out;
     }
     /* --targets: every cell's run on every target (read back when done) */
     if (xt.n) {
@@ -1152,6 +1209,10 @@ int cmd_protocol(int argc, char **argv) {
                        cells, n_cells))
         goto out;
     if (xt.n && !xd_write(outdir, &ra, ms, shots, n_shots, cells, n_cells, &xt)) goto out;
+    if (ct_dist_queue_end() != CT_OK) {
+        cli_lib_error("protocol");
+        goto out;
+    }
     printf("results: %s/results.md, %s/results.json\n", outdir, outdir);
     code = 0;
 out:

@@ -69,8 +69,16 @@ int main(int argc, char **argv) {
     /* exit status: 0 success, 1 a runtime failure, 2 a usage error */
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) {
+            /* mpirun -n N (a CT_MPI build): every rank runs the command;
+             * rank 0 prints the output, the other ranks only their errors,
+             * progress and protocol cells (stderr) */
+            if (ct_dist_size() > 1 && ct_dist_rank() > 0 && !freopen("/dev/null", "w", stdout))
+                cli_error("cannot silence rank %d's output", ct_dist_rank());
             int rc = COMMANDS[i].run(argc - 1, argv + 1);
-            return rc && cli_usage_failed ? 2 : rc;
+            rc = rc && cli_usage_failed ? 2 : rc;
+            /* a failed rank ends the whole job (after its message) */
+            ct_dist_finish(rc);
+            return rc;
         }
     cli_error("unknown command '%s' (see 'cliptune help')", argv[1]);
     return 2;
