@@ -373,8 +373,8 @@ static void test_round_trip(void) {
 /* ---- learning on Fashion-MNIST with the shipped model ----
  * 16 shots (160 images), the first 500 test images, clean (view-0)
  * features; a short schedule (see LEARN_SET and docs/methods/vpt-var.md). */
-#define LEARN_SET                                                                         \
-    "epochs=30 batch_size=8 lr=0.05 mc_samples=2 vpt-var.std_posterior.lr=5 aug_views=0 " \
+#define LEARN_SET                                                                           \
+    "epochs=20 batch_size=16 lr=0.1 mc_samples=2 vpt-var.std_posterior.lr=10 aug_views=0 " \
     "warmup_epochs=0"
 
 static void test_learns_fashion_mnist(void) {
