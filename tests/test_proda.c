@@ -296,7 +296,7 @@ static void test_round_trip(void) {
 /* ---- learning on Fashion-MNIST with the shipped model ----
  * 16 shots (160 images), the first 500 test images, clean (view-0)
  * features; a short schedule (see LEARN_SET and docs/methods/proda.md). */
-#define LEARN_SET "epochs=10 lr=0.02 n_prompts=8 n_ctx=4 aug_views=0 warmup_epochs=0"
+#define LEARN_SET "epochs=6 lr=0.02 n_prompts=4 n_ctx=4 aug_views=0 warmup_epochs=0"
 
 static void test_learns_fashion_mnist(void) {
     const char *methods[2] = {"zeroshot", "proda"}, *sets[2] = {"", LEARN_SET};
