@@ -199,6 +199,7 @@ static const struct {
     {"clip-lora", "encoder=text params=v", false},
     {"vp", "prompter=fixed_patch", false},
     {"dpt", "cavpt_layers=0", false},
+    {"vpt-var", "type=image", false},
     {"ivlp", "text_depth=3 vision_depth=4", true},
     {"vpt-deep", NULL, true},
     {"maple", NULL, true},

@@ -24,6 +24,8 @@ extern const ct_method ct_method_upl;
 extern const ct_method ct_method_clippr;
 extern const ct_method ct_method_calip;
 extern const ct_method ct_method_plot;
+extern const ct_method ct_method_proda;
+extern const ct_method ct_method_vpt_var;
 extern const ct_method ct_method_dualcoop;
 extern const ct_method ct_method_maskclip;
 extern const ct_method ct_method_taidpt;
@@ -67,6 +69,8 @@ static const ct_method *const METHODS[] = {
     &ct_method_upl,
     &ct_method_clippr,
     &ct_method_plot,
+    &ct_method_proda,
+    &ct_method_vpt_var,
     &ct_method_dualcoop,
     &ct_method_taidpt,
     &ct_method_maskclip,

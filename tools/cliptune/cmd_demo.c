@@ -98,6 +98,10 @@ static const demo_method METHODS[] = {
     {"tpt", "n_views=16", true},
     /* batch 128 (the official) gives 1 step per epoch at 16 shots x 10 classes */
     {"plot", "batch_size=32 lr=0.01", true},
+    /* short schedules of tests/test_proda.c / test_vpt_var.c (docs/methods/) */
+    {"proda", "n_prompts=8 n_ctx=4 epochs=10 lr=0.02 views=cycle", true},
+    {"vpt-var", "epochs=20 batch_size=16 lr=0.1 mc_samples=2 vpt-var.std_posterior.lr=10 "
+                "views=cycle", true},
     /* the image-side methods (trainer's pixel path), with the short
      * schedules of tests/test_image_prompts.c's learns checks */
     {"vp", "epochs=10 warmup_steps=5", true},
