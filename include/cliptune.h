@@ -299,6 +299,32 @@ ct_tensor *ct_batchnorm_frozen(ct_graph *g, ct_tensor *x, const ct_real *running
                                float eps);
 /* Average pooling (B, C, H, W), kernel k, stride s, no padding. */
 ct_tensor *ct_avg_pool2d(ct_graph *g, ct_tensor *x, int k, int s);
+/* Dense-prediction layers (segmentation necks and heads), torch semantics:
+ * ConvTranspose2d without padding: x (B, Cin, H, W), w (Cin, Cout, k, k), b
+ * (Cout) or NULL; out (B, Cout, (H-1)·stride + k, (W-1)·stride + k). */
+ct_tensor *ct_conv_transpose2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
+                               int stride);
+/* Training-mode BatchNorm2d over dim 1 of (B, C, ...): normalised with the
+ * batch's mean and biased variance; running_mean / running_var (C, or NULL)
+ * are updated in place as torch does (momentum, unbiased variance). Eval
+ * mode is ct_batchnorm_frozen with the running statistics. */
+ct_tensor *ct_batchnorm_train(ct_graph *g, ct_tensor *x, ct_tensor *gamma, ct_tensor *beta,
+                              ct_real *running_mean, ct_real *running_var, float momentum,
+                              float eps);
+/* MaxPool2d(k, s), no padding, floor mode; the gradient goes to the first
+ * maximum of each window. */
+ct_tensor *ct_max_pool2d(ct_graph *g, ct_tensor *x, int k, int s);
+/* F.interpolate(x, size=(Ho, Wo), mode="nearest" or "bilinear",
+ * align_corners=False) over the last two dims of a 2- to 4-D tensor. */
+ct_tensor *ct_resize2d(ct_graph *g, ct_tensor *x, int64_t Ho, int64_t Wo, bool bilinear);
+/* Per-pixel cross-entropy of logits (B, K, H, W) against labels (B, H, W) in
+ * [0, K) or ignore_index (contributes nothing): the sum over pixels divided
+ * by the count of non-ignored pixels (avg_non_ignore, mmseg's
+ * avg_non_ignore=True) or by all B·H·W pixels (mmseg's CrossEntropyLoss
+ * default: F.cross_entropy(reduction="none", ignore_index) then .mean()).
+ * Scalar output. */
+ct_tensor *ct_pixel_cross_entropy(ct_graph *g, ct_tensor *logits, const uint8_t *labels,
+                                  int ignore_index, bool avg_non_ignore);
 
 /* KL(p || q) with p given as probabilities and q as log-probabilities, both
  * (N, K): sum_k p (log p - log_q) summed over k, mean over rows ("batchmean",
