@@ -597,6 +597,15 @@ ct_status ct_preprocess_out_size(const ct_preprocess_cfg *cfg, int w, int h, int
 /* out: float (3, out_h, out_w), channel-major, sizes as ct_preprocess_out_size
  * (crop_h x crop_w whenever a crop is set). */
 ct_status ct_preprocess(const ct_image *img, const ct_preprocess_cfg *cfg, float *out);
+/* A label map (w x h, one class index per pixel) through the same geometry
+ * as ct_preprocess gives its image: resized with nearest neighbour (Pillow's
+ * NEAREST, pixel centres), centre-cropped with the same offsets, the padding
+ * filled with pad (255: ignored). out (out_h, out_w). */
+ct_status ct_preprocess_label_map(const uint8_t *map, int w, int h, const ct_preprocess_cfg *cfg,
+                                  uint8_t pad, uint8_t *out);
+/* The nearest-neighbour resize it uses: src (sw x sh) to dst (dw x dh),
+ * source pixel floor((d + 0.5) * s / d) per axis (Pillow's NEAREST). */
+void ct_label_map_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
 /* Pillow's Image.resize((w, h), filter) on an RGB image, bit-exact. */
 ct_status ct_image_resize(const ct_image *src, int w, int h, ct_resample filter, ct_image *dst);
@@ -1343,6 +1352,11 @@ typedef struct ct_batch {
     const int *tasks;    /* (n) multi-task training (ct_task.n_tasks > 0): each
                           * item's task, the one owning its label (ct_train
                           * sets it); else NULL */
+    const uint8_t *masks; /* (n, S, S) segmentation training (the task's train
+                          * set has label maps, a pixel method): each image's
+                          * label map through the same geometry as its pixels
+                          * (resize, crop, flip), class indices or 255 where
+                          * ignored (void, padding); else NULL */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1462,6 +1476,14 @@ typedef struct ct_method {
      * without one scores the task's classes as flat (that is how a run's
      * node scores and base-to-novel states are made). */
     bool taxonomy;
+    /* the method labels pixels from images (DenseCLIP): a pixel method whose
+     * logits on a batch of images are per-pixel class scores (n, K, H, W)
+     * on its own output grid. ct_run trains it on segmentation datasets
+     * through the trainer's pixel path (ct_batch.masks), and segmentation
+     * evaluation feeds it the images under ct_seg_preprocess's geometry,
+     * upsampling the (H, W) scores bilinearly to each label map, instead of
+     * predict_patches on features. */
+    bool seg_pixels;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);
