@@ -12,8 +12,9 @@
 static void convt_bw(ct_graph *g, ct_node *n) {
     ct_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     conv_transpose2d_backward(ct_op_grad(g, x), ct_op_grad(g, w), ct_op_grad(g, b),
-                              n->out->grad, x->data, w->data, x->shape[0], x->shape[1],
-                              x->shape[2], x->shape[3], w->shape[1], w->shape[2], n->i[0]);
+                              n->saved[0], n->out->grad, x->data, w->data, x->shape[0],
+                              x->shape[1], x->shape[2], x->shape[3], w->shape[1], w->shape[2],
+                              n->i[0]);
 }
 
 ct_tensor *ct_conv_transpose2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
@@ -35,19 +36,21 @@ ct_tensor *ct_conv_transpose2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tenso
                           "%lld", ct_shape_str(b, s1, sizeof s1), (long long)b->numel,
                           (long long)Cout);
     int64_t Ho = (H - 1) * stride + k, Wo = (W - 1) * stride + k;
-    if (H < 1 || W < 1 || k < 1 || Ho > INT_MAX / 2 || Wo > INT_MAX / 2)
+    if (H < 1 || W < 1 || k < 1 || Ho > INT_MAX / 2 || Wo > INT_MAX / 2 ||
+        Cin > INT_MAX || Cout * k * k > INT_MAX || H * W > INT_MAX || Cout * k * k * H * W > INT64_MAX / 8)
         return ct_op_fail(g, CT_ERR_ARG, "conv_transpose2d: input %s with weight %s has no "
                           "valid output size", ct_shape_str(x, s1, sizeof s1),
                           ct_shape_str(w, s2, sizeof s2));
-    (void)Cin;
     ct_tensor *out = ct_op_out(g, 4, (int64_t[]){B, Cout, Ho, Wo});
-    if (!out) return NULL;
-    conv_transpose2d_forward(out->data, x->data, w->data, b ? b->data : NULL, B, Cin, H, W, Cout,
-                             k, stride);
+    ct_real *cols = ct_op_alloc(g, (size_t)(Cout * k * k * H * W) * sizeof(ct_real));
+    if (!out || !cols) return NULL;
+    conv_transpose2d_forward(out->data, cols, x->data, w->data, b ? b->data : NULL, B, Cin, H, W,
+                             Cout, k, stride);
     if (ct_op_needs_grad(g, in, 3)) {
         ct_node *nd = ct_op_record(g, out, "conv_transpose2d", convt_bw, in, 3);
         if (!nd) return NULL;
         nd->i[0] = stride;
+        nd->saved[0] = cols;
     }
     return out;
 }

@@ -322,8 +322,8 @@ static ct_status dc_create(const ct_task *task, const ct_kv *hp_in, void **out) 
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     if (c->vision_resnet_layers[0] > 0)
         return ct_set_error(CT_ERR_UNSUPPORTED, "denseclip: the ViT segmentor (fpn1..fpn4 on "
-                            "patch tokens) needs a ViT tower; the official ResNet variant "
-                            "(CLIPResNetWithAttention) is not reproduced");
+                            "patch tokens) needs a ViT image tower; the official ResNet "
+                            "variant (CLIPResNetWithAttention) is not reproduced");
     int n_ctx, tl, C, D, heads, layers, concat;
     double tau, aux, drop;
     const char *oi;

@@ -198,13 +198,16 @@ int sinkhorn_forward(ct_real *plan, ct_real *scratch, const ct_real *cost, const
 
 /* ---- dense-prediction layers (kernels_dense.c) ---- */
 /* Transposed convolution, no padding: x (B, Cin, H, W), w (Cin, Cout, k, k)
- * (torch layout), b (Cout) or NULL; out (B, Cout, (H-1)s + k, (W-1)s + k). */
-void conv_transpose2d_forward(ct_real *out, const ct_real *x, const ct_real *w, const ct_real *b,
-                              int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
-                              int64_t k, int64_t s);
-void conv_transpose2d_backward(ct_real *dx, ct_real *dw, ct_real *db, const ct_real *dout,
-                               const ct_real *x, const ct_real *w, int64_t B, int64_t Cin,
-                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t s);
+ * (torch layout), b (Cout) or NULL; out (B, Cout, (H-1)s + k, (W-1)s + k);
+ * cols: scratch of Cout k k H W values. */
+void conv_transpose2d_forward(ct_real *out, ct_real *cols, const ct_real *x, const ct_real *w,
+                              const ct_real *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                              int64_t Cout, int64_t k, int64_t s);
+/* cols: scratch of Cout k k H W values (one batch element), as forward's. */
+void conv_transpose2d_backward(ct_real *dx, ct_real *dw, ct_real *db, ct_real *cols,
+                               const ct_real *dout, const ct_real *x, const ct_real *w,
+                               int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                               int64_t k, int64_t s);
 /* Training-mode batch norm over (B, HW) per channel of (B, C, HW): the batch
  * mean and 1/sqrt(biased var + eps) saved in mean, rstd (C). */
 void batchnorm_train_forward(ct_real *out, ct_real *mean, ct_real *rstd, const ct_real *x,

@@ -4,89 +4,76 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/blas.h"
 #include "tensor/kernels.h"
 
 #define DENSE_PAR_MIN 16384
 
-void conv_transpose2d_forward(ct_real *out, const ct_real *x, const ct_real *w, const ct_real *b,
-                              int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
-                              int64_t k, int64_t s) {
-    // out[b, co, y*s + i, x*s + j] += x[b, ci, y, x] w[ci, co, i, j]; planes
-    // (b, co) are disjoint, so split over them.
-    const int64_t Ho = (H - 1) * s + k, Wo = (W - 1) * s + k;
-#pragma omp parallel for schedule(static) if (B * Cout * Ho * Wo > DENSE_PAR_MIN)
-    for (int64_t bc = 0; bc < B * Cout; bc++) {
-        int64_t bi = bc / Cout, co = bc % Cout;
-        ct_real *op = out + bc * Ho * Wo;
-        const ct_real bias = b ? b[co] : 0;
-        for (int64_t q = 0; q < Ho * Wo; q++) op[q] = bias;
-        for (int64_t ci = 0; ci < Cin; ci++) {
-            const ct_real *xp = x + (bi * Cin + ci) * H * W;
-            const ct_real *wp = w + (ci * Cout + co) * k * k;
-            for (int64_t y = 0; y < H; y++)
-                for (int64_t xx = 0; xx < W; xx++) {
-                    const ct_real v = xp[y * W + xx];
-                    for (int64_t i = 0; i < k; i++) {
-                        ct_real *row = op + (y * s + i) * Wo + xx * s;
-                        for (int64_t j = 0; j < k; j++) row[j] += v * wp[i * k + j];
-                    }
-                }
-        }
+/* One batch element at a time: cols (Cout k k, HW) = wᵀ x_b (one GEMM over
+ * w (Cin, Cout k k)), then cols scattered into the output (col2im with
+ * stride s, overlapping windows summed). Backward gathers dout the same way
+ * (im2col) and runs the two transposed GEMMs. */
+static void col2im_t(ct_real *op, const ct_real *cols, int64_t Cout, int64_t H, int64_t W,
+                     int64_t k, int64_t s, int64_t Ho, int64_t Wo) {
+    for (int64_t co = 0; co < Cout; co++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                const ct_real *c = cols + ((co * k + i) * k + j) * H * W;
+                ct_real *o = op + co * Ho * Wo;
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t x = 0; x < W; x++) o[(y * s + i) * Wo + x * s + j] += c[y * W + x];
+            }
+}
+
+static void im2col_t(ct_real *cols, const ct_real *gp, int64_t Cout, int64_t H, int64_t W,
+                     int64_t k, int64_t s, int64_t Ho, int64_t Wo) {
+    for (int64_t co = 0; co < Cout; co++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                ct_real *c = cols + ((co * k + i) * k + j) * H * W;
+                const ct_real *g = gp + co * Ho * Wo;
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t x = 0; x < W; x++) c[y * W + x] = g[(y * s + i) * Wo + x * s + j];
+            }
+}
+
+void conv_transpose2d_forward(ct_real *out, ct_real *cols, const ct_real *x, const ct_real *w,
+                              const ct_real *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                              int64_t Cout, int64_t k, int64_t s) {
+    const int64_t Ho = (H - 1) * s + k, Wo = (W - 1) * s + k, M = Cout * k * k, L = H * W;
+    for (int64_t bi = 0; bi < B; bi++) {
+        ct_real *op = out + bi * Cout * Ho * Wo;
+        for (int64_t co = 0; co < Cout; co++)
+            for (int64_t q = 0; q < Ho * Wo; q++) op[co * Ho * Wo + q] = b ? b[co] : 0;
+        ct_gemm(true, false, (int)M, (int)L, (int)Cin, 1, w, (int)M, x + bi * Cin * L, (int)L, 0,
+                cols, (int)L);
+        col2im_t(op, cols, Cout, H, W, k, s, Ho, Wo);
     }
 }
 
-void conv_transpose2d_backward(ct_real *dx, ct_real *dw, ct_real *db, const ct_real *dout,
-                               const ct_real *x, const ct_real *w, int64_t B, int64_t Cin,
-                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t s) {
-    const int64_t Ho = (H - 1) * s + k, Wo = (W - 1) * s + k;
-    if (dx) {
-#pragma omp parallel for schedule(static) if (B * Cin * Ho * Wo > DENSE_PAR_MIN)
-        for (int64_t bc = 0; bc < B * Cin; bc++) {
-            int64_t bi = bc / Cin, ci = bc % Cin;
-            ct_real *dp = dx + bc * H * W;
+void conv_transpose2d_backward(ct_real *dx, ct_real *dw, ct_real *db, ct_real *cols,
+                               const ct_real *dout, const ct_real *x, const ct_real *w,
+                               int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                               int64_t k, int64_t s) {
+    const int64_t Ho = (H - 1) * s + k, Wo = (W - 1) * s + k, M = Cout * k * k, L = H * W;
+    for (int64_t bi = 0; bi < B; bi++) {
+        const ct_real *gp = dout + bi * Cout * Ho * Wo;
+        if (db)
             for (int64_t co = 0; co < Cout; co++) {
-                const ct_real *gp = dout + (bi * Cout + co) * Ho * Wo;
-                const ct_real *wp = w + (ci * Cout + co) * k * k;
-                for (int64_t y = 0; y < H; y++)
-                    for (int64_t xx = 0; xx < W; xx++) {
-                        ct_real acc = 0;
-                        for (int64_t i = 0; i < k; i++) {
-                            const ct_real *row = gp + (y * s + i) * Wo + xx * s;
-                            for (int64_t j = 0; j < k; j++) acc += row[j] * wp[i * k + j];
-                        }
-                        dp[y * W + xx] += acc;
-                    }
+                ct_real acc = 0;
+                for (int64_t q = 0; q < Ho * Wo; q++) acc += gp[co * Ho * Wo + q];
+                db[co] += acc;
             }
-        }
+        if (!dx && !dw) continue;
+        im2col_t(cols, gp, Cout, H, W, k, s, Ho, Wo);
+        /* dx_b (Cin, L) += w (Cin, M) cols (M, L); dw (Cin, M) += x_b (Cin, L) colsᵀ */
+        if (dx)
+            ct_gemm(false, false, (int)Cin, (int)L, (int)M, 1, w, (int)M, cols, (int)L, 1,
+                    dx + bi * Cin * L, (int)L);
+        if (dw)
+            ct_gemm(false, true, (int)Cin, (int)M, (int)L, 1, x + bi * Cin * L, (int)L, cols,
+                    (int)L, 1, dw, (int)M);
     }
-    if (dw) {
-#pragma omp parallel for schedule(static) if (Cin * Cout * B * H * W > DENSE_PAR_MIN)
-        for (int64_t cc = 0; cc < Cin * Cout; cc++) {
-            int64_t ci = cc / Cout, co = cc % Cout;
-            ct_real *wp = dw + cc * k * k;
-            for (int64_t bi = 0; bi < B; bi++) {
-                const ct_real *xp = x + (bi * Cin + ci) * H * W;
-                const ct_real *gp = dout + (bi * Cout + co) * Ho * Wo;
-                for (int64_t i = 0; i < k; i++)
-                    for (int64_t j = 0; j < k; j++) {
-                        ct_real acc = 0;
-                        for (int64_t y = 0; y < H; y++)
-                            for (int64_t xx = 0; xx < W; xx++)
-                                acc += xp[y * W + xx] * gp[(y * s + i) * Wo + xx * s + j];
-                        wp[i * k + j] += acc;
-                    }
-            }
-        }
-    }
-    if (db)
-        for (int64_t co = 0; co < Cout; co++) {
-            ct_real acc = 0;
-            for (int64_t bi = 0; bi < B; bi++) {
-                const ct_real *gp = dout + (bi * Cout + co) * Ho * Wo;
-                for (int64_t q = 0; q < Ho * Wo; q++) acc += gp[q];
-            }
-            db[co] += acc;
-        }
 }
 
 void batchnorm_train_forward(ct_real *out, ct_real *mean, ct_real *rstd, const ct_real *x,
