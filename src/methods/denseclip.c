@@ -41,6 +41,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
+#include "methods/denseclip.h"
 #include "methods/method_image.h"
 #include "model/vision_copy.h"
 
@@ -574,6 +575,18 @@ static bool forward(dc_state *s, ct_graph *g, const ct_batch *b, bool train, dc_
     o->score = sc;
     (void)T;
     return o->logits != NULL;
+}
+
+ct_tensor *ct_denseclip_weight(void *st, const char *name) {
+    dc_state *s = st;
+    for (int i = 0; s && name && i < s->bb.n_weights; i++)
+        if (s->bb.views[i].name && !strcmp(s->bb.views[i].name, name)) return &s->bb.views[i];
+    return NULL;
+}
+
+ct_tensor *ct_denseclip_score_map(void *st, ct_graph *g, const ct_batch *b) {
+    dc_out o;
+    return forward(st, g, b, false, &o) ? o.score : NULL;
 }
 
 static ct_tensor *dc_logits(void *st, ct_graph *g, const ct_batch *b) {
