@@ -22,7 +22,7 @@
 #define FM_DIR "/usr/share/datasets/fashion-mnist"
 #define MODEL_DIR CT_SOURCE_DIR "/models/cliptune-small"
 /* the short run: larger steps than the official 1e-4 for a few hundred steps */
-#define DENSECLIP_LEARNS_SET "epochs=4 batch_size=8 lr=1e-3 backbone.lr=1e-4 text_length=8"
+#define DENSECLIP_LEARNS_SET "iters=50 batch_size=8 lr=1e-3 backbone.lr=1e-4 text_length=8"
 
 /* ---- masks through the pixel geometry ---- */
 
@@ -165,7 +165,7 @@ static void test_denseclip_learns(void) {
     snprintf(root, sizeof root, "%s/scenes-dc", ct_test_tmpdir());
     snprintf(spec, sizeof spec, "vocseg:%s", root);
     ct_scenes_cfg sc = ct_scenes_cfg_default();
-    sc.n_train = 64, sc.n_val = 0, sc.n_test = 40, sc.seed = 5;
+    sc.n_train = 400, sc.n_val = 0, sc.n_test = 40, sc.seed = 5;
     CHECK_OK(ct_data_make_scenes(&sc, root));
     ct_splits sp = {0};
     CHECK_OK(ct_data_open(spec, &sp));
