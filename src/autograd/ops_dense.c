@@ -37,7 +37,8 @@ ct_tensor *ct_conv_transpose2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tenso
                           (long long)Cout);
     int64_t Ho = (H - 1) * stride + k, Wo = (W - 1) * stride + k;
     if (H < 1 || W < 1 || k < 1 || Ho > INT_MAX / 2 || Wo > INT_MAX / 2 ||
-        Cin > INT_MAX || Cout * k * k > INT_MAX || H * W > INT_MAX || Cout * k * k * H * W > INT64_MAX / 8)
+        Cin > INT_MAX || Cout * k * k > INT_MAX || H * W > INT_MAX ||
+        Cout * k * k * H * W > INT64_MAX / 8)
         return ct_op_fail(g, CT_ERR_ARG, "conv_transpose2d: input %s with weight %s has no "
                           "valid output size", ct_shape_str(x, s1, sizeof s1),
                           ct_shape_str(w, s2, sizeof s2));

@@ -29,7 +29,8 @@ static ct_status from_image(const ct_pixel_src *src, const ct_image *img, int64_
             s = ct_set_error(CT_ERR_ARG, "%s: %s: preprocessing gives %dx%d, the model needs "
                              "%dx%d", what, key ? key : "image", ow, oh, S, S);
         }
-        if (s == CT_OK && map) s = ct_preprocess_label_map(map, img->w, img->h, src->pre, 255, mask);
+        if (s == CT_OK && map)
+            s = ct_preprocess_label_map(map, img->w, img->h, src->pre, 255, mask);
         return s == CT_OK ? ct_preprocess(img, src->pre, px) : s;
     }
     ct_rng rng;
