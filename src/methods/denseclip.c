@@ -502,7 +502,7 @@ typedef struct {
 static bool forward(dc_state *s, ct_graph *g, const ct_batch *b, bool train, dc_out *o) {
     ct_tensor *px = ct_batch_pixels(g, s->S, b, "denseclip");
     if (!px) return false;
-    int64_t B = b->n, W = s->W, E = s->E, K = s->K, G = s->g, P = G * G, T = P + 1;
+    int64_t B = b->n, W = s->W, E = s->E, K = s->K, G = s->g, P = G * G;
     float p = train ? s->dropout : 0;
     uint64_t seed = ct_hash_u64(b->seed, 0xDC);
     /* backbone: patch tokens of blocks out_indices, the projected tokens */
@@ -573,7 +573,6 @@ static bool forward(dc_state *s, ct_graph *g, const ct_batch *b, bool train, dc_
     o->logits = lg->shape[2] == s->S && lg->shape[3] == s->S
                     ? lg : ct_resize2d(g, lg, s->S, s->S, true);
     o->score = sc;
-    (void)T;
     return o->logits != NULL;
 }
 
