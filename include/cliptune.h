@@ -329,6 +329,32 @@ ct_tensor *ct_batchnorm_frozen(ct_graph *g, ct_tensor *x, const ct_real *running
                                float eps);
 /* Average pooling (B, C, H, W), kernel k, stride s, no padding. */
 ct_tensor *ct_avg_pool2d(ct_graph *g, ct_tensor *x, int k, int s);
+/* Dense-prediction layers (segmentation necks and heads), torch semantics:
+ * ConvTranspose2d without padding: x (B, Cin, H, W), w (Cin, Cout, k, k), b
+ * (Cout) or NULL; out (B, Cout, (H-1)·stride + k, (W-1)·stride + k). */
+ct_tensor *ct_conv_transpose2d(ct_graph *g, ct_tensor *x, ct_tensor *w, ct_tensor *b,
+                               int stride);
+/* Training-mode BatchNorm2d over dim 1 of (B, C, ...): normalised with the
+ * batch's mean and biased variance; running_mean / running_var (C, or NULL)
+ * are updated in place as torch does (momentum, unbiased variance). Eval
+ * mode is ct_batchnorm_frozen with the running statistics. */
+ct_tensor *ct_batchnorm_train(ct_graph *g, ct_tensor *x, ct_tensor *gamma, ct_tensor *beta,
+                              ct_real *running_mean, ct_real *running_var, float momentum,
+                              float eps);
+/* MaxPool2d(k, s), no padding, floor mode; the gradient goes to the first
+ * maximum of each window. */
+ct_tensor *ct_max_pool2d(ct_graph *g, ct_tensor *x, int k, int s);
+/* F.interpolate(x, size=(Ho, Wo), mode="nearest" or "bilinear",
+ * align_corners=False) over the last two dims of a 2- to 4-D tensor. */
+ct_tensor *ct_resize2d(ct_graph *g, ct_tensor *x, int64_t Ho, int64_t Wo, bool bilinear);
+/* Per-pixel cross-entropy of logits (B, K, H, W) against labels (B, H, W) in
+ * [0, K) or ignore_index (contributes nothing): the sum over pixels divided
+ * by the count of non-ignored pixels (avg_non_ignore, mmseg's
+ * avg_non_ignore=True) or by all B·H·W pixels (mmseg's CrossEntropyLoss
+ * default: F.cross_entropy(reduction="none", ignore_index) then .mean()).
+ * Scalar output. */
+ct_tensor *ct_pixel_cross_entropy(ct_graph *g, ct_tensor *logits, const uint8_t *labels,
+                                  int ignore_index, bool avg_non_ignore);
 
 /* KL(p || q) with p given as probabilities and q as log-probabilities, both
  * (N, K): sum_k p (log p - log_q) summed over k, mean over rows ("batchmean",
@@ -601,6 +627,15 @@ ct_status ct_preprocess_out_size(const ct_preprocess_cfg *cfg, int w, int h, int
 /* out: float (3, out_h, out_w), channel-major, sizes as ct_preprocess_out_size
  * (crop_h x crop_w whenever a crop is set). */
 ct_status ct_preprocess(const ct_image *img, const ct_preprocess_cfg *cfg, float *out);
+/* A label map (w x h, one class index per pixel) through the same geometry
+ * as ct_preprocess gives its image: resized with nearest neighbour (Pillow's
+ * NEAREST, pixel centres), centre-cropped with the same offsets, the padding
+ * filled with pad (255: ignored). out (out_h, out_w). */
+ct_status ct_preprocess_label_map(const uint8_t *map, int w, int h, const ct_preprocess_cfg *cfg,
+                                  uint8_t pad, uint8_t *out);
+/* The nearest-neighbour resize it uses: src (sw x sh) to dst (dw x dh),
+ * source pixel floor((d + 0.5) * s / d) per axis (Pillow's NEAREST). */
+void ct_label_map_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
 /* Pillow's Image.resize((w, h), filter) on an RGB image, bit-exact. */
 ct_status ct_image_resize(const ct_image *src, int w, int h, ct_resample filter, ct_image *dst);
@@ -1347,6 +1382,11 @@ typedef struct ct_batch {
     const int *tasks;    /* (n) multi-task training (ct_task.n_tasks > 0): each
                           * item's task, the one owning its label (ct_train
                           * sets it); else NULL */
+    const uint8_t *masks; /* (n, S, S) segmentation training (the task's train
+                          * set has label maps, a pixel method): each image's
+                          * label map through the same geometry as its pixels
+                          * (resize, crop, flip), class indices or 255 where
+                          * ignored (void, padding); else NULL */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1466,6 +1506,14 @@ typedef struct ct_method {
      * without one scores the task's classes as flat (that is how a run's
      * node scores and base-to-novel states are made). */
     bool taxonomy;
+    /* the method labels pixels from images (DenseCLIP): a pixel method whose
+     * logits on a batch of images are per-pixel class scores (n, K, H, W)
+     * on its own output grid. ct_run trains it on segmentation datasets
+     * through the trainer's pixel path (ct_batch.masks), and segmentation
+     * evaluation feeds it the images under ct_seg_preprocess's geometry,
+     * upsampling the (H, W) scores bilinearly to each label map, instead of
+     * predict_patches on features. */
+    bool seg_pixels;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

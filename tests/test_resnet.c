@@ -342,7 +342,8 @@ static void test_refusals(void) {
 /* methods that put tokens into the vision transformer (or LoRA on its
  * attention) with their defaults: refused by name on a ResNet */
 static const char *const NEEDS_VIT[] = {"vpt-deep", "ivlp", "maple", "clip-lora", "promptsrc",
-                                        "upt", "dpt", "mvlpt", "protect-maple"};
+                                        "upt", "dpt", "mvlpt", "protect-maple",
+                                        "denseclip"};
 
 static bool needs_vit(const char *name) {
     for (size_t i = 0; i < sizeof NEEDS_VIT / sizeof *NEEDS_VIT; i++)
@@ -420,7 +421,7 @@ static void test_every_method(void) {
         const ct_method *m = ct_method_at(i);
         const ct_splits *sp = &fm;
         const char *spec = "fashion-mnist";
-        if (m->predict_patches) sp = &sg, spec = seg;
+        if (m->predict_patches || m->seg_pixels) sp = &sg, spec = seg;
         else if (!strcmp(m->name, "taidpt")) sp = &cc, spec = coco;
         else if (m->multi_label) sp = &ml, spec = voc;
         /* short: one epoch, few TPT views, the class texts for CuPL / VCD */
@@ -435,7 +436,7 @@ static void test_every_method(void) {
         snprintf(dir, sizeof dir, "%s/rn_%s", ct_test_tmpdir(), m->name);
         ct_run_cfg rc = ct_run_cfg_default();
         rc.model = ct_model_borrow(&b, "(random RN)"), rc.data = sp, rc.data_spec = spec;
-        rc.method = m, rc.set = set, rc.shots = m->multi_label || m->predict_patches ? 0 : 1;
+        rc.method = m, rc.set = set, rc.shots = m->multi_label || m->predict_patches || m->seg_pixels ? 0 : 1;
         rc.run_dir = dir, rc.cache_dir = cache, rc.max_test = 12;
         /* ProTeCt trains on the class taxonomy */
         if (m->taxonomy) rc.taxonomy_path = CT_SOURCE_DIR "/data/taxonomies/fashion-mnist.txt";

@@ -501,7 +501,9 @@ static ct_status run_seg(const ct_run_cfg *cfg, void *state, const ct_dataset *t
         snprintf(path, sizeof path, "%s/config.json", cfg->run_dir);
         s = write_config(cfg, hp, path);
     }
-    if (s == CT_OK) s = ct_seg_evaluate(me, state, test, fte, K, cfg->run_dir, &sm);
+    const ct_bundle *mb = ct_model_bundle(cfg->model);
+    ct_seg_model sg = {mb->clip, &mb->pre};
+    if (s == CT_OK) s = ct_seg_evaluate(me, state, test, fte, &sg, K, cfg->run_dir, &sm);
     if (s != CT_OK) return s;
     *res = (ct_run_result){.top1 = NAN, .top5 = NAN, .macro_f1 = NAN, .ece = NAN,
                            .val_top1 = NAN, .novel_top1 = NAN, .map = NAN, .map_voc07 = NAN,
@@ -565,15 +567,17 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
         return ct_set_error(CT_ERR_ARG, "run: %s: the training split is %s but the test split "
                             "is not", cfg->data->train->name, cfg->data->train->masks ?
                             "a segmentation set" : "a classification set");
-    if (seg && !cfg->method->predict_patches)
+    if (seg && !cfg->method->predict_patches && !cfg->method->seg_pixels)
         return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s labels whole images; %s is a "
                             "segmentation dataset: use a method that labels pixels (maskclip)",
                             cfg->method->name, cfg->data->train->name);
-    if (seg && (cfg->method->loss || cfg->method->fit))
+    if (seg && !cfg->method->seg_pixels && (cfg->method->loss || cfg->method->fit))
         return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s: training on label maps is not "
-                            "supported yet (segmentation runs take training-free methods: "
+                            "supported for it (it scores patch features; denseclip trains "
+                            "on label maps; training-free methods: "
                             "maskclip)", cfg->method->name);
-    if (!seg && cfg->method->predict_patches && !cfg->method->logits)
+    if (!seg && ((cfg->method->predict_patches && !cfg->method->logits) ||
+                 cfg->method->seg_pixels))
         return ct_set_error(CT_ERR_UNSUPPORTED, "run: %s labels pixels; %s is not a segmentation "
                             "dataset (vocseg:)", cfg->method->name, cfg->data->train->name);
     if (seg && (cfg->novel_test || cfg->partial_labels > 0 || cfg->taxonomy ||

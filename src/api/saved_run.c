@@ -763,6 +763,8 @@ ct_status ct_saved_run_evaluate_ml(ct_saved_run *r, const ct_dataset *test, cons
 static ct_status seg_features(ct_saved_run *r, const ct_dataset *d, const char *cache_dir,
                               ct_features *f) {
     ct_status s;
+    memset(f, 0, sizeof *f);
+    if (r->method->seg_pixels) return CT_OK; /* it reads the images */
     if (cache_dir && (s = ct_mkdir_p(cache_dir)) != CT_OK) return s;
     const ct_bundle *b = ct_model_bundle(r->model);
     ct_preprocess_cfg pre;
@@ -815,10 +817,13 @@ ct_status ct_saved_run_segment_files(ct_saved_run *r, const char *const *paths, 
     ct_dataset files = {.name = "predict", .root = "", .n_classes = r->n_classes,
                         .classnames = r->classnames, .n_items = n, .items = items};
     ct_features f = {0};
+    const ct_bundle *mb = ct_model_bundle(r->model);
+    ct_seg_model sg = {mb->clip, &mb->pre};
     if (s == CT_OK && n > 0) s = seg_features(r, &files, NULL, &f);
     if (s == CT_OK) s = ct_mkdir_p(out_dir);
     if (s == CT_OK && n > 0)
-        s = ct_seg_label(r->method, r->state, &files, &f, r->n_classes, out_dir, class_pixels);
+        s = ct_seg_label(r->method, r->state, &files, &f, &sg, r->n_classes, out_dir,
+                         class_pixels);
     ct_features_free(&f);
     free(items);
     return s;
@@ -838,7 +843,10 @@ ct_status ct_saved_run_evaluate_seg(ct_saved_run *r, const ct_dataset *test,
     ct_features f = {0};
     if ((s = seg_features(r, test, cache_dir, &f)) != CT_OK) return s;
     if (out_dir) s = ct_mkdir_p(out_dir);
-    if (s == CT_OK) s = ct_seg_evaluate(r->method, r->state, test, &f, r->n_classes, out_dir, m);
+    const ct_bundle *mb = ct_model_bundle(r->model);
+    ct_seg_model sg = {mb->clip, &mb->pre};
+    if (s == CT_OK)
+        s = ct_seg_evaluate(r->method, r->state, test, &f, &sg, r->n_classes, out_dir, m);
     ct_features_free(&f);
     if (s == CT_OK && out_dir) {
         char path[4200];

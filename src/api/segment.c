@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "data/pixels.h"
 #include "data/png_write.h"
 
 void ct_seg_preprocess(const ct_preprocess_cfg *pre, int size, ct_preprocess_cfg *out) {
@@ -208,8 +209,9 @@ static ct_status write_overlays(const char *path, overlay *ov, int n) {
 }
 
 static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
-                           const ct_features *f, int K, const char *out_dir, const char *sub,
-                           ct_seg_metrics *out, int64_t *class_pixels);
+                           const ct_features *f, const ct_seg_model *sm, int K,
+                           const char *out_dir, const char *sub, ct_seg_metrics *out,
+                           int64_t *class_pixels);
 
 static bool finite_all(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -218,45 +220,81 @@ static bool finite_all(const float *x, size_t n) {
 }
 
 ct_status ct_seg_evaluate(const ct_method *m, void *state, const ct_dataset *d,
-                          const ct_features *f, int K, const char *out_dir, ct_seg_metrics *out) {
+                          const ct_features *f, const ct_seg_model *sm, int K,
+                          const char *out_dir, ct_seg_metrics *out) {
     if (out) memset(out, 0, sizeof *out);
     if (!out)
         return ct_set_error(CT_ERR_ARG, "segmentation: NULL metrics");
     if (d && !d->masks)
         return ct_set_error(CT_ERR_ARG, "segmentation: %s has no label maps", d->name);
-    return seg_label(m, state, d, f, K, out_dir, "predictions", out, NULL);
+    return seg_label(m, state, d, f, sm, K, out_dir, "predictions", out, NULL);
 }
 
 ct_status ct_seg_label(const ct_method *m, void *state, const ct_dataset *d,
-                       const ct_features *f, int K, const char *out_dir, int64_t *class_pixels) {
+                       const ct_features *f, const ct_seg_model *sm, int K, const char *out_dir,
+                       int64_t *class_pixels) {
     if (!out_dir)
         return ct_set_error(CT_ERR_ARG, "segmentation: no output folder for the label maps");
-    return seg_label(m, state, d, f, K, out_dir, NULL, NULL, class_pixels);
+    return seg_label(m, state, d, f, sm, K, out_dir, NULL, NULL, class_pixels);
+}
+
+/* Where a chunk's scores come from: predict_patches on features (the ViT's
+ * patch grid), or, for methods that label pixels from images
+ * (seg_pixels), their logits (nb, K, gh, gw) on the images under the
+ * segmentation geometry, transposed to (nb, gh, gw, K). */
+enum { CHUNK = 16 };
+
+typedef struct chunk_src {
+    const ct_method *m;
+    void *state;
+    const ct_features *f; /* predict_patches                               */
+    ct_pixel_src px;      /* seg_pixels: the images                        */
+    ct_graph *g;
+    float *pix;           /* (CHUNK, 3, S, S)                              */
+    int gh, gw;           /* the score grid                                */
+} chunk_src;
+
+static ct_status chunk_scores(chunk_src *cs, int64_t i0, int64_t nb, int K, float *sc) {
+    if (!cs->m->seg_pixels) {
+        const ct_features *f = cs->f;
+        int T = f->n_tokens;
+        ct_features v = *f;
+        v.n = nb;
+        v.x = f->x ? f->x + i0 * f->dim : NULL;
+        v.labels = f->labels ? f->labels + i0 : NULL;
+        v.targets = NULL;
+        v.dense = f->dense + i0 * T * f->dim;
+        v.dense_keys = f->dense_keys ? f->dense_keys + i0 * T * f->key_dim : NULL;
+        return cs->m->predict_patches(cs->state, &v, sc);
+    }
+    ct_status s = ct_pixels_range(&cs->px, i0, nb, 0, cs->pix);
+    if (s != CT_OK) return s;
+    ct_graph_reset(cs->g);
+    ct_graph_set_grad(cs->g, false);
+    ct_batch b = {.n = nb, .pixels = cs->pix, .epoch = -1};
+    ct_tensor *lg = cs->m->logits(cs->state, cs->g, &b);
+    if (!lg)
+        return ct_graph_status(cs->g) != CT_OK ? ct_graph_status(cs->g)
+                                               : ct_set_error(CT_ERR_STATE, "segmentation: %s "
+                                                              "gave no scores", cs->m->name);
+    if (lg->ndim != 4 || lg->shape[0] != nb || lg->shape[1] != K ||
+        (cs->gh && (lg->shape[2] != cs->gh || lg->shape[3] != cs->gw)))
+        return ct_set_error(CT_ERR_STATE, "segmentation: %s gave scores that are not (%lld, %d, "
+                            "H, W) on one grid", cs->m->name, (long long)nb, K);
+    int64_t gh = lg->shape[2], gw = lg->shape[3], G = gh * gw;
+    for (int64_t j = 0; j < nb; j++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t q = 0; q < G; q++)
+                sc[(j * G + q) * K + k] = lg->data[(j * K + k) * G + q];
+    return CT_OK;
 }
 
 /* out_dir/sub (sub NULL: out_dir itself) gets the label maps; with out,
  * d's label maps score them and out_dir gets overlays.png; class_pixels
  * (d->n_items, K) counts each image's predicted pixels per class */
-static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
-                           const ct_features *f, int K, const char *out_dir, const char *sub,
-                           ct_seg_metrics *out, int64_t *class_pixels) {
-    if (!m || !d || !f)
-        return ct_set_error(CT_ERR_ARG, "segmentation: NULL method, dataset or features");
-    if (!m->predict_patches)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "segmentation: %s does not label pixels",
-                            m->name);
-    if (K < 1 || K > 256)
-        return ct_set_error(CT_ERR_ARG, "segmentation: %d classes (8-bit label maps: 1 to 256)",
-                            K);
-    if (f->n != d->n_items || !f->dense || f->n_tokens < 2)
-        return ct_set_error(CT_ERR_ARG, "segmentation: the features of %s (%lld images) have "
-                            "no per-token features for its %lld images", d->name,
-                            (long long)f->n, (long long)d->n_items);
-    int T = f->n_tokens, P = T - 1, g = (int)lround(sqrt((double)P));
-    if (g * g != P)
-        return ct_set_error(CT_ERR_UNSUPPORTED, "segmentation: %d patch tokens are not a square "
-                            "grid", P);
-    enum { CHUNK = 16 };
+static ct_status label_chunks(chunk_src *cs, const ct_dataset *d, int K, const char *out_dir,
+                              const char *sub, ct_seg_metrics *out, int64_t *class_pixels) {
+    int64_t n = d->n_items, P = (int64_t)cs->gh * cs->gw;
     int64_t *conf = calloc((size_t)(K + 1) * (size_t)K, sizeof *conf);
     float *sc = malloc((size_t)CHUNK * (size_t)P * (size_t)K * sizeof *sc);
     overlay ov[CT_SEG_OVERLAYS];
@@ -271,20 +309,14 @@ static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
         s = ct_mkdir_p(dir);
         if (s == CT_OK && !(names = prediction_names(d))) s = CT_ERR_NOMEM;
     }
-    for (int64_t i0 = 0; s == CT_OK && i0 < f->n; i0 += CHUNK) {
-        int64_t nb = f->n - i0 < CHUNK ? f->n - i0 : CHUNK;
-        ct_features v = *f;
-        v.n = nb;
-        v.x = f->x ? f->x + i0 * f->dim : NULL;
-        v.labels = f->labels ? f->labels + i0 : NULL;
-        v.targets = NULL;
-        v.dense = f->dense + i0 * T * f->dim;
-        v.dense_keys = f->dense_keys ? f->dense_keys + i0 * T * f->key_dim : NULL;
-        if ((s = m->predict_patches(state, &v, sc)) != CT_OK) break;
+    int g = cs->gh, gw = cs->gw;
+    for (int64_t i0 = 0; s == CT_OK && i0 < n; i0 += CHUNK) {
+        int64_t nb = n - i0 < CHUNK ? n - i0 : CHUNK;
+        if ((s = chunk_scores(cs, i0, nb, K, sc)) != CT_OK) break;
         if (!finite_all(sc, (size_t)nb * (size_t)P * (size_t)K)) {
             s = ct_set_error(CT_ERR_STATE, "segmentation: %s gave non-finite scores for images "
-                             "%lld..%lld of %s", m->name, (long long)i0, (long long)(i0 + nb - 1),
-                             d->name);
+                             "%lld..%lld of %s", cs->m->name, (long long)i0,
+                             (long long)(i0 + nb - 1), d->name);
             break;
         }
         for (int64_t j = 0; j < nb && s == CT_OK; j++) {
@@ -303,7 +335,7 @@ static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
             if (s == CT_OK && !(pred = malloc((size_t)w * (size_t)h)))
                 s = ct_set_error(CT_ERR_NOMEM, "segmentation: out of memory");
             if (s == CT_OK)
-                s = ct_seg_upsample_argmax(sc + (size_t)j * (size_t)P * (size_t)K, g, g, K, h, w,
+                s = ct_seg_upsample_argmax(sc + (size_t)j * (size_t)P * (size_t)K, g, gw, K, h, w,
                                            pred);
             if (s == CT_OK && out)
                 s = ct_seg_confusion_add(conf, K, pred, gt, (int64_t)w * h, CT_SEG_IGNORE_DEFAULT);
@@ -340,5 +372,61 @@ static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
     free_names(names, d->n_items);
     free(conf), free(sc);
     if (s != CT_OK && out) ct_seg_metrics_free(out);
+    return s;
+}
+
+static ct_status seg_label(const ct_method *m, void *state, const ct_dataset *d,
+                           const ct_features *f, const ct_seg_model *sm, int K,
+                           const char *out_dir, const char *sub, ct_seg_metrics *out,
+                           int64_t *class_pixels) {
+    if (!m || !d || (!f && !m->seg_pixels))
+        return ct_set_error(CT_ERR_ARG, "segmentation: NULL method, dataset or features");
+    if (!m->predict_patches && !m->seg_pixels)
+        return ct_set_error(CT_ERR_UNSUPPORTED, "segmentation: %s does not label pixels",
+                            m->name);
+    if (K < 1 || K > 256)
+        return ct_set_error(CT_ERR_ARG, "segmentation: %d classes (8-bit label maps: 1 to 256)",
+                            K);
+    chunk_src cs = {.m = m, .state = state, .f = f};
+    if (!m->seg_pixels) {
+        if (f->n != d->n_items || !f->dense || f->n_tokens < 2)
+            return ct_set_error(CT_ERR_ARG, "segmentation: the features of %s (%lld images) "
+                                "have no per-token features for its %lld images", d->name,
+                                (long long)f->n, (long long)d->n_items);
+        int P = f->n_tokens - 1, g = (int)lround(sqrt((double)P));
+        if (g * g != P)
+            return ct_set_error(CT_ERR_UNSUPPORTED, "segmentation: %d patch tokens are not a "
+                                "square grid", P);
+        cs.gh = cs.gw = g;
+        return label_chunks(&cs, d, K, out_dir, sub, out, class_pixels);
+    }
+    if (!sm || !sm->clip || !sm->pre)
+        return ct_set_error(CT_ERR_ARG, "segmentation: %s labels images and needs the model",
+                            m->name);
+    /* the score grid from the first image */
+    int S = ct_clip_get_config(sm->clip)->image_size;
+    ct_preprocess_cfg pre;
+    ct_seg_preprocess(sm->pre, S, &pre);
+    cs.px = (ct_pixel_src){d, &pre, S, NULL, 0, m->name, NULL};
+    cs.g = ct_graph_create(0);
+    cs.pix = malloc((size_t)CHUNK * 3 * (size_t)S * (size_t)S * sizeof *cs.pix);
+    ct_status s = cs.g && cs.pix ? CT_OK
+                                 : ct_set_error(CT_ERR_NOMEM, "segmentation: out of memory");
+    if (s == CT_OK && d->n_items > 0) {
+        cs.gh = 0;
+        ct_batch b = {.n = 1, .pixels = cs.pix, .epoch = -1};
+        s = ct_pixels_range(&cs.px, 0, 1, 0, cs.pix);
+        ct_graph_reset(cs.g);
+        ct_graph_set_grad(cs.g, false);
+        ct_tensor *lg = s == CT_OK ? m->logits(state, cs.g, &b) : NULL;
+        if (s == CT_OK && (!lg || lg->ndim != 4))
+            s = lg ? ct_set_error(CT_ERR_STATE, "segmentation: %s gave no (1, K, H, W) scores",
+                                  m->name)
+                   : ct_graph_status(cs.g) != CT_OK ? ct_graph_status(cs.g) : CT_ERR_STATE;
+        if (s == CT_OK) cs.gh = (int)lg->shape[2], cs.gw = (int)lg->shape[3];
+    }
+    if (s == CT_OK) s = label_chunks(&cs, d, K, out_dir, sub, out, class_pixels);
+    free(cs.pix);
+    ct_graph_free(cs.g);
     return s;
 }

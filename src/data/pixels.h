@@ -49,6 +49,18 @@ ct_status ct_pixels_batch(const ct_pixel_src *src, const int64_t *idx, int64_t n
 ct_status ct_pixels_range(const ct_pixel_src *src, int64_t i0, int64_t n, uint64_t view,
                           float *px);
 
+/* Segmentation datasets (d->masks): the items as ct_pixels_batch /
+ * ct_pixels_range give them, and each item's label map
+ * (ct_label_map_load_for) through the same geometry into masks (n, S, S):
+ * the evaluation transform's resize and centre crop
+ * (ct_preprocess_label_map), or the training transform's crop box, a
+ * nearest-neighbour resize to S x S and the same flip. Pixels no part of
+ * the map lands on are 255 (ignored). Not with augmix. */
+ct_status ct_pixels_batch_masks(const ct_pixel_src *src, const int64_t *idx, int64_t n,
+                                uint64_t view, float *px, uint8_t *masks);
+ct_status ct_pixels_range_masks(const ct_pixel_src *src, int64_t i0, int64_t n, uint64_t view,
+                                float *px, uint8_t *masks);
+
 /* A training transform by name, for the "train_aug" hyper-parameter of
  * pixel methods: "rrc_flip" (CoOp/Dassl: RandomResizedCrop(S, scale
  * (scale_min, 1)) + horizontal flip p 0.5), "rrc" (the same without the

@@ -28,6 +28,7 @@ extern const ct_method ct_method_proda;
 extern const ct_method ct_method_vpt_var;
 extern const ct_method ct_method_dualcoop;
 extern const ct_method ct_method_maskclip;
+extern const ct_method ct_method_denseclip;
 extern const ct_method ct_method_taidpt;
 extern const ct_method ct_method_protect;
 extern const ct_method ct_method_protect_maple;
@@ -74,6 +75,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_dualcoop,
     &ct_method_taidpt,
     &ct_method_maskclip,
+    &ct_method_denseclip,
     &ct_method_protect,
     &ct_method_calip,
     &ct_method_tpt,

@@ -567,3 +567,43 @@ uint64_t ct_preprocess_hash(uint64_t h, const ct_preprocess_cfg *p) {
     h = ct_hash_bytes(h, p->mean, sizeof p->mean);
     return ct_hash_bytes(h, p->std, sizeof p->std);
 }
+
+void ct_label_map_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh) {
+    for (int y = 0; y < dh; y++) {
+        int64_t sy = (int64_t)(((double)y + 0.5) * sh / dh);
+        if (sy > sh - 1) sy = sh - 1;
+        for (int x = 0; x < dw; x++) {
+            int64_t sx = (int64_t)(((double)x + 0.5) * sw / dw);
+            if (sx > sw - 1) sx = sw - 1;
+            dst[(size_t)y * (size_t)dw + (size_t)x] = src[(size_t)sy * (size_t)sw + (size_t)sx];
+        }
+    }
+}
+
+ct_status ct_preprocess_label_map(const uint8_t *map, int w, int h, const ct_preprocess_cfg *cfg,
+                                  uint8_t pad, uint8_t *out) {
+    if (!map || !out) return ct_set_error(CT_ERR_ARG, "ct_preprocess_label_map: NULL map");
+    int th, tw;
+    ct_status s = ct_preprocess_out_size(cfg, w, h, &th, &tw);
+    if (s != CT_OK) return s;
+    int rh, rw;
+    resized_size(cfg, w, h, &rh, &rw);
+    int oy = 0, ox = 0;
+    if (cfg->crop_h > 0) {
+        oy = crop_offset(rh, th, cfg->crop_rounding);
+        ox = crop_offset(rw, tw, cfg->crop_rounding);
+    }
+    uint8_t *r = malloc((size_t)rw * (size_t)rh);
+    if (!r) return ct_set_error(CT_ERR_NOMEM, "ct_preprocess_label_map: cannot allocate %dx%d",
+                                rw, rh);
+    ct_label_map_resize(map, w, h, r, rw, rh);
+    for (int y = 0; y < th; y++)
+        for (int x = 0; x < tw; x++) {
+            int sy = y + oy, sx = x + ox;
+            out[(size_t)y * (size_t)tw + (size_t)x] =
+                sy >= 0 && sy < rh && sx >= 0 && sx < rw ? r[(size_t)sy * (size_t)rw + (size_t)sx]
+                                                         : pad;
+        }
+    free(r);
+    return CT_OK;
+}

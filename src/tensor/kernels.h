@@ -196,4 +196,47 @@ int sinkhorn_forward(ct_real *plan, ct_real *scratch, const ct_real *cost, const
                      const ct_real *c, int64_t B, int64_t M, int64_t N, ct_real eps, int iters,
                      ct_real tol);
 
+/* ---- dense-prediction layers (kernels_dense.c) ---- */
+/* Transposed convolution, no padding: x (B, Cin, H, W), w (Cin, Cout, k, k)
+ * (torch layout), b (Cout) or NULL; out (B, Cout, (H-1)s + k, (W-1)s + k);
+ * cols: scratch of Cout k k H W values. */
+void conv_transpose2d_forward(ct_real *out, ct_real *cols, const ct_real *x, const ct_real *w,
+                              const ct_real *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                              int64_t Cout, int64_t k, int64_t s);
+/* cols: scratch of Cout k k H W values (one batch element), as forward's. */
+void conv_transpose2d_backward(ct_real *dx, ct_real *dw, ct_real *db, ct_real *cols,
+                               const ct_real *dout, const ct_real *x, const ct_real *w,
+                               int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                               int64_t k, int64_t s);
+/* Training-mode batch norm over (B, HW) per channel of (B, C, HW): the batch
+ * mean and 1/sqrt(biased var + eps) saved in mean, rstd (C). */
+void batchnorm_train_forward(ct_real *out, ct_real *mean, ct_real *rstd, const ct_real *x,
+                             const ct_real *gamma, const ct_real *beta, int64_t B, int64_t C,
+                             int64_t HW, ct_real eps);
+void batchnorm_train_backward(ct_real *dx, ct_real *dgamma, ct_real *dbeta, const ct_real *dout,
+                              const ct_real *x, const ct_real *mean, const ct_real *rstd,
+                              const ct_real *gamma, int64_t B, int64_t C, int64_t HW);
+/* Max pooling k x k, stride s, no padding; arg (B, C, Ho, Wo) the flat index
+ * of each maximum within its plane. */
+void max_pool2d_forward(ct_real *out, int32_t *arg, const ct_real *x, int64_t B, int64_t C,
+                        int64_t H, int64_t W, int64_t k, int64_t s);
+void max_pool2d_backward(ct_real *dx, const ct_real *dout, const int32_t *arg, int64_t BC,
+                         int64_t HW, int64_t HWo);
+/* F.interpolate(x, size=(Ho, Wo)) of (BC, H, W) planes, mode "nearest" or
+ * "bilinear" with align_corners=False. */
+void resize_forward(ct_real *out, const ct_real *x, int64_t BC, int64_t H, int64_t W, int64_t Ho,
+                    int64_t Wo, bool bilinear);
+void resize_backward(ct_real *dx, const ct_real *dout, int64_t BC, int64_t H, int64_t W,
+                     int64_t Ho, int64_t Wo, bool bilinear);
+/* Per-pixel cross-entropy of logits (B, K, HW) against labels (B, HW);
+ * pixels labelled ignore contribute 0; the sum over the others divided by
+ * their count (avg_non_ignore) or by every pixel (B*HW). probs (B, K, HW)
+ * saved, *n_valid the non-ignored count. Backward takes the divisor. */
+void pixel_ce_forward(ct_real *loss, ct_real *probs, int64_t *n_valid, const ct_real *logits,
+                      const uint8_t *labels, int64_t B, int64_t K, int64_t HW, int ignore,
+                      bool avg_non_ignore);
+void pixel_ce_backward(ct_real *dlogits, ct_real dloss, const ct_real *probs,
+                       const uint8_t *labels, int64_t B, int64_t K, int64_t HW, int ignore,
+                       int64_t den);
+
 #endif

@@ -609,12 +609,21 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     ct_augment_cfg aug;
     bool use_aug = false;
     ct_pixel_src psrc = {0};
+    /* segmentation: label maps travel with the pixels through the same
+     * geometry; the evaluation transform is the whole image resized to the
+     * input (ct_seg_preprocess), as segmentation evaluation reads it */
+    const bool seg = m->pixels && task->train && task->train->masks;
+    ct_preprocess_cfg seg_pre;
+    if (seg) ct_seg_preprocess(task->pre, S, &seg_pre);
+    if (seg && cfg->select_best_val)
+        return ct_set_error(CT_ERR_ARG, "trainer: select=best_val selects on classification "
+                            "accuracy; %s trains on label maps (select=last)", m->name);
     if (m->pixels) {
         s = ct_pixels_aug_from_name(cfg->train_aug ? cfg->train_aug : "rrc_flip",
                                     cfg->aug_scale_min > 0 ? cfg->aug_scale_min : 0.08, S, &aug,
                                     &use_aug);
         if (s != CT_OK) return s;
-        psrc = (ct_pixel_src){task->train, task->pre, S, use_aug ? &aug : NULL,
+        psrc = (ct_pixel_src){task->train, seg ? &seg_pre : task->pre, S, use_aug ? &aug : NULL,
                               ct_hash_str(cfg->seed, "trainer.pixels"), m->name, NULL};
     }
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
@@ -708,9 +717,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int nK = task->n_classes;
     const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
+    uint8_t *bm = seg ? malloc((size_t)B * (size_t)S * (size_t)S) : NULL;
     if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
         (dp && !gbuf) ||
-        (all_t && !bt) || (task->n_tasks > 0 && !bk)) {
+        (all_t && !bt) || (task->n_tasks > 0 && !bk) || (seg && !bm)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -742,7 +752,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL, bt, bd, (int)T, NULL};
+                          ep, NULL, bt, bd, (int)T, NULL, NULL};
             /* data-parallel: this rank's slice [lo, hi) of the batch */
             const int64_t n_all = nbatch;
             int64_t lo = 0, hi = nbatch;
@@ -753,8 +763,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                 for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
                 for (int64_t j = 0; bt && j < nbatch; j++)
                     memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
-                if ((s = ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
-                b.x = NULL, b.pixels = bx;
+                s = seg ? ct_pixels_batch_masks(&psrc, idx, nbatch, (uint64_t)ep, bx, bm)
+                        : ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx);
+                if (s != CT_OK) break;
+                b.x = NULL, b.pixels = bx, b.masks = bm;
                 for (int64_t j = 0; bz && j < nbatch; j++)
                     memcpy(bz + j * fz.dim, fz.x + idx[j] * fz.dim, (size_t)fz.dim * sizeof *bz);
                 b.frozen = bz;
@@ -811,7 +823,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
         if (s != CT_OK) break;
         if (m->end_epoch && (s = m->end_epoch(state, ep, cfg->epochs)) != CT_OK) break;
         double acc = -1;
-        if (m->pixels ? task->val && task->val->n_items : task->val_feats && task->val_feats->n) {
+        /* (segmentation runs are scored by mIoU after training, not per epoch) */
+        if (m->pixels ? task->val && task->val->n_items && !seg
+                      : task->val_feats && task->val_feats->n) {
             acc = accuracy(m, state, task, &s);
             if (s != CT_OK) break;
             if (acc > best_acc) {
@@ -850,7 +864,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
 done:
     free(gbuf);
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk);
+    free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk), free(bm);
 out:
     free(bz);
     ct_features_free(&fz);
