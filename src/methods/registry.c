@@ -26,6 +26,7 @@ extern const ct_method ct_method_taidpt;
 extern const ct_method ct_method_protect;
 extern const ct_method ct_method_tpt;
 extern const ct_method ct_method_wise_ft;
+extern const ct_method ct_method_must;
 extern const ct_method ct_method_vp;
 extern const ct_method ct_method_vpt_deep;
 extern const ct_method ct_method_ivlp;
@@ -61,6 +62,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_calip,
     &ct_method_tpt,
     &ct_method_wise_ft,
+    &ct_method_must,
     &ct_method_vp,
     &ct_method_vpt_deep,
     &ct_method_ivlp,

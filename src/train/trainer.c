@@ -548,7 +548,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     const ct_features *data = m->pixels ? NULL
                               : m->train_set ? m->train_set(state)
                               : task->aug_feats ? task->aug_feats : task->train_feats;
-    if (m->pixels ? !task->train || task->train->n_items == 0 : !data || data->n == 0)
+    /* pixel methods iterate the training split's images, or the unlabelled
+     * pool's when they learn without labels (MUST) */
+    const ct_dataset *ptrain = m->pixels && m->wants_unlabelled && task->unlabelled
+                                   ? task->unlabelled : task->train;
+    if (m->pixels ? !ptrain || ptrain->n_items == 0 : !data || data->n == 0)
         return ct_set_error(CT_ERR_ARG, "trainer: no training %s",
                             m->pixels ? "images" : "features");
     /* pixel methods: the training transform, item i of epoch e drawn from
@@ -559,14 +563,15 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                             m->name);
     ct_augment_cfg aug;
     bool use_aug = false;
-    ct_pixel_src psrc = {0};
+    ct_pixel_src psrc = {0}, pplain = {0};
     if (m->pixels) {
         s = ct_pixels_aug_from_name(cfg->train_aug ? cfg->train_aug : "rrc_flip",
                                     cfg->aug_scale_min > 0 ? cfg->aug_scale_min : 0.08, S, &aug,
                                     &use_aug);
         if (s != CT_OK) return s;
-        psrc = (ct_pixel_src){task->train, task->pre, S, use_aug ? &aug : NULL,
+        psrc = (ct_pixel_src){ptrain, task->pre, S, use_aug ? &aug : NULL,
                               ct_hash_str(cfg->seed, "trainer.pixels"), m->name, NULL};
+        pplain = (ct_pixel_src){ptrain, task->pre, S, NULL, 0, m->name, NULL};
     }
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
      * scalars); only those requiring grad are optimised and clipped */
@@ -619,7 +624,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t n_view = !m->train_set && task->train_feats && task->aug_feats && cfg->cycle_views
                          ? task->train_feats->n : 0;
     int64_t n_views = n_view > 0 ? data->n / n_view : 1;
-    int64_t n = m->pixels ? task->train->n_items : n_view > 0 ? n_view : data->n;
+    int64_t n = m->pixels ? ptrain->n_items : n_view > 0 ? n_view : data->n;
     int64_t B = cfg->batch_size;
     size_t per = (size_t)3 * S * S, dim = m->pixels ? per : (size_t)data->dim;
     /* Dassl drops the last incomplete batch when there is a full one */
@@ -637,6 +642,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     }
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
+    float *bw = m->pixels && m->plain_view ? malloc((size_t)B * dim * sizeof *bw) : NULL;
     int *by = malloc((size_t)B * sizeof *by);
     /* multi-task runs: each item's task travels with the batch */
     int *bk = task->n_tasks > 0 ? malloc((size_t)B * sizeof *bk) : NULL;
@@ -646,17 +652,17 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     ct_graph *g = ct_graph_create(0);
     /* multi-label targets travel with the batch */
     int nK = task->n_classes;
-    const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
+    const int8_t *all_t = m->pixels ? ptrain->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
     if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
-        (all_t && !bt) || (task->n_tasks > 0 && !bk)) {
+        (all_t && !bt) || (task->n_tasks > 0 && !bk) || (m->pixels && m->plain_view && !bw)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
     /* the frozen tower's work on training images that are not augmented:
      * once, through the feature cache */
     if (m->pixels && m->frozen_features && !use_aug) {
-        if ((s = frozen_of(task, task->train, &fz)) != CT_OK) goto done;
+        if ((s = frozen_of(task, ptrain, &fz)) != CT_OK) goto done;
         if (!(bz = malloc((size_t)B * (size_t)fz.dim * sizeof *bz))) {
             s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
             goto done;
@@ -681,14 +687,16 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL, bt, bd, (int)T, NULL};
+                          ep, NULL, bt, bd, (int)T, NULL, NULL};
             if (m->pixels) {
                 const int64_t *idx = order + bi * B;
-                for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
+                for (int64_t j = 0; j < nbatch; j++) by[j] = ptrain->items[idx[j]].label;
                 for (int64_t j = 0; bt && j < nbatch; j++)
                     memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
                 if ((s = ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx)) != CT_OK) break;
                 b.x = NULL, b.pixels = bx;
+                if (bw && (s = ct_pixels_batch(&pplain, idx, nbatch, 0, bw)) != CT_OK) break;
+                b.pixels_plain = bw;
                 for (int64_t j = 0; bz && j < nbatch; j++)
                     memcpy(bz + j * fz.dim, fz.x + idx[j] * fz.dim, (size_t)fz.dim * sizeof *bz);
                 b.frozen = bz;
@@ -735,6 +743,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
             if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
             s = ct_optim_step_each(opt, lrs, false);
+            if (s == CT_OK && m->after_step) s = m->after_step(state, &b);
         }
         if (s != CT_OK) break;
         if (m->end_epoch && (s = m->end_epoch(state, ep, cfg->epochs)) != CT_OK) break;
@@ -774,7 +783,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     if (s == CT_OK && end == cfg->epochs && m->finish) s = m->finish(state, task);
 done:
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk);
+    free(order), free(bx), free(bw), free(by), free(best), free(bt), free(bd), free(bk);
 out:
     free(bz);
     ct_features_free(&fz);
