@@ -69,7 +69,6 @@
 #include "model/vision_copy.h"
 
 #define MUST_NP 10
-#define MUST_SCALE 100.0f /* the official's fixed logit scale */
 #define MUST_MAX_BLOCKS 4096 /* mask blocks per image (a 64 x 64 grid) */
 
 typedef struct {
@@ -83,10 +82,15 @@ typedef struct {
     float *prev_avg;              /* (K) K >= 512: the last step's mean probs   */
     int prev_epoch;
     int K, E, W, S, p, grid, unit, n_blocks, n_masked;
-    float eps;
+    float eps, scale;             /* the logit scale (the official's 100)       */
     double conf, w_fair, w_align, decay, decay_init;
     int warm_it;
     bool eval_ema;
+    double layer_decay;           /* lr scale layer_decay^(L + 1 - layer id)      */
+    float *lscale;                /* (n_weights) each tower weight's scale        */
+    float *before;                /* (flat numel + W) the weights before a step   */
+    bool stepping;                /* before_step saved them                       */
+    int n_layers;
 } must_state;
 
 static void must_destroy(void *st) {
@@ -96,7 +100,7 @@ static void must_destroy(void *st) {
     ct_tensor_free(s->cls), ct_tensor_free(s->ema_cls), ct_tensor_free(s->mtok);
     ct_tensor_free(s->lnp_w), ct_tensor_free(s->lnp_b), ct_tensor_free(s->dec_w);
     ct_tensor_free(s->dec_b), ct_tensor_free(s->updates);
-    free(s->prev_avg);
+    free(s->prev_avg), free(s->lscale), free(s->before);
     free(s);
 }
 
@@ -111,10 +115,21 @@ ct_tensor *ct_must_weight(void *st, bool ema, const char *name) {
     return view_of(ema ? &s->ema : &s->st, name);
 }
 
+/* optim_factory.py get_num_layer_for_vit: embeddings, conv1 and ln_pre are
+ * layer 0, block i is i + 1, the rest (ln_post, proj, the classifier, the
+ * decoder) L + 1; the lr scale is layer_decay^(L + 1 - id) */
+static float layer_scale(const must_state *s, const char *name) {
+    int id = s->n_layers + 1;
+    const char *rb = strstr(name, "resblocks.");
+    if (strstr(name, "embedding") || strstr(name, "conv1") || strstr(name, "ln_pre")) id = 0;
+    else if (rb) id = atoi(rb + 10) + 1;
+    return (float)pow(s->layer_decay, s->n_layers + 1 - id);
+}
+
 static ct_status must_create(const ct_task *task, const ct_kv *hp_in, void **out) {
     ct_kv *hp = (ct_kv *)hp_in;
-    const char *tmpl, *mpatch, *eval;
-    double conf, w_fair, w_align, ratio, decay, decay_init;
+    const char *tmpl, *mpatch, *eval, *lscale;
+    double conf, w_fair, w_align, ratio, decay, decay_init, ldecay;
     int warm_it;
     ct_status s = CT_OK;
 #define TRY(x) \
@@ -129,18 +144,33 @@ static ct_status must_create(const ct_task *task, const ct_kv *hp_in, void **out
     TRY(ct_kv_double(hp, "ema_decay_init", 0.999, &decay_init));
     TRY(ct_kv_int(hp, "ema_warm_it", 2000, &warm_it));
     TRY(ct_kv_str(hp, "eval", "student", &eval));
+    TRY(ct_kv_str(hp, "logit_scale", "100", &lscale));
+    TRY(ct_kv_double(hp, "layer_decay", 0.65, &ldecay));
 #undef TRY
     if (s != CT_OK) return s;
     if (!(conf >= 0 && conf <= 1) || !(w_fair >= 0) || !(w_align >= 0) ||
         !(ratio >= 0 && ratio <= 1) || !(decay >= 0 && decay <= 1) ||
-        !(decay_init >= 0 && decay_init <= 1) || warm_it < 1)
+        !(decay_init >= 0 && decay_init <= 1) || warm_it < 1 || !(ldecay > 0 && ldecay <= 1))
         return ct_set_error(CT_ERR_ARG, "must: conf_threshold=%g w_fair=%g w_align=%g "
-                            "mask_ratio=%g ema_decay=%g ema_decay_init=%g ema_warm_it=%d out of "
-                            "range", conf, w_fair, w_align, ratio, decay, decay_init, warm_it);
+                            "mask_ratio=%g ema_decay=%g ema_decay_init=%g ema_warm_it=%d "
+                            "layer_decay=%g out of range", conf, w_fair, w_align, ratio, decay,
+                            decay_init, warm_it, ldecay);
     bool eval_ema = !strcmp(eval, "ema");
     if (!eval_ema && strcmp(eval, "student"))
         return ct_set_error(CT_ERR_ARG, "must: eval=%s (student, ema)", eval);
     if (!task->clip) return ct_set_error(CT_ERR_ARG, "must: needs the model");
+    double scale = 0;
+    if (!strcmp(lscale, "model")) {
+        ct_tensor *ls = ct_clip_find_tensor(task->clip, "logit_scale");
+        if (!ls) return ct_set_error(CT_ERR_ARG, "must: logit_scale=model: the model has none");
+        scale = exp((double)ls->data[0]);
+    } else {
+        char *end = NULL;
+        scale = strtod(lscale, &end);
+        if (end == lscale || *end || !(scale > 0 && scale < 1e6))
+            return ct_set_error(CT_ERR_ARG, "must: logit_scale=%s (a positive number, or model)",
+                                lscale);
+    }
     const ct_clip_config *c = ct_clip_get_config(task->clip);
     if (c->vision_resnet_layers[0] > 0)
         return ct_set_error(CT_ERR_UNSUPPORTED, "must: masked image modelling needs a ViT image "
@@ -164,7 +194,8 @@ static ct_status must_create(const ct_task *task, const ct_kv *hp_in, void **out
     m->n_masked = (int)ceil((double)m->n_blocks * ratio);
     m->conf = conf, m->w_fair = w_fair, m->w_align = w_align, m->decay = decay;
     m->decay_init = decay_init, m->warm_it = warm_it, m->eval_ema = eval_ema;
-    m->prev_epoch = -1;
+    m->prev_epoch = -1, m->scale = (float)scale;
+    m->layer_decay = ldecay, m->n_layers = c->vision_layers;
     int64_t EK[2] = {m->E, m->K}, W = m->W, P3 = 3LL * m->p * m->p, DW[2] = {P3, W}, one = 1;
     m->cls = ct_tensor_new(2, EK, true), m->ema_cls = ct_tensor_new(2, EK, false);
     m->mtok = ct_param_normal(1, W, 0.02f, task->seed, "must.mask_token", 0,
@@ -200,6 +231,13 @@ static ct_status must_create(const ct_task *task, const ct_kv *hp_in, void **out
             m->proj->shape[1] != m->W)
             s = ct_set_error(CT_ERR_FORMAT, "must: the tower has no visual.proj (%d, %d)", m->E,
                              m->W);
+    }
+    if (s == CT_OK) {
+        m->lscale = malloc((size_t)m->st.n_weights * sizeof *m->lscale);
+        m->before = malloc((size_t)(m->st.flat->numel + m->W) * sizeof *m->before);
+        if (!m->lscale || !m->before) s = ct_set_error(CT_ERR_NOMEM, "must: out of memory");
+        for (int i = 0; s == CT_OK && i < m->st.n_weights; i++)
+            m->lscale[i] = layer_scale(m, m->st.views[i].name);
     }
     if (s != CT_OK) {
         must_destroy(m);
@@ -243,7 +281,7 @@ static ct_tensor *head(ct_graph *g, const must_state *s, bool ema, const float *
     ct_tensor *xc = ct_l2_normalize(g, f, 1e-12f);
     if (x_cls) *x_cls = xc;
     if (tokens) *tokens = o.tokens;
-    return ct_scale(g, ct_matmul(g, xc, ema ? s->ema_cls : s->cls, false, false), MUST_SCALE);
+    return ct_scale(g, ct_matmul(g, xc, ema ? s->ema_cls : s->cls, false, false), s->scale);
 }
 
 void ct_must_draw_mask(void *st, uint64_t seed, int64_t i, float *mask) {
@@ -385,10 +423,39 @@ static ct_tensor *must_loss(void *st, ct_graph *g, const ct_batch *b) {
                        mask, b->epoch, NULL, NULL);
 }
 
-/* ModelEma.update after the step, at the decay ramped over warm_it steps */
+/* the weights before the step, for the layer-wise lr scales */
+static ct_status must_before_step(void *st, ct_graph *g, const ct_batch *b) {
+    (void)g, (void)b;
+    must_state *s = st;
+    memcpy(s->before, s->st.flat->data, (size_t)s->st.flat->numel * sizeof(float));
+    memcpy(s->before + s->st.flat->numel, s->mtok->data, (size_t)s->W * sizeof(float));
+    s->stepping = true;
+    return CT_OK;
+}
+
+/* Layer-wise lr decay, then ModelEma.update at the decay ramped over
+ * warm_it steps. AdamW's step at lr * c is c times its step at lr (the
+ * moments do not depend on lr), so scaling each weight's displacement by
+ * its layer's c gives the official's per-group learning rates exactly. */
 static ct_status must_after_step(void *st, const ct_batch *b) {
     (void)b;
     must_state *s = st;
+    if (s->stepping) {
+        s->stepping = false;
+        for (int i = 0; i < s->st.n_weights; i++) {
+            float c = s->lscale[i];
+            if (c == 1.0f) continue;
+            ct_tensor *w = &s->st.views[i];
+            const float *old = s->before + (w->data - s->st.flat->data);
+            for (int64_t k = 0; k < w->numel; k++) w->data[k] = old[k] + c * (w->data[k] - old[k]);
+        }
+        /* mask_token_embedding: an "embedding", layer 0 */
+        float c = (float)pow(s->layer_decay, s->n_layers + 1);
+        const float *old = s->before + s->st.flat->numel;
+        if (c != 1.0f)
+            for (int k = 0; k < s->W; k++)
+                s->mtok->data[k] = old[k] + c * (s->mtok->data[k] - old[k]);
+    }
     double it = s->updates->data[0];
     double r = it / s->warm_it;
     float d = (float)(s->decay_init + (s->decay - s->decay_init) * (r < 1 ? r : 1));
@@ -409,7 +476,7 @@ static ct_tensor *must_logits(void *st, ct_graph *g, const ct_batch *b) {
     int64_t shape[2] = {b->n, s->E};
     ct_tensor *x = ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)b->x, 2, shape), 1e-12f);
     return ct_scale(g, ct_matmul(g, x, s->eval_ema ? s->ema_cls : s->cls, false, false),
-                    MUST_SCALE);
+                    s->scale);
 }
 
 const ct_method ct_method_must = {
@@ -424,7 +491,7 @@ const ct_method ct_method_must = {
      * cosine per step without warmup, train_crop_min 0.3) */
     .defaults = "templates=dataset conf_threshold=0.7 w_fair=1 w_align=0.2 mask_ratio=0.3 "
                 "mask_patch=auto ema_decay=0.9998 ema_decay_init=0.999 ema_warm_it=2000 "
-                "eval=student optim=adamw lr=5e-6 min_lr=2.5e-7 weight_decay=0.05 "
+                "eval=student logit_scale=100 layer_decay=0.65 optim=adamw lr=5e-6 min_lr=2.5e-7 weight_decay=0.05 "
                 "sched=cosine_step batch_size=64 epochs=30 select=last train_aug=rrc_flip "
                 "aug_scale_min=0.3",
     .create = must_create,
@@ -436,5 +503,6 @@ const ct_method ct_method_must = {
     .wants_unlabelled = true,
     .pixels = true,
     .plain_view = true,
+    .before_step = must_before_step,
     .after_step = must_after_step,
 };
