@@ -310,6 +310,39 @@ static void test_mask(void) {
     ct_tensor_free(tok);
 }
 
+/* optim_factory.py's layer scales, applied to a step's displacement: with
+ * layer_decay 0.5 on the one-block tiny tower, embeddings / conv1 / ln_pre
+ * and the mask token move 0.25 of the step, block 0 0.5, the rest 1. */
+static void test_layer_decay(void) {
+    if (!load_fixture()) return;
+    ct_task task = make_task((char *const *)cref_classnames, CREF_K);
+    void *st = NULL;
+    CHECK_OK(create(&task, "layer_decay=0.5 ema_decay=1 ema_decay_init=1", &st));
+    if (!st) return;
+    const ct_method *m = ct_method_find("must");
+    const char *names[6] = {"visual.conv1.weight", "visual.positional_embedding",
+                            "visual.ln_pre.weight",
+                            "visual.transformer.resblocks.0.mlp.c_fc.weight",
+                            "visual.ln_post.bias", "visual.proj"};
+    const float want[6] = {0.25f, 0.25f, 0.25f, 0.5f, 1.0f, 1.0f};
+    float before[6];
+    for (int i = 0; i < 6; i++) before[i] = ct_must_weight(st, false, names[i])->data[0];
+    float tok0 = param(st, 2)->data[0], cls0 = param(st, 1)->data[0];
+    CHECK_OK(m->before_step(st, NULL, NULL));
+    ct_tensor *flat = param(st, 0);
+    for (int64_t k = 0; k < flat->numel; k++) flat->data[k] += 1.0f;
+    param(st, 2)->data[0] += 1.0f, param(st, 1)->data[0] += 1.0f;
+    CHECK_OK(m->after_step(st, NULL));
+    for (int i = 0; i < 6; i++)
+        CHECK_NEAR(names[i], ct_must_weight(st, false, names[i])->data[0] - before[i], want[i],
+                   1e-5, 0);
+    CHECK_NEAR("mask token", param(st, 2)->data[0] - tok0, 0.25, 1e-5, 0);
+    CHECK_NEAR("classifier", param(st, 1)->data[0] - cls0, 1.0, 1e-5, 0);
+    /* decay 1: the teacher did not move */
+    CHECK(ct_must_weight(st, true, names[0])->data[0] == before[0]);
+    m->destroy(st);
+}
+
 static void test_round_trip(void) {
     if (!load_fixture()) return;
     ct_task task = make_task((char *const *)cref_classnames, CREF_K);
@@ -437,6 +470,7 @@ int main(void) {
     RUN(test_hyper_parameters);
     RUN(test_mask);
     RUN(test_parity);
+    RUN(test_layer_decay);
     RUN(test_round_trip);
     RUN(test_runs_shipped);
     ct_clip_free(g_clip);

@@ -14,11 +14,11 @@
  * with the template-ensemble text embeddings (each template normalised,
  * averaged, renormalised), are trained on unlabelled images; an EMA copy of
  * the tower and C is the teacher:
- *   teacher:  p = softmax(100 normalize(f_ema(weak)) C_ema), the weak view
+ *   teacher:  p = softmax(s normalize(f_ema(weak)) C_ema) (s = 100), the weak view
  *             the evaluation transform; conf = max p > tau, y^ = argmax p
  *   student:  the strong view with a random set of patch tokens replaced by
  *             a learned mask token (the encoder's mask-token hook);
- *             logits = 100 normalize(f(strong, mask)) C
+ *             logits = s normalize(f(strong, mask)) C
  *   L_st    = CE(logits[conf], y^[conf])       (mean over confident images)
  *   L_fair  = -mean_k log(mean_b softmax(logits)_bk)
  *             (K >= 512: the batch mean averaged with the previous step's,
@@ -34,8 +34,10 @@
  * of u x u patches, uniformly without replacement, per image.
  *
  * Departures, said here and in docs/methods/must.md:
- *   - one AdamW group: weight decay on every tensor and no layer-wise lr
- *     decay (the official: no decay on 1-D tensors, lr scale 0.65^(L+1-i));
+ *   - weight decay on every tensor (the official exempts 1-D tensors);
+ *     the layer-wise lr decay (optim_factory.py, 0.65^(L+1-id)) is done by
+ *     scaling each weight's AdamW displacement after the step (exact:
+ *     AdamW's step is linear in lr), see must_after_step;
  *   - the strong view is the trainer's random resized crop (scale 0.3-1)
  *     and flip: timm's RandAugment (rand-m9-mstd0.5-inc1) is not here;
  *   - the EMA covers the tower and the classifier (what the teacher's
@@ -43,7 +45,9 @@
  *     and the decoder, which the teacher never uses;
  *   - no confident image in a batch: L_st is 0 (PyTorch gives NaN there);
  *   - mask_patch=auto: blocks of 2 patches a side (the official 32-pixel
- *     blocks of 16-pixel patches) when the grid is even, else 1.
+ *     blocks of 16-pixel patches) when the grid is even, else 1;
+ *   - logit_scale=model (an option; default the code's fixed 100) uses the
+ *     checkpoint's exp(logit_scale) for teacher and student.
  * The official evaluates the student (acc1) and the EMA (ema_acc1) on the
  * test set every epoch and keeps the best by test accuracy; here the last
  * epoch's student scores (eval=ema: the teacher), and nothing is selected
@@ -212,7 +216,8 @@ static ct_status must_create(const ct_task *task, const ct_kv *hp_in, void **out
     if (s == CT_OK) s = ct_zeroshot_classifier(task, "", tmpl, true, zs);
     if (s == CT_OK) {
         for (int k = 0; k < m->K; k++)
-            for (int e = 0; e < m->E; e++) m->cls->data[(size_t)e * m->K + k] = zs[(size_t)k * m->E + e];
+            for (int e = 0; e < m->E; e++)
+                m->cls->data[(size_t)e * m->K + k] = zs[(size_t)k * m->E + e];
         memcpy(m->ema_cls->data, m->cls->data, (size_t)m->cls->numel * sizeof(float));
         for (int i = 0; i < m->W; i++) m->lnp_w->data[i] = 1, m->lnp_b->data[i] = 0;
         s = ct_param_linear_init(m->dec_w, m->dec_b, task->seed, "must.decoder");
@@ -387,10 +392,8 @@ static ct_tensor *loss_masked(must_state *s, ct_graph *g, const float *weak, con
     if (!rows || !wm) return NULL;
     for (int64_t r = 0; r < B * G; r++) rows[r] = r / G, wm->data[r] = mask[r];
     ct_tensor *dlt = ct_sub(g, xm, ct_gather_rows(g, x_cls, rows, 2, rsh));
-    ct_tensor *l_align = n_m > 0 ? ct_scale(g, ct_sum_all(g, ct_mul(g, ct_sum(g, ct_mul(g, dlt, dlt), 2),
-                                                                    wm)),
-                                            (float)(1.0 / n_m))
-                                 : NULL;
+    ct_tensor *sq = ct_mul(g, ct_sum(g, ct_mul(g, dlt, dlt), 2), wm); /* (B, G) */
+    ct_tensor *l_align = n_m > 0 ? ct_scale(g, ct_sum_all(g, sq), (float)(1.0 / n_m)) : NULL;
     ct_tensor *loss = ct_scale(g, l_fair, (float)s->w_fair);
     if (l_st) loss = ct_add(g, loss, l_st);
     if (l_mim) loss = ct_add(g, loss, l_mim);
@@ -491,9 +494,9 @@ const ct_method ct_method_must = {
      * cosine per step without warmup, train_crop_min 0.3) */
     .defaults = "templates=dataset conf_threshold=0.7 w_fair=1 w_align=0.2 mask_ratio=0.3 "
                 "mask_patch=auto ema_decay=0.9998 ema_decay_init=0.999 ema_warm_it=2000 "
-                "eval=student logit_scale=100 layer_decay=0.65 optim=adamw lr=5e-6 min_lr=2.5e-7 weight_decay=0.05 "
-                "sched=cosine_step batch_size=64 epochs=30 select=last train_aug=rrc_flip "
-                "aug_scale_min=0.3",
+                "eval=student logit_scale=100 layer_decay=0.65 optim=adamw lr=5e-6 "
+                "min_lr=2.5e-7 weight_decay=0.05 sched=cosine_step batch_size=64 epochs=30 "
+                "select=last train_aug=rrc_flip aug_scale_min=0.3",
     .create = must_create,
     .destroy = must_destroy,
     .params = must_params,
