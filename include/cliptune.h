@@ -883,6 +883,14 @@ typedef struct ct_clip_hooks {
     const ct_deep_prompts *vision_deep, *text_deep;
     /* LoRA deltas per block of each tower (NULL: none) */
     const ct_lora *vision_lora, *text_lora;
+    /* Masked image modelling on a ViT tower (MUST's VisionTransformer_MIM,
+     * SimMIM): the patch tokens of image b whose patch_mask[b * grid^2 + t]
+     * is 1 are replaced by mask_token, x = x (1 - w) + mask_token w, after
+     * the patch embedding and before the class token and the positional
+     * embedding. Both set, or both NULL (none). mask_token (W) may require
+     * grad; patch_mask (B, grid^2) holds 0 / 1, row-major over the grid. */
+    ct_tensor *mask_token;
+    const float *patch_mask;
 } ct_clip_hooks;
 
 /* With a ModifiedResNet tower (ct_clip_config.vision_resnet_layers) T is
@@ -1387,6 +1395,10 @@ typedef struct ct_batch {
                           * label map through the same geometry as its pixels
                           * (resize, crop, flip), class indices or 255 where
                           * ignored (void, padding); else NULL */
+    const float *pixels_plain; /* (n, 3, S, S): training, methods with plain_view:
+                          * the same images under the evaluation transform
+                          * (the weak view of self-training teachers); else
+                          * NULL */
 } ct_batch;
 
 /* Hyper-parameters as "key=value" text, parsed by the method (unknown keys
@@ -1435,7 +1447,8 @@ typedef struct ct_method {
      * flattened (3*S*S), not CLIP embeddings: model-free baselines */
     bool raw_pixels;
     /* the task needs unlabelled / unlabelled_feats (ct_run computes the
-     * features of the whole training split) */
+     * features of the whole training split); a pixel method with it trains
+     * on task->unlabelled's images (their labels unread) instead of train's */
     bool wants_unlabelled;
     /* optional: the labelled set gradient training iterates instead of the
      * task's train / augmented features (pseudo-labelled methods); called
@@ -1514,6 +1527,14 @@ typedef struct ct_method {
      * upsampling the (H, W) scores bilinearly to each label map, instead of
      * predict_patches on features. */
     bool seg_pixels;
+    /* pixel methods: ct_train hands each batch its images under the
+     * evaluation transform too (ct_batch.pixels_plain) next to the training
+     * transform's (MUST: the EMA teacher's weak view) */
+    bool plain_view;
+    /* optional: after each optimiser step of ct_train (an EMA teacher's
+     * update, MUST); state it keeps belongs in params() as frozen tensors,
+     * so checkpoints carry it */
+    ct_status (*after_step)(void *state, const ct_batch *b);
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -139,7 +139,8 @@ static void run_parity(const char *model_path, const char *ref, bool prompted) {
     memcpy(emb->data, e0->data, (size_t)e0->numel * sizeof(ct_real));
     ct_graph_reset(g);
     ct_graph_set_grad(g, true);
-    ct_clip_hooks hooks = {prompted ? vision_hook : NULL, prompted ? text_hook : NULL, &P, NULL, NULL, NULL, NULL};
+    ct_clip_hooks hooks = {prompted ? vision_hook : NULL, prompted ? text_hook : NULL, &P,
+                           NULL, NULL, NULL, NULL, NULL, NULL};
     ct_clip_image_out io = {0};
     ct_tensor *img = ct_clip_encode_image(g, m, pix, &hooks, true, &io);
     ct_tensor *tin = prompted ? replace_12(g, emb, P.T0) : emb;

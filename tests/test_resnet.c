@@ -343,7 +343,7 @@ static void test_refusals(void) {
  * attention) with their defaults: refused by name on a ResNet */
 static const char *const NEEDS_VIT[] = {"vpt-deep", "ivlp", "maple", "clip-lora", "promptsrc",
                                         "upt", "dpt", "mvlpt", "protect-maple",
-                                        "denseclip"};
+                                        "denseclip", "must"};
 
 static bool needs_vit(const char *name) {
     for (size_t i = 0; i < sizeof NEEDS_VIT / sizeof *NEEDS_VIT; i++)

@@ -34,6 +34,7 @@ extern const ct_method ct_method_protect;
 extern const ct_method ct_method_protect_maple;
 extern const ct_method ct_method_tpt;
 extern const ct_method ct_method_wise_ft;
+extern const ct_method ct_method_must;
 extern const ct_method ct_method_vp;
 extern const ct_method ct_method_vpt_deep;
 extern const ct_method ct_method_ivlp;
@@ -80,6 +81,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_calip,
     &ct_method_tpt,
     &ct_method_wise_ft,
+    &ct_method_must,
     &ct_method_vp,
     &ct_method_vpt_deep,
     &ct_method_ivlp,

@@ -131,6 +131,28 @@ static ct_tensor *run_tower(ct_graph *g, const ct_clip *m, bool vision, ct_tenso
                                        hooked ? tower_hook_fn : NULL, &th, lora);
 }
 
+/* MUST's mask tokens: x (B, G, W) -> x (1 - w) + token w, w the 0/1 patch
+ * mask broadcast over the width. */
+static ct_tensor *mask_patches(ct_graph *g, ct_tensor *x, const ct_clip_hooks *h) {
+    if (!x) return NULL;
+    int64_t B = x->shape[0], G = x->shape[1], W = x->shape[2];
+    if (!h->mask_token || !h->patch_mask)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: mask_token and patch_mask go together");
+    if (h->mask_token->numel != W)
+        return ct_op_fail(g, CT_ERR_ARG, "clip: mask token of %lld values for width %lld",
+                          (long long)h->mask_token->numel, (long long)W);
+    ct_tensor *w = ct_graph_tensor(g, 3, x->shape);
+    if (!w) return NULL;
+    for (int64_t r = 0; r < B * G; r++) {
+        float v = h->patch_mask[r];
+        if (v != 0 && v != 1)
+            return ct_op_fail(g, CT_ERR_ARG, "clip: patch mask value %g at %lld (0 or 1)",
+                              (double)v, (long long)r);
+        for (int64_t k = 0; k < W; k++) w->data[r * W + k] = v;
+    }
+    return ct_add(g, ct_sub(g, x, ct_mul(g, x, w)), ct_mul(g, w, h->mask_token));
+}
+
 static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                                const ct_clip_hooks *hooks, ct_dense_kind kind, bool want_dense,
                                ct_clip_image_out *out) {
@@ -151,6 +173,7 @@ static ct_tensor *encode_image(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
         return ct_clip_rn_encode(g, m, pixels, hooks, kind, want_dense, out);
     int64_t B = pixels->shape[0];
     ct_tensor *x = ct_patch_embed(g, pixels, m->patch_w, c->patch_size); /* (B, grid^2, W) */
+    if (hooks && (hooks->mask_token || hooks->patch_mask)) x = mask_patches(g, x, hooks);
     ct_tensor *parts[2] = {repeat_rows(g, m->class_emb, B), x};
     x = ct_add(g, ct_concat(g, parts, 2, 1), m->vpos);
     ct_tensor *last_in = NULL;

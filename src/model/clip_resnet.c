@@ -78,10 +78,11 @@ ct_tensor *ct_clip_rn_encode(ct_graph *g, const ct_clip *m, ct_tensor *pixels,
                              ct_clip_image_out *out) {
     const ct_clip_config *c = &m->cfg;
     const ct_rn *rn = &m->rn;
-    if (hooks && (hooks->vision || hooks->vision_lora ||
-                  (hooks->vision_deep && hooks->vision_deep->depth > 0)))
-        return ct_op_fail(g, CT_ERR_UNSUPPORTED, "clip: vision hooks, deep prompts and LoRA "
-                          "need a ViT image tower (this model's is a ModifiedResNet)");
+    if (hooks && (hooks->vision || hooks->vision_lora || hooks->mask_token ||
+                  hooks->patch_mask || (hooks->vision_deep && hooks->vision_deep->depth > 0)))
+        return ct_op_fail(g, CT_ERR_UNSUPPORTED, "clip: vision hooks, deep prompts, LoRA and "
+                          "mask tokens need a ViT image tower (this model's is a "
+                          "ModifiedResNet)");
     ct_tensor *x = pixels;
     ct_graph_mark stem = ct_graph_get_mark(g);
     for (int i = 0; i < 3; i++) x = conv_bn(g, x, rn->conv[i], &rn->bn[i], i == 0 ? 2 : 1, 1, true);

@@ -597,7 +597,11 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     const ct_features *data = m->pixels ? NULL
                               : m->train_set ? m->train_set(state)
                               : task->aug_feats ? task->aug_feats : task->train_feats;
-    if (m->pixels ? !task->train || task->train->n_items == 0 : !data || data->n == 0)
+    /* pixel methods iterate the training split's images, or the unlabelled
+     * pool's when they learn without labels (MUST) */
+    const ct_dataset *ptrain = m->pixels && m->wants_unlabelled && task->unlabelled
+                                   ? task->unlabelled : task->train;
+    if (m->pixels ? !ptrain || ptrain->n_items == 0 : !data || data->n == 0)
         return ct_set_error(CT_ERR_ARG, "trainer: no training %s",
                             m->pixels ? "images" : "features");
     /* pixel methods: the training transform, item i of epoch e drawn from
@@ -608,7 +612,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                             m->name);
     ct_augment_cfg aug;
     bool use_aug = false;
-    ct_pixel_src psrc = {0};
+    ct_pixel_src psrc = {0}, pplain = {0};
     /* segmentation: label maps travel with the pixels through the same
      * geometry; the evaluation transform is the whole image resized to the
      * input (ct_seg_preprocess), as segmentation evaluation reads it */
@@ -623,8 +627,9 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                                     cfg->aug_scale_min > 0 ? cfg->aug_scale_min : 0.08, S, &aug,
                                     &use_aug);
         if (s != CT_OK) return s;
-        psrc = (ct_pixel_src){task->train, seg ? &seg_pre : task->pre, S, use_aug ? &aug : NULL,
+        psrc = (ct_pixel_src){ptrain, seg ? &seg_pre : task->pre, S, use_aug ? &aug : NULL,
                               ct_hash_str(cfg->seed, "trainer.pixels"), m->name, NULL};
+        pplain = (ct_pixel_src){ptrain, task->pre, S, NULL, 0, m->name, NULL};
     }
     /* params() may list frozen tensors too (saved with the run, e.g. fitted
      * scalars); only those requiring grad are optimised and clipped */
@@ -685,7 +690,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     int64_t n_view = !m->train_set && task->train_feats && task->aug_feats && cfg->cycle_views
                          ? task->train_feats->n : 0;
     int64_t n_views = n_view > 0 ? data->n / n_view : 1;
-    int64_t n = m->pixels ? task->train->n_items : n_view > 0 ? n_view : data->n;
+    int64_t n = m->pixels ? ptrain->n_items : n_view > 0 ? n_view : data->n;
     /* a batch larger than the set is the whole set (full-batch methods such
      * as LP++ ask for batch_size=65536): buffers of n rows, not B */
     int64_t B = cfg->batch_size < n ? cfg->batch_size : n > 0 ? n : 1;
@@ -705,6 +710,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     }
     int64_t *order = malloc((size_t)n * sizeof *order);
     float *bx = malloc((size_t)B * dim * sizeof *bx);
+    float *bw = m->pixels && m->plain_view ? malloc((size_t)B * dim * sizeof *bw) : NULL;
     int *by = malloc((size_t)B * sizeof *by);
     /* multi-task runs: each item's task travels with the batch */
     int *bk = task->n_tasks > 0 ? malloc((size_t)B * sizeof *bk) : NULL;
@@ -715,19 +721,20 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
     float *gbuf = dp ? malloc(n_train * sizeof *gbuf) : NULL;
     /* multi-label targets travel with the batch */
     int nK = task->n_classes;
-    const int8_t *all_t = m->pixels ? task->train->targets : data->targets;
+    const int8_t *all_t = m->pixels ? ptrain->targets : data->targets;
     int8_t *bt = all_t ? malloc((size_t)B * (size_t)nK) : NULL;
     uint8_t *bm = seg ? malloc((size_t)B * (size_t)S * (size_t)S) : NULL;
     if (!order || !bx || !by || !g || (cfg->select_best_val && !best) || (T > 0 && !bd) ||
         (dp && !gbuf) ||
-        (all_t && !bt) || (task->n_tasks > 0 && !bk) || (seg && !bm)) {
+        (all_t && !bt) || (task->n_tasks > 0 && !bk) || (seg && !bm) ||
+        (m->pixels && m->plain_view && !bw)) {
         s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
     /* the frozen tower's work on training images that are not augmented:
      * once, through the feature cache */
     if (m->pixels && m->frozen_features && !use_aug) {
-        if ((s = frozen_of(task, task->train, &fz)) != CT_OK) goto done;
+        if ((s = frozen_of(task, ptrain, &fz)) != CT_OK) goto done;
         if (!(bz = malloc((size_t)B * (size_t)fz.dim * sizeof *bz))) {
             s = ct_set_error(CT_ERR_NOMEM, "trainer: out of memory");
             goto done;
@@ -760,13 +767,15 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             if (m->pixels) {
                 const int64_t *idx = order + bi * B + lo;
                 nbatch = hi - lo, b.n = nbatch;
-                for (int64_t j = 0; j < nbatch; j++) by[j] = task->train->items[idx[j]].label;
+                for (int64_t j = 0; j < nbatch; j++) by[j] = ptrain->items[idx[j]].label;
                 for (int64_t j = 0; bt && j < nbatch; j++)
                     memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
                 s = seg ? ct_pixels_batch_masks(&psrc, idx, nbatch, (uint64_t)ep, bx, bm)
                         : ct_pixels_batch(&psrc, idx, nbatch, (uint64_t)ep, bx);
                 if (s != CT_OK) break;
                 b.x = NULL, b.pixels = bx, b.masks = bm;
+                if (bw && (s = ct_pixels_batch(&pplain, idx, nbatch, 0, bw)) != CT_OK) break;
+                b.pixels_plain = bw;
                 for (int64_t j = 0; bz && j < nbatch; j++)
                     memcpy(bz + j * fz.dim, fz.x + idx[j] * fz.dim, (size_t)fz.dim * sizeof *bz);
                 b.frozen = bz;
@@ -819,6 +828,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             if (m->before_step && (s = m->before_step(state, g, &b)) != CT_OK) break;
             if (cfg->max_grad_norm > 0) ct_clip_grad_norm(train_p, nt, cfg->max_grad_norm);
             s = ct_optim_step_each(opt, lrs, false);
+            if (s == CT_OK && m->after_step) s = m->after_step(state, &b);
         }
         if (s != CT_OK) break;
         if (m->end_epoch && (s = m->end_epoch(state, ep, cfg->epochs)) != CT_OK) break;
@@ -864,7 +874,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
 done:
     free(gbuf);
     ct_graph_free(g);
-    free(order), free(bx), free(by), free(best), free(bt), free(bd), free(bk), free(bm);
+    free(order), free(bx), free(bw), free(by), free(best), free(bt), free(bd), free(bk), free(bm);
 out:
     free(bz);
     ct_features_free(&fz);

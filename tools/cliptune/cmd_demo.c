@@ -113,6 +113,11 @@ static const demo_method METHODS[] = {
     {"upt", "epochs=6", true},
     {"dpt", "epochs=10 guide_epochs=5 warmup_epochs=2", true},
     {"clip-lora", "iters_per_shot=5 lr=1e-3", true},
+    /* unsupervised: 10 steps on 320 unlabelled training images, the model's
+     * own logit scale (docs/methods/must.md: it does not beat zero-shot on
+     * the shipped model) */
+    {"must", "unlabelled=320 epochs=1 batch_size=32 lr=1e-5 logit_scale=model "
+             "conf_threshold=0.9", true},
 };
 
 /* The multi-label part: the scenes set (ct_data_make_scenes) with every
