@@ -48,6 +48,7 @@
 #include "method_cache.h"
 #include "method_common.h"
 #include "method_image.h"
+#include "svl_adapter.h"
 
 #define N_ENC 4
 #define N_PROJ 4
@@ -193,22 +194,18 @@ static int svl_param_names(void *st, const char **out, int cap) {
     return N_LEARNED;
 }
 
-/* Two-layer ReLU MLP p[0..3] on x: relu(fc2(relu(fc1 x))) when last_relu,
- * else fc2(relu(fc1 x)). */
-static ct_tensor *mlp2(ct_graph *g, ct_tensor *x, ct_tensor *const *p, bool last_relu) {
+ct_tensor *ct_svl_mlp2(ct_graph *g, ct_tensor *x, ct_tensor *const *p, bool last_relu) {
     ct_tensor *h = ct_linear(g, ct_relu(g, ct_linear(g, x, p[0], p[1])), p[2], p[3]);
     return last_relu ? ct_relu(g, h) : h;
 }
 
-/* The SSL encoder's features (n, F) of pixels (n, 3, S, S). */
-static ct_tensor *encode(ct_graph *g, const svl_state *s, const float *px, int64_t n) {
-    int64_t shape[2] = {n, s->in_dim};
-    return mlp2(g, ct_graph_wrap(g, (ct_real *)px, 2, shape), s->enc, true);
+static ct_tensor *encode(ct_graph *g, ct_tensor *const *enc, const float *px, int64_t n,
+                         int in_dim) {
+    int64_t shape[2] = {n, in_dim};
+    return ct_svl_mlp2(g, ct_graph_wrap(g, (ct_real *)px, 2, shape), enc, true);
 }
 
-/* NT-Xent (utils.py nt_xent) of embeddings e (2B, P): the first B rows are
- * view 1, the next B view 2 of the same images. */
-static ct_tensor *nt_xent(ct_graph *g, ct_tensor *e, float temperature) {
+ct_tensor *ct_svl_nt_xent(ct_graph *g, ct_tensor *e, float temperature) {
     if (!e) return NULL;
     int64_t n = e->shape[0], B = n / 2;
     ct_tensor *z = ct_l2_normalize(g, e, 1e-12f);
@@ -222,6 +219,83 @@ static ct_tensor *nt_xent(ct_graph *g, ct_tensor *e, float temperature) {
         y[i] = i < B ? i + B : i - B;
     }
     return ct_cross_entropy(g, ct_add(g, sim, eye), y, 0);
+}
+
+ct_status ct_svl_simclr_step(ct_graph *g, ct_optim *o, ct_tensor *const *enc,
+                             ct_tensor *const *proj, const float *px, int64_t two_b,
+                             int in_dim, float temperature, float lr, float *loss) {
+    ct_graph_reset(g);
+    ct_optim_zero_grad(o);
+    ct_tensor *l = ct_svl_nt_xent(g, ct_svl_mlp2(g, encode(g, enc, px, two_b, in_dim), proj,
+                                                 false), temperature);
+    if (!l)
+        return ct_graph_status(g) != CT_OK ? ct_graph_status(g)
+                                           : ct_set_error(CT_ERR_STATE, "svl-adapter: nt-xent");
+    if (loss) *loss = l->data[0];
+    ct_status s = ct_backward(g, l);
+    return s == CT_OK ? ct_optim_step(o, lr) : s;
+}
+
+ct_tensor *ct_svl_adapter_logits(ct_graph *g, ct_tensor *const *enc, ct_tensor *const *mlp,
+                                 const float *px, int64_t n, int in_dim) {
+    return ct_svl_mlp2(g, encode(g, enc, px, n, in_dim), mlp, false);
+}
+
+ct_tensor *ct_svl_fuse(ct_graph *g, ct_tensor *adapter, const float *f, int64_t n, int E,
+                       const float *zs, int K, float scale, float alpha) {
+    int64_t fs[2] = {n, E}, ws[2] = {K, E};
+    ct_tensor *c = ct_matmul(g, ct_l2_normalize(g, ct_graph_wrap(g, (ct_real *)f, 2, fs), 1e-12f),
+                             ct_graph_wrap(g, (ct_real *)zs, 2, ws), false, true);
+    return ct_add(g, ct_scale(g, adapter, alpha), ct_scale(g, c, (1.0f - alpha) * scale));
+}
+
+int ct_svl_pick_alpha(const float *A, const float *Z, const int *y, int64_t n, int K,
+                      double *acc) {
+    int best = 0;
+    double best_acc = -1;
+    for (int a = 0; a <= 20; a++) {
+        double al = a / 20.0;
+        int64_t ok = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int arg = 0;
+            double bv = -INFINITY;
+            for (int k = 0; k < K; k++) {
+                double x = al * A[i * K + k] + (1 - al) * Z[i * K + k];
+                if (x > bv) bv = x, arg = k;
+            }
+            ok += arg == y[i];
+        }
+        double r = n ? (double)ok / (double)n : 0;
+        if (r > best_acc) best_acc = r, best = a; /* the first best, as the official */
+    }
+    if (acc) *acc = best_acc;
+    return best;
+}
+
+double ct_svl_confidence_alpha(const float *x, int64_t n, int E, const float *zs, int K,
+                               float scale) {
+    float *u = malloc((size_t)E * sizeof *u);
+    double *lg = malloc((size_t)K * sizeof *lg);
+    if (!u || !lg) {
+        free(u), free(lg);
+        ct_set_error(CT_ERR_NOMEM, "svl-adapter: out of memory");
+        return NAN;
+    }
+    double conf = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ct_unit_rows(u, x + i * E, 1, E);
+        double mx = -INFINITY, z = 0;
+        for (int k = 0; k < K; k++) {
+            double v = 0;
+            for (int e = 0; e < E; e++) v += (double)u[e] * zs[(size_t)k * E + e];
+            lg[k] = (double)scale * v;
+            if (lg[k] > mx) mx = lg[k];
+        }
+        for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
+        conf += 1.0 / z;
+    }
+    free(u), free(lg);
+    return n ? 1 - conf / (double)n : NAN;
 }
 
 /* SimCLR pretraining of the encoder (and projector) on d's images. */
@@ -266,24 +340,17 @@ static ct_status ssl_pretrain(svl_state *s, const ct_task *task, const ct_datase
                                               px + (size_t)B * per);
         pos += B;
         if (st != CT_OK) break;
-        ct_graph_reset(g);
-        ct_optim_zero_grad(o);
-        ct_tensor *e = mlp2(g, encode(g, s, px, 2 * (int64_t)B), s->proj, false);
-        ct_tensor *loss = nt_xent(g, e, s->temperature);
-        if (!loss) {
-            st = ct_graph_status(g) != CT_OK ? ct_graph_status(g)
-                                             : ct_set_error(CT_ERR_STATE, "svl-adapter: nt-xent");
-            break;
-        }
-        if (step == 0) first = loss->data[0];
-        last = loss->data[0];
-        if ((st = ct_backward(g, loss)) != CT_OK) break;
         /* CosineAnnealingLR over every step, stepped after each */
         double lr = ct_sched_step_cosine(oc.lr, 0, step, 0, s->ssl_steps);
-        st = ct_optim_step(o, (float)lr);
+        float loss;
+        st = ct_svl_simclr_step(g, o, s->enc, s->proj, px, 2 * (int64_t)B, s->in_dim,
+                                s->temperature, (float)lr, &loss);
+        if (st != CT_OK) break;
+        if (step == 0) first = loss;
+        last = loss;
         if (task->progress)
             task->progress(task->progress_ctx, "svl-adapter: simclr", step + 1, s->ssl_steps,
-                           loss->data[0], lr);
+                           loss, lr);
     }
     for (int i = 0; i < N_ENC + N_PROJ; i++) {
         ct_tensor_zero_grad(p[i]);
@@ -312,7 +379,7 @@ static ct_tensor *adapter_logits(ct_graph *g, svl_state *s, const ct_batch *b) {
         ct_set_error(CT_ERR_ARG, "svl-adapter: the batch has no pixels");
         return NULL;
     }
-    return mlp2(g, encode(g, s, b->pixels, b->n), s->mlp, false);
+    return ct_svl_adapter_logits(g, s->enc, s->mlp, b->pixels, b->n, s->in_dim);
 }
 
 static ct_tensor *svl_loss(void *st, ct_graph *g, const ct_batch *b) {
@@ -323,23 +390,9 @@ static ct_tensor *svl_loss(void *st, ct_graph *g, const ct_batch *b) {
     return ct_cross_entropy(g, adapter_logits(g, s, b), y, 0);
 }
 
-/* clip_scale cos(clip(x), W_zs) (n, K) */
-static ct_tensor *clip_logits(ct_graph *g, svl_state *s, const ct_batch *b, const ct_clip *clip) {
-    int64_t fs[2] = {b->n, s->E}, ws[2] = {s->K, s->E};
-    ct_tensor *f;
-    if (b->frozen) {
-        f = ct_graph_wrap(g, (ct_real *)b->frozen, 2, fs);
-    } else {
-        int64_t ps[4] = {b->n, 3, s->S, s->S};
-        f = ct_clip_encode_image(g, clip, ct_graph_wrap(g, (ct_real *)b->pixels, 4, ps), NULL,
-                                 false, NULL);
-    }
-    ct_tensor *w = ct_graph_wrap(g, s->zs, 2, ws);
-    return ct_scale(g, ct_matmul(g, ct_l2_normalize(g, f, 1e-12f), w, false, true),
-                    s->clip_scale);
-}
-
-/* alpha * adapter + (1 - alpha) * zero-shot (low_shot_adapt.py's fusion) */
+/* alpha * adapter + (1 - alpha) * zero-shot (low_shot_adapt.py's fusion);
+ * CLIP's embeddings from the feature cache (ct_batch.frozen), else
+ * computed here */
 static ct_tensor *svl_logits(void *st, ct_graph *g, const ct_batch *b) {
     svl_state *s = st;
     float al = s->alpha->data[0];
@@ -347,8 +400,17 @@ static ct_tensor *svl_logits(void *st, ct_graph *g, const ct_batch *b) {
         ct_set_error(CT_ERR_FORMAT, "svl-adapter: alpha %g outside [0, 1]", (double)al);
         return NULL;
     }
-    ct_tensor *a = adapter_logits(g, s, b), *c = clip_logits(g, s, b, s->clip);
-    return ct_add(g, ct_scale(g, a, al), ct_scale(g, c, 1.0f - al));
+    ct_tensor *a = adapter_logits(g, s, b);
+    if (!a) return NULL;
+    const float *f = b->frozen;
+    if (!f) {
+        int64_t ps[4] = {b->n, 3, s->S, s->S};
+        ct_tensor *e = ct_clip_encode_image(g, s->clip, ct_graph_wrap(g, (ct_real *)b->pixels, 4,
+                                                                      ps), NULL, false, NULL);
+        if (!e) return NULL;
+        f = e->data;
+    }
+    return ct_svl_fuse(g, a, f, b->n, s->E, s->zs, s->K, s->clip_scale, al);
 }
 
 /* Scores of d's images with the adapter alone (alpha 1) and zero-shot alone
@@ -383,27 +445,11 @@ static ct_status svl_finish(void *st, const ct_task *task) {
         if (!f || f->n < 1 || f->dim != s->E)
             return ct_set_error(CT_ERR_ARG, "svl-adapter: alpha=confidence needs image "
                                 "features of dimension %d", s->E);
-        float *u = malloc((size_t)s->E * sizeof *u);
-        double *lg = malloc((size_t)K * sizeof *lg);
-        if (!u || !lg) return free(u), free(lg), ct_set_error(CT_ERR_NOMEM, "svl-adapter: out of memory");
-        double conf = 0;
-        for (int64_t i = 0; i < f->n; i++) {
-            ct_unit_rows(u, f->x + i * f->dim, 1, s->E);
-            double mx = -INFINITY, z = 0;
-            for (int k = 0; k < K; k++) {
-                double v = 0;
-                for (int e = 0; e < s->E; e++) v += (double)u[e] * s->zs[(size_t)k * s->E + e];
-                lg[k] = s->clip_scale * v;
-                if (lg[k] > mx) mx = lg[k];
-            }
-            for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
-            conf += 1.0 / z;
-        }
-        free(u), free(lg);
-        conf /= (double)f->n;
-        s->alpha->data[0] = (float)(1 - conf);
+        double conf = ct_svl_confidence_alpha(f->x, f->n, s->E, s->zs, K, s->clip_scale);
+        if (!isfinite(conf)) return CT_ERR_NOMEM;
+        s->alpha->data[0] = (float)conf;
         tlog(task, "svl-adapter: alpha %.3f = 1 - CLIP's mean confidence on %lld unlabelled "
-             "images", 1 - conf, (long long)f->n);
+             "images", conf, (long long)f->n);
         return CT_OK;
     }
     if (!task->val || task->val->n_items < 1) {
@@ -416,23 +462,12 @@ static ct_status svl_finish(void *st, const ct_task *task) {
     float *A = malloc((size_t)n * K * sizeof *A), *Z = malloc((size_t)n * K * sizeof *Z);
     ct_status e = A && Z ? both_scores(s, task, v, A, Z)
                          : ct_set_error(CT_ERR_NOMEM, "svl-adapter: out of memory");
-    int best = 0;
-    double best_acc = -1;
-    for (int a = 0; e == CT_OK && a <= 20; a++) {
-        double al = a / 20.0;
-        int64_t ok = 0;
-        for (int64_t i = 0; i < n; i++) {
-            int arg = 0;
-            double bv = -INFINITY;
-            for (int k = 0; k < K; k++) {
-                double x = al * A[i * K + k] + (1 - al) * Z[i * K + k];
-                if (x > bv) bv = x, arg = k;
-            }
-            ok += arg == v->items[i].label;
-        }
-        double acc = (double)ok / (double)n;
-        if (acc > best_acc) best_acc = acc, best = a; /* the first best, as the official */
-    }
+    int *y = malloc((size_t)n * sizeof *y);
+    if (e == CT_OK && !y) e = ct_set_error(CT_ERR_NOMEM, "svl-adapter: out of memory");
+    for (int64_t i = 0; e == CT_OK && i < n; i++) y[i] = v->items[i].label;
+    double best_acc = 0;
+    int best = e == CT_OK ? ct_svl_pick_alpha(A, Z, y, n, K, &best_acc) : 0;
+    free(y);
     free(A), free(Z);
     if (e != CT_OK) return e;
     s->alpha->data[0] = (float)best / 20.0f;
