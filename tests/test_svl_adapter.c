@@ -59,9 +59,8 @@ static void test_simclr(void) {
         CHECK_MSG(fabs(lr - vref_lrs[t]) < 1e-7, "lr %d: %g vs %g", t, lr, vref_lrs[t]);
         float loss = NAN;
         if (t == 0) {
-            /* gradients of the first step: the step's own backward, read
-             * before the optimiser moves (a step at lr 0 without momentum
-             * history changes nothing but momentum buffers: use a copy) */
+            /* gradients of the first step, from the same graph pieces the
+             * step uses, before any optimiser step */
             ct_graph_reset(g);
             for (int i = 0; i < 8; i++) ct_tensor_zero_grad(p[i]);
             int64_t shp[2] = {2 * VREF_B, VREF_IN};
@@ -88,11 +87,14 @@ static void test_simclr(void) {
 }
 
 static void test_adapter_and_fusion(void) {
-    ct_tensor *enc[4] = {leaf(vref_ssl0_0, VREF_H, VREF_IN, false), leaf(vref_ssl0_1, VREF_H, 0, false),
+    ct_tensor *enc[4] = {leaf(vref_ssl0_0, VREF_H, VREF_IN, false),
+                         leaf(vref_ssl0_1, VREF_H, 0, false),
                          leaf(vref_ssl0_2, VREF_FD, VREF_H, false),
                          leaf(vref_ssl0_3, VREF_FD, 0, false)};
-    ct_tensor *m[4] = {leaf(vref_mlp0_0, VREF_HID, VREF_FD, true), leaf(vref_mlp0_1, VREF_HID, 0, true),
-                       leaf(vref_mlp0_2, VREF_K, VREF_HID, true), leaf(vref_mlp0_3, VREF_K, 0, true)};
+    ct_tensor *m[4] = {leaf(vref_mlp0_0, VREF_HID, VREF_FD, true),
+                       leaf(vref_mlp0_1, VREF_HID, 0, true),
+                       leaf(vref_mlp0_2, VREF_K, VREF_HID, true),
+                       leaf(vref_mlp0_3, VREF_K, 0, true)};
     const double *g0[4] = {vref_agrad0_0, vref_agrad0_1, vref_agrad0_2, vref_agrad0_3};
     const double *w3[4] = {vref_mlp3_0, vref_mlp3_1, vref_mlp3_2, vref_mlp3_3};
     ct_optim_config oc = ct_optim_default(CT_OPTIM_ADAM, 1e-3f);

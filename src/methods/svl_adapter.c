@@ -29,8 +29,9 @@
  * Linear(feat_dim) ReLU, 2352 -> 256 -> 128 at the shipped model's size —
  * not the official ImageNet-initialised ResNet-50 at 112 px; SimCLR is run
  * for ssl_steps steps of ssl_batch image pairs (official: 200 epochs of 256);
- * no colour distortion (the official SSL transform has none for CLIP-style
- * normalisation either, and the data here is grey).
+ * the views are cliptune's augment.h crop (bicubic) + flip, without the
+ * official SSL transform's colour distortion (get_color_distortion(0.5):
+ * ColorJitter p 0.8, RandomGrayscale p 0.2), which augment.h does not have.
  *
  * Learned tensors: "enc.fc1.weight" .. "enc.fc2.bias" (the SSL encoder,
  * frozen after fit), "mlp.0.weight" .. "mlp.2.bias" (AdapterMLP's own
