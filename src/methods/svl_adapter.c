@@ -56,6 +56,8 @@
 #define N_MLP 4
 #define N_LEARNED (N_ENC + N_MLP + 1)
 
+extern const ct_method ct_method_svl_adapter; /* below: scores through ct_predict_images */
+
 typedef struct {
     int K, S, E, in_dim, enc_hidden, feat_dim, proj_hidden, proj_dim, hidden;
     ct_tensor *enc[N_ENC];  /* fc1 w, b, fc2 w, b */
@@ -418,7 +420,6 @@ static ct_tensor *svl_logits(void *st, ct_graph *g, const ct_batch *b) {
  * (alpha 0), through the shared pixel scorer. */
 static ct_status both_scores(svl_state *s, const ct_task *task, const ct_dataset *d, float *A,
                              float *Z) {
-    extern const ct_method ct_method_svl_adapter;
     float keep = s->alpha->data[0];
     s->alpha->data[0] = 1;
     ct_status st = ct_predict_images(&ct_method_svl_adapter, s, task, d, A);
