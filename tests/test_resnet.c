@@ -429,6 +429,7 @@ static void test_every_method(void) {
         if (strstr(m->defaults, "epochs=")) strcat(set, "epochs=1 ");
         if (!strcmp(m->name, "tpt")) strcat(set, "n_views=8 ");
         if (!strcmp(m->name, "calip")) strcat(set, "steps=4 ");
+        if (!strcmp(m->name, "svl-adapter")) strcat(set, "ssl_steps=4 unlabelled=64 ");
         if (!strcmp(m->name, "cupl")) snprintf(set, sizeof set, "descriptions=%s", texts);
         if (!strcmp(m->name, "vcd")) snprintf(set, sizeof set, "descriptors=%s", texts);
         if (!strcmp(m->name, "taidpt")) snprintf(set, sizeof set, "epochs=1 captions=%s", caps);

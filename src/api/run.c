@@ -595,14 +595,15 @@ ct_status ct_run(const ct_run_cfg *cfg, ct_run_result *res) {
     if (s == CT_OK) s = ct_kv_int(&hp, "unlabelled", 0, &unl_max);
     if (s == CT_OK && (unl_max < 0 || (unl_max > 0 && !cfg->method->wants_unlabelled)))
         s = ct_set_error(CT_ERR_ARG, "run: unlabelled=%d: a count >= 0 (0: the whole training "
-                         "split) for methods that read unlabelled images (upl, sus-x)", unl_max);
+                         "split) for methods that read unlabelled images (upl, sus-x, "
+                         "svl-adapter)", unl_max);
     /* pool=SPEC: the unlabelled images are another dataset's training split
      * (its labels dropped) instead of this one's */
     const char *pool_spec = "";
     if (s == CT_OK) s = ct_kv_str(&hp, "pool", "", &pool_spec);
     if (s == CT_OK && *pool_spec && !cfg->method->wants_unlabelled)
         s = ct_set_error(CT_ERR_ARG, "run: pool=%s: an unlabelled image pool is for methods "
-                         "that read unlabelled images (upl, sus-x)", pool_spec);
+                         "that read unlabelled images (upl, sus-x, svl-adapter)", pool_spec);
     if (s == CT_OK && (views < 0 || views > 1000))
         s = ct_set_error(CT_ERR_ARG, "run: aug_views=%d (0 .. 1000)", views);
     ct_train_cfg tc;

@@ -13,6 +13,7 @@ extern const ct_method ct_method_clip_adapter;
 extern const ct_method ct_method_tip_adapter;
 extern const ct_method ct_method_tip_adapter_f;
 extern const ct_method ct_method_sus_x;
+extern const ct_method ct_method_svl_adapter;
 extern const ct_method ct_method_taskres;
 extern const ct_method ct_method_cupl;
 extern const ct_method ct_method_vcd;
@@ -60,6 +61,7 @@ static const ct_method *const METHODS[] = {
     &ct_method_tip_adapter,
     &ct_method_tip_adapter_f,
     &ct_method_sus_x,
+    &ct_method_svl_adapter,
     &ct_method_taskres,
     &ct_method_vt_clip,
     &ct_method_cupl,

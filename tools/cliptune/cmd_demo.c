@@ -90,6 +90,8 @@ static const demo_method METHODS[] = {
     {"tip-adapter-f", "", true},
     /* name-only: the support set from a seeded 2,000 unlabelled training images */
     {"sus-x", "unlabelled=2000", true},
+    /* SimCLR on a seeded 2,000 unlabelled training images, 60 steps */
+    {"svl-adapter", "unlabelled=2000 ssl_steps=60", true},
     {"taskres", "", true},
     {"vt-clip", "", true},
     {"calip", "", true},
