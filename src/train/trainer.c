@@ -759,7 +759,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             int64_t base = n_view > 0 ? (ep % n_views) * n_view : 0;
             ct_batch b = {nbatch, bx, by, NULL,
                           ct_hash_u64(ct_hash_u64(cfg->seed, (uint64_t)ep), (uint64_t)bi + 1),
-                          ep, NULL, bt, bd, (int)T, NULL, NULL};
+                          ep, NULL, bt, bd, (int)T, NULL, NULL, NULL};
             /* data-parallel: this rank's slice [lo, hi) of the batch */
             const int64_t n_all = nbatch;
             int64_t lo = 0, hi = nbatch;
