@@ -38,6 +38,7 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "methods/cocoop.h"
+#include "methods/method_common.h"
 #include "methods/method_prompt.h"
 
 #define EVAL_CHUNK 16
@@ -334,31 +335,18 @@ static ct_tensor *cocoop_loss(void *st, ct_graph *g, const ct_batch *b) {
     return ct_cross_entropy(g, forward(s, g, b->x, b->n), labels, 0.0f);
 }
 
+static ct_tensor *forward_rows(void *st, ct_graph *g, const float *x, int64_t n) {
+    return forward(st, g, x, n);
+}
+
 ct_tensor *ct_cocoop_logits(void *st, ct_graph *g, const ct_batch *b) {
     cocoop_state *s = st;
     bool grad = ct_graph_set_grad(g, false);
     ct_graph_set_grad(g, grad);
     if (grad) return forward(s, g, b->x, b->n);
-    /* no gradient: chunks of images on the private graph, n K prompts each */
-    int64_t shape[2] = {b->n, s->K};
-    ct_tensor *out = ct_graph_tensor(g, 2, shape);
-    if (!out) return NULL;
-    ct_graph_set_grad(s->eg, false);
-    for (int64_t i0 = 0; i0 < b->n; i0 += EVAL_CHUNK) {
-        int64_t n = b->n - i0 < EVAL_CHUNK ? b->n - i0 : EVAL_CHUNK;
-        ct_graph_reset(s->eg);
-        ct_tensor *lg = forward(s, s->eg, b->x + i0 * s->E, n);
-        if (!lg) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", ct_last_error());
-            ct_status e = ct_graph_status(s->eg);
-            ct_set_error(e ? e : CT_ERR_NOMEM, "cocoop: evaluation: %s", msg);
-            return NULL;
-        }
-        memcpy(out->data + i0 * s->K, lg->data, (size_t)(n * s->K) * sizeof(float));
-    }
-    ct_graph_reset(s->eg);
-    return out;
+    /* no gradient: chunks of images on the private graph */
+    return ct_scores_chunked(g, s->eg, b->x, b->n, s->E, s->K, EVAL_CHUNK, forward_rows, s,
+                             "cocoop");
 }
 
 const ct_method ct_method_cocoop = {

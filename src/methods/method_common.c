@@ -1,6 +1,7 @@
 #include "methods/method_common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,4 +160,28 @@ ct_status ct_kv_clip_scale(ct_kv *hp, const char *key, const ct_task *task, cons
         return ct_set_error(CT_ERR_ARG, "%s: %s=%s (model, or a finite number)", who, key, v);
     *out = (float)d;
     return CT_OK;
+}
+
+ct_tensor *ct_scores_chunked(ct_graph *g, ct_graph *eg, const float *x, int64_t n, int64_t E,
+                             int64_t K, int64_t chunk, ct_rows_scores_fn fn, void *state,
+                             const char *who) {
+    int64_t shape[2] = {n, K};
+    ct_tensor *out = ct_graph_tensor(g, 2, shape);
+    if (!out) return NULL;
+    ct_graph_set_grad(eg, false);
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        int64_t m = n - i0 < chunk ? n - i0 : chunk;
+        ct_graph_reset(eg);
+        ct_tensor *lg = fn(state, eg, x + i0 * E, m);
+        if (!lg) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", ct_last_error());
+            ct_status e = ct_graph_status(eg);
+            ct_set_error(e ? e : CT_ERR_NOMEM, "%s: evaluation: %s", who, msg);
+            return NULL;
+        }
+        memcpy(out->data + i0 * K, lg->data, (size_t)(m * K) * sizeof(float));
+    }
+    ct_graph_reset(eg);
+    return out;
 }

@@ -38,4 +38,14 @@ ct_status ct_zeroshot_classifier(const ct_task *task, const char *zs_path, const
 ct_status ct_kv_clip_scale(ct_kv *hp, const char *key, const ct_task *task, const char *who,
                            float *out);
 
+/* Scores (n, K) of the feature rows x (n, E), computed without gradient in
+ * chunks of `chunk` rows by fn on the private graph eg (reset around each
+ * chunk) and copied into a tensor of g: evaluation of methods whose graph
+ * per image is large (CoCoOp's and vpt-var's K prompts per image). NULL
+ * with the error prefixed by who. */
+typedef ct_tensor *(*ct_rows_scores_fn)(void *state, ct_graph *g, const float *x, int64_t n);
+ct_tensor *ct_scores_chunked(ct_graph *g, ct_graph *eg, const float *x, int64_t n, int64_t E,
+                             int64_t K, int64_t chunk, ct_rows_scores_fn fn, void *state,
+                             const char *who);
+
 #endif

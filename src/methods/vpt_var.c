@@ -49,6 +49,7 @@
 
 #include "base/error.h"
 #include "base/hash.h"
+#include "methods/method_common.h"
 #include "methods/method_prompt.h"
 
 #define VPT_MAX_SAMPLES 256
@@ -420,6 +421,10 @@ static ct_tensor *global_scores_cached(vpt_state *s, ct_graph *g, const ct_batch
     return ct_reshape(g, log_mean_exp(g, ct_concat(g, rows, (int)L, 0)), 2, out);
 }
 
+static ct_tensor *scores_rows(void *st, ct_graph *g, const float *x, int64_t n) {
+    return scores(st, g, x, n);
+}
+
 static ct_tensor *vpt_logits(void *st, ct_graph *g, const ct_batch *b) {
     vpt_state *s = st;
     bool grad = ct_graph_set_grad(g, false);
@@ -427,26 +432,9 @@ static ct_tensor *vpt_logits(void *st, ct_graph *g, const ct_batch *b) {
     if (grad) return scores(s, g, b->x, b->n);
     if (!s->image) return global_scores_cached(s, g, b);
     if (s->hook) return scores(s, g, b->x, b->n); /* the hook's layout is the whole batch's */
-    /* no gradient: chunks of images on the private graph, L K prompts each */
-    int64_t shape[2] = {b->n, s->K};
-    ct_tensor *out = ct_graph_tensor(g, 2, shape);
-    if (!out) return NULL;
-    ct_graph_set_grad(s->eg, false);
-    for (int64_t i0 = 0; i0 < b->n; i0 += EVAL_CHUNK) {
-        int64_t n = b->n - i0 < EVAL_CHUNK ? b->n - i0 : EVAL_CHUNK;
-        ct_graph_reset(s->eg);
-        ct_tensor *lg = scores(s, s->eg, b->x + i0 * s->E, n);
-        if (!lg) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", ct_last_error());
-            ct_status e = ct_graph_status(s->eg);
-            ct_set_error(e ? e : CT_ERR_NOMEM, "vpt-var: evaluation: %s", msg);
-            return NULL;
-        }
-        memcpy(out->data + i0 * s->K, lg->data, (size_t)(n * s->K) * sizeof(float));
-    }
-    ct_graph_reset(s->eg);
-    return out;
+    /* no gradient: chunks of images on the private graph */
+    return ct_scores_chunked(g, s->eg, b->x, b->n, s->E, s->K, EVAL_CHUNK, scores_rows, s,
+                             "vpt-var");
 }
 
 const ct_method ct_method_vpt_var = {
