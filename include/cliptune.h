@@ -1447,8 +1447,8 @@ typedef struct ct_method {
      * flattened (3*S*S), not CLIP embeddings: model-free baselines */
     bool raw_pixels;
     /* the task needs unlabelled / unlabelled_feats (ct_run computes the
-     * features of the whole training split); a pixel method with it trains
-     * on task->unlabelled's images (their labels unread) instead of train's */
+     * features of the whole training split); a pixel method that also sets
+     * trains_unlabelled trains on those images instead of train's */
     bool wants_unlabelled;
     /* optional: the labelled set gradient training iterates instead of the
      * task's train / augmented features (pseudo-labelled methods); called
@@ -1535,6 +1535,12 @@ typedef struct ct_method {
      * update, MUST); state it keeps belongs in params() as frozen tensors,
      * so checkpoints carry it */
     ct_status (*after_step)(void *state, const ct_batch *b);
+    /* pixel methods with wants_unlabelled that learn without labels (MUST):
+     * ct_train iterates task->unlabelled's images instead of train's, their
+     * labels hidden (ct_batch.labels all -1). Without it a method that wants
+     * unlabelled images (SVL-Adapter's self-supervised stage in fit) still
+     * trains on the labelled training split. */
+    bool trains_unlabelled;
 } ct_method;
 
 /* Hyper-parameters: parse "k=v k2=v2" (later keys override earlier ones);

@@ -504,6 +504,7 @@ const ct_method ct_method_must = {
     .loss = must_loss,
     .logits = must_logits,
     .wants_unlabelled = true,
+    .trains_unlabelled = true,
     .pixels = true,
     .plain_view = true,
     .before_step = must_before_step,

@@ -598,9 +598,10 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
                               : m->train_set ? m->train_set(state)
                               : task->aug_feats ? task->aug_feats : task->train_feats;
     /* pixel methods iterate the training split's images, or the unlabelled
-     * pool's when they learn without labels (MUST) */
-    const ct_dataset *ptrain = m->pixels && m->wants_unlabelled && task->unlabelled
-                                   ? task->unlabelled : task->train;
+     * pool's when they learn without labels (MUST: trains_unlabelled; the
+     * pool's labels are hidden from the batches) */
+    const bool pool = m->pixels && m->trains_unlabelled && task->unlabelled;
+    const ct_dataset *ptrain = pool ? task->unlabelled : task->train;
     if (m->pixels ? !ptrain || ptrain->n_items == 0 : !data || data->n == 0)
         return ct_set_error(CT_ERR_ARG, "trainer: no training %s",
                             m->pixels ? "images" : "features");
@@ -767,7 +768,7 @@ ct_status ct_train(const ct_method *m, void *state, const ct_task *task,
             if (m->pixels) {
                 const int64_t *idx = order + bi * B + lo;
                 nbatch = hi - lo, b.n = nbatch;
-                for (int64_t j = 0; j < nbatch; j++) by[j] = ptrain->items[idx[j]].label;
+                for (int64_t j = 0; j < nbatch; j++) by[j] = pool ? -1 : ptrain->items[idx[j]].label;
                 for (int64_t j = 0; bt && j < nbatch; j++)
                     memcpy(bt + j * nK, all_t + idx[j] * nK, (size_t)nK);
                 s = seg ? ct_pixels_batch_masks(&psrc, idx, nbatch, (uint64_t)ep, bx, bm)
