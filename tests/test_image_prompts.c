@@ -789,6 +789,49 @@ static void test_frozen_features_once(void) {
     ct_splits_free(&sp);
 }
 
+/* Which images a pixel method that wants unlabelled images trains on: the
+ * labelled split, unless it also sets trains_unlabelled (MUST) — then the
+ * unlabelled pool, its labels hidden. A spy around VP records the batches. */
+static int64_t g_spy_n, g_spy_bad;
+static ct_tensor *spy_loss(void *st, ct_graph *g, const ct_batch *b) {
+    const ct_method *vp = ct_method_find("vp");
+    for (int64_t i = 0; i < b->n; i++) g_spy_bad += b->labels[i] < 0;
+    g_spy_n += b->n;
+    return ct_scale(g, ct_sum_all(g, vp->logits(st, g, b)), 1e-3f);
+}
+
+static void test_unlabelled_pool(void) {
+    ct_splits sp = {0};
+    if (!open_fashion_mnist(&sp)) return;
+    ct_dataset *train = ct_dataset_fewshot(sp.train, 1, 5);  /* 10 images */
+    ct_dataset *pool = ct_dataset_head(sp.test, 24);         /* 24 other ones */
+    for (int k = 0; k < 2; k++) {
+        ct_method spy = *ct_method_find("vp");
+        spy.loss = spy_loss, spy.wants_unlabelled = true, spy.trains_unlabelled = k == 1;
+        ct_kv hp = {0};
+        CHECK_OK(ct_kv_parse(&hp, spy.defaults));
+        CHECK_OK(ct_kv_parse(&hp, "epochs=1 batch_size=2 warmup_steps=0 train_aug=none"));
+        ct_train_cfg tc;
+        CHECK_OK(ct_train_cfg_from_kv(&hp, &tc));
+        ct_task task = {.clip = g_b.clip, .tok = g_b.tok, .pre = &g_b.pre,
+                        .dataset_name = train->name, .n_classes = train->n_classes,
+                        .classnames = train->classnames, .train = train, .unlabelled = pool,
+                        .seed = 5};
+        void *st = NULL;
+        CHECK_OK(spy.create(&task, &hp, &st));
+        g_spy_n = 0, g_spy_bad = 0;
+        CHECK_OK(ct_train(&spy, st, &task, &tc, &hp));
+        /* k 0: the 10 labelled images, labels read; k 1: the pool's 24, none */
+        CHECK_MSG(g_spy_n == (k ? 24 : 10) && g_spy_bad == (k ? 24 : 0),
+                  "trains_unlabelled=%d: %lld images, %lld hidden labels", k,
+                  (long long)g_spy_n, (long long)g_spy_bad);
+        if (st) spy.destroy(st);
+        ct_kv_free(&hp);
+    }
+    ct_dataset_free(train), ct_dataset_free(pool);
+    ct_splits_free(&sp);
+}
+
 /* The trainer's pixel path: a run stopped after one epoch and resumed
  * ends bit-identical to an uninterrupted one (augmentation, order and
  * schedule are functions of (seed, epoch, item)). */
@@ -842,6 +885,7 @@ int main(int argc, char **argv) {
         ct_test_run("ivlp_shared_prefix_exact", test_ivlp_shared_prefix_exact);
         ct_test_run("needs_pixels", test_needs_pixels);
         ct_test_run("every_pixel_method", test_every_pixel_method);
+        ct_test_run("unlabelled_pool", test_unlabelled_pool);
     }
     ct_bundle_free(&g_b);
     ct_safetensors_close(g_ref);
