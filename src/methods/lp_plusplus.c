@@ -239,12 +239,8 @@ static ct_status lpp_fit(void *st, const ct_task *task) {
     ct_rng_init(&rng, ct_hash_u64(s->seed, 0x1bb));
     float bound = (float)(1 / sqrt((double)E));
     ct_rng_fill_uniform(&rng, s->b->data, (size_t)K, -bound, bound);
-    if (task->log) {
-        char line[160];
-        snprintf(line, sizeof line, "lp++: lr_w %.6g, lr_alpha %.6g, alpha init %.6g", s->lr_w,
-                 s->lr_alpha, amean);
-        task->log(task->log_ctx, line);
-    }
+    ct_task_logf(task, "lp++: lr_w %.6g, lr_alpha %.6g, alpha init %.6g", s->lr_w, s->lr_alpha,
+                 amean);
 out:
     free(F), free(G), free(cnt), free(tsum), free(sq);
     return r;

@@ -1,6 +1,7 @@
 #include "methods/method_common.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,4 +185,14 @@ ct_tensor *ct_scores_chunked(ct_graph *g, ct_graph *eg, const float *x, int64_t 
     }
     ct_graph_reset(eg);
     return out;
+}
+
+void ct_task_logf(const ct_task *task, const char *fmt, ...) {
+    if (!task->log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    task->log(task->log_ctx, line);
 }

@@ -48,4 +48,7 @@ ct_tensor *ct_scores_chunked(ct_graph *g, ct_graph *eg, const float *x, int64_t 
                              int64_t K, int64_t chunk, ct_rows_scores_fn fn, void *state,
                              const char *who);
 
+/* A line of the task's log (task->log), printf-style; nothing without a log. */
+void ct_task_logf(const ct_task *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -373,12 +373,8 @@ static ct_status subpt_fit(void *st, const ct_task *task) {
         r = ct_set_error(CT_ERR_STATE, "subpt: the early %s spans no direction",
                          s->gradient ? "gradients" : "trajectory");
     if (r != CT_OK) return r;
-    if (task->log) {
-        char line[200];
-        snprintf(line, sizeof line, "subpt: basis %s of %d early epochs (%lld rows): %d of dim=%d "
-                 "directions", s->gradient ? "gradient" : "pca", t, rows, rank, s->dim);
-        task->log(task->log_ctx, line);
-    }
+    ct_task_logf(task, "subpt: basis %s of %d early epochs (%lld rows): %d of dim=%d directions",
+                 s->gradient ? "gradient" : "pca", t, rows, rank, s->dim);
     /* phase 3 starts where phase 1 did */
     memcpy(ctx->data, s->ctx0, (size_t)D * sizeof *ctx->data);
     return CT_OK;

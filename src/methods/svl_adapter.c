@@ -38,7 +38,6 @@
  * names) and "alpha". The projector is dropped, as the official drops it
  * when it extracts features. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,17 +69,6 @@ typedef struct {
     double alpha_fixed;     /* >= 0: fixed; -1 tune on val; -2 confidence */
     const ct_clip *clip;    /* the task's model (borrowed): embeddings when a batch has none */
 } svl_state;
-
-static void tlog(const ct_task *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tlog(const ct_task *task, const char *fmt, ...) {
-    if (!task->log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    task->log(task->log_ctx, line);
-}
 
 static void svl_destroy(void *st) {
     svl_state *s = st;
@@ -360,7 +348,7 @@ static ct_status ssl_pretrain(svl_state *s, const ct_task *task, const ct_datase
         p[i]->requires_grad = false;
     }
     if (st == CT_OK)
-        tlog(task, "svl-adapter: simclr on %lld unlabelled images, %d steps of %d pairs: nt-xent "
+        ct_task_logf(task, "svl-adapter: simclr on %lld unlabelled images, %d steps of %d pairs: nt-xent "
              "%.4f -> %.4f", (long long)N, s->ssl_steps, B, first, last);
     ct_optim_free(o);
     ct_graph_free(g);
@@ -435,7 +423,7 @@ static ct_status svl_finish(void *st, const ct_task *task) {
     svl_state *s = st;
     if (s->alpha_fixed >= 0) {
         s->alpha->data[0] = (float)s->alpha_fixed;
-        tlog(task, "svl-adapter: alpha %.3f as set", s->alpha_fixed);
+        ct_task_logf(task, "svl-adapter: alpha %.3f as set", s->alpha_fixed);
         return CT_OK;
     }
     int K = s->K;
@@ -450,13 +438,13 @@ static ct_status svl_finish(void *st, const ct_task *task) {
         double conf = ct_svl_confidence_alpha(f->x, f->n, s->E, s->zs, K, s->clip_scale);
         if (!isfinite(conf)) return CT_ERR_NOMEM;
         s->alpha->data[0] = (float)conf;
-        tlog(task, "svl-adapter: alpha %.3f = 1 - CLIP's mean confidence on %lld unlabelled "
+        ct_task_logf(task, "svl-adapter: alpha %.3f = 1 - CLIP's mean confidence on %lld unlabelled "
              "images", conf, (long long)f->n);
         return CT_OK;
     }
     if (!task->val || task->val->n_items < 1) {
         s->alpha->data[0] = 0.5f;
-        tlog(task, "svl-adapter: no validation split: alpha 0.5 (tune_alpha's initial value)");
+        ct_task_logf(task, "svl-adapter: no validation split: alpha 0.5 (tune_alpha's initial value)");
         return CT_OK;
     }
     const ct_dataset *v = task->val;
@@ -473,7 +461,7 @@ static ct_status svl_finish(void *st, const ct_task *task) {
     free(A), free(Z);
     if (e != CT_OK) return e;
     s->alpha->data[0] = (float)best / 20.0f;
-    tlog(task, "svl-adapter: alpha %.2f chosen on val (top-1 %.2f%% over %lld images)",
+    ct_task_logf(task, "svl-adapter: alpha %.2f chosen on val (top-1 %.2f%% over %lld images)",
          best / 20.0, 100 * best_acc, (long long)n);
     return CT_OK;
 }

@@ -51,7 +51,6 @@
 #include "methods/wise_ft.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,17 +284,6 @@ static ct_status score_dataset(wft_state *s, const ct_task *task, const ct_datas
     return e;
 }
 
-static void tlog(const ct_task *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tlog(const ct_task *task, const char *fmt, ...) {
-    if (!task->log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    task->log(task->log_ctx, line);
-}
-
 /* Every alpha on val: accuracy and mean cross-entropy. */
 static ct_status sweep(wft_state *s, const ct_task *task, double *acc, double *loss) {
     const ct_dataset *v = task->val;
@@ -320,7 +308,7 @@ static ct_status sweep(wft_state *s, const ct_task *task, double *acc, double *l
             ok += best == y;
         }
         acc[a] = (double)ok / (double)v->n_items, loss[a] = l / (double)v->n_items;
-        tlog(task, "wise-ft: alpha %.2f  val top-1 %.2f%%  val loss %.4f", (double)alpha,
+        ct_task_logf(task, "wise-ft: alpha %.2f  val top-1 %.2f%%  val loss %.4f", (double)alpha,
              100 * acc[a], loss[a]);
     }
     free(sc);
@@ -371,13 +359,13 @@ static ct_status wft_finish(void *st, const ct_task *task) {
             if (acc[a] > acc[best] || (acc[a] == acc[best] && loss[a] < loss[best])) best = a;
         if (e == CT_OK && s->alpha_fixed < 0) chosen = (float)best / (float)(s->n_alphas - 1);
         if (e == CT_OK)
-            tlog(task, "wise-ft: alpha %.2f %s (val top-1 %.2f%% at alpha %.2f)", (double)chosen,
+            ct_task_logf(task, "wise-ft: alpha %.2f %s (val top-1 %.2f%% at alpha %.2f)", (double)chosen,
                  s->alpha_fixed < 0 ? "chosen on val" : "as set", 100 * acc[best],
                  (double)best / (s->n_alphas - 1));
         if (e == CT_OK && task->run_dir) e = write_curve(s, task->run_dir, acc, loss, chosen);
         free(acc), free(loss);
     } else {
-        tlog(task, "wise-ft: no validation split: alpha %.2f", (double)chosen);
+        ct_task_logf(task, "wise-ft: no validation split: alpha %.2f", (double)chosen);
     }
     s->alpha->data[0] = chosen;
     return e;
